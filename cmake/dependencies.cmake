@@ -1,0 +1,9 @@
+# Dependencies, found once. Paho's Debian CMake config fails when find_package(PahoMqttCpp) runs twice in one
+# project (it re-declares imported targets), so it is guarded by the target it creates.
+find_package(Threads REQUIRED)
+if(NOT TARGET PahoMqttCpp::paho-mqttpp3)
+  find_package(PahoMqttCpp REQUIRED)
+endif()
+if(NOT TARGET nlohmann_json::nlohmann_json)
+  find_package(nlohmann_json 3.10 REQUIRED)
+endif()

@@ -1,0 +1,126 @@
+#pragma once
+// The connected-clients table: every policy about what a status message means for a client lives here.
+// Pure and single-threaded: no I/O, no locks, no clock of its own (every call gets `now`). The scanner wraps it
+// in a mutex; tests and benchmarks use it directly.
+//
+// Policies:
+//  - epochs: a "disconnected" whose epoch is older than the current "connected" one is a late will of an earlier
+//    connection; it is ignored and counted (stale_deaths_ignored).
+//  - an empty (cleared) payload removes the client.
+//  - heartbeat: a connected client that promised a heartbeat is marked stale after three missed intervals
+//    (expire()); any later message clears the flag.
+//  - since: the payload's ts for a "connected", the receive time of a live transition, a clean stop's ts, and
+//    unknown (nullopt) for a retained state without a time.
+//  - counts per state, per-client transition count, malformed payload count. A malformed payload is never dropped:
+//    the client is shown with state unknown and the reason.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <mqtt_presence/status_record.hpp>
+
+namespace mqtt_presence {
+
+/// One client's row, as a snapshot or a change reports it.
+struct client_status {
+    std::string client;
+    state status = state::unknown;
+    bool stale = false;
+    bool retained = false;   ///< learned from the retained store at subscribe time, not seen live
+    std::optional<time_point> since;      ///< when the current state began; nullopt when unknowable
+    std::optional<time_point> last_seen;  ///< last message from the client; nullopt for a retained one without ts
+    std::optional<std::uint64_t> epoch;
+    std::optional<std::chrono::seconds> heartbeat;
+    std::uint32_t transitions = 0;  ///< state changes seen since the client entered the table
+    std::uint16_t source = 0;       ///< which topic scheme the status came from (the scanner's index)
+    std::string detail;  ///< Homie/smarthome detail, or why the payload was unreadable
+    std::string reason;  ///< "clean" / "lost" for a JSON "disconnected"
+    std::string ip;
+    std::string meta;    ///< extra JSON members as a JSON object text, or empty
+    std::string raw;     ///< printable start of an unreadable payload
+};
+
+struct table_counts {
+    std::size_t connected = 0;
+    std::size_t disconnected = 0;
+    std::size_t unknown = 0;
+    std::size_t stale = 0;  ///< connected clients whose heartbeat is overdue (also counted as connected)
+    [[nodiscard]] std::size_t total() const noexcept { return connected + disconnected + unknown; }
+};
+
+struct table_stats {
+    std::uint64_t messages = 0;              ///< every apply()
+    std::uint64_t malformed = 0;             ///< payloads decoded as state unknown
+    std::uint64_t stale_deaths_ignored = 0;  ///< "disconnected" with an epoch older than the current connection
+};
+
+enum class change_kind : std::uint8_t {
+    added,        ///< first status of a client
+    changed,      ///< its state changed
+    reconnected,  ///< still connected, but a new connection (newer epoch)
+    stale,        ///< heartbeat overdue (from expire())
+    fresh,        ///< a stale client was heard from again
+    removed,      ///< cleared (empty payload) or erased
+};
+[[nodiscard]] std::string_view to_string(change_kind k) noexcept;
+
+struct change {
+    change_kind kind = change_kind::added;
+    std::optional<state> previous;  ///< state before the change; nullopt for `added`
+    client_status current;          ///< the row after the change (for `removed`: the last row)
+};
+
+class connection_table {
+public:
+    connection_table();
+    ~connection_table() noexcept;
+    connection_table(connection_table&&) noexcept;
+    connection_table& operator=(connection_table&&) noexcept;
+
+    /// Applies one status message of `client`. `retained`: the broker delivered it from its retained store.
+    /// Returns what changed in the table, if anything worth reporting (a heartbeat refresh is not).
+    std::optional<change> apply(std::string_view client, const status_record& record, bool retained,
+                                time_point now, std::uint16_t source = 0);
+
+    /// Marks connected clients whose heartbeat is more than three intervals overdue as stale.
+    /// Cheap when nothing is due (remembers the next deadline).
+    std::vector<change> expire(time_point now);
+
+    /// Removes a client; returns its last row, if it was there.
+    std::optional<client_status> erase(std::string_view client);
+
+    [[nodiscard]] std::optional<client_status> find(std::string_view client) const;
+    /// All rows, sorted by client name.
+    [[nodiscard]] std::vector<client_status> snapshot() const;
+    /// Visits every row without copying them all first (unordered).
+    void for_each(const std::function<void(const client_status&)>& visit) const;
+
+    [[nodiscard]] table_counts counts() const noexcept { return counts_; }
+    [[nodiscard]] table_stats stats() const noexcept { return stats_; }
+    [[nodiscard]] std::size_t size() const noexcept;
+    void reserve(std::size_t clients);
+
+private:
+    struct entry;
+    struct extras;
+    using map = std::unordered_map<std::string, entry>;
+
+    void count(const entry& e, int delta) noexcept;
+    [[nodiscard]] static client_status row(const std::string& name, const entry& e);
+
+    std::unique_ptr<map> entries_;
+    std::string key_;  // reused lookup key: avoids an allocation per message for long names
+    table_counts counts_;
+    table_stats stats_;
+    time_point next_deadline_ = time_point::max();
+};
+
+}  // namespace mqtt_presence

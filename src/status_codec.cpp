@@ -1,0 +1,375 @@
+#include <mqtt_presence/status_codec.hpp>
+
+#include <array>
+#include <cmath>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <mqtt_presence/error.hpp>
+
+#include "text_util.hpp"
+
+namespace mqtt_presence {
+namespace {
+
+using json = nlohmann::json;
+
+// Largest "ts" accepted: system_clock counts nanoseconds in 64 bits, which ends in the year 2262.
+constexpr std::uint64_t max_ts_ms = 9'000'000'000'000ULL;
+constexpr std::uint64_t max_heartbeat_s = 7ULL * 24 * 3600;
+constexpr int max_json_depth = 32;
+
+struct token_meaning {
+    std::string_view word;
+    state status;
+    std::string_view detail;
+};
+
+// Every word any convention uses for a state (see the header). Looked up case-insensitively.
+constexpr std::array<token_meaning, 16> tokens{{
+    {"1", state::connected, ""},
+    {"2", state::connected, "device-ok"},  // mqtt-smarthome: connected to broker and hardware
+    {"true", state::connected, ""},
+    {"online", state::connected, ""},
+    {"connected", state::connected, ""},
+    {"ready", state::connected, ""},
+    {"init", state::connected, "init"},      // Homie: connected, still configuring
+    {"alert", state::connected, "alert"},    // Homie: connected, needs attention
+    {"0", state::disconnected, ""},
+    {"false", state::disconnected, ""},
+    {"offline", state::disconnected, ""},
+    {"disconnected", state::disconnected, ""},
+    {"lost", state::disconnected, "lost"},   // Homie's will
+    {"sleeping", state::disconnected, "sleeping"},  // Homie: announced before it sleeps and disconnects
+    {"dead", state::disconnected, ""},
+    {"down", state::disconnected, ""},
+}};
+
+const token_meaning* find_token(std::string_view word) noexcept {
+    if (word.size() > 12) return nullptr;
+    for (const auto& t : tokens)
+        if (detail::iequals(t.word, word)) return &t;
+    return nullptr;
+}
+
+status_record unreadable(std::string_view payload, std::string why) {
+    status_record r;
+    r.status = state::unknown;
+    r.detail = std::move(why);
+    r.raw = detail::printable(payload, max_raw_copy);
+    return r;
+}
+
+// Reads a JSON status object with nlohmann's SAX interface: the known members go straight into the record,
+// other top-level members are collected into `meta`. No DOM is built for the common payload.
+class status_sax {
+public:
+    using number_integer_t = json::number_integer_t;
+    using number_unsigned_t = json::number_unsigned_t;
+    using number_float_t = json::number_float_t;
+    using string_t = json::string_t;
+    using binary_t = json::binary_t;
+
+    status_record record;
+    std::string error;
+    bool has_status = false;
+
+    bool null() { return scalar(nullptr, "null"); }
+    bool boolean(bool v) { return scalar(v, v ? "true" : "false"); }
+    bool number_integer(number_integer_t v) { return scalar(v, "a negative number"); }
+    bool number_unsigned(number_unsigned_t v) { return scalar(v, "a number"); }
+    bool number_float(number_float_t v, const string_t&) { return scalar(v, "a fractional number"); }
+    bool string(string_t& v) { return scalar(std::move(v), "a string"); }
+    bool binary(binary_t&) { return fail("binary values are not JSON"); }
+
+    bool start_object(std::size_t) { return open(json::object()); }
+    bool start_array(std::size_t) { return open(json::array()); }
+    bool end_object() { return close(); }
+    bool end_array() { return close(); }
+
+    bool key(string_t& k) {
+        if (depth_ == 1) {
+            key_ = std::move(k);
+            member_ = identify(key_);
+        } else {
+            nested_key_ = std::move(k);
+        }
+        return true;
+    }
+
+    bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception&) {
+        if (error.empty()) error = "invalid JSON at byte " + std::to_string(position);
+        return false;
+    }
+
+    [[nodiscard]] std::string meta_text() const { return meta_.is_null() ? std::string() : meta_.dump(); }
+
+private:
+    bool fail(std::string why) {
+        if (error.empty()) error = std::move(why);
+        return false;
+    }
+
+    // A container begins: the top-level object, or part of an extra member's value.
+    bool open(json container) {
+        if (++depth_ > max_json_depth) return fail("JSON nested deeper than " + std::to_string(max_json_depth));
+        if (depth_ == 1) {
+            if (!container.is_object()) return fail("the JSON payload is not an object");
+            return true;
+        }
+        if (depth_ == 2 && member_ != member_id::extra) return fail("member \"" + key_ + "\" is an object or array");
+        json* slot = add(std::move(container));
+        nest_.push_back(slot);
+        return true;
+    }
+
+    bool close() {
+        if (depth_ > 1) nest_.pop_back();
+        --depth_;
+        return true;
+    }
+
+    // Puts a value under the current extra member (top level) or into the container being built.
+    json* add(json value) {
+        if (nest_.empty()) {
+            if (meta_.is_null()) meta_ = json::object();
+            auto& slot = meta_[key_];
+            slot = std::move(value);
+            return &slot;
+        }
+        json& parent = *nest_.back();
+        if (parent.is_array()) {
+            parent.push_back(std::move(value));
+            return &parent.back();
+        }
+        auto& slot = parent[nested_key_];
+        slot = std::move(value);
+        return &slot;
+    }
+
+    // The members of the contract; everything else is metadata. Identified once per key, not per comparison.
+    enum class member_id : std::uint8_t { extra, status, online, state, client, epoch, ts, timestamp, ip, hb, reason };
+
+    static member_id identify(const std::string& k) noexcept {
+        static constexpr std::array<std::pair<std::string_view, member_id>, 10> known{{
+            {"status", member_id::status}, {"online", member_id::online}, {"state", member_id::state},
+            {"client", member_id::client}, {"epoch", member_id::epoch},   {"ts", member_id::ts},
+            {"timestamp", member_id::timestamp}, {"ip", member_id::ip},   {"hb", member_id::hb},
+            {"reason", member_id::reason},
+        }};
+        for (const auto& [name, id] : known)
+            if (k.size() == name.size() && k == name) return id;
+        return member_id::extra;
+    }
+
+    template <class V>
+    bool scalar(V&& v, std::string_view type_name) {
+        if (depth_ == 0) return fail("the JSON payload is not an object");
+        if (depth_ > 1 || member_ == member_id::extra) {
+            add(json(std::forward<V>(v)));
+            return true;
+        }
+        return member(std::forward<V>(v), type_name);
+    }
+
+    bool set_state(state s, std::string_view detail_text) {
+        if (has_status && record.status != s)
+            return fail("members \"status\", \"online\" and \"state\" disagree");
+        has_status = true;
+        record.status = s;
+        if (!detail_text.empty()) record.detail = std::string(detail_text);
+        return true;
+    }
+
+    bool wrong_type(std::string_view type_name, std::string_view expected) {
+        return fail("member \"" + key_ + "\" is " + std::string(type_name) + ", expected " + std::string(expected));
+    }
+
+    // Known members: the contract of DESIGN.md "Payloads".
+    template <class V>
+    bool member(V&& v, std::string_view type_name) {
+        using T = std::decay_t<V>;
+        if (member_ == member_id::status) {
+            if constexpr (std::is_same_v<T, bool>) return set_state(v ? state::connected : state::disconnected, "");
+            if constexpr (std::is_same_v<T, number_unsigned_t>) {
+                if (v == 0) return set_state(state::disconnected, "");
+                if (v == 1) return set_state(state::connected, "");
+                if (v == 2) return set_state(state::connected, "device-ok");
+                return fail("member \"status\" is " + std::to_string(v) + ", expected 0, 1 or 2");
+            }
+            if constexpr (std::is_same_v<T, string_t>) return word_state(v, "status");
+            return wrong_type(type_name, "0, 1, 2, true, false or \"online\"/\"offline\"");
+        }
+        if (member_ == member_id::online) {
+            if constexpr (std::is_same_v<T, bool>) return set_state(v ? state::connected : state::disconnected, "");
+            return wrong_type(type_name, "true or false");
+        }
+        if (member_ == member_id::state) {
+            if constexpr (std::is_same_v<T, string_t>) return word_state(v, "state");
+            return wrong_type(type_name, "\"online\" or \"offline\"");
+        }
+        if (member_ == member_id::epoch) {
+            if constexpr (std::is_same_v<T, number_unsigned_t>) {
+                record.epoch = v;
+                return true;
+            }
+            return wrong_type(type_name, "a whole number >= 0");
+        }
+        if (member_ == member_id::ts || member_ == member_id::timestamp) {
+            if constexpr (std::is_same_v<T, number_unsigned_t>) {
+                if (v > max_ts_ms) return fail("member \"" + key_ + "\" is out of range (milliseconds since 1970)");
+                if (member_ == member_id::ts || !record.timestamp)
+                    record.timestamp = time_point(std::chrono::milliseconds(static_cast<std::int64_t>(v)));
+                return true;
+            }
+            return wrong_type(type_name, "milliseconds since 1970 as a whole number");
+        }
+        if (member_ == member_id::hb) {
+            if constexpr (std::is_same_v<T, number_unsigned_t>) {
+                if (v > max_heartbeat_s) return fail("member \"hb\" is out of range (seconds, at most a week)");
+                if (v > 0) record.heartbeat = std::chrono::seconds(static_cast<std::int64_t>(v));
+                return true;
+            }
+            return wrong_type(type_name, "a whole number of seconds");
+        }
+        // client, ip, reason: strings
+        if constexpr (std::is_same_v<T, string_t>) {
+            if (member_ == member_id::client) record.client = std::move(v);
+            else if (member_ == member_id::ip) record.ip = std::move(v);
+            else record.reason = std::move(v);
+            return true;
+        }
+        return wrong_type(type_name, "a string");
+    }
+
+    bool word_state(const std::string& word, std::string_view member_name) {
+        const auto* t = find_token(word);
+        if (t == nullptr || (t->word[0] >= '0' && t->word[0] <= '9')) {
+            std::string why = "member \"" + std::string(member_name) + "\" is the string \"" +
+                              detail::printable(word, 40) + "\"";
+            if (t != nullptr) why += "; write the number " + std::string(t->word) + " without quotes";
+            else why += ", expected \"online\" or \"offline\"";
+            return fail(std::move(why));
+        }
+        return set_state(t->status, t->detail);
+    }
+
+    int depth_ = 0;
+    std::string key_;         // the current top-level member
+    member_id member_ = member_id::extra;
+    std::string nested_key_;  // the current member inside an extra member's object
+    json meta_;               // extra top-level members; null until one is seen
+    std::vector<json*> nest_;
+};
+
+status_record decode_json(std::string_view payload) {
+    status_sax sax;
+    bool ok = false;
+    try {
+        ok = json::sax_parse(payload.data(), payload.data() + payload.size(), &sax);
+    } catch (const std::exception& e) {
+        if (sax.error.empty()) sax.error = std::string("invalid JSON: ") + e.what();
+    }
+    if (!ok || !sax.error.empty())
+        return unreadable(payload, sax.error.empty() ? "invalid JSON" : sax.error);
+    if (!sax.has_status)
+        return unreadable(payload, "JSON without a status (expected member \"status\", \"online\" or \"state\")");
+    status_record r = std::move(sax.record);
+    r.meta = sax.meta_text();
+    return r;
+}
+
+}  // namespace
+
+std::string_view to_string(state s) noexcept {
+    switch (s) {
+        case state::connected: return "connected";
+        case state::disconnected: return "disconnected";
+        case state::unknown: break;
+    }
+    return "unknown";
+}
+
+std::string_view to_string(payload_format f) noexcept {
+    switch (f) {
+        case payload_format::json: return "json";
+        case payload_format::text: return "text";
+        case payload_format::plain: break;
+    }
+    return "plain";
+}
+
+std::optional<state> parse_state(std::string_view text) noexcept {
+    for (auto s : {state::connected, state::disconnected, state::unknown})
+        if (detail::iequals(text, to_string(s))) return s;
+    return std::nullopt;
+}
+
+payload_format parse_payload_format(std::string_view text) {
+    for (auto f : {payload_format::plain, payload_format::json, payload_format::text})
+        if (detail::iequals(text, to_string(f))) return f;
+    throw error("unknown payload format \"" + detail::printable(text) + "\"; use plain, json or text");
+}
+
+status_record decode(std::string_view payload) noexcept {
+    try {
+        if (payload.empty()) {
+            status_record r;
+            r.cleared = true;
+            return r;
+        }
+        if (payload.size() > max_status_payload)
+            return unreadable(payload, "payload of " + std::to_string(payload.size()) + " bytes is too large");
+        // nlohmann's lexer reads NUL as the end of input, so it would accept "{...}\0junk": reject it first.
+        if (payload.find('\0') != std::string_view::npos) return unreadable(payload, "payload contains a NUL byte");
+        const auto text = detail::trim(payload);
+        if (text.empty()) return unreadable(payload, "payload is only whitespace");
+        if (text.front() == '{') return decode_json(text);
+        if (const auto* t = find_token(text)) {
+            status_record r;
+            r.status = t->status;
+            r.detail = std::string(t->detail);
+            return r;
+        }
+        return unreadable(payload, "not a status word (expected e.g. 1/0, online/offline, or JSON)");
+    } catch (...) {
+        // Only allocation can fail here; report it as unreadable rather than crash a callback.
+        status_record r;
+        r.detail = "payload could not be decoded (out of memory)";
+        return r;
+    }
+}
+
+std::string encode(const status_record& record, payload_format format) {
+    if (record.status == state::unknown)
+        throw error("cannot encode state unknown: a publisher says connected or disconnected");
+    const bool up = record.status == state::connected;
+    switch (format) {
+        case payload_format::plain: return up ? "1" : "0";
+        case payload_format::text: return up ? "online" : "offline";
+        case payload_format::json: break;
+    }
+    nlohmann::ordered_json j;
+    j["status"] = up ? 1 : 0;
+    if (!record.client.empty()) j["client"] = record.client;
+    if (record.epoch) j["epoch"] = *record.epoch;
+    if (record.timestamp)
+        j["ts"] = std::chrono::duration_cast<std::chrono::milliseconds>(record.timestamp->time_since_epoch()).count();
+    if (!record.ip.empty()) j["ip"] = record.ip;
+    if (record.heartbeat) j["hb"] = record.heartbeat->count();
+    if (!record.reason.empty()) j["reason"] = record.reason;
+    if (!record.meta.empty()) {
+        auto meta = nlohmann::ordered_json::parse(record.meta, nullptr, false);
+        if (!meta.is_object())
+            throw error("metadata must be a JSON object text such as {\"fw\":\"1.2\"}, got: " +
+                        detail::printable(record.meta));
+        for (auto& [k, v] : meta.items()) {
+            if (j.contains(k)) throw error("metadata member \"" + k + "\" clashes with a status member");
+            j[k] = v;
+        }
+    }
+    return j.dump();
+}
+
+}  // namespace mqtt_presence

@@ -1,0 +1,19 @@
+#pragma once
+// Small text helpers shared by the pure layers. Private to the library.
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace mqtt_presence::detail {
+
+[[nodiscard]] bool is_valid_utf8(std::string_view text) noexcept;
+/// Case-insensitive ASCII comparison.
+[[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
+/// Strips ASCII whitespace (space, tab, CR, LF, VT, FF) at both ends.
+[[nodiscard]] std::string_view trim(std::string_view text) noexcept;
+/// A printable, valid-UTF-8 copy of at most `limit` bytes: control characters and invalid bytes become
+/// "\xNN" escapes; "..." marks a cut.
+[[nodiscard]] std::string printable(std::string_view text, std::size_t limit = 80);
+
+}  // namespace mqtt_presence::detail

@@ -1,0 +1,119 @@
+#include <mqtt_presence/topic_scheme.hpp>
+
+#include <mqtt_presence/error.hpp>
+
+#include "text_util.hpp"
+
+namespace mqtt_presence {
+namespace {
+
+constexpr std::string_view placeholder = "{client}";
+constexpr std::size_t max_topic_bytes = 65535;  // MQTT's two-byte length prefix
+constexpr std::string_view template_example = "e.g. \"sensors/connected/{client}\" or \"$CONNECTED/{client}\"";
+
+[[noreturn]] void bad_template(std::string_view templ, const std::string& why) {
+    throw error("invalid topic template \"" + detail::printable(templ) + "\": " + why + "; " +
+                std::string(template_example));
+}
+
+}  // namespace
+
+void validate_utf8(std::string_view text, std::string_view what) {
+    if (text.find('\0') != std::string_view::npos)
+        throw error(std::string(what) + " contains a NUL character, which MQTT topics cannot carry");
+    if (!detail::is_valid_utf8(text))
+        throw error(std::string(what) + " \"" + detail::printable(text) + "\" is not valid UTF-8");
+}
+
+topic_scheme topic_scheme::parse(std::string_view templ) {
+    if (templ.empty()) bad_template(templ, "it is empty");
+    validate_utf8(templ, "topic template");
+    if (templ.size() > max_topic_bytes) bad_template(templ.substr(0, 40), "it is longer than 65535 bytes");
+    const auto at = templ.find(placeholder);
+    if (at == std::string_view::npos) bad_template(templ, "it has no {client} placeholder");
+    if (templ.find(placeholder, at + 1) != std::string_view::npos)
+        bad_template(templ, "it has more than one {client} placeholder");
+    const auto end = at + placeholder.size();
+    if ((at > 0 && templ[at - 1] != '/') || (end < templ.size() && templ[end] != '/'))
+        bad_template(templ, "{client} must fill a whole topic level (between '/' separators)");
+    if (templ.find_first_of("+#") != std::string_view::npos)
+        bad_template(templ, "it contains a wildcard ('+' or '#'); a template names topics, the filter is derived");
+    auto rest = std::string(templ.substr(0, at)) + std::string(templ.substr(end));
+    if (rest.find_first_of("{}") != std::string::npos)
+        bad_template(templ, "it has a brace outside the {client} placeholder (only {client} is supported)");
+
+    topic_scheme s;
+    s.template_ = std::string(templ);
+    s.prefix_ = std::string(templ.substr(0, at));
+    s.suffix_ = std::string(templ.substr(end));
+    s.filter_ = s.prefix_ + "+" + s.suffix_;
+    return s;
+}
+
+const std::vector<std::pair<std::string, std::string>>& topic_scheme::presets() {
+    static const std::vector<std::pair<std::string, std::string>> all = {
+        {"sensors", "sensors/connected/{client}"},
+        {"connected", "$CONNECTED/{client}"},
+        {"homie", "homie/{client}/$state"},
+        {"tasmota", "tele/{client}/LWT"},
+        {"esphome", "{client}/status"},
+        {"zigbee2mqtt", "{client}/bridge/state"},
+        {"sparkplug", "spBv1.0/STATE/{client}"},
+        {"smarthome", "{client}/connected"},
+    };
+    return all;
+}
+
+topic_scheme topic_scheme::preset(std::string_view name) {
+    std::string names;
+    for (const auto& [key, templ] : presets()) {
+        if (detail::iequals(key, name)) return parse(templ);
+        names += names.empty() ? key : ", " + key;
+    }
+    throw error("unknown convention \"" + detail::printable(name) + "\"; known: " + names);
+}
+
+topic_scheme topic_scheme::system_wide() { return parse("$CONNECTED/{client}"); }
+
+topic_scheme topic_scheme::group_connected(std::string_view group) {
+    return parse(std::string(group) + "/connected/{client}");
+}
+
+topic_scheme topic_scheme::group_client_connected(std::string_view group) {
+    return parse(std::string(group) + "/{client}/connected");
+}
+
+void topic_scheme::validate_name(std::string_view client) const {
+    const auto example = " (a valid name: \"kitchen-sensor-1\")";
+    if (client.empty()) throw error("client name is empty" + std::string(example));
+    validate_utf8(client, "client name");
+    if (client.find_first_of("+#/") != std::string_view::npos)
+        throw error("client name \"" + detail::printable(client) +
+                    "\" contains '+', '#' or '/', which would change the topic's levels" + example);
+    if (prefix_.empty() && client.front() == '$')
+        throw error("client name \"" + detail::printable(client) + "\" starts with '$' and is the first level of \"" +
+                    template_ + "\": brokers reserve such topics and the '+' filter would not match it" + example);
+    if (prefix_.size() + client.size() + suffix_.size() > max_topic_bytes)
+        throw error("client name of " + std::to_string(client.size()) +
+                    " bytes makes the status topic longer than 65535 bytes");
+}
+
+std::string topic_scheme::topic_for(std::string_view client) const {
+    validate_name(client);
+    std::string topic;
+    topic.reserve(prefix_.size() + client.size() + suffix_.size());
+    topic.append(prefix_).append(client).append(suffix_);
+    return topic;
+}
+
+std::optional<std::string_view> topic_scheme::match(std::string_view topic) const noexcept {
+    if (topic.size() <= prefix_.size() + suffix_.size()) return std::nullopt;
+    if (topic.compare(0, prefix_.size(), prefix_) != 0) return std::nullopt;
+    if (topic.compare(topic.size() - suffix_.size(), suffix_.size(), suffix_) != 0) return std::nullopt;
+    auto name = topic.substr(prefix_.size(), topic.size() - prefix_.size() - suffix_.size());
+    if (name.find('/') != std::string_view::npos) return std::nullopt;
+    if (prefix_.empty() && name.front() == '$') return std::nullopt;
+    return name;
+}
+
+}  // namespace mqtt_presence

@@ -1,0 +1,200 @@
+#include <mqtt_presence/connection_table.hpp>
+#include <mqtt_presence/status_codec.hpp>
+
+#include <gtest/gtest.h>
+
+using namespace mqtt_presence;
+using namespace std::chrono_literals;
+
+namespace {
+
+const time_point t0 = time_point(std::chrono::milliseconds(1'700'000'000'000));
+
+status_record rec(std::string_view payload) { return decode(payload); }
+
+std::string json_status(int status, std::uint64_t epoch, std::int64_t ts_ms, const char* extra = "") {
+    return "{\"status\":" + std::to_string(status) + ",\"epoch\":" + std::to_string(epoch) +
+           ",\"ts\":" + std::to_string(ts_ms) + extra + "}";
+}
+
+std::int64_t ms(time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+TEST(connection_table, first_status_adds_and_transitions_change) {
+    connection_table t;
+    auto c = t.apply("s1", rec("1"), false, t0);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->kind, change_kind::added);
+    EXPECT_FALSE(c->previous);
+    EXPECT_EQ(c->current.status, state::connected);
+    EXPECT_EQ(c->current.since, t0);
+
+    EXPECT_FALSE(t.apply("s1", rec("1"), false, t0 + 1s)) << "a repeat is not a change";
+    EXPECT_EQ(t.find("s1")->last_seen, t0 + 1s);
+    EXPECT_EQ(t.find("s1")->since, t0);
+
+    c = t.apply("s1", rec("0"), false, t0 + 5s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->kind, change_kind::changed);
+    EXPECT_EQ(c->previous, state::connected);
+    EXPECT_EQ(c->current.since, t0 + 5s);
+    EXPECT_EQ(c->current.transitions, 1u);
+    EXPECT_EQ(t.counts().disconnected, 1u);
+    EXPECT_EQ(t.counts().connected, 0u);
+}
+
+TEST(connection_table, since_follows_the_payload_and_is_unknown_when_unknowable) {
+    connection_table t;
+    const auto started = t0 - 1h;
+    t.apply("json", rec(json_status(1, 1, ms(started))), true, t0);
+    EXPECT_EQ(t.find("json")->since, started) << "a connected payload's ts is when the connection began";
+    EXPECT_EQ(t.find("json")->last_seen, started);
+    EXPECT_TRUE(t.find("json")->retained);
+
+    t.apply("plain-down", rec("0"), true, t0);
+    EXPECT_FALSE(t.find("plain-down")->since) << "a retained 0 read at start-up has no known time";
+    EXPECT_FALSE(t.find("plain-down")->last_seen);
+
+    t.apply("will", rec(json_status(0, 1, ms(started), ",\"reason\":\"lost\"")), true, t0);
+    EXPECT_FALSE(t.find("will")->since) << "a will's ts is its registration, not the death";
+
+    t.apply("clean", rec(json_status(0, 1, ms(t0 - 10s), ",\"reason\":\"clean\"")), true, t0);
+    EXPECT_EQ(t.find("clean")->since, t0 - 10s) << "a clean stop's ts is the moment of the stop";
+
+    t.apply("plain-down", rec("1"), false, t0 + 3s);
+    EXPECT_EQ(t.find("plain-down")->since, t0 + 3s) << "a live transition starts at its receive time";
+    EXPECT_FALSE(t.find("plain-down")->retained);
+}
+
+TEST(connection_table, late_will_of_an_older_connection_is_ignored_and_counted) {
+    connection_table t;
+    t.apply("s1", rec(json_status(1, 200, ms(t0))), false, t0);
+    // Connection 100's will arrives after connection 200 said "connected".
+    EXPECT_FALSE(t.apply("s1", rec(json_status(0, 100, ms(t0 - 1h), ",\"reason\":\"lost\"")), false, t0 + 1s));
+    EXPECT_EQ(t.find("s1")->status, state::connected);
+    EXPECT_EQ(t.find("s1")->epoch, 200u);
+    EXPECT_EQ(t.stats().stale_deaths_ignored, 1u);
+
+    // The current connection's own death is applied.
+    auto c = t.apply("s1", rec(json_status(0, 200, ms(t0), ",\"reason\":\"lost\"")), false, t0 + 2s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->current.status, state::disconnected);
+    EXPECT_EQ(c->current.reason, "lost");
+    // A death without an epoch cannot be judged: it is applied.
+    t.apply("s2", rec(json_status(1, 5, ms(t0))), false, t0);
+    t.apply("s2", rec("0"), false, t0 + 1s);
+    EXPECT_EQ(t.find("s2")->status, state::disconnected);
+}
+
+TEST(connection_table, newer_epoch_while_connected_is_a_reconnect) {
+    connection_table t;
+    t.apply("s1", rec(json_status(1, 1, ms(t0))), false, t0);
+    auto c = t.apply("s1", rec(json_status(1, 2, ms(t0 + 9s))), false, t0 + 9s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->kind, change_kind::reconnected);
+    EXPECT_EQ(c->current.since, t0 + 9s);
+    EXPECT_EQ(c->current.epoch, 2u);
+}
+
+TEST(connection_table, empty_payload_removes_the_client) {
+    connection_table t;
+    t.apply("s1", rec("1"), true, t0);
+    auto c = t.apply("s1", rec(""), false, t0 + 1s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->kind, change_kind::removed);
+    EXPECT_EQ(c->current.client, "s1");
+    EXPECT_EQ(t.size(), 0u);
+    EXPECT_EQ(t.counts().total(), 0u);
+    EXPECT_FALSE(t.apply("never-seen", rec(""), false, t0)) << "clearing an unknown client changes nothing";
+}
+
+TEST(connection_table, heartbeat_overdue_marks_stale_and_a_message_freshens) {
+    connection_table t;
+    t.apply("hb", rec(json_status(1, 1, ms(t0), ",\"hb\":10")), false, t0);
+    t.apply("plain", rec("1"), false, t0);
+    EXPECT_TRUE(t.expire(t0 + 29s).empty()) << "three intervals have not passed";
+    auto stale = t.expire(t0 + 31s);
+    ASSERT_EQ(stale.size(), 1u);
+    EXPECT_EQ(stale[0].kind, change_kind::stale);
+    EXPECT_EQ(stale[0].current.client, "hb");
+    EXPECT_TRUE(t.find("hb")->stale);
+    EXPECT_EQ(t.counts().stale, 1u);
+    EXPECT_EQ(t.counts().connected, 2u) << "stale is a flag beside the state";
+    EXPECT_TRUE(t.expire(t0 + 40s).empty()) << "reported once";
+
+    auto c = t.apply("hb", rec(json_status(1, 1, ms(t0 + 41s), ",\"hb\":10")), false, t0 + 41s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->kind, change_kind::fresh);
+    EXPECT_FALSE(t.find("hb")->stale);
+    EXPECT_EQ(t.counts().stale, 0u);
+    EXPECT_TRUE(t.expire(t0 + 60s).empty());
+    EXPECT_EQ(t.expire(t0 + 72s).size(), 1u);
+}
+
+TEST(connection_table, retained_connected_with_an_old_heartbeat_is_stale_at_once) {
+    connection_table t;
+    // The client died while the broker was down: its retained "connected" outlived it.
+    t.apply("ghost", rec(json_status(1, 1, ms(t0 - 1h), ",\"hb\":10")), true, t0);
+    EXPECT_EQ(t.expire(t0).size(), 1u);
+    EXPECT_TRUE(t.find("ghost")->stale);
+}
+
+TEST(connection_table, disconnect_clears_heartbeat_staleness) {
+    connection_table t;
+    t.apply("hb", rec(json_status(1, 1, ms(t0), ",\"hb\":10")), false, t0);
+    t.apply("hb", rec(json_status(0, 1, ms(t0), ",\"reason\":\"clean\"")), false, t0 + 5s);
+    EXPECT_TRUE(t.expire(t0 + 1h).empty()) << "a disconnected client cannot be stale";
+}
+
+TEST(connection_table, malformed_payload_is_kept_marked_and_counted) {
+    connection_table t;
+    t.apply("s1", rec("1"), false, t0);
+    auto c = t.apply("s1", rec("garbage\xff"), false, t0 + 1s);
+    ASSERT_TRUE(c) << "a malformed status is never dropped";
+    EXPECT_EQ(c->current.status, state::unknown);
+    EXPECT_EQ(c->current.raw, "garbage\\xff");
+    EXPECT_FALSE(c->current.detail.empty());
+    EXPECT_EQ(t.stats().malformed, 1u);
+    EXPECT_EQ(t.counts().unknown, 1u);
+    t.apply("s1", rec("1"), false, t0 + 2s);
+    EXPECT_TRUE(t.find("s1")->raw.empty()) << "a good payload replaces the malformed one's text";
+    EXPECT_EQ(t.find("s1")->transitions, 2u);
+}
+
+TEST(connection_table, snapshot_is_sorted_and_keeps_details) {
+    connection_table t;
+    t.apply("b", rec(R"({"status":1,"ip":"10.0.0.2","fw":"1.0"})"), false, t0, 3);
+    t.apply("a", rec("sleeping"), false, t0);
+    t.apply("c", rec("2"), false, t0);
+    auto rows = t.snapshot();
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows[0].client, "a");
+    EXPECT_EQ(rows[0].detail, "sleeping");
+    EXPECT_EQ(rows[1].ip, "10.0.0.2");
+    EXPECT_EQ(rows[1].meta, R"({"fw":"1.0"})");
+    EXPECT_EQ(rows[1].source, 3);
+    EXPECT_EQ(rows[2].detail, "device-ok");
+    EXPECT_EQ(t.stats().messages, 3u);
+    std::size_t visited = 0;
+    t.for_each([&](const client_status&) { ++visited; });
+    EXPECT_EQ(visited, 3u);
+}
+
+TEST(connection_table, erase_and_counts_stay_consistent) {
+    connection_table t;
+    for (int i = 0; i < 100; ++i) t.apply("c" + std::to_string(i), rec(i % 3 ? "1" : "0"), true, t0);
+    EXPECT_EQ(t.counts().connected, 66u);
+    EXPECT_EQ(t.counts().disconnected, 34u);
+    auto gone = t.erase("c1");
+    ASSERT_TRUE(gone);
+    EXPECT_EQ(gone->status, state::connected);
+    EXPECT_FALSE(t.erase("c1"));
+    EXPECT_EQ(t.counts().connected, 65u);
+    EXPECT_EQ(t.size(), 99u);
+    const std::string long_name(100, 'n');
+    t.apply(long_name, rec("1"), false, t0);
+    EXPECT_TRUE(t.find(long_name));
+}
+
+}  // namespace
