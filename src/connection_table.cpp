@@ -1,22 +1,67 @@
 #include <mqtt_presence/connection_table.hpp>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 
 namespace mqtt_presence {
+namespace {
 
-// Rarely used text fields live behind one pointer so that a plain "1"/"0" client costs only the entry.
-struct connection_table::extras {
-    std::string detail;
-    std::string reason;
-    std::string ip;
-    std::string meta;
-    std::string raw;
+constexpr time_point unknown_time = time_point::min();
+
+std::optional<time_point> known(time_point t) {
+    return t == unknown_time ? std::nullopt : std::optional<time_point>(t);
+}
+
+std::uint64_t hash_of(std::string_view s) noexcept { return std::hash<std::string_view>{}(s); }
+
+// The rarely present text fields (detail, reason, ip, host, meta, raw) in one allocation, or none when all are empty:
+// a plain "1"/"0" client pays 8 bytes for them.
+class packed_text {
+public:
+    static constexpr std::size_t fields = 6;
+
+    void assign(const std::array<std::string_view, fields>& values) {
+        std::size_t total = 0;
+        for (auto v : values) total += v.size();
+        if (total == 0) {
+            data_.reset();
+            return;
+        }
+        data_ = std::make_unique<char[]>(sizeof(std::uint32_t) * fields + total);
+        char* out = data_.get() + sizeof(std::uint32_t) * fields;
+        for (std::size_t i = 0; i < fields; ++i) {
+            const auto len = static_cast<std::uint32_t>(values[i].size());
+            std::memcpy(data_.get() + i * sizeof(std::uint32_t), &len, sizeof len);
+            std::memcpy(out, values[i].data(), len);
+            out += len;
+        }
+    }
+
+    [[nodiscard]] std::string get(std::size_t field) const {
+        if (!data_) return {};
+        std::size_t offset = sizeof(std::uint32_t) * fields;
+        std::uint32_t len = 0;
+        for (std::size_t i = 0; i <= field; ++i) {
+            std::memcpy(&len, data_.get() + i * sizeof(std::uint32_t), sizeof len);
+            if (i < field) offset += len;
+        }
+        return std::string(data_.get() + offset, len);
+    }
+
+private:
+    std::unique_ptr<char[]> data_;
 };
 
+enum text_field : std::size_t { f_detail, f_reason, f_ip, f_host, f_meta, f_raw };
+
+}  // namespace
+
 struct connection_table::entry {
-    std::optional<time_point> since;
-    std::optional<time_point> last_seen;
-    std::optional<time_point> deadline;  // heartbeat: stale after this
+    std::string name;
+    time_point since = unknown_time;
+    time_point last_seen = unknown_time;
+    time_point deadline = unknown_time;  // heartbeat: stale after this; unknown_time when none
     std::uint64_t epoch = 0;
     std::uint32_t transitions = 0;
     std::uint32_t heartbeat_s = 0;
@@ -25,7 +70,7 @@ struct connection_table::entry {
     bool has_epoch = false;
     bool retained = false;
     bool stale = false;
-    std::unique_ptr<extras> more;
+    packed_text text;
 };
 
 std::string_view to_string(change_kind k) noexcept {
@@ -40,13 +85,73 @@ std::string_view to_string(change_kind k) noexcept {
     return "removed";
 }
 
-connection_table::connection_table() : entries_(std::make_unique<map>()) {}
+connection_table::connection_table() : slots_(16, 0) {}
 connection_table::~connection_table() noexcept = default;
 connection_table::connection_table(connection_table&&) noexcept = default;
 connection_table& connection_table::operator=(connection_table&&) noexcept = default;
 
-std::size_t connection_table::size() const noexcept { return entries_->size(); }
-void connection_table::reserve(std::size_t clients) { entries_->reserve(clients); }
+std::size_t connection_table::size() const noexcept { return rows_.size(); }
+
+void connection_table::reserve(std::size_t clients) {
+    rows_.reserve(clients);
+    while (slots_.size() < clients * 2) grow();
+}
+
+// --- the index -------------------------------------------------------------------------------------------------
+
+std::size_t connection_table::slot_of(std::string_view client, std::uint64_t hash) const noexcept {
+    const std::size_t mask = slots_.size() - 1;
+    const std::uint64_t tag = hash >> 32;
+    for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+        const std::uint64_t s = slots_[i];
+        if (s == 0) return i;
+        if ((s >> 32) == tag && rows_[(s & 0xFFFFFFFFu) - 1].name == client) return i;
+    }
+}
+
+std::size_t connection_table::insert_slot(std::uint64_t hash, std::size_t row_index) {
+    const std::size_t mask = slots_.size() - 1;
+    std::size_t i = hash & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = ((hash >> 32) << 32) | (row_index + 1);
+    return i;
+}
+
+void connection_table::grow() {
+    std::vector<std::uint64_t> old(slots_.size() * 2, 0);
+    old.swap(slots_);
+    for (std::size_t r = 0; r < rows_.size(); ++r) insert_slot(hash_of(rows_[r].name), r);
+}
+
+// Frees a slot (backward-shift deletion keeps probe chains intact without tombstones) and its row (the last row
+// moves into the hole).
+void connection_table::remove_row(std::size_t slot) {
+    const std::size_t mask = slots_.size() - 1;
+    const std::size_t hole_row = (slots_[slot] & 0xFFFFFFFFu) - 1;
+    std::size_t hole = slot;
+    for (std::size_t i = (hole + 1) & mask; slots_[i] != 0; i = (i + 1) & mask) {
+        const std::size_t home = hash_of(rows_[(slots_[i] & 0xFFFFFFFFu) - 1].name) & mask;
+        // Move slot i into the hole if its home is not in (hole, i] cyclically.
+        const bool stays = hole <= i ? (hole < home && home <= i) : (hole < home || home <= i);
+        if (!stays) {
+            slots_[hole] = slots_[i];
+            hole = i;
+        }
+    }
+    slots_[hole] = 0;
+
+    const std::size_t last = rows_.size() - 1;
+    if (hole_row != last) {
+        // Repoint the last row's slot (found by its row index, as its name is about to move) to the hole.
+        std::size_t moved = hash_of(rows_[last].name) & mask;
+        while ((slots_[moved] & 0xFFFFFFFFu) != last + 1) moved = (moved + 1) & mask;
+        slots_[moved] = (slots_[moved] & ~std::uint64_t{0xFFFFFFFFu}) | (hole_row + 1);
+        rows_[hole_row] = std::move(rows_[last]);
+    }
+    rows_.pop_back();
+}
+
+// --- policy ----------------------------------------------------------------------------------------------------
 
 void connection_table::count(const entry& e, int delta) noexcept {
     auto bump = [delta](std::size_t& n) { n = delta > 0 ? n + 1 : n - 1; };
@@ -58,42 +163,50 @@ void connection_table::count(const entry& e, int delta) noexcept {
     if (e.stale) bump(counts_.stale);
 }
 
-client_status connection_table::row(const std::string& name, const entry& e) {
+client_status connection_table::row(const entry& e) {
     client_status r;
-    r.client = name;
+    r.client = e.name;
     r.status = e.status;
     r.stale = e.stale;
     r.retained = e.retained;
-    r.since = e.since;
-    r.last_seen = e.last_seen;
+    r.since = known(e.since);
+    r.last_seen = known(e.last_seen);
     if (e.has_epoch) r.epoch = e.epoch;
     if (e.heartbeat_s > 0) r.heartbeat = std::chrono::seconds(e.heartbeat_s);
     r.transitions = e.transitions;
     r.source = e.source;
-    if (e.more) {
-        r.detail = e.more->detail;
-        r.reason = e.more->reason;
-        r.ip = e.more->ip;
-        r.meta = e.more->meta;
-        r.raw = e.more->raw;
-    }
+    r.detail = e.text.get(f_detail);
+    r.reason = e.text.get(f_reason);
+    r.ip = e.text.get(f_ip);
+    r.host = e.text.get(f_host);
+    r.meta = e.text.get(f_meta);
+    r.raw = e.text.get(f_raw);
     return r;
 }
 
 std::optional<change> connection_table::apply(std::string_view client, const status_record& record, bool retained,
                                               time_point now, std::uint16_t source) {
     ++stats_.messages;
-    key_.assign(client.data(), client.size());
-
     if (record.cleared) {
-        auto last = erase(key_);
+        auto last = erase(client);
         if (!last) return std::nullopt;
         return change{change_kind::removed, last->status, std::move(*last)};
     }
     if (record.malformed()) ++stats_.malformed;
 
-    auto [it, inserted] = entries_->try_emplace(key_);
-    entry& e = it->second;
+    const auto hash = hash_of(client);
+    std::size_t slot = slot_of(client, hash);
+    const bool inserted = slots_[slot] == 0;
+    if (inserted) {
+        if ((rows_.size() + 1) * 2 > slots_.size()) {
+            grow();
+            slot = slot_of(client, hash);
+        }
+        rows_.emplace_back();
+        rows_.back().name.assign(client.data(), client.size());
+        slots_[slot] = ((hash >> 32) << 32) | rows_.size();
+    }
+    entry& e = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
 
     // A "disconnected" from an older connection than the current one is a late will: keep the live state.
     if (!inserted && record.status == state::disconnected && e.status == state::connected && e.has_epoch &&
@@ -111,13 +224,13 @@ std::optional<change> connection_table::apply(std::string_view client, const sta
     const bool state_changed = inserted || e.status != record.status;
     if (state_changed || new_connection) {
         if (!inserted && state_changed) ++e.transitions;
-        if (record.status == state::connected && record.timestamp) e.since = record.timestamp;
+        if (record.status == state::connected && record.timestamp) e.since = *record.timestamp;
         else if (!retained) e.since = now;
         else if (record.status == state::disconnected && record.reason == "clean" && record.timestamp)
-            e.since = record.timestamp;  // a clean stop's payload is made at the moment of the stop
-        else e.since = std::nullopt;
-    } else if (!e.since && record.status == state::connected && record.timestamp) {
-        e.since = record.timestamp;  // first time this connection's start is known
+            e.since = *record.timestamp;  // a clean stop's payload is made at the moment of the stop
+        else e.since = unknown_time;
+    } else if (e.since == unknown_time && record.status == state::connected && record.timestamp) {
+        e.since = *record.timestamp;  // first time this connection's start is known
     }
 
     e.status = record.status;
@@ -127,33 +240,21 @@ std::optional<change> connection_table::apply(std::string_view client, const sta
         e.epoch = *record.epoch;
         e.has_epoch = true;
     }
-    e.last_seen = retained ? record.timestamp : std::optional<time_point>(now);
+    e.last_seen = !retained ? now : record.timestamp ? *record.timestamp : unknown_time;
     e.heartbeat_s = record.heartbeat ? static_cast<std::uint32_t>(record.heartbeat->count()) : 0;
     e.stale = false;
-    e.deadline.reset();
+    e.deadline = unknown_time;
     if (e.heartbeat_s > 0 && e.status == state::connected) {
-        const auto base = e.last_seen ? *e.last_seen : now;
+        const auto base = e.last_seen != unknown_time ? e.last_seen : now;
         e.deadline = base + 3 * std::chrono::seconds(e.heartbeat_s);
-        next_deadline_ = std::min(next_deadline_, *e.deadline);
+        next_deadline_ = std::min(next_deadline_, e.deadline);
     }
-
-    const bool has_text = !record.detail.empty() || !record.reason.empty() || !record.ip.empty() ||
-                          !record.meta.empty() || !record.raw.empty();
-    if (has_text) {
-        if (!e.more) e.more = std::make_unique<extras>();
-        e.more->detail = record.detail;
-        e.more->reason = record.reason;
-        e.more->ip = record.ip;
-        e.more->meta = record.meta;
-        e.more->raw = record.raw;
-    } else {
-        e.more.reset();
-    }
+    e.text.assign({record.detail, record.reason, record.ip, record.host, record.meta, record.raw});
     count(e, +1);
 
-    if (state_changed) return change{inserted ? change_kind::added : change_kind::changed, previous, row(it->first, e)};
-    if (new_connection) return change{change_kind::reconnected, previous, row(it->first, e)};
-    if (was_stale) return change{change_kind::fresh, previous, row(it->first, e)};
+    if (state_changed) return change{inserted ? change_kind::added : change_kind::changed, previous, row(e)};
+    if (new_connection) return change{change_kind::reconnected, previous, row(e)};
+    if (was_stale) return change{change_kind::fresh, previous, row(e)};
     return std::nullopt;
 }
 
@@ -161,46 +262,46 @@ std::vector<change> connection_table::expire(time_point now) {
     std::vector<change> out;
     if (now < next_deadline_) return out;
     next_deadline_ = time_point::max();
-    for (auto& [name, e] : *entries_) {
-        if (!e.deadline || e.stale) continue;
-        if (*e.deadline <= now) {
+    for (auto& e : rows_) {
+        if (e.deadline == unknown_time || e.stale) continue;
+        if (e.deadline <= now) {
             count(e, -1);
             e.stale = true;
             count(e, +1);
-            out.push_back(change{change_kind::stale, e.status, row(name, e)});
+            out.push_back(change{change_kind::stale, e.status, row(e)});
         } else {
-            next_deadline_ = std::min(next_deadline_, *e.deadline);
+            next_deadline_ = std::min(next_deadline_, e.deadline);
         }
     }
     return out;
 }
 
 std::optional<client_status> connection_table::erase(std::string_view client) {
-    if (key_.data() != client.data()) key_.assign(client.data(), client.size());
-    auto it = entries_->find(key_);
-    if (it == entries_->end()) return std::nullopt;
-    auto last = row(it->first, it->second);
-    count(it->second, -1);
-    entries_->erase(it);
+    const std::size_t slot = slot_of(client, hash_of(client));
+    if (slots_[slot] == 0) return std::nullopt;
+    const entry& e = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
+    auto last = row(e);
+    count(e, -1);
+    remove_row(slot);
     return last;
 }
 
 std::optional<client_status> connection_table::find(std::string_view client) const {
-    auto it = entries_->find(std::string(client));
-    if (it == entries_->end()) return std::nullopt;
-    return row(it->first, it->second);
+    const std::size_t slot = slot_of(client, hash_of(client));
+    if (slots_[slot] == 0) return std::nullopt;
+    return row(rows_[(slots_[slot] & 0xFFFFFFFFu) - 1]);
 }
 
 std::vector<client_status> connection_table::snapshot() const {
     std::vector<client_status> rows;
-    rows.reserve(entries_->size());
-    for (const auto& [name, e] : *entries_) rows.push_back(row(name, e));
+    rows.reserve(rows_.size());
+    for (const auto& e : rows_) rows.push_back(row(e));
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.client < b.client; });
     return rows;
 }
 
 void connection_table::for_each(const std::function<void(const client_status&)>& visit) const {
-    for (const auto& [name, e] : *entries_) visit(row(name, e));
+    for (const auto& e : rows_) visit(row(e));
 }
 
 }  // namespace mqtt_presence

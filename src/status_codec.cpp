@@ -149,13 +149,15 @@ private:
     }
 
     // The members of the contract; everything else is metadata. Identified once per key, not per comparison.
-    enum class member_id : std::uint8_t { extra, status, online, state, client, epoch, ts, timestamp, ip, hb, reason };
+    enum class member_id : std::uint8_t {
+        extra, status, online, state, client, epoch, ts, timestamp, ip, host, hb, reason
+    };
 
     static member_id identify(const std::string& k) noexcept {
-        static constexpr std::array<std::pair<std::string_view, member_id>, 10> known{{
+        static constexpr std::array<std::pair<std::string_view, member_id>, 11> known{{
             {"status", member_id::status}, {"online", member_id::online}, {"state", member_id::state},
             {"client", member_id::client}, {"epoch", member_id::epoch},   {"ts", member_id::ts},
-            {"timestamp", member_id::timestamp}, {"ip", member_id::ip},   {"hb", member_id::hb},
+            {"timestamp", member_id::timestamp}, {"ip", member_id::ip},   {"host", member_id::host}, {"hb", member_id::hb},
             {"reason", member_id::reason},
         }};
         for (const auto& [name, id] : known)
@@ -233,10 +235,11 @@ private:
             }
             return wrong_type(type_name, "a whole number of seconds");
         }
-        // client, ip, reason: strings
+        // client, ip, host, reason: strings
         if constexpr (std::is_same_v<T, string_t>) {
             if (member_ == member_id::client) record.client = std::move(v);
             else if (member_ == member_id::ip) record.ip = std::move(v);
+            else if (member_ == member_id::host) record.host = std::move(v);
             else record.reason = std::move(v);
             return true;
         }
@@ -357,6 +360,7 @@ std::string encode(const status_record& record, payload_format format) {
     if (record.timestamp)
         j["ts"] = std::chrono::duration_cast<std::chrono::milliseconds>(record.timestamp->time_since_epoch()).count();
     if (!record.ip.empty()) j["ip"] = record.ip;
+    if (!record.host.empty()) j["host"] = record.host;
     if (record.heartbeat) j["hb"] = record.heartbeat->count();
     if (!record.reason.empty()) j["reason"] = record.reason;
     if (!record.meta.empty()) {

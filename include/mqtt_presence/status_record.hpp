@@ -47,6 +47,7 @@ struct status_record {
     std::optional<std::chrono::seconds> heartbeat;
     std::string client;  ///< the name the payload claims (JSON "client"), may be empty
     std::string ip;      ///< the publisher's address (JSON "ip"), may be empty
+    std::string host;    ///< the publisher's host name (JSON "host"), may be empty
     /// Extra JSON members (firmware, location, ...) as a compact JSON object text, or empty.
     std::string meta;
     /// For state unknown: the start of the raw payload, made printable (bounded, valid UTF-8).

@@ -197,4 +197,24 @@ TEST(connection_table, erase_and_counts_stay_consistent) {
     EXPECT_TRUE(t.find(long_name));
 }
 
+TEST(connection_table, many_inserts_and_erases_keep_every_lookup_right) {
+    connection_table t;
+    const int n = 20000;
+    for (int i = 0; i < n; ++i) t.apply("client-" + std::to_string(i), rec(i % 2 ? "1" : "0"), false, t0);
+    for (int i = 0; i < n; i += 3) ASSERT_TRUE(t.erase("client-" + std::to_string(i))) << i;
+    for (int i = 0; i < n; ++i) {
+        const auto row = t.find("client-" + std::to_string(i));
+        ASSERT_EQ(row.has_value(), i % 3 != 0) << "client-" << i;
+        if (row) {
+            EXPECT_EQ(row->status, i % 2 ? state::connected : state::disconnected) << "client-" << i;
+        }
+    }
+    for (int i = 0; i < n; i += 3) t.apply("client-" + std::to_string(i), rec(""), false, t0);
+    EXPECT_EQ(t.size(), static_cast<std::size_t>(n - (n + 2) / 3));
+    EXPECT_EQ(t.counts().total(), t.size());
+    for (int i = 0; i < n; i += 3) t.apply("client-" + std::to_string(i), rec("1"), false, t0);
+    EXPECT_EQ(t.size(), static_cast<std::size_t>(n));
+    EXPECT_EQ(t.snapshot().size(), static_cast<std::size_t>(n));
+}
+
 }  // namespace

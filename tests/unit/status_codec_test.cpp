@@ -147,6 +147,7 @@ status_record full_record(state s) {
     r.epoch = 1700000000000ULL;
     r.timestamp = time_point(std::chrono::milliseconds(1700000000456));
     r.ip = "192.168.1.20";
+    r.host = "rack-7";
     r.heartbeat = 15s;
     r.reason = s == state::disconnected ? "lost" : "";
     r.meta = R"({"fw":"2.0","room":"hall"})";
@@ -166,6 +167,7 @@ TEST(encode, round_trips_every_format) {
         EXPECT_EQ(back.epoch, rec.epoch);
         EXPECT_EQ(back.timestamp, rec.timestamp);
         EXPECT_EQ(back.ip, rec.ip);
+        EXPECT_EQ(back.host, rec.host);
         EXPECT_EQ(back.heartbeat, rec.heartbeat);
         EXPECT_EQ(back.reason, rec.reason);
         EXPECT_EQ(back.meta, rec.meta);
@@ -184,7 +186,7 @@ TEST(encode, exact_texts) {
     EXPECT_EQ(encode(down, payload_format::text), "offline");
     EXPECT_EQ(encode(full_record(state::connected), payload_format::json),
               R"({"status":1,"client":"s1","epoch":1700000000000,"ts":1700000000456,"ip":"192.168.1.20",)"
-              R"("hb":15,"fw":"2.0","room":"hall"})");
+              R"("host":"rack-7","hb":15,"fw":"2.0","room":"hall"})");
 }
 
 TEST(encode, refuses_what_it_cannot_say) {
