@@ -1,0 +1,146 @@
+// mqtt-presence-sensor: one (or N simulated) client(s) that keep their connection status on the broker.
+// Exit codes: 0 clean stop (SIGINT/SIGTERM), 1 runtime failure, 2 bad options.
+#include <mqtt_presence/error.hpp>
+#include <mqtt_presence/presence_client.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace {
+
+std::mutex log_mutex;
+
+void log(const std::string& line) {
+    std::lock_guard<std::mutex> lock(log_mutex);
+    std::cerr << "mqtt-presence-sensor: " << line << std::endl;
+}
+
+std::string numbered(const std::string& base, int i) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "-%06d", i);
+    return base + buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"Publishes this client's connection status to an MQTT broker: a retained \"connected\" on every "
+                 "(re)connect, a retained \"disconnected\" Last Will, and a clean \"disconnected\" on SIGINT/SIGTERM.",
+                 "mqtt-presence-sensor"};
+    app.footer(R"(Examples:
+  mqtt-presence-sensor                                   # name = host name, sensors/connected/<host>, "1"/"0"
+  mqtt-presence-sensor --name kitchen --format json --heartbeat 30
+  mqtt-presence-sensor --topic '$CONNECTED/{client}' --name gw-1
+  mqtt-presence-sensor --topic 'homie/{client}/$state' --format text --name lamp
+  mqtt-presence-sensor --broker ssl://broker:8883 --cafile ca.crt -u alice --pw-env MQTT_PASSWORD
+  mqtt-presence-sensor --count 1000 --name sim        # sim-000001 ... sim-001000 in one process
+
+Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad options.)");
+
+    mqtt_presence::presence_options opts;
+    opts.status.name = mqtt_presence::host_name();
+    std::string format = "plain";
+    int keepalive = 30;
+    int heartbeat = 0;
+    int will_delay = 0;
+    int count = 0;
+    std::string pw_env;
+    app.add_option("-b,--broker", opts.server_uri, "Broker URI (tcp://, ssl://, ws://, wss://)")->capture_default_str();
+    app.add_option("-n,--name", opts.status.name, "Client name in the status topic (default: host name)");
+    app.add_option("-t,--topic", opts.status.topic_template, "Status topic template with one {client} level")
+        ->capture_default_str();
+    app.add_option("-f,--format", format, "Payload format: plain (1/0), json, text (online/offline)")
+        ->capture_default_str();
+    app.add_option("-k,--keepalive", keepalive, "Keepalive in seconds (death is detected after ~1.5x)")
+        ->capture_default_str();
+    app.add_option("--heartbeat", heartbeat, "Republish \"connected\" every SEC seconds (0: off)")
+        ->capture_default_str();
+    app.add_option("-i,--client-id", opts.client_id, "MQTT client id (default: the name)");
+    app.add_option("-V,--mqtt-version", opts.mqtt_version, "3 (3.1.1) or 5")
+        ->transform(CLI::IsMember({3, 4, 5}))->capture_default_str();
+    app.add_option("--will-delay", will_delay, "MQTT 5 will delay in seconds (anti-flap; 0: off)");
+    app.add_option("-q,--qos", opts.status.qos, "QoS of the status and the will")->capture_default_str();
+    app.add_option("--meta", opts.status.meta, "Extra JSON members, e.g. '{\"fw\":\"1.4\"}' (json format)");
+    app.add_option("--ip", opts.status.ip, "Address to report (default: the local address toward the broker)");
+    app.add_option("--cafile", opts.cafile, "CA certificate file for ssl://");
+    app.add_option("--cert", opts.certfile, "Client certificate file");
+    app.add_option("--key", opts.keyfile, "Client private key file");
+    app.add_flag("--insecure", opts.insecure, "Do not verify the server certificate");
+    app.add_option("-u,--username", opts.username, "User name");
+    app.add_option("--pw-env", pw_env, "Name of the environment variable holding the password");
+    app.add_option("--count", count, "Run N simulated sensors named <name>-000001 ...");
+
+    try {
+        app.parse(argc, argv);
+        if (opts.mqtt_version == 3) opts.mqtt_version = 4;
+        opts.status.format = mqtt_presence::parse_payload_format(format);
+        opts.keepalive = std::chrono::seconds(keepalive);
+        opts.status.heartbeat = std::chrono::seconds(heartbeat);
+        opts.will_delay = std::chrono::seconds(will_delay);
+        if (!pw_env.empty()) {
+            const char* pw = std::getenv(pw_env.c_str());
+            if (pw == nullptr) throw mqtt_presence::error("--pw-env " + pw_env + ": that environment variable is not set");
+            opts.password = pw;
+        }
+        if (count < 0) throw mqtt_presence::error("--count must be >= 1");
+        opts.validate();
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? 0 : 2;
+    } catch (const mqtt_presence::error& e) {
+        std::cerr << "mqtt-presence-sensor: " << e.what() << "\n(see --help)\n";
+        return 2;
+    }
+
+    // Signals are taken by sigwait below, so block them before any thread starts.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+    std::vector<std::unique_ptr<mqtt_presence::presence_client>> clients;
+    try {
+        const int n = count > 0 ? count : 1;
+        for (int i = 1; i <= n; ++i) {
+            auto o = opts;
+            if (count > 0) {
+                o.status.name = numbered(opts.status.name, i);
+                if (!opts.client_id.empty()) o.client_id = numbered(opts.client_id, i);
+            }
+            const auto name = o.status.name;
+            const bool verbose = n <= 10;
+            o.on_connected = [name, verbose, &clients, i] {
+                if (verbose) log(name + ": connected, epoch " + std::to_string(clients[size_t(i - 1)]->epoch()));
+            };
+            o.on_connection_lost = [name](const std::string& cause) {
+                log(name + ": connection lost" + (cause.empty() ? "" : " (" + cause + ")") + ", reconnecting");
+            };
+            o.on_conflict = [](const std::string& what) { log("name conflict: " + what); };
+            o.on_error = [name](const std::string& what) { log(name + ": " + what); };
+            clients.push_back(std::make_unique<mqtt_presence::presence_client>(std::move(o)));
+        }
+        for (auto& c : clients) c->start();
+        log("started " + std::to_string(clients.size()) + " client(s) on " + opts.server_uri + ", status topic " +
+            clients.front()->topic() + (clients.size() > 1 ? " ..." : ""));
+    } catch (const mqtt_presence::error& e) {
+        std::cerr << "mqtt-presence-sensor: " << e.what() << "\n";
+        return 2;
+    }
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    log(std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    std::size_t delivered = 0;
+    for (auto& c : clients) delivered += c->stop() ? 1 : 0;
+    log("stopped: clean \"disconnected\" delivered for " + std::to_string(delivered) + " of " +
+        std::to_string(clients.size()));
+    return 0;
+}

@@ -1,0 +1,21 @@
+#pragma once
+// Broker URIs: validation with errors that show a valid example, and the form Paho accepts.
+
+#include <string>
+#include <string_view>
+
+namespace mqtt_presence::detail {
+
+struct server_uri {
+    std::string scheme;  ///< tcp, ssl, ws or wss (mqtt:// and mqtts:// are read as tcp and ssl)
+    std::string host;
+    int port = 0;
+    [[nodiscard]] bool tls() const { return scheme == "ssl" || scheme == "wss"; }
+    /// The URI as Paho wants it.
+    [[nodiscard]] std::string for_paho() const;
+};
+
+/// Throws mqtt_presence::error saying what is wrong, e.g. for "localhost" or "tcp://host:99999".
+[[nodiscard]] server_uri parse_server_uri(std::string_view uri);
+
+}  // namespace mqtt_presence::detail

@@ -1,0 +1,218 @@
+#pragma once
+// Helpers for tests against a real mosquitto: the fixture's broker port, child processes that can be killed with
+// real signals, and an independent observer (mosquitto_sub) of the broker's retained state.
+// Every wait is bounded and says what it waited for.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+extern char** environ;
+
+namespace harness {
+
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+inline std::string env_or_fail(const char* name) {
+    const char* v = std::getenv(name);
+    if (v == nullptr) throw std::runtime_error(std::string(name) + " is not set: run this test through ctest");
+    return v;
+}
+
+/// The port of the broker the CTest fixture started.
+inline int broker_port(const std::string& dir = env_or_fail("MQTT_PRESENCE_TEST_BROKER_DIR")) {
+    std::ifstream in(dir + "/port");
+    int port = 0;
+    in >> port;
+    if (port == 0) throw std::runtime_error("no broker port in " + dir + "/port: did the broker fixture run?");
+    return port;
+}
+
+inline std::string broker_uri(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
+
+/// A prefix no other test uses, so tests can share one broker and run in parallel.
+inline std::string unique_prefix() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    return std::string("t") + std::to_string(getpid()) + "-" + info->name();
+}
+
+/// A child process with its stdout and stderr in pipes, read line by line with bounded waits.
+class child {
+public:
+    explicit child(std::vector<std::string> argv) : argv_(std::move(argv)) {
+        int out[2], err[2];
+        if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+        posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+        std::vector<char*> args;
+        for (auto& a : argv_) args.push_back(a.data());
+        args.push_back(nullptr);
+        const int rc = posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
+        posix_spawn_file_actions_destroy(&actions);
+        close(out[1]);
+        close(err[1]);
+        out_ = out[0];
+        err_ = err[0];
+        if (rc != 0) throw std::runtime_error("cannot start " + argv_[0]);
+    }
+    child(const child&) = delete;
+    child& operator=(const child&) = delete;
+    ~child() {
+        if (!exit_code_ && pid_ > 0) {
+            kill(pid_, SIGCONT);
+            kill(pid_, SIGKILL);
+            waitpid(pid_, nullptr, 0);
+        }
+        close(out_);
+        close(err_);
+    }
+
+    void signal(int sig) const { kill(pid_, sig); }
+    [[nodiscard]] pid_t pid() const { return pid_; }
+
+    /// Waits for exit; the exit code (128 + signal for a signal), or nullopt on timeout.
+    std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
+        const auto deadline = steady::now() + timeout;
+        while (!exit_code_) {
+            int status = 0;
+            const pid_t r = waitpid(pid_, &status, WNOHANG);
+            if (r == pid_) {
+                exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                break;
+            }
+            if (steady::now() > deadline) return std::nullopt;
+            drain(10);
+        }
+        drain(0);
+        return exit_code_;
+    }
+
+    /// Waits for a stdout line matching `pred`; returns it, or nullopt on timeout. Lines seen are kept.
+    std::optional<std::string> wait_stdout(const std::function<bool(const std::string&)>& pred,
+                                           std::chrono::milliseconds timeout) {
+        return wait_line(out_lines_, next_out_, pred, timeout);
+    }
+    std::optional<std::string> wait_stderr(const std::function<bool(const std::string&)>& pred,
+                                           std::chrono::milliseconds timeout) {
+        return wait_line(err_lines_, next_err_, pred, timeout);
+    }
+    const std::vector<std::string>& stdout_lines() { drain(0); return out_lines_; }
+    const std::vector<std::string>& stderr_lines() { drain(0); return err_lines_; }
+    std::string stderr_text() {
+        std::string all;
+        for (const auto& l : stderr_lines()) all += l + "\n";
+        return all + partial_err_;
+    }
+    std::string stdout_text() {
+        std::string all;
+        for (const auto& l : stdout_lines()) all += l + "\n";
+        return all + partial_out_;
+    }
+
+private:
+    std::optional<std::string> wait_line(std::vector<std::string>& lines, std::size_t& next,
+                                         const std::function<bool(const std::string&)>& pred,
+                                         std::chrono::milliseconds timeout) {
+        const auto deadline = steady::now() + timeout;
+        for (;;) {
+            while (next < lines.size()) {
+                const auto& l = lines[next++];
+                if (pred(l)) return l;
+            }
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+            if (left.count() <= 0) return std::nullopt;
+            if (!drain(static_cast<int>(std::min<long long>(left.count(), 100))) && exit_code_) return std::nullopt;
+        }
+    }
+
+    // Reads what is available from both pipes, waiting up to `ms` for something. False at end of both.
+    bool drain(int ms) {
+        pollfd fds[2] = {{out_, POLLIN, 0}, {err_, POLLIN, 0}};
+        if (poll(fds, 2, ms) <= 0) return true;
+        bool open = false;
+        open |= read_into(fds[0], out_, partial_out_, out_lines_);
+        open |= read_into(fds[1], err_, partial_err_, err_lines_);
+        return open;
+    }
+
+    static bool read_into(const pollfd& p, int fd, std::string& partial, std::vector<std::string>& lines) {
+        if (!(p.revents & (POLLIN | POLLHUP))) return true;
+        char buf[65536];
+        const auto n = read(fd, buf, sizeof buf);
+        if (n <= 0) return false;
+        partial.append(buf, static_cast<std::size_t>(n));
+        std::size_t pos;
+        while ((pos = partial.find('\n')) != std::string::npos) {
+            lines.push_back(partial.substr(0, pos));
+            partial.erase(0, pos + 1);
+        }
+        return true;
+    }
+
+    std::vector<std::string> argv_;
+    pid_t pid_ = -1;
+    int out_ = -1, err_ = -1;
+    std::optional<int> exit_code_;
+    std::vector<std::string> out_lines_, err_lines_;
+    std::size_t next_out_ = 0, next_err_ = 0;
+    std::string partial_out_, partial_err_;
+};
+
+/// An independent observer of a topic filter: mosquitto_sub printing "topic payload" lines, retained ones first.
+class observer {
+public:
+    observer(int port, const std::string& filter)
+        : sub_({"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port), "-t", filter, "-v", "-q", "1"}) {}
+
+    /// Waits for a message on `topic` whose payload satisfies `pred`; fails the test with `what` on timeout.
+    std::string expect(const std::string& topic, const std::function<bool(const std::string&)>& pred,
+                       const std::string& what, std::chrono::milliseconds timeout = 10s) {
+        auto line = sub_.wait_stdout(
+            [&](const std::string& l) {
+                return l.compare(0, topic.size() + 1, topic + " ") == 0 && pred(l.substr(topic.size() + 1));
+            },
+            timeout);
+        if (!line) {
+            ADD_FAILURE() << "waited " << timeout.count() << " ms for " << what << " on " << topic
+                          << "; saw:\n" << sub_.stdout_text();
+            return {};
+        }
+        return line->substr(topic.size() + 1);
+    }
+    /// Every payload seen so far on `topic`.
+    std::vector<std::string> payloads(const std::string& topic) {
+        std::vector<std::string> out;
+        for (const auto& l : sub_.stdout_lines())
+            if (l.compare(0, topic.size() + 1, topic + " ") == 0) out.push_back(l.substr(topic.size() + 1));
+        return out;
+    }
+
+private:
+    child sub_;
+};
+
+inline std::function<bool(const std::string&)> equals(std::string v) {
+    return [v](const std::string& s) { return s == v; };
+}
+inline std::function<bool(const std::string&)> contains(std::string v) {
+    return [v](const std::string& s) { return s.find(v) != std::string::npos; };
+}
+
+}  // namespace harness
