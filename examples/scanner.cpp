@@ -1,0 +1,250 @@
+// mqtt-presence-scanner: the table of MQTT clients and their connection status.
+// Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a --require'd client is not connected,
+//             4 broker unreachable, 5 --once could not complete the sync before --timeout (output is partial).
+#include <mqtt_presence/duration.hpp>
+#include <mqtt_presence/error.hpp>
+#include <mqtt_presence/render.hpp>
+#include <mqtt_presence/scanner.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+using namespace mqtt_presence;
+
+namespace {
+
+std::atomic<bool> interrupted{false};
+void on_signal(int) { interrupted = true; }
+
+std::vector<std::string> split(const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+scan_result result_of(const scanner& scan) {
+    scan_result r;
+    r.clients = scan.snapshot();
+    for (const auto& c : r.clients) r.topics.push_back(scan.topic_of(c));
+    r.counts = scan.counts();
+    r.stats = scan.stats();
+    return r;
+}
+
+std::string render(const scan_result& r, const std::string& format, bool color) {
+    if (format == "json") return render_json(r);
+    if (format == "ndjson") return render_ndjson(r);
+    if (format == "csv") return render_csv(r);
+    if (format == "prometheus") return render_prometheus(r);
+    return render_table(r, clock::now(), color);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"Shows which MQTT clients are connected, since when, and which died, from their retained status "
+                 "topics (this project's sensors, Home Assistant/Tasmota online/offline, Homie $state, "
+                 "Sparkplug STATE, mqtt-smarthome 0/1/2).",
+                 "mqtt-presence-scanner"};
+    app.set_help_flag("--help", "Print this help message and exit");
+    app.footer(R"(Examples:
+  mqtt-presence-scanner                                  # live table of sensors/connected/+ on localhost
+  mqtt-presence-scanner --once                           # snapshot, then exit
+  mqtt-presence-scanner --once --format json | jq '.clients[] | select(.state=="disconnected")'
+  mqtt-presence-scanner --convention homie --convention tasmota
+  mqtt-presence-scanner -t '$CONNECTED/{client}' -t 'sensors/{client}/connected'
+  mqtt-presence-scanner --events                         # NDJSON stream of changes
+  mqtt-presence-scanner --once --require gw-1,gw-2 || alert   # exit 3 if one is not connected
+  mqtt-presence-scanner --once --format prometheus > /var/lib/node_exporter/mqtt.prom
+  mqtt-presence-scanner --purge-older-than 7d --dry-run  # which dead statuses would be cleared
+  mqtt-presence-scanner -h broker.lan -p 8883 --cafile ca.crt -u monitor --pw-env MQTT_PASSWORD
+
+Durations: 500ms, 5s, 10m, 2h, 7d.
+Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not connected,
+            4 broker unreachable, 5 --once sync incomplete before --timeout (output is partial).)");
+
+    scanner_options opts;
+    std::vector<std::string> topics, conventions;
+    std::string host, format = "table", timeout_text = "10s", require_text, purge_text, pw_env;
+    int port = 0;
+    bool once = false, events = false, dry_run = false, purge_all = false, no_color = false;
+    app.add_option("-b,--broker", opts.server_uri, "Broker URI")->capture_default_str();
+    app.add_option("-h,--host", host, "Broker host (like mosquitto_sub; builds tcp://HOST:PORT)");
+    app.add_option("-p,--port", port, "Broker port (default 1883, 8883 with --cafile)");
+    app.add_option("-t,--topic", topics, "Status topic template, repeatable (default sensors/connected/{client})");
+    app.add_option("--convention", conventions, "Preset: sensors, connected, homie, tasmota, esphome, "
+                                                "zigbee2mqtt, sparkplug, smarthome (repeatable)");
+    app.add_flag("--once", once, "Sync, print the table, exit");
+    app.add_option("-F,--format", format, "Output: table, json, ndjson, csv, prometheus")
+        ->check(CLI::IsMember({"table", "json", "ndjson", "csv", "prometheus"}))->capture_default_str();
+    app.add_flag("--events", events, "Stream changes as NDJSON");
+    app.add_option("--require", require_text, "With --once: NAME[,NAME...] that must be connected (else exit 3)");
+    app.add_option("--timeout", timeout_text, "Bound on --once's sync")->capture_default_str();
+    app.add_option("--purge-older-than", purge_text, "Clear retained statuses that say disconnected (or are "
+                                                     "unreadable) and whose ts is older than DUR");
+    app.add_flag("--purge-all-disconnected", purge_all, "Clear every retained disconnected/unreadable status");
+    app.add_flag("--dry-run", dry_run, "With a purge: only list what would be cleared");
+    app.add_option("-q,--qos", opts.qos, "Subscription QoS (0: full re-sync on reconnect; see README for 1)")
+        ->capture_default_str();
+    app.add_option("-V,--mqtt-version", opts.mqtt_version, "3 (3.1.1) or 5")->transform(CLI::IsMember({3, 4, 5}));
+    app.add_option("-i,--id", opts.client_id, "Client id (default mqtt-presence-scanner-<pid>-<n>)");
+    app.add_option("-u,--username", opts.username, "User name");
+    app.add_option("--pw-env", pw_env, "Environment variable holding the password");
+    app.add_option("--cafile", opts.cafile, "CA certificate (switches to ssl://)");
+    app.add_option("--cert", opts.certfile, "Client certificate");
+    app.add_option("--key", opts.keyfile, "Client private key");
+    app.add_flag("--insecure", opts.insecure, "Do not verify the server certificate");
+    app.add_flag("--no-color", no_color, "No colours in the table");
+
+    std::chrono::milliseconds timeout{}, purge_age{};
+    std::vector<std::string> required;
+    try {
+        app.parse(argc, argv);
+        if (opts.mqtt_version == 3) opts.mqtt_version = 4;
+        if (!host.empty() || port != 0) {
+            if (app.count("--broker") > 0) throw error("use either --broker or -h/-p, not both");
+            const bool tls = !opts.cafile.empty();
+            opts.server_uri = std::string(tls ? "ssl://" : "tcp://") + (host.empty() ? "localhost" : host) + ":" +
+                              std::to_string(port != 0 ? port : tls ? 8883 : 1883);
+        }
+        for (const auto& c : conventions) topics.push_back(topic_scheme::preset(c).template_text());
+        if (!topics.empty()) opts.topics = topics;
+        timeout = parse_duration(timeout_text);
+        if (!purge_text.empty()) purge_age = parse_duration(purge_text);
+        required = split(require_text);
+        if (!required.empty() && !once) throw error("--require needs --once (a check, not a live view)");
+        if (dry_run && purge_text.empty() && !purge_all)
+            throw error("--dry-run goes with --purge-older-than DUR or --purge-all-disconnected");
+        if (!pw_env.empty()) {
+            const char* pw = std::getenv(pw_env.c_str());
+            if (pw == nullptr) throw error("--pw-env " + pw_env + ": that environment variable is not set");
+            opts.password = pw;
+        }
+        if (events && once) throw error("--events streams changes; it does not combine with --once");
+        opts.validate();
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? 0 : 2;
+    } catch (const error& e) {
+        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n(see --help)\n";
+        return 2;
+    }
+
+    const bool tty = isatty(STDOUT_FILENO) != 0;
+    const bool err_tty = isatty(STDERR_FILENO) != 0;
+    const bool live_table = !once && !events && format == "table" && tty && purge_text.empty() && !purge_all;
+    std::mutex out_mutex;
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+
+    try {
+        scanner scan(opts);
+        std::atomic<bool> dirty{true};
+        scan.on_status([&](const std::string& s) {
+            if (once) return;  // a snapshot reports failures through its exit code
+            std::lock_guard<std::mutex> lock(out_mutex);
+            std::cerr << "mqtt-presence-scanner: " << s << "\n";
+        });
+        const bool stream = !once && purge_text.empty() && !purge_all && !live_table;
+        scan.on_change([&](const change& c) {
+            dirty = true;
+            if (!stream) return;
+            std::lock_guard<std::mutex> lock(out_mutex);
+            if (events || format == "json" || format == "ndjson") std::cout << render_change_json(c, scan.topic_of(c.current));
+            else std::cout << render_change_line(c, clock::now());
+            std::cout.flush();
+        });
+        try {
+            scan.start();
+        } catch (const error& e) {
+            std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+            return 4;
+        }
+
+        // Initial sync, with a progress line when it takes a while and stderr is a terminal.
+        const auto started = std::chrono::steady_clock::now();
+        bool synced = false;
+        while (!interrupted) {
+            synced = scan.wait_synced(std::chrono::milliseconds(200));
+            const auto waited = std::chrono::steady_clock::now() - started;
+            if (synced || waited >= timeout) break;
+            if (err_tty && waited > std::chrono::seconds(1)) {
+                std::lock_guard<std::mutex> lock(out_mutex);
+                std::cerr << "\rsyncing: " << scan.stats().messages << " statuses read" << std::flush;
+            }
+        }
+        if (err_tty && std::chrono::steady_clock::now() - started > std::chrono::seconds(1)) std::cerr << "\r\x1b[K";
+
+        if (!purge_text.empty() || purge_all) {
+            const auto cutoff = clock::now() - purge_age;
+            auto picked = scan.purge(
+                [&](const client_status& c) {
+                    if (c.status == state::connected) return false;
+                    if (purge_all) return true;
+                    // Only a time stamp says how old a status is; plain payloads need --purge-all-disconnected.
+                    return c.since && *c.since < cutoff;
+                },
+                dry_run);
+            scan_result r;
+            r.clients = picked;
+            for (const auto& c : picked) r.topics.push_back(scan.topic_of(c));
+            r.counts = scan.counts();
+            r.stats = scan.stats();
+            std::cout << (format == "table" ? "" : render(r, format, false));
+            if (format == "table") {
+                for (std::size_t i = 0; i < picked.size(); ++i) std::cout << (dry_run ? "would clear " : "cleared ") << r.topics[i] << "\n";
+                std::cerr << (dry_run ? "dry run: " : "") << picked.size() << " retained status(es) "
+                          << (dry_run ? "would be cleared" : "cleared") << "\n";
+            }
+            return 0;
+        }
+
+        if (once) {
+            const auto r = result_of(scan);
+            std::cout << render(r, format, tty && !no_color);
+            if (!synced) {
+                std::cerr << "mqtt-presence-scanner: sync not complete after " << timeout_text
+                          << "; the table may be partial\n";
+                return 5;
+            }
+            int rc = 0;
+            for (const auto& name : required) {
+                const auto it = std::find_if(r.clients.begin(), r.clients.end(),
+                                             [&](const client_status& c) { return c.client == name; });
+                if (it == r.clients.end() || it->status != state::connected || it->stale) {
+                    std::cerr << "mqtt-presence-scanner: required client " << name << " is "
+                              << (it == r.clients.end() ? "unknown" : it->stale ? "stale" : std::string(to_string(it->status)))
+                              << "\n";
+                    rc = 3;
+                }
+            }
+            return rc;
+        }
+
+        while (!interrupted) {
+            if (live_table && dirty.exchange(false)) {
+                const auto text = render_table(result_of(scan), clock::now(), !no_color);
+                std::lock_guard<std::mutex> lock(out_mutex);
+                std::cout << "\x1b[H\x1b[2J" << text << (scan.connected() ? "" : "(reconnecting...)\n") << std::flush;
+            }
+            usleep(200'000);
+            if (live_table) dirty = true;  // ages move on
+        }
+        scan.stop();
+    } catch (const error& e) {
+        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,40 @@
+#pragma once
+// Renderers: snapshots and changes to text (table, JSON, NDJSON, CSV, Prometheus). Pure: no MQTT.
+//
+// JSON snapshot shape (stable):
+// {"clients":[{"client","state","since","last_seen","retained","stale","epoch","ip","detail","topic","meta"}...],
+//  "counts":{"connected","disconnected","unknown","stale"},"stats":{"messages","malformed","stale_deaths_ignored"}}
+// state is "connected" | "disconnected" | "unknown"; times are ISO 8601 UTC or null when unknown; epoch, ip and
+// detail are null when absent; meta is the client's extra JSON members (an object) or null.
+
+#include <string>
+#include <vector>
+
+#include <mqtt_presence/connection_table.hpp>
+
+namespace mqtt_presence {
+
+/// What a renderer shows: the rows, each row's status topic, and the table's counters.
+struct scan_result {
+    std::vector<client_status> clients;
+    std::vector<std::string> topics;  ///< topics[i] is the status topic of clients[i]
+    table_counts counts;
+    table_stats stats;
+};
+
+[[nodiscard]] std::string format_iso8601(time_point t);
+
+[[nodiscard]] std::string render_json(const scan_result& r);
+/// One JSON client object per line (the objects of render_json).
+[[nodiscard]] std::string render_ndjson(const scan_result& r);
+[[nodiscard]] std::string render_csv(const scan_result& r);
+[[nodiscard]] std::string render_prometheus(const scan_result& r);
+/// The human table: CLIENT STATE SINCE LAST-SEEN IP DETAIL, then a counts line. Ages are relative to `now`.
+[[nodiscard]] std::string render_table(const scan_result& r, time_point now, bool color);
+
+/// A change as one JSON line: {"event":"added|changed|...","previous":..,"client":{...}}.
+[[nodiscard]] std::string render_change_json(const change& c, const std::string& topic);
+/// A change as one human line: "2026-11-25T06:20:01Z s1 connected -> disconnected (lost)".
+[[nodiscard]] std::string render_change_line(const change& c, time_point now);
+
+}  // namespace mqtt_presence

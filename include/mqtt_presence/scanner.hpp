@@ -1,0 +1,124 @@
+#pragma once
+// scanner: subscribes to status topics and keeps the connected-clients table.
+//
+//   mqtt_presence::scanner_options opts;                 // tcp://localhost:1883, sensors/connected/{client}
+//   mqtt_presence::scanner scan(opts);
+//   scan.on_change([](const mqtt_presence::change& c) { ... });   // Paho's thread: do not block
+//   scan.start();                                        // connects (bounded), subscribes; throws on failure
+//   scan.wait_synced(std::chrono::seconds(10));          // the retained burst is complete
+//   for (auto& row : scan.snapshot()) ...
+//
+// Or with a client the app already owns: construct with the client, call on_connected() from the app's connected
+// handler and handle_message() from its message callback (both non-blocking).
+//
+// Threads: messages are decoded and applied under a short lock on Paho's callback thread; change callbacks run on
+// that thread (or the expiry timer's) after the lock is released, fenced with try/catch. snapshot(), counts(),
+// stats() and purge() are safe from any thread.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <mqtt/async_client.h>
+
+#include <mqtt_presence/connection_table.hpp>
+#include <mqtt_presence/topic_scheme.hpp>
+
+namespace mqtt_presence {
+
+struct scanner_options {
+    std::string server_uri = "tcp://localhost:1883";
+    std::string client_id;  ///< empty: mqtt-presence-scanner-<pid>-<random>
+    std::vector<std::string> topics{"sensors/connected/{client}"};  ///< templates, one {client} level each
+    int qos = 0;  ///< subscription QoS; 0: the retained store is re-read in full at every (re)subscribe
+    int mqtt_version = 4;
+    std::chrono::seconds keepalive{30};
+    std::chrono::seconds connect_timeout{5};
+    /// Fallback for brokers that do not keep order: synced after this long without a status message.
+    std::chrono::milliseconds quiet_period{1000};
+    std::chrono::milliseconds expire_interval{1000};  ///< how often heartbeat staleness is checked
+    std::string username, password, cafile, certfile, keyfile;
+    bool insecure = false;
+
+    /// Throws mqtt_presence::error naming the bad field and value.
+    void validate() const;
+};
+
+class scanner {
+public:
+    using change_callback = std::function<void(const change&)>;
+
+    /// Owns its client. Validates the options (throws mqtt_presence::error); does not connect yet.
+    explicit scanner(scanner_options options);
+    /// Borrows the app's client: the app connects it, calls on_connected() and handle_message().
+    scanner(mqtt::async_client& client, scanner_options options);
+    ~scanner() noexcept;
+    scanner(const scanner&) = delete;
+    scanner& operator=(const scanner&) = delete;
+
+    /// Connects (bounded by connect_timeout) and subscribes; re-subscribes after every reconnect.
+    /// Throws mqtt_presence::error when the broker cannot be reached. Owned client only.
+    void start();
+    /// Disconnects (owned client) and stops the expiry timer. Idempotent.
+    void stop() noexcept;
+
+    /// Subscribes the status filters and sends the sync marker. Non-blocking: call from a connected handler.
+    void on_connected() noexcept;
+    /// Feeds one message; true if it was a status (or the sync marker). Never throws, never blocks.
+    bool handle_message(const mqtt::const_message_ptr& msg) noexcept;
+
+    /// Waits until the retained statuses present at (re)subscribe time are all in the table. False on timeout.
+    bool wait_synced(std::chrono::milliseconds timeout);
+    [[nodiscard]] bool synced() const;
+    /// Called with every change (Paho's thread or the expiry timer's). Set before start().
+    void on_change(change_callback callback);
+    /// Called when the connection is lost or restored (text for a status line).
+    void on_status(std::function<void(const std::string&)> callback);
+
+    [[nodiscard]] std::vector<client_status> snapshot() const;
+    [[nodiscard]] table_counts counts() const;
+    [[nodiscard]] table_stats stats() const;
+    [[nodiscard]] const std::vector<topic_scheme>& schemes() const noexcept { return schemes_; }
+    /// The status topic a row came from.
+    [[nodiscard]] std::string topic_of(const client_status& row) const;
+    [[nodiscard]] bool connected() const;
+
+    /// Clears the retained status of every client `select` picks (empty retained payload, QoS 1) unless dry_run;
+    /// returns the rows it cleared (or would clear). Waits for the broker's acknowledgements (bounded).
+    std::vector<client_status> purge(const std::function<bool(const client_status&)>& select, bool dry_run);
+
+private:
+    void init_callbacks();
+    void expiry_loop();
+    void dispatch(const std::vector<change>& changes) noexcept;
+    void status(const std::string& text) noexcept;
+
+    scanner_options options_;
+    std::vector<topic_scheme> schemes_;
+    std::unique_ptr<mqtt::async_client> owned_;
+    mqtt::async_client* client_ = nullptr;
+    std::string marker_topic_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    connection_table table_;
+    std::uint64_t marker_sent_ = 0;
+    std::uint64_t marker_seen_ = 0;
+    std::chrono::steady_clock::time_point last_status_message_{};
+    std::chrono::steady_clock::time_point subscribed_at_{};
+    bool connected_ = false;
+    bool stopping_ = false;
+    change_callback on_change_;
+    std::function<void(const std::string&)> on_status_;
+    std::thread expiry_;
+};
+
+}  // namespace mqtt_presence

@@ -1,0 +1,241 @@
+#include <mqtt_presence/render.hpp>
+
+#include <mqtt_presence/duration.hpp>
+#include <mqtt_presence/error.hpp>
+
+#include <ctime>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "text_util.hpp"
+
+namespace mqtt_presence {
+namespace {
+
+using ordered = nlohmann::ordered_json;
+
+ordered time_or_null(const std::optional<time_point>& t) { return t ? ordered(format_iso8601(*t)) : ordered(); }
+ordered text_or_null(const std::string& s) { return s.empty() ? ordered() : ordered(s); }
+
+std::string detail_text(const client_status& c) {
+    std::string d = c.detail;
+    if (c.status == state::disconnected && !c.reason.empty() && d.find(c.reason) == std::string::npos)
+        d = d.empty() ? c.reason : d + ", " + c.reason;
+    if (!c.raw.empty()) d += (d.empty() ? "raw: " : "; raw: ") + c.raw;
+    return d;
+}
+
+ordered client_json(const client_status& c, const std::string& topic) {
+    ordered j;
+    j["client"] = c.client;
+    j["state"] = std::string(to_string(c.status));
+    j["since"] = time_or_null(c.since);
+    j["last_seen"] = time_or_null(c.last_seen);
+    j["retained"] = c.retained;
+    j["stale"] = c.stale;
+    j["epoch"] = c.epoch ? ordered(*c.epoch) : ordered();
+    j["ip"] = text_or_null(c.ip);
+    j["detail"] = text_or_null(detail_text(c));
+    j["topic"] = topic;
+    auto meta = c.meta.empty() ? ordered() : ordered::parse(c.meta, nullptr, false);
+    if (meta.is_discarded()) meta = ordered();
+    if (!c.host.empty()) {
+        if (meta.is_null()) meta = ordered::object();
+        meta["host"] = c.host;
+    }
+    j["meta"] = meta;
+    return j;
+}
+
+std::string dump(const ordered& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+const std::string& topic_at(const scan_result& r, std::size_t i) {
+    static const std::string none;
+    return i < r.topics.size() ? r.topics[i] : none;
+}
+
+std::string age(const std::optional<time_point>& t, time_point now) {
+    if (!t) return "?";
+    const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(now - *t);
+    return d.count() < 0 ? "0s" : format_duration(d) + " ago";
+}
+
+std::string csv_field(const std::string& s) {
+    if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"') out += '"';
+        out += c;
+    }
+    return out + "\"";
+}
+
+std::string prometheus_label(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '\\' || c == '"') out += '\\';
+        if (c == '\n') { out += "\\n"; continue; }
+        out += c;
+    }
+    return out;
+}
+
+std::string pad(std::string s, std::size_t width) {
+    // Width in bytes; names are mostly ASCII. Long cells are cut to keep the table aligned.
+    if (s.size() > width) s = s.substr(0, width - 1) + "~";
+    return s + std::string(width - s.size() + 2, ' ');
+}
+
+}  // namespace
+
+std::string format_iso8601(time_point t) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000 - (ms % 1000 < 0 ? 1 : 0));
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[40];
+    const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    char frac[8];
+    std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(((ms % 1000) + 1000) % 1000));
+    return std::string(buf, n) + frac;
+}
+
+std::string render_json(const scan_result& r) {
+    ordered j;
+    j["clients"] = ordered::array();
+    for (std::size_t i = 0; i < r.clients.size(); ++i) j["clients"].push_back(client_json(r.clients[i], topic_at(r, i)));
+    j["counts"] = {{"connected", r.counts.connected}, {"disconnected", r.counts.disconnected},
+                   {"unknown", r.counts.unknown}, {"stale", r.counts.stale}};
+    j["stats"] = {{"messages", r.stats.messages}, {"malformed", r.stats.malformed},
+                  {"stale_deaths_ignored", r.stats.stale_deaths_ignored}};
+    return dump(j) + "\n";
+}
+
+std::string render_ndjson(const scan_result& r) {
+    std::string out;
+    for (std::size_t i = 0; i < r.clients.size(); ++i) out += dump(client_json(r.clients[i], topic_at(r, i))) + "\n";
+    return out;
+}
+
+std::string render_csv(const scan_result& r) {
+    std::string out = "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic\n";
+    for (std::size_t i = 0; i < r.clients.size(); ++i) {
+        const auto& c = r.clients[i];
+        out += csv_field(c.client) + "," + std::string(to_string(c.status)) + "," + (c.stale ? "true" : "false") +
+               "," + (c.since ? format_iso8601(*c.since) : "") + "," +
+               (c.last_seen ? format_iso8601(*c.last_seen) : "") + "," + (c.retained ? "true" : "false") + "," +
+               (c.epoch ? std::to_string(*c.epoch) : "") + "," + csv_field(c.ip) + "," +
+               csv_field(detail_text(c)) + "," + csv_field(topic_at(r, i)) + "\n";
+    }
+    return out;
+}
+
+std::string render_prometheus(const scan_result& r) {
+    std::ostringstream out;
+    out << "# HELP mqtt_presence_clients Clients by connection state.\n# TYPE mqtt_presence_clients gauge\n";
+    out << "mqtt_presence_clients{state=\"connected\"} " << r.counts.connected << "\n";
+    out << "mqtt_presence_clients{state=\"disconnected\"} " << r.counts.disconnected << "\n";
+    out << "mqtt_presence_clients{state=\"unknown\"} " << r.counts.unknown << "\n";
+    out << "# HELP mqtt_presence_stale_clients Connected clients whose heartbeat is overdue.\n"
+           "# TYPE mqtt_presence_stale_clients gauge\nmqtt_presence_stale_clients " << r.counts.stale << "\n";
+    out << "# HELP mqtt_presence_messages_total Status messages read.\n# TYPE mqtt_presence_messages_total counter\n"
+           "mqtt_presence_messages_total " << r.stats.messages << "\n";
+    out << "# HELP mqtt_presence_malformed_total Unreadable status payloads.\n"
+           "# TYPE mqtt_presence_malformed_total counter\nmqtt_presence_malformed_total " << r.stats.malformed << "\n";
+    out << "# HELP mqtt_presence_stale_deaths_ignored_total Late wills of older connections, ignored.\n"
+           "# TYPE mqtt_presence_stale_deaths_ignored_total counter\nmqtt_presence_stale_deaths_ignored_total "
+        << r.stats.stale_deaths_ignored << "\n";
+    out << "# HELP mqtt_presence_client_up 1 if the client is connected and not stale.\n"
+           "# TYPE mqtt_presence_client_up gauge\n";
+    for (const auto& c : r.clients)
+        out << "mqtt_presence_client_up{client=\"" << prometheus_label(c.client) << "\",state=\""
+            << to_string(c.status) << "\"} " << (c.status == state::connected && !c.stale ? 1 : 0) << "\n";
+    return out.str();
+}
+
+std::string render_table(const scan_result& r, time_point now, bool color) {
+    std::size_t name_w = 6, ip_w = 2;
+    for (const auto& c : r.clients) {
+        name_w = std::max(name_w, std::min<std::size_t>(c.client.size(), 40));
+        ip_w = std::max(ip_w, std::min<std::size_t>(c.ip.size(), 39));
+    }
+    std::string out = pad("CLIENT", name_w) + pad("STATE", 18) + pad("SINCE", 14) + pad("LAST-SEEN", 14) +
+                      pad("IP", ip_w) + "DETAIL\n";
+    for (const auto& c : r.clients) {
+        std::string st = std::string(to_string(c.status)) + (c.stale ? " (stale)" : "");
+        std::string cell = pad(st, 18);
+        if (color) {
+            const char* code = c.stale ? "\x1b[35m" : c.status == state::connected ? "\x1b[32m"
+                                                    : c.status == state::disconnected ? "\x1b[31m" : "\x1b[33m";
+            cell = code + st + "\x1b[0m" + std::string(18 - std::min<std::size_t>(st.size(), 18) + 2, ' ');
+        }
+        out += pad(c.client, name_w) + cell + pad(age(c.since, now), 14) + pad(age(c.last_seen, now), 14) +
+               pad(c.ip.empty() ? "-" : c.ip, ip_w) + detail::printable(detail_text(c), 60) + "\n";
+    }
+    out += std::to_string(r.counts.connected) + " connected, " + std::to_string(r.counts.disconnected) +
+           " disconnected, " + std::to_string(r.counts.unknown) + " unknown, " + std::to_string(r.counts.stale) +
+           " stale; " + std::to_string(r.stats.messages) + " messages, " + std::to_string(r.stats.malformed) +
+           " malformed, " + std::to_string(r.stats.stale_deaths_ignored) + " late wills ignored\n";
+    return out;
+}
+
+std::string render_change_json(const change& c, const std::string& topic) {
+    ordered j;
+    j["event"] = std::string(to_string(c.kind));
+    j["previous"] = c.previous ? ordered(std::string(to_string(*c.previous))) : ordered();
+    j["client"] = client_json(c.current, topic);
+    return dump(j) + "\n";
+}
+
+std::string render_change_line(const change& c, time_point now) {
+    std::string line = format_iso8601(now) + " " + c.current.client + " ";
+    const std::string st = std::string(to_string(c.current.status));
+    switch (c.kind) {
+        case change_kind::added: line += st + (c.current.retained ? " (retained)" : ""); break;
+        case change_kind::changed: line += std::string(to_string(*c.previous)) + " -> " + st; break;
+        case change_kind::reconnected: line += "reconnected (epoch " + std::to_string(c.current.epoch.value_or(0)) + ")"; break;
+        case change_kind::stale: line += "stale (heartbeat overdue)"; break;
+        case change_kind::fresh: line += "fresh again"; break;
+        case change_kind::removed: line += "removed (status cleared)"; break;
+    }
+    const auto d = detail_text(c.current);
+    if (!d.empty() && c.kind != change_kind::removed) line += " [" + detail::printable(d, 80) + "]";
+    return line + "\n";
+}
+
+std::chrono::milliseconds parse_duration(std::string_view text) {
+    const auto bad = [&](const std::string& why) {
+        return error("invalid duration \"" + detail::printable(text) + "\": " + why +
+                     "; write e.g. 500ms, 5s, 10m, 2h or 7d");
+    };
+    std::size_t i = 0;
+    unsigned long long value = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+        value = value * 10 + static_cast<unsigned long long>(text[i] - '0');
+        if (value > 1'000'000'000ULL) throw bad("too large");
+        ++i;
+    }
+    if (i == 0) throw bad("it does not start with a number");
+    const auto unit = text.substr(i);
+    const auto v = static_cast<long long>(value);
+    if (unit.empty() || unit == "s") return std::chrono::seconds(v);
+    if (unit == "ms") return std::chrono::milliseconds(v);
+    if (unit == "m") return std::chrono::minutes(v);
+    if (unit == "h") return std::chrono::hours(v);
+    if (unit == "d") return std::chrono::hours(24 * v);
+    throw bad("unknown unit \"" + std::string(unit) + "\"");
+}
+
+std::string format_duration(std::chrono::milliseconds d) {
+    const long long ms = d.count();
+    char buf[32];
+    if (ms < 1000) std::snprintf(buf, sizeof buf, "%lldms", ms);
+    else if (ms < 60'000) std::snprintf(buf, sizeof buf, "%llds", ms / 1000);
+    else if (ms < 3'600'000) std::snprintf(buf, sizeof buf, "%lldm%02llds", ms / 60'000, (ms / 1000) % 60);
+    else if (ms < 86'400'000) std::snprintf(buf, sizeof buf, "%lldh%02lldm", ms / 3'600'000, (ms / 60'000) % 60);
+    else std::snprintf(buf, sizeof buf, "%lldd%02lldh", ms / 86'400'000, (ms / 3'600'000) % 24);
+    return buf;
+}
+
+}  // namespace mqtt_presence
