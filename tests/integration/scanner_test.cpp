@@ -1,0 +1,270 @@
+// The scanner tool and class against a real mosquitto, with statuses written by our sensor, by clients that are
+// not ours (python paho, mosquitto_pub), and by hand (malformed ones).
+#include <mqtt_presence/scanner.hpp>
+
+#include <mqtt/async_client.h>
+#include <nlohmann/json.hpp>
+
+#include "harness.hpp"
+
+using namespace harness;
+using json = nlohmann::json;
+
+namespace {
+
+void publish_retained(int port, const std::string& topic, const std::string& payload) {
+    child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-r", "-q", "1", "-t", topic,
+               "-m", payload});
+    ASSERT_EQ(pub.wait_exit(10s), 0) << pub.stderr_text();
+}
+
+struct scan_output {
+    int code = -1;
+    std::string out, err;
+};
+
+scan_output run_scanner(int port, std::vector<std::string> args) {
+    std::vector<std::string> argv{SCANNER_BIN, "--broker", broker_uri(port)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    child c(argv);
+    scan_output o;
+    o.code = c.wait_exit(60s).value_or(-1);
+    o.out = c.stdout_text();
+    o.err = c.stderr_text();
+    return o;
+}
+
+json once_json(int port, std::vector<std::string> args) {
+    args.insert(args.end(), {"--once", "--format", "json"});
+    const auto o = run_scanner(port, args);
+    EXPECT_EQ(o.code, 0) << o.err;
+    auto j = json::parse(o.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << o.out.substr(0, 300);
+    return j;
+}
+
+json client_of(const json& snapshot, const std::string& name) {
+    for (const auto& c : snapshot["clients"])
+        if (c["client"] == name) return c;
+    return json();
+}
+
+TEST(scanner, ten_thousand_retained_statuses_are_all_in_the_first_snapshot) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    // Paho buffers 100 unsent messages by default; let it hold the whole seed and wait once.
+    mqtt::async_client seeder(broker_uri(port), prefix + "-seeder", mqtt::create_options(MQTTVERSION_3_1_1, 20000));
+    seeder.connect()->wait();
+    mqtt::delivery_token_ptr last;
+    for (int i = 0; i < 10000; ++i) last = seeder.publish(prefix + "/c" + std::to_string(i), i % 2 ? "1" : "0", 1, true);
+    ASSERT_TRUE(last->wait_for(30s));
+    seeder.disconnect()->wait();
+
+    const auto started = steady::now();
+    const auto j = once_json(port, {"--topic", prefix + "/{client}"});
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started);
+    ASSERT_EQ(j["clients"].size(), 10000u);
+    EXPECT_EQ(j["counts"]["connected"], 5000);
+    EXPECT_EQ(j["counts"]["disconnected"], 5000);
+    EXPECT_EQ(j["stats"]["messages"], 10000);
+    EXPECT_EQ(j["clients"][0]["client"], "c0") << "sorted by name";
+    EXPECT_EQ(j["clients"][0]["retained"], true);
+    EXPECT_TRUE(j["clients"][0]["since"].is_null()) << "a retained \"0\" has no known time";
+    std::cerr << "10,000 retained clients: --once took " << took.count() << " ms (whole process)\n";
+}
+
+TEST(scanner, live_transitions_appear_as_events_with_since) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    child events({SCANNER_BIN, "--broker", broker_uri(port), "--topic", templ, "--events"});
+    ASSERT_TRUE(events.wait_stderr(contains("connected to"), 10s)) << events.stderr_text();
+    child sensor({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "s1", "--format", "json",
+                  "--keepalive", "2"});
+    auto added = events.wait_stdout(contains("\"event\":\"added\""), 10s);
+    ASSERT_TRUE(added) << events.stdout_text();
+    auto a = json::parse(*added);
+    EXPECT_EQ(a["client"]["state"], "connected");
+    EXPECT_FALSE(a["client"]["since"].is_null());
+    EXPECT_EQ(a["client"]["retained"], false);
+
+    sensor.signal(SIGKILL);
+    auto died = events.wait_stdout(contains("\"previous\":\"connected\""), 10s);
+    ASSERT_TRUE(died) << events.stdout_text();
+    auto d = json::parse(*died);
+    EXPECT_EQ(d["event"], "changed");
+    EXPECT_EQ(d["client"]["state"], "disconnected");
+    EXPECT_EQ(d["client"]["detail"], "lost");
+    EXPECT_NE(d["client"]["since"], a["client"]["since"]) << "since is the receive time of the death";
+
+    child clean({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "s1", "--format", "json"});
+    ASSERT_TRUE(events.wait_stdout(contains("\"previous\":\"disconnected\""), 10s));
+    clean.signal(SIGTERM);
+    auto stopped = events.wait_stdout(contains("\"detail\":\"clean\""), 10s);
+    ASSERT_TRUE(stopped) << events.stdout_text();
+    EXPECT_EQ(clean.wait_exit(10s), 0);
+}
+
+TEST(scanner, reads_clients_that_are_not_ours_and_every_convention) {
+    const int port = broker_port();
+    const auto p = unique_prefix();
+    // Debian's python3-paho-mqtt, the classic pattern.
+    child py({"/usr/bin/python3", std::string(TEST_SOURCE_DIR) + "/tests/integration/classic_client.py",
+              std::to_string(port), "sensors/connected/" + p + "-py"});
+    ASSERT_TRUE(py.wait_stdout(equals("up"), 10s)) << py.stderr_text();
+    publish_retained(port, "homie/" + p + "-homie/$state", "ready");
+    publish_retained(port, "homie/" + p + "-sleepy/$state", "sleeping");
+    publish_retained(port, "tele/" + p + "-tasmota/LWT", "Online");
+    publish_retained(port, p + "-esp/status", "offline");
+    publish_retained(port, p + "-z2m/bridge/state", R"({"state":"online"})");
+    publish_retained(port, "spBv1.0/STATE/" + p + "-scada", R"({"online":true,"timestamp":1700000000000})");
+    publish_retained(port, p + "-smarthome/connected", "2");
+
+    const auto j = once_json(port, {"--convention", "sensors", "--convention", "homie", "--convention", "tasmota",
+                                    "--convention", "esphome", "--convention", "zigbee2mqtt", "--convention",
+                                    "sparkplug", "--convention", "smarthome"});
+    const std::vector<std::pair<std::string, std::string>> expected = {
+        {"-py", "connected"},      {"-homie", "connected"}, {"-sleepy", "disconnected"},
+        {"-tasmota", "connected"}, {"-esp", "disconnected"}, {"-z2m", "connected"},
+        {"-scada", "connected"},   {"-smarthome", "connected"}};
+    for (const auto& [suffix, st] : expected) {
+        const auto c = client_of(j, p + suffix);
+        ASSERT_FALSE(c.is_null()) << p + suffix << " missing";
+        EXPECT_EQ(c["state"], st) << p + suffix;
+    }
+    EXPECT_EQ(client_of(j, p + "-sleepy")["detail"], "sleeping");
+    EXPECT_EQ(client_of(j, p + "-smarthome")["detail"], "device-ok");
+    EXPECT_EQ(client_of(j, p + "-scada")["since"], "2023-11-14T22:13:20.000Z");
+
+    // The python client stops cleanly: its own "0".
+    py.signal(SIGTERM);
+    publish_retained(port, "homie/" + p + "-homie/$state", "");
+    const auto after = once_json(port, {"--convention", "homie"});
+    EXPECT_TRUE(client_of(after, p + "-homie").is_null()) << "an empty retained payload removes the client";
+}
+
+TEST(scanner, malformed_payloads_are_unknown_counted_and_never_crash) {
+    const int port = broker_port();
+    const auto p = unique_prefix();
+    publish_retained(port, p + "/garbage", "garbage");
+    publish_retained(port, p + "/badjson", R"({"status":"1")");
+    publish_retained(port, p + "/wrongtype", R"({"status":"1"})");
+    publish_retained(port, p + "/utf8", "on\xff\xfeline");
+    publish_retained(port, p + "/huge", std::string(100000, 'x'));
+    publish_retained(port, p + "/good", "1");
+    const auto j = once_json(port, {"--topic", p + "/{client}"});
+    ASSERT_EQ(j["clients"].size(), 6u) << j.dump();
+    EXPECT_EQ(j["counts"]["unknown"], 5);
+    EXPECT_EQ(j["stats"]["malformed"], 5);
+    EXPECT_EQ(client_of(j, "good")["state"], "connected");
+    EXPECT_NE(client_of(j, "wrongtype")["detail"].get<std::string>().find("without quotes"), std::string::npos);
+    EXPECT_NE(client_of(j, "utf8")["detail"].get<std::string>().find("\\xff"), std::string::npos);
+    EXPECT_NE(client_of(j, "huge")["detail"].get<std::string>().find("too large"), std::string::npos);
+    // Every output format copes with them.
+    for (const char* f : {"table", "csv", "ndjson", "prometheus"}) {
+        const auto o = run_scanner(port, {"--topic", p + "/{client}", "--once", "--format", f});
+        EXPECT_EQ(o.code, 0) << f << ": " << o.err;
+        EXPECT_NE(o.out.find("garbage"), std::string::npos) << f;
+    }
+}
+
+TEST(scanner, require_exit_codes) {
+    const int port = broker_port();
+    const auto p = unique_prefix();
+    publish_retained(port, p + "/up1", "1");
+    publish_retained(port, p + "/up2", "online");
+    publish_retained(port, p + "/down", "0");
+    const std::vector<std::string> base{"--topic", p + "/{client}", "--once"};
+    auto with = [&](std::vector<std::string> extra) {
+        auto a = base;
+        a.insert(a.end(), extra.begin(), extra.end());
+        return run_scanner(port, a);
+    };
+    EXPECT_EQ(with({"--require", "up1,up2"}).code, 0);
+    const auto down = with({"--require", "up1,down"});
+    EXPECT_EQ(down.code, 3);
+    EXPECT_NE(down.err.find("required client down is disconnected"), std::string::npos) << down.err;
+    EXPECT_EQ(with({"--require", "nobody"}).code, 3);
+    EXPECT_EQ(run_scanner(port, {"--require", "x"}).code, 2) << "--require needs --once";
+}
+
+TEST(scanner, purge_clears_old_disconnected_statuses_with_dry_run_first) {
+    const int port = broker_port();
+    const auto p = unique_prefix();
+    const auto old_ms = std::to_string(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count() - 10LL * 24 * 3600 * 1000);
+    publish_retained(port, p + "/old-clean", R"({"status":0,"reason":"clean","ts":)" + old_ms + "}");
+    publish_retained(port, p + "/recent-clean", R"({"status":0,"reason":"clean","ts":)" +
+                                                    std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                        std::chrono::system_clock::now().time_since_epoch()).count()) + "}");
+    publish_retained(port, p + "/up", R"({"status":1,"ts":)" + old_ms + "}");
+    publish_retained(port, p + "/plain-down", "0");
+    const std::vector<std::string> topic{"--topic", p + "/{client}"};
+
+    auto dry = run_scanner(port, {"--topic", p + "/{client}", "--purge-older-than", "7d", "--dry-run"});
+    EXPECT_EQ(dry.code, 0) << dry.err;
+    EXPECT_NE(dry.out.find("would clear " + p + "/old-clean"), std::string::npos) << dry.out;
+    EXPECT_EQ(dry.out.find("recent-clean"), std::string::npos) << "younger than 7d";
+    EXPECT_EQ(dry.out.find("/up"), std::string::npos) << "connected is never purged";
+    EXPECT_EQ(dry.out.find("plain-down"), std::string::npos) << "a plain 0 has no age";
+    EXPECT_EQ(once_json(port, topic)["clients"].size(), 4u) << "a dry run clears nothing";
+
+    auto real = run_scanner(port, {"--topic", p + "/{client}", "--purge-older-than", "7d"});
+    EXPECT_EQ(real.code, 0) << real.err;
+    auto after = once_json(port, topic);
+    EXPECT_EQ(after["clients"].size(), 3u);
+    EXPECT_TRUE(client_of(after, "old-clean").is_null());
+
+    auto all = run_scanner(port, {"--topic", p + "/{client}", "--purge-all-disconnected"});
+    EXPECT_EQ(all.code, 0) << all.err;
+    after = once_json(port, topic);
+    ASSERT_EQ(after["clients"].size(), 1u) << after.dump();
+    EXPECT_EQ(after["clients"][0]["client"], "up");
+}
+
+TEST(scanner, dollar_connected_scheme_is_read) {
+    const int port = broker_port();
+    const auto name = unique_prefix();
+    child sensor({SENSOR_BIN, "--broker", broker_uri(port), "--topic", "$CONNECTED/{client}", "--name", name});
+    observer obs(port, "$CONNECTED/" + name);
+    obs.expect("$CONNECTED/" + name, equals("1"), "the sensor's status under $CONNECTED");
+    const auto j = once_json(port, {"--topic", "$CONNECTED/{client}"});
+    EXPECT_EQ(client_of(j, name)["state"], "connected");
+    EXPECT_EQ(client_of(j, name)["topic"], "$CONNECTED/" + name);
+}
+
+TEST(scanner, bad_options_and_unreachable_broker) {
+    EXPECT_EQ(run_scanner(1, {"--once"}).code, 4) << "port 1: nothing listens";
+    for (const auto& bad : std::vector<std::vector<std::string>>{
+             {"--format", "xml"}, {"--topic", "a/b"}, {"--convention", "nosuch"}, {"--timeout", "5 parsecs"},
+             {"--purge-older-than", "soon"}, {"--dry-run"}}) {
+        const auto o = run_scanner(1, bad);
+        EXPECT_EQ(o.code, 2) << bad[0] << ": " << o.err;
+        EXPECT_FALSE(o.err.empty());
+    }
+    child help({SCANNER_BIN, "--help"});
+    EXPECT_EQ(help.wait_exit(5s), 0);
+    for (const char* mode : {"--once", "--events", "--require", "--purge-older-than", "prometheus"})
+        EXPECT_NE(help.stdout_text().find(mode), std::string::npos) << "help lacks an example of " << mode;
+}
+
+TEST(scanner, survives_a_broker_restart_and_resyncs) {
+    const std::string dir = std::string(TEST_TMP_DIR) + "/" + unique_prefix();
+    child start({TEST_BROKER_SCRIPT, "start", dir});
+    ASSERT_EQ(start.wait_exit(20s), 0) << start.stderr_text();
+    const int port = broker_port(dir);
+    publish_retained(port, "sensors/connected/before", "1");
+    child events({SCANNER_BIN, "--broker", broker_uri(port), "--events"});
+    ASSERT_TRUE(events.wait_stdout(contains("\"client\":\"before\""), 10s)) << events.stdout_text();
+    child restart({TEST_BROKER_SCRIPT, "restart", dir});
+    ASSERT_EQ(restart.wait_exit(20s), 0) << restart.stderr_text();
+    ASSERT_TRUE(events.wait_stderr(contains("connection lost"), 10s)) << events.stderr_text();
+    ASSERT_TRUE(events.wait_stderr(contains("connected to"), 30s)) << events.stderr_text();
+    publish_retained(port, "sensors/connected/after", "1");
+    EXPECT_TRUE(events.wait_stdout(contains("\"client\":\"after\""), 10s)) << events.stdout_text();
+    child stop({TEST_BROKER_SCRIPT, "stop", dir});
+    stop.wait_exit(20s);
+}
+
+}  // namespace
