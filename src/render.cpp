@@ -6,17 +6,11 @@
 #include <ctime>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
-
 #include "text_util.hpp"
 
 namespace mqtt_presence {
 namespace {
 
-using ordered = nlohmann::ordered_json;
-
-ordered time_or_null(const std::optional<time_point>& t) { return t ? ordered(format_iso8601(*t)) : ordered(); }
-ordered text_or_null(const std::string& s) { return s.empty() ? ordered() : ordered(s); }
 
 std::string detail_text(const client_status& c) {
     std::string d = c.detail;
@@ -26,29 +20,73 @@ std::string detail_text(const client_status& c) {
     return d;
 }
 
-ordered client_json(const client_status& c, const std::string& topic) {
-    ordered j;
-    j["client"] = c.client;
-    j["state"] = std::string(to_string(c.status));
-    j["since"] = time_or_null(c.since);
-    j["last_seen"] = time_or_null(c.last_seen);
-    j["retained"] = c.retained;
-    j["stale"] = c.stale;
-    j["epoch"] = c.epoch ? ordered(*c.epoch) : ordered();
-    j["ip"] = text_or_null(c.ip);
-    j["detail"] = text_or_null(detail_text(c));
-    j["topic"] = topic;
-    auto meta = c.meta.empty() ? ordered() : ordered::parse(c.meta, nullptr, false);
-    if (meta.is_discarded()) meta = ordered();
-    if (!c.host.empty()) {
-        if (meta.is_null()) meta = ordered::object();
-        meta["host"] = c.host;
+// Appends `s` as a JSON string. Text from the network is valid UTF-8 by the time it is here (nlohmann checks JSON
+// strings, the broker checks topics, unreadable payloads are made printable), but check anyway.
+void append_string(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    const std::string fixed = detail::is_valid_utf8(s) ? std::string() : detail::printable(s, s.size());
+    if (!fixed.empty()) s = fixed;
+    out += '"';
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += ch;
+        } else if (c < 0x20) {
+            out += "\\u00";
+            out += hex[c >> 4];
+            out += hex[c & 0xF];
+        } else {
+            out += ch;
+        }
     }
-    j["meta"] = meta;
-    return j;
+    out += '"';
 }
 
-std::string dump(const ordered& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+void append_time(std::string& out, const std::optional<time_point>& t) {
+    if (t) append_string(out, format_iso8601(*t));
+    else out += "null";
+}
+
+void append_text_or_null(std::string& out, const std::string& s) {
+    if (s.empty()) out += "null";
+    else append_string(out, s);
+}
+
+// One client object, written directly (a snapshot of a million clients must not become a DOM first).
+void append_client_json(std::string& out, const client_status& c, const std::string& topic) {
+    out += "{\"client\":";
+    append_string(out, c.client);
+    out += ",\"state\":\"";
+    out += to_string(c.status);
+    out += "\",\"since\":";
+    append_time(out, c.since);
+    out += ",\"last_seen\":";
+    append_time(out, c.last_seen);
+    out += c.retained ? ",\"retained\":true" : ",\"retained\":false";
+    out += c.stale ? ",\"stale\":true" : ",\"stale\":false";
+    out += ",\"epoch\":";
+    out += c.epoch ? std::to_string(*c.epoch) : "null";
+    out += ",\"ip\":";
+    append_text_or_null(out, c.ip);
+    out += ",\"detail\":";
+    append_text_or_null(out, detail_text(c));
+    out += ",\"topic\":";
+    append_string(out, topic);
+    out += ",\"meta\":";
+    // meta is a compact JSON object text made by the codec; the host joins it.
+    if (c.meta.empty() && c.host.empty()) {
+        out += "null";
+    } else if (c.host.empty()) {
+        out += c.meta;
+    } else {
+        out += c.meta.size() > 2 ? c.meta.substr(0, c.meta.size() - 1) + "," : std::string("{");
+        out += "\"host\":";
+        append_string(out, c.host);
+        out += '}';
+    }
+    out += '}';
+}
 
 const std::string& topic_at(const scan_result& r, std::size_t i) {
     static const std::string none;
@@ -102,19 +140,27 @@ std::string format_iso8601(time_point t) {
 }
 
 std::string render_json(const scan_result& r) {
-    ordered j;
-    j["clients"] = ordered::array();
-    for (std::size_t i = 0; i < r.clients.size(); ++i) j["clients"].push_back(client_json(r.clients[i], topic_at(r, i)));
-    j["counts"] = {{"connected", r.counts.connected}, {"disconnected", r.counts.disconnected},
-                   {"unknown", r.counts.unknown}, {"stale", r.counts.stale}};
-    j["stats"] = {{"messages", r.stats.messages}, {"malformed", r.stats.malformed},
-                  {"stale_deaths_ignored", r.stats.stale_deaths_ignored}};
-    return dump(j) + "\n";
+    std::string out = "{\"clients\":[";
+    out.reserve(r.clients.size() * 200 + 200);
+    for (std::size_t i = 0; i < r.clients.size(); ++i) {
+        if (i > 0) out += ',';
+        append_client_json(out, r.clients[i], topic_at(r, i));
+    }
+    out += "],\"counts\":{\"connected\":" + std::to_string(r.counts.connected) +
+           ",\"disconnected\":" + std::to_string(r.counts.disconnected) +
+           ",\"unknown\":" + std::to_string(r.counts.unknown) + ",\"stale\":" + std::to_string(r.counts.stale) +
+           "},\"stats\":{\"messages\":" + std::to_string(r.stats.messages) +
+           ",\"malformed\":" + std::to_string(r.stats.malformed) +
+           ",\"stale_deaths_ignored\":" + std::to_string(r.stats.stale_deaths_ignored) + "}}\n";
+    return out;
 }
 
 std::string render_ndjson(const scan_result& r) {
     std::string out;
-    for (std::size_t i = 0; i < r.clients.size(); ++i) out += dump(client_json(r.clients[i], topic_at(r, i))) + "\n";
+    for (std::size_t i = 0; i < r.clients.size(); ++i) {
+        append_client_json(out, r.clients[i], topic_at(r, i));
+        out += '\n';
+    }
     return out;
 }
 
@@ -181,11 +227,19 @@ std::string render_table(const scan_result& r, time_point now, bool color) {
 }
 
 std::string render_change_json(const change& c, const std::string& topic) {
-    ordered j;
-    j["event"] = std::string(to_string(c.kind));
-    j["previous"] = c.previous ? ordered(std::string(to_string(*c.previous))) : ordered();
-    j["client"] = client_json(c.current, topic);
-    return dump(j) + "\n";
+    std::string out = "{\"event\":\"";
+    out += to_string(c.kind);
+    out += "\",\"previous\":";
+    if (c.previous) {
+        out += '"';
+        out += to_string(*c.previous);
+        out += '"';
+    } else {
+        out += "null";
+    }
+    out += ",\"client\":";
+    append_client_json(out, c.current, topic);
+    return out + "}\n";
 }
 
 std::string render_change_line(const change& c, time_point now) {

@@ -179,15 +179,15 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
 }
 
 void scanner::dispatch(const std::vector<change>& changes) noexcept {
-    change_callback cb;
+    std::shared_ptr<const change_callback> cb;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         cb = on_change_;
     }
-    if (!cb) return;
+    if (!cb || !*cb) return;
     for (const auto& c : changes) {
         try {
-            cb(c);
+            (*cb)(c);
         } catch (const std::exception& e) {
             status(std::string("change callback threw: ") + e.what());
         } catch (...) {
@@ -241,7 +241,7 @@ bool scanner::synced() const {
 
 void scanner::on_change(change_callback callback) {
     std::lock_guard<std::mutex> lock(mutex_);
-    on_change_ = std::move(callback);
+    on_change_ = std::make_shared<const change_callback>(std::move(callback));
 }
 
 void scanner::on_status(std::function<void(const std::string&)> callback) {

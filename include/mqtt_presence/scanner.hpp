@@ -116,7 +116,7 @@ private:
     std::chrono::steady_clock::time_point subscribed_at_{};
     bool connected_ = false;
     bool stopping_ = false;
-    change_callback on_change_;
+    std::shared_ptr<const change_callback> on_change_;  // shared, so a message copies no std::function
     std::function<void(const std::string&)> on_status_;
     std::thread expiry_;
 };

@@ -1,0 +1,106 @@
+#include <mqtt_presence/duration.hpp>
+#include <mqtt_presence/error.hpp>
+#include <mqtt_presence/render.hpp>
+#include <mqtt_presence/status_codec.hpp>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+using namespace mqtt_presence;
+using namespace std::chrono_literals;
+
+namespace {
+
+const time_point t0 = time_point(std::chrono::milliseconds(1'700'000'000'123));
+
+scan_result sample() {
+    connection_table t;
+    t.apply("kitchen", decode(R"({"status":1,"epoch":7,"ts":1700000000123,"ip":"10.0.0.5","host":"h1","fw":"1.4"})"),
+            true, t0);
+    t.apply("garage", decode("0"), true, t0);
+    t.apply("bad,\"name", decode("garbage\xff"), false, t0 + 1s);
+    scan_result r;
+    r.clients = t.snapshot();
+    for (const auto& c : r.clients) r.topics.push_back("sensors/connected/" + c.client);
+    r.counts = t.counts();
+    r.stats = t.stats();
+    return r;
+}
+
+TEST(render, json_has_the_documented_shape) {
+    const auto j = nlohmann::ordered_json::parse(render_json(sample()));  // keeps the members' order
+    ASSERT_EQ(j["clients"].size(), 3u);
+    const auto& k = j["clients"][2];
+    EXPECT_EQ(k["client"], "kitchen");
+    std::vector<std::string> keys;
+    for (const auto& [key, v] : k.items()) keys.push_back(key);
+    EXPECT_EQ(keys, (std::vector<std::string>{"client", "state", "since", "last_seen", "retained", "stale", "epoch",
+                                              "ip", "detail", "topic", "meta"}));
+    EXPECT_EQ(k["state"], "connected");
+    EXPECT_EQ(k["since"], "2023-11-14T22:13:20.123Z");
+    EXPECT_EQ(k["epoch"], 7);
+    EXPECT_EQ(k["ip"], "10.0.0.5");
+    EXPECT_EQ(k["meta"].dump(), R"({"fw":"1.4","host":"h1"})");
+    const auto& g = j["clients"][1];
+    EXPECT_TRUE(g["since"].is_null());
+    EXPECT_TRUE(g["epoch"].is_null());
+    EXPECT_TRUE(g["ip"].is_null());
+    EXPECT_EQ(j["clients"][0]["state"], "unknown");
+    EXPECT_EQ(j["counts"].dump(), R"({"connected":1,"disconnected":1,"unknown":1,"stale":0})");
+    EXPECT_EQ(j["stats"].dump(), R"({"messages":3,"malformed":1,"stale_deaths_ignored":0})");
+}
+
+TEST(render, ndjson_csv_prometheus_and_table) {
+    const auto r = sample();
+    const auto nd = render_ndjson(r);
+    EXPECT_EQ(std::count(nd.begin(), nd.end(), '\n'), 3);
+    const auto csv = render_csv(r);
+    EXPECT_EQ(csv.substr(0, csv.find('\n')), "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic");
+    EXPECT_NE(csv.find("\"bad,\"\"name\",unknown"), std::string::npos) << csv;
+    const auto prom = render_prometheus(r);
+    EXPECT_NE(prom.find("mqtt_presence_clients{state=\"connected\"} 1"), std::string::npos);
+    EXPECT_NE(prom.find("mqtt_presence_client_up{client=\"bad,\\\"name\",state=\"unknown\"} 0"), std::string::npos)
+        << prom;
+    EXPECT_NE(prom.find("mqtt_presence_malformed_total 1"), std::string::npos);
+    const auto table = render_table(r, t0 + 65s, false);
+    EXPECT_EQ(table.substr(0, 6), "CLIENT");
+    EXPECT_NE(table.find("1m05s ago"), std::string::npos) << table;
+    EXPECT_NE(table.find("1 connected, 1 disconnected, 1 unknown, 0 stale"), std::string::npos);
+    EXPECT_NE(render_table(r, t0, true).find("\x1b[32m"), std::string::npos) << "colour when asked";
+}
+
+TEST(render, change_lines) {
+    connection_table t;
+    t.apply("s1", decode("1"), false, t0);
+    const auto c = t.apply("s1", decode(R"({"status":0,"reason":"lost"})"), false, t0 + 5s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(render_change_line(*c, t0 + 5s), "2023-11-14T22:13:25.123Z s1 connected -> disconnected [lost]\n");
+    const auto j = nlohmann::json::parse(render_change_json(*c, "sensors/connected/s1"));
+    EXPECT_EQ(j["event"], "changed");
+    EXPECT_EQ(j["previous"], "connected");
+    EXPECT_EQ(j["client"]["topic"], "sensors/connected/s1");
+}
+
+TEST(duration, parse_and_format) {
+    EXPECT_EQ(parse_duration("500ms"), 500ms);
+    EXPECT_EQ(parse_duration("5s"), 5s);
+    EXPECT_EQ(parse_duration("5"), 5s);
+    EXPECT_EQ(parse_duration("10m"), 10min);
+    EXPECT_EQ(parse_duration("2h"), 2h);
+    EXPECT_EQ(parse_duration("7d"), 168h);
+    for (const char* bad : {"", "s", "5x", "-5s", "5 s", "99999999999s"}) {
+        try {
+            (void)parse_duration(bad);
+            ADD_FAILURE() << "accepted " << bad;
+        } catch (const error& e) {
+            EXPECT_NE(std::string(e.what()).find("write e.g. 500ms"), std::string::npos) << e.what();
+        }
+    }
+    EXPECT_EQ(format_duration(850ms), "850ms");
+    EXPECT_EQ(format_duration(42s), "42s");
+    EXPECT_EQ(format_duration(312s), "5m12s");
+    EXPECT_EQ(format_duration(3h + 4min), "3h04m");
+    EXPECT_EQ(format_duration(53h), "2d05h");
+}
+
+}  // namespace
