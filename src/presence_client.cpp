@@ -5,6 +5,7 @@
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/status_codec.hpp>
 
+#include "paho_util.hpp"
 #include "uri.hpp"
 
 namespace mqtt_presence {
@@ -41,17 +42,9 @@ void presence_options::validate() const {
 
 presence_client::presence_client(presence_options options)
     : options_((options.validate(), std::move(options))), announcer_(options_.status) {
-    const auto uri = detail::parse_server_uri(options_.server_uri);
     if (options_.status.ip.empty()) announcer_.set_ip(local_address_for(options_.server_uri));
     const auto id = options_.client_id.empty() ? options_.status.name : options_.client_id;
-    try {
-        if (options_.mqtt_version == 5)
-            client_ = std::make_unique<mqtt::async_client>(uri.for_paho(), id, mqtt::create_options(MQTTVERSION_5));
-        else
-            client_ = std::make_unique<mqtt::async_client>(uri.for_paho(), id);
-    } catch (const mqtt::exception& e) {
-        throw error("cannot create an MQTT client for " + options_.server_uri + ": " + e.what());
-    }
+    client_ = detail::make_client(options_.server_uri, id, options_.mqtt_version);
     client_->set_connected_handler([this](const std::string& cause) { on_connected(cause); });
     client_->set_connection_lost_handler([this](const std::string& cause) { on_lost(cause); });
     client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
@@ -130,25 +123,8 @@ void presence_client::run() {
 }
 
 bool presence_client::connect_once() {
-    auto uri = detail::parse_server_uri(options_.server_uri);
-    mqtt::connect_options opts;
-    opts.set_mqtt_version(options_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
-    opts.set_keep_alive_interval(options_.keepalive);
-    opts.set_connect_timeout(options_.connect_timeout);
-    opts.set_automatic_reconnect(false);
-    if (options_.mqtt_version == 5) opts.set_clean_start(true);
-    else opts.set_clean_session(true);
-    if (!options_.username.empty()) opts.set_user_name(options_.username);
-    if (!options_.password.empty()) opts.set_password(options_.password);
-    if (uri.tls()) {
-        mqtt::ssl_options ssl;
-        if (!options_.cafile.empty()) ssl.set_trust_store(options_.cafile);
-        if (!options_.certfile.empty()) ssl.set_key_store(options_.certfile);
-        if (!options_.keyfile.empty()) ssl.set_private_key(options_.keyfile);
-        ssl.set_verify(!options_.insecure);
-        ssl.set_enable_server_cert_auth(!options_.insecure);
-        opts.set_ssl(std::move(ssl));
-    }
+    auto opts = detail::base_connect_options(options_);
+    opts.set_automatic_reconnect(false);  // our own loop: a fresh will per connection
     announcer_.add_will(opts);  // a fresh epoch for this connection
     if (options_.mqtt_version == 5 && options_.will_delay.count() > 0) {
         // The broker sends a delayed will only while the session lives: session expiry >= will delay.

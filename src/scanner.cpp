@@ -7,6 +7,7 @@
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/status_codec.hpp>
 
+#include "paho_util.hpp"
 #include "uri.hpp"
 
 namespace mqtt_presence {
@@ -33,16 +34,7 @@ scanner::scanner(scanner_options options) : options_(std::move(options)) {
     options_.validate();
     if (options_.client_id.empty()) options_.client_id = default_client_id();
     for (const auto& t : options_.topics) schemes_.push_back(topic_scheme::parse(t));
-    const auto uri = detail::parse_server_uri(options_.server_uri);
-    try {
-        if (options_.mqtt_version == 5)
-            owned_ = std::make_unique<mqtt::async_client>(uri.for_paho(), options_.client_id,
-                                                          mqtt::create_options(MQTTVERSION_5));
-        else
-            owned_ = std::make_unique<mqtt::async_client>(uri.for_paho(), options_.client_id);
-    } catch (const mqtt::exception& e) {
-        throw error("cannot create an MQTT client for " + options_.server_uri + ": " + e.what());
-    }
+    owned_ = detail::make_client(options_.server_uri, options_.client_id, options_.mqtt_version);
     client_ = owned_.get();
     marker_topic_ = "mqtt-presence-sync/" + options_.client_id;
     init_callbacks();
@@ -76,26 +68,9 @@ void scanner::init_callbacks() {
 
 void scanner::start() {
     if (!owned_) throw error("start() is for a scanner that owns its client; with a borrowed client call on_connected()");
-    const auto uri = detail::parse_server_uri(options_.server_uri);
-    mqtt::connect_options opts;
-    opts.set_mqtt_version(options_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
-    opts.set_keep_alive_interval(options_.keepalive);
-    opts.set_connect_timeout(options_.connect_timeout);
-    if (options_.mqtt_version == 5) opts.set_clean_start(true);
-    else opts.set_clean_session(true);
+    auto opts = detail::base_connect_options(options_);
     // The scanner has no will, so Paho's reconnect (which reuses the first CONNECT) is fine here.
     opts.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30));
-    if (!options_.username.empty()) opts.set_user_name(options_.username);
-    if (!options_.password.empty()) opts.set_password(options_.password);
-    if (uri.tls()) {
-        mqtt::ssl_options ssl;
-        if (!options_.cafile.empty()) ssl.set_trust_store(options_.cafile);
-        if (!options_.certfile.empty()) ssl.set_key_store(options_.certfile);
-        if (!options_.keyfile.empty()) ssl.set_private_key(options_.keyfile);
-        ssl.set_verify(!options_.insecure);
-        ssl.set_enable_server_cert_auth(!options_.insecure);
-        opts.set_ssl(std::move(ssl));
-    }
     try {
         auto token = owned_->connect(opts);
         if (!token->wait_for(options_.connect_timeout + std::chrono::seconds(1)))

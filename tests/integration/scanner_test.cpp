@@ -138,6 +138,8 @@ TEST(scanner, reads_clients_that_are_not_ours_and_every_convention) {
 
     // The python client stops cleanly: its own "0".
     py.signal(SIGTERM);
+    EXPECT_EQ(py.wait_exit(10s), 0) << py.stderr_text();
+    EXPECT_EQ(client_of(once_json(port, {}), p + "-py")["state"], "disconnected");
     publish_retained(port, "homie/" + p + "-homie/$state", "");
     const auto after = once_json(port, {"--convention", "homie"});
     EXPECT_TRUE(client_of(after, p + "-homie").is_null()) << "an empty retained payload removes the client";
