@@ -2,6 +2,8 @@
 // not ours (python paho, mosquitto_pub), and by hand (malformed ones).
 #include <mqtt_presence/scanner.hpp>
 
+#include <atomic>
+
 #include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
 
@@ -249,6 +251,65 @@ TEST(scanner, bad_options_and_unreachable_broker) {
     EXPECT_EQ(help.wait_exit(5s), 0);
     for (const char* mode : {"--once", "--events", "--require", "--purge-older-than", "prometheus"})
         EXPECT_NE(help.stdout_text().find(mode), std::string::npos) << "help lacks an example of " << mode;
+}
+
+TEST(scanner, heartbeat_overdue_shows_stale_before_the_will) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    child events({SCANNER_BIN, "--broker", broker_uri(port), "--topic", templ, "--events"});
+    ASSERT_TRUE(events.wait_stderr(contains("connected to"), 10s)) << events.stderr_text();
+    // Keepalive 60 s: the broker would take ~90 s to send the will; the 1 s heartbeat reveals it in ~3 s.
+    child sensor({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "hb", "--format", "json",
+                  "--heartbeat", "1", "--keepalive", "60"});
+    ASSERT_TRUE(events.wait_stdout(contains("\"event\":\"added\""), 10s)) << events.stdout_text();
+    sensor.signal(SIGSTOP);
+    auto stale = events.wait_stdout(contains("\"event\":\"stale\""), 10s);
+    ASSERT_TRUE(stale) << "no stale event:\n" << events.stdout_text();
+    EXPECT_NE(stale->find("\"stale\":true"), std::string::npos);
+    sensor.signal(SIGCONT);
+    EXPECT_TRUE(events.wait_stdout(contains("\"event\":\"fresh\""), 10s)) << events.stdout_text();
+}
+
+TEST(scanner, class_with_a_borrowed_client) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    publish_retained(port, prefix + "/a", "1");
+    publish_retained(port, prefix + "/b", "offline");
+
+    mqtt::async_client app(broker_uri(port), prefix + "-app");
+    mqtt_presence::scanner_options opts;
+    opts.server_uri = broker_uri(port);
+    opts.topics = {prefix + "/{client}"};
+    mqtt_presence::scanner scan(app, opts);
+    std::atomic<int> other{0};
+    app.set_connected_handler([&](const std::string&) { scan.on_connected(); });
+    app.set_message_callback([&](mqtt::const_message_ptr m) {
+        if (!scan.handle_message(m)) ++other;  // the app keeps its own messages
+    });
+    app.connect()->wait();
+    ASSERT_TRUE(scan.wait_synced(10s)) << "the marker never came back";
+    auto rows = scan.snapshot();
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows[0].status, mqtt_presence::state::connected);
+    EXPECT_EQ(rows[1].status, mqtt_presence::state::disconnected);
+
+    // purge: a dry run lists, a real run clears the retained status on the broker.
+    auto would = scan.purge([](const mqtt_presence::client_status& c) { return c.client == "b"; }, true);
+    ASSERT_EQ(would.size(), 1u);
+    auto cleared = scan.purge([](const mqtt_presence::client_status& c) { return c.client == "b"; }, false);
+    ASSERT_EQ(cleared.size(), 1u);
+    const auto deadline = steady::now() + 10s;
+    while (scan.snapshot().size() != 1u && steady::now() < deadline) scan.wait_synced(100ms);
+    EXPECT_EQ(scan.snapshot().size(), 1u) << "the cleared status must leave the table";
+    EXPECT_EQ(once_json(port, {"--topic", prefix + "/{client}"})["clients"].size(), 1u);
+    app.subscribe(prefix + "-own/x", 0)->wait();
+    app.publish(prefix + "-own/x", "hello", 0, false)->wait();
+    const auto until = steady::now() + 10s;
+    while (other.load() == 0 && steady::now() < until) scan.wait_synced(50ms);
+    EXPECT_EQ(other.load(), 1) << "messages that are not statuses stay the app's";
+    scan.stop();
+    app.disconnect()->wait();
 }
 
 TEST(scanner, survives_a_broker_restart_and_resyncs) {
