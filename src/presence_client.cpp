@@ -90,6 +90,10 @@ void presence_client::report_error(const std::string& what) noexcept {
 void presence_client::run() {
     std::mt19937_64 rng(std::random_device{}());
     auto backoff = options_.reconnect_min;
+    // Two live processes with one client id make the broker drop each in turn: sessions that end within seconds,
+    // again and again. Report it once; the backoff keeps the loop slow.
+    int short_sessions = 0;
+    bool takeover_reported = false;
     for (;;) {
         {
             std::lock_guard<std::mutex> lock(mutex_);
@@ -97,7 +101,7 @@ void presence_client::run() {
             lost_ = false;
         }
         if (connect_once()) {
-            backoff = options_.reconnect_min;
+            const auto session_start = std::chrono::steady_clock::now();
             std::unique_lock<std::mutex> lock(mutex_);
             const auto hb = options_.status.heartbeat;
             while (!stopping_ && !lost_) {
@@ -112,6 +116,19 @@ void presence_client::run() {
                 }
             }
             if (stopping_) return;
+            lock.unlock();
+            if (std::chrono::steady_clock::now() - session_start < std::chrono::seconds(5)) {
+                ++short_sessions;
+            } else {
+                short_sessions = 0;
+                backoff = options_.reconnect_min;
+            }
+            if (short_sessions >= 3 && !takeover_reported) {
+                takeover_reported = true;
+                report_error("the connection was lost " + std::to_string(short_sessions) +
+                             " times within seconds of connecting: another client probably uses the client id \"" +
+                             client_->get_client_id() + "\" (give each process its own --client-id)");
+            }
         }
         // Full jitter: a random wait in [backoff/2, backoff], so a fleet does not reconnect in lockstep.
         std::uniform_int_distribution<long long> jitter(backoff.count() / 2, backoff.count());

@@ -1,6 +1,10 @@
 // The publisher's lifecycle against a real mosquitto, checked with an independent client (mosquitto_sub).
 #include <mqtt_presence/connection_table.hpp>
+#include <mqtt_presence/presence_client.hpp>
 #include <mqtt_presence/status_codec.hpp>
+
+#include <atomic>
+#include <mutex>
 
 #include "harness.hpp"
 
@@ -161,6 +165,81 @@ TEST(presence, existing_app_gains_status_with_the_helpers_alone) {
     obs.expect(topic, equals("1"), "connected again");
     killed.signal(SIGKILL);
     obs.expect(topic, equals("0"), "the existing app's will");
+}
+
+TEST(presence, presence_client_chains_the_apps_callbacks_and_stops_cleanly) {
+    const int port = broker_port();
+    const auto name = unique_prefix();
+    const auto topic = "sensors/connected/" + name;
+    observer obs(port, topic);
+    std::atomic<int> connected_calls{0}, app_messages{0};
+    mqtt_presence::presence_options o;
+    o.server_uri = broker_uri(port);
+    o.status.name = name;
+    o.status.format = payload_format::json;
+    o.status.meta = R"({"fw":"2.1"})";
+    o.on_connected = [&] { ++connected_calls; };
+    o.on_message = [&](mqtt::const_message_ptr m) {
+        if (m->get_payload_str() == "ping") ++app_messages;
+        throw std::runtime_error("an app handler that throws must not reach Paho");
+    };
+    std::vector<std::string> errors;
+    std::mutex errors_mutex;
+    o.on_error = [&](const std::string& e) {
+        std::lock_guard<std::mutex> lock(errors_mutex);
+        errors.push_back(e);
+    };
+    {
+        mqtt_presence::presence_client client(o);
+        client.start();
+        ASSERT_TRUE(client.wait_connected(10s));
+        const auto up = obs.expect(topic, contains("\"status\":1"), "connected");
+        EXPECT_NE(up.find("\"fw\":\"2.1\""), std::string::npos) << up;
+        EXPECT_EQ(epoch_of(up), client.epoch());
+        client.mqtt().subscribe(name + "/cmd", 1)->wait();
+        client.mqtt().publish(name + "/cmd", "ping", 1, false)->wait();
+        const auto deadline = steady::now() + 10s;
+        while (app_messages.load() == 0 && steady::now() < deadline) client.wait_connected(50ms);
+        EXPECT_EQ(app_messages.load(), 1) << "the app's own subscription reaches its handler";
+        EXPECT_EQ(connected_calls.load(), 1);
+        EXPECT_FALSE(client.conflict_detected());
+        // The destructor performs the clean stop.
+    }
+    obs.expect(topic, contains("\"reason\":\"clean\""), "the destructor's clean \"disconnected\"");
+    std::lock_guard<std::mutex> lock(errors_mutex);
+    ASSERT_FALSE(errors.empty());
+    EXPECT_NE(errors.front().find("on_message threw"), std::string::npos) << errors.front();
+}
+
+TEST(presence, mqtt5_will_delay_holds_the_will_back) {
+    const int port = broker_port();
+    const auto name = unique_prefix();
+    const auto topic = "sensors/connected/" + name;
+    observer obs(port, topic);
+    child sensor(sensor_args(port, name, {"--mqtt-version", "5", "--will-delay", "3", "--heartbeat", "5",
+                                          "--format", "json"}));
+    obs.expect(topic, contains("\"status\":1"), "connected over MQTT 5");
+    const auto killed = steady::now();
+    sensor.signal(SIGKILL);
+    obs.expect(topic, contains("\"reason\":\"lost\""), "the delayed will", 15s);
+    EXPECT_GE(steady::now() - killed, 2500ms) << "a 3 s will delay sends the will no sooner";
+}
+
+TEST(presence, two_processes_with_one_client_id_are_reported) {
+    const int port = broker_port();
+    const auto name = unique_prefix();
+    const auto id = name + "-shared";
+    child a(sensor_args(port, name + "-a", {"--client-id", id}));
+    ASSERT_TRUE(a.wait_stderr(contains("connected, epoch"), 10s)) << a.stderr_text();
+    child b(sensor_args(port, name + "-b", {"--client-id", id}));
+    // The broker drops one when the other connects; both keep reconnecting. One of them reports it.
+    const auto deadline = steady::now() + 40s;
+    bool reported = false;
+    while (!reported && steady::now() < deadline) {
+        reported = a.wait_stderr(contains("another client probably uses the client id"), 500ms).has_value() ||
+                   b.wait_stderr(contains("another client probably uses the client id"), 500ms).has_value();
+    }
+    EXPECT_TRUE(reported) << "A:\n" << a.stderr_text() << "B:\n" << b.stderr_text();
 }
 
 TEST(presence, bad_options_exit_2_with_a_clear_error) {
