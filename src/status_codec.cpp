@@ -27,7 +27,7 @@ struct token_meaning {
 };
 
 // Every word any convention uses for a state (see the header). Looked up case-insensitively.
-constexpr std::array<token_meaning, 16> tokens{{
+constexpr std::array<token_meaning, 14> tokens{{
     {"1", state::connected, ""},
     {"2", state::connected, "device-ok"},  // mqtt-smarthome: connected to broker and hardware
     {"true", state::connected, ""},
@@ -42,8 +42,6 @@ constexpr std::array<token_meaning, 16> tokens{{
     {"disconnected", state::disconnected, ""},
     {"lost", state::disconnected, "lost"},   // Homie's will
     {"sleeping", state::disconnected, "sleeping"},  // Homie: announced before it sleeps and disconnects
-    {"dead", state::disconnected, ""},
-    {"down", state::disconnected, ""},
 }};
 
 const token_meaning* find_token(std::string_view word) noexcept {

@@ -74,7 +74,7 @@ std::string nested(std::size_t depth) {
 INSTANTIATE_TEST_SUITE_P(
     forms, decode_rejects,
     ::testing::Values(
-        std::string("garbage"), std::string("3"), std::string("-1"), std::string("1.0"), std::string("01"),
+        std::string("garbage"), std::string("dead"), std::string("3"), std::string("-1"), std::string("1.0"), std::string("01"),
         std::string("yes please"), std::string("   "), std::string("\n"), std::string("1 0"),
         std::string("\xff\xfe"), std::string("onl\xc3\x28ine"), std::string("1\0", 2), std::string("\0", 1),
         std::string(R"({"status":1)"), std::string(R"({"status":)"), std::string("{"), std::string("{}"),
