@@ -178,8 +178,9 @@ private:
 /// An independent observer of a topic filter: mosquitto_sub printing "topic payload" lines, retained ones first.
 class observer {
 public:
-    observer(int port, const std::string& filter)
-        : sub_({"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port), "-t", filter, "-v", "-q", "1"}) {}
+    /// `extra`: further mosquitto_sub arguments (credentials, --cafile).
+    observer(int port, const std::string& filter, const std::vector<std::string>& extra = {})
+        : sub_(args(port, filter, extra)) {}
 
     /// Waits for a message on `topic` whose payload satisfies `pred`; fails the test with `what` on timeout.
     std::string expect(const std::string& topic, const std::function<bool(const std::string&)>& pred,
@@ -205,6 +206,12 @@ public:
     }
 
 private:
+    static std::vector<std::string> args(int port, const std::string& filter, const std::vector<std::string>& extra) {
+        std::vector<std::string> a{"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port),
+                                   "-t", filter, "-v", "-q", "1"};
+        a.insert(a.end(), extra.begin(), extra.end());
+        return a;
+    }
     child sub_;
 };
 
