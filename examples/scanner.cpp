@@ -213,13 +213,13 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
         if (once) {
             const auto r = result_of(scan);
             std::cout << render(r, format, tty && !no_color);
+            int rc = 0;
             if (!synced) {
                 std::cerr << "mqtt-presence-scanner: sync not complete after " << timeout_text
                           << "; the table may be partial\n";
-                return 5;
+                rc = 5;
             }
-            int rc = 0;
-            for (const auto& name : required) {
+            for (const auto& name : rc == 0 ? required : std::vector<std::string>{}) {  // partial: exit 5
                 const auto it = std::find_if(r.clients.begin(), r.clients.end(),
                                              [&](const client_status& c) { return c.client == name; });
                 if (it == r.clients.end() || it->status != state::connected || it->stale) {
@@ -229,7 +229,12 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
                     rc = 3;
                 }
             }
-            return rc;
+            // The output is out and the connection closed cleanly: leave without freeing a large table and
+            // without Paho's destructor (100-200 ms). A scanner has no will, so nothing is lost.
+            std::cout.flush();
+            std::cerr.flush();
+            scan.stop();
+            std::_Exit(rc);
         }
 
         while (!interrupted) {
