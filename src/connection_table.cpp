@@ -38,22 +38,24 @@ public:
         }
     }
 
-    [[nodiscard]] std::string get(std::size_t field) const {
-        if (!data_) return {};
-        std::size_t offset = sizeof(std::uint32_t) * fields;
-        std::uint32_t len = 0;
-        for (std::size_t i = 0; i <= field; ++i) {
-            std::memcpy(&len, data_.get() + i * sizeof(std::uint32_t), sizeof len);
-            if (i < field) offset += len;
+    /// Copies every field into `out` (one pass over the lengths; empty strings when there is no text).
+    void read(const std::array<std::string*, fields>& out) const {
+        if (!data_) {
+            for (auto* s : out) s->clear();
+            return;
         }
-        return std::string(data_.get() + offset, len);
+        const char* text = data_.get() + sizeof(std::uint32_t) * fields;
+        for (std::size_t i = 0; i < fields; ++i) {
+            std::uint32_t len = 0;
+            std::memcpy(&len, data_.get() + i * sizeof(std::uint32_t), sizeof len);
+            out[i]->assign(text, len);
+            text += len;
+        }
     }
 
 private:
     std::unique_ptr<char[]> data_;
 };
-
-enum text_field : std::size_t { f_detail, f_reason, f_ip, f_host, f_meta, f_raw };
 
 }  // namespace
 
@@ -163,34 +165,46 @@ void connection_table::count(const entry& e, int delta) noexcept {
     if (e.stale) bump(counts_.stale);
 }
 
-client_status connection_table::row(const entry& e) {
-    client_status r;
+void connection_table::fill_row(const entry& e, client_status& r) {
     r.client = e.name;
     r.status = e.status;
     r.stale = e.stale;
     r.retained = e.retained;
     r.since = known(e.since);
     r.last_seen = known(e.last_seen);
-    if (e.has_epoch) r.epoch = e.epoch;
-    if (e.heartbeat_s > 0) r.heartbeat = std::chrono::seconds(e.heartbeat_s);
+    r.epoch = e.has_epoch ? std::optional<std::uint64_t>(e.epoch) : std::nullopt;
+    r.heartbeat = e.heartbeat_s > 0 ? std::optional<std::chrono::seconds>(e.heartbeat_s) : std::nullopt;
     r.transitions = e.transitions;
     r.source = e.source;
-    r.detail = e.text.get(f_detail);
-    r.reason = e.text.get(f_reason);
-    r.ip = e.text.get(f_ip);
-    r.host = e.text.get(f_host);
-    r.meta = e.text.get(f_meta);
-    r.raw = e.text.get(f_raw);
+    e.text.read({&r.detail, &r.reason, &r.ip, &r.host, &r.meta, &r.raw});
+}
+
+client_status connection_table::row(const entry& e) {
+    client_status r;
+    fill_row(e, r);
     return r;
 }
 
 std::optional<change> connection_table::apply(std::string_view client, const status_record& record, bool retained,
                                               time_point now, std::uint16_t source) {
+    change c;
+    if (!apply(client, record, retained, now, source, c)) return std::nullopt;
+    return c;
+}
+
+bool connection_table::apply(std::string_view client, const status_record& record, bool retained, time_point now,
+                             std::uint16_t source, change& out) {
     ++stats_.messages;
     if (record.cleared) {
-        auto last = erase(client);
-        if (!last) return std::nullopt;
-        return change{change_kind::removed, last->status, std::move(*last)};
+        const std::size_t slot = slot_of(client, hash_of(client));
+        if (slots_[slot] == 0) return false;
+        const entry& gone = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
+        out.kind = change_kind::removed;
+        out.previous = gone.status;
+        fill_row(gone, out.current);
+        count(gone, -1);
+        remove_row(slot);
+        return true;
     }
     if (record.malformed()) ++stats_.malformed;
 
@@ -212,7 +226,7 @@ std::optional<change> connection_table::apply(std::string_view client, const sta
     if (!inserted && record.status == state::disconnected && e.status == state::connected && e.has_epoch &&
         record.epoch && *record.epoch < e.epoch) {
         ++stats_.stale_deaths_ignored;
-        return std::nullopt;
+        return false;
     }
 
     const std::optional<state> previous = inserted ? std::nullopt : std::optional<state>(e.status);
@@ -252,10 +266,13 @@ std::optional<change> connection_table::apply(std::string_view client, const sta
     e.text.assign({record.detail, record.reason, record.ip, record.host, record.meta, record.raw});
     count(e, +1);
 
-    if (state_changed) return change{inserted ? change_kind::added : change_kind::changed, previous, row(e)};
-    if (new_connection) return change{change_kind::reconnected, previous, row(e)};
-    if (was_stale) return change{change_kind::fresh, previous, row(e)};
-    return std::nullopt;
+    if (!state_changed && !new_connection && !was_stale) return false;  // a heartbeat refresh
+    out.kind = state_changed    ? (inserted ? change_kind::added : change_kind::changed)
+               : new_connection ? change_kind::reconnected
+                                : change_kind::fresh;
+    out.previous = previous;
+    fill_row(e, out.current);
+    return true;
 }
 
 std::vector<change> connection_table::expire(time_point now) {

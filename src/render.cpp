@@ -3,7 +3,8 @@
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 
-#include <ctime>
+#include <cstdint>
+#include <cstdio>
 #include <sstream>
 
 #include "text_util.hpp"
@@ -128,15 +129,43 @@ std::string pad(std::string s, std::size_t width) {
 }  // namespace
 
 std::string format_iso8601(time_point t) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-    const std::time_t secs = static_cast<std::time_t>(ms / 1000 - (ms % 1000 < 0 ? 1 : 0));
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[40];
-    const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    char frac[8];
-    std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(((ms % 1000) + 1000) % 1000));
-    return std::string(buf, n) + frac;
+    // Days to a civil date (H. Hinnant's algorithm), written by hand: a JSON snapshot of a million clients formats
+    // two million of these, and gmtime_r + strftime + snprintf cost several times more.
+    constexpr std::int64_t ms_per_day = 86'400'000;
+    const std::int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    const std::int64_t day = ms / ms_per_day - (ms % ms_per_day < 0 ? 1 : 0);
+    const std::int64_t in_day = ms - day * ms_per_day;
+    const std::int64_t z = day + 719468;
+    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const std::int64_t doe = z - era * 146097;
+    const std::int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const std::int64_t mp = (5 * doy + 2) / 153;
+    const std::int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    const std::int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    const std::int64_t y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+    if (y < 0 || y > 9999) {  // not from any payload (ts is capped at the year 2255); written all the same
+        char wide[48];
+        const int n = std::snprintf(wide, sizeof wide, "%lld-%02lld-%02lldT%02lld:%02lld:%02lld.%03lldZ",
+                                    static_cast<long long>(y), static_cast<long long>(m), static_cast<long long>(d),
+                                    static_cast<long long>(in_day / 3'600'000),
+                                    static_cast<long long>(in_day / 60'000 % 60),
+                                    static_cast<long long>(in_day / 1000 % 60), static_cast<long long>(in_day % 1000));
+        return std::string(wide, static_cast<std::size_t>(n));
+    }
+
+    char buf[] = "YYYY-MM-DDTHH:MM:SS.mmmZ";
+    const auto put = [&buf](std::size_t at, std::int64_t value, std::size_t digits) {
+        for (std::size_t i = digits; i-- > 0; value /= 10) buf[at + i] = static_cast<char>('0' + value % 10);
+    };
+    put(0, y, 4);
+    put(5, m, 2);
+    put(8, d, 2);
+    put(11, in_day / 3'600'000, 2);
+    put(14, in_day / 60'000 % 60, 2);
+    put(17, in_day / 1000 % 60, 2);
+    put(20, in_day % 1000, 3);
+    return std::string(buf, sizeof buf - 1);
 }
 
 std::string render_json(const scan_result& r) {

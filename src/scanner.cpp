@@ -137,14 +137,18 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
         for (std::size_t i = 0; i < schemes_.size(); ++i) {
             const auto name = schemes_[i].match(topic);
             if (!name) continue;
-            const auto record = decode(msg->get_payload_str());
-            std::optional<change> c;
+            // Per-thread scratch: decoding and applying reuse their strings' storage from message to message.
+            thread_local status_record record;
+            thread_local change c;
+            decode(msg->get_payload_str(), record);
+            std::shared_ptr<const change_callback> cb;
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 last_status_message_ = std::chrono::steady_clock::now();
-                c = table_.apply(*name, record, msg->is_retained(), clock::now(), static_cast<std::uint16_t>(i));
+                if (table_.apply(*name, record, msg->is_retained(), clock::now(), static_cast<std::uint16_t>(i), c))
+                    cb = on_change_;
             }
-            if (c) dispatch({*c});
+            if (cb && *cb) notify(*cb, c);
             return true;
         }
     } catch (const std::exception& e) {
@@ -160,14 +164,16 @@ void scanner::dispatch(const std::vector<change>& changes) noexcept {
         cb = on_change_;
     }
     if (!cb || !*cb) return;
-    for (const auto& c : changes) {
-        try {
-            (*cb)(c);
-        } catch (const std::exception& e) {
-            status(std::string("change callback threw: ") + e.what());
-        } catch (...) {
-            status("change callback threw a non-standard exception");
-        }
+    for (const auto& c : changes) notify(*cb, c);
+}
+
+void scanner::notify(const change_callback& cb, const change& c) noexcept {
+    try {
+        cb(c);
+    } catch (const std::exception& e) {
+        status(std::string("change callback threw: ") + e.what());
+    } catch (...) {
+        status("change callback threw a non-standard exception");
     }
 }
 

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -51,12 +52,21 @@ const token_meaning* find_token(std::string_view word) noexcept {
     return nullptr;
 }
 
-status_record unreadable(std::string_view payload, std::string why) {
-    status_record r;
+// Empties a record for reuse, keeping its strings' storage.
+void reset(status_record& r) noexcept {
     r.status = state::unknown;
+    r.cleared = false;
+    r.epoch.reset();
+    r.timestamp.reset();
+    r.heartbeat.reset();
+    for (auto* text : {&r.detail, &r.reason, &r.client, &r.ip, &r.host, &r.meta, &r.raw}) text->clear();
+}
+
+// Makes `r` say: state unknown, why, and a printable copy of the payload.
+void mark_unreadable(status_record& r, std::string_view payload, std::string why) {
+    reset(r);
     r.detail = std::move(why);
     r.raw = detail::printable(payload, max_raw_copy);
-    return r;
 }
 
 // Reads a JSON status object with nlohmann's SAX interface: the known members go straight into the record,
@@ -69,7 +79,9 @@ public:
     using string_t = json::string_t;
     using binary_t = json::binary_t;
 
-    status_record record;
+    explicit status_sax(status_record& out) : record(out) {}
+
+    status_record& record;  // filled in place: the caller's return value, never copied
     std::string error;
     bool has_status = false;
 
@@ -264,21 +276,140 @@ private:
     std::vector<json*> nest_;
 };
 
-status_record decode_json(std::string_view payload) {
-    status_sax sax;
-    bool ok = false;
-    try {
-        ok = json::sax_parse(payload.data(), payload.data() + payload.size(), &sax);
-    } catch (const std::exception& e) {
-        if (sax.error.empty()) sax.error = std::string("invalid JSON: ") + e.what();
+// Most status payloads are flat objects of whole numbers, plain ASCII strings and literals (this project's own,
+// Sparkplug's STATE, Zigbee2MQTT's bridge state). read_flat_object() reads exactly that subset of JSON and feeds
+// the handler the same events nlohmann's parser would; at anything outside the subset (nesting, escapes,
+// non-ASCII text, fractions, negative numbers, leading zeros, more than 19 digits, syntax errors) it gives up,
+// and nlohmann's parser reads the payload from the start with a fresh handler. So nlohmann decides every case
+// but the common one, and the common one skips its lexer's character-by-character token buffer.
+enum class flat_result { done, handler_stopped, outside_subset };
+
+template <class Handler>
+flat_result read_flat_object(std::string_view text, Handler& handler) {
+    const std::size_t n = text.size();
+    std::size_t i = 0;
+    const auto skip_space = [&] {
+        while (i < n && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+    };
+    const auto at = [&](char c) { return i < n && text[i] == c; };
+    const auto literal = [&](std::string_view word) {
+        if (text.substr(i, word.size()) != word) return false;
+        i += word.size();
+        return true;
+    };
+    std::string token;
+    const auto read_string = [&]() -> bool {  // at the opening quote
+        const std::size_t start = ++i;
+        for (; i < n; ++i) {
+            const auto c = static_cast<unsigned char>(text[i]);
+            if (c == '"') {
+                token.assign(text.data() + start, i - start);
+                ++i;
+                return true;
+            }
+            if (c == '\\' || c < 0x20 || c >= 0x80) return false;
+        }
+        return false;
+    };
+
+    using r = flat_result;
+    skip_space();
+    if (!at('{')) return r::outside_subset;
+    ++i;
+    if (!handler.start_object(static_cast<std::size_t>(-1))) return r::handler_stopped;
+    skip_space();
+    if (at('}')) {
+        ++i;
+    } else {
+        for (;;) {
+            skip_space();
+            if (!at('"') || !read_string()) return r::outside_subset;
+            if (!handler.key(token)) return r::handler_stopped;
+            skip_space();
+            if (!at(':')) return r::outside_subset;
+            ++i;
+            skip_space();
+            bool accepted = true;
+            if (at('"')) {
+                if (!read_string()) return r::outside_subset;
+                accepted = handler.string(token);
+            } else if (i < n && text[i] >= '0' && text[i] <= '9') {
+                const std::size_t start = i;
+                std::uint64_t value = 0;
+                for (; i < n && text[i] >= '0' && text[i] <= '9'; ++i)
+                    value = value * 10 + static_cast<std::uint64_t>(text[i] - '0');
+                const std::size_t digits = i - start;
+                if ((digits > 1 && text[start] == '0') || digits > 19 || at('.') || at('e') || at('E'))
+                    return r::outside_subset;
+                accepted = handler.number_unsigned(value);
+            } else if (literal("true")) {
+                accepted = handler.boolean(true);
+            } else if (literal("false")) {
+                accepted = handler.boolean(false);
+            } else if (literal("null")) {
+                accepted = handler.null();
+            } else {
+                return r::outside_subset;
+            }
+            if (!accepted) return r::handler_stopped;
+            skip_space();
+            if (at(',')) {
+                ++i;
+                continue;
+            }
+            if (!at('}')) return r::outside_subset;
+            ++i;
+            break;
+        }
     }
-    if (!ok || !sax.error.empty())
-        return unreadable(payload, sax.error.empty() ? "invalid JSON" : sax.error);
-    if (!sax.has_status)
-        return unreadable(payload, "JSON without a status (expected member \"status\", \"online\" or \"state\")");
-    status_record r = std::move(sax.record);
-    r.meta = sax.meta_text();
-    return r;
+    if (!handler.end_object()) return r::handler_stopped;
+    skip_space();
+    return i == n ? r::done : r::outside_subset;
+}
+
+void decode_json(std::string_view payload, status_record& out) {
+    std::optional<status_sax> sax(std::in_place, out);
+    bool ok = false;
+    switch (read_flat_object(payload, *sax)) {
+        case flat_result::done: ok = true; break;
+        case flat_result::handler_stopped: break;
+        case flat_result::outside_subset:
+            reset(out);
+            sax.emplace(out);
+            try {
+                ok = json::sax_parse(payload.data(), payload.data() + payload.size(), &*sax);
+            } catch (const std::exception& e) {
+                if (sax->error.empty()) sax->error = std::string("invalid JSON: ") + e.what();
+            }
+            break;
+    }
+    if (!ok || !sax->error.empty())
+        return mark_unreadable(out, payload, sax->error.empty() ? "invalid JSON" : sax->error);
+    if (!sax->has_status)
+        return mark_unreadable(out, payload,
+                               "JSON without a status (expected member \"status\", \"online\" or \"state\")");
+    out.meta = sax->meta_text();
+}
+
+// Fills `r` (an empty record) from the payload.
+void decode_into(std::string_view payload, status_record& r) {
+    if (payload.empty()) {
+        r.cleared = true;
+        return;
+    }
+    if (payload.size() > max_status_payload)
+        return mark_unreadable(r, payload, "payload of " + std::to_string(payload.size()) + " bytes is too large");
+    const auto text = detail::trim(payload);
+    if (const auto* t = find_token(text)) {  // no word has a NUL byte
+        r.status = t->status;
+        r.detail = t->detail;
+        return;
+    }
+    // nlohmann's lexer reads NUL as the end of input, so it would accept "{...}\0junk": reject it first.
+    if (payload.find('\0') != std::string_view::npos) return mark_unreadable(r, payload, "payload contains a NUL byte");
+    if (text.empty()) return mark_unreadable(r, payload, "payload is only whitespace");
+    if (text.front() == '{') return decode_json(text, r);
+    mark_unreadable(r, payload, "not a status word (expected e.g. 1/0, online/offline, or JSON)");
 }
 
 }  // namespace
@@ -314,31 +445,24 @@ payload_format parse_payload_format(std::string_view text) {
 }
 
 status_record decode(std::string_view payload) noexcept {
+    status_record r;  // the one return value (no copy, no move)
     try {
-        if (payload.empty()) {
-            status_record r;
-            r.cleared = true;
-            return r;
-        }
-        if (payload.size() > max_status_payload)
-            return unreadable(payload, "payload of " + std::to_string(payload.size()) + " bytes is too large");
-        // nlohmann's lexer reads NUL as the end of input, so it would accept "{...}\0junk": reject it first.
-        if (payload.find('\0') != std::string_view::npos) return unreadable(payload, "payload contains a NUL byte");
-        const auto text = detail::trim(payload);
-        if (text.empty()) return unreadable(payload, "payload is only whitespace");
-        if (text.front() == '{') return decode_json(text);
-        if (const auto* t = find_token(text)) {
-            status_record r;
-            r.status = t->status;
-            r.detail = std::string(t->detail);
-            return r;
-        }
-        return unreadable(payload, "not a status word (expected e.g. 1/0, online/offline, or JSON)");
+        decode_into(payload, r);
+    } catch (...) {
+        reset(r);
+        r.detail = "out of memory";
+    }
+    return r;
+}
+
+void decode(std::string_view payload, status_record& out) noexcept {
+    reset(out);
+    try {
+        decode_into(payload, out);
     } catch (...) {
         // Only allocation can fail here; report it as unreadable rather than crash a callback.
-        status_record r;
-        r.detail = "payload could not be decoded (out of memory)";
-        return r;
+        reset(out);
+        out.detail = "out of memory";  // short enough to need no allocation
     }
 }
 

@@ -36,18 +36,6 @@ bool is_valid_utf8(std::string_view text) noexcept {
     return true;
 }
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        auto x = static_cast<unsigned char>(a[i]);
-        auto y = static_cast<unsigned char>(b[i]);
-        if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x + 32);
-        if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y + 32);
-        if (x != y) return false;
-    }
-    return true;
-}
-
 std::string_view trim(std::string_view text) noexcept {
     constexpr std::string_view space = " \t\r\n\v\f";
     const auto first = text.find_first_not_of(space);

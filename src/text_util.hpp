@@ -8,8 +8,18 @@
 namespace mqtt_presence::detail {
 
 [[nodiscard]] bool is_valid_utf8(std::string_view text) noexcept;
-/// Case-insensitive ASCII comparison.
-[[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
+/// Case-insensitive ASCII comparison. Inline: the codec calls it for every plain payload.
+[[nodiscard]] inline bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        auto x = static_cast<unsigned char>(a[i]);
+        auto y = static_cast<unsigned char>(b[i]);
+        if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x + 32);
+        if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y + 32);
+        if (x != y) return false;
+    }
+    return true;
+}
 /// Strips ASCII whitespace (space, tab, CR, LF, VT, FF) at both ends.
 [[nodiscard]] std::string_view trim(std::string_view text) noexcept;
 /// A printable, valid-UTF-8 copy of at most `limit` bytes: control characters and invalid bytes become

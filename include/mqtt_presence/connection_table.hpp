@@ -89,6 +89,10 @@ public:
     /// Returns what changed in the table, if anything worth reporting (a heartbeat refresh is not).
     std::optional<change> apply(std::string_view client, const status_record& record, bool retained,
                                 time_point now, std::uint16_t source = 0);
+    /// The same, writing the change into `out` and returning whether there is one. Reusing one `out` for many
+    /// messages reuses its strings' storage: the scanner's per-message path. `out` is unspecified after false.
+    bool apply(std::string_view client, const status_record& record, bool retained, time_point now,
+               std::uint16_t source, change& out);
 
     /// Marks connected clients whose heartbeat is more than three intervals overdue as stale.
     /// Cheap when nothing is due (remembers the next deadline).
@@ -117,6 +121,7 @@ private:
     void remove_row(std::size_t slot);
     void count(const entry& e, int delta) noexcept;
     [[nodiscard]] static client_status row(const entry& e);
+    static void fill_row(const entry& e, client_status& out);
 
     // An open-addressing index (linear probing, load <= 1/2) over a dense vector of entries: two cache misses a
     // lookup at a million clients, where std::unordered_map's node chain costs three.

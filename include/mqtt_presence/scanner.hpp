@@ -99,6 +99,7 @@ private:
     void init_callbacks();
     void expiry_loop();
     void dispatch(const std::vector<change>& changes) noexcept;
+    void notify(const change_callback& callback, const change& c) noexcept;  // fenced: never throws
     void status(const std::string& text) noexcept;
 
     scanner_options options_;

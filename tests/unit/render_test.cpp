@@ -4,6 +4,10 @@
 #include <mqtt_presence/status_codec.hpp>
 
 #include <gtest/gtest.h>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 using namespace mqtt_presence;
@@ -79,6 +83,22 @@ TEST(render, change_lines) {
     EXPECT_EQ(j["event"], "changed");
     EXPECT_EQ(j["previous"], "connected");
     EXPECT_EQ(j["client"]["topic"], "sensors/connected/s1");
+}
+
+TEST(render, iso8601_matches_gmtime_across_eras_and_leap_days) {
+    // Leap days, century rules, before 1970, the largest ts a payload may carry, and a spread in between.
+    std::vector<std::int64_t> ms{0, -1, 951782400000, 951868799999, 4107542400000, -2208988800001, 1700000000123,
+                                 8999999999999};
+    for (std::int64_t v = -3'000'000'000'000; v < 9'000'000'000'000; v += 7'777'777'777) ms.push_back(v);
+    for (const auto v : ms) {
+        const std::time_t secs = static_cast<std::time_t>(v / 1000 - (v % 1000 < 0 ? 1 : 0));
+        std::tm tm{};
+        gmtime_r(&secs, &tm);
+        char expected[64];
+        const auto n = std::strftime(expected, sizeof expected, "%Y-%m-%dT%H:%M:%S", &tm);
+        std::snprintf(expected + n, sizeof expected - n, ".%03dZ", static_cast<int>(((v % 1000) + 1000) % 1000));
+        EXPECT_EQ(format_iso8601(time_point(std::chrono::milliseconds(v))), expected) << v << " ms";
+    }
 }
 
 TEST(duration, parse_and_format) {

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
+#include <vector>
 
 using namespace mqtt_presence;
 using namespace std::chrono_literals;
@@ -138,6 +140,70 @@ TEST(decode, sparkplug_timestamp_is_the_time) {
     EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(r.timestamp->time_since_epoch()).count(),
               1668114759262);
     EXPECT_TRUE(r.meta.empty());
+}
+
+// The same payload with its first key's first letter written as a \u escape: outside the flat fast path's subset,
+// so nlohmann's parser reads it. Both paths must say the same.
+std::string escaped_first_key(const std::string& json) {
+    const auto q = json.find('"');
+    if (q == std::string::npos || q + 1 >= json.size()) return {};
+    char esc[8];
+    std::snprintf(esc, sizeof esc, "\\u%04x", static_cast<unsigned char>(json[q + 1]));
+    return json.substr(0, q + 1) + esc + json.substr(q + 2);
+}
+
+TEST(decode, flat_json_fast_path_agrees_with_nlohmann) {
+    const std::vector<std::string> payloads{
+        R"({"status":1})", R"({"status":0,"reason":"clean"})", R"({"status":2})", R"({"status":true})",
+        R"({"status":"online"})", R"({"online":false,"timestamp":1668114759262})", R"({"state":"offline"})",
+        R"( { "status" : 1 , "fw" : "1.2" } )", "{\t\"status\":1,\r\n\"hb\":30}",
+        R"({"status":1,"client":"s1","epoch":1700000000123,"ts":1700000000123,"ip":"10.0.0.5","host":"h"})",
+        R"({"status":1,"fw":"1.4","room":"hall","n":0,"ok":true,"off":false,"none":null})",
+        R"({"status":1,"b":"2","a":"1"})", R"({"status":1,"status":1})", R"({"status":1,"status":0})",
+        R"({"status":1,"x":1,"x":2})", R"({"status":1,"epoch":9999999999999999999})",
+        R"({"status":1,"epoch":18446744073709551615})", R"({"status":1,"epoch":18446744073709551616})",
+        R"({"status":1,"epoch":007})", R"({"status":1,"n":-0})", R"({"status":1,"n":1E3})",
+        R"({"status":"1"})", R"({"status":3})", R"({"status":null})", R"({"online":1})", R"({"state":1})",
+        R"({"status":1,"epoch":"7"})", R"({"status":1,"ts":99999999999999})", R"({"status":1,"hb":100000000})",
+        R"({"status":1,"client":5})", R"({"fw":"1.2"})", R"({"status":1,})", R"({"status":1} x)",
+        R"({"status":1 "a":2})", R"({"status":1,"a":tru})", R"({"status":1,"a":"x\"y"})", R"({"status":truex})",
+        "{\"status\":1,\"a\":\"caf\xc3\xa9\"}", "{\"status\":1,\"a\":\"\x01\"}",
+        R"({"status":1,"loc":{"room":"hall"}})", R"({"status":1,"pos":[1,2]})"};
+    for (const auto& fast : payloads) {
+        const auto slow = escaped_first_key(fast);
+        ASSERT_FALSE(slow.empty()) << fast;
+        const auto a = decode(fast), b = decode(slow);
+        const auto where = "payload " + fast + " vs " + slow;
+        EXPECT_EQ(a.status, b.status) << where << ": " << a.detail << " / " << b.detail;
+        EXPECT_EQ(a.client, b.client) << where;
+        EXPECT_EQ(a.epoch, b.epoch) << where;
+        EXPECT_EQ(a.timestamp, b.timestamp) << where;
+        EXPECT_EQ(a.heartbeat, b.heartbeat) << where;
+        EXPECT_EQ(a.ip, b.ip) << where;
+        EXPECT_EQ(a.host, b.host) << where;
+        EXPECT_EQ(a.reason, b.reason) << where;
+        EXPECT_EQ(a.meta, b.meta) << where;
+        if (a.detail.rfind("invalid JSON", 0) != 0) {  // syntax errors name byte offsets, which the escape moves
+            EXPECT_EQ(a.detail, b.detail) << where;
+        }
+    }
+}
+
+TEST(decode, a_reused_record_keeps_nothing_of_the_last_payload) {
+    status_record r;
+    for (const std::string next : {"0", "garbage", "", R"({"online":true})", "sleeping"}) {
+        decode(R"({"status":1,"client":"s1","epoch":7,"ts":1700000000123,"ip":"10.0.0.5","hb":30,"fw":"1"})", r);
+        ASSERT_EQ(r.client, "s1");
+        decode(next, r);
+        const auto fresh = decode(next);
+        EXPECT_EQ(r.status, fresh.status) << next;
+        EXPECT_EQ(r.cleared, fresh.cleared) << next;
+        EXPECT_EQ(r.detail, fresh.detail) << next;
+        EXPECT_EQ(r.raw, fresh.raw) << next;
+        EXPECT_TRUE(r.client.empty() && r.ip.empty() && r.meta.empty()) << next;
+        EXPECT_FALSE(r.epoch || r.heartbeat) << next;
+        EXPECT_EQ(r.timestamp, fresh.timestamp) << next;
+    }
 }
 
 status_record full_record(state s) {
