@@ -310,13 +310,36 @@ std::optional<client_status> connection_table::find(std::string_view client) con
 }
 
 std::vector<client_status> connection_table::snapshot() const {
-    // Sort indices, not rows: a row is a few hundred bytes of strings, an index is four.
-    std::vector<std::uint32_t> order(rows_.size());
-    for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [this](auto a, auto b) { return rows_[a].name < rows_[b].name; });
-    std::vector<client_status> rows;
-    rows.reserve(rows_.size());
-    for (const auto i : order) rows.push_back(row(rows_[i]));
+    // Sort (key, row) pairs, not rows. The key is the 8 bytes of the name that follow the prefix every name shares
+    // (fleets are named like sensor-000123), big-endian, so that most comparisons are one integer compare that
+    // never touches the rows; equal keys fall back to comparing the whole names.
+    std::size_t common = rows_.empty() ? 0 : rows_.front().name.size();
+    for (const auto& e : rows_) {
+        const auto& first = rows_.front().name;
+        const std::size_t limit = std::min(common, e.name.size());
+        std::size_t i = 0;
+        while (i < limit && e.name[i] == first[i]) ++i;
+        common = i;
+    }
+    struct sort_key {
+        std::uint64_t key;
+        std::uint32_t row;
+    };
+    std::vector<sort_key> order(rows_.size());
+    for (std::uint32_t r = 0; r < order.size(); ++r) {
+        const auto& name = rows_[r].name;
+        std::uint64_t key = 0;
+        for (std::size_t i = 0; i < 8; ++i) {
+            const std::size_t at = common + i;
+            key = key << 8 | (at < name.size() ? static_cast<unsigned char>(name[at]) : 0U);
+        }
+        order[r] = {key, r};
+    }
+    std::sort(order.begin(), order.end(), [this](const sort_key& a, const sort_key& b) {
+        return a.key != b.key ? a.key < b.key : rows_[a.row].name < rows_[b.row].name;
+    });
+    std::vector<client_status> rows(order.size());
+    for (std::size_t i = 0; i < order.size(); ++i) fill_row(rows_[order[i].row], rows[i]);
     return rows;
 }
 

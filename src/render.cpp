@@ -3,6 +3,7 @@
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <sstream>
@@ -25,6 +26,17 @@ std::string detail_text(const client_status& c) {
 // strings, the broker checks topics, unreadable payloads are made printable), but check anyway.
 void append_string(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
+    // Nearly every string is printable ASCII without quotes or backslashes: copy it in one piece.
+    const auto needs_care = [](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return c < 0x20 || c >= 0x80 || c == '"' || c == '\\';
+    };
+    if (std::none_of(s.begin(), s.end(), needs_care)) {
+        out += '"';
+        out.append(s);
+        out += '"';
+        return;
+    }
     const std::string fixed = detail::is_valid_utf8(s) ? std::string() : detail::printable(s, s.size());
     if (!fixed.empty()) s = fixed;
     out += '"';
@@ -45,8 +57,13 @@ void append_string(std::string& out, std::string_view s) {
 }
 
 void append_time(std::string& out, const std::optional<time_point>& t) {
-    if (t) append_string(out, format_iso8601(*t));
-    else out += "null";
+    if (!t) {
+        out += "null";
+        return;
+    }
+    out += '"';
+    out += format_iso8601(*t);  // digits and punctuation: nothing to escape
+    out += '"';
 }
 
 void append_text_or_null(std::string& out, const std::string& s) {
@@ -56,33 +73,40 @@ void append_text_or_null(std::string& out, const std::string& s) {
 
 // One client object, written directly (a snapshot of a million clients must not become a DOM first).
 void append_client_json(std::string& out, const client_status& c, const std::string& topic) {
-    out += "{\"client\":";
+    using namespace std::string_view_literals;  // literals with their length known: no strlen per row
+    out += "{\"client\":"sv;
     append_string(out, c.client);
-    out += ",\"state\":\"";
+    out += ",\"state\":\""sv;
     out += to_string(c.status);
-    out += "\",\"since\":";
+    out += "\",\"since\":"sv;
     append_time(out, c.since);
-    out += ",\"last_seen\":";
+    out += ",\"last_seen\":"sv;
     append_time(out, c.last_seen);
-    out += c.retained ? ",\"retained\":true" : ",\"retained\":false";
-    out += c.stale ? ",\"stale\":true" : ",\"stale\":false";
-    out += ",\"epoch\":";
-    out += c.epoch ? std::to_string(*c.epoch) : "null";
-    out += ",\"ip\":";
+    out += c.retained ? ",\"retained\":true"sv : ",\"retained\":false"sv;
+    out += c.stale ? ",\"stale\":true"sv : ",\"stale\":false"sv;
+    out += ",\"epoch\":"sv;
+    if (c.epoch) out += std::to_string(*c.epoch);
+    else out += "null"sv;
+    out += ",\"ip\":"sv;
     append_text_or_null(out, c.ip);
-    out += ",\"detail\":";
+    out += ",\"detail\":"sv;
     append_text_or_null(out, detail_text(c));
-    out += ",\"topic\":";
+    out += ",\"topic\":"sv;
     append_string(out, topic);
-    out += ",\"meta\":";
+    out += ",\"meta\":"sv;
     // meta is a compact JSON object text made by the codec; the host joins it.
     if (c.meta.empty() && c.host.empty()) {
-        out += "null";
+        out += "null"sv;
     } else if (c.host.empty()) {
         out += c.meta;
     } else {
-        out += c.meta.size() > 2 ? c.meta.substr(0, c.meta.size() - 1) + "," : std::string("{");
-        out += "\"host\":";
+        if (c.meta.size() > 2) {
+            out.append(c.meta, 0, c.meta.size() - 1);
+            out += ',';
+        } else {
+            out += '{';
+        }
+        out += "\"host\":"sv;
         append_string(out, c.host);
         out += '}';
     }

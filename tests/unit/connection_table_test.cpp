@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 using namespace mqtt_presence;
 using namespace std::chrono_literals;
 
@@ -179,6 +183,28 @@ TEST(connection_table, snapshot_is_sorted_and_keeps_details) {
     std::size_t visited = 0;
     t.for_each([&](const client_status&) { ++visited; });
     EXPECT_EQ(visited, 3u);
+}
+
+TEST(connection_table, snapshot_order_is_byte_order_of_the_names) {
+    // Shared prefixes of every length, names that end inside or beyond the sort key's 8 bytes, bytes >= 0x80
+    // (UTF-8), and names equal for 8 bytes after the shared prefix.
+    std::vector<std::string> names{"sensor-", "sensor-0", "sensor-00000001", "sensor-000000010", "sensor-00000002",
+                                   "sensor-0000000100000", "sensor-0000000100001", "sensor-\xc3\xa9", "sensor-z",
+                                   "sensor-Z", "sensor-\x7f"};
+    for (int i = 0; i < 500; ++i) names.push_back("sensor-" + std::to_string(i * 7919 % 1000));
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    connection_table t;
+    for (auto it = names.rbegin(); it != names.rend(); ++it) t.apply(*it, rec("1"), true, t0);
+    std::vector<std::string> got;
+    for (const auto& row : t.snapshot()) got.push_back(row.client);
+    EXPECT_EQ(got, names);
+
+    connection_table different_first_bytes;  // no shared prefix at all
+    for (const std::string n : {"b", "a", "\xc3\xa9", "ab", "B"}) different_first_bytes.apply(n, rec("0"), true, t0);
+    got.clear();
+    for (const auto& row : different_first_bytes.snapshot()) got.push_back(row.client);
+    EXPECT_EQ(got, (std::vector<std::string>{"B", "a", "ab", "b", "\xc3\xa9"}));
 }
 
 TEST(connection_table, erase_and_counts_stay_consistent) {
