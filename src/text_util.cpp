@@ -37,11 +37,12 @@ bool is_valid_utf8(std::string_view text) noexcept {
 }
 
 std::string_view trim(std::string_view text) noexcept {
-    constexpr std::string_view space = " \t\r\n\v\f";
-    const auto first = text.find_first_not_of(space);
-    if (first == std::string_view::npos) return {};
-    const auto last = text.find_last_not_of(space);
-    return text.substr(first, last - first + 1);
+    // A plain loop: find_first_not_of calls memchr over the set once per character.
+    const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; };
+    std::size_t first = 0, last = text.size();
+    while (first < last && space(text[first])) ++first;
+    while (last > first && space(text[last - 1])) --last;
+    return text.substr(first, last - first);
 }
 
 std::string printable(std::string_view text, std::size_t limit) {
