@@ -92,9 +92,10 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
     app.add_flag("--events", events, "Stream changes as NDJSON");
     app.add_option("--require", require_text, "With --once: NAME[,NAME...] that must be connected (else exit 3)");
     app.add_option("--timeout", timeout_text, "Bound on --once's sync")->capture_default_str();
-    app.add_option("--purge-older-than", purge_text, "Clear retained statuses that say disconnected (or are "
-                                                     "unreadable) and whose ts is older than DUR");
-    app.add_flag("--purge-all-disconnected", purge_all, "Clear every retained disconnected/unreadable status");
+    app.add_option("--purge-older-than", purge_text, "Clear retained statuses that say disconnected and whose time "
+                                                     "stamp (a clean stop's ts) is older than DUR");
+    app.add_flag("--purge-all-disconnected", purge_all, "Clear every retained disconnected or unreadable status, "
+                                                        "dated or not (plain 0, wills)");
     app.add_flag("--dry-run", dry_run, "With a purge: only list what would be cleared");
     app.add_option("-q,--qos", opts.qos, "Subscription QoS (0: full re-sync on reconnect; see README for 1)")
         ->capture_default_str();

@@ -204,6 +204,8 @@ TEST(scanner, purge_clears_old_disconnected_statuses_with_dry_run_first) {
                                                         std::chrono::system_clock::now().time_since_epoch()).count()) + "}");
     publish_retained(port, p + "/up", R"({"status":1,"ts":)" + old_ms + "}");
     publish_retained(port, p + "/plain-down", "0");
+    // A will's ts is when its connection began, not when it died: its age is unknown, as for a plain 0.
+    publish_retained(port, p + "/old-will", R"({"status":0,"reason":"lost","ts":)" + old_ms + "}");
     const std::vector<std::string> topic{"--topic", p + "/{client}"};
 
     auto dry = run_scanner(port, {"--topic", p + "/{client}", "--purge-older-than", "7d", "--dry-run"});
@@ -212,12 +214,13 @@ TEST(scanner, purge_clears_old_disconnected_statuses_with_dry_run_first) {
     EXPECT_EQ(dry.out.find("recent-clean"), std::string::npos) << "younger than 7d";
     EXPECT_EQ(dry.out.find("/up"), std::string::npos) << "connected is never purged";
     EXPECT_EQ(dry.out.find("plain-down"), std::string::npos) << "a plain 0 has no age";
-    EXPECT_EQ(once_json(port, topic)["clients"].size(), 4u) << "a dry run clears nothing";
+    EXPECT_EQ(dry.out.find("old-will"), std::string::npos) << "a will does not say when the client died";
+    EXPECT_EQ(once_json(port, topic)["clients"].size(), 5u) << "a dry run clears nothing";
 
     auto real = run_scanner(port, {"--topic", p + "/{client}", "--purge-older-than", "7d"});
     EXPECT_EQ(real.code, 0) << real.err;
     auto after = once_json(port, topic);
-    EXPECT_EQ(after["clients"].size(), 3u);
+    EXPECT_EQ(after["clients"].size(), 4u);
     EXPECT_TRUE(client_of(after, "old-clean").is_null());
 
     auto all = run_scanner(port, {"--topic", p + "/{client}", "--purge-all-disconnected"});
