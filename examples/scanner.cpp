@@ -10,11 +10,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -34,13 +36,30 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
-scan_result result_of(const scanner& scan) {
+// The rows (all of them, or those given) with their topics, counts and stats.
+scan_result result_of(const scanner& scan, std::optional<std::vector<client_status>> rows = std::nullopt) {
     scan_result r;
-    r.clients = scan.snapshot();
+    r.clients = rows ? std::move(*rows) : scan.snapshot();
+    r.topics.reserve(r.clients.size());
     for (const auto& c : r.clients) r.topics.push_back(scan.topic_of(c));
     r.counts = scan.counts();
     r.stats = scan.stats();
     return r;
+}
+
+// Exit code 3 (and a line on stderr for each) when a required client is missing, not connected, or stale.
+int check_required(const scan_result& r, const std::vector<std::string>& required) {
+    int rc = 0;
+    for (const auto& name : required) {
+        const auto it = std::find_if(r.clients.begin(), r.clients.end(),
+                                     [&](const client_status& c) { return c.client == name; });
+        if (it != r.clients.end() && it->status == state::connected && !it->stale) continue;
+        std::cerr << "mqtt-presence-scanner: required client " << name << " is "
+                  << (it == r.clients.end() ? "unknown" : it->stale ? "stale" : std::string(to_string(it->status)))
+                  << "\n";
+        rc = 3;
+    }
+    return rc;
 }
 
 std::string render(const scan_result& r, const std::string& format, bool color) {
@@ -197,15 +216,11 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
                     return c.since && *c.since < cutoff;
                 },
                 dry_run);
-            scan_result r;
-            r.clients = picked;
-            for (const auto& c : picked) r.topics.push_back(scan.topic_of(c));
-            r.counts = scan.counts();
-            r.stats = scan.stats();
+            const auto r = result_of(scan, std::move(picked));
             std::cout << (format == "table" ? "" : render(r, format, false));
             if (format == "table") {
-                for (std::size_t i = 0; i < picked.size(); ++i) std::cout << (dry_run ? "would clear " : "cleared ") << r.topics[i] << "\n";
-                std::cerr << (dry_run ? "dry run: " : "") << picked.size() << " retained status(es) "
+                for (const auto& topic : r.topics) std::cout << (dry_run ? "would clear " : "cleared ") << topic << "\n";
+                std::cerr << (dry_run ? "dry run: " : "") << r.clients.size() << " retained status(es) "
                           << (dry_run ? "would be cleared" : "cleared") << "\n";
             }
             return 0;
@@ -215,20 +230,12 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
             const auto r = result_of(scan);
             std::cout << render(r, format, tty && !no_color);
             int rc = 0;
-            if (!synced) {
+            if (!synced) {  // a partial table cannot say a client is missing: exit 5, not 3
                 std::cerr << "mqtt-presence-scanner: sync not complete after " << timeout_text
                           << "; the table may be partial\n";
                 rc = 5;
-            }
-            for (const auto& name : rc == 0 ? required : std::vector<std::string>{}) {  // partial: exit 5
-                const auto it = std::find_if(r.clients.begin(), r.clients.end(),
-                                             [&](const client_status& c) { return c.client == name; });
-                if (it == r.clients.end() || it->status != state::connected || it->stale) {
-                    std::cerr << "mqtt-presence-scanner: required client " << name << " is "
-                              << (it == r.clients.end() ? "unknown" : it->stale ? "stale" : std::string(to_string(it->status)))
-                              << "\n";
-                    rc = 3;
-                }
+            } else {
+                rc = check_required(r, required);
             }
             // The output is out and the connection closed cleanly: leave without freeing a large table and
             // without Paho's destructor (100-200 ms). A scanner has no will, so nothing is lost.
