@@ -93,8 +93,8 @@ public:
     bool string(string_t& v) { return scalar(std::move(v), "a string"); }
     bool binary(binary_t&) { return fail("binary values are not JSON"); }
 
-    bool start_object(std::size_t) { return open(json::object()); }
-    bool start_array(std::size_t) { return open(json::array()); }
+    bool start_object(std::size_t) { return open(json::value_t::object); }
+    bool start_array(std::size_t) { return open(json::value_t::array); }
     bool end_object() { return close(); }
     bool end_array() { return close(); }
 
@@ -122,14 +122,14 @@ private:
     }
 
     // A container begins: the top-level object, or part of an extra member's value.
-    bool open(json container) {
+    bool open(json::value_t kind) {
         if (++depth_ > max_json_depth) return fail("JSON nested deeper than " + std::to_string(max_json_depth));
-        if (depth_ == 1) {
-            if (!container.is_object()) return fail("the JSON payload is not an object");
+        if (depth_ == 1) {  // the payload itself: nothing to build
+            if (kind != json::value_t::object) return fail("the JSON payload is not an object");
             return true;
         }
         if (depth_ == 2 && member_ != member_id::extra) return fail("member \"" + key_ + "\" is an object or array");
-        json* slot = add(std::move(container));
+        json* slot = add(json(kind));
         nest_.push_back(slot);
         return true;
     }
@@ -163,15 +163,32 @@ private:
         extra, status, online, state, client, epoch, ts, timestamp, ip, host, hb, reason
     };
 
-    static member_id identify(const std::string& k) noexcept {
-        static constexpr std::array<std::pair<std::string_view, member_id>, 11> known{{
-            {"status", member_id::status}, {"online", member_id::online}, {"state", member_id::state},
-            {"client", member_id::client}, {"epoch", member_id::epoch},   {"ts", member_id::ts},
-            {"timestamp", member_id::timestamp}, {"ip", member_id::ip},   {"host", member_id::host}, {"hb", member_id::hb},
-            {"reason", member_id::reason},
-        }};
-        for (const auto& [name, id] : known)
-            if (k.size() == name.size() && k == name) return id;
+    static member_id identify(std::string_view k) noexcept {
+        switch (k.size()) {  // by length first: one comparison for most keys
+            case 2:
+                if (k == "ts") return member_id::ts;
+                if (k == "ip") return member_id::ip;
+                if (k == "hb") return member_id::hb;
+                break;
+            case 4:
+                if (k == "host") return member_id::host;
+                break;
+            case 5:
+                if (k == "epoch") return member_id::epoch;
+                if (k == "state") return member_id::state;
+                break;
+            case 6:
+                if (k == "status") return member_id::status;
+                if (k == "client") return member_id::client;
+                if (k == "online") return member_id::online;
+                if (k == "reason") return member_id::reason;
+                break;
+            case 9:
+                if (k == "timestamp") return member_id::timestamp;
+                break;
+            default:
+                break;
+        }
         return member_id::extra;
     }
 
