@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,6 +46,13 @@ scan_result result_of(const scanner& scan, std::optional<std::vector<client_stat
     r.counts = scan.counts();
     r.stats = scan.stats();
     return r;
+}
+
+// How many table rows fit the terminal beside the title, header, "more" and counts lines and the cursor line.
+std::size_t visible_rows() {
+    winsize ws{};
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_row == 0) return SIZE_MAX;
+    return ws.ws_row > 9 ? std::size_t{ws.ws_row} - 5 : 4;
 }
 
 // Exit code 3 (and a line on stderr for each) when a required client is missing, not connected, or stale.
@@ -245,14 +253,24 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
             std::_Exit(rc);
         }
 
+        std::string filters;
+        for (const auto& s : scan.schemes()) filters += (filters.empty() ? "" : " ") + s.filter();
+        auto drawn = std::chrono::steady_clock::time_point{};
         while (!interrupted) {
-            if (live_table && dirty.exchange(false)) {
-                const auto text = render_table(result_of(scan), clock::now(), !no_color);
+            // Redraw after a change (at most five times a second) and every second, as the ages move on. Only a
+            // screenful of rows is copied out of the table, so a million clients cost little to watch.
+            const auto now = std::chrono::steady_clock::now();
+            if (live_table && (dirty.exchange(false) || now - drawn >= std::chrono::seconds(1))) {
+                drawn = now;
+                const auto rows = visible_rows();
+                const auto text = render_table(result_of(scan, scan.snapshot(rows)), clock::now(), !no_color);
                 std::lock_guard<std::mutex> lock(out_mutex);
-                std::cout << "\x1b[H\x1b[2J" << text << (scan.connected() ? "" : "(reconnecting...)\n") << std::flush;
+                std::cout << "\x1b[H\x1b[2J" << opts.server_uri << "  " << filters << "  "
+                          << format_iso8601(clock::now()).substr(11, 8) << " UTC"
+                          << (scan.connected() ? "" : "  (reconnecting...)") << "\n"
+                          << text << std::flush;
             }
             usleep(200'000);
-            if (live_table) dirty = true;  // ages move on
         }
         scan.stop();
     } catch (const error& e) {

@@ -309,16 +309,16 @@ std::optional<client_status> connection_table::find(std::string_view client) con
     return row(rows_[(slots_[slot] & 0xFFFFFFFFu) - 1]);
 }
 
-std::vector<client_status> connection_table::snapshot() const {
+std::vector<client_status> connection_table::snapshot(std::size_t limit) const {
     // Sort (key, row) pairs, not rows. The key is the 8 bytes of the name that follow the prefix every name shares
     // (fleets are named like sensor-000123), big-endian, so that most comparisons are one integer compare that
     // never touches the rows; equal keys fall back to comparing the whole names.
     std::size_t common = rows_.empty() ? 0 : rows_.front().name.size();
     for (const auto& e : rows_) {
         const auto& first = rows_.front().name;
-        const std::size_t limit = std::min(common, e.name.size());
+        const std::size_t shorter = std::min(common, e.name.size());
         std::size_t i = 0;
-        while (i < limit && e.name[i] == first[i]) ++i;
+        while (i < shorter && e.name[i] == first[i]) ++i;
         common = i;
     }
     struct sort_key {
@@ -335,9 +335,15 @@ std::vector<client_status> connection_table::snapshot() const {
         }
         order[r] = {key, r};
     }
-    std::sort(order.begin(), order.end(), [this](const sort_key& a, const sort_key& b) {
+    const auto before = [this](const sort_key& a, const sort_key& b) {
         return a.key != b.key ? a.key < b.key : rows_[a.row].name < rows_[b.row].name;
-    });
+    };
+    if (limit < order.size()) {
+        std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(limit), order.end(), before);
+        order.resize(limit);
+    } else {
+        std::sort(order.begin(), order.end(), before);
+    }
     std::vector<client_status> rows(order.size());
     for (std::size_t i = 0; i < order.size(); ++i) fill_row(rows_[order[i].row], rows[i]);
     return rows;

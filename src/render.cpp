@@ -284,6 +284,9 @@ std::string render_table(const scan_result& r, time_point now, bool color) {
         out += pad(c.client, name_w) + cell + pad(age(c.since, now), 14) + pad(age(c.last_seen, now), 14) +
                pad(c.ip.empty() ? "-" : c.ip, ip_w) + detail::printable(detail_text(c), 60) + "\n";
     }
+    if (r.clients.size() < r.counts.total())
+        out += "... " + std::to_string(r.counts.total() - r.clients.size()) + " more below; --once or --format json " +
+               "prints them all\n";
     out += std::to_string(r.counts.connected) + " connected, " + std::to_string(r.counts.disconnected) +
            " disconnected, " + std::to_string(r.counts.unknown) + " unknown, " + std::to_string(r.counts.stale) +
            " stale; " + std::to_string(r.stats.messages) + " messages, " + std::to_string(r.stats.malformed) +

@@ -230,9 +230,9 @@ void scanner::on_status(std::function<void(const std::string&)> callback) {
     on_status_ = std::move(callback);
 }
 
-std::vector<client_status> scanner::snapshot() const {
+std::vector<client_status> scanner::snapshot(std::size_t limit) const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return table_.snapshot();
+    return table_.snapshot(limit);
 }
 
 table_counts scanner::counts() const {

@@ -102,8 +102,8 @@ public:
     std::optional<client_status> erase(std::string_view client);
 
     [[nodiscard]] std::optional<client_status> find(std::string_view client) const;
-    /// All rows, sorted by client name.
-    [[nodiscard]] std::vector<client_status> snapshot() const;
+    /// All rows, sorted by client name; or only the first `limit` of them (a screenful of a large table).
+    [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit = SIZE_MAX) const;
     /// Visits every row without copying them all first (unordered).
     void for_each(const std::function<void(const client_status&)>& visit) const;
 

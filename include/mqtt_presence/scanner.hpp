@@ -83,7 +83,8 @@ public:
     /// Called when the connection is lost or restored (text for a status line).
     void on_status(std::function<void(const std::string&)> callback);
 
-    [[nodiscard]] std::vector<client_status> snapshot() const;
+    /// The rows sorted by name; with `limit`, only the first ones (cheap for a screenful of a large table).
+    [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit = SIZE_MAX) const;
     [[nodiscard]] table_counts counts() const;
     [[nodiscard]] table_stats stats() const;
     [[nodiscard]] const std::vector<topic_scheme>& schemes() const noexcept { return schemes_; }

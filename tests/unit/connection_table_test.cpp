@@ -199,6 +199,10 @@ TEST(connection_table, snapshot_order_is_byte_order_of_the_names) {
     std::vector<std::string> got;
     for (const auto& row : t.snapshot()) got.push_back(row.client);
     EXPECT_EQ(got, names);
+    got.clear();
+    for (const auto& row : t.snapshot(10)) got.push_back(row.client);
+    EXPECT_EQ(got, std::vector<std::string>(names.begin(), names.begin() + 10)) << "a screenful: the first rows";
+    EXPECT_EQ(t.snapshot(names.size() + 5).size(), names.size());
 
     connection_table different_first_bytes;  // no shared prefix at all
     for (const std::string n : {"b", "a", "\xc3\xa9", "ab", "B"}) different_first_bytes.apply(n, rec("0"), true, t0);

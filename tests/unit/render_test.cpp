@@ -73,6 +73,16 @@ TEST(render, ndjson_csv_prometheus_and_table) {
     EXPECT_NE(render_table(r, t0, true).find("\x1b[32m"), std::string::npos) << "colour when asked";
 }
 
+TEST(render, a_table_cut_to_a_screenful_says_how_many_rows_are_below) {
+    auto r = sample();
+    EXPECT_EQ(render_table(r, t0, false).find("more below"), std::string::npos) << "every row is shown";
+    r.clients.resize(1);
+    r.topics.resize(1);
+    const auto text = render_table(r, t0, false);
+    EXPECT_NE(text.find("... 2 more below"), std::string::npos) << text;
+    EXPECT_NE(text.find("1 connected, 1 disconnected, 1 unknown"), std::string::npos) << "counts cover all rows";
+}
+
 TEST(render, change_lines) {
     connection_table t;
     t.apply("s1", decode("1"), false, t0);
