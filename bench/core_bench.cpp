@@ -62,7 +62,7 @@ void table_apply(benchmark::State& st) {
     std::size_t i = 0;
     for (auto _ : st) {
         const auto k = i++;
-        benchmark::DoNotOptimize(t.apply(all[k % n], (k / n) & 1 ? up : down, false, t0, 0, c));
+        benchmark::DoNotOptimize(t.apply(all[k % n], (k / n) & 1 ? up : down, false, t0, 0, &c));
     }
     st.SetItemsProcessed(st.iterations());
 }
@@ -80,7 +80,7 @@ void decode_apply_plain(benchmark::State& st) {
     for (auto _ : st) {
         const auto k = i++;
         decode((k / n) & 1 ? "0" : "1", r);
-        benchmark::DoNotOptimize(t.apply(all[k % n], r, false, t0, 0, c));
+        benchmark::DoNotOptimize(t.apply(all[k % n], r, false, t0, 0, &c));
     }
     st.SetItemsProcessed(st.iterations());
 }
@@ -99,7 +99,7 @@ void decode_apply_json(benchmark::State& st) {
     for (auto _ : st) {
         const auto k = i++;
         decode(payloads[(k + k / n) & 1023], r);
-        benchmark::DoNotOptimize(t.apply(all[k % n], r, false, t0, 0, c));
+        benchmark::DoNotOptimize(t.apply(all[k % n], r, false, t0, 0, &c));
     }
     st.SetItemsProcessed(st.iterations());
 }

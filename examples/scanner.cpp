@@ -185,14 +185,15 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
             std::cerr << "mqtt-presence-scanner: " << s << "\n";
         });
         const bool stream = !once && purge_text.empty() && !purge_all && !live_table;
-        scan.on_change([&](const change& c) {
-            dirty = true;
-            if (!stream) return;
-            std::lock_guard<std::mutex> lock(out_mutex);
-            if (events || format == "json" || format == "ndjson") std::cout << render_change_json(c, scan.topic_of(c.current));
-            else std::cout << render_change_line(c, clock::now());
-            std::cout.flush();
-        });
+        if (live_table || stream)  // a snapshot or a purge has no use for changes: the table then skips their rows
+            scan.on_change([&](const change& c) {
+                dirty = true;
+                if (!stream) return;
+                std::lock_guard<std::mutex> lock(out_mutex);
+                if (events || format == "json" || format == "ndjson") std::cout << render_change_json(c, scan.topic_of(c.current));
+                else std::cout << render_change_line(c, clock::now());
+                std::cout.flush();
+            });
         try {
             scan.start();
         } catch (const error& e) {

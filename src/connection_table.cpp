@@ -188,20 +188,22 @@ client_status connection_table::row(const entry& e) {
 std::optional<change> connection_table::apply(std::string_view client, const status_record& record, bool retained,
                                               time_point now, std::uint16_t source) {
     change c;
-    if (!apply(client, record, retained, now, source, c)) return std::nullopt;
+    if (!apply(client, record, retained, now, source, &c)) return std::nullopt;
     return c;
 }
 
 bool connection_table::apply(std::string_view client, const status_record& record, bool retained, time_point now,
-                             std::uint16_t source, change& out) {
+                             std::uint16_t source, change* out) {
     ++stats_.messages;
     if (record.cleared) {
         const std::size_t slot = slot_of(client, hash_of(client));
         if (slots_[slot] == 0) return false;
         const entry& gone = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
-        out.kind = change_kind::removed;
-        out.previous = gone.status;
-        fill_row(gone, out.current);
+        if (out) {
+            out->kind = change_kind::removed;
+            out->previous = gone.status;
+            fill_row(gone, out->current);
+        }
         count(gone, -1);
         remove_row(slot);
         return true;
@@ -267,11 +269,13 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     count(e, +1);
 
     if (!state_changed && !new_connection && !was_stale) return false;  // a heartbeat refresh
-    out.kind = state_changed    ? (inserted ? change_kind::added : change_kind::changed)
-               : new_connection ? change_kind::reconnected
-                                : change_kind::fresh;
-    out.previous = previous;
-    fill_row(e, out.current);
+    if (out) {
+        out->kind = state_changed    ? (inserted ? change_kind::added : change_kind::changed)
+                    : new_connection ? change_kind::reconnected
+                                     : change_kind::fresh;
+        out->previous = previous;
+        fill_row(e, out->current);
+    }
     return true;
 }
 

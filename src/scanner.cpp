@@ -145,7 +145,10 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 last_status_message_ = std::chrono::steady_clock::now();
-                if (table_.apply(*name, record, msg->is_retained(), clock::now(), static_cast<std::uint16_t>(i), c))
+                const bool listened = on_change_ && *on_change_;  // else the change's row is not built
+                if (table_.apply(*name, record, msg->is_retained(), clock::now(), static_cast<std::uint16_t>(i),
+                                 listened ? &c : nullptr) &&
+                    listened)
                     cb = on_change_;
             }
             if (cb && *cb) notify(*cb, c);

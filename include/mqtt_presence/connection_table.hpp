@@ -89,10 +89,11 @@ public:
     /// Returns what changed in the table, if anything worth reporting (a heartbeat refresh is not).
     std::optional<change> apply(std::string_view client, const status_record& record, bool retained,
                                 time_point now, std::uint16_t source = 0);
-    /// The same, writing the change into `out` and returning whether there is one. Reusing one `out` for many
-    /// messages reuses its strings' storage: the scanner's per-message path. `out` is unspecified after false.
+    /// The same, returning whether something changed and writing the change into `*out` unless `out` is null
+    /// (nobody listens). Reusing one `out` for many messages reuses its strings' storage: the scanner's
+    /// per-message path. `*out` is unspecified after false.
     bool apply(std::string_view client, const status_record& record, bool retained, time_point now,
-               std::uint16_t source, change& out);
+               std::uint16_t source, change* out);
 
     /// Marks connected clients whose heartbeat is more than three intervals overdue as stale.
     /// Cheap when nothing is due (remembers the next deadline).
