@@ -55,17 +55,25 @@ std::size_t visible_rows() {
     return ws.ws_row > 9 ? std::size_t{ws.ws_row} - 5 : 4;
 }
 
-// Exit code 3 (and a line on stderr for each) when a required client is missing, not connected, or stale.
+// Exit code 3 (and a line on stderr for each) when a required client is missing, not connected, or stale. A name
+// under several topic schemes is several clients: each of them must be connected.
 int check_required(const scan_result& r, const std::vector<std::string>& required) {
     int rc = 0;
     for (const auto& name : required) {
-        const auto it = std::find_if(r.clients.begin(), r.clients.end(),
-                                     [&](const client_status& c) { return c.client == name; });
-        if (it != r.clients.end() && it->status == state::connected && !it->stale) continue;
-        std::cerr << "mqtt-presence-scanner: required client " << name << " is "
-                  << (it == r.clients.end() ? "unknown" : it->stale ? "stale" : std::string(to_string(it->status)))
-                  << "\n";
-        rc = 3;
+        bool seen = false;
+        for (std::size_t i = 0; i < r.clients.size(); ++i) {
+            const auto& c = r.clients[i];
+            if (c.client != name) continue;
+            seen = true;
+            if (c.status == state::connected && !c.stale) continue;
+            std::cerr << "mqtt-presence-scanner: required client " << name << " is "
+                      << (c.stale ? "stale" : std::string(to_string(c.status))) << " (" << r.topics[i] << ")\n";
+            rc = 3;
+        }
+        if (!seen) {
+            std::cerr << "mqtt-presence-scanner: required client " << name << " is unknown (no status read)\n";
+            rc = 3;
+        }
     }
     return rc;
 }

@@ -13,7 +13,10 @@ std::optional<time_point> known(time_point t) {
     return t == unknown_time ? std::nullopt : std::optional<time_point>(t);
 }
 
-std::uint64_t hash_of(std::string_view s) noexcept { return std::hash<std::string_view>{}(s); }
+// A client is its name within one topic scheme (source): the same name under two schemes is two clients.
+std::uint64_t hash_of(std::string_view name, std::uint16_t source) noexcept {
+    return std::hash<std::string_view>{}(name) ^ (source * 0x9e3779b97f4a7c15ULL);
+}
 
 // The rarely present text fields (detail, reason, ip, host, meta, raw) in one allocation, or none when all are empty:
 // a plain "1"/"0" client pays 8 bytes for them.
@@ -101,13 +104,16 @@ void connection_table::reserve(std::size_t clients) {
 
 // --- the index -------------------------------------------------------------------------------------------------
 
-std::size_t connection_table::slot_of(std::string_view client, std::uint64_t hash) const noexcept {
+std::size_t connection_table::slot_of(std::string_view client, std::uint16_t source, std::uint64_t hash) const noexcept {
     const std::size_t mask = slots_.size() - 1;
     const std::uint64_t tag = hash >> 32;
     for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
         const std::uint64_t s = slots_[i];
         if (s == 0) return i;
-        if ((s >> 32) == tag && rows_[(s & 0xFFFFFFFFu) - 1].name == client) return i;
+        if ((s >> 32) == tag) {
+            const entry& e = rows_[(s & 0xFFFFFFFFu) - 1];
+            if (e.source == source && e.name == client) return i;
+        }
     }
 }
 
@@ -122,7 +128,7 @@ std::size_t connection_table::insert_slot(std::uint64_t hash, std::size_t row_in
 void connection_table::grow() {
     std::vector<std::uint64_t> old(slots_.size() * 2, 0);
     old.swap(slots_);
-    for (std::size_t r = 0; r < rows_.size(); ++r) insert_slot(hash_of(rows_[r].name), r);
+    for (std::size_t r = 0; r < rows_.size(); ++r) insert_slot(hash_of(rows_[r].name, rows_[r].source), r);
 }
 
 // Frees a slot (backward-shift deletion keeps probe chains intact without tombstones) and its row (the last row
@@ -132,7 +138,8 @@ void connection_table::remove_row(std::size_t slot) {
     const std::size_t hole_row = (slots_[slot] & 0xFFFFFFFFu) - 1;
     std::size_t hole = slot;
     for (std::size_t i = (hole + 1) & mask; slots_[i] != 0; i = (i + 1) & mask) {
-        const std::size_t home = hash_of(rows_[(slots_[i] & 0xFFFFFFFFu) - 1].name) & mask;
+        const entry& e = rows_[(slots_[i] & 0xFFFFFFFFu) - 1];
+        const std::size_t home = hash_of(e.name, e.source) & mask;
         // Move slot i into the hole if its home is not in (hole, i] cyclically.
         const bool stays = hole <= i ? (hole < home && home <= i) : (hole < home || home <= i);
         if (!stays) {
@@ -145,7 +152,7 @@ void connection_table::remove_row(std::size_t slot) {
     const std::size_t last = rows_.size() - 1;
     if (hole_row != last) {
         // Repoint the last row's slot (found by its row index, as its name is about to move) to the hole.
-        std::size_t moved = hash_of(rows_[last].name) & mask;
+        std::size_t moved = hash_of(rows_[last].name, rows_[last].source) & mask;
         while ((slots_[moved] & 0xFFFFFFFFu) != last + 1) moved = (moved + 1) & mask;
         slots_[moved] = (slots_[moved] & ~std::uint64_t{0xFFFFFFFFu}) | (hole_row + 1);
         rows_[hole_row] = std::move(rows_[last]);
@@ -196,7 +203,7 @@ bool connection_table::apply(std::string_view client, const status_record& recor
                              std::uint16_t source, change* out) {
     ++stats_.messages;
     if (record.cleared) {
-        const std::size_t slot = slot_of(client, hash_of(client));
+        const std::size_t slot = slot_of(client, source, hash_of(client, source));
         if (slots_[slot] == 0) return false;
         const entry& gone = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
         if (out) {
@@ -210,16 +217,17 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     }
     if (record.malformed()) ++stats_.malformed;
 
-    const auto hash = hash_of(client);
-    std::size_t slot = slot_of(client, hash);
+    const auto hash = hash_of(client, source);
+    std::size_t slot = slot_of(client, source, hash);
     const bool inserted = slots_[slot] == 0;
     if (inserted) {
         if ((rows_.size() + 1) * 2 > slots_.size()) {
             grow();
-            slot = slot_of(client, hash);
+            slot = slot_of(client, source, hash);
         }
         rows_.emplace_back();
         rows_.back().name.assign(client.data(), client.size());
+        rows_.back().source = source;
         slots_[slot] = ((hash >> 32) << 32) | rows_.size();
     }
     entry& e = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
@@ -251,7 +259,6 @@ bool connection_table::apply(std::string_view client, const status_record& recor
 
     e.status = record.status;
     e.retained = retained;
-    e.source = source;
     if (record.epoch) {
         e.epoch = *record.epoch;
         e.has_epoch = true;
@@ -297,8 +304,8 @@ std::vector<change> connection_table::expire(time_point now) {
     return out;
 }
 
-std::optional<client_status> connection_table::erase(std::string_view client) {
-    const std::size_t slot = slot_of(client, hash_of(client));
+std::optional<client_status> connection_table::erase(std::string_view client, std::uint16_t source) {
+    const std::size_t slot = slot_of(client, source, hash_of(client, source));
     if (slots_[slot] == 0) return std::nullopt;
     const entry& e = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
     auto last = row(e);
@@ -307,8 +314,8 @@ std::optional<client_status> connection_table::erase(std::string_view client) {
     return last;
 }
 
-std::optional<client_status> connection_table::find(std::string_view client) const {
-    const std::size_t slot = slot_of(client, hash_of(client));
+std::optional<client_status> connection_table::find(std::string_view client, std::uint16_t source) const {
+    const std::size_t slot = slot_of(client, source, hash_of(client, source));
     if (slots_[slot] == 0) return std::nullopt;
     return row(rows_[(slots_[slot] & 0xFFFFFFFFu) - 1]);
 }
@@ -340,7 +347,10 @@ std::vector<client_status> connection_table::snapshot(std::size_t limit) const {
         order[r] = {key, r};
     }
     const auto before = [this](const sort_key& a, const sort_key& b) {
-        return a.key != b.key ? a.key < b.key : rows_[a.row].name < rows_[b.row].name;
+        if (a.key != b.key) return a.key < b.key;
+        const entry& x = rows_[a.row];
+        const entry& y = rows_[b.row];
+        return x.name != y.name ? x.name < y.name : x.source < y.source;
     };
     if (limit < order.size()) {
         std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(limit), order.end(), before);

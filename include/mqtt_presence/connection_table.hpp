@@ -13,6 +13,8 @@
 //    unknown (nullopt) for a retained state without a time.
 //  - counts per state, per-client transition count, malformed payload count. A malformed payload is never dropped:
 //    the client is shown with state unknown and the reason.
+//  - a client is its name within one topic scheme (`source`): "kitchen" under homie/+/$state and "kitchen" under
+//    tele/+/LWT are two devices and two rows, never one row flipping between two states.
 
 #include <chrono>
 #include <cstddef>
@@ -85,8 +87,9 @@ public:
     connection_table(connection_table&&) noexcept;
     connection_table& operator=(connection_table&&) noexcept;
 
-    /// Applies one status message of `client`. `retained`: the broker delivered it from its retained store.
-    /// Returns what changed in the table, if anything worth reporting (a heartbeat refresh is not).
+    /// Applies one status message of `client` from topic scheme `source`. `retained`: the broker delivered it from
+    /// its retained store. Returns what changed in the table, if anything worth reporting (a heartbeat refresh is
+    /// not).
     std::optional<change> apply(std::string_view client, const status_record& record, bool retained,
                                 time_point now, std::uint16_t source = 0);
     /// The same, returning whether something changed and writing the change into `*out` unless `out` is null
@@ -99,11 +102,11 @@ public:
     /// Cheap when nothing is due (remembers the next deadline).
     std::vector<change> expire(time_point now);
 
-    /// Removes a client; returns its last row, if it was there.
-    std::optional<client_status> erase(std::string_view client);
+    /// Removes a client (its name within scheme `source`); returns its last row, if it was there.
+    std::optional<client_status> erase(std::string_view client, std::uint16_t source = 0);
 
-    [[nodiscard]] std::optional<client_status> find(std::string_view client) const;
-    /// All rows, sorted by client name; or only the first `limit` of them (a screenful of a large table).
+    [[nodiscard]] std::optional<client_status> find(std::string_view client, std::uint16_t source = 0) const;
+    /// All rows, sorted by client name (then scheme); or only the first `limit` of them (a screenful of a large table).
     [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit = SIZE_MAX) const;
     /// Visits every row without copying them all first (unordered).
     void for_each(const std::function<void(const client_status&)>& visit) const;
@@ -116,7 +119,7 @@ public:
 private:
     struct entry;  // one client: its name and compact state, stored densely in rows_
 
-    [[nodiscard]] std::size_t slot_of(std::string_view client, std::uint64_t hash) const noexcept;
+    [[nodiscard]] std::size_t slot_of(std::string_view client, std::uint16_t source, std::uint64_t hash) const noexcept;
     std::size_t insert_slot(std::uint64_t hash, std::size_t row);
     void grow();
     void remove_row(std::size_t slot);

@@ -3,6 +3,7 @@
 #include <mqtt_presence/scanner.hpp>
 
 #include <atomic>
+#include <map>
 
 #include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
@@ -121,6 +122,8 @@ TEST(scanner, reads_clients_that_are_not_ours_and_every_convention) {
     publish_retained(port, p + "-z2m/bridge/state", R"({"state":"online"})");
     publish_retained(port, "spBv1.0/STATE/" + p + "-scada", R"({"online":true,"timestamp":1700000000000})");
     publish_retained(port, p + "-smarthome/connected", "2");
+    publish_retained(port, "homie/" + p + "-twin/$state", "ready");  // one name, two conventions: two devices
+    publish_retained(port, "tele/" + p + "-twin/LWT", "Offline");
 
     const auto j = once_json(port, {"--convention", "sensors", "--convention", "homie", "--convention", "tasmota",
                                     "--convention", "esphome", "--convention", "zigbee2mqtt", "--convention",
@@ -137,6 +140,11 @@ TEST(scanner, reads_clients_that_are_not_ours_and_every_convention) {
     EXPECT_EQ(client_of(j, p + "-sleepy")["detail"], "sleeping");
     EXPECT_EQ(client_of(j, p + "-smarthome")["detail"], "device-ok");
     EXPECT_EQ(client_of(j, p + "-scada")["since"], "2023-11-14T22:13:20.000Z");
+    std::map<std::string, std::string> twins;  // topic -> state
+    for (const auto& c : j["clients"])
+        if (c["client"] == p + "-twin") twins[c["topic"].get<std::string>()] = c["state"].get<std::string>();
+    EXPECT_EQ(twins, (std::map<std::string, std::string>{{"homie/" + p + "-twin/$state", "connected"},
+                                                         {"tele/" + p + "-twin/LWT", "disconnected"}}));
 
     // The python client stops cleanly: its own "0".
     py.signal(SIGTERM);

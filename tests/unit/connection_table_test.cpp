@@ -211,6 +211,25 @@ TEST(connection_table, snapshot_order_is_byte_order_of_the_names) {
     EXPECT_EQ(got, (std::vector<std::string>{"B", "a", "ab", "b", "\xc3\xa9"}));
 }
 
+TEST(connection_table, one_name_under_two_schemes_is_two_clients) {
+    connection_table t;
+    t.apply("kitchen", rec("ready"), true, t0, 0);    // homie/kitchen/$state
+    t.apply("kitchen", rec("Offline"), true, t0, 1);  // tele/kitchen/LWT
+    t.apply("kitchen", rec("ready"), false, t0 + 1s, 0);
+    ASSERT_EQ(t.size(), 2u);
+    EXPECT_EQ(t.find("kitchen", 0)->status, state::connected);
+    EXPECT_EQ(t.find("kitchen", 1)->status, state::disconnected) << "the other scheme's state is kept, not flipped";
+    EXPECT_EQ(t.counts().connected, 1u);
+    EXPECT_EQ(t.counts().disconnected, 1u);
+    const auto rows = t.snapshot();
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows[0].source, 0);
+    EXPECT_EQ(rows[1].source, 1);
+    EXPECT_TRUE(t.apply("kitchen", rec(""), true, t0, 1));  // cleared under one scheme only
+    EXPECT_FALSE(t.find("kitchen", 1));
+    EXPECT_EQ(t.find("kitchen", 0)->status, state::connected);
+}
+
 TEST(connection_table, erase_and_counts_stay_consistent) {
     connection_table t;
     for (int i = 0; i < 100; ++i) t.apply("c" + std::to_string(i), rec(i % 3 ? "1" : "0"), true, t0);

@@ -18,6 +18,9 @@ struct accepted_case {
     std::string detail;
 };
 
+// Names the case by its payload in test listings.
+void PrintTo(const accepted_case& c, std::ostream* os) { *os << ::testing::PrintToString(c.payload); }
+
 class decode_accepts : public ::testing::TestWithParam<accepted_case> {};
 
 TEST_P(decode_accepts, every_convention) {
