@@ -55,35 +55,70 @@ std::size_t visible_rows() {
     return ws.ws_row > 9 ? std::size_t{ws.ws_row} - 5 : 4;
 }
 
-// Exit code 3 (and a line on stderr for each) when a required client is missing, not connected, or stale. A name
-// under several topic schemes is several clients: each of them must be connected.
-int check_required(const scan_result& r, const std::vector<std::string>& required) {
-    int rc = 0;
-    for (const auto& name : required) {
-        bool seen = false;
-        for (std::size_t i = 0; i < r.clients.size(); ++i) {
-            const auto& c = r.clients[i];
-            if (c.client != name) continue;
-            seen = true;
-            if (c.status == state::connected && !c.stale) continue;
-            std::cerr << "mqtt-presence-scanner: required client " << name << " is "
-                      << (c.stale ? "stale" : std::string(to_string(c.status))) << " (" << r.topics[i] << ")\n";
-            rc = 3;
-        }
-        if (!seen) {
-            std::cerr << "mqtt-presence-scanner: required client " << name << " is unknown (no status read)\n";
-            rc = 3;
+// --require: each named client must be connected and not stale. A name under several topic schemes is several
+// clients: each of them must be. Rows are shown to it one at a time (a streamed snapshot keeps none).
+class required_clients {
+public:
+    explicit required_clients(std::vector<std::string> names) : names_(std::move(names)), seen_(names_.size()) {}
+
+    void see(const client_status& c, const std::string& topic) {
+        for (std::size_t i = 0; i < names_.size(); ++i) {
+            if (c.client != names_[i]) continue;
+            seen_[i] = true;
+            if (c.status != state::connected || c.stale)
+                problems_ += "mqtt-presence-scanner: required client " + c.client + " is " +
+                             (c.stale ? "stale" : std::string(to_string(c.status))) + " (" + topic + ")\n";
         }
     }
-    return rc;
+
+    // Exit code 3 (and a line on stderr for each) when one is missing, not connected, or stale.
+    int report() const {
+        std::string text = problems_;
+        for (std::size_t i = 0; i < names_.size(); ++i)
+            if (!seen_[i]) text += "mqtt-presence-scanner: required client " + names_[i] + " is unknown (no status read)\n";
+        std::cerr << text;
+        return text.empty() ? 0 : 3;
+    }
+
+private:
+    std::vector<std::string> names_;
+    std::vector<bool> seen_;
+    std::string problems_;
+};
+
+snapshot_format machine_format(const std::string& format) {
+    if (format == "ndjson") return snapshot_format::ndjson;
+    if (format == "csv") return snapshot_format::csv;
+    if (format == "prometheus") return snapshot_format::prometheus;
+    return snapshot_format::json;
 }
 
-std::string render(const scan_result& r, const std::string& format, bool color) {
-    if (format == "json") return render_json(r);
-    if (format == "ndjson") return render_ndjson(r);
-    if (format == "csv") return render_csv(r);
-    if (format == "prometheus") return render_prometheus(r);
-    return render_table(r, clock::now(), color);
+// Rows already in hand (a purge's) in a machine format.
+std::string render_machine(const scan_result& r, const std::string& format) {
+    std::ostringstream out;
+    snapshot_writer writer(out, machine_format(format));
+    for (std::size_t i = 0; i < r.clients.size(); ++i) writer.row(r.clients[i], r.topics[i]);
+    writer.finish(r.counts, r.stats);
+    return out.str();
+}
+
+// Writes the snapshot for --once: the machine formats stream straight from the table (a million rows need no
+// copy of the table and no text of it in memory); the human table needs every row first for its column widths.
+void write_snapshot(const scanner& scan, const std::string& format, bool color, required_clients& required) {
+    if (format == "table") {
+        const auto r = result_of(scan);
+        for (std::size_t i = 0; i < r.clients.size(); ++i) required.see(r.clients[i], r.topics[i]);
+        std::cout << render_table(r, clock::now(), color);
+        return;
+    }
+    snapshot_writer writer(std::cout, machine_format(format));
+    std::string topic;
+    const auto [counts, stats] = scan.for_each_sorted([&](const client_status& c) {
+        topic = scan.topic_of(c);
+        writer.row(c, topic);
+        required.see(c, topic);
+    });
+    writer.finish(counts, stats);
 }
 
 }  // namespace
@@ -234,7 +269,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
                 },
                 dry_run);
             const auto r = result_of(scan, std::move(picked));
-            std::cout << (format == "table" ? "" : render(r, format, false));
+            if (format != "table") std::cout << render_machine(r, format);
             if (format == "table") {
                 for (const auto& topic : r.topics) std::cout << (dry_run ? "would clear " : "cleared ") << topic << "\n";
                 std::cerr << (dry_run ? "dry run: " : "") << r.clients.size() << " retained status(es) "
@@ -244,15 +279,15 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
         }
 
         if (once) {
-            const auto r = result_of(scan);
-            std::cout << render(r, format, tty && !no_color);
+            required_clients check(required);
+            write_snapshot(scan, format, tty && !no_color, check);
             int rc = 0;
             if (!synced) {  // a partial table cannot say a client is missing: exit 5, not 3
                 std::cerr << "mqtt-presence-scanner: sync not complete after " << timeout_text
                           << "; the table may be partial\n";
                 rc = 5;
             } else {
-                rc = check_required(r, required);
+                rc = check.report();
             }
             // The output is out and the connection closed cleanly: leave without freeing a large table and
             // without Paho's destructor (100-200 ms). A scanner has no will, so nothing is lost.

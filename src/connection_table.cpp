@@ -320,7 +320,7 @@ std::optional<client_status> connection_table::find(std::string_view client, std
     return row(rows_[(slots_[slot] & 0xFFFFFFFFu) - 1]);
 }
 
-std::vector<client_status> connection_table::snapshot(std::size_t limit) const {
+std::vector<std::uint32_t> connection_table::sorted_rows(std::size_t limit) const {
     // Sort (key, row) pairs, not rows. The key is the 8 bytes of the name that follow the prefix every name shares
     // (fleets are named like sensor-000123), big-endian, so that most comparisons are one integer compare that
     // never touches the rows; equal keys fall back to comparing the whole names.
@@ -358,9 +358,24 @@ std::vector<client_status> connection_table::snapshot(std::size_t limit) const {
     } else {
         std::sort(order.begin(), order.end(), before);
     }
-    std::vector<client_status> rows(order.size());
-    for (std::size_t i = 0; i < order.size(); ++i) fill_row(rows_[order[i].row], rows[i]);
+    std::vector<std::uint32_t> rows(order.size());
+    for (std::size_t i = 0; i < order.size(); ++i) rows[i] = order[i].row;
     return rows;
+}
+
+std::vector<client_status> connection_table::snapshot(std::size_t limit) const {
+    const auto order = sorted_rows(limit);
+    std::vector<client_status> rows(order.size());
+    for (std::size_t i = 0; i < order.size(); ++i) fill_row(rows_[order[i]], rows[i]);
+    return rows;
+}
+
+void connection_table::for_each_sorted(const std::function<void(const client_status&)>& visit) const {
+    client_status row;  // one row, refilled: its strings' storage is reused
+    for (const auto r : sorted_rows(SIZE_MAX)) {
+        fill_row(rows_[r], row);
+        visit(row);
+    }
 }
 
 void connection_table::for_each(const std::function<void(const client_status&)>& visit) const {

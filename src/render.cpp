@@ -204,66 +204,95 @@ std::string format_iso8601(time_point t) {
     return out;
 }
 
-std::string render_json(const scan_result& r) {
-    std::string out = "{\"clients\":[";
-    out.reserve(r.clients.size() * 200 + 200);
-    for (std::size_t i = 0; i < r.clients.size(); ++i) {
-        if (i > 0) out += ',';
-        append_client_json(out, r.clients[i], topic_at(r, i));
+snapshot_writer::snapshot_writer(std::ostream& out, snapshot_format format) : out_(out), format_(format) {
+    buffer_.reserve(flush_at + 4096);
+    switch (format_) {
+        case snapshot_format::json: buffer_ += "{\"clients\":["; break;
+        case snapshot_format::csv: buffer_ += "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic\n"; break;
+        case snapshot_format::prometheus:
+            buffer_ += "# HELP mqtt_presence_client_up 1 if the client is connected and not stale.\n"
+                       "# TYPE mqtt_presence_client_up gauge\n";
+            break;
+        case snapshot_format::ndjson: break;
     }
-    out += "],\"counts\":{\"connected\":" + std::to_string(r.counts.connected) +
-           ",\"disconnected\":" + std::to_string(r.counts.disconnected) +
-           ",\"unknown\":" + std::to_string(r.counts.unknown) + ",\"stale\":" + std::to_string(r.counts.stale) +
-           "},\"stats\":{\"messages\":" + std::to_string(r.stats.messages) +
-           ",\"malformed\":" + std::to_string(r.stats.malformed) +
-           ",\"stale_deaths_ignored\":" + std::to_string(r.stats.stale_deaths_ignored) + "}}\n";
-    return out;
 }
 
-std::string render_ndjson(const scan_result& r) {
-    std::string out;
-    for (std::size_t i = 0; i < r.clients.size(); ++i) {
-        append_client_json(out, r.clients[i], topic_at(r, i));
-        out += '\n';
+void snapshot_writer::row(const client_status& c, const std::string& topic) {
+    switch (format_) {
+        case snapshot_format::json:
+            if (rows_ > 0) buffer_ += ',';
+            append_client_json(buffer_, c, topic);
+            break;
+        case snapshot_format::ndjson:
+            append_client_json(buffer_, c, topic);
+            buffer_ += '\n';
+            break;
+        case snapshot_format::csv:
+            buffer_ += csv_field(c.client) + "," + std::string(to_string(c.status)) + "," +
+                       (c.stale ? "true" : "false") + "," + (c.since ? format_iso8601(*c.since) : "") + "," +
+                       (c.last_seen ? format_iso8601(*c.last_seen) : "") + "," + (c.retained ? "true" : "false") +
+                       "," + (c.epoch ? std::to_string(*c.epoch) : "") + "," + csv_field(c.ip) + "," +
+                       csv_field(detail_text(c)) + "," + csv_field(topic) + "\n";
+            break;
+        case snapshot_format::prometheus:
+            // The topic label keeps one name under two topic schemes two series.
+            buffer_ += "mqtt_presence_client_up{client=\"" + prometheus_label(c.client) + "\",topic=\"" +
+                       prometheus_label(topic) + "\",state=\"" + std::string(to_string(c.status)) + "\"} " +
+                       (c.status == state::connected && !c.stale ? "1" : "0") + "\n";
+            break;
     }
-    return out;
+    ++rows_;
+    if (buffer_.size() >= flush_at) {
+        out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+        buffer_.clear();
+    }
 }
 
-std::string render_csv(const scan_result& r) {
-    std::string out = "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic\n";
-    for (std::size_t i = 0; i < r.clients.size(); ++i) {
-        const auto& c = r.clients[i];
-        out += csv_field(c.client) + "," + std::string(to_string(c.status)) + "," + (c.stale ? "true" : "false") +
-               "," + (c.since ? format_iso8601(*c.since) : "") + "," +
-               (c.last_seen ? format_iso8601(*c.last_seen) : "") + "," + (c.retained ? "true" : "false") + "," +
-               (c.epoch ? std::to_string(*c.epoch) : "") + "," + csv_field(c.ip) + "," +
-               csv_field(detail_text(c)) + "," + csv_field(topic_at(r, i)) + "\n";
+void snapshot_writer::finish(const table_counts& counts, const table_stats& stats) {
+    const auto n = [](auto v) { return std::to_string(v); };
+    if (format_ == snapshot_format::json) {
+        buffer_ += "],\"counts\":{\"connected\":" + n(counts.connected) + ",\"disconnected\":" +
+                   n(counts.disconnected) + ",\"unknown\":" + n(counts.unknown) + ",\"stale\":" + n(counts.stale) +
+                   "},\"stats\":{\"messages\":" + n(stats.messages) + ",\"malformed\":" + n(stats.malformed) +
+                   ",\"stale_deaths_ignored\":" + n(stats.stale_deaths_ignored) + "}}\n";
+    } else if (format_ == snapshot_format::prometheus) {
+        buffer_ += "# HELP mqtt_presence_clients Clients by connection state.\n# TYPE mqtt_presence_clients gauge\n"
+                   "mqtt_presence_clients{state=\"connected\"} " + n(counts.connected) + "\n"
+                   "mqtt_presence_clients{state=\"disconnected\"} " + n(counts.disconnected) + "\n"
+                   "mqtt_presence_clients{state=\"unknown\"} " + n(counts.unknown) + "\n"
+                   "# HELP mqtt_presence_stale_clients Connected clients whose heartbeat is overdue.\n"
+                   "# TYPE mqtt_presence_stale_clients gauge\nmqtt_presence_stale_clients " + n(counts.stale) + "\n"
+                   "# HELP mqtt_presence_messages_total Status messages read.\n"
+                   "# TYPE mqtt_presence_messages_total counter\nmqtt_presence_messages_total " +
+                   n(stats.messages) + "\n"
+                   "# HELP mqtt_presence_malformed_total Unreadable status payloads.\n"
+                   "# TYPE mqtt_presence_malformed_total counter\nmqtt_presence_malformed_total " +
+                   n(stats.malformed) + "\n"
+                   "# HELP mqtt_presence_stale_deaths_ignored_total Late wills of older connections, ignored.\n"
+                   "# TYPE mqtt_presence_stale_deaths_ignored_total counter\n"
+                   "mqtt_presence_stale_deaths_ignored_total " + n(stats.stale_deaths_ignored) + "\n";
     }
-    return out;
+    out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+    buffer_.clear();
+    out_.flush();
 }
 
-std::string render_prometheus(const scan_result& r) {
+namespace {
+
+std::string render_with(const scan_result& r, snapshot_format format) {
     std::ostringstream out;
-    out << "# HELP mqtt_presence_clients Clients by connection state.\n# TYPE mqtt_presence_clients gauge\n";
-    out << "mqtt_presence_clients{state=\"connected\"} " << r.counts.connected << "\n";
-    out << "mqtt_presence_clients{state=\"disconnected\"} " << r.counts.disconnected << "\n";
-    out << "mqtt_presence_clients{state=\"unknown\"} " << r.counts.unknown << "\n";
-    out << "# HELP mqtt_presence_stale_clients Connected clients whose heartbeat is overdue.\n"
-           "# TYPE mqtt_presence_stale_clients gauge\nmqtt_presence_stale_clients " << r.counts.stale << "\n";
-    out << "# HELP mqtt_presence_messages_total Status messages read.\n# TYPE mqtt_presence_messages_total counter\n"
-           "mqtt_presence_messages_total " << r.stats.messages << "\n";
-    out << "# HELP mqtt_presence_malformed_total Unreadable status payloads.\n"
-           "# TYPE mqtt_presence_malformed_total counter\nmqtt_presence_malformed_total " << r.stats.malformed << "\n";
-    out << "# HELP mqtt_presence_stale_deaths_ignored_total Late wills of older connections, ignored.\n"
-           "# TYPE mqtt_presence_stale_deaths_ignored_total counter\nmqtt_presence_stale_deaths_ignored_total "
-        << r.stats.stale_deaths_ignored << "\n";
-    out << "# HELP mqtt_presence_client_up 1 if the client is connected and not stale.\n"
-           "# TYPE mqtt_presence_client_up gauge\n";
-    for (const auto& c : r.clients)
-        out << "mqtt_presence_client_up{client=\"" << prometheus_label(c.client) << "\",state=\""
-            << to_string(c.status) << "\"} " << (c.status == state::connected && !c.stale ? 1 : 0) << "\n";
+    snapshot_writer writer(out, format);
+    for (std::size_t i = 0; i < r.clients.size(); ++i) writer.row(r.clients[i], topic_at(r, i));
+    writer.finish(r.counts, r.stats);
     return out.str();
 }
+
+}  // namespace
+
+std::string render_json(const scan_result& r) { return render_with(r, snapshot_format::json); }
+std::string render_ndjson(const scan_result& r) { return render_with(r, snapshot_format::ndjson); }
+std::string render_csv(const scan_result& r) { return render_with(r, snapshot_format::csv); }
+std::string render_prometheus(const scan_result& r) { return render_with(r, snapshot_format::prometheus); }
 
 std::string render_table(const scan_result& r, time_point now, bool color) {
     std::size_t name_w = 6, ip_w = 2;

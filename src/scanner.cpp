@@ -238,6 +238,13 @@ std::vector<client_status> scanner::snapshot(std::size_t limit) const {
     return table_.snapshot(limit);
 }
 
+std::pair<table_counts, table_stats> scanner::for_each_sorted(
+    const std::function<void(const client_status&)>& visit) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    table_.for_each_sorted(visit);
+    return {table_.counts(), table_.stats()};
+}
+
 table_counts scanner::counts() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return table_.counts();

@@ -110,6 +110,8 @@ public:
     [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit = SIZE_MAX) const;
     /// Visits every row without copying them all first (unordered).
     void for_each(const std::function<void(const client_status&)>& visit) const;
+    /// Visits every row in snapshot order without copying them all first.
+    void for_each_sorted(const std::function<void(const client_status&)>& visit) const;
 
     [[nodiscard]] table_counts counts() const noexcept { return counts_; }
     [[nodiscard]] table_stats stats() const noexcept { return stats_; }
@@ -124,6 +126,7 @@ private:
     void grow();
     void remove_row(std::size_t slot);
     void count(const entry& e, int delta) noexcept;
+    [[nodiscard]] std::vector<std::uint32_t> sorted_rows(std::size_t limit) const;  // row indices, by name
     [[nodiscard]] static client_status row(const entry& e);
     static void fill_row(const entry& e, client_status& out);
 

@@ -7,6 +7,9 @@
 // state is "connected" | "disconnected" | "unknown"; times are ISO 8601 UTC or null when unknown; epoch, ip and
 // detail are null when absent; meta is the client's extra JSON members (an object) or null.
 
+#include <cstddef>
+#include <cstdint>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -23,6 +26,28 @@ struct scan_result {
 };
 
 [[nodiscard]] std::string format_iso8601(time_point t);
+
+/// The machine formats of a snapshot.
+enum class snapshot_format : std::uint8_t { json, ndjson, csv, prometheus };
+
+/// Writes a snapshot row by row to a stream, buffering 64 KiB at a time: the same text as render_json,
+/// render_ndjson, render_csv and render_prometheus, without holding every row and the whole text in memory (rows
+/// can come straight from the table: scanner::for_each_sorted). Prometheus output lists the rows first and the
+/// totals after them.
+class snapshot_writer {
+public:
+    snapshot_writer(std::ostream& out, snapshot_format format);
+    void row(const client_status& c, const std::string& topic);
+    /// Writes the counters (JSON, Prometheus) and flushes. Call once, after the last row.
+    void finish(const table_counts& counts, const table_stats& stats);
+
+private:
+    static constexpr std::size_t flush_at = 64 * 1024;
+    std::ostream& out_;
+    snapshot_format format_;
+    std::string buffer_;
+    std::size_t rows_ = 0;
+};
 
 [[nodiscard]] std::string render_json(const scan_result& r);
 /// One JSON client object per line (the objects of render_json).

@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <mqtt/async_client.h>
@@ -85,6 +86,10 @@ public:
 
     /// The rows sorted by name; with `limit`, only the first ones (cheap for a screenful of a large table).
     [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit = SIZE_MAX) const;
+    /// Calls `visit` for every row, sorted by name, without copying the table: for writing out a large snapshot
+    /// (see snapshot_writer). Runs under the scanner's lock, so messages wait and `visit` must not call
+    /// snapshot(), counts(), stats() or purge(); topic_of() is fine. Returns the counters of that same moment.
+    std::pair<table_counts, table_stats> for_each_sorted(const std::function<void(const client_status&)>& visit) const;
     [[nodiscard]] table_counts counts() const;
     [[nodiscard]] table_stats stats() const;
     [[nodiscard]] const std::vector<topic_scheme>& schemes() const noexcept { return schemes_; }

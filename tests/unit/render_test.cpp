@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <sstream>
 #include <vector>
 #include <nlohmann/json.hpp>
 
@@ -63,7 +64,9 @@ TEST(render, ndjson_csv_prometheus_and_table) {
     EXPECT_NE(csv.find("\"bad,\"\"name\",unknown"), std::string::npos) << csv;
     const auto prom = render_prometheus(r);
     EXPECT_NE(prom.find("mqtt_presence_clients{state=\"connected\"} 1"), std::string::npos);
-    EXPECT_NE(prom.find("mqtt_presence_client_up{client=\"bad,\\\"name\",state=\"unknown\"} 0"), std::string::npos)
+    EXPECT_NE(prom.find("mqtt_presence_client_up{client=\"bad,\\\"name\",topic=\"sensors/connected/bad,\\\"name\","
+                        "state=\"unknown\"} 0"),
+              std::string::npos)
         << prom;
     EXPECT_NE(prom.find("mqtt_presence_malformed_total 1"), std::string::npos);
     const auto table = render_table(r, t0 + 65s, false);
@@ -81,6 +84,34 @@ TEST(render, a_table_cut_to_a_screenful_says_how_many_rows_are_below) {
     const auto text = render_table(r, t0, false);
     EXPECT_NE(text.find("... 2 more below"), std::string::npos) << text;
     EXPECT_NE(text.find("1 connected, 1 disconnected, 1 unknown"), std::string::npos) << "counts cover all rows";
+}
+
+TEST(render, snapshot_writer_streams_many_rows_in_chunks) {
+    connection_table t;
+    for (int i = 0; i < 3000; ++i)
+        t.apply("sensor-" + std::to_string(i),
+                decode(R"({"status":1,"epoch":7,"ts":1700000000123,"ip":"10.0.0.5","host":"h1","fw":"1.4"})"), true, t0);
+    std::ostringstream json, ndjson;
+    snapshot_writer jw(json, snapshot_format::json), nw(ndjson, snapshot_format::ndjson);
+    t.for_each_sorted([&](const client_status& c) {
+        jw.row(c, "s/" + c.client);
+        nw.row(c, "s/" + c.client);
+    });
+    jw.finish(t.counts(), t.stats());
+    nw.finish(t.counts(), t.stats());
+    ASSERT_GT(json.str().size(), 3u * 64 * 1024) << "more than a few buffers' worth";
+    const auto j = nlohmann::json::parse(json.str());
+    ASSERT_EQ(j["clients"].size(), 3000u);
+    EXPECT_EQ(j["clients"][0]["client"], "sensor-0");
+    EXPECT_EQ(j["clients"][2999]["client"], "sensor-999") << "sorted by name";
+    EXPECT_EQ(j["counts"]["connected"], 3000);
+    scan_result r;
+    r.clients = t.snapshot();
+    for (const auto& c : r.clients) r.topics.push_back("s/" + c.client);
+    r.counts = t.counts();
+    r.stats = t.stats();
+    EXPECT_EQ(json.str(), render_json(r)) << "streamed and whole snapshots are the same text";
+    EXPECT_EQ(ndjson.str(), render_ndjson(r));
 }
 
 TEST(render, change_lines) {
