@@ -269,12 +269,13 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
                 },
                 dry_run);
             const auto r = result_of(scan, std::move(picked));
-            if (format != "table") std::cout << render_machine(r, format);
-            if (format == "table") {
-                for (const auto& topic : r.topics) std::cout << (dry_run ? "would clear " : "cleared ") << topic << "\n";
-                std::cerr << (dry_run ? "dry run: " : "") << r.clients.size() << " retained status(es) "
-                          << (dry_run ? "would be cleared" : "cleared") << "\n";
+            if (format != "table") {
+                std::cout << render_machine(r, format);
+                return 0;
             }
+            for (const auto& topic : r.topics) std::cout << (dry_run ? "would clear " : "cleared ") << topic << "\n";
+            std::cerr << (dry_run ? "dry run: " : "") << r.clients.size() << " retained status(es) "
+                      << (dry_run ? "would be cleared" : "cleared") << "\n";
             return 0;
         }
 
