@@ -63,18 +63,19 @@ private:
 }  // namespace
 
 struct connection_table::entry {
+    // The name and the scheme first: a lookup compares them, and they share the entry's first cache line.
     std::string name;
-    time_point since = unknown_time;
-    time_point last_seen = unknown_time;
-    time_point deadline = unknown_time;  // heartbeat: stale after this; unknown_time when none
-    std::uint64_t epoch = 0;
-    std::uint32_t transitions = 0;
-    std::uint32_t heartbeat_s = 0;
     std::uint16_t source = 0;
     state status = state::unknown;
     bool has_epoch = false;
     bool retained = false;
     bool stale = false;
+    std::uint32_t transitions = 0;
+    std::uint32_t heartbeat_s = 0;
+    time_point since = unknown_time;
+    time_point last_seen = unknown_time;
+    time_point deadline = unknown_time;  // heartbeat: stale after this; unknown_time when none
+    std::uint64_t epoch = 0;
     packed_text text;
 };
 
@@ -112,7 +113,7 @@ std::size_t connection_table::slot_of(std::string_view client, std::uint16_t sou
         if (s == 0) return i;
         if ((s >> 32) == tag) {
             const entry& e = rows_[(s & 0xFFFFFFFFu) - 1];
-            if (e.source == source && e.name == client) return i;
+            if (e.name == client && e.source == source) return i;
         }
     }
 }
