@@ -380,7 +380,11 @@ void connection_table::for_each_sorted(const std::function<void(const client_sta
 }
 
 void connection_table::for_each(const std::function<void(const client_status&)>& visit) const {
-    for (const auto& e : rows_) visit(row(e));
+    client_status row;  // one row, refilled, as in for_each_sorted
+    for (const auto& e : rows_) {
+        fill_row(e, row);
+        visit(row);
+    }
 }
 
 }  // namespace mqtt_presence
