@@ -238,6 +238,31 @@ TEST(scanner, purge_clears_old_disconnected_statuses_with_dry_run_first) {
     EXPECT_EQ(after["clients"][0]["client"], "up");
 }
 
+TEST(scanner, live_table_on_a_terminal_fits_the_window) {
+    const int port = broker_port();
+    const auto p = unique_prefix();
+    for (int i = 0; i < 10; ++i) publish_retained(port, p + "/c" + std::to_string(i), i % 2 ? "1" : "0");
+    // script(1) gives the scanner a terminal; stty makes it 10 rows high: title, header, 5 rows, "more", counts.
+    const std::string command = "stty rows 10 cols 120; exec " + std::string(SCANNER_BIN) + " --broker " +
+                                broker_uri(port) + " --topic '" + p + "/{client}' --no-color";
+    child terminal({"script", "-qfc", command, "/dev/null"});
+    const auto more = terminal.wait_stdout(contains("more below"), 10s);
+    ASSERT_TRUE(more) << "no \"more below\" line on a 10-row terminal:\n" << terminal.stdout_text();
+    EXPECT_NE(more->find("5 more below"), std::string::npos) << *more;
+    const auto all = terminal.stdout_text();
+    EXPECT_NE(all.find(broker_uri(port) + "  " + p + "/+"), std::string::npos) << "title: broker and filter\n" << all;
+    EXPECT_NE(all.find("5 connected, 5 disconnected"), std::string::npos) << "counts cover every client\n" << all;
+    bool fifth_shown = false, tenth_shown = false;  // rows are sorted by name: c0 ... c4 fit, c5 ... c9 do not
+    for (const auto& line : terminal.stdout_lines()) {
+        fifth_shown = fifth_shown || line.rfind("c4 ", 0) == 0;
+        tenth_shown = tenth_shown || line.rfind("c9 ", 0) == 0;
+    }
+    EXPECT_TRUE(fifth_shown) << all;
+    EXPECT_FALSE(tenth_shown) << all;
+    terminal.signal(SIGTERM);
+    EXPECT_TRUE(terminal.wait_exit(10s).has_value());
+}
+
 TEST(scanner, dollar_connected_scheme_is_read) {
     const int port = broker_port();
     const auto name = unique_prefix();
