@@ -93,15 +93,6 @@ snapshot_format machine_format(const std::string& format) {
     return snapshot_format::json;
 }
 
-// Rows already in hand (a purge's) in a machine format.
-std::string render_machine(const scan_result& r, const std::string& format) {
-    std::ostringstream out;
-    snapshot_writer writer(out, machine_format(format));
-    for (std::size_t i = 0; i < r.clients.size(); ++i) writer.row(r.clients[i], r.topics[i]);
-    writer.finish(r.counts, r.stats);
-    return out.str();
-}
-
 // Writes the snapshot for --once: the machine formats stream straight from the table (a million rows need no
 // copy of the table and no text of it in memory); the human table needs every row first for its column widths.
 void write_snapshot(const scanner& scan, const std::string& format, bool color, required_clients& required) {
@@ -270,7 +261,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
                 dry_run);
             const auto r = result_of(scan, std::move(picked));
             if (format != "table") {
-                std::cout << render_machine(r, format);
+                std::cout << render_snapshot(r, machine_format(format));
                 return 0;
             }
             for (const auto& topic : r.topics) std::cout << (dry_run ? "would clear " : "cleared ") << topic << "\n";

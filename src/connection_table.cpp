@@ -133,10 +133,12 @@ void connection_table::grow() {
 }
 
 // Frees a slot (backward-shift deletion keeps probe chains intact without tombstones) and its row (the last row
-// moves into the hole).
-void connection_table::remove_row(std::size_t slot) {
+// moves into the hole), taking the row out of the counts; `last_row` (if given) receives the row.
+void connection_table::remove_row(std::size_t slot, client_status* last_row) {
     const std::size_t mask = slots_.size() - 1;
     const std::size_t hole_row = (slots_[slot] & 0xFFFFFFFFu) - 1;
+    if (last_row) fill_row(rows_[hole_row], *last_row);
+    count(rows_[hole_row], -1);
     std::size_t hole = slot;
     for (std::size_t i = (hole + 1) & mask; slots_[i] != 0; i = (i + 1) & mask) {
         const entry& e = rows_[(slots_[i] & 0xFFFFFFFFu) - 1];
@@ -206,14 +208,11 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     if (record.cleared) {
         const std::size_t slot = slot_of(client, source, hash_of(client, source));
         if (slots_[slot] == 0) return false;
-        const entry& gone = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
         if (out) {
             out->kind = change_kind::removed;
-            out->previous = gone.status;
-            fill_row(gone, out->current);
+            out->previous = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1].status;
         }
-        count(gone, -1);
-        remove_row(slot);
+        remove_row(slot, out ? &out->current : nullptr);
         return true;
     }
     if (record.malformed()) ++stats_.malformed;
@@ -308,10 +307,8 @@ std::vector<change> connection_table::expire(time_point now) {
 std::optional<client_status> connection_table::erase(std::string_view client, std::uint16_t source) {
     const std::size_t slot = slot_of(client, source, hash_of(client, source));
     if (slots_[slot] == 0) return std::nullopt;
-    const entry& e = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
-    auto last = row(e);
-    count(e, -1);
-    remove_row(slot);
+    client_status last;
+    remove_row(slot, &last);
     return last;
 }
 
@@ -325,9 +322,10 @@ std::vector<std::uint32_t> connection_table::sorted_rows(std::size_t limit) cons
     // Sort (key, row) pairs, not rows. The key is the 8 bytes of the name that follow the prefix every name shares
     // (fleets are named like sensor-000123), big-endian, so that most comparisons are one integer compare that
     // never touches the rows; equal keys fall back to comparing the whole names.
-    std::size_t common = rows_.empty() ? 0 : rows_.front().name.size();
+    const std::string empty;
+    const std::string& first = rows_.empty() ? empty : rows_.front().name;
+    std::size_t common = first.size();
     for (const auto& e : rows_) {
-        const auto& first = rows_.front().name;
         const std::size_t shorter = std::min(common, e.name.size());
         std::size_t i = 0;
         while (i < shorter && e.name[i] == first[i]) ++i;

@@ -13,8 +13,45 @@
 namespace mqtt_presence {
 namespace {
 
-void append_iso8601(std::string& out, time_point t);
-
+// Appends t as 2023-11-14T22:13:20.123Z. Days to a civil date (H. Hinnant's algorithm), by hand: a JSON snapshot
+// of a million clients writes two million of these, and gmtime_r + strftime + snprintf cost several times more.
+void append_iso8601(std::string& out, time_point t) {
+    constexpr std::int64_t ms_per_day = 86'400'000;
+    const std::int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    const std::int64_t day = ms / ms_per_day - (ms % ms_per_day < 0 ? 1 : 0);
+    const std::int64_t in_day = ms - day * ms_per_day;
+    const std::int64_t z = day + 719468;
+    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const std::int64_t doe = z - era * 146097;
+    const std::int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const std::int64_t mp = (5 * doy + 2) / 153;
+    const std::int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    const std::int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    const std::int64_t y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+    if (y < 0 || y > 9999) {  // not from any payload (ts is capped at the year 2255); written all the same
+        char wide[48];
+        const int n = std::snprintf(wide, sizeof wide, "%lld-%02lld-%02lldT%02lld:%02lld:%02lld.%03lldZ",
+                                    static_cast<long long>(y), static_cast<long long>(m), static_cast<long long>(d),
+                                    static_cast<long long>(in_day / 3'600'000),
+                                    static_cast<long long>(in_day / 60'000 % 60),
+                                    static_cast<long long>(in_day / 1000 % 60), static_cast<long long>(in_day % 1000));
+        out.append(wide, static_cast<std::size_t>(n));
+        return;
+    }
+    char buf[] = "YYYY-MM-DDTHH:MM:SS.mmmZ";
+    const auto put = [&buf](std::size_t at, std::int64_t value, std::size_t digits) {
+        for (std::size_t i = digits; i-- > 0; value /= 10) buf[at + i] = static_cast<char>('0' + value % 10);
+    };
+    put(0, y, 4);
+    put(5, m, 2);
+    put(8, d, 2);
+    put(11, in_day / 3'600'000, 2);
+    put(14, in_day / 60'000 % 60, 2);
+    put(17, in_day / 1000 % 60, 2);
+    put(20, in_day % 1000, 3);
+    out.append(buf, sizeof buf - 1);
+}
 
 std::string detail_text(const client_status& c) {
     std::string d = c.detail;
@@ -154,50 +191,6 @@ std::string pad(std::string s, std::size_t width) {
 
 }  // namespace
 
-namespace {
-
-// Appends t as 2023-11-14T22:13:20.123Z. Days to a civil date (H. Hinnant's algorithm), by hand: a JSON snapshot
-// of a million clients writes two million of these, and gmtime_r + strftime + snprintf cost several times more.
-void append_iso8601(std::string& out, time_point t) {
-    constexpr std::int64_t ms_per_day = 86'400'000;
-    const std::int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-    const std::int64_t day = ms / ms_per_day - (ms % ms_per_day < 0 ? 1 : 0);
-    const std::int64_t in_day = ms - day * ms_per_day;
-    const std::int64_t z = day + 719468;
-    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    const std::int64_t doe = z - era * 146097;
-    const std::int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    const std::int64_t mp = (5 * doy + 2) / 153;
-    const std::int64_t d = doy - (153 * mp + 2) / 5 + 1;
-    const std::int64_t m = mp < 10 ? mp + 3 : mp - 9;
-    const std::int64_t y = yoe + era * 400 + (m <= 2 ? 1 : 0);
-    if (y < 0 || y > 9999) {  // not from any payload (ts is capped at the year 2255); written all the same
-        char wide[48];
-        const int n = std::snprintf(wide, sizeof wide, "%lld-%02lld-%02lldT%02lld:%02lld:%02lld.%03lldZ",
-                                    static_cast<long long>(y), static_cast<long long>(m), static_cast<long long>(d),
-                                    static_cast<long long>(in_day / 3'600'000),
-                                    static_cast<long long>(in_day / 60'000 % 60),
-                                    static_cast<long long>(in_day / 1000 % 60), static_cast<long long>(in_day % 1000));
-        out.append(wide, static_cast<std::size_t>(n));
-        return;
-    }
-    char buf[] = "YYYY-MM-DDTHH:MM:SS.mmmZ";
-    const auto put = [&buf](std::size_t at, std::int64_t value, std::size_t digits) {
-        for (std::size_t i = digits; i-- > 0; value /= 10) buf[at + i] = static_cast<char>('0' + value % 10);
-    };
-    put(0, y, 4);
-    put(5, m, 2);
-    put(8, d, 2);
-    put(11, in_day / 3'600'000, 2);
-    put(14, in_day / 60'000 % 60, 2);
-    put(17, in_day / 1000 % 60, 2);
-    put(20, in_day % 1000, 3);
-    out.append(buf, sizeof buf - 1);
-}
-
-}  // namespace
-
 std::string format_iso8601(time_point t) {
     std::string out;
     append_iso8601(out, t);
@@ -277,9 +270,7 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
     out_.flush();
 }
 
-namespace {
-
-std::string render_with(const scan_result& r, snapshot_format format) {
+std::string render_snapshot(const scan_result& r, snapshot_format format) {
     std::ostringstream out;
     snapshot_writer writer(out, format);
     for (std::size_t i = 0; i < r.clients.size(); ++i) writer.row(r.clients[i], topic_at(r, i));
@@ -287,12 +278,10 @@ std::string render_with(const scan_result& r, snapshot_format format) {
     return out.str();
 }
 
-}  // namespace
-
-std::string render_json(const scan_result& r) { return render_with(r, snapshot_format::json); }
-std::string render_ndjson(const scan_result& r) { return render_with(r, snapshot_format::ndjson); }
-std::string render_csv(const scan_result& r) { return render_with(r, snapshot_format::csv); }
-std::string render_prometheus(const scan_result& r) { return render_with(r, snapshot_format::prometheus); }
+std::string render_json(const scan_result& r) { return render_snapshot(r, snapshot_format::json); }
+std::string render_ndjson(const scan_result& r) { return render_snapshot(r, snapshot_format::ndjson); }
+std::string render_csv(const scan_result& r) { return render_snapshot(r, snapshot_format::csv); }
+std::string render_prometheus(const scan_result& r) { return render_snapshot(r, snapshot_format::prometheus); }
 
 std::string render_table(const scan_result& r, time_point now, bool color) {
     std::size_t name_w = 6, ip_w = 2;

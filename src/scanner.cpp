@@ -145,13 +145,12 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 last_status_message_ = std::chrono::steady_clock::now();
-                const bool listened = on_change_ && *on_change_;  // else the change's row is not built
-                if (table_.apply(*name, record, msg->is_retained(), clock::now(), static_cast<std::uint16_t>(i),
-                                 listened ? &c : nullptr) &&
-                    listened)
+                change* out = on_change_ && *on_change_ ? &c : nullptr;  // nobody listens: no row is built
+                if (table_.apply(*name, record, msg->is_retained(), clock::now(), static_cast<std::uint16_t>(i), out) &&
+                    out != nullptr)
                     cb = on_change_;
             }
-            if (cb && *cb) notify(*cb, c);
+            if (cb) notify(*cb, c);
             return true;
         }
     } catch (const std::exception& e) {

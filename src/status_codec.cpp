@@ -409,7 +409,7 @@ void decode_json(std::string_view payload, status_record& out) {
 }
 
 // Fills `r` (an empty record) from the payload.
-void decode_into(std::string_view payload, status_record& r) {
+void read_payload(std::string_view payload, status_record& r) {
     if (payload.empty()) {
         r.cleared = true;
         return;
@@ -427,6 +427,17 @@ void decode_into(std::string_view payload, status_record& r) {
     if (text.empty()) return mark_unreadable(r, payload, "payload is only whitespace");
     if (text.front() == '{') return decode_json(text, r);
     mark_unreadable(r, payload, "not a status word (expected e.g. 1/0, online/offline, or JSON)");
+}
+
+// Fills `r` (an empty record); never throws.
+void decode_into(std::string_view payload, status_record& r) noexcept {
+    try {
+        read_payload(payload, r);
+    } catch (...) {
+        // Only allocation can fail here; report it as unreadable rather than crash a callback.
+        reset(r);
+        r.detail = "out of memory";  // short enough to need no allocation
+    }
 }
 
 }  // namespace
@@ -461,26 +472,16 @@ payload_format parse_payload_format(std::string_view text) {
     throw error("unknown payload format \"" + detail::printable(text) + "\"; use plain, json or text");
 }
 
+
 status_record decode(std::string_view payload) noexcept {
     status_record r;  // the one return value (no copy, no move)
-    try {
-        decode_into(payload, r);
-    } catch (...) {
-        reset(r);
-        r.detail = "out of memory";
-    }
+    decode_into(payload, r);
     return r;
 }
 
 void decode(std::string_view payload, status_record& out) noexcept {
     reset(out);
-    try {
-        decode_into(payload, out);
-    } catch (...) {
-        // Only allocation can fail here; report it as unreadable rather than crash a callback.
-        reset(out);
-        out.detail = "out of memory";  // short enough to need no allocation
-    }
+    decode_into(payload, out);
 }
 
 std::string encode(const status_record& record, payload_format format) {

@@ -124,7 +124,7 @@ private:
     [[nodiscard]] std::size_t slot_of(std::string_view client, std::uint16_t source, std::uint64_t hash) const noexcept;
     std::size_t insert_slot(std::uint64_t hash, std::size_t row);
     void grow();
-    void remove_row(std::size_t slot);
+    void remove_row(std::size_t slot, client_status* last_row);
     void count(const entry& e, int delta) noexcept;
     [[nodiscard]] std::vector<std::uint32_t> sorted_rows(std::size_t limit) const;  // row indices, by name
     [[nodiscard]] static client_status row(const entry& e);

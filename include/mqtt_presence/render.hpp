@@ -49,6 +49,8 @@ private:
     std::size_t rows_ = 0;
 };
 
+/// A whole snapshot in a machine format (snapshot_writer into a string).
+[[nodiscard]] std::string render_snapshot(const scan_result& r, snapshot_format format);
 [[nodiscard]] std::string render_json(const scan_result& r);
 /// One JSON client object per line (the objects of render_json).
 [[nodiscard]] std::string render_ndjson(const scan_result& r);
