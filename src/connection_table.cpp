@@ -70,7 +70,9 @@ struct connection_table::entry {
     bool has_epoch = false;
     bool retained = false;
     bool stale = false;
+    bool future_time = false;
     std::uint32_t transitions = 0;
+    std::uint32_t generation = 0;  // the re-sync that last confirmed this row
     std::uint32_t heartbeat_s = 0;
     time_point since = unknown_time;
     time_point last_seen = unknown_time;
@@ -91,7 +93,8 @@ std::string_view to_string(change_kind k) noexcept {
     return "removed";
 }
 
-connection_table::connection_table() : slots_(16, 0) {}
+connection_table::connection_table(std::chrono::milliseconds max_clock_skew)
+    : slots_(16, 0), max_clock_skew_(max_clock_skew) {}
 connection_table::~connection_table() noexcept = default;
 connection_table::connection_table(connection_table&&) noexcept = default;
 connection_table& connection_table::operator=(connection_table&&) noexcept = default;
@@ -186,6 +189,7 @@ void connection_table::fill_row(const entry& e, client_status& r) {
     r.heartbeat = e.heartbeat_s > 0 ? std::optional<std::chrono::seconds>(e.heartbeat_s) : std::nullopt;
     r.transitions = e.transitions;
     r.source = e.source;
+    r.future_time = e.future_time;
     e.text.read({&r.detail, &r.reason, &r.ip, &r.host, &r.meta, &r.raw});
 }
 
@@ -217,6 +221,19 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     }
     if (record.malformed()) ++stats_.malformed;
 
+    // Epochs and time stamps are Unix ms: one beyond our clock plus the skew is forged or broken, and ignored.
+    const auto horizon = now + max_clock_skew_;
+    const auto horizon_ms = std::chrono::duration_cast<std::chrono::milliseconds>(horizon.time_since_epoch()).count();
+    const bool future_epoch =
+        record.epoch && *record.epoch > static_cast<std::uint64_t>(std::max<std::int64_t>(horizon_ms, 0));
+    const bool future_stamp = record.timestamp && *record.timestamp > horizon;
+    const bool future = future_epoch || future_stamp;
+    const bool has_epoch = record.epoch && !future_epoch;
+    const std::uint64_t epoch = record.epoch.value_or(0);
+    const bool has_stamp = record.timestamp && !future_stamp;
+    const time_point stamp = record.timestamp.value_or(unknown_time);
+    if (future) ++stats_.future_times;
+
     const auto hash = hash_of(client, source);
     std::size_t slot = slot_of(client, source, hash);
     const bool inserted = slots_[slot] == 0;
@@ -231,54 +248,67 @@ bool connection_table::apply(std::string_view client, const status_record& recor
         slots_[slot] = ((hash >> 32) << 32) | rows_.size();
     }
     entry& e = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
+    e.generation = generation_;  // the broker still holds a status for this row
 
-    // A "disconnected" from an older connection than the current one is a late will: keep the live state.
-    if (!inserted && record.status == state::disconnected && e.status == state::connected && e.has_epoch &&
-        record.epoch && *record.epoch < e.epoch) {
-        ++stats_.stale_deaths_ignored;
-        return false;
+    // A message from an older connection than the live one: a late will, or a "connected" resent after a broker
+    // restart. The live state and its (largest) epoch stay.
+    if (!inserted && e.status == state::connected && e.has_epoch && has_epoch && epoch < e.epoch) {
+        if (record.status == state::disconnected) {
+            ++stats_.stale_deaths_ignored;
+            return false;
+        }
+        if (record.status == state::connected) {
+            ++stats_.stale_connects_ignored;
+            return false;
+        }
     }
 
     const std::optional<state> previous = inserted ? std::nullopt : std::optional<state>(e.status);
     const bool was_stale = e.stale;
     const bool new_connection = !inserted && record.status == state::connected && e.status == state::connected &&
-                                record.epoch && (!e.has_epoch || *record.epoch > e.epoch);
+                                has_epoch && (!e.has_epoch || epoch > e.epoch);
     if (!inserted) count(e, -1);
 
     const bool state_changed = inserted || e.status != record.status;
     if (state_changed || new_connection) {
         if (!inserted && state_changed) ++e.transitions;
-        if (record.status == state::connected && record.timestamp) e.since = *record.timestamp;
+        if (record.status == state::connected && has_stamp) e.since = stamp;
         else if (!retained) e.since = now;
-        else if (record.status == state::disconnected && record.reason == "clean" && record.timestamp)
-            e.since = *record.timestamp;  // a clean stop's payload is made at the moment of the stop
+        else if (record.status == state::disconnected && record.reason == "clean" && has_stamp)
+            e.since = stamp;  // a clean stop's payload is made at the moment of the stop
         else e.since = unknown_time;
-    } else if (e.since == unknown_time && record.status == state::connected && record.timestamp) {
-        e.since = *record.timestamp;  // first time this connection's start is known
+    } else if (e.since == unknown_time && record.status == state::connected && has_stamp) {
+        e.since = stamp;  // first time this connection's start is known
     }
 
     e.status = record.status;
     e.retained = retained;
-    if (record.epoch) {
-        e.epoch = *record.epoch;
+    e.future_time = future;
+    if (has_epoch) {
+        e.epoch = epoch;
         e.has_epoch = true;
+    } else if (state_changed) {
+        e.has_epoch = false;  // an epoch of an earlier state must not judge the next messages
     }
-    e.last_seen = !retained ? now : record.timestamp ? *record.timestamp : unknown_time;
+    e.last_seen = !retained ? now : has_stamp ? stamp : unknown_time;
     e.heartbeat_s = record.heartbeat ? static_cast<std::uint32_t>(record.heartbeat->count()) : 0;
     e.stale = false;
     e.deadline = unknown_time;
     if (e.heartbeat_s > 0 && e.status == state::connected) {
         const auto base = e.last_seen != unknown_time ? e.last_seen : now;
         e.deadline = base + 3 * std::chrono::seconds(e.heartbeat_s);
-        next_deadline_ = std::min(next_deadline_, e.deadline);
+        // A status that is overdue when it arrives (a retained one read at start-up) is stale at once.
+        if (e.deadline <= now) e.stale = true;
+        else next_deadline_ = std::min(next_deadline_, e.deadline);
     }
     e.text.assign({record.detail, record.reason, record.ip, record.host, record.meta, record.raw});
     count(e, +1);
 
-    if (!state_changed && !new_connection && !was_stale) return false;  // a heartbeat refresh
+    if (!state_changed && !new_connection && was_stale == e.stale) return false;  // a heartbeat refresh
     if (out) {
         out->kind = state_changed    ? (inserted ? change_kind::added : change_kind::changed)
                     : new_connection ? change_kind::reconnected
+                    : e.stale        ? change_kind::stale
                                      : change_kind::fresh;
         out->previous = previous;
         fill_row(e, out->current);
@@ -300,6 +330,26 @@ std::vector<change> connection_table::expire(time_point now) {
         } else {
             next_deadline_ = std::min(next_deadline_, e.deadline);
         }
+    }
+    return out;
+}
+
+void connection_table::begin_resync() noexcept {
+    ++generation_;
+    resyncing_ = true;
+}
+
+std::vector<change> connection_table::finish_resync() {
+    std::vector<change> out;
+    if (!resyncing_) return out;
+    resyncing_ = false;
+    // Removing a row moves the last one into its place: walk backwards so every row is looked at once.
+    for (std::size_t r = rows_.size(); r-- > 0;) {
+        if (rows_[r].generation == generation_) continue;
+        const entry& e = rows_[r];
+        change c{change_kind::removed, e.status, {}};
+        remove_row(slot_of(e.name, e.source, hash_of(e.name, e.source)), &c.current);
+        out.push_back(std::move(c));
     }
     return out;
 }

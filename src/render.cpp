@@ -58,8 +58,11 @@ std::string detail_text(const client_status& c) {
     if (c.status == state::disconnected && !c.reason.empty() && d.find(c.reason) == std::string::npos)
         d = d.empty() ? c.reason : d + ", " + c.reason;
     if (!c.raw.empty()) d += (d.empty() ? "raw: " : "; raw: ") + c.raw;
+    if (c.future_time) d += d.empty() ? "time ahead of this clock: ignored" : "; time ahead of this clock: ignored";
     return d;
 }
+
+std::string_view liveness(const client_status& c) { return c.will_only() ? "will-only" : "heartbeat"; }
 
 // Appends `s` as a JSON string. Text from the network is valid UTF-8 by the time it is here (nlohmann checks JSON
 // strings, the broker checks topics, unreadable payloads are made printable), but check anyway.
@@ -123,6 +126,7 @@ void append_client_json(std::string& out, const client_status& c, const std::str
     append_time(out, c.last_seen);
     out += c.retained ? ",\"retained\":true"sv : ",\"retained\":false"sv;
     out += c.stale ? ",\"stale\":true"sv : ",\"stale\":false"sv;
+    out += c.will_only() ? ",\"liveness\":\"will-only\""sv : ",\"liveness\":\"heartbeat\""sv;
     out += ",\"epoch\":"sv;
     if (c.epoch) out += std::to_string(*c.epoch);
     else out += "null"sv;
@@ -163,8 +167,12 @@ std::string age(const std::optional<time_point>& t, time_point now) {
     return d.count() < 0 ? "0s" : format_duration(d) + " ago";
 }
 
-std::string csv_field(const std::string& s) {
-    if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+// A CSV cell that is harmless in a terminal and in a spreadsheet: control and hidden characters escaped, and a
+// leading = + - @ (a formula to a spreadsheet) behind an apostrophe, as OWASP recommends.
+std::string csv_field(const std::string& raw) {
+    std::string s = detail::printable(raw, SIZE_MAX / 2);
+    if (!s.empty() && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@')) s.insert(0, 1, '\'');
+    if (s.find_first_of(",\"") == std::string::npos) return s;
     std::string out = "\"";
     for (char c : s) {
         if (c == '"') out += '"';
@@ -173,9 +181,11 @@ std::string csv_field(const std::string& s) {
     return out + "\"";
 }
 
-std::string prometheus_label(const std::string& s) {
+// A label value per the text format (backslash, quote and newline escaped); control and hidden characters are
+// escaped first, so that reading the metrics on a terminal is harmless too.
+std::string prometheus_label(const std::string& raw) {
     std::string out;
-    for (char c : s) {
+    for (char c : detail::printable(raw, SIZE_MAX / 2)) {
         if (c == '\\' || c == '"') out += '\\';
         if (c == '\n') { out += "\\n"; continue; }
         out += c;
@@ -183,11 +193,10 @@ std::string prometheus_label(const std::string& s) {
     return out;
 }
 
-std::string pad(std::string s, std::size_t width) {
-    // Width in bytes; names are mostly ASCII. Long cells are cut to keep the table aligned.
-    if (s.size() > width) s = s.substr(0, width - 1) + "~";
-    return s + std::string(width - s.size() + 2, ' ');
-}
+// A table cell: the text made printable, cut or padded to `width` terminal cells, and a two-space gutter.
+std::string pad(std::string_view s, std::size_t width) { return detail::fit_cells(detail::printable(s, 160), width) + "  "; }
+
+std::size_t cells(std::string_view s) { return detail::display_width(detail::printable(s, 160)); }
 
 }  // namespace
 
@@ -201,7 +210,7 @@ snapshot_writer::snapshot_writer(std::ostream& out, snapshot_format format) : ou
     buffer_.reserve(flush_at + 4096);
     switch (format_) {
         case snapshot_format::json: buffer_ += "{\"clients\":["; break;
-        case snapshot_format::csv: buffer_ += "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic\n"; break;
+        case snapshot_format::csv: buffer_ += "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness\n"; break;
         case snapshot_format::prometheus:
             buffer_ += "# HELP mqtt_presence_client_up 1 if the client is connected and not stale.\n"
                        "# TYPE mqtt_presence_client_up gauge\n";
@@ -225,7 +234,7 @@ void snapshot_writer::row(const client_status& c, const std::string& topic) {
                        (c.stale ? "true" : "false") + "," + (c.since ? format_iso8601(*c.since) : "") + "," +
                        (c.last_seen ? format_iso8601(*c.last_seen) : "") + "," + (c.retained ? "true" : "false") +
                        "," + (c.epoch ? std::to_string(*c.epoch) : "") + "," + csv_field(c.ip) + "," +
-                       csv_field(detail_text(c)) + "," + csv_field(topic) + "\n";
+                       csv_field(detail_text(c)) + "," + csv_field(topic) + "," + std::string(liveness(c)) + "\n";
             break;
         case snapshot_format::prometheus:
             // The topic label keeps one name under two topic schemes two series.
@@ -247,7 +256,8 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
         buffer_ += "],\"counts\":{\"connected\":" + n(counts.connected) + ",\"disconnected\":" +
                    n(counts.disconnected) + ",\"unknown\":" + n(counts.unknown) + ",\"stale\":" + n(counts.stale) +
                    "},\"stats\":{\"messages\":" + n(stats.messages) + ",\"malformed\":" + n(stats.malformed) +
-                   ",\"stale_deaths_ignored\":" + n(stats.stale_deaths_ignored) + "}}\n";
+                   ",\"stale_deaths_ignored\":" + n(stats.stale_deaths_ignored) + ",\"stale_connects_ignored\":" +
+                   n(stats.stale_connects_ignored) + ",\"future_times\":" + n(stats.future_times) + "}}\n";
     } else if (format_ == snapshot_format::prometheus) {
         buffer_ += "# HELP mqtt_presence_clients Clients by connection state.\n# TYPE mqtt_presence_clients gauge\n"
                    "mqtt_presence_clients{state=\"connected\"} " + n(counts.connected) + "\n"
@@ -263,7 +273,13 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
                    n(stats.malformed) + "\n"
                    "# HELP mqtt_presence_stale_deaths_ignored_total Late wills of older connections, ignored.\n"
                    "# TYPE mqtt_presence_stale_deaths_ignored_total counter\n"
-                   "mqtt_presence_stale_deaths_ignored_total " + n(stats.stale_deaths_ignored) + "\n";
+                   "mqtt_presence_stale_deaths_ignored_total " + n(stats.stale_deaths_ignored) + "\n"
+                   "# HELP mqtt_presence_stale_connects_ignored_total \"Connected\" statuses of older connections, ignored.\n"
+                   "# TYPE mqtt_presence_stale_connects_ignored_total counter\n"
+                   "mqtt_presence_stale_connects_ignored_total " + n(stats.stale_connects_ignored) + "\n"
+                   "# HELP mqtt_presence_future_times_total Statuses whose epoch or ts lay beyond the clock skew.\n"
+                   "# TYPE mqtt_presence_future_times_total counter\n"
+                   "mqtt_presence_future_times_total " + n(stats.future_times) + "\n";
     }
     out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
     buffer_.clear();
@@ -284,13 +300,14 @@ std::string render_csv(const scan_result& r) { return render_snapshot(r, snapsho
 std::string render_prometheus(const scan_result& r) { return render_snapshot(r, snapshot_format::prometheus); }
 
 std::string render_table(const scan_result& r, time_point now, bool color) {
+    // Every text here came from the network: each cell is made printable and measured in terminal cells.
     std::size_t name_w = 6, ip_w = 2;
     for (const auto& c : r.clients) {
-        name_w = std::max(name_w, std::min<std::size_t>(c.client.size(), 40));
-        ip_w = std::max(ip_w, std::min<std::size_t>(c.ip.size(), 39));
+        name_w = std::max(name_w, std::min<std::size_t>(cells(c.client), 40));
+        ip_w = std::max(ip_w, std::min<std::size_t>(cells(c.ip), 39));
     }
     std::string out = pad("CLIENT", name_w) + pad("STATE", 18) + pad("SINCE", 14) + pad("LAST-SEEN", 14) +
-                      pad("IP", ip_w) + "DETAIL\n";
+                      pad("LIVENESS", 9) + pad("IP", ip_w) + "DETAIL\n";
     for (const auto& c : r.clients) {
         std::string st = std::string(to_string(c.status)) + (c.stale ? " (stale)" : "");
         std::string cell = pad(st, 18);
@@ -299,8 +316,9 @@ std::string render_table(const scan_result& r, time_point now, bool color) {
                                                     : c.status == state::disconnected ? "\x1b[31m" : "\x1b[33m";
             cell = code + st + "\x1b[0m" + std::string(18 - std::min<std::size_t>(st.size(), 18) + 2, ' ');
         }
+        const std::string_view live = c.status != state::connected ? "-" : liveness(c);
         out += pad(c.client, name_w) + cell + pad(age(c.since, now), 14) + pad(age(c.last_seen, now), 14) +
-               pad(c.ip.empty() ? "-" : c.ip, ip_w) + detail::printable(detail_text(c), 60) + "\n";
+               pad(live, 9) + pad(c.ip.empty() ? "-" : c.ip, ip_w) + detail::printable(detail_text(c), 60) + "\n";
     }
     if (r.clients.size() < r.counts.total())
         out += "... " + std::to_string(r.counts.total() - r.clients.size()) + " more below; --once or --format json " +
@@ -329,7 +347,7 @@ std::string render_change_json(const change& c, const std::string& topic) {
 }
 
 std::string render_change_line(const change& c, time_point now) {
-    std::string line = format_iso8601(now) + " " + c.current.client + " ";
+    std::string line = format_iso8601(now) + " " + detail::printable(c.current.client, 160) + " ";
     const std::string st = std::string(to_string(c.current.status));
     switch (c.kind) {
         case change_kind::added: line += st + (c.current.retained ? " (retained)" : ""); break;

@@ -1,5 +1,11 @@
 #include "text_util.hpp"
 
+#include <algorithm>
+
+#include <clocale>
+#include <cwchar>
+#include <locale.h>
+
 namespace mqtt_presence::detail {
 namespace {
 
@@ -23,6 +29,36 @@ std::size_t utf8_sequence(std::string_view text, std::size_t i) noexcept {
     }
     if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
     return len;
+}
+
+// The code point of the valid sequence of `len` bytes at text[i].
+char32_t code_point(std::string_view text, std::size_t i, std::size_t len) noexcept {
+    const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+    if (len == 1) return byte(i);
+    char32_t cp = byte(i) & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
+    for (std::size_t k = 1; k < len; ++k) cp = (cp << 6) | (byte(i + k) & 0x3F);
+    return cp;
+}
+
+// Characters that are valid but must not reach a terminal as they are: C1 controls (a C1 CSI starts an escape
+// sequence on some terminals), bidi controls that reorder the rest of the line (Trojan Source), zero-width
+// characters that hide a difference between two names, separators that break a line, non-characters.
+bool hidden_or_control(char32_t cp) noexcept {
+    return (cp >= 0x80 && cp <= 0x9F) || cp == 0xAD || cp == 0x061C || cp == 0x180E ||
+           (cp >= 0x200B && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2060 && cp <= 0x2069) ||
+           cp == 0xFEFF || (cp >= 0xFFF9 && cp <= 0xFFFB) || (cp >= 0xFDD0 && cp <= 0xFDEF) ||
+           (cp & 0xFFFE) == 0xFFFE || (cp >= 0xE0000 && cp <= 0xE007F);
+}
+
+// wcwidth() answers for the calling thread's locale: ask the C.UTF-8 one, whatever the program's locale is.
+int cell_width(char32_t cp) noexcept {
+    static const locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
+    if (cp < 0x80) return 1;
+    if (utf8 == static_cast<locale_t>(nullptr)) return 1;
+    const locale_t previous = uselocale(utf8);
+    const int w = wcwidth(static_cast<wchar_t>(cp));
+    uselocale(previous);
+    return w < 0 ? 1 : w;
 }
 
 }  // namespace
@@ -61,11 +97,55 @@ std::string printable(std::string_view text, std::size_t limit) {
             out += hex[c >> 4];
             out += hex[c & 0xF];
             ++i;
+            continue;
+        }
+        const char32_t cp = len == 1 ? c : code_point(text, i, len);
+        if (len > 1 && hidden_or_control(cp)) {
+            out += cp <= 0x9F ? "\\x" : "\\u{";
+            for (int shift = cp <= 0x9F ? 4 : cp > 0xFFFF ? 16 : 12; shift >= 0; shift -= 4) out += hex[(cp >> shift) & 0xF];
+            if (cp > 0x9F) out += '}';
         } else {
             out.append(text.substr(i, len));
+        }
+        i += len;
+    }
+    return out;
+}
+
+std::size_t display_width(std::string_view text) noexcept {
+    std::size_t cells = 0;
+    for (std::size_t i = 0; i < text.size();) {
+        const auto len = utf8_sequence(text, i);
+        if (len == 0) {  // not from printable(): count the byte, it will be shown as one escape
+            ++cells;
+            ++i;
+            continue;
+        }
+        cells += static_cast<std::size_t>(cell_width(code_point(text, i, len)));
+        i += len;
+    }
+    return cells;
+}
+
+std::string fit_cells(std::string_view text, std::size_t cells) {
+    std::string out;
+    std::size_t used = 0;
+    if (display_width(text) <= cells) {
+        out.assign(text);
+        used = display_width(text);
+    } else if (cells > 0) {
+        for (std::size_t i = 0; i < text.size();) {
+            const auto len = std::max<std::size_t>(utf8_sequence(text, i), 1);
+            const auto w = static_cast<std::size_t>(cell_width(code_point(text, i, len)));
+            if (used + w > cells - 1) break;
+            out.append(text.substr(i, len));
+            used += w;
             i += len;
         }
+        out += '~';
+        ++used;
     }
+    out.append(cells > used ? cells - used : 0, ' ');
     return out;
 }
 

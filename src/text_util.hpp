@@ -22,8 +22,15 @@ namespace mqtt_presence::detail {
 }
 /// Strips ASCII whitespace (space, tab, CR, LF, VT, FF) at both ends.
 [[nodiscard]] std::string_view trim(std::string_view text) noexcept;
-/// A printable, valid-UTF-8 copy of at most `limit` bytes: control characters and invalid bytes become
-/// "\xNN" escapes; "..." marks a cut.
+/// A copy that is harmless on a terminal, valid UTF-8 and at most about `limit` bytes: C0 and C1 control
+/// characters, DEL and invalid bytes become "\xNN"; bidi overrides and isolates, zero-width characters, line and
+/// paragraph separators and non-characters become "\u{XXXX}" (they reorder or hide text); "..." marks a cut.
 [[nodiscard]] std::string printable(std::string_view text, std::size_t limit = 80);
+/// The number of terminal cells valid UTF-8 `text` takes (wide East Asian characters take two, combining
+/// marks none). Call on printable() text.
+[[nodiscard]] std::size_t display_width(std::string_view text) noexcept;
+/// `text` (printable) cut to at most `cells` terminal cells, "~" marking a cut, then padded with spaces to
+/// exactly `cells` cells.
+[[nodiscard]] std::string fit_cells(std::string_view text, std::size_t cells);
 
 }  // namespace mqtt_presence::detail

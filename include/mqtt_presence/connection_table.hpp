@@ -5,10 +5,20 @@
 //
 // Policies:
 //  - epochs: a "disconnected" whose epoch is older than the current "connected" one is a late will of an earlier
-//    connection; it is ignored and counted (stale_deaths_ignored).
+//    connection; it is ignored and counted (stale_deaths_ignored). A "connected" older than the current one (Paho
+//    resending an in-flight message after a broker restart) is ignored and counted too (stale_connects_ignored):
+//    the table keeps the largest epoch of a live client.
+//  - clock skew: epochs and time stamps are Unix times in ms, so one beyond now + max_clock_skew is forged or from
+//    a broken clock. It is dropped from the message (it never outranks a real epoch, never becomes a `since`),
+//    counted (future_times) and flagged on the row (future_time).
 //  - an empty (cleared) payload removes the client.
 //  - heartbeat: a connected client that promised a heartbeat is marked stale after three missed intervals
-//    (expire()); any later message clears the flag.
+//    (expire(), and at apply() for a status that is already overdue when it arrives); a fresh message clears it.
+//  - liveness: a client without a heartbeat relies on its will alone (will_only()): if it dies while the broker
+//    is down, the will is lost and nothing will ever say so. A heartbeat makes it go stale instead.
+//  - re-sync: begin_resync() at every (re)subscribe, finish_resync() once the retained burst is known complete;
+//    rows the broker did not deliver again in between are removed (cleared while the scanner was cut off, or lost
+//    in a broker restart) and reported as `removed`.
 //  - since: the payload's ts for a "connected", the receive time of a live transition, a clean stop's ts, and
 //    unknown (nullopt) for a retained state without a time.
 //  - counts per state, per-client transition count, malformed payload count. A malformed payload is never dropped:
@@ -42,12 +52,18 @@ struct client_status {
     std::optional<std::chrono::seconds> heartbeat;
     std::uint32_t transitions = 0;  ///< state changes seen since the client entered the table
     std::uint16_t source = 0;       ///< which topic scheme the status came from (the scanner's index)
+    /// The last payload's epoch or time stamp lay beyond now + max_clock_skew (forged or a broken clock); ignored.
+    bool future_time = false;
     std::string detail;  ///< Homie/smarthome detail, or why the payload was unreadable
     std::string reason;  ///< "clean" / "lost" for a JSON "disconnected"
     std::string ip;
     std::string host;
     std::string meta;    ///< extra JSON members as a JSON object text, or empty
     std::string raw;     ///< printable start of an unreadable payload
+
+    /// Connected without a heartbeat: only the will can say it died, and a will is lost if the client dies while
+    /// the broker is down. Such a row is "connected" on the client's word alone.
+    [[nodiscard]] bool will_only() const noexcept { return !heartbeat.has_value(); }
 };
 
 struct table_counts {
@@ -62,6 +78,8 @@ struct table_stats {
     std::uint64_t messages = 0;              ///< every apply()
     std::uint64_t malformed = 0;             ///< payloads decoded as state unknown
     std::uint64_t stale_deaths_ignored = 0;  ///< "disconnected" with an epoch older than the current connection
+    std::uint64_t stale_connects_ignored = 0;  ///< "connected" with an epoch older than the current connection
+    std::uint64_t future_times = 0;  ///< messages whose epoch or ts lay beyond now + max_clock_skew
 };
 
 enum class change_kind : std::uint8_t {
@@ -70,7 +88,7 @@ enum class change_kind : std::uint8_t {
     reconnected,  ///< still connected, but a new connection (newer epoch)
     stale,        ///< heartbeat overdue (from expire())
     fresh,        ///< a stale client was heard from again
-    removed,      ///< cleared (empty payload) or erased
+    removed,      ///< cleared (empty payload), erased, or not re-delivered at a re-sync
 };
 [[nodiscard]] std::string_view to_string(change_kind k) noexcept;
 
@@ -82,7 +100,10 @@ struct change {
 
 class connection_table {
 public:
-    connection_table();
+    /// Publishers' clocks may run this far ahead of ours before their epochs and time stamps are disbelieved.
+    static constexpr std::chrono::milliseconds default_max_clock_skew = std::chrono::minutes(10);
+
+    explicit connection_table(std::chrono::milliseconds max_clock_skew = default_max_clock_skew);
     ~connection_table() noexcept;
     connection_table(connection_table&&) noexcept;
     connection_table& operator=(connection_table&&) noexcept;
@@ -101,6 +122,13 @@ public:
     /// Marks connected clients whose heartbeat is more than three intervals overdue as stale.
     /// Cheap when nothing is due (remembers the next deadline).
     std::vector<change> expire(time_point now);
+
+    /// Starts a re-sync (the status filters were just subscribed again): rows are marked unconfirmed until a
+    /// message about them arrives.
+    void begin_resync() noexcept;
+    /// Ends the re-sync begun last (call once the retained burst is known complete): removes the rows no message
+    /// confirmed since begin_resync() and returns them as `removed` changes. Nothing without a begin_resync().
+    std::vector<change> finish_resync();
 
     /// Removes a client (its name within scheme `source`); returns its last row, if it was there.
     std::optional<client_status> erase(std::string_view client, std::uint16_t source = 0);
@@ -137,6 +165,9 @@ private:
     table_counts counts_;
     table_stats stats_;
     time_point next_deadline_ = time_point::max();
+    std::chrono::milliseconds max_clock_skew_;
+    std::uint32_t generation_ = 0;  // begin_resync() count: a row's generation says which sync confirmed it
+    bool resyncing_ = false;
 };
 
 }  // namespace mqtt_presence

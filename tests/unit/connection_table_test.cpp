@@ -139,9 +139,86 @@ TEST(connection_table, heartbeat_overdue_marks_stale_and_a_message_freshens) {
 TEST(connection_table, retained_connected_with_an_old_heartbeat_is_stale_at_once) {
     connection_table t;
     // The client died while the broker was down: its retained "connected" outlived it.
-    t.apply("ghost", rec(json_status(1, 1, ms(t0 - 1h), ",\"hb\":10")), true, t0);
-    EXPECT_EQ(t.expire(t0).size(), 1u);
+    auto c = t.apply("ghost", rec(json_status(1, 1, ms(t0 - 1h), ",\"hb\":10")), true, t0);
+    ASSERT_TRUE(c);
+    EXPECT_TRUE(c->current.stale) << "judged when it arrives, not at the next expiry tick";
     EXPECT_TRUE(t.find("ghost")->stale);
+    EXPECT_EQ(t.counts().stale, 1u);
+    EXPECT_TRUE(t.expire(t0).empty()) << "already reported as stale";
+}
+
+TEST(connection_table, an_older_connected_does_not_lower_the_epoch) {
+    connection_table t;
+    t.apply("s1", rec(json_status(1, 10, ms(t0))), false, t0);
+    // Paho resends connection 5's in-flight "connected" after a broker restart, then connection 7's will arrives.
+    EXPECT_FALSE(t.apply("s1", rec(json_status(1, 5, ms(t0 - 1h))), false, t0 + 1s));
+    EXPECT_EQ(t.find("s1")->epoch, 10u);
+    EXPECT_EQ(t.stats().stale_connects_ignored, 1u);
+    EXPECT_FALSE(t.apply("s1", rec(json_status(0, 7, ms(t0 - 1h), ",\"reason\":\"lost\"")), false, t0 + 2s));
+    EXPECT_EQ(t.find("s1")->status, state::connected);
+    EXPECT_EQ(t.stats().stale_deaths_ignored, 1u);
+    EXPECT_EQ(t.find("s1")->since, t0) << "the live connection's start is kept";
+}
+
+TEST(connection_table, an_epoch_beyond_the_clock_skew_never_outranks_real_ones) {
+    connection_table t(10min);
+    const auto real = static_cast<std::uint64_t>(ms(t0));
+    t.apply("s1", rec(json_status(1, real, ms(t0))), false, t0);
+    // A forged "connected" with the largest epoch there is, then a forged "0".
+    auto c = t.apply("s1", rec("{\"status\":1,\"epoch\":18446744073709551615}"), false, t0 + 1s);
+    EXPECT_EQ(t.stats().future_times, 1u);
+    EXPECT_TRUE(t.find("s1")->future_time) << "flagged on the row";
+    EXPECT_EQ(t.find("s1")->epoch, real) << "the forged epoch is not kept; the real one stays";
+    t.apply("s1", rec("0"), false, t0 + 2s);
+    // The real client heals with its own epoch, and its real will is applied, not ignored as late.
+    c = t.apply("s1", rec(json_status(1, real, ms(t0))), false, t0 + 3s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->current.status, state::connected);
+    EXPECT_FALSE(c->current.future_time);
+    c = t.apply("s1", rec(json_status(0, real, ms(t0), ",\"reason\":\"lost\"")), false, t0 + 4s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->current.status, state::disconnected);
+    EXPECT_EQ(t.stats().stale_deaths_ignored, 0u);
+
+    // Within the skew an epoch is believed; beyond it a time stamp is unknown, not a `since` in the future.
+    t.apply("s2", rec(json_status(1, real + 60'000, ms(t0 + 1min))), false, t0);
+    EXPECT_EQ(t.find("s2")->epoch, real + 60'000);
+    EXPECT_FALSE(t.find("s2")->future_time);
+    t.apply("s3", rec(json_status(1, 1, ms(t0 + 1h))), true, t0);
+    EXPECT_FALSE(t.find("s3")->since) << "a time stamp an hour ahead is not believed";
+    EXPECT_TRUE(t.find("s3")->future_time);
+    EXPECT_EQ(t.stats().future_times, 2u);
+}
+
+TEST(connection_table, liveness_is_will_only_without_a_heartbeat) {
+    connection_table t;
+    t.apply("plain", rec("1"), false, t0);
+    t.apply("hb", rec(json_status(1, 1, ms(t0), ",\"hb\":10")), false, t0);
+    EXPECT_TRUE(t.find("plain")->will_only());
+    EXPECT_FALSE(t.find("hb")->will_only());
+}
+
+TEST(connection_table, resync_removes_rows_the_broker_no_longer_holds) {
+    connection_table t;
+    t.apply("kept", rec("1"), true, t0);
+    t.apply("cleared", rec("1"), true, t0);
+    t.apply("gone", rec("0"), true, t0);
+    EXPECT_TRUE(t.finish_resync().empty()) << "no re-sync was begun";
+    t.begin_resync();
+    t.apply("kept", rec("1"), true, t0 + 1min);
+    t.apply("new", rec("1"), true, t0 + 1min);
+    auto removed = t.finish_resync();
+    ASSERT_EQ(removed.size(), 2u);
+    std::vector<std::string> names{removed[0].current.client, removed[1].current.client};
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, (std::vector<std::string>{"cleared", "gone"}));
+    EXPECT_EQ(removed[0].kind, change_kind::removed);
+    EXPECT_TRUE(removed[0].previous);
+    EXPECT_EQ(t.size(), 2u);
+    EXPECT_TRUE(t.find("kept"));
+    EXPECT_TRUE(t.find("new"));
+    EXPECT_EQ(t.counts().total(), 2u);
+    EXPECT_TRUE(t.finish_resync().empty()) << "once per re-sync";
 }
 
 TEST(connection_table, disconnect_clears_heartbeat_staleness) {

@@ -39,8 +39,9 @@ TEST(render, json_has_the_documented_shape) {
     EXPECT_EQ(k["client"], "kitchen");
     std::vector<std::string> keys;
     for (const auto& [key, v] : k.items()) keys.push_back(key);
-    EXPECT_EQ(keys, (std::vector<std::string>{"client", "state", "since", "last_seen", "retained", "stale", "epoch",
-                                              "ip", "detail", "topic", "meta"}));
+    EXPECT_EQ(keys, (std::vector<std::string>{"client", "state", "since", "last_seen", "retained", "stale",
+                                              "liveness", "epoch", "ip", "detail", "topic", "meta"}));
+    EXPECT_EQ(k["liveness"], "will-only") << "no heartbeat promised";
     EXPECT_EQ(k["state"], "connected");
     EXPECT_EQ(k["since"], "2023-11-14T22:13:20.123Z");
     EXPECT_EQ(k["epoch"], 7);
@@ -52,7 +53,7 @@ TEST(render, json_has_the_documented_shape) {
     EXPECT_TRUE(g["ip"].is_null());
     EXPECT_EQ(j["clients"][0]["state"], "unknown");
     EXPECT_EQ(j["counts"].dump(), R"({"connected":1,"disconnected":1,"unknown":1,"stale":0})");
-    EXPECT_EQ(j["stats"].dump(), R"({"messages":3,"malformed":1,"stale_deaths_ignored":0})");
+    EXPECT_EQ(j["stats"].dump(), R"({"messages":3,"malformed":1,"stale_deaths_ignored":0,"stale_connects_ignored":0,"future_times":0})");
 }
 
 TEST(render, ndjson_csv_prometheus_and_table) {
@@ -60,7 +61,7 @@ TEST(render, ndjson_csv_prometheus_and_table) {
     const auto nd = render_ndjson(r);
     EXPECT_EQ(std::count(nd.begin(), nd.end(), '\n'), 3);
     const auto csv = render_csv(r);
-    EXPECT_EQ(csv.substr(0, csv.find('\n')), "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic");
+    EXPECT_EQ(csv.substr(0, csv.find('\n')), "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness");
     EXPECT_NE(csv.find("\"bad,\"\"name\",unknown"), std::string::npos) << csv;
     const auto prom = render_prometheus(r);
     EXPECT_NE(prom.find("mqtt_presence_clients{state=\"connected\"} 1"), std::string::npos);
@@ -74,6 +75,94 @@ TEST(render, ndjson_csv_prometheus_and_table) {
     EXPECT_NE(table.find("1m05s ago"), std::string::npos) << table;
     EXPECT_NE(table.find("1 connected, 1 disconnected, 1 unknown, 0 stale"), std::string::npos);
     EXPECT_NE(render_table(r, t0, true).find("\x1b[32m"), std::string::npos) << "colour when asked";
+}
+
+// A retained status whose name and ip carry terminal escapes (title, clipboard via OSC 52, clear screen, a forged
+// row), C1 controls, bidi overrides and zero-width characters.
+scan_result hostile() {
+    connection_table t;
+    const std::string esc_ip = R"({"status":1,"ip":"\u001b]0;PWNED\u0007\u001b]52;c;ZWNobyBwd25lZA==\u0007\u001b[2J"})";
+    t.apply("evil\x1b[2J\nforged  online", decode(esc_ip), true, t0);
+    t.apply("c1\xc2\x9b" "31mred", decode("1"), true, t0);
+    t.apply("admin\xe2\x80\xae" "nimda", decode("1"), true, t0);      // U+202E right-to-left override
+    t.apply("zero\xe2\x80\x8bwidth", decode("1"), true, t0);          // U+200B zero-width space
+    t.apply("=HYPERLINK(\"x\")", decode("1"), true, t0);
+    t.apply("\xe5\x8f\xb0\xe6\x89\x80", decode("1"), true, t0);     // two wide CJK characters
+    scan_result r;
+    r.clients = t.snapshot();
+    for (const auto& c : r.clients) r.topics.push_back("sensors/connected/" + c.client);
+    r.counts = t.counts();
+    r.stats = t.stats();
+    return r;
+}
+
+bool has_raw_control(const std::string& text, bool allow_newline) {
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c == '\n' && allow_newline) continue;
+        if (c < 0x20 || c == 0x7f) return true;
+        if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) <= 0x9f) return true;  // C1
+        if (c == 0xe2 && i + 2 < text.size() && static_cast<unsigned char>(text[i + 1]) == 0x80) {
+            const auto d = static_cast<unsigned char>(text[i + 2]);
+            if ((d >= 0x8b && d <= 0x8f) || (d >= 0xa8 && d <= 0xae)) return true;  // zero-width, bidi
+        }
+    }
+    return false;
+}
+
+TEST(render, text_from_the_network_is_harmless_in_every_human_output) {
+    const auto r = hostile();
+    const auto table = render_table(r, t0, false);
+    EXPECT_FALSE(has_raw_control(table, true)) << table;
+    EXPECT_NE(table.find("\\x1b]0;PWNED\\x07"), std::string::npos) << "escaped, still readable:\n" << table;
+    EXPECT_NE(table.find("admin\\u{202e}nimda"), std::string::npos) << table;
+    EXPECT_NE(table.find("zero\\u{200b}width"), std::string::npos) << table;
+    EXPECT_NE(table.find("c1\\x9b31mred"), std::string::npos) << table;
+    // One line per row: a newline in a name cannot forge a row.
+    EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), static_cast<long>(r.clients.size()) + 2) << table;
+    const auto colored = render_table(r, t0, true);
+    std::string without_colors = colored;
+    for (const char* code : {"\x1b[32m", "\x1b[0m"})
+        for (auto at = without_colors.find(code); at != std::string::npos; at = without_colors.find(code))
+            without_colors.erase(at, std::string(code).size());
+    EXPECT_FALSE(has_raw_control(without_colors, true)) << "only our own colour codes";
+
+    for (const auto& c : r.clients) {
+        change ch{change_kind::added, std::nullopt, c};
+        EXPECT_FALSE(has_raw_control(render_change_line(ch, t0), true)) << render_change_line(ch, t0);
+    }
+    const auto csv = render_csv(r);
+    EXPECT_FALSE(has_raw_control(csv, true)) << csv;
+    EXPECT_NE(csv.find("\"'=HYPERLINK(\"\"x\"\")\""), std::string::npos) << "a formula is not a formula:\n" << csv;
+    const auto prom = render_prometheus(r);
+    EXPECT_FALSE(has_raw_control(prom, true)) << prom;
+    // JSON keeps the data exactly, escaped per JSON.
+    const auto j = nlohmann::json::parse(render_json(r));
+    bool found = false;
+    for (const auto& c : j["clients"]) found |= c["ip"] == "\x1b]0;PWNED\x07\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2J";
+    EXPECT_TRUE(found);
+}
+
+TEST(render, table_columns_are_measured_in_terminal_cells) {
+    const auto r = hostile();
+    const auto table = render_table(r, t0, false);
+    // Every row's STATE column starts at the same cell, whatever the name's bytes.
+    std::istringstream lines(table);
+    std::string line;
+    std::vector<std::size_t> columns;
+    while (std::getline(lines, line)) {
+        const auto at = line.find("connected");
+        if (at == std::string::npos || line.find(" connected,") != std::string::npos) continue;
+        std::size_t cells = 0;
+        for (std::size_t i = 0; i < at; ++i) {
+            const auto c = static_cast<unsigned char>(line[i]);
+            if ((c & 0xC0) == 0x80) continue;
+            cells += c >= 0xe3 && c <= 0xe9 ? 2 : 1;  // the CJK characters here are 3-byte, 2-cell
+        }
+        columns.push_back(cells);
+    }
+    ASSERT_EQ(columns.size(), r.clients.size()) << table;
+    for (auto c : columns) EXPECT_EQ(c, columns.front()) << table;
 }
 
 TEST(render, a_table_cut_to_a_screenful_says_how_many_rows_are_below) {
