@@ -45,6 +45,7 @@ scan_result result_of(const scanner& scan, std::optional<std::vector<client_stat
     for (const auto& c : r.clients) r.topics.push_back(scan.topic_of(c));
     r.counts = scan.counts();
     r.stats = scan.stats();
+    r.scanner = scan.status();
     return r;
 }
 
@@ -66,8 +67,9 @@ public:
             if (c.client != names_[i]) continue;
             seen_[i] = true;
             if (c.status != state::connected || c.stale)
-                problems_ += "mqtt-presence-scanner: required client " + c.client + " is " +
-                             (c.stale ? "stale" : std::string(to_string(c.status))) + " (" + topic + ")\n";
+                problems_ += "mqtt-presence-scanner: required client " + terminal_safe(c.client) + " is " +
+                             (c.stale ? "stale" : std::string(to_string(c.status))) + " (" + terminal_safe(topic) +
+                             ")\n";
         }
     }
 
@@ -75,7 +77,9 @@ public:
     int report() const {
         std::string text = problems_;
         for (std::size_t i = 0; i < names_.size(); ++i)
-            if (!seen_[i]) text += "mqtt-presence-scanner: required client " + names_[i] + " is unknown (no status read)\n";
+            if (!seen_[i])
+                text += "mqtt-presence-scanner: required client " + terminal_safe(names_[i]) +
+                        " is unknown (no status read)\n";
         std::cerr << text;
         return text.empty() ? 0 : 3;
     }
@@ -109,7 +113,8 @@ void write_snapshot(const scanner& scan, const std::string& format, bool color, 
         writer.row(c, topic);
         required.see(c, topic);
     });
-    writer.finish(counts, stats);
+    const auto status = scan.status();
+    writer.finish(counts, stats, &status);
 }
 
 }  // namespace
@@ -140,7 +145,8 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
     std::vector<std::string> topics, conventions;
     std::string host, format = "table", timeout_text = "10s", require_text, purge_text, pw_env;
     int port = 0;
-    bool once = false, events = false, dry_run = false, purge_all = false, no_color = false;
+    bool once = false, events = false, dry_run = false, purge_all = false, no_color = false, allow_partial = false;
+    int keepalive = 30;
     app.add_option("-b,--broker", opts.server_uri, "Broker URI")->capture_default_str();
     app.add_option("-h,--host", host, "Broker host (like mosquitto_sub; builds tcp://HOST:PORT)");
     app.add_option("-p,--port", port, "Broker port (default 1883, 8883 with --cafile)");
@@ -153,6 +159,11 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
     app.add_flag("--events", events, "Stream changes as NDJSON");
     app.add_option("--require", require_text, "With --once: NAME[,NAME...] that must be connected (else exit 3)");
     app.add_option("--timeout", timeout_text, "Bound on --once's sync")->capture_default_str();
+    app.add_flag("--allow-partial", allow_partial, "With --once: print the table even when the sync is not known "
+                                                   "complete (still exit 5)");
+    app.add_option("-k,--keepalive", keepalive, "Keepalive in seconds: a dead connection to the broker is noticed "
+                                                "after about 1.5 x this")
+        ->check(CLI::Range(1, 65535))->capture_default_str();
     app.add_option("--purge-older-than", purge_text, "Clear retained statuses that say disconnected and whose time "
                                                      "stamp (a clean stop's ts) is older than DUR");
     app.add_flag("--purge-all-disconnected", purge_all, "Clear every retained disconnected or unreadable status, "
@@ -175,6 +186,8 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
     try {
         app.parse(argc, argv);
         if (opts.mqtt_version == 3) opts.mqtt_version = 4;
+        opts.keepalive = std::chrono::seconds(keepalive);
+        if (allow_partial && !once) throw error("--allow-partial goes with --once");
         if (!host.empty() || port != 0) {
             if (app.count("--broker") > 0) throw error("use either --broker or -h/-p, not both");
             const bool tls = !opts.cafile.empty();
@@ -215,8 +228,15 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
         std::atomic<bool> dirty{true};
         scan.on_status([&](const std::string& s) {
             if (once) return;  // a snapshot reports failures through its exit code
+            dirty = true;
             std::lock_guard<std::mutex> lock(out_mutex);
-            std::cerr << "mqtt-presence-scanner: " << s << "\n";
+            std::cerr << "mqtt-presence-scanner: " << terminal_safe(s, 400) << "\n";
+            if (events || format == "json" || format == "ndjson") {  // the stream says when its data stops
+                const auto st = scan.status();
+                std::cout << "{\"event\":\"scanner\",\"scanner\":{\"connected\":" << (st.connected ? "true" : "false")
+                          << ",\"since\":" << (st.since ? "\"" + format_iso8601(*st.since) + "\"" : "null") << "}}\n"
+                          << std::flush;
+            }
         });
         const bool stream = !once && purge_text.empty() && !purge_all && !live_table;
         if (live_table || stream)  // a snapshot or a purge has no use for changes: the table then skips their rows
@@ -264,23 +284,37 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
                 std::cout << render_snapshot(r, machine_format(format));
                 return 0;
             }
-            for (const auto& topic : r.topics) std::cout << (dry_run ? "would clear " : "cleared ") << topic << "\n";
+            for (const auto& topic : r.topics) std::cout << (dry_run ? "would clear " : "cleared ") << terminal_safe(topic) << "\n";
             std::cerr << (dry_run ? "dry run: " : "") << r.clients.size() << " retained status(es) "
                       << (dry_run ? "would be cleared" : "cleared") << "\n";
             return 0;
         }
 
         if (once) {
-            required_clients check(required);
-            write_snapshot(scan, format, tty && !no_color, check);
+            // A snapshot is complete or says it is not: exit 4 when the connection is gone, 5 when the retained
+            // burst is not known complete; the table is printed then only with --allow-partial.
+            const auto st = scan.status();
             int rc = 0;
-            if (!synced) {  // a partial table cannot say a client is missing: exit 5, not 3
+            if (!st.connected) {
+                std::cerr << "mqtt-presence-scanner: lost the connection to " << opts.server_uri
+                          << " during the sync; no table printed\n";
+                rc = 4;
+            } else if (!synced) {
                 std::cerr << "mqtt-presence-scanner: sync not complete after " << timeout_text
-                          << "; the table may be partial\n";
+                          << " (" << scan.stats().messages << " statuses read); the table would be partial\n";
                 rc = 5;
-            } else {
-                rc = check.report();
+            } else if (st.sync != sync_state::complete) {
+                std::cerr << "mqtt-presence-scanner: the sync is not verified: "
+                          << (st.broker_dropped > 0 ? "the broker reports " + std::to_string(st.broker_dropped) +
+                                                          " dropped messages"
+                                                    : std::string("the sync marker did not come back"))
+                          << "; the broker may have dropped statuses (mosquitto: raise max_queued_messages, or "
+                             "set it to 0 with max_queued_bytes 0, above the fleet size); the table may be partial\n";
+                rc = 5;
             }
+            required_clients check(required);
+            if (rc == 0 || allow_partial) write_snapshot(scan, format, tty && !no_color, check);
+            if (rc == 0) rc = check.report();  // a partial table cannot say a client is missing: exit 5, not 3
             // The output is out and the connection closed cleanly: leave without freeing a large table and
             // without Paho's destructor (100-200 ms). A scanner has no will, so nothing is lost.
             std::cout.flush();
@@ -301,9 +335,16 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
                 const auto rows = visible_rows();
                 const auto text = render_table(result_of(scan, scan.snapshot(rows)), clock::now(), !no_color);
                 std::lock_guard<std::mutex> lock(out_mutex);
+                const auto st = scan.status();
+                std::string state_note;
+                if (!st.connected)  // the rows are what the scanner knew when it lost the broker
+                    state_note = std::string(no_color ? "" : "\x1b[1;31m") + "  DISCONNECTED" +
+                                 (st.since ? " since " + format_iso8601(*st.since).substr(11, 8) + " UTC" : "") +
+                                 ": rows as of then; reconnecting" + (no_color ? "" : "\x1b[0m");
+                else if (st.sync == sync_state::syncing) state_note = "  (syncing)";
+                else if (st.sync == sync_state::unverified) state_note = "  (sync not verified: rows may be missing)";
                 std::cout << "\x1b[H\x1b[2J" << opts.server_uri << "  " << filters << "  "
-                          << format_iso8601(clock::now()).substr(11, 8) << " UTC"
-                          << (scan.connected() ? "" : "  (reconnecting...)") << "\n"
+                          << format_iso8601(clock::now()).substr(11, 8) << " UTC" << state_note << "\n"
                           << text << std::flush;
             }
             usleep(200'000);

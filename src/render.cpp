@@ -200,6 +200,8 @@ std::size_t cells(std::string_view s) { return detail::display_width(detail::pri
 
 }  // namespace
 
+std::string terminal_safe(std::string_view text, std::size_t limit) { return detail::printable(text, limit); }
+
 std::string format_iso8601(time_point t) {
     std::string out;
     append_iso8601(out, t);
@@ -250,14 +252,23 @@ void snapshot_writer::row(const client_status& c, const std::string& topic) {
     }
 }
 
-void snapshot_writer::finish(const table_counts& counts, const table_stats& stats) {
+void snapshot_writer::finish(const table_counts& counts, const table_stats& stats, const scanner_status* scanner) {
     const auto n = [](auto v) { return std::to_string(v); };
     if (format_ == snapshot_format::json) {
         buffer_ += "],\"counts\":{\"connected\":" + n(counts.connected) + ",\"disconnected\":" +
                    n(counts.disconnected) + ",\"unknown\":" + n(counts.unknown) + ",\"stale\":" + n(counts.stale) +
                    "},\"stats\":{\"messages\":" + n(stats.messages) + ",\"malformed\":" + n(stats.malformed) +
                    ",\"stale_deaths_ignored\":" + n(stats.stale_deaths_ignored) + ",\"stale_connects_ignored\":" +
-                   n(stats.stale_connects_ignored) + ",\"future_times\":" + n(stats.future_times) + "}}\n";
+                   n(stats.stale_connects_ignored) + ",\"future_times\":" + n(stats.future_times) + "}";
+        if (scanner) {
+            buffer_ += ",\"scanner\":{\"connected\":";
+            buffer_ += scanner->connected ? "true" : "false";
+            buffer_ += ",\"since\":";
+            append_time(buffer_, scanner->since);
+            buffer_ += ",\"sync\":\"" + std::string(to_string(scanner->sync)) + "\",\"broker_dropped\":" +
+                       n(scanner->broker_dropped) + "}";
+        }
+        buffer_ += "}\n";
     } else if (format_ == snapshot_format::prometheus) {
         buffer_ += "# HELP mqtt_presence_clients Clients by connection state.\n# TYPE mqtt_presence_clients gauge\n"
                    "mqtt_presence_clients{state=\"connected\"} " + n(counts.connected) + "\n"
@@ -280,6 +291,25 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
                    "# HELP mqtt_presence_future_times_total Statuses whose epoch or ts lay beyond the clock skew.\n"
                    "# TYPE mqtt_presence_future_times_total counter\n"
                    "mqtt_presence_future_times_total " + n(stats.future_times) + "\n";
+        if (scanner) {
+            buffer_ += "# HELP mqtt_presence_scanner_connected 1 while the scanner is connected to the broker; 0: the "
+                       "values above are as of mqtt_presence_scanner_connection_change_timestamp_seconds.\n"
+                       "# TYPE mqtt_presence_scanner_connected gauge\nmqtt_presence_scanner_connected " +
+                       std::string(scanner->connected ? "1" : "0") + "\n";
+            if (scanner->since) {
+                const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(scanner->since->time_since_epoch());
+                char buf[32];
+                std::snprintf(buf, sizeof buf, "%lld.%03lld", static_cast<long long>(ms.count() / 1000),
+                              static_cast<long long>(ms.count() % 1000));
+                buffer_ += "# HELP mqtt_presence_scanner_connection_change_timestamp_seconds When the scanner last "
+                           "connected or lost its connection.\n"
+                           "# TYPE mqtt_presence_scanner_connection_change_timestamp_seconds gauge\n"
+                           "mqtt_presence_scanner_connection_change_timestamp_seconds " + std::string(buf) + "\n";
+            }
+            buffer_ += "# HELP mqtt_presence_scanner_sync_complete 1 if the last sync is known complete.\n"
+                       "# TYPE mqtt_presence_scanner_sync_complete gauge\nmqtt_presence_scanner_sync_complete " +
+                       std::string(scanner->sync == sync_state::complete ? "1" : "0") + "\n";
+        }
     }
     out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
     buffer_.clear();
@@ -290,7 +320,7 @@ std::string render_snapshot(const scan_result& r, snapshot_format format) {
     std::ostringstream out;
     snapshot_writer writer(out, format);
     for (std::size_t i = 0; i < r.clients.size(); ++i) writer.row(r.clients[i], topic_at(r, i));
-    writer.finish(r.counts, r.stats);
+    writer.finish(r.counts, r.stats, r.scanner ? &*r.scanner : nullptr);
     return out.str();
 }
 

@@ -30,6 +30,21 @@ void scanner_options::validate() const {
     if (topics.size() > 65535) throw error("too many topic templates");
 }
 
+std::string_view to_string(sync_state s) noexcept {
+    switch (s) {
+        case sync_state::syncing: return "syncing";
+        case sync_state::complete: return "complete";
+        case sync_state::unverified: break;
+    }
+    return "unverified";
+}
+
+namespace {
+// mosquitto's count of messages it dropped (max_queued_messages and friends), retained and updated every
+// sys_interval: read when a sync begins and watched after, so that a drop the broker admits to is not hidden.
+constexpr const char* dropped_topic = "$SYS/broker/publish/messages/dropped";
+}  // namespace
+
 scanner::scanner(scanner_options options) : options_(std::move(options)) {
     options_.validate();
     if (options_.client_id.empty()) options_.client_id = default_client_id();
@@ -46,23 +61,22 @@ scanner::scanner(mqtt::async_client& client, scanner_options options) : options_
     for (const auto& t : options_.topics) schemes_.push_back(topic_scheme::parse(t));
     client_ = &client;
     marker_topic_ = "mqtt-presence-sync/" + options_.client_id;
-    expiry_ = std::thread([this] { expiry_loop(); });
+    start_threads();
 }
 
 scanner::~scanner() noexcept { stop(); }
 
+void scanner::start_threads() {
+    if (!expiry_.joinable()) expiry_ = std::thread([this] { expiry_loop(); });
+    if (!delivery_.joinable()) delivery_ = std::thread([this] { delivery_loop(); });
+}
+
 void scanner::init_callbacks() {
     owned_->set_connected_handler([this](const std::string&) {
-        status("connected to " + options_.server_uri);
+        status_line("connected to " + options_.server_uri);
         on_connected();
     });
-    owned_->set_connection_lost_handler([this](const std::string& cause) {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            connected_ = false;
-        }
-        status("connection lost" + (cause.empty() ? std::string() : ": " + cause) + "; reconnecting");
-    });
+    owned_->set_connection_lost_handler([this](const std::string& cause) { on_connection_lost(cause); });
     owned_->set_message_callback([this](mqtt::const_message_ptr msg) { handle_message(msg); });
 }
 
@@ -71,6 +85,7 @@ void scanner::start() {
     auto opts = detail::base_connect_options(options_);
     // The scanner has no will, so Paho's reconnect (which reuses the first CONNECT) is fine here.
     opts.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30));
+    start_threads();
     try {
         auto token = owned_->connect(opts);
         if (!token->wait_for(options_.connect_timeout + std::chrono::seconds(1)))
@@ -80,7 +95,6 @@ void scanner::start() {
         throw error("cannot connect to the broker at " + options_.server_uri + ": " + e.what() +
                     " (is it running? try mosquitto_sub -h HOST -p PORT -t '#')");
     }
-    if (!expiry_.joinable()) expiry_ = std::thread([this] { expiry_loop(); });
 }
 
 void scanner::stop() noexcept {
@@ -90,9 +104,13 @@ void scanner::stop() noexcept {
         stopping_ = true;
     }
     cv_.notify_all();
+    timer_cv_.notify_all();
+    delivery_cv_.notify_all();
     if (expiry_.joinable()) expiry_.join();
+    if (delivery_.joinable()) delivery_.join();  // delivers what is queued first
     if (owned_) {
         try {
+            owned_->disable_callbacks();
             if (owned_->is_connected()) owned_->disconnect()->wait_for(std::chrono::seconds(2));
         } catch (...) {
             // already disconnected
@@ -105,20 +123,41 @@ void scanner::on_connected() noexcept {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         connected_ = true;
+        connection_since_ = clock::now();
         marker = ++marker_sent_;
+        sync_ = sync_state::syncing;
+        dropped_at_sync_.reset();
+        dropped_now_.reset();
         subscribed_at_ = std::chrono::steady_clock::now();
         last_status_message_ = subscribed_at_;
+        table_.begin_resync();
+        ++version_;
     }
     try {
-        // Status filters first, then the marker: the broker sends each filter's retained messages at its
-        // SUBSCRIBE, so the marker coming back means the retained burst before it is complete.
+        // The drop counter first (its retained value is the count before the burst), the status filters next,
+        // the marker last: the broker sends each filter's retained messages at its SUBSCRIBE, so the marker coming
+        // back means the retained burst before it is complete.
+        client_->subscribe(dropped_topic, 0);
         for (const auto& s : schemes_) client_->subscribe(s.filter(), options_.qos);
         client_->subscribe(marker_topic_, options_.qos);
         client_->publish(mqtt::message::create(marker_topic_, std::to_string(marker), options_.qos, false));
     } catch (const std::exception& e) {
-        status(std::string("subscribe failed: ") + e.what());
+        status_line(std::string("subscribe failed: ") + e.what());
     }
     cv_.notify_all();
+}
+
+void scanner::on_connection_lost(const std::string& cause) noexcept {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        connected_ = false;
+        connection_since_ = clock::now();
+        if (sync_ == sync_state::syncing) sync_ = sync_state::unverified;
+        ++version_;
+    }
+    cv_.notify_all();
+    status_line("connection lost" + (cause.empty() ? std::string() : ": " + cause) +
+                "; the table is as of now; reconnecting");
 }
 
 bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
@@ -130,6 +169,25 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
                 std::lock_guard<std::mutex> lock(mutex_);
                 const auto seq = std::strtoull(msg->get_payload_str().c_str(), nullptr, 10);
                 if (seq > marker_seen_) marker_seen_ = seq;
+                if (seq == marker_sent_ && sync_ != sync_state::complete && connected_) {
+                    const bool drops = dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_;
+                    sync_ = drops ? sync_state::unverified : sync_state::complete;
+                    // Only a complete burst says which rows the broker no longer holds.
+                    if (!drops) queue_changes(table_.finish_resync());
+                }
+                ++version_;
+            }
+            cv_.notify_all();
+            return true;
+        }
+        if (topic == dropped_topic) {
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                const auto n = std::strtoull(msg->get_payload_str().c_str(), nullptr, 10);
+                if (!dropped_at_sync_) dropped_at_sync_ = n;
+                dropped_now_ = n;
+                if (*dropped_now_ > *dropped_at_sync_ && sync_ == sync_state::complete) sync_ = sync_state::unverified;
+                ++version_;
             }
             cv_.notify_all();
             return true;
@@ -137,67 +195,92 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
         for (std::size_t i = 0; i < schemes_.size(); ++i) {
             const auto name = schemes_[i].match(topic);
             if (!name) continue;
-            // Per-thread scratch: decoding and applying reuse their strings' storage from message to message.
+            // Per-thread scratch: decoding reuses its strings' storage from message to message.
             thread_local status_record record;
-            thread_local change c;
             decode(msg->get_payload_str(), record);
-            std::shared_ptr<const change_callback> cb;
+            bool queued = false;
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 last_status_message_ = std::chrono::steady_clock::now();
-                change* out = on_change_ && *on_change_ ? &c : nullptr;  // nobody listens: no row is built
-                if (table_.apply(*name, record, msg->is_retained(), clock::now(), static_cast<std::uint16_t>(i), out) &&
-                    out != nullptr)
-                    cb = on_change_;
+                ++version_;
+                if (on_change_) {  // the change is built in its place in the queue: in table order
+                    deliveries_.emplace_back();
+                    queued = table_.apply(*name, record, msg->is_retained(), clock::now(),
+                                          static_cast<std::uint16_t>(i), &deliveries_.back().changed);
+                    if (!queued) deliveries_.pop_back();
+                } else {
+                    table_.apply(*name, record, msg->is_retained(), clock::now(), static_cast<std::uint16_t>(i),
+                                 nullptr);  // nobody listens: no row is built
+                }
             }
-            if (cb) notify(*cb, c);
+            if (queued) delivery_cv_.notify_one();
+            if (condition_waiters_.load(std::memory_order_relaxed) > 0) cv_.notify_all();
             return true;
         }
     } catch (const std::exception& e) {
-        status(std::string("message handling failed: ") + e.what());
+        status_line(std::string("message handling failed: ") + e.what());
     }
     return false;
 }
 
-void scanner::dispatch(const std::vector<change>& changes) noexcept {
-    std::shared_ptr<const change_callback> cb;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        cb = on_change_;
-    }
-    if (!cb || !*cb) return;
-    for (const auto& c : changes) notify(*cb, c);
+void scanner::queue_changes(std::vector<change>&& changes) const {
+    if (changes.empty() || !on_change_) return;
+    for (auto& c : changes) deliveries_.push_back(delivery{std::move(c), {}});
+    delivery_cv_.notify_one();
 }
 
-void scanner::notify(const change_callback& cb, const change& c) noexcept {
+void scanner::judge_now() const { queue_changes(table_.expire(clock::now())); }
+
+void scanner::status_line(std::string text) noexcept {
     try {
-        cb(c);
-    } catch (const std::exception& e) {
-        status(std::string("change callback threw: ") + e.what());
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (!on_status_) return;
+            deliveries_.push_back(delivery{change{}, std::move(text)});
+        }
+        delivery_cv_.notify_one();
     } catch (...) {
-        status("change callback threw a non-standard exception");
+        // out of memory for a status line: nothing better to do
     }
 }
 
-void scanner::status(const std::string& text) noexcept {
-    std::function<void(const std::string&)> cb;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        cb = on_status_;
+// The one delivery path: changes and status lines in the order they were queued, one call at a time.
+void scanner::delivery_loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+        delivery_cv_.wait(lock, [this] { return stopping_ || !deliveries_.empty(); });
+        if (deliveries_.empty()) return;  // stopping, and everything delivered
+        std::deque<delivery> batch;
+        batch.swap(deliveries_);
+        auto on_change = on_change_;
+        auto on_status = on_status_;
+        delivering_ = true;
+        lock.unlock();
+        for (const auto& d : batch) {
+            try {
+                if (!d.status.empty()) {
+                    if (on_status) on_status(d.status);
+                } else if (on_change) {
+                    on_change(d.changed);
+                }
+            } catch (const std::exception& e) {
+                if (on_status) try { on_status(std::string("change callback threw: ") + e.what()); } catch (...) {}
+            } catch (...) {
+                if (on_status) try { on_status("change callback threw a non-standard exception"); } catch (...) {}
+            }
+        }
+        lock.lock();
+        delivering_ = false;
+        cv_.notify_all();
     }
-    if (cb) try { cb(text); } catch (...) {}
 }
 
 void scanner::expiry_loop() {
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stopping_) {
-        cv_.wait_for(lock, options_.expire_interval, [this] { return stopping_; });
+        timer_cv_.wait_for(lock, options_.expire_interval, [this] { return stopping_; });
         if (stopping_) break;
-        auto changes = table_.expire(clock::now());
-        if (changes.empty()) continue;
-        lock.unlock();
-        dispatch(changes);
-        lock.lock();
+        judge_now();
     }
 }
 
@@ -205,13 +288,15 @@ bool scanner::wait_synced(std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
-        if (marker_sent_ > 0 && marker_seen_ >= marker_sent_) return true;
+        if (marker_sent_ > 0 && sync_ != sync_state::syncing && connected_) return true;
         const auto now = std::chrono::steady_clock::now();
-        // Fallback when the marker does not come back (no permission to publish, broker reorders):
-        // a quiet period after the last status message.
+        // Fallback when the marker does not come back (no permission to publish, a broker that reorders or
+        // dropped it): a quiet period after the last status message ends the wait, unverified.
         if (connected_ && marker_sent_ > 0 && now - last_status_message_ >= options_.quiet_period &&
-            now - subscribed_at_ >= 2 * options_.quiet_period)
+            now - subscribed_at_ >= 2 * options_.quiet_period) {
+            sync_ = sync_state::unverified;
             return true;
+        }
         if (now >= deadline) return false;
         cv_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(50)));
     }
@@ -219,12 +304,37 @@ bool scanner::wait_synced(std::chrono::milliseconds timeout) {
 
 bool scanner::synced() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return marker_sent_ > 0 && marker_seen_ >= marker_sent_;
+    return sync_ == sync_state::complete;
+}
+
+bool scanner::wait_for(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    ++condition_waiters_;
+    struct leave {
+        std::atomic<int>& n;
+        ~leave() { --n; }
+    } leaving{condition_waiters_};
+    for (;;) {
+        std::uint64_t seen = 0;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            seen = version_;
+        }
+        if (condition()) return true;
+        std::unique_lock<std::mutex> lock(mutex_);
+        // Re-check at least every 100 ms: a condition may depend on time (staleness) or on the delivery thread.
+        const auto until = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+        cv_.wait_until(lock, until, [&] { return version_ != seen || stopping_; });
+        if (std::chrono::steady_clock::now() >= deadline) {
+            lock.unlock();
+            return condition();
+        }
+    }
 }
 
 void scanner::on_change(change_callback callback) {
     std::lock_guard<std::mutex> lock(mutex_);
-    on_change_ = std::make_shared<const change_callback>(std::move(callback));
+    on_change_ = std::move(callback);
 }
 
 void scanner::on_status(std::function<void(const std::string&)> callback) {
@@ -232,21 +342,46 @@ void scanner::on_status(std::function<void(const std::string&)> callback) {
     on_status_ = std::move(callback);
 }
 
+std::size_t scanner::pending_deliveries() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return deliveries_.size();
+}
+
 std::vector<client_status> scanner::snapshot(std::size_t limit) const {
     std::lock_guard<std::mutex> lock(mutex_);
+    judge_now();
     return table_.snapshot(limit);
 }
 
 std::pair<table_counts, table_stats> scanner::for_each_sorted(
     const std::function<void(const client_status&)>& visit) const {
     std::lock_guard<std::mutex> lock(mutex_);
+    judge_now();
     table_.for_each_sorted(visit);
     return {table_.counts(), table_.stats()};
 }
 
+std::optional<client_status> scanner::find(std::string_view client, std::uint16_t source) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    judge_now();
+    return table_.find(client, source);
+}
+
 table_counts scanner::counts() const {
     std::lock_guard<std::mutex> lock(mutex_);
+    judge_now();
     return table_.counts();
+}
+
+scanner_status scanner::status() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    scanner_status s;
+    s.connected = connected_;
+    s.since = connection_since_;
+    s.sync = sync_;
+    if (dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_)
+        s.broker_dropped = *dropped_now_ - *dropped_at_sync_;
+    return s;
 }
 
 table_stats scanner::stats() const {

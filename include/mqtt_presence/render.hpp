@@ -2,18 +2,24 @@
 // Renderers: snapshots and changes to text (table, JSON, NDJSON, CSV, Prometheus). Pure: no MQTT.
 //
 // JSON snapshot shape (stable):
-// {"clients":[{"client","state","since","last_seen","retained","stale","epoch","ip","detail","topic","meta"}...],
-//  "counts":{"connected","disconnected","unknown","stale"},"stats":{"messages","malformed","stale_deaths_ignored"}}
+// {"clients":[{"client","state","since","last_seen","retained","stale","liveness","epoch","ip","detail","topic",
+//               "meta"}...],
+//  "counts":{"connected","disconnected","unknown","stale"},
+//  "stats":{"messages","malformed","stale_deaths_ignored","stale_connects_ignored","future_times"},
+//  "scanner":{"connected","since","sync","broker_dropped"}}      (scanner: only when a scanner fed the table)
 // state is "connected" | "disconnected" | "unknown"; times are ISO 8601 UTC or null when unknown; epoch, ip and
 // detail are null when absent; meta is the client's extra JSON members (an object) or null.
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <mqtt_presence/connection_table.hpp>
+#include <mqtt_presence/scanner_status.hpp>
 
 namespace mqtt_presence {
 
@@ -23,9 +29,13 @@ struct scan_result {
     std::vector<std::string> topics;  ///< topics[i] is the status topic of clients[i]
     table_counts counts;
     table_stats stats;
+    std::optional<scanner_status> scanner;  ///< the scanner's own state; absent for a table not fed by a scanner
 };
 
 [[nodiscard]] std::string format_iso8601(time_point t);
+/// Text from the network made harmless on a terminal: control, C1, bidi and zero-width characters and invalid
+/// UTF-8 shown escaped, cut at about `limit` bytes. Every human output uses it.
+[[nodiscard]] std::string terminal_safe(std::string_view text, std::size_t limit = 160);
 
 /// The machine formats of a snapshot.
 enum class snapshot_format : std::uint8_t { json, ndjson, csv, prometheus };
@@ -38,8 +48,9 @@ class snapshot_writer {
 public:
     snapshot_writer(std::ostream& out, snapshot_format format);
     void row(const client_status& c, const std::string& topic);
-    /// Writes the counters (JSON, Prometheus) and flushes. Call once, after the last row.
-    void finish(const table_counts& counts, const table_stats& stats);
+    /// Writes the counters and the scanner's own state if given (JSON, Prometheus) and flushes. Call once, after
+    /// the last row.
+    void finish(const table_counts& counts, const table_stats& stats, const scanner_status* scanner = nullptr);
 
 private:
     static constexpr std::size_t flush_at = 64 * 1024;

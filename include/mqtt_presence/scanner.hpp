@@ -11,19 +11,28 @@
 // Or with a client the app already owns: construct with the client, call on_connected() from the app's connected
 // handler and handle_message() from its message callback (both non-blocking).
 //
-// Threads: messages are decoded and applied under a short lock on Paho's callback thread; change callbacks run on
-// that thread (or the expiry timer's) after the lock is released, fenced with try/catch. snapshot(), counts(),
-// stats() and purge() are safe from any thread.
+// Threads: messages are decoded and applied under a short lock on Paho's callback thread, which only queues the
+// resulting change. One delivery thread calls on_change and on_status, in the order the table changed, one call at a
+// time, fenced with try/catch: a slow callback (a terminal, a pipe nobody reads) delays delivery, never intake.
+// Heartbeat expiry runs on a timer thread and queues its changes the same way. snapshot(), counts(), stats(),
+// find() and purge() are safe from any thread; a snapshot judges heartbeats at the moment it is taken.
+//
+// Sync: after every (re)subscribe the scanner publishes a marker to a private topic; when it comes back, the
+// retained burst before it is complete (sync_state::complete) and rows the broker no longer holds are removed. If
+// it does not come back, a quiet period ends the wait, but the sync is only `unverified`: a broker that dropped
+// messages (mosquitto's max_queued_messages) drops the marker too.
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -31,6 +40,7 @@
 #include <mqtt/async_client.h>
 
 #include <mqtt_presence/connection_table.hpp>
+#include <mqtt_presence/scanner_status.hpp>
 #include <mqtt_presence/topic_scheme.hpp>
 
 namespace mqtt_presence {
@@ -75,14 +85,24 @@ public:
     void on_connected() noexcept;
     /// Feeds one message; true if it was a status (or the sync marker). Never throws, never blocks.
     bool handle_message(const mqtt::const_message_ptr& msg) noexcept;
+    /// With a borrowed client: call from the app's connection-lost handler, so that the scanner's outputs say the
+    /// data is as of then. Non-blocking.
+    void on_connection_lost(const std::string& cause = {}) noexcept;
 
-    /// Waits until the retained statuses present at (re)subscribe time are all in the table. False on timeout.
+    /// Waits until the sync of the current connection ends: complete (true), or unverified after the quiet period
+    /// (true; see status().sync). False on timeout.
     bool wait_synced(std::chrono::milliseconds timeout);
+    /// True once the marker of the current connection came back (sync_state::complete).
     [[nodiscard]] bool synced() const;
-    /// Called with every change (Paho's thread or the expiry timer's). Set before start().
+    /// Waits (bounded) until `condition` holds, checking it after every message and change. The condition runs on
+    /// the calling thread without the scanner's lock, so it may call snapshot(), find() and friends.
+    bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+    /// Called with every change, on the delivery thread, in order, one at a time. Set before start().
     void on_change(change_callback callback);
-    /// Called when the connection is lost or restored (text for a status line).
+    /// Called when the connection is lost or restored (text for a status line), on the delivery thread.
     void on_status(std::function<void(const std::string&)> callback);
+    /// Changes and status lines queued for the delivery thread and not yet delivered.
+    [[nodiscard]] std::size_t pending_deliveries() const;
 
     /// The rows sorted by name; with `limit`, only the first ones (cheap for a screenful of a large table).
     [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit = SIZE_MAX) const;
@@ -90,8 +110,12 @@ public:
     /// (see snapshot_writer). Runs under the scanner's lock, so messages wait and `visit` must not call
     /// snapshot(), counts(), stats() or purge(); topic_of() is fine. Returns the counters of that same moment.
     std::pair<table_counts, table_stats> for_each_sorted(const std::function<void(const client_status&)>& visit) const;
+    /// One row, without copying the table; `source` picks the topic scheme (index into schemes()).
+    [[nodiscard]] std::optional<client_status> find(std::string_view client, std::uint16_t source = 0) const;
     [[nodiscard]] table_counts counts() const;
     [[nodiscard]] table_stats stats() const;
+    /// The scanner's own connection and sync state.
+    [[nodiscard]] scanner_status status() const;
     [[nodiscard]] const std::vector<topic_scheme>& schemes() const noexcept { return schemes_; }
     /// The status topic a row came from.
     [[nodiscard]] std::string topic_of(const client_status& row) const;
@@ -102,11 +126,18 @@ public:
     std::vector<client_status> purge(const std::function<bool(const client_status&)>& select, bool dry_run);
 
 private:
+    struct delivery {  // one queued call to on_change or on_status
+        change changed;
+        std::string status;  // non-empty: a status line, not a change
+    };
+
     void init_callbacks();
     void expiry_loop();
-    void dispatch(const std::vector<change>& changes) noexcept;
-    void notify(const change_callback& callback, const change& c) noexcept;  // fenced: never throws
-    void status(const std::string& text) noexcept;
+    void delivery_loop();
+    void judge_now() const;  // marks overdue heartbeats stale, queues the changes; caller holds mutex_
+    void queue_changes(std::vector<change>&& changes) const;  // caller holds mutex_
+    void status_line(std::string text) noexcept;
+    void start_threads();
 
     scanner_options options_;
     std::vector<topic_scheme> schemes_;
@@ -115,17 +146,27 @@ private:
     std::string marker_topic_;
 
     mutable std::mutex mutex_;
-    std::condition_variable cv_;
-    connection_table table_;
+    mutable std::condition_variable cv_;         // table, sync and connection changes; stop
+    mutable std::condition_variable delivery_cv_;
+    std::condition_variable timer_cv_;           // the expiry timer's sleep; stop
+    std::atomic<int> condition_waiters_{0};      // threads in wait_for(): only then does a message wake cv_
+    mutable connection_table table_;  // mutable: a const snapshot first judges heartbeats at that moment
+    mutable std::deque<delivery> deliveries_;
+    std::uint64_t version_ = 0;  // bumped at every message: wait_for() re-checks its condition
     std::uint64_t marker_sent_ = 0;
     std::uint64_t marker_seen_ = 0;
     std::chrono::steady_clock::time_point last_status_message_{};
     std::chrono::steady_clock::time_point subscribed_at_{};
     bool connected_ = false;
+    std::optional<time_point> connection_since_;
+    sync_state sync_ = sync_state::syncing;
+    std::optional<std::uint64_t> dropped_at_sync_, dropped_now_;  // mosquitto's $SYS drop counter
     bool stopping_ = false;
-    std::shared_ptr<const change_callback> on_change_;  // shared, so a message copies no std::function
+    bool delivering_ = false;
+    change_callback on_change_;
     std::function<void(const std::string&)> on_status_;
     std::thread expiry_;
+    std::thread delivery_;
 };
 
 }  // namespace mqtt_presence

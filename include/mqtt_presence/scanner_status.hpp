@@ -1,0 +1,29 @@
+#pragma once
+// What the scanner says about itself beside the table: its own connection and how complete its sync is. Pure: the
+// renderers show it without knowing about MQTT.
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include <mqtt_presence/status_record.hpp>
+
+namespace mqtt_presence {
+
+/// How far the scanner trusts its table.
+enum class sync_state : std::uint8_t {
+    syncing,     ///< subscribed (or not yet connected); the retained burst is still arriving
+    complete,    ///< the sync marker came back after the burst: every retained status of that moment is in
+    unverified,  ///< a quiet period passed without the marker: the broker may have dropped messages
+};
+[[nodiscard]] std::string_view to_string(sync_state s) noexcept;
+
+/// The scanner's own connection, as every output reports it beside the table.
+struct scanner_status {
+    bool connected = false;
+    std::optional<time_point> since;  ///< when it connected, or when it lost the connection; nullopt: never connected
+    sync_state sync = sync_state::syncing;
+    std::uint64_t broker_dropped = 0;  ///< messages the broker says it dropped since the sync began ($SYS), if known
+};
+
+}  // namespace mqtt_presence
