@@ -149,7 +149,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
     int keepalive = 30;
     app.add_option("-b,--broker", opts.server_uri, "Broker URI")->capture_default_str();
     app.add_option("-h,--host", host, "Broker host (like mosquitto_sub; builds tcp://HOST:PORT)");
-    app.add_option("-p,--port", port, "Broker port (default 1883, 8883 with --cafile)");
+    app.add_option("-p,--port", port, "Broker port (default 1883, 8883 with --cafile)")->check(CLI::Range(1, 65535));
     app.add_option("-t,--topic", topics, "Status topic template, repeatable (default sensors/connected/{client})");
     app.add_option("--convention", conventions, "Preset: sensors, connected, homie, tasmota, esphome, "
                                                 "zigbee2mqtt, sparkplug, smarthome (repeatable)");
@@ -188,7 +188,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
         if (opts.mqtt_version == 3) opts.mqtt_version = 4;
         opts.keepalive = std::chrono::seconds(keepalive);
         if (allow_partial && !once) throw error("--allow-partial goes with --once");
-        if (!host.empty() || port != 0) {
+        if (!host.empty() || app.count("--port") > 0) {
             if (app.count("--broker") > 0) throw error("use either --broker or -h/-p, not both");
             const bool tls = !opts.cafile.empty();
             opts.server_uri = std::string(tls ? "ssl://" : "tcp://") + (host.empty() ? "localhost" : host) + ":" +

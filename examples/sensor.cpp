@@ -18,6 +18,10 @@ namespace {
 
 std::mutex log_mutex;
 
+// One process runs a thread and a Paho client per sensor; past a few thousand Paho C's per-client costs grow faster
+// than linearly (connects time out). Larger fleets: several processes.
+constexpr int max_count = 2000;
+
 void log(const std::string& line) {
     std::lock_guard<std::mutex> lock(log_mutex);
     std::cerr << "mqtt-presence-sensor: " << line << std::endl;
@@ -76,7 +80,9 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     app.add_flag("--insecure", opts.insecure, "Do not verify the server certificate");
     app.add_option("-u,--username", opts.username, "User name");
     app.add_option("--pw-env", pw_env, "Name of the environment variable holding the password");
-    app.add_option("--count", count, "Run N simulated sensors named <name>-000001 ...");
+    app.add_option("--count", count, "Run N simulated sensors named <name>-000001 ... (1-" +
+                                     std::to_string(max_count) + " in one process)")
+        ->check(CLI::Range(1, max_count));
 
     try {
         app.parse(argc, argv);
@@ -90,7 +96,6 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
             if (pw == nullptr) throw mqtt_presence::error("--pw-env " + pw_env + ": that environment variable is not set");
             opts.password = pw;
         }
-        if (count < 0) throw mqtt_presence::error("--count must be >= 1");
         opts.validate();
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? 0 : 2;
@@ -133,6 +138,10 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     } catch (const mqtt_presence::error& e) {
         std::cerr << "mqtt-presence-sensor: " << e.what() << "\n";
         return 2;
+    } catch (const std::system_error& e) {  // out of threads or memory for this many clients
+        std::cerr << "mqtt-presence-sensor: cannot start " << clients.size() + 1 << " clients: " << e.what() << "\n";
+        for (auto& c : clients) c->stop();
+        return 1;
     }
 
     int sig = 0;

@@ -29,10 +29,16 @@ void status_options::validate() const {
     scheme.validate_name(name);
     if (qos < 0 || qos > 2) throw error("status qos " + std::to_string(qos) + " is invalid; use 0, 1 or 2 (1 is usual)");
     if (heartbeat.count() < 0) throw error("heartbeat must not be negative");
+    if (heartbeat > std::chrono::hours(24 * 7))  // what a reader accepts as "hb": at most a week
+        throw error("heartbeat " + std::to_string(heartbeat.count()) + " s is longer than a week (604800 s)");
     if (!meta.empty()) {
         const auto j = nlohmann::json::parse(meta, nullptr, false);
         if (!j.is_object())
             throw error("metadata \"" + detail::printable(meta) + "\" is not a JSON object; write e.g. {\"fw\":\"1.4\"}");
+        for (const auto& [key, value] : j.items())
+            if (is_status_member(key))
+                throw error("metadata member \"" + detail::printable(key) +
+                            "\" is a status member the payload sets itself; choose another name");
     }
 }
 

@@ -37,7 +37,8 @@ void presence_options::validate() const {
         throw error("will_delay needs MQTT 5 (set mqtt_version = 5)");
     if (reconnect_min.count() <= 0 || reconnect_max < reconnect_min)
         throw error("reconnect bounds must satisfy 0 < reconnect_min <= reconnect_max");
-    if (!keyfile.empty() && certfile.empty()) throw error("a key file needs its certificate (certfile)");
+    detail::validate_tls(server_uri, cafile, certfile, keyfile, insecure);
+    if (stop_timeout.count() <= 0) throw error("stop_timeout must be positive");
 }
 
 presence_client::presence_client(presence_options options)

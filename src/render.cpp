@@ -392,38 +392,4 @@ std::string render_change_line(const change& c, time_point now) {
     return line + "\n";
 }
 
-std::chrono::milliseconds parse_duration(std::string_view text) {
-    const auto bad = [&](const std::string& why) {
-        return error("invalid duration \"" + detail::printable(text) + "\": " + why +
-                     "; write e.g. 500ms, 5s, 10m, 2h or 7d");
-    };
-    std::size_t i = 0;
-    unsigned long long value = 0;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-        value = value * 10 + static_cast<unsigned long long>(text[i] - '0');
-        if (value > 1'000'000'000ULL) throw bad("too large");
-        ++i;
-    }
-    if (i == 0) throw bad("it does not start with a number");
-    const auto unit = text.substr(i);
-    const auto v = static_cast<long long>(value);
-    if (unit.empty() || unit == "s") return std::chrono::seconds(v);
-    if (unit == "ms") return std::chrono::milliseconds(v);
-    if (unit == "m") return std::chrono::minutes(v);
-    if (unit == "h") return std::chrono::hours(v);
-    if (unit == "d") return std::chrono::hours(24 * v);
-    throw bad("unknown unit \"" + std::string(unit) + "\"");
-}
-
-std::string format_duration(std::chrono::milliseconds d) {
-    const long long ms = d.count();
-    char buf[32];
-    if (ms < 1000) std::snprintf(buf, sizeof buf, "%lldms", ms);
-    else if (ms < 60'000) std::snprintf(buf, sizeof buf, "%llds", ms / 1000);
-    else if (ms < 3'600'000) std::snprintf(buf, sizeof buf, "%lldm%02llds", ms / 60'000, (ms / 1000) % 60);
-    else if (ms < 86'400'000) std::snprintf(buf, sizeof buf, "%lldh%02lldm", ms / 3'600'000, (ms / 60'000) % 60);
-    else std::snprintf(buf, sizeof buf, "%lldd%02lldh", ms / 86'400'000, (ms / 3'600'000) % 24);
-    return buf;
-}
-
 }  // namespace mqtt_presence

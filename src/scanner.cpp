@@ -28,6 +28,9 @@ void scanner_options::validate() const {
     if (mqtt_version != 4 && mqtt_version != 5)
         throw error("mqtt_version " + std::to_string(mqtt_version) + " is not supported; use 4 (3.1.1) or 5");
     if (topics.size() > 65535) throw error("too many topic templates");
+    if (keepalive.count() < 1 || keepalive.count() > 65535)
+        throw error("keepalive " + std::to_string(keepalive.count()) + " s is outside 1-65535 s");
+    detail::validate_tls(server_uri, cafile, certfile, keyfile, insecure);
 }
 
 std::string_view to_string(sync_state s) noexcept {

@@ -73,6 +73,40 @@ void mark_unreadable(status_record& r, std::string_view payload, std::string why
 // other top-level members are collected into `meta`. No DOM is built for the common payload.
 class status_sax {
 public:
+    // The members of the contract; everything else is metadata. Identified once per key, not per comparison.
+    enum class member_id : std::uint8_t {
+        extra, status, online, state, client, epoch, ts, timestamp, ip, host, hb, reason
+    };
+
+    static member_id identify(std::string_view k) noexcept {
+        switch (k.size()) {  // by length first: one comparison for most keys
+            case 2:
+                if (k == "ts") return member_id::ts;
+                if (k == "ip") return member_id::ip;
+                if (k == "hb") return member_id::hb;
+                break;
+            case 4:
+                if (k == "host") return member_id::host;
+                break;
+            case 5:
+                if (k == "epoch") return member_id::epoch;
+                if (k == "state") return member_id::state;
+                break;
+            case 6:
+                if (k == "status") return member_id::status;
+                if (k == "client") return member_id::client;
+                if (k == "online") return member_id::online;
+                if (k == "reason") return member_id::reason;
+                break;
+            case 9:
+                if (k == "timestamp") return member_id::timestamp;
+                break;
+            default:
+                break;
+        }
+        return member_id::extra;
+    }
+
     using number_integer_t = json::number_integer_t;
     using number_unsigned_t = json::number_unsigned_t;
     using number_float_t = json::number_float_t;
@@ -156,40 +190,6 @@ private:
         auto& slot = parent[nested_key_];
         slot = std::move(value);
         return &slot;
-    }
-
-    // The members of the contract; everything else is metadata. Identified once per key, not per comparison.
-    enum class member_id : std::uint8_t {
-        extra, status, online, state, client, epoch, ts, timestamp, ip, host, hb, reason
-    };
-
-    static member_id identify(std::string_view k) noexcept {
-        switch (k.size()) {  // by length first: one comparison for most keys
-            case 2:
-                if (k == "ts") return member_id::ts;
-                if (k == "ip") return member_id::ip;
-                if (k == "hb") return member_id::hb;
-                break;
-            case 4:
-                if (k == "host") return member_id::host;
-                break;
-            case 5:
-                if (k == "epoch") return member_id::epoch;
-                if (k == "state") return member_id::state;
-                break;
-            case 6:
-                if (k == "status") return member_id::status;
-                if (k == "client") return member_id::client;
-                if (k == "online") return member_id::online;
-                if (k == "reason") return member_id::reason;
-                break;
-            case 9:
-                if (k == "timestamp") return member_id::timestamp;
-                break;
-            default:
-                break;
-        }
-        return member_id::extra;
     }
 
     template <class V>
@@ -514,6 +514,10 @@ std::string encode(const status_record& record, payload_format format) {
         }
     }
     return j.dump();
+}
+
+bool is_status_member(std::string_view name) noexcept {
+    return status_sax::identify(name) != status_sax::member_id::extra;
 }
 
 }  // namespace mqtt_presence

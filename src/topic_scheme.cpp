@@ -90,6 +90,17 @@ void topic_scheme::validate_name(std::string_view client) const {
     if (client.find_first_of("+#/") != std::string_view::npos)
         throw error("client name \"" + detail::printable(client) +
                     "\" contains '+', '#' or '/', which would change the topic's levels" + example);
+    // Control characters (C0, DEL, C1) and the non-characters U+FFFE/U+FFFF: MQTT says a topic should not contain
+    // them and brokers may refuse the topic, which would leave a client reconnecting forever.
+    for (std::size_t i = 0; i < client.size(); ++i) {
+        const auto c = static_cast<unsigned char>(client[i]);
+        const auto next = i + 1 < client.size() ? static_cast<unsigned char>(client[i + 1]) : 0;
+        const auto third = i + 2 < client.size() ? static_cast<unsigned char>(client[i + 2]) : 0;
+        if (c < 0x20 || c == 0x7F || (c == 0xC2 && next >= 0x80 && next <= 0x9F) ||
+            (c == 0xEF && next == 0xBF && (third == 0xBE || third == 0xBF)))
+            throw error("client name \"" + detail::printable(client) +
+                        "\" contains a control character or a non-character" + example);
+    }
     if (prefix_.empty() && client.front() == '$')
         throw error("client name \"" + detail::printable(client) + "\" starts with '$' and is the first level of \"" +
                     template_ + "\": brokers reserve such topics and the '+' filter would not match it" + example);

@@ -1,5 +1,10 @@
 #include "uri.hpp"
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <utility>
+
 #include <mqtt_presence/error.hpp>
 
 #include "text_util.hpp"
@@ -63,6 +68,26 @@ server_uri parse_server_uri(std::string_view uri) {
         out.port = static_cast<int>(value);
     }
     return out;
+}
+
+void validate_tls(std::string_view uri, const std::string& cafile, const std::string& certfile,
+                  const std::string& keyfile, bool insecure) {
+    const auto parsed = parse_server_uri(uri);
+    const bool any = !cafile.empty() || !certfile.empty() || !keyfile.empty() || insecure;
+    if (any && !parsed.tls())
+        throw error("TLS options (cafile, certfile, keyfile, insecure) are set but the broker URI \"" + printable(uri) +
+                    "\" is not TLS; use ssl://" + parsed.host + ":8883 (or mqtts://, wss://)");
+    for (const auto& [what, file] : {std::pair<const char*, const std::string*>{"cafile", &cafile},
+                                     {"certfile", &certfile},
+                                     {"keyfile", &keyfile}}) {
+        if (file->empty()) continue;
+        if (std::FILE* f = std::fopen(file->c_str(), "r")) {
+            std::fclose(f);
+        } else {
+            throw error(std::string(what) + " \"" + printable(*file) + "\" cannot be read: " + std::strerror(errno));
+        }
+    }
+    if (!keyfile.empty() && certfile.empty()) throw error("a key file needs its certificate (certfile)");
 }
 
 }  // namespace mqtt_presence::detail

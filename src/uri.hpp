@@ -18,4 +18,9 @@ struct server_uri {
 /// Throws mqtt_presence::error saying what is wrong, e.g. for "localhost" or "tcp://host:99999".
 [[nodiscard]] server_uri parse_server_uri(std::string_view uri);
 
+/// TLS files and flags make sense only with a TLS URI, and each named file must be readable: throws
+/// mqtt_presence::error naming the option and the file. TLS silently off would send passwords in clear text.
+void validate_tls(std::string_view uri, const std::string& cafile, const std::string& certfile,
+                  const std::string& keyfile, bool insecure);
+
 }  // namespace mqtt_presence::detail

@@ -7,7 +7,10 @@
 
 namespace mqtt_presence {
 
-/// Throws mqtt_presence::error saying what is wrong and how to write it.
+/// The longest duration parse_duration() accepts: 100 years (added to a clock in nanoseconds, more would overflow).
+inline constexpr std::chrono::milliseconds max_duration = std::chrono::hours(24 * 36500);
+
+/// Throws mqtt_presence::error saying what is wrong and how to write it (also beyond max_duration).
 [[nodiscard]] std::chrono::milliseconds parse_duration(std::string_view text);
 /// Short human form: "850ms", "42s", "5m12s", "3h04m", "2d05h".
 [[nodiscard]] std::string format_duration(std::chrono::milliseconds d);

@@ -26,6 +26,8 @@ inline constexpr std::size_t max_raw_copy = 256;
 [[nodiscard]] status_record decode(std::string_view payload) noexcept;
 /// The same into `out` (replacing all of it), reusing its strings' storage: for a loop over many payloads.
 void decode(std::string_view payload, status_record& out) noexcept;
+/// True for a JSON member name the contract gives a meaning (status, epoch, ts, ...): metadata must not use one.
+[[nodiscard]] bool is_status_member(std::string_view name) noexcept;
 
 /// Writes a record in a publisher format. Throws mqtt_presence::error for state unknown (nothing to say) or
 /// for record.meta that is not a JSON object.

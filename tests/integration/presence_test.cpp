@@ -253,7 +253,21 @@ TEST(presence, bad_options_exit_2_with_a_clear_error) {
              {{"--will-delay", "5"}, "needs MQTT 5"},
              {{"--meta", "[1]"}, "not a JSON object"},
              {{"--nosuch"}, "nosuch"},
-             {{"--pw-env", "MQTT_PRESENCE_NO_SUCH_VAR"}, "not set"}}) {
+             {{"--pw-env", "MQTT_PRESENCE_NO_SUCH_VAR"}, "not set"},
+             // TLS asked for, but the URI is clear text: refused, never silently off.
+             {{"--broker", "tcp://127.0.0.1:1", "--cafile", "/etc/hostname"}, "is not TLS"},
+             {{"--broker", "tcp://127.0.0.1:1", "--insecure"}, "is not TLS"},
+             {{"--broker", "ssl://127.0.0.1:1", "--cafile", "/nonexistent/ca.crt"}, "/nonexistent/ca.crt"},
+             {{"--broker", "ssl://127.0.0.1:1", "--cert", "/nonexistent/c.crt"}, "/nonexistent/c.crt"},
+             {{"--meta", R"({"status":2})"}, "status member"},
+             {{"--meta", R"({"epoch":1})"}, "status member"},
+             {{"--count", "0"}, "--count"},
+             {{"--count", "1000000"}, "--count"},
+             {{"--name", "tab\there"}, "control character"},
+             {{"--name", "esc\x1b[2J"}, "control character"},
+             {{"--name", "nonchar\xef\xbf\xbf"}, "non-character"},
+             {{"--heartbeat", "604801"}, "longer than a week"},
+             {{"--keepalive", "0"}, "keepalive"}}) {
         std::vector<std::string> args{SENSOR_BIN};
         args.insert(args.end(), c.args.begin(), c.args.end());
         child sensor(args);

@@ -276,12 +276,32 @@ TEST(scanner, dollar_connected_scheme_is_read) {
 
 TEST(scanner, bad_options_and_unreachable_broker) {
     EXPECT_EQ(run_scanner(1, {"--once"}).code, 4) << "port 1: nothing listens";
-    for (const auto& bad : std::vector<std::vector<std::string>>{
-             {"--format", "xml"}, {"--topic", "a/b"}, {"--convention", "nosuch"}, {"--timeout", "5 parsecs"},
-             {"--purge-older-than", "soon"}, {"--dry-run"}}) {
-        const auto o = run_scanner(1, bad);
-        EXPECT_EQ(o.code, 2) << bad[0] << ": " << o.err;
-        EXPECT_FALSE(o.err.empty());
+    struct bad_case {
+        std::vector<std::string> args;
+        std::string says;
+    };
+    for (const auto& bad : std::vector<bad_case>{
+             {{"--format", "xml"}, "xml"}, {{"--topic", "a/b"}, "{client}"}, {{"--convention", "nosuch"}, "nosuch"},
+             {{"--timeout", "5 parsecs"}, "invalid duration"}, {{"--purge-older-than", "soon"}, "invalid duration"},
+             {{"--dry-run"}, "--dry-run"},
+             // TLS asked for over a clear-text URI, or with a file that is not there: refused, naming it.
+             {{"--cafile", "/etc/hostname"}, "is not TLS"},
+             {{"--broker", "ssl://127.0.0.1:1", "--cafile", "/nonexistent/ca.crt"}, "/nonexistent/ca.crt"},
+             {{"--broker", "ssl://127.0.0.1:1", "--cert", "/nonexistent/c.crt"}, "/nonexistent/c.crt"},
+             {{"-h", "127.0.0.1", "-p", "0"}, "port"},
+             // Durations that would overflow the clock: refused, not wrapped into "a second ago".
+             {{"--purge-older-than", "200000d", "--dry-run"}, "100 years"},
+             {{"--once", "--timeout", "200000d"}, "100 years"},
+             {{"--keepalive", "0"}, "keepalive"},
+             {{"--allow-partial"}, "--once"}}) {
+        std::vector<std::string> argv{SCANNER_BIN};
+        if (std::find(bad.args.begin(), bad.args.end(), "-h") == bad.args.end() &&
+            std::find(bad.args.begin(), bad.args.end(), "--broker") == bad.args.end())
+            argv.insert(argv.end(), {"--broker", broker_uri(1)});
+        argv.insert(argv.end(), bad.args.begin(), bad.args.end());
+        child c(argv);
+        EXPECT_EQ(c.wait_exit(10s), 2) << bad.args[0] << ": " << c.stderr_text();
+        EXPECT_NE(c.stderr_text().find(bad.says), std::string::npos) << bad.args[0] << ": " << c.stderr_text();
     }
     child help({SCANNER_BIN, "--help"});
     EXPECT_EQ(help.wait_exit(5s), 0);

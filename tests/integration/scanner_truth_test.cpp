@@ -1,0 +1,268 @@
+// The scanner never shows a stale, partial or unordered picture as truth: against real mosquitto brokers (the
+// fixture's, and private ones that a test stops, freezes or starts with default limits).
+#include <mqtt_presence/render.hpp>
+#include <mqtt_presence/scanner.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <mqtt/async_client.h>
+#include <nlohmann/json.hpp>
+
+#include "harness.hpp"
+
+using namespace harness;
+using json = nlohmann::json;
+using namespace mqtt_presence;
+
+namespace {
+
+void publish_retained(int port, const std::string& topic, const std::string& payload) {
+    child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-r", "-q", "1", "-t", topic,
+               "-m", payload});
+    ASSERT_EQ(pub.wait_exit(10s), 0) << pub.stderr_text();
+}
+
+struct run_result {
+    int code = -1;
+    std::string out, err;
+};
+
+run_result run_scanner(int port, std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
+    std::vector<std::string> argv{SCANNER_BIN, "--broker", broker_uri(port)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    child c(argv);
+    run_result r;
+    r.code = c.wait_exit(timeout).value_or(-1);
+    r.out = c.stdout_text();
+    r.err = c.stderr_text();
+    return r;
+}
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now().time_since_epoch()).count();
+}
+
+// A private broker for a test that stops, freezes or restarts it.
+class private_broker {
+public:
+    explicit private_broker(const std::string& mode = "start") : dir_(std::string(TEST_TMP_DIR) + "/" + unique_prefix()) {
+        child start({TEST_BROKER_SCRIPT, mode, dir_});
+        if (start.wait_exit(30s) != 0) throw std::runtime_error("private broker did not start: " + start.stderr_text());
+        port_ = broker_port(dir_);
+    }
+    ~private_broker() {
+        child stop({TEST_BROKER_SCRIPT, "stop", dir_});
+        stop.wait_exit(20s);
+    }
+    [[nodiscard]] int port() const { return port_; }
+    [[nodiscard]] pid_t pid() const {
+        std::ifstream in(dir_ + "/pid");
+        pid_t p = 0;
+        in >> p;
+        return p;
+    }
+    void restart() {
+        child restart({TEST_BROKER_SCRIPT, "restart", dir_});
+        ASSERT_EQ(restart.wait_exit(30s), 0) << restart.stderr_text();
+    }
+
+private:
+    std::string dir_;
+    int port_ = 0;
+};
+
+TEST(scanner_truth, an_overdue_heartbeat_read_at_start_up_is_stale_in_every_output) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    // The client promised a heartbeat every 10 s and was last heard of an hour ago: it died while the broker was
+    // down, and its retained "connected" outlived it.
+    publish_retained(port, prefix + "/ghost",
+                     "{\"status\":1,\"hb\":10,\"epoch\":" + std::to_string(now_ms() - 3'600'000) +
+                         ",\"ts\":" + std::to_string(now_ms() - 3'600'000) + "}");
+    const auto topic_args = std::vector<std::string>{"--topic", prefix + "/{client}", "--once"};
+
+    auto args = topic_args;
+    args.insert(args.end(), {"--format", "json"});
+    auto r = run_scanner(port, args);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto j = json::parse(r.out);
+    ASSERT_EQ(j["clients"].size(), 1u);
+    EXPECT_EQ(j["clients"][0]["stale"], true) << r.out;
+    EXPECT_EQ(j["counts"]["stale"], 1);
+
+    args = topic_args;
+    args.insert(args.end(), {"--format", "prometheus"});
+    r = run_scanner(port, args);
+    EXPECT_NE(r.out.find("mqtt_presence_client_up{client=\"ghost\""), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("state=\"connected\"} 0"), std::string::npos) << "not up:\n" << r.out;
+
+    args = topic_args;
+    args.insert(args.end(), {"--require", "ghost"});
+    r = run_scanner(port, args);
+    EXPECT_EQ(r.code, 3) << "a stale client is not what --require asks for\n" << r.err;
+    EXPECT_NE(r.err.find("ghost is stale"), std::string::npos) << r.err;
+}
+
+TEST(scanner_truth, a_resync_removes_statuses_the_broker_lost) {
+    private_broker broker;  // no persistence: a restart loses every retained status
+    publish_retained(broker.port(), "sensors/connected/before", "1");
+    child events({SCANNER_BIN, "--broker", broker_uri(broker.port()), "--events", "--keepalive", "2"});
+    ASSERT_TRUE(events.wait_stdout(contains("\"client\":\"before\""), 10s)) << events.stdout_text();
+    broker.restart();
+    auto removed = events.wait_stdout(contains("\"event\":\"removed\""), 30s);
+    ASSERT_TRUE(removed) << "the row the broker no longer holds stayed:\n" << events.stdout_text() << events.stderr_text();
+    EXPECT_NE(removed->find("\"client\":\"before\""), std::string::npos) << *removed;
+    publish_retained(broker.port(), "sensors/connected/after", "1");
+    EXPECT_TRUE(events.wait_stdout(contains("\"client\":\"after\""), 10s)) << events.stdout_text();
+}
+
+TEST(scanner_truth, the_scanners_own_disconnection_is_visible) {
+    private_broker broker;
+    publish_retained(broker.port(), "sensors/connected/k1", "1");
+    child events({SCANNER_BIN, "--broker", broker_uri(broker.port()), "--events", "--keepalive", "1"});
+    ASSERT_TRUE(events.wait_stdout(contains("\"client\":\"k1\""), 10s)) << events.stdout_text();
+    // A frozen broker: the TCP connection stays open, only the keepalive can tell.
+    ASSERT_EQ(kill(broker.pid(), SIGSTOP), 0);
+    const auto frozen = steady::now();
+    auto lost = events.wait_stdout(contains("\"connected\":false"), 15s);
+    kill(broker.pid(), SIGCONT);
+    ASSERT_TRUE(lost) << "no scanner event while cut off:\n" << events.stdout_text() << events.stderr_text();
+    EXPECT_NE(lost->find("\"event\":\"scanner\""), std::string::npos) << *lost;
+    EXPECT_NE(lost->find("\"since\":\""), std::string::npos) << "says as of when: " << *lost;
+    std::cerr << "cut off noticed after "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - frozen).count()
+              << " ms with --keepalive 1\n";
+    EXPECT_TRUE(events.wait_stderr(contains("connection lost"), 5s)) << events.stderr_text();
+    EXPECT_TRUE(events.wait_stdout(contains("\"connected\":true"), 30s)) << events.stdout_text();
+
+    // The class says so too.
+    scanner_options o;
+    o.server_uri = broker_uri(broker.port());
+    o.keepalive = std::chrono::seconds(1);
+    scanner scan(o);
+    EXPECT_FALSE(scan.status().since) << "never connected: no time";
+    scan.start();
+    ASSERT_TRUE(scan.wait_synced(10s));
+    EXPECT_TRUE(scan.status().connected);
+    EXPECT_EQ(scan.status().sync, sync_state::complete);
+    ASSERT_EQ(kill(broker.pid(), SIGSTOP), 0);
+    const bool noticed = scan.wait_for([&] { return !scan.status().connected; }, 15s);
+    kill(broker.pid(), SIGCONT);
+    ASSERT_TRUE(noticed) << "status() still says connected";
+    EXPECT_TRUE(scan.status().since);
+    EXPECT_EQ(json::parse(render_json([&] {
+                  scan_result r;
+                  r.scanner = scan.status();
+                  return r;
+              }()))["scanner"]["connected"], false);
+    scan.stop();
+}
+
+TEST(scanner_truth, a_partial_snapshot_never_exits_0) {
+    private_broker broker("start-default");  // max_queued_messages 1000, 20 in flight: mosquitto's defaults
+    const auto prefix = unique_prefix();
+    constexpr int clients = 5000;
+    {
+        mqtt::async_client seeder(broker_uri(broker.port()), prefix + "-seeder",
+                                  mqtt::create_options(MQTTVERSION_3_1_1, clients + 10));
+        seeder.connect()->wait();
+        mqtt::delivery_token_ptr last;
+        for (int i = 0; i < clients; ++i) last = seeder.publish(prefix + "/c" + std::to_string(i), "1", 1, true);
+        ASSERT_TRUE(last->wait_for(60s));
+        seeder.disconnect()->wait();
+    }
+    // At QoS 1 the broker queues at most 1,020 of the 5,000 and drops the rest silently.
+    auto r = run_scanner(broker.port(), {"--topic", prefix + "/{client}", "--once", "--format", "json", "-q", "1"});
+    EXPECT_EQ(r.code, 5) << r.err;
+    EXPECT_TRUE(r.out.empty()) << "no table it cannot vouch for: " << r.out.substr(0, 200);
+    EXPECT_NE(r.err.find("max_queued_messages"), std::string::npos) << "names the broker setting: " << r.err;
+
+    r = run_scanner(broker.port(),
+                    {"--topic", prefix + "/{client}", "--once", "--format", "json", "-q", "1", "--allow-partial"});
+    EXPECT_EQ(r.code, 5);
+    const auto j = json::parse(r.out, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << r.out.substr(0, 200);
+    EXPECT_LT(j["clients"].size(), static_cast<std::size_t>(clients)) << "the broker did drop statuses";
+    EXPECT_EQ(j["scanner"]["sync"], "unverified");
+    std::cerr << "QoS 1 on a default mosquitto: " << j["clients"].size() << " of " << clients << " rows, exit 5\n";
+
+    // At QoS 0 a fast reader may get them all: then, and only then, exit 0.
+    r = run_scanner(broker.port(), {"--topic", prefix + "/{client}", "--once", "--format", "json"});
+    if (r.code == 0) EXPECT_EQ(json::parse(r.out)["clients"].size(), static_cast<std::size_t>(clients));
+    else EXPECT_EQ(r.code, 5) << r.err;
+}
+
+TEST(scanner_truth, changes_are_delivered_in_order_one_at_a_time) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    scanner_options o;
+    o.server_uri = broker_uri(port);
+    o.topics = {prefix + "/{client}"};
+    o.expire_interval = std::chrono::milliseconds(5);  // the expiry thread races the message thread all the time
+    scanner scan(o);
+    std::mutex m;
+    std::map<std::string, std::pair<state, bool>> seen;  // per client: state and stale, as the changes told it
+    std::vector<std::string> violations;
+    std::atomic<int> inside{0}, overlaps{0}, delivered{0};
+    scan.on_change([&](const change& c) {
+        if (inside.fetch_add(1) != 0) ++overlaps;
+        {
+            std::lock_guard<std::mutex> lock(m);
+            auto it = seen.find(c.current.client);
+            const bool known = it != seen.end();
+            const auto bad = [&](const std::string& why) {
+                if (violations.size() < 10) violations.push_back(c.current.client + ": " + why);
+            };
+            if (c.kind == change_kind::added && known) bad("added twice");
+            if (c.kind != change_kind::added && !known) bad(std::string(to_string(c.kind)) + " before added");
+            if (known && c.previous && *c.previous != it->second.first) bad("previous state is not the last one told");
+            if (known && c.kind == change_kind::stale && it->second.second) bad("stale after stale");
+            if (known && c.kind == change_kind::fresh && !it->second.second) bad("fresh without stale");
+            seen[c.current.client] = {c.current.status, c.current.stale};
+        }
+        ++delivered;
+        --inside;
+    });
+    scan.start();
+    ASSERT_TRUE(scan.wait_synced(10s));
+
+    // 50 clients with a 1 s heartbeat, each silent for a random 0-6 s between statuses (so they go stale and fresh
+    // again), and 50 others flipping between 1 and 0 as fast as the broker takes them.
+    mqtt::async_client pub(broker_uri(port), prefix + "-pub", mqtt::create_options(MQTTVERSION_3_1_1, 100000));
+    pub.connect()->wait();
+    std::mt19937 rng(7);
+    std::vector<steady::time_point> next(50, steady::now());
+    const auto until = steady::now() + 8s;
+    std::uint64_t flips = 0;
+    while (steady::now() < until) {
+        for (int i = 0; i < 50; ++i) {
+            if (steady::now() < next[static_cast<std::size_t>(i)]) continue;
+            pub.publish(prefix + "/hb" + std::to_string(i),
+                        "{\"status\":1,\"hb\":1,\"epoch\":1,\"ts\":" + std::to_string(now_ms()) + "}", 0, false);
+            next[static_cast<std::size_t>(i)] = steady::now() + std::chrono::milliseconds(rng() % 6000);
+        }
+        for (int k = 0; k < 200; ++k, ++flips)
+            pub.publish(prefix + "/flip" + std::to_string(flips % 50), flips / 50 % 2 ? "1" : "0", 0, false);
+        std::this_thread::sleep_for(2ms);  // pacing the publisher, not a synchronisation
+    }
+    pub.publish(prefix + "/last", "1", 1, false)->wait();
+    ASSERT_TRUE(scan.wait_for([&] { return scan.find("last").has_value() && scan.pending_deliveries() == 0; }, 30s));
+    scan.stop();  // delivers what is queued
+    std::lock_guard<std::mutex> lock(m);
+    std::string why;
+    for (const auto& v : violations) why += v + "\n";
+    EXPECT_TRUE(violations.empty()) << why;
+    EXPECT_EQ(overlaps.load(), 0) << "two change callbacks ran at once";
+    EXPECT_GT(delivered.load(), 1000) << "the stress produced too few changes to mean anything";
+    int went_stale = 0;
+    for (const auto& [name, st] : seen) went_stale += name.rfind("hb", 0) == 0;
+    EXPECT_EQ(went_stale, 50);
+    std::cerr << delivered.load() << " changes from " << flips << " flips and 50 heartbeating clients, in order\n";
+    pub.disconnect()->wait();
+}
+
+}  // namespace
