@@ -5,7 +5,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <condition_variable>
 #include <csignal>
+#include <deque>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -16,16 +22,58 @@
 
 namespace {
 
-std::mutex log_mutex;
+// Lines are written by a thread of their own: the handlers that log run on Paho's thread, which must never wait
+// on a terminal or a pipe.
+class line_writer {
+public:
+    line_writer() : thread_([this] { run(); }) {}
+    ~line_writer() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            done_ = true;
+        }
+        cv_.notify_one();
+        thread_.join();
+    }
+    void write(std::string line) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            lines_.push_back(std::move(line));
+        }
+        cv_.notify_one();
+    }
+
+private:
+    void run() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        for (;;) {
+            cv_.wait(lock, [this] { return done_ || !lines_.empty(); });
+            if (lines_.empty()) return;
+            std::deque<std::string> batch;
+            batch.swap(lines_);
+            lock.unlock();
+            for (const auto& l : batch) std::cerr << "mqtt-presence-sensor: " << l << "\n";
+            std::cerr.flush();
+            lock.lock();
+        }
+    }
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<std::string> lines_;
+    bool done_ = false;
+    std::thread thread_;
+};
 
 // One process runs a thread and a Paho client per sensor; past a few thousand Paho C's per-client costs grow faster
 // than linearly (connects time out). Larger fleets: several processes.
 constexpr int max_count = 2000;
 
-void log(const std::string& line) {
-    std::lock_guard<std::mutex> lock(log_mutex);
-    std::cerr << "mqtt-presence-sensor: " << line << std::endl;
+line_writer& log_writer() {
+    static line_writer writer;
+    return writer;
 }
+
+void log(const std::string& line) { log_writer().write(line); }
 
 std::string numbered(const std::string& base, int i) {
     char buf[16];
@@ -109,7 +157,9 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGUSR1);  // a client stopped itself: its client id is taken
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    log_writer();  // its thread starts with the signals blocked, like every other
 
     std::vector<std::unique_ptr<mqtt_presence::presence_client>> clients;
     try {
@@ -130,6 +180,10 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
             };
             o.on_conflict = [](const std::string& what) { log("name conflict: " + what); };
             o.on_error = [name](const std::string& what) { log(name + ": " + what); };
+            o.on_client_id_conflict = [name](const std::string& what) {
+                log(name + ": client id conflict: " + what);
+                kill(getpid(), SIGUSR1);
+            };
             clients.push_back(std::make_unique<mqtt_presence::presence_client>(std::move(o)));
         }
         for (auto& c : clients) c->start();
@@ -146,10 +200,12 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
 
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    log(std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
-    std::size_t delivered = 0;
-    for (auto& c : clients) delivered += c->stop() ? 1 : 0;
+    log(sig == SIGUSR1 ? std::string("stopping: a client id is used by another process")
+                       : std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    std::vector<mqtt_presence::presence_client*> all;
+    for (auto& c : clients) all.push_back(c.get());
+    const std::size_t delivered = mqtt_presence::stop_all(all);  // in parallel: one stop_timeout for all
     log("stopped: clean \"disconnected\" delivered for " + std::to_string(delivered) + " of " +
         std::to_string(clients.size()));
-    return 0;
+    return sig == SIGUSR1 ? 1 : 0;
 }

@@ -1,10 +1,16 @@
 #include <mqtt_presence/presence_client.hpp>
 
+#include <algorithm>
 #include <random>
 
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/status_codec.hpp>
 
+#include <mqtt_presence/connection_table.hpp>
+
+#include <cstdio>
+
+#include "paho_sockets.hpp"
 #include "paho_util.hpp"
 #include "uri.hpp"
 
@@ -49,6 +55,8 @@ presence_client::presence_client(presence_options options)
     client_->set_connected_handler([this](const std::string& cause) { on_connected(cause); });
     client_->set_connection_lost_handler([this](const std::string& cause) { on_lost(cause); });
     client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
+    // Only 3.1.1 needs the socket: to end a connection without DISCONNECT when the clean stop failed.
+    if (options_.mqtt_version != 5) detail::track_paho_sockets();
 }
 
 presence_client::~presence_client() noexcept {
@@ -79,25 +87,68 @@ bool presence_client::conflict_detected() const noexcept {
 }
 
 void presence_client::report_error(const std::string& what) noexcept {
-    if (!options_.on_error) return;
+    if (options_.on_error) {
+        try {
+            options_.on_error(what);
+        } catch (...) {
+        }
+        return;
+    }
+    // Nobody handles errors: the worker writes them to stderr (this may be Paho's thread: never write here).
     try {
-        options_.on_error(what);
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (unhandled_errors_.size() < 100) unhandled_errors_.push_back(what);
     } catch (...) {
     }
+    wake_.notify_all();
 }
 
+namespace {
+// At most one line a second; the rest are counted into the next line.
+void write_errors(const std::string& topic, std::vector<std::string>& errors) {
+    static std::mutex m;
+    static auto last = std::chrono::steady_clock::time_point{};
+    static std::size_t suppressed = 0;
+    std::lock_guard<std::mutex> lock(m);
+    const auto now = std::chrono::steady_clock::now();
+    if (errors.empty()) return;
+    if (now - last < std::chrono::seconds(1)) {
+        suppressed += errors.size();
+    } else {
+        std::fprintf(stderr, "mqtt-presence: %s: %s", topic.c_str(), errors.front().c_str());
+        if (errors.size() - 1 + suppressed > 0)
+            std::fprintf(stderr, " (and %zu more errors)", errors.size() - 1 + suppressed);
+        std::fputc('\n', stderr);
+        suppressed = 0;
+        last = now;
+    }
+    errors.clear();
+}
+}  // namespace
+
 // The worker thread: connects, waits for a loss, backs off with jitter, reconnects with a fresh epoch and will.
-// Also drives the heartbeat. It is the only place that waits on Paho tokens (never a Paho callback).
+// Also drives the heartbeat and writes unhandled errors. It is the only place that waits on Paho tokens (never a
+// Paho callback).
 void presence_client::run() {
     std::mt19937_64 rng(std::random_device{}());
     auto backoff = options_.reconnect_min;
-    // Two live processes with one client id make the broker drop each in turn: sessions that end within seconds,
-    // again and again. Report it once; the backoff keeps the loop slow.
+    // Two live processes with one client id make the broker drop each in turn: sessions that end within seconds.
+    // The newcomer (no long session yet) stops; the incumbent reports it once. The backoff keeps the loop slow.
     int short_sessions = 0;
+    bool had_long_session = false;
     bool takeover_reported = false;
+    std::vector<std::string> errors;
+    const auto flush_errors = [&](std::unique_lock<std::mutex>& lock) {
+        if (unhandled_errors_.empty()) return;
+        errors.swap(unhandled_errors_);
+        lock.unlock();
+        write_errors(announcer_.topic(), errors);
+        lock.lock();
+    };
     for (;;) {
         {
-            std::lock_guard<std::mutex> lock(mutex_);
+            std::unique_lock<std::mutex> lock(mutex_);
+            flush_errors(lock);
             if (stopping_) return;
             lost_ = false;
         }
@@ -105,30 +156,56 @@ void presence_client::run() {
             const auto session_start = std::chrono::steady_clock::now();
             std::unique_lock<std::mutex> lock(mutex_);
             const auto hb = options_.status.heartbeat;
+            auto next_beat = session_start + hb;
             while (!stopping_ && !lost_) {
+                flush_errors(lock);
+                const auto woken = [this] { return stopping_ || lost_ || !unhandled_errors_.empty(); };
                 if (hb.count() > 0) {
-                    if (!wake_.wait_for(lock, hb, [this] { return stopping_ || lost_; })) {
+                    if (!wake_.wait_until(lock, next_beat, woken)) {
+                        next_beat += hb;
                         lock.unlock();
                         publish_connected();
                         lock.lock();
                     }
                 } else {
-                    wake_.wait(lock, [this] { return stopping_ || lost_; });
+                    wake_.wait(lock, woken);
                 }
             }
             if (stopping_) return;
             lock.unlock();
-            if (std::chrono::steady_clock::now() - session_start < std::chrono::seconds(5)) {
+            const bool short_session = std::chrono::steady_clock::now() - session_start < std::chrono::seconds(3);
+            if (short_session) {
                 ++short_sessions;
             } else {
                 short_sessions = 0;
+                had_long_session = true;
                 backoff = options_.reconnect_min;
+            }
+            const auto id = client_->get_client_id();
+            if (!had_long_session && options_.stop_on_client_id_conflict &&
+                short_sessions >= 2) {
+                const auto description =
+                    "another client connected with the client id \"" + id + "\" (" + std::to_string(short_sessions) +
+                    " sessions in a row ended within seconds of connecting); this client, the newcomer, stops "
+                    "(give each process its own client id)";
+                {
+                    std::lock_guard<std::mutex> guard(mutex_);
+                    client_id_conflict_ = true;
+                }
+                if (options_.on_client_id_conflict)
+                    fenced(options_.on_error, "on_client_id_conflict",
+                           [&] { options_.on_client_id_conflict(description); });
+                else
+                    report_error(description);
+                std::unique_lock<std::mutex> flush(mutex_);
+                flush_errors(flush);
+                return;
             }
             if (short_sessions >= 3 && !takeover_reported) {
                 takeover_reported = true;
                 report_error("the connection was lost " + std::to_string(short_sessions) +
                              " times within seconds of connecting: another client probably uses the client id \"" +
-                             client_->get_client_id() + "\" (give each process its own --client-id)");
+                             id + "\" (give each process its own --client-id)");
             }
         }
         // Full jitter: a random wait in [backoff/2, backoff], so a fleet does not reconnect in lockstep.
@@ -188,14 +265,28 @@ void presence_client::publish_connected() noexcept {
 }
 
 void presence_client::on_connected(const std::string&) noexcept {
+    std::vector<std::pair<std::string, int>> subscriptions;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         connected_ = true;
+        conflict_ = false;  // a new connection looks again: the other publisher may be gone
+        try {
+            subscriptions = options_.subscriptions;
+        } catch (...) {
+        }
     }
     try {
         client_->subscribe(announcer_.topic(), options_.status.qos);  // self-heal watches our own status
     } catch (const std::exception& e) {
         report_error(std::string("subscribing to the status topic failed: ") + e.what());
+    }
+    // The session is clean: the app's subscriptions are made again at every connect.
+    for (const auto& [filter, qos] : subscriptions) {
+        try {
+            client_->subscribe(filter, qos);
+        } catch (const std::exception& e) {
+            report_error("subscribing to " + filter + " failed: " + e.what());
+        }
     }
     publish_connected();
     wake_.notify_all();
@@ -205,6 +296,7 @@ void presence_client::on_connected(const std::string&) noexcept {
 void presence_client::on_lost(const std::string& cause) noexcept {
     {
         std::lock_guard<std::mutex> lock(mutex_);
+        if (!connected_) return;  // already told
         connected_ = false;
         lost_ = true;
     }
@@ -221,20 +313,32 @@ void presence_client::on_message(mqtt::const_message_ptr msg) noexcept {
     }
     const auto record = decode(msg->get_payload_str());
     const auto mine = announcer_.epoch();
+    // An epoch beyond our clock plus the skew the scanner allows is forged (or a broken clock): never a reason to
+    // keep quiet.
+    const auto horizon = std::chrono::duration_cast<std::chrono::milliseconds>(
+        (clock::now() + connection_table::default_max_clock_skew).time_since_epoch());
+    const bool forged = record.epoch && *record.epoch > static_cast<std::uint64_t>(horizon.count());
+    const bool newer_live = record.status == state::connected && record.epoch && *record.epoch > mine && !forged;
     bool heal = false;
     std::function<void(const std::string&)> report;
     std::string description;
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (stopping_ || conflict_ || !connected_) return;
-        if (record.status == state::connected && record.epoch && *record.epoch > mine) {
-            conflict_ = true;  // another live process uses this name: report once, stop fighting
-            description = "another client publishes \"" + options_.status.name + "\" on " + announcer_.topic() +
-                          " with a newer epoch (" + std::to_string(*record.epoch) + " > " + std::to_string(mine) +
-                          "); this client stops republishing its status";
-            report = options_.on_conflict;
-        } else if (record.status != state::connected || (record.epoch && *record.epoch < mine) || record.cleared) {
-            heal = true;  // a late will, an older epoch, a cleared or unreadable status while we are up
+        if (stopping_ || !connected_) return;
+        if (newer_live) {
+            if (!conflict_) {  // another live process uses this name: report, keep quiet while it lives
+                conflict_ = true;
+                description = "another client publishes \"" + options_.status.name + "\" on " + announcer_.topic() +
+                              " with a newer epoch (" + std::to_string(*record.epoch) + " > " + std::to_string(mine) +
+                              "); this client stops republishing its status until that one goes away";
+                report = options_.on_conflict;
+            }
+        } else if (record.status != state::connected || record.cleared || forged ||
+                   (record.epoch && *record.epoch < mine)) {
+            // A late will, an older epoch, a cleared, unreadable or forged status while we are up; or, in a
+            // conflict, the other publisher's status went away: say "connected" again.
+            conflict_ = false;
+            heal = true;
         }
     }
     if (!description.empty()) {
@@ -245,31 +349,114 @@ void presence_client::on_message(mqtt::const_message_ptr msg) noexcept {
 }
 
 bool presence_client::stop() noexcept {
+    const auto deadline = std::chrono::steady_clock::now() + options_.stop_timeout;
+    begin_stop();
+    return finish_stop(deadline);
+}
+
+void presence_client::request_stop() noexcept {
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (!running_) return true;
-        running_ = false;
+        if (!running_) return;
         stopping_ = true;
     }
     wake_.notify_all();
+}
+
+void presence_client::begin_stop() noexcept {
+    request_stop();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!running_) return;
+        running_ = false;
+    }
     if (worker_.joinable()) worker_.join();
-    bool delivered = false;
     try {
-        if (client_->is_connected()) {
-            auto token = client_->publish(mqtt::message::create(
+        if (client_->is_connected() && !stopped_by_client_id_conflict())
+            stop_token_ = client_->publish(mqtt::message::create(
                 announcer_.topic(), announcer_.payload(state::disconnected, "clean"), options_.status.qos, true));
-            delivered = token->wait_for(options_.stop_timeout);
-        }
     } catch (const std::exception& e) {
         report_error(std::string("publishing the clean \"disconnected\" failed: ") + e.what());
     }
+}
+
+bool presence_client::finish_stop(std::chrono::steady_clock::time_point deadline) noexcept {
+    const auto left = [&] {
+        return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                           deadline - std::chrono::steady_clock::now()));
+    };
+    // The end of the connection needs a moment of the budget too: Paho must send the DISCONNECT (MQTT 5: reason
+    // 0x04) before the client is destroyed, or its destructor sends a plain one that drops the will.
+    const auto total = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto reserve = std::clamp(total / 4, std::chrono::milliseconds(0), std::chrono::milliseconds(500));
+    bool delivered = false;
     try {
-        client_->disconnect()->wait_for(options_.stop_timeout);
-    } catch (...) {
-        // not connected: nothing to disconnect
+        if (stop_token_) delivered = stop_token_->wait_for(std::max(std::chrono::milliseconds(0), left() - reserve));
+    } catch (const std::exception& e) {
+        report_error(std::string("the clean \"disconnected\" was refused: ") + e.what());
     }
+    const bool attempted = stop_token_ != nullptr;
+    stop_token_.reset();
+    try {
+        if (client_->is_connected()) {
+            if (delivered || !attempted) {
+                client_->disconnect(0)->wait_for(left());
+            } else if (options_.mqtt_version == 5) {
+                // Not acknowledged: disconnect with reason 0x04, so that the broker still publishes the will.
+                client_->disconnect(detail::disconnect_keeping_will())->wait_for(left());
+            } else if (!detail::drop_connection(client_->get_client_id(),
+                                                detail::parse_server_uri(options_.server_uri).port)) {
+                // 3.1.1 has no "disconnect with will": only a connection that ends without DISCONNECT keeps it.
+                report_error("the clean \"disconnected\" was not acknowledged and the connection could not be "
+                             "ended without DISCONNECT; the broker drops the will");
+                client_->disconnect(0)->wait_for(left());
+            }
+        }
+    } catch (...) {
+        // not connected (any more): nothing to disconnect
+    }
+    std::vector<std::string> errors;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        connected_ = false;
+        errors.swap(unhandled_errors_);
+    }
+    write_errors(announcer_.topic(), errors);  // the owner's thread: writing is fine here
+    return delivered;
+}
+
+void presence_client::subscribe(const std::string& filter, int qos) {
+    bool now = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        options_.subscriptions.emplace_back(filter, qos);
+        now = connected_;
+    }
+    if (now) {
+        try {
+            client_->subscribe(filter, qos);
+        } catch (const mqtt::exception& e) {
+            throw error("subscribing to " + filter + " failed: " + e.what());
+        }
+    }
+}
+
+bool presence_client::stopped_by_client_id_conflict() const noexcept {
     std::lock_guard<std::mutex> lock(mutex_);
-    connected_ = false;
+    return client_id_conflict_;
+}
+
+std::size_t stop_all(const std::vector<presence_client*>& clients) noexcept {
+    // Every reconnect loop ends at once, every clean "disconnected" is sent, then all are awaited together.
+    auto longest = std::chrono::milliseconds(0);
+    for (auto* c : clients) {
+        c->request_stop();
+        longest = std::max(longest, c->options_.stop_timeout);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + longest;
+    for (auto* c : clients) c->begin_stop();
+    std::size_t delivered = 0;
+    for (auto* c : clients) delivered += c->finish_stop(deadline) ? 1 : 0;
     return delivered;
 }
 

@@ -10,8 +10,21 @@
 //
 // Lifecycle (DESIGN.md): a fresh epoch and will at every CONNECT; its own reconnect loop with backoff and jitter
 // (not Paho's automatic reconnect, which would reuse the first will); self-heal: it watches its own status topic
-// and republishes "connected" when it sees a "disconnected" or an older epoch while connected; a newer epoch from
-// another process is a name conflict, reported once, after which this client stops fighting.
+// and republishes "connected" when it sees a "disconnected" or an older epoch while connected. A newer epoch from
+// another process is a name conflict: reported, and this client keeps quiet until that status goes away (the other
+// process stopped or died: it republishes) or it reconnects. An epoch beyond the clock skew is forged, not a
+// conflict: it heals. The app's subscriptions (`subscriptions`, or subscribe()) are made again at every connect.
+//
+// Stopping: "disconnected" (reason clean) is published and its acknowledgement awaited, all within stop_timeout.
+// If it is not acknowledged, the will must survive: MQTT 5 disconnects with reason 0x04 (disconnect with will
+// message); MQTT 3.1.1 ends the TCP connection without a DISCONNECT packet. For that, the library learns Paho's
+// socket from Paho C's protocol trace: a process with a 3.1.1 presence_client has Paho's trace callback set.
+// stop_all() stops many clients in parallel, bounded by one stop_timeout.
+//
+// Client ids: two processes with one client id make the broker drop each in turn. When this client's first two
+// sessions each end within 3 s of connecting, it is the newcomer: it stops, and on_client_id_conflict says why
+// (unless stop_on_client_id_conflict is false). A client that had a longer session first (the incumbent) goes on
+// and reports it after three short sessions.
 //
 // Threads: the handlers in presence_options run on Paho's callback thread; they must not block (never wait on a
 // token there). Exceptions they throw are caught and reported through on_error. start()/stop() are for the owner's
@@ -25,6 +38,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <mqtt/async_client.h>
 
@@ -43,6 +58,10 @@ struct presence_options {
     std::chrono::milliseconds reconnect_max{30'000};
     std::chrono::milliseconds stop_timeout{2'000};  ///< bound on the clean stop
     std::chrono::seconds connect_timeout{10};
+    /// Subscriptions of the app, made again at every (re)connect (the session is clean). subscribe() adds to them.
+    std::vector<std::pair<std::string, int>> subscriptions;
+    /// The newcomer of two processes that share a client id stops instead of taking turns with the other.
+    bool stop_on_client_id_conflict = true;
     // TLS (used when server_uri is ssl:// or mqtts://) and authentication, passed through to Paho.
     std::string username;
     std::string password;
@@ -59,7 +78,11 @@ struct presence_options {
     std::function<void(const std::string& cause)> on_connection_lost;
     /// Another process publishes this name with a newer epoch. Called once. Paho's thread.
     std::function<void(const std::string& description)> on_conflict;
-    /// Errors that have no caller to throw to (failed publish, exceptions from the handlers above).
+    /// This client stopped because another process uses its client id (see stop_on_client_id_conflict). Called
+    /// once, on the client's own thread.
+    std::function<void(const std::string& description)> on_client_id_conflict;
+    /// Errors that have no caller to throw to (failed publish, exceptions from the handlers above). Without it,
+    /// they go to stderr (at most one line a second, from the client's own thread, never Paho's).
     std::function<void(const std::string& message)> on_error;
 
     /// Throws mqtt_presence::error naming the bad field and value.
@@ -79,9 +102,17 @@ public:
     void start();
     /// Waits until connected and "connected" is published; false on timeout.
     bool wait_connected(std::chrono::milliseconds timeout);
-    /// The clean stop: "disconnected" (reason clean), wait for its acknowledgement (bounded), disconnect.
-    /// Idempotent. Returns false when the status could not be delivered.
+    /// The clean stop: "disconnected" (reason clean), wait for its acknowledgement, disconnect; at most
+    /// stop_timeout in all. Idempotent. Returns false when the status could not be delivered (the will is kept).
     bool stop() noexcept;
+    /// stop() in two halves, for stopping many clients at once (stop_all): begin_stop() ends the reconnect loop and
+    /// queues the clean "disconnected"; finish_stop() waits for it until `deadline`, then ends the connection.
+    void begin_stop() noexcept;
+    bool finish_stop(std::chrono::steady_clock::time_point deadline) noexcept;
+    /// Subscribes now (if connected) and after every reconnect. Messages go to on_message.
+    void subscribe(const std::string& filter, int qos = 1);
+    /// True once this client stopped because another process uses its client id.
+    [[nodiscard]] bool stopped_by_client_id_conflict() const noexcept;
 
     [[nodiscard]] bool connected() const noexcept;
     [[nodiscard]] std::uint64_t epoch() const noexcept { return announcer_.epoch(); }
@@ -91,6 +122,8 @@ public:
     [[nodiscard]] mqtt::async_client& mqtt() noexcept { return *client_; }
 
 private:
+    friend std::size_t stop_all(const std::vector<presence_client*>& clients) noexcept;
+    void request_stop() noexcept;
     void run();
     bool connect_once();
     void on_connected(const std::string& cause) noexcept;
@@ -110,7 +143,14 @@ private:
     bool connected_ = false;
     bool lost_ = false;
     bool conflict_ = false;
+    bool client_id_conflict_ = false;
+    std::vector<std::string> unhandled_errors_;  // for stderr, written by the worker (no on_error set)
+    mqtt::delivery_token_ptr stop_token_;
     std::thread worker_;
 };
+
+/// Stops every client in parallel: the clean "disconnected" of all of them is sent first, then awaited until one
+/// deadline (the largest stop_timeout). Returns how many were delivered.
+std::size_t stop_all(const std::vector<presence_client*>& clients) noexcept;
 
 }  // namespace mqtt_presence

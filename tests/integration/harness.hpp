@@ -223,3 +223,98 @@ inline std::function<bool(const std::string&)> contains(std::string v) {
 }
 
 }  // namespace harness
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+namespace harness {
+
+/// A TCP proxy on a free loopback port in front of a broker. hold() keeps what the client sends (as a frozen
+/// network would) until release(); the broker's side is untouched, so it never sees an error of its own.
+class tcp_proxy {
+public:
+    explicit tcp_proxy(int upstream_port) : upstream_port_(upstream_port) {
+        listen_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_, 4) != 0)
+            throw std::runtime_error("proxy: cannot listen");
+        socklen_t len = sizeof a;
+        getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len);
+        port_ = ntohs(a.sin_port);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~tcp_proxy() {
+        stop_ = true;
+        thread_.join();
+        close(listen_);
+    }
+    [[nodiscard]] int port() const { return port_; }
+    void hold() { held_ = true; }
+    void release() { held_ = false; }
+    /// The client closed its side (seen while holding or not).
+    [[nodiscard]] bool client_closed() const { return client_closed_; }
+
+private:
+    void run() {
+        int client = -1, upstream = -1;
+        std::string pending;  // client bytes held back
+        bool upstream_shut = false;
+        while (!stop_) {
+            std::vector<pollfd> fds{{listen_, POLLIN, 0}};
+            if (client >= 0) fds.push_back({client, POLLIN, 0});
+            if (upstream >= 0) fds.push_back({upstream, POLLIN, 0});
+            poll(fds.data(), fds.size(), 20);
+            if (fds[0].revents & POLLIN) {
+                const int c = accept(listen_, nullptr, nullptr);
+                if (client >= 0) { close(c); } else {
+                    client = c;
+                    upstream = socket(AF_INET, SOCK_STREAM, 0);
+                    sockaddr_in a{};
+                    a.sin_family = AF_INET;
+                    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                    a.sin_port = htons(static_cast<uint16_t>(upstream_port_));
+                    if (connect(upstream, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) { close(client); client = -1; }
+                }
+            }
+            char buf[65536];
+            for (std::size_t i = 1; i < fds.size(); ++i) {
+                if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                const auto n = read(fds[i].fd, buf, sizeof buf);
+                if (fds[i].fd == client) {
+                    if (n <= 0) { client_closed_ = true; close(client); client = -1; }
+                    else pending.append(buf, static_cast<std::size_t>(n));
+                } else if (fds[i].fd == upstream) {
+                    if (n <= 0) { close(upstream); upstream = -1; if (client >= 0) { close(client); client = -1; } }
+                    else if (client >= 0 && write(client, buf, static_cast<std::size_t>(n)) < 0) { /* client gone */ }
+                }
+            }
+            if (!held_ && upstream >= 0) {
+                if (!pending.empty()) {
+                    const auto w = write(upstream, pending.data(), pending.size());
+                    if (w > 0) pending.erase(0, static_cast<std::size_t>(w));
+                }
+                if (pending.empty() && client_closed_ && !upstream_shut) {
+                    shutdown(upstream, SHUT_WR);  // what the client did, in order, after its bytes
+                    upstream_shut = true;
+                }
+            }
+        }
+        if (client >= 0) close(client);
+        if (upstream >= 0) close(upstream);
+    }
+
+    int upstream_port_;
+    int listen_ = -1;
+    int port_ = 0;
+    std::atomic<bool> stop_{false}, held_{false}, client_closed_{false};
+    std::thread thread_;
+};
+
+}  // namespace harness

@@ -355,14 +355,12 @@ TEST(scanner, class_with_a_borrowed_client) {
     ASSERT_EQ(would.size(), 1u);
     auto cleared = scan.purge([](const mqtt_presence::client_status& c) { return c.client == "b"; }, false);
     ASSERT_EQ(cleared.size(), 1u);
-    const auto deadline = steady::now() + 10s;
-    while (scan.snapshot().size() != 1u && steady::now() < deadline) scan.wait_synced(100ms);
-    EXPECT_EQ(scan.snapshot().size(), 1u) << "the cleared status must leave the table";
+    EXPECT_TRUE(scan.wait_for([&] { return scan.snapshot().size() == 1u; }, 10s))
+        << "the cleared status must leave the table";
     EXPECT_EQ(once_json(port, {"--topic", prefix + "/{client}"})["clients"].size(), 1u);
     app.subscribe(prefix + "-own/x", 0)->wait();
     app.publish(prefix + "-own/x", "hello", 0, false)->wait();
-    const auto until = steady::now() + 10s;
-    while (other.load() == 0 && steady::now() < until) scan.wait_synced(50ms);
+    EXPECT_TRUE(scan.wait_for([&] { return other.load() > 0; }, 10s)) << "the app's own message never came";
     EXPECT_EQ(other.load(), 1) << "messages that are not statuses stay the app's";
     scan.stop();
     app.disconnect()->wait();
