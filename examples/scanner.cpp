@@ -271,7 +271,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
 
         if (!purge_text.empty() || purge_all) {
             const auto cutoff = clock::now() - purge_age;
-            auto picked = scan.purge(
+            auto purged = scan.purge(
                 [&](const client_status& c) {
                     if (c.status == state::connected) return false;
                     if (purge_all) return true;
@@ -279,15 +279,22 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
                     return c.since && *c.since < cutoff;
                 },
                 dry_run);
-            const auto r = result_of(scan, std::move(picked));
+            // Only what the broker verifiably cleared is reported as cleared; the rest is named, exit 1.
+            for (const auto& row : purged.refused)
+                std::cerr << "mqtt-presence-scanner: not cleared (the broker refused the write, or the client "
+                             "published again): " << terminal_safe(scan.topic_of(row)) << "\n";
+            const int rc = purged.refused.empty() ? 0 : 1;
+            const auto r = result_of(scan, std::move(purged.cleared));
             if (format != "table") {
                 std::cout << render_snapshot(r, machine_format(format));
-                return 0;
+                return rc;
             }
             for (const auto& topic : r.topics) std::cout << (dry_run ? "would clear " : "cleared ") << terminal_safe(topic) << "\n";
             std::cerr << (dry_run ? "dry run: " : "") << r.clients.size() << " retained status(es) "
-                      << (dry_run ? "would be cleared" : "cleared") << "\n";
-            return 0;
+                      << (dry_run ? "would be cleared" : "cleared")
+                      << (purged.refused.empty() ? "" : ", " + std::to_string(purged.refused.size()) + " not cleared")
+                      << "\n";
+            return rc;
         }
 
         if (once) {
@@ -300,8 +307,10 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a required client is not c
                           << " during the sync; no table printed\n";
                 rc = 4;
             } else if (!synced) {
-                std::cerr << "mqtt-presence-scanner: sync not complete after " << timeout_text
-                          << " (" << scan.stats().messages << " statuses read); the table would be partial\n";
+                std::cerr << "mqtt-presence-scanner: sync not complete after " << timeout_text << " ("
+                          << scan.stats().messages << " statuses read); the table would be partial (a longer "
+                          << "--timeout for a large fleet; a broker that drops messages, e.g. mosquitto below its "
+                          << "max_queued_messages, never completes it)\n";
                 rc = 5;
             } else if (st.sync != sync_state::complete) {
                 std::cerr << "mqtt-presence-scanner: the sync is not verified: "

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <random>
 
 #include <mqtt_presence/error.hpp>
@@ -43,6 +44,24 @@ std::string_view to_string(sync_state s) noexcept {
 }
 
 namespace {
+// An error nobody handles (no on_status): stderr, at most one line a second, from the delivery thread.
+void write_error(const std::string& text) noexcept {
+    static std::mutex m;  // one limit for every scanner of the process
+    std::lock_guard<std::mutex> lock(m);
+    static auto last = std::chrono::steady_clock::time_point{};
+    static std::size_t suppressed = 0;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last < std::chrono::seconds(1)) {
+        ++suppressed;
+        return;
+    }
+    std::fprintf(stderr, "mqtt-presence scanner: %s", text.c_str());
+    if (suppressed > 0) std::fprintf(stderr, " (and %zu more errors)", suppressed);
+    std::fputc('\n', stderr);
+    suppressed = 0;
+    last = now;
+}
+
 // mosquitto's count of messages it dropped (max_queued_messages and friends), retained and updated every
 // sys_interval: read when a sync begins and watched after, so that a drop the broker admits to is not hidden.
 constexpr const char* dropped_topic = "$SYS/broker/publish/messages/dropped";
@@ -76,8 +95,8 @@ void scanner::start_threads() {
 
 void scanner::init_callbacks() {
     owned_->set_connected_handler([this](const std::string&) {
+        on_connected();  // first: whoever reads the status line finds status() already connected
         status_line("connected to " + options_.server_uri);
-        on_connected();
     });
     owned_->set_connection_lost_handler([this](const std::string& cause) { on_connection_lost(cause); });
     owned_->set_message_callback([this](mqtt::const_message_ptr msg) { handle_message(msg); });
@@ -145,7 +164,7 @@ void scanner::on_connected() noexcept {
         client_->subscribe(marker_topic_, options_.qos);
         client_->publish(mqtt::message::create(marker_topic_, std::to_string(marker), options_.qos, false));
     } catch (const std::exception& e) {
-        status_line(std::string("subscribe failed: ") + e.what());
+        status_line(std::string("subscribe failed: ") + e.what(), true);
     }
     cv_.notify_all();
 }
@@ -168,9 +187,20 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
     try {
         const auto& topic = msg->get_topic();
         if (topic == marker_topic_) {
+            const auto& payload = msg->get_payload_str();
+            if (payload.rfind("purge-", 0) == 0) {
+                {
+                    std::lock_guard<std::mutex> lock(mutex_);
+                    purge_marker_seen_ = std::max<std::uint64_t>(purge_marker_seen_,
+                                                                 std::strtoull(payload.c_str() + 6, nullptr, 10));
+                    ++version_;
+                }
+                cv_.notify_all();
+                return true;
+            }
             {
                 std::lock_guard<std::mutex> lock(mutex_);
-                const auto seq = std::strtoull(msg->get_payload_str().c_str(), nullptr, 10);
+                const auto seq = std::strtoull(payload.c_str(), nullptr, 10);
                 if (seq > marker_seen_) marker_seen_ = seq;
                 if (seq == marker_sent_ && sync_ != sync_state::complete && connected_) {
                     const bool drops = dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_;
@@ -221,7 +251,7 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
             return true;
         }
     } catch (const std::exception& e) {
-        status_line(std::string("message handling failed: ") + e.what());
+        status_line(std::string("message handling failed: ") + e.what(), true);
     }
     return false;
 }
@@ -234,12 +264,12 @@ void scanner::queue_changes(std::vector<change>&& changes) const {
 
 void scanner::judge_now() const { queue_changes(table_.expire(clock::now())); }
 
-void scanner::status_line(std::string text) noexcept {
+void scanner::status_line(std::string text, bool is_error) noexcept {
     try {
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            if (!on_status_) return;
-            deliveries_.push_back(delivery{change{}, std::move(text)});
+            if (!on_status_ && !is_error) return;  // errors nobody handles still go to stderr
+            deliveries_.push_back(delivery{change{}, std::move(text), is_error});
         }
         delivery_cv_.notify_one();
     } catch (...) {
@@ -263,13 +293,17 @@ void scanner::delivery_loop() {
             try {
                 if (!d.status.empty()) {
                     if (on_status) on_status(d.status);
+                    else write_error(d.status);
                 } else if (on_change) {
                     on_change(d.changed);
                 }
             } catch (const std::exception& e) {
-                if (on_status) try { on_status(std::string("change callback threw: ") + e.what()); } catch (...) {}
+                const auto text = std::string("change callback threw: ") + e.what();
+                if (on_status) try { on_status(text); } catch (...) {}
+                else write_error(text);
             } catch (...) {
                 if (on_status) try { on_status("change callback threw a non-standard exception"); } catch (...) {}
+                else write_error("change callback threw a non-standard exception");
             }
         }
         lock.lock();
@@ -406,22 +440,42 @@ std::string scanner::topic_of(const client_status& row) const {
     }
 }
 
-std::vector<client_status> scanner::purge(const std::function<bool(const client_status&)>& select, bool dry_run) {
-    std::vector<client_status> chosen;
+scanner::purge_result scanner::purge(const std::function<bool(const client_status&)>& select, bool dry_run) {
+    purge_result result;
     for (auto& row : snapshot())
-        if (select(row)) chosen.push_back(std::move(row));
-    if (dry_run) return chosen;
-    std::vector<mqtt::delivery_token_ptr> tokens;
+        if (select(row)) result.cleared.push_back(std::move(row));
+    if (dry_run || result.cleared.empty()) return result;
+    std::uint64_t marker = 0;
     try {
-        for (const auto& row : chosen) {
+        std::vector<mqtt::delivery_token_ptr> tokens;
+        for (const auto& row : result.cleared) {
             const auto topic = topic_of(row);
             if (!topic.empty()) tokens.push_back(client_->publish(mqtt::message::create(topic, "", 0, 1, true)));
         }
         for (auto& t : tokens) t->wait_for(std::chrono::seconds(10));
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            marker = ++purge_marker_sent_;
+        }
+        client_->publish(mqtt::message::create(marker_topic_, "purge-" + std::to_string(marker), options_.qos, false));
     } catch (const mqtt::exception& e) {
         throw error(std::string("purge failed: ") + e.what());
     }
-    return chosen;
+    // The broker forwards every clear it accepted before the marker: then the table says what is gone.
+    if (!wait_for(
+            [&] {
+                std::lock_guard<std::mutex> lock(mutex_);
+                return purge_marker_seen_ >= marker;
+            },
+            std::chrono::seconds(10)))
+        throw error("purge: the broker did not confirm the clears within 10 s; run it again to see what is left");
+    std::vector<client_status> cleared;
+    for (auto& row : result.cleared) {
+        if (find(row.client, row.source)) result.refused.push_back(std::move(row));
+        else cleared.push_back(std::move(row));
+    }
+    result.cleared = std::move(cleared);
+    return result;
 }
 
 }  // namespace mqtt_presence

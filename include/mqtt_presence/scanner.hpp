@@ -121,14 +121,22 @@ public:
     [[nodiscard]] std::string topic_of(const client_status& row) const;
     [[nodiscard]] bool connected() const;
 
-    /// Clears the retained status of every client `select` picks (empty retained payload, QoS 1) unless dry_run;
-    /// returns the rows it cleared (or would clear). Waits for the broker's acknowledgements (bounded).
-    std::vector<client_status> purge(const std::function<bool(const client_status&)>& select, bool dry_run);
+    /// What a purge did. A broker may acknowledge a write its ACL discarded, so a status counts as cleared only
+    /// when the broker's own "cleared" (the empty retained message) came back to the scanner.
+    struct purge_result {
+        std::vector<client_status> cleared;  ///< verified cleared (with dry_run: would be cleared)
+        std::vector<client_status> refused;  ///< still there after the broker answered (ACL, or republished)
+    };
+    /// Clears the retained status of every client `select` picks (empty retained payload, QoS 1) unless dry_run,
+    /// then verifies: a marker published after the clears comes back after every clear the broker accepted.
+    /// Bounded (10 s); throws mqtt_presence::error when the broker does not answer.
+    purge_result purge(const std::function<bool(const client_status&)>& select, bool dry_run);
 
 private:
     struct delivery {  // one queued call to on_change or on_status
         change changed;
         std::string status;  // non-empty: a status line, not a change
+        bool error = false;  // a status line that is an error: stderr when nobody handles status lines
     };
 
     void init_callbacks();
@@ -136,7 +144,7 @@ private:
     void delivery_loop();
     void judge_now() const;  // marks overdue heartbeats stale, queues the changes; caller holds mutex_
     void queue_changes(std::vector<change>&& changes) const;  // caller holds mutex_
-    void status_line(std::string text) noexcept;
+    void status_line(std::string text, bool is_error = false) noexcept;
     void start_threads();
 
     scanner_options options_;
@@ -155,6 +163,8 @@ private:
     std::uint64_t version_ = 0;  // bumped at every message: wait_for() re-checks its condition
     std::uint64_t marker_sent_ = 0;
     std::uint64_t marker_seen_ = 0;
+    std::uint64_t purge_marker_sent_ = 0;  // "purge-N" on the marker topic: the clears before it are all back
+    std::uint64_t purge_marker_seen_ = 0;
     std::chrono::steady_clock::time_point last_status_message_{};
     std::chrono::steady_clock::time_point subscribed_at_{};
     bool connected_ = false;

@@ -352,9 +352,10 @@ TEST(scanner, class_with_a_borrowed_client) {
 
     // purge: a dry run lists, a real run clears the retained status on the broker.
     auto would = scan.purge([](const mqtt_presence::client_status& c) { return c.client == "b"; }, true);
-    ASSERT_EQ(would.size(), 1u);
+    ASSERT_EQ(would.cleared.size(), 1u);
     auto cleared = scan.purge([](const mqtt_presence::client_status& c) { return c.client == "b"; }, false);
-    ASSERT_EQ(cleared.size(), 1u);
+    ASSERT_EQ(cleared.cleared.size(), 1u);
+    EXPECT_TRUE(cleared.refused.empty());
     EXPECT_TRUE(scan.wait_for([&] { return scan.snapshot().size() == 1u; }, 10s))
         << "the cleared status must leave the table";
     EXPECT_EQ(once_json(port, {"--topic", prefix + "/{client}"})["clients"].size(), 1u);

@@ -65,6 +65,15 @@ public:
         in >> p;
         return p;
     }
+    /// A crash: no will is sent, the last autosave of the retained store is what a restart finds.
+    void crash() {
+        const pid_t p = pid();
+        ASSERT_GT(p, 0);
+        ASSERT_EQ(kill(p, SIGKILL), 0);
+        // Gone once reaped; a zombie nobody reaps still holds no port, so the bound is only a safety net.
+        const auto until = steady::now() + 5s;
+        while (kill(p, 0) == 0 && steady::now() < until) std::this_thread::sleep_for(10ms);
+    }
     void restart() {
         child restart({TEST_BROKER_SCRIPT, "restart", dir_});
         ASSERT_EQ(restart.wait_exit(30s), 0) << restart.stderr_text();
@@ -194,6 +203,60 @@ TEST(scanner_truth, a_partial_snapshot_never_exits_0) {
     r = run_scanner(broker.port(), {"--topic", prefix + "/{client}", "--once", "--format", "json"});
     if (r.code == 0) EXPECT_EQ(json::parse(r.out)["clients"].size(), static_cast<std::size_t>(clients));
     else EXPECT_EQ(r.code, 5) << r.err;
+}
+
+TEST(scanner_truth, a_client_that_dies_while_the_broker_is_down) {
+    private_broker broker("start-persistent");  // retained statuses survive the broker's restart
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    observer obs(broker.port(), prefix + "/+");
+    // "plain": the classic 1/0 with a will and nothing else. "hb": a heartbeat every second, and (MQTT 5) a
+    // message expiry of three intervals on its retained "connected".
+    child plain({SENSOR_BIN, "--broker", broker_uri(broker.port()), "--topic", templ, "--name", "plain"});
+    child hb({SENSOR_BIN, "--broker", broker_uri(broker.port()), "--topic", templ, "--name", "hb", "--format", "json",
+              "--heartbeat", "1", "-V", "5"});
+    obs.expect(prefix + "/plain", equals("1"), "plain connected");
+    // Three heartbeats: more than a second, so the broker's autosave (every second) holds both statuses.
+    for (int beat = 0; beat < 3; ++beat) obs.expect(prefix + "/hb", contains("\"status\":1"), "hb's heartbeat");
+    // The broker crashes; both clients die while it is down, so neither will is ever sent.
+    broker.crash();
+    plain.signal(SIGKILL);
+    hb.signal(SIGKILL);
+    plain.wait_exit(5s);
+    hb.wait_exit(5s);
+    broker.restart();
+
+    scanner_options o;
+    o.server_uri = broker_uri(broker.port());
+    o.topics = {templ};
+    scanner scan(o);
+    scan.start();
+    ASSERT_TRUE(scan.wait_synced(10s));
+    // The plain client's retained "1" outlived it: it is shown connected, but as will-only, the distinct class of
+    // rows that rest on the client's word alone.
+    const auto p = scan.find("plain");
+    ASSERT_TRUE(p) << "the broker kept the retained status";
+    EXPECT_EQ(p->status, state::connected);
+    EXPECT_TRUE(p->will_only());
+    // The heartbeat client is never shown alive for long: its status expires in the broker or goes stale here.
+    EXPECT_TRUE(scan.wait_for(
+        [&] {
+            const auto r = scan.find("hb");
+            return !r || r->stale;
+        },
+        15s))
+        << "a dead heartbeat client stayed connected and fresh";
+    const auto j = json::parse(render_json([&] {
+        scan_result r;
+        r.clients = scan.snapshot();
+        for (const auto& c : r.clients) r.topics.push_back(scan.topic_of(c));
+        return r;
+    }()));
+    bool found = false;
+    for (const auto& c : j["clients"])
+        if (c["client"] == "plain") found = c["liveness"] == "will-only";
+    EXPECT_TRUE(found) << j.dump();
+    scan.stop();
 }
 
 TEST(scanner_truth, changes_are_delivered_in_order_one_at_a_time) {

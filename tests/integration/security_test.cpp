@@ -72,3 +72,83 @@ TEST_F(secure_broker, sensor_and_scanner_over_tls) {
 }
 
 }  // namespace
+
+namespace {
+
+// README's anti-spoofing recipe (scripts/test-broker start-acl): each user writes only sensors/connected/<user>,
+// the monitor only reads, the admin may clear.
+class acl_broker : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        dir_ = std::string(TEST_TMP_DIR) + "/acl-" + std::to_string(getpid());
+        child start({TEST_BROKER_SCRIPT, "start-acl", dir_});
+        ASSERT_EQ(start.wait_exit(60s), 0) << start.stderr_text();
+        port_ = broker_port(dir_);
+        setenv("MQTT_PRESENCE_TEST_PW", "secret", 1);
+    }
+    static void TearDownTestSuite() {
+        child stop({TEST_BROKER_SCRIPT, "stop", dir_});
+        stop.wait_exit(20s);
+    }
+    static std::vector<std::string> as(const std::string& user) {
+        return {"--broker", broker_uri(port_), "-u", user, "--pw-env", "MQTT_PRESENCE_TEST_PW"};
+    }
+    static inline std::string dir_;
+    static inline int port_ = 0;
+};
+
+TEST_F(acl_broker, a_second_users_forged_status_is_refused_and_purge_reports_only_what_it_cleared) {
+    observer obs(port_, "sensors/connected/+", {"-u", "auditor", "-P", "secret"});
+    auto args = as("s1");
+    args.insert(args.begin(), SENSOR_BIN);
+    args.insert(args.end(), {"--name", "s1"});
+    child s1(args);
+    obs.expect("sensors/connected/s1", equals("1"), "s1's own status");
+
+    // mallory forges s1's death, then writes her own status: the broker handles her messages in order, so once
+    // her own arrives, the forgery has been judged.
+    for (const auto& [topic, payload] : std::vector<std::pair<std::string, std::string>>{
+             {"sensors/connected/s1", "0"}, {"sensors/connected/mallory", "1"}}) {
+        child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port_), "-u", "mallory", "-P", "secret",
+                   "-r", "-q", "1", "-t", topic, "-m", payload});
+        ASSERT_EQ(pub.wait_exit(10s), 0) << pub.stderr_text();
+    }
+    obs.expect("sensors/connected/mallory", equals("1"), "mallory's own status");
+    for (const auto& p : obs.payloads("sensors/connected/s1")) EXPECT_EQ(p, "1") << "a forged status got through";
+    auto check = as("monitor");
+    check.insert(check.begin(), SCANNER_BIN);
+    check.insert(check.end(), {"--once", "--require", "s1"});
+    child once(check);
+    EXPECT_EQ(once.wait_exit(20s), 0) << once.stderr_text();
+
+    // s2 stops cleanly: a retained "0" to purge.
+    args = as("s2");
+    args.insert(args.begin(), SENSOR_BIN);
+    args.insert(args.end(), {"--name", "s2"});
+    child s2(args);
+    obs.expect("sensors/connected/s2", equals("1"), "s2 connected");
+    s2.signal(SIGINT);
+    obs.expect("sensors/connected/s2", equals("0"), "s2's clean stop");
+    ASSERT_EQ(s2.wait_exit(10s), 0);
+
+    // The monitor may not write: the broker acknowledges and drops its clears; purge says so, exit 1.
+    auto purge = as("monitor");
+    purge.insert(purge.begin(), SCANNER_BIN);
+    purge.push_back("--purge-all-disconnected");
+    child refused(purge);
+    EXPECT_EQ(refused.wait_exit(30s), 1) << refused.stderr_text();
+    EXPECT_EQ(refused.stdout_text().find("cleared sensors/connected/s2"), std::string::npos) << refused.stdout_text();
+    EXPECT_NE(refused.stderr_text().find("not cleared"), std::string::npos) << refused.stderr_text();
+    EXPECT_NE(refused.stderr_text().find("sensors/connected/s2"), std::string::npos) << refused.stderr_text();
+
+    // The admin may: cleared, and said so.
+    purge = as("admin");
+    purge.insert(purge.begin(), SCANNER_BIN);
+    purge.push_back("--purge-all-disconnected");
+    child cleared(purge);
+    EXPECT_EQ(cleared.wait_exit(30s), 0) << cleared.stderr_text();
+    EXPECT_NE(cleared.stdout_text().find("cleared sensors/connected/s2"), std::string::npos) << cleared.stdout_text();
+    obs.expect("sensors/connected/s2", equals("(null)"), "the broker's cleared status (mosquitto_sub prints an empty payload so)");
+}
+
+}  // namespace
