@@ -171,6 +171,27 @@ TEST(scanner_truth, the_scanners_own_disconnection_is_visible) {
     scan.stop();
 }
 
+TEST(scanner_truth, the_live_table_says_when_it_lost_the_broker_and_shows_hostile_text_harmlessly) {
+    private_broker broker;
+    // A status whose ip sets the terminal's title, writes the clipboard (OSC 52) and clears the screen.
+    publish_retained(broker.port(), "sensors/connected/evil",
+                     R"({"status":1,"ip":"\u001b]0;PWNED\u0007\u001b]52;c;ZWNobyBwd25lZA==\u0007\u001b[2J"})");
+    const std::string command = "stty rows 20 cols 160; exec " + std::string(SCANNER_BIN) + " --broker " +
+                                broker_uri(broker.port()) + " --keepalive 1 --no-color";
+    child terminal({"script", "-qfc", command, "/dev/null"});
+    ASSERT_TRUE(terminal.wait_stdout(contains("PWNED"), 10s)) << terminal.stdout_text();
+    ASSERT_EQ(kill(broker.pid(), SIGSTOP), 0);
+    const auto title = terminal.wait_stdout(contains("DISCONNECTED since"), 15s);
+    kill(broker.pid(), SIGCONT);
+    ASSERT_TRUE(title) << "the title never said the scanner lost the broker:\n" << terminal.stdout_text();
+    EXPECT_NE(title->find("rows as of then"), std::string::npos) << *title;
+    const auto all = terminal.stdout_text();
+    EXPECT_EQ(all.find("\x1b]"), std::string::npos) << "an OSC sequence from the network reached the terminal";
+    EXPECT_NE(all.find("\\x1b]0;PWNED\\x07"), std::string::npos) << "shown escaped";
+    terminal.signal(SIGTERM);
+    EXPECT_TRUE(terminal.wait_exit(10s).has_value());
+}
+
 TEST(scanner_truth, a_partial_snapshot_never_exits_0) {
     private_broker broker("start-default");  // max_queued_messages 1000, 20 in flight: mosquitto's defaults
     const auto prefix = unique_prefix();
