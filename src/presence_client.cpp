@@ -17,15 +17,15 @@
 namespace mqtt_presence {
 namespace {
 
-// Runs a user handler on Paho's thread; an exception must not escape into Paho.
-template <class F>
-void fenced(const std::function<void(const std::string&)>& on_error, const char* what, F&& fn) noexcept {
+// Runs a user handler on Paho's thread; an exception must not escape into Paho. `report` gets what it threw.
+template <class Report, class F>
+void fenced(const Report& report, const char* what, F&& fn) noexcept {
     try {
         fn();
     } catch (const std::exception& e) {
-        if (on_error) try { on_error(std::string(what) + " threw: " + e.what()); } catch (...) {}
+        try { report(std::string(what) + " threw: " + e.what()); } catch (...) {}
     } catch (...) {
-        if (on_error) try { on_error(std::string(what) + " threw a non-standard exception"); } catch (...) {}
+        try { report(std::string(what) + " threw a non-standard exception"); } catch (...) {}
     }
 }
 
@@ -193,7 +193,7 @@ void presence_client::run() {
                     client_id_conflict_ = true;
                 }
                 if (options_.on_client_id_conflict)
-                    fenced(options_.on_error, "on_client_id_conflict",
+                    fenced([this](const std::string& m) { report_error(m); }, "on_client_id_conflict",
                            [&] { options_.on_client_id_conflict(description); });
                 else
                     report_error(description);
@@ -290,7 +290,7 @@ void presence_client::on_connected(const std::string&) noexcept {
     }
     publish_connected();
     wake_.notify_all();
-    if (options_.on_connected) fenced(options_.on_error, "on_connected", [&] { options_.on_connected(); });
+    if (options_.on_connected) fenced([this](const std::string& m) { report_error(m); }, "on_connected", [&] { options_.on_connected(); });
 }
 
 void presence_client::on_lost(const std::string& cause) noexcept {
@@ -302,13 +302,13 @@ void presence_client::on_lost(const std::string& cause) noexcept {
     }
     wake_.notify_all();
     if (options_.on_connection_lost)
-        fenced(options_.on_error, "on_connection_lost", [&] { options_.on_connection_lost(cause); });
+        fenced([this](const std::string& m) { report_error(m); }, "on_connection_lost", [&] { options_.on_connection_lost(cause); });
 }
 
 void presence_client::on_message(mqtt::const_message_ptr msg) noexcept {
     if (!msg) return;
     if (msg->get_topic() != announcer_.topic()) {
-        if (options_.on_message) fenced(options_.on_error, "on_message", [&] { options_.on_message(msg); });
+        if (options_.on_message) fenced([this](const std::string& m) { report_error(m); }, "on_message", [&] { options_.on_message(msg); });
         return;
     }
     const auto record = decode(msg->get_payload_str());
@@ -342,7 +342,7 @@ void presence_client::on_message(mqtt::const_message_ptr msg) noexcept {
         }
     }
     if (!description.empty()) {
-        if (report) fenced(options_.on_error, "on_conflict", [&] { report(description); });
+        if (report) fenced([this](const std::string& m) { report_error(m); }, "on_conflict", [&] { report(description); });
         else report_error(description);
     }
     if (heal) publish_connected();

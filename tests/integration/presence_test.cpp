@@ -359,6 +359,48 @@ TEST(presence, presence_client_chains_the_apps_callbacks_and_stops_cleanly) {
     EXPECT_NE(errors.front().find("on_message threw"), std::string::npos) << errors.front();
 }
 
+TEST(presence, an_error_nobody_handles_reaches_stderr_from_the_clients_thread) {
+    const int port = broker_port();
+    const auto name = unique_prefix();
+    // This process's stderr, caught in a pipe for the length of the test.
+    int pipe_fds[2];
+    ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK), 0);
+    fflush(stderr);
+    const int saved = dup(2);
+    dup2(pipe_fds[1], 2);
+    std::string caught;
+    {
+        presence_options o;
+        o.server_uri = broker_uri(port);
+        o.status.name = name;
+        o.on_message = [](mqtt::const_message_ptr) { throw std::runtime_error("the app's handler failed"); };
+        presence_client client(o);  // no on_error
+        client.start();
+        ASSERT_TRUE(client.wait_connected(10s));
+        client.subscribe(name + "/cmd", 1);
+        child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-r", "-q", "1", "-t",
+                   name + "/cmd", "-m", "go"});
+        EXPECT_EQ(pub.wait_exit(10s), 0);
+        const auto deadline = steady::now() + 10s;
+        while (caught.find("the app's handler failed") == std::string::npos && steady::now() < deadline) {
+            pollfd p{pipe_fds[0], POLLIN, 0};
+            poll(&p, 1, 100);
+            char buf[4096];
+            const auto n = read(pipe_fds[0], buf, sizeof buf);
+            if (n > 0) caught.append(buf, static_cast<std::size_t>(n));
+        }
+        client.stop();
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    EXPECT_NE(caught.find("on_message threw: the app's handler failed"), std::string::npos)
+        << "stderr said: " << caught;
+    EXPECT_NE(caught.find("sensors/connected/" + name), std::string::npos) << "names the client: " << caught;
+}
+
 TEST(presence, mqtt5_will_delay_holds_the_will_back) {
     const int port = broker_port();
     const auto name = unique_prefix();
