@@ -318,3 +318,52 @@ private:
 };
 
 }  // namespace harness
+
+namespace harness {
+
+/// Publishes a retained QoS 1 message with mosquitto_pub (not the code under test).
+inline void publish_retained(int port, const std::string& topic, const std::string& payload) {
+    child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-r", "-q", "1", "-t", topic,
+               "-m", payload});
+    ASSERT_EQ(pub.wait_exit(10s), 0) << pub.stderr_text();
+}
+
+/// A private broker for a test that stops, freezes or restarts it.
+class private_broker {
+public:
+    explicit private_broker(const std::string& mode = "start") : dir_(std::string(TEST_TMP_DIR) + "/" + unique_prefix()) {
+        child start({TEST_BROKER_SCRIPT, mode, dir_});
+        if (start.wait_exit(30s) != 0) throw std::runtime_error("private broker did not start: " + start.stderr_text());
+        port_ = broker_port(dir_);
+    }
+    ~private_broker() {
+        child stop({TEST_BROKER_SCRIPT, "stop", dir_});
+        stop.wait_exit(20s);
+    }
+    [[nodiscard]] int port() const { return port_; }
+    [[nodiscard]] pid_t pid() const {
+        std::ifstream in(dir_ + "/pid");
+        pid_t p = 0;
+        in >> p;
+        return p;
+    }
+    /// A crash: no will is sent, the last autosave of the retained store is what a restart finds.
+    void crash() {
+        const pid_t p = pid();
+        ASSERT_GT(p, 0);
+        ASSERT_EQ(kill(p, SIGKILL), 0);
+        // Gone once reaped; a zombie nobody reaps still holds no port, so the bound is only a safety net.
+        const auto until = steady::now() + 5s;
+        while (kill(p, 0) == 0 && steady::now() < until) std::this_thread::sleep_for(10ms);
+    }
+    void restart() {
+        child restart({TEST_BROKER_SCRIPT, "restart", dir_});
+        ASSERT_EQ(restart.wait_exit(30s), 0) << restart.stderr_text();
+    }
+
+private:
+    std::string dir_;
+    int port_ = 0;
+};
+
+}  // namespace harness

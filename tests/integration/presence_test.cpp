@@ -77,10 +77,8 @@ TEST(presence, sigstop_fires_the_will_after_the_keepalive) {
 }
 
 TEST(presence, broker_restart_brings_the_status_back_with_a_newer_epoch) {
-    const std::string dir = std::string(TEST_TMP_DIR) + "/" + unique_prefix();
-    child start({TEST_BROKER_SCRIPT, "start", dir});
-    ASSERT_EQ(start.wait_exit(20s), 0) << start.stderr_text();
-    const int port = broker_port(dir);
+    private_broker broker;
+    const int port = broker.port();
     const auto name = unique_prefix();
     const auto topic = "sensors/connected/" + name;
     child sensor(sensor_args(port, name, {"--format", "json"}));
@@ -89,8 +87,7 @@ TEST(presence, broker_restart_brings_the_status_back_with_a_newer_epoch) {
         observer obs(port, topic);
         first = epoch_of(obs.expect(topic, contains("\"status\":1"), "connected before the restart"));
     }
-    child restart({TEST_BROKER_SCRIPT, "restart", dir});
-    ASSERT_EQ(restart.wait_exit(20s), 0) << restart.stderr_text();
+    broker.restart();
     observer obs(port, topic);  // the broker has no persistence: only a republished status can appear
     // Paho may first resend a QoS 1 "connected" of the old connection that was in flight when the broker died;
     // the reconnect's own "connected" carries a newer epoch (and self-heal corrects the older one).
@@ -100,8 +97,6 @@ TEST(presence, broker_restart_brings_the_status_back_with_a_newer_epoch) {
     EXPECT_FALSE(again.empty()) << "sensor log:\n" << sensor.stderr_text();
     sensor.signal(SIGINT);
     EXPECT_EQ(sensor.wait_exit(10s), 0);
-    child stop({TEST_BROKER_SCRIPT, "stop", dir});
-    stop.wait_exit(20s);
 }
 
 TEST(presence, stale_will_is_healed_and_ignored_by_epoch) {
@@ -217,36 +212,28 @@ TEST(presence, a_clean_stop_that_is_not_acknowledged_keeps_the_will) {
 }
 
 TEST(presence, stopping_many_clients_is_parallel) {
-    const std::string dir = std::string(TEST_TMP_DIR) + "/" + unique_prefix();
-    child start({TEST_BROKER_SCRIPT, "start", dir});
-    ASSERT_EQ(start.wait_exit(20s), 0) << start.stderr_text();
-    const int port = broker_port(dir);
-    pid_t broker = 0;
-    std::ifstream(dir + "/pid") >> broker;
+    private_broker broker;
+    const int port = broker.port();
     const auto name = unique_prefix();
     observer obs(port, "sensors/connected/" + name + "-000030");
     child sensors(sensor_args(port, name, {"--count", "30"}));
     obs.expect("sensors/connected/" + name + "-000030", equals("1"), "the 30th sensor connected");
-    ASSERT_EQ(kill(broker, SIGSTOP), 0);
+    ASSERT_EQ(kill(broker.pid(), SIGSTOP), 0);
     const auto stopped = steady::now();
     sensors.signal(SIGTERM);
     const auto code = sensors.wait_exit(60s);
     const auto took = steady::now() - stopped;
-    kill(broker, SIGCONT);
+    kill(broker.pid(), SIGCONT);
     EXPECT_EQ(code, 0) << sensors.stderr_text();
     // One after another this took 30 x 2 s; together it is one stop_timeout.
     EXPECT_LT(took, 10s) << sensors.stderr_text();
     std::cerr << "30 clients stopped against a frozen broker in "
               << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n";
-    child stop({TEST_BROKER_SCRIPT, "stop", dir});
-    stop.wait_exit(20s);
 }
 
 TEST(presence, the_apps_subscriptions_survive_a_broker_restart) {
-    const std::string dir = std::string(TEST_TMP_DIR) + "/" + unique_prefix();
-    child start({TEST_BROKER_SCRIPT, "start", dir});
-    ASSERT_EQ(start.wait_exit(20s), 0) << start.stderr_text();
-    const int port = broker_port(dir);
+    private_broker broker;
+    const int port = broker.port();
     const auto name = unique_prefix();
     std::mutex m;
     std::condition_variable cv;
@@ -280,14 +267,11 @@ TEST(presence, the_apps_subscriptions_survive_a_broker_restart) {
     };
     send("before");
     wait_for([&] { return !received.empty() && received.back() == "before"; }, "the message before the restart");
-    child restart({TEST_BROKER_SCRIPT, "restart", dir});  // no persistence: the broker forgets every subscription
-    ASSERT_EQ(restart.wait_exit(20s), 0) << restart.stderr_text();
+    broker.restart();  // no persistence: the broker forgets every subscription
     wait_for([&] { return connects >= 2; }, "the reconnect");
     send("after");
     wait_for([&] { return received.back() == "after"; }, "the message after the restart (subscription restored)");
     client.stop();
-    child stop({TEST_BROKER_SCRIPT, "stop", dir});
-    stop.wait_exit(20s);
 }
 
 TEST(presence, existing_app_gains_status_with_the_helpers_alone) {

@@ -15,12 +15,6 @@ using json = nlohmann::json;
 
 namespace {
 
-void publish_retained(int port, const std::string& topic, const std::string& payload) {
-    child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-r", "-q", "1", "-t", topic,
-               "-m", payload});
-    ASSERT_EQ(pub.wait_exit(10s), 0) << pub.stderr_text();
-}
-
 struct scan_output {
     int code = -1;
     std::string out, err;

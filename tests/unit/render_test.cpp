@@ -18,18 +18,22 @@ namespace {
 
 const time_point t0 = time_point(std::chrono::milliseconds(1'700'000'000'123));
 
-scan_result sample() {
-    connection_table t;
-    t.apply("kitchen", decode(R"({"status":1,"epoch":7,"ts":1700000000123,"ip":"10.0.0.5","host":"h1","fw":"1.4"})"),
-            true, t0);
-    t.apply("garage", decode("0"), true, t0);
-    t.apply("bad,\"name", decode("garbage\xff"), false, t0 + 1s);
+scan_result result_of(const connection_table& t) {
     scan_result r;
     r.clients = t.snapshot();
     for (const auto& c : r.clients) r.topics.push_back("sensors/connected/" + c.client);
     r.counts = t.counts();
     r.stats = t.stats();
     return r;
+}
+
+scan_result sample() {
+    connection_table t;
+    t.apply("kitchen", decode(R"({"status":1,"epoch":7,"ts":1700000000123,"ip":"10.0.0.5","host":"h1","fw":"1.4"})"),
+            true, t0);
+    t.apply("garage", decode("0"), true, t0);
+    t.apply("bad,\"name", decode("garbage\xff"), false, t0 + 1s);
+    return result_of(t);
 }
 
 TEST(render, json_has_the_documented_shape) {
@@ -88,12 +92,7 @@ scan_result hostile() {
     t.apply("zero\xe2\x80\x8bwidth", decode("1"), true, t0);          // U+200B zero-width space
     t.apply("=HYPERLINK(\"x\")", decode("1"), true, t0);
     t.apply("\xe5\x8f\xb0\xe6\x89\x80", decode("1"), true, t0);     // two wide CJK characters
-    scan_result r;
-    r.clients = t.snapshot();
-    for (const auto& c : r.clients) r.topics.push_back("sensors/connected/" + c.client);
-    r.counts = t.counts();
-    r.stats = t.stats();
-    return r;
+    return result_of(t);
 }
 
 bool has_raw_control(const std::string& text, bool allow_newline) {
