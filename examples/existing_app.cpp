@@ -2,7 +2,7 @@
 // Usage: existing_app [broker-uri] [name]   (defaults: tcp://localhost:1883, existing-app)
 #include <mqtt/async_client.h>
 
-#include <mqtt_presence/presence.hpp>
+#include <mqtt_presence/status_announcer.hpp>
 
 #include <csignal>
 #include <iostream>

@@ -98,7 +98,6 @@ int main(int argc, char** argv) {
 Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad options.)");
 
     mqtt_presence::presence_options opts;
-    opts.status.name = mqtt_presence::host_name();
     std::string format = "plain";
     int keepalive = 30;
     int heartbeat = 0;

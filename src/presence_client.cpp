@@ -10,6 +10,7 @@
 
 #include <cstdio>
 
+#include "net_util.hpp"
 #include "paho_sockets.hpp"
 #include "paho_util.hpp"
 #include "uri.hpp"
@@ -48,8 +49,12 @@ void presence_options::validate() const {
 }
 
 presence_client::presence_client(presence_options options)
-    : options_((options.validate(), std::move(options))), announcer_(options_.status) {
-    if (options_.status.ip.empty()) announcer_.set_ip(local_address_for(options_.server_uri));
+    : options_((options.validate(), std::move(options))), announcer_([this] {
+          // The address toward the broker, found once, before the announcer makes its first payload.
+          auto status = options_.status;
+          if (status.ip.empty()) status.ip = detail::local_address_for(options_.server_uri);
+          return status;
+      }()) {
     const auto id = options_.client_id.empty() ? options_.status.name : options_.client_id;
     client_ = detail::make_client(options_.server_uri, id, options_.mqtt_version);
     client_->set_connected_handler([this](const std::string& cause) { on_connected(cause); });

@@ -16,14 +16,15 @@ constexpr std::string_view template_example = "e.g. \"sensors/connected/{client}
                 std::string(template_example));
 }
 
-}  // namespace
-
+// Throws unless `text` is valid UTF-8 without NUL; `what` names the thing in the message.
 void validate_utf8(std::string_view text, std::string_view what) {
     if (text.find('\0') != std::string_view::npos)
         throw error(std::string(what) + " contains a NUL character, which MQTT topics cannot carry");
     if (!detail::is_valid_utf8(text))
         throw error(std::string(what) + " \"" + detail::printable(text) + "\" is not valid UTF-8");
 }
+
+}  // namespace
 
 topic_scheme topic_scheme::parse(std::string_view templ) {
     if (templ.empty()) bad_template(templ, "it is empty");

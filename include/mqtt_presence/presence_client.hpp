@@ -43,7 +43,7 @@
 
 #include <mqtt/async_client.h>
 
-#include <mqtt_presence/presence.hpp>
+#include <mqtt_presence/status_announcer.hpp>
 
 namespace mqtt_presence {
 

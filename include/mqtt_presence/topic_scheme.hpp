@@ -50,7 +50,4 @@ private:
     std::string filter_;
 };
 
-/// Throws mqtt_presence::error unless `text` is valid UTF-8 without NUL; `what` names the thing in the message.
-void validate_utf8(std::string_view text, std::string_view what);
-
 }  // namespace mqtt_presence

@@ -1,11 +1,6 @@
-#include <mqtt_presence/presence.hpp>
+#include <mqtt_presence/status_announcer.hpp>
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <array>
+#include <algorithm>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +8,9 @@
 #include <mqtt_presence/status_codec.hpp>
 
 #include "text_util.hpp"
+#include "net_util.hpp"
+#include "paho_sockets.hpp"
+#include "paho_util.hpp"
 #include "uri.hpp"
 
 namespace mqtt_presence {
@@ -26,7 +24,7 @@ std::int64_t now_ms() {
 
 void status_options::validate() const {
     const auto scheme = topic_scheme::parse(topic_template);
-    scheme.validate_name(name);
+    scheme.validate_name(name.empty() ? detail::host_name() : name);
     if (qos < 0 || qos > 2) throw error("status qos " + std::to_string(qos) + " is invalid; use 0, 1 or 2 (1 is usual)");
     if (heartbeat.count() < 0) throw error("heartbeat must not be negative");
     if (heartbeat > std::chrono::hours(24 * 7))  // what a reader accepts as "hb": at most a week
@@ -49,9 +47,10 @@ status_announcer::status_announcer(std::string_view name) : status_announcer([&]
 }()) {}
 
 status_announcer::status_announcer(status_options options) : options_(std::move(options)) {
+    if (options_.name.empty()) options_.name = detail::host_name();
     options_.validate();
     topic_ = topic_scheme::parse(options_.topic_template).topic_for(options_.name);
-    if (options_.format == payload_format::json && options_.host.empty()) options_.host = host_name();
+    if (options_.format == payload_format::json && options_.host.empty()) options_.host = detail::host_name();
 }
 
 std::uint64_t status_announcer::next_epoch() noexcept {
@@ -83,6 +82,8 @@ std::string status_announcer::payload(state s, std::string_view reason) const {
 }
 
 void status_announcer::add_will(mqtt::connect_options& options) {
+    mqtt5_ = options.get_mqtt_version() == MQTTVERSION_5;
+    if (!mqtt5_) detail::track_paho_sockets();  // see disconnect()
     next_epoch();
     options.set_will(mqtt::will_options(topic_, payload(state::disconnected, "lost"), options_.qos, true));
 }
@@ -98,60 +99,37 @@ bool status_announcer::announce(mqtt::async_client& client) noexcept {
 }
 
 bool status_announcer::disconnect(mqtt::async_client& client, std::chrono::milliseconds timeout) noexcept {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto left = [&] {
+        return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                           deadline - std::chrono::steady_clock::now()));
+    };
     bool delivered = false;
+    bool attempted = false;
     try {
         if (client.is_connected()) {
+            attempted = true;
             auto token = client.publish(
                 mqtt::message::create(topic_, payload(state::disconnected, "clean"), options_.qos, true));
-            delivered = token->wait_for(timeout);
+            delivered = token->wait_for(std::max(std::chrono::milliseconds(0), left() - timeout / 4));
         }
     } catch (...) {
         delivered = false;
     }
     try {
-        if (client.is_connected()) client.disconnect()->wait_for(timeout);
+        if (!client.is_connected()) return delivered;
+        if (delivered || !attempted) {
+            client.disconnect(0)->wait_for(left());
+        } else if (mqtt5_) {
+            client.disconnect(detail::disconnect_keeping_will())->wait_for(left());  // the broker sends the will
+        } else if (!detail::drop_connection(client.get_client_id(),
+                                            detail::parse_server_uri(client.get_server_uri()).port)) {
+            client.disconnect(0)->wait_for(left());  // the socket is unknown: a plain DISCONNECT, the will is lost
+        }
     } catch (...) {
         // already disconnected: nothing left to do
     }
     return delivered;
-}
-
-std::string host_name() {
-    std::array<char, 256> buf{};
-    if (gethostname(buf.data(), buf.size() - 1) != 0) return {};
-    return std::string(buf.data());
-}
-
-void validate_server_uri(std::string_view uri) { (void)detail::parse_server_uri(uri); }
-
-std::string local_address_for(std::string_view server_uri) {
-    detail::server_uri parsed;
-    try {
-        parsed = detail::parse_server_uri(server_uri);
-    } catch (const error&) {
-        return {};
-    }
-    addrinfo hints{};
-    hints.ai_socktype = SOCK_DGRAM;
-    addrinfo* found = nullptr;
-    if (getaddrinfo(parsed.host.c_str(), std::to_string(parsed.port).c_str(), &hints, &found) != 0) return {};
-    std::string result;
-    // A UDP "connect" sends nothing; it only makes the kernel pick the route and so the source address.
-    const int fd = socket(found->ai_family, SOCK_DGRAM, 0);
-    if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0) {
-        sockaddr_storage local{};
-        socklen_t len = sizeof local;
-        std::array<char, INET6_ADDRSTRLEN> text{};
-        if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
-            const void* addr = local.ss_family == AF_INET6
-                                   ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
-                                   : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
-            if (inet_ntop(local.ss_family, addr, text.data(), text.size()) != nullptr) result = text.data();
-        }
-    }
-    if (fd >= 0) close(fd);
-    freeaddrinfo(found);
-    return result;
 }
 
 }  // namespace mqtt_presence

@@ -1,5 +1,5 @@
 #pragma once
-// One-line helpers that give an existing Paho app a connection status:
+// status_announcer: the one-line helpers that give an existing Paho app a connection status:
 //
 //   mqtt_presence::status_announcer status("sensor-1");   // sensors/connected/sensor-1, payload "1"/"0"
 //   status.add_will(conn_opts);                            // before connect(): the retained "0" Last Will
@@ -27,7 +27,7 @@ namespace mqtt_presence {
 
 /// What to publish where; shared by the helpers and presence_client.
 struct status_options {
-    std::string name;                                                ///< the client's name in the topic
+    std::string name;  ///< the client's name in the topic; empty: this machine's host name
     std::string topic_template = "sensors/connected/{client}";        ///< one {client} level
     payload_format format = payload_format::plain;
     int qos = 1;                                                     ///< for the status and the will
@@ -51,9 +51,10 @@ public:
     /// Publishes the retained "connected" payload without waiting. Safe in any Paho callback; never throws
     /// (returns false when the client is not connected or the publish could not be queued).
     bool announce(mqtt::async_client& client) noexcept;
-    /// Publishes the retained "disconnected" payload (reason "clean"), waits up to `timeout` for it to be
-    /// acknowledged, then disconnects. Never throws; returns false if the status could not be delivered (the will
-    /// is then dropped by the broker anyway, so the retained status may still say connected: see README).
+    /// Publishes the retained "disconnected" payload (reason "clean"), waits for it to be acknowledged, then
+    /// disconnects, all within `timeout`. Never throws; returns false if the status could not be delivered: then
+    /// the connection ends so that the broker keeps and publishes the will (MQTT 5: reason 0x04; 3.1.1: no
+    /// DISCONNECT packet, which needs add_will() to have been called before connect()).
     bool disconnect(mqtt::async_client& client, std::chrono::milliseconds timeout = std::chrono::seconds(2)) noexcept;
 
     [[nodiscard]] const std::string& topic() const noexcept { return topic_; }
@@ -64,22 +65,13 @@ public:
 
     /// Starts a new epoch (larger than any before: max(last + 1, now in ms)); returns it.
     std::uint64_t next_epoch() noexcept;
-    /// Sets the address reported in JSON payloads (presence_client does this once it knows the broker).
-    void set_ip(std::string ip) { options_.ip = std::move(ip); }
 
 private:
     status_options options_;
     std::string topic_;
     std::atomic<std::uint64_t> epoch_{0};
     std::atomic<std::int64_t> epoch_started_ms_{0};  // when the current epoch began (the will's "ts")
+    std::atomic<bool> mqtt5_{false};  // the connect options add_will() saw: how disconnect() keeps the will
 };
-
-/// The local address this machine uses to reach the broker of `server_uri` (no packet is sent), or "" if unknown.
-[[nodiscard]] std::string local_address_for(std::string_view server_uri);
-/// This machine's host name.
-[[nodiscard]] std::string host_name();
-/// Throws mqtt_presence::error unless `uri` looks like tcp://host:port (also mqtt://, ssl://, mqtts://, ws://,
-/// wss://), saying what is wrong with an example.
-void validate_server_uri(std::string_view uri);
 
 }  // namespace mqtt_presence
