@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli_options.hpp"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -87,6 +89,7 @@ int main(int argc, char** argv) {
     CLI::App app{"Publishes this client's connection status to an MQTT broker: a retained \"connected\" on every "
                  "(re)connect, a retained \"disconnected\" Last Will, and a clean \"disconnected\" on SIGINT/SIGTERM.",
                  "mqtt-presence-sensor"};
+    app.set_help_flag("--help", "Print this help message and exit");
     app.footer(R"(Examples:
   mqtt-presence-sensor                                   # name = host name, sensors/connected/<host>, "1"/"0"
   mqtt-presence-sensor --name kitchen --format json --heartbeat 30
@@ -98,52 +101,36 @@ int main(int argc, char** argv) {
 Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad options.)");
 
     mqtt_presence::presence_options opts;
+    cli::broker_flags broker;
     std::string format = "plain";
-    int keepalive = 30;
     int heartbeat = 0;
     int will_delay = 0;
     int count = 0;
-    std::string pw_env;
-    app.add_option("-b,--broker", opts.server_uri, "Broker URI (tcp://, ssl://, ws://, wss://)")->capture_default_str();
+    cli::add_broker_options(app, opts.broker, broker);
     app.add_option("-n,--name", opts.status.name, "Client name in the status topic (default: host name)");
     app.add_option("-t,--topic", opts.status.topic_template, "Status topic template with one {client} level")
         ->capture_default_str();
     app.add_option("-f,--format", format, "Payload format: plain (1/0), json, text (online/offline)")
         ->capture_default_str();
-    app.add_option("-k,--keepalive", keepalive, "Keepalive in seconds (death is detected after ~1.5x)")
-        ->capture_default_str();
     app.add_option("--heartbeat", heartbeat, "Republish \"connected\" every SEC seconds (0: off)")
         ->capture_default_str();
-    app.add_option("-i,--client-id", opts.client_id, "MQTT client id (default: the name)");
-    app.add_option("-V,--mqtt-version", opts.mqtt_version, "3 (3.1.1) or 5")
-        ->transform(CLI::IsMember({3, 4, 5}))->capture_default_str();
     app.add_option("--will-delay", will_delay, "MQTT 5 will delay in seconds (anti-flap; 0: off)");
     app.add_option("-q,--qos", opts.status.qos, "QoS of the status and the will")->capture_default_str();
     app.add_option("--meta", opts.status.meta, "Extra JSON members, e.g. '{\"fw\":\"1.4\"}' (json format)");
     app.add_option("--ip", opts.status.ip, "Address to report (default: the local address toward the broker)");
-    app.add_option("--cafile", opts.cafile, "CA certificate file for ssl://");
-    app.add_option("--cert", opts.certfile, "Client certificate file");
-    app.add_option("--key", opts.keyfile, "Client private key file");
-    app.add_flag("--insecure", opts.insecure, "Do not verify the server certificate");
-    app.add_option("-u,--username", opts.username, "User name");
-    app.add_option("--pw-env", pw_env, "Name of the environment variable holding the password");
     app.add_option("--count", count, "Run N simulated sensors named <name>-000001 ... (1-" +
                                      std::to_string(max_count) + " in one process)")
         ->check(CLI::Range(1, max_count));
 
     try {
         app.parse(argc, argv);
-        if (opts.mqtt_version == 3) opts.mqtt_version = 4;
+        cli::finish_broker_options(opts.broker, broker);
         opts.status.format = mqtt_presence::parse_payload_format(format);
-        opts.keepalive = std::chrono::seconds(keepalive);
         opts.status.heartbeat = std::chrono::seconds(heartbeat);
         opts.will_delay = std::chrono::seconds(will_delay);
-        if (!pw_env.empty()) {
-            const char* pw = std::getenv(pw_env.c_str());
-            if (pw == nullptr) throw mqtt_presence::error("--pw-env " + pw_env + ": that environment variable is not set");
-            opts.password = pw;
-        }
         opts.validate();
+        // The default name is this machine's host name, as the announcer resolves it.
+        if (opts.status.name.empty()) opts.status.name = mqtt_presence::status_announcer(opts.status).options().name;
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? 0 : 2;
     } catch (const mqtt_presence::error& e) {
@@ -167,7 +154,7 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
             auto o = opts;
             if (count > 0) {
                 o.status.name = numbered(opts.status.name, i);
-                if (!opts.client_id.empty()) o.client_id = numbered(opts.client_id, i);
+                if (!opts.broker.client_id.empty()) o.broker.client_id = numbered(opts.broker.client_id, i);
             }
             const auto name = o.status.name;
             const bool verbose = n <= 10;
@@ -186,7 +173,7 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
             clients.push_back(std::make_unique<mqtt_presence::presence_client>(std::move(o)));
         }
         for (auto& c : clients) c->start();
-        log("started " + std::to_string(clients.size()) + " client(s) on " + opts.server_uri + ", status topic " +
+        log("started " + std::to_string(clients.size()) + " client(s) on " + opts.broker.server_uri + ", status topic " +
             clients.front()->topic() + (clients.size() > 1 ? " ..." : ""));
     } catch (const mqtt_presence::error& e) {
         std::cerr << "mqtt-presence-sensor: " << e.what() << "\n";

@@ -9,6 +9,7 @@
 #include <mqtt/connect_options.h>
 #include <mqtt/disconnect_options.h>
 
+#include <mqtt_presence/broker_options.hpp>
 #include <mqtt_presence/error.hpp>
 
 #include "uri.hpp"
@@ -48,10 +49,9 @@ inline std::unique_ptr<mqtt::async_client> make_client(const std::string& server
     }
 }
 
-/// Version, keepalive, timeout, clean start, credentials and TLS from options that name them alike
-/// (presence_options, scanner_options). No will, no reconnect policy: those differ.
-template <class Options>
-mqtt::connect_options base_connect_options(const Options& o) {
+/// Version, keepalive, timeout, clean start, credentials and TLS. No will, no reconnect policy: those differ
+/// between presence_client and scanner.
+inline mqtt::connect_options base_connect_options(const broker_options& o) {
     mqtt::connect_options opts;
     opts.set_mqtt_version(o.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
     opts.set_keep_alive_interval(o.keepalive);

@@ -33,18 +33,13 @@ void fenced(const Report& report, const char* what, F&& fn) noexcept {
 }  // namespace
 
 void presence_options::validate() const {
-    (void)detail::parse_server_uri(server_uri);
+    broker.validate();
     status.validate();
-    if (mqtt_version != 4 && mqtt_version != 5)
-        throw error("mqtt_version " + std::to_string(mqtt_version) + " is not supported; use 4 (3.1.1) or 5");
-    if (keepalive.count() < 1 || keepalive.count() > 65535)
-        throw error("keepalive " + std::to_string(keepalive.count()) + " s is outside 1-65535 s");
     if (will_delay.count() < 0) throw error("will_delay must not be negative");
-    if (will_delay.count() > 0 && mqtt_version != 5)
+    if (will_delay.count() > 0 && broker.mqtt_version != 5)
         throw error("will_delay needs MQTT 5 (set mqtt_version = 5)");
     if (reconnect_min.count() <= 0 || reconnect_max < reconnect_min)
         throw error("reconnect bounds must satisfy 0 < reconnect_min <= reconnect_max");
-    detail::validate_tls(server_uri, cafile, certfile, keyfile, insecure);
     if (stop_timeout.count() <= 0) throw error("stop_timeout must be positive");
 }
 
@@ -52,16 +47,16 @@ presence_client::presence_client(presence_options options)
     : options_((options.validate(), std::move(options))), announcer_([this] {
           // The address toward the broker, found once, before the announcer makes its first payload.
           auto status = options_.status;
-          if (status.ip.empty()) status.ip = detail::local_address_for(options_.server_uri);
+          if (status.ip.empty()) status.ip = detail::local_address_for(options_.broker.server_uri);
           return status;
       }()) {
-    const auto id = options_.client_id.empty() ? options_.status.name : options_.client_id;
-    client_ = detail::make_client(options_.server_uri, id, options_.mqtt_version);
+    const auto id = options_.broker.client_id.empty() ? announcer_.options().name : options_.broker.client_id;
+    client_ = detail::make_client(options_.broker.server_uri, id, options_.broker.mqtt_version);
     client_->set_connected_handler([this](const std::string& cause) { on_connected(cause); });
     client_->set_connection_lost_handler([this](const std::string& cause) { on_lost(cause); });
     client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
     // Only 3.1.1 needs the socket: to end a connection without DISCONNECT when the clean stop failed.
-    if (options_.mqtt_version != 5) detail::track_paho_sockets();
+    if (options_.broker.mqtt_version != 5) detail::track_paho_sockets();
 }
 
 presence_client::~presence_client() noexcept {
@@ -223,10 +218,10 @@ void presence_client::run() {
 }
 
 bool presence_client::connect_once() {
-    auto opts = detail::base_connect_options(options_);
+    auto opts = detail::base_connect_options(options_.broker);
     opts.set_automatic_reconnect(false);  // our own loop: a fresh will per connection
     announcer_.add_will(opts);  // a fresh epoch for this connection
-    if (options_.mqtt_version == 5 && options_.will_delay.count() > 0) {
+    if (options_.broker.mqtt_version == 5 && options_.will_delay.count() > 0) {
         // The broker sends a delayed will only while the session lives: session expiry >= will delay.
         mqtt::will_options will(announcer_.topic(), announcer_.payload(state::disconnected, "lost"),
                                 options_.status.qos, true);
@@ -238,14 +233,14 @@ bool presence_client::connect_once() {
     try {
         auto token = client_->connect(opts);
         // Bounded by Paho's connect timeout; poll so that stop() is not held up by a slow broker.
-        const auto deadline = std::chrono::steady_clock::now() + options_.connect_timeout + std::chrono::seconds(2);
+        const auto deadline = std::chrono::steady_clock::now() + options_.broker.connect_timeout + std::chrono::seconds(2);
         while (!token->wait_for(std::chrono::milliseconds(100))) {
             std::lock_guard<std::mutex> lock(mutex_);
             if (stopping_ || std::chrono::steady_clock::now() > deadline) return false;
         }
         return true;
     } catch (const mqtt::exception& e) {
-        report_error("connect to " + options_.server_uri + " failed: " + e.what());
+        report_error("connect to " + options_.broker.server_uri + " failed: " + e.what());
         return false;
     }
 }
@@ -258,7 +253,7 @@ void presence_client::publish_connected() noexcept {
         }
         auto msg = mqtt::message::create(announcer_.topic(), announcer_.payload(state::connected),
                                          options_.status.qos, true);
-        if (options_.mqtt_version == 5 && options_.status.heartbeat.count() > 0) {
+        if (options_.broker.mqtt_version == 5 && options_.status.heartbeat.count() > 0) {
             // A retained "connected" must not outlive a client that died while the broker was down.
             msg->set_properties({{mqtt::property::MESSAGE_EXPIRY_INTERVAL,
                                   static_cast<int>(3 * options_.status.heartbeat.count())}});
@@ -406,11 +401,11 @@ bool presence_client::finish_stop(std::chrono::steady_clock::time_point deadline
         if (client_->is_connected()) {
             if (delivered || !attempted) {
                 client_->disconnect(0)->wait_for(left());
-            } else if (options_.mqtt_version == 5) {
+            } else if (options_.broker.mqtt_version == 5) {
                 // Not acknowledged: disconnect with reason 0x04, so that the broker still publishes the will.
                 client_->disconnect(detail::disconnect_keeping_will())->wait_for(left());
             } else if (!detail::drop_connection(client_->get_client_id(),
-                                                detail::parse_server_uri(options_.server_uri).port)) {
+                                                detail::parse_server_uri(options_.broker.server_uri).port)) {
                 // 3.1.1 has no "disconnect with will": only a connection that ends without DISCONNECT keeps it.
                 report_error("the clean \"disconnected\" was not acknowledged and the connection could not be "
                              "ended without DISCONNECT; the broker drops the will");

@@ -22,16 +22,11 @@ std::string default_client_id() {
 }  // namespace
 
 void scanner_options::validate() const {
-    (void)detail::parse_server_uri(server_uri);
+    broker.validate();
     if (topics.empty()) throw error("no topic template: give at least one, e.g. sensors/connected/{client}");
     for (const auto& t : topics) (void)topic_scheme::parse(t);
     if (qos < 0 || qos > 2) throw error("subscription qos " + std::to_string(qos) + " is invalid; use 0 or 1");
-    if (mqtt_version != 4 && mqtt_version != 5)
-        throw error("mqtt_version " + std::to_string(mqtt_version) + " is not supported; use 4 (3.1.1) or 5");
     if (topics.size() > 65535) throw error("too many topic templates");
-    if (keepalive.count() < 1 || keepalive.count() > 65535)
-        throw error("keepalive " + std::to_string(keepalive.count()) + " s is outside 1-65535 s");
-    detail::validate_tls(server_uri, cafile, certfile, keyfile, insecure);
 }
 
 std::string_view to_string(sync_state s) noexcept {
@@ -69,20 +64,20 @@ constexpr const char* dropped_topic = "$SYS/broker/publish/messages/dropped";
 
 scanner::scanner(scanner_options options) : options_(std::move(options)) {
     options_.validate();
-    if (options_.client_id.empty()) options_.client_id = default_client_id();
+    if (options_.broker.client_id.empty()) options_.broker.client_id = default_client_id();
     for (const auto& t : options_.topics) schemes_.push_back(topic_scheme::parse(t));
-    owned_ = detail::make_client(options_.server_uri, options_.client_id, options_.mqtt_version);
+    owned_ = detail::make_client(options_.broker.server_uri, options_.broker.client_id, options_.broker.mqtt_version);
     client_ = owned_.get();
-    marker_topic_ = "mqtt-presence-sync/" + options_.client_id;
+    marker_topic_ = "mqtt-presence-sync/" + options_.broker.client_id;
     init_callbacks();
 }
 
 scanner::scanner(mqtt::async_client& client, scanner_options options) : options_(std::move(options)) {
     options_.validate();
-    if (options_.client_id.empty()) options_.client_id = client.get_client_id();
+    if (options_.broker.client_id.empty()) options_.broker.client_id = client.get_client_id();
     for (const auto& t : options_.topics) schemes_.push_back(topic_scheme::parse(t));
     client_ = &client;
-    marker_topic_ = "mqtt-presence-sync/" + options_.client_id;
+    marker_topic_ = "mqtt-presence-sync/" + options_.broker.client_id;
     start_threads();
 }
 
@@ -96,7 +91,7 @@ void scanner::start_threads() {
 void scanner::init_callbacks() {
     owned_->set_connected_handler([this](const std::string&) {
         on_connected();  // first: whoever reads the status line finds status() already connected
-        status_line("connected to " + options_.server_uri);
+        status_line("connected to " + options_.broker.server_uri);
     });
     owned_->set_connection_lost_handler([this](const std::string& cause) { on_connection_lost(cause); });
     owned_->set_message_callback([this](mqtt::const_message_ptr msg) { handle_message(msg); });
@@ -104,17 +99,17 @@ void scanner::init_callbacks() {
 
 void scanner::start() {
     if (!owned_) throw error("start() is for a scanner that owns its client; with a borrowed client call on_connected()");
-    auto opts = detail::base_connect_options(options_);
+    auto opts = detail::base_connect_options(options_.broker);
     // The scanner has no will, so Paho's reconnect (which reuses the first CONNECT) is fine here.
     opts.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30));
     start_threads();
     try {
         auto token = owned_->connect(opts);
-        if (!token->wait_for(options_.connect_timeout + std::chrono::seconds(1)))
-            throw error("no answer from the broker at " + options_.server_uri + " within " +
-                        std::to_string(options_.connect_timeout.count()) + " s");
+        if (!token->wait_for(options_.broker.connect_timeout + std::chrono::seconds(1)))
+            throw error("no answer from the broker at " + options_.broker.server_uri + " within " +
+                        std::to_string(options_.broker.connect_timeout.count()) + " s");
     } catch (const mqtt::exception& e) {
-        throw error("cannot connect to the broker at " + options_.server_uri + ": " + e.what() +
+        throw error("cannot connect to the broker at " + options_.broker.server_uri + ": " + e.what() +
                     " (is it running? try mosquitto_sub -h HOST -p PORT -t '#')");
     }
 }

@@ -43,32 +43,22 @@
 
 #include <mqtt/async_client.h>
 
+#include <mqtt_presence/broker_options.hpp>
 #include <mqtt_presence/status_announcer.hpp>
 
 namespace mqtt_presence {
 
 struct presence_options {
-    std::string server_uri = "tcp://localhost:1883";
-    std::string client_id;  ///< empty: the status name (a stable id per status topic)
+    broker_options broker;  ///< client_id empty: the status name (a stable id per status topic)
     status_options status;
-    std::chrono::seconds keepalive{30};
-    int mqtt_version = 4;                 ///< 4 (MQTT 3.1.1) or 5
     std::chrono::seconds will_delay{0};   ///< MQTT 5 only: the broker waits this long before sending the will
     std::chrono::milliseconds reconnect_min{500};
     std::chrono::milliseconds reconnect_max{30'000};
     std::chrono::milliseconds stop_timeout{2'000};  ///< bound on the clean stop
-    std::chrono::seconds connect_timeout{10};
     /// Subscriptions of the app, made again at every (re)connect (the session is clean). subscribe() adds to them.
     std::vector<std::pair<std::string, int>> subscriptions;
     /// The newcomer of two processes that share a client id stops instead of taking turns with the other.
     bool stop_on_client_id_conflict = true;
-    // TLS (used when server_uri is ssl:// or mqtts://) and authentication, passed through to Paho.
-    std::string username;
-    std::string password;
-    std::string cafile;
-    std::string certfile;
-    std::string keyfile;
-    bool insecure = false;  ///< do not verify the server's certificate host name
 
     /// Called for each message on the app's own subscriptions (not the status topic). Paho's thread.
     std::function<void(mqtt::const_message_ptr)> on_message;

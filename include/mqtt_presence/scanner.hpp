@@ -39,6 +39,7 @@
 
 #include <mqtt/async_client.h>
 
+#include <mqtt_presence/broker_options.hpp>
 #include <mqtt_presence/connection_table.hpp>
 #include <mqtt_presence/scanner_status.hpp>
 #include <mqtt_presence/topic_scheme.hpp>
@@ -46,18 +47,14 @@
 namespace mqtt_presence {
 
 struct scanner_options {
-    std::string server_uri = "tcp://localhost:1883";
-    std::string client_id;  ///< empty: mqtt-presence-scanner-<pid>-<random>
+    scanner_options() { broker.connect_timeout = std::chrono::seconds(5); }
+
+    broker_options broker;  ///< client_id empty: mqtt-presence-scanner-<pid>-<random>
     std::vector<std::string> topics{"sensors/connected/{client}"};  ///< templates, one {client} level each
     int qos = 0;  ///< subscription QoS; 0: the retained store is re-read in full at every (re)subscribe
-    int mqtt_version = 4;
-    std::chrono::seconds keepalive{30};
-    std::chrono::seconds connect_timeout{5};
     /// Fallback for brokers that do not keep order: synced after this long without a status message.
     std::chrono::milliseconds quiet_period{1000};
     std::chrono::milliseconds expire_interval{1000};  ///< how often heartbeat staleness is checked
-    std::string username, password, cafile, certfile, keyfile;
-    bool insecure = false;
 
     /// Throws mqtt_presence::error naming the bad field and value.
     void validate() const;

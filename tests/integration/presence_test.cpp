@@ -240,7 +240,7 @@ TEST(presence, the_apps_subscriptions_survive_a_broker_restart) {
     int connects = 0;
     std::vector<std::string> received;
     presence_options o;
-    o.server_uri = broker_uri(port);
+    o.broker.server_uri = broker_uri(port);
     o.status.name = name;
     o.on_connected = [&] {
         std::lock_guard<std::mutex> lock(m);
@@ -297,7 +297,7 @@ TEST(presence, presence_client_chains_the_apps_callbacks_and_stops_cleanly) {
     observer obs(port, topic);
     std::atomic<int> connected_calls{0}, app_messages{0};
     mqtt_presence::presence_options o;
-    o.server_uri = broker_uri(port);
+    o.broker.server_uri = broker_uri(port);
     o.status.name = name;
     o.status.format = payload_format::json;
     o.status.meta = R"({"fw":"2.1"})";
@@ -355,7 +355,7 @@ TEST(presence, an_error_nobody_handles_reaches_stderr_from_the_clients_thread) {
     std::string caught;
     {
         presence_options o;
-        o.server_uri = broker_uri(port);
+        o.broker.server_uri = broker_uri(port);
         o.status.name = name;
         o.on_message = [](mqtt::const_message_ptr) { throw std::runtime_error("the app's handler failed"); };
         presence_client client(o);  // no on_error

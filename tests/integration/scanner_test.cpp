@@ -287,7 +287,18 @@ TEST(scanner, bad_options_and_unreachable_broker) {
              {{"--purge-older-than", "200000d", "--dry-run"}, "100 years"},
              {{"--once", "--timeout", "200000d"}, "100 years"},
              {{"--keepalive", "0"}, "keepalive"},
-             {{"--allow-partial"}, "--once"}}) {
+             {{"--allow-partial"}, "goes with once"},
+             {{"--require", "x"}, "goes with once"},
+             {{"events", "--require", "x"}, "goes with once"},
+             {{"once", "--dry-run"}, "goes with purge"},
+             // --format where it makes no sense is refused, not ignored.
+             {{"events", "--format", "csv"}, "for snapshots"},
+             {{"--events", "--format", "prometheus"}, "for snapshots"},
+             {{"purge", "--all-disconnected", "--format", "prometheus"}, "not for a purge"},
+             {{"purge"}, "--older-than"},
+             {{"purge", "--older-than", "1d", "--all-disconnected"}, "excludes"},
+             {{"--once", "--events"}, "excludes"},
+             {{"--broker", "tcp://127.0.0.1:1", "-h", "127.0.0.1"}, "excludes"}}) {
         std::vector<std::string> argv{SCANNER_BIN};
         if (std::find(bad.args.begin(), bad.args.end(), "-h") == bad.args.end() &&
             std::find(bad.args.begin(), bad.args.end(), "--broker") == bad.args.end())
@@ -299,8 +310,34 @@ TEST(scanner, bad_options_and_unreachable_broker) {
     }
     child help({SCANNER_BIN, "--help"});
     EXPECT_EQ(help.wait_exit(5s), 0);
-    for (const char* mode : {"--once", "--events", "--require", "--purge-older-than", "prometheus"})
+    for (const char* mode : {"once", "events", "purge", "--require", "--older-than", "prometheus"})
         EXPECT_NE(help.stdout_text().find(mode), std::string::npos) << "help lacks an example of " << mode;
+}
+
+TEST(scanner, modes_are_subcommands_and_the_old_flags_still_work) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    publish_retained(port, prefix + "/up", "1");
+    publish_retained(port, prefix + "/down", "0");
+    const std::vector<std::string> topic{"--topic", prefix + "/{client}"};
+    auto with = [&](std::vector<std::string> args) {
+        args.insert(args.end(), topic.begin(), topic.end());
+        return run_scanner(port, args);
+    };
+    const auto sub = with({"once", "--format", "json"});
+    const auto flag = with({"--once", "--format", "json"});
+    ASSERT_EQ(sub.code, 0) << sub.err;
+    ASSERT_EQ(flag.code, 0) << flag.err;
+    EXPECT_EQ(json::parse(sub.out)["clients"], json::parse(flag.out)["clients"]);
+    EXPECT_EQ(with({"once", "--require", "up"}).code, 0);
+    EXPECT_EQ(with({"once", "--require", "down"}).code, 3);
+    const auto csv = with({"once", "--format", "csv"});
+    EXPECT_EQ(csv.out.rfind("client,state,", 0), 0u) << csv.out;
+    const auto dry = with({"purge", "--all-disconnected", "--dry-run"});
+    EXPECT_EQ(dry.code, 0) << dry.err;
+    EXPECT_NE(dry.out.find("would clear " + prefix + "/down"), std::string::npos) << dry.out;
+    const auto old = with({"--purge-all-disconnected", "--dry-run", "--format", "json"});
+    EXPECT_EQ(json::parse(old.out)["clients"].size(), 1u) << old.out;
 }
 
 TEST(scanner, heartbeat_overdue_shows_stale_before_the_will) {
@@ -329,7 +366,7 @@ TEST(scanner, class_with_a_borrowed_client) {
 
     mqtt::async_client app(broker_uri(port), prefix + "-app");
     mqtt_presence::scanner_options opts;
-    opts.server_uri = broker_uri(port);
+    opts.broker.server_uri = broker_uri(port);
     opts.topics = {prefix + "/{client}"};
     mqtt_presence::scanner scan(app, opts);
     std::atomic<int> other{0};

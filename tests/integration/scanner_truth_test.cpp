@@ -106,8 +106,8 @@ TEST(scanner_truth, the_scanners_own_disconnection_is_visible) {
 
     // The class says so too.
     scanner_options o;
-    o.server_uri = broker_uri(broker.port());
-    o.keepalive = std::chrono::seconds(1);
+    o.broker.server_uri = broker_uri(broker.port());
+    o.broker.keepalive = std::chrono::seconds(1);
     scanner scan(o);
     EXPECT_FALSE(scan.status().since) << "never connected: no time";
     scan.start();
@@ -204,7 +204,7 @@ TEST(scanner_truth, a_client_that_dies_while_the_broker_is_down) {
     broker.restart();
 
     scanner_options o;
-    o.server_uri = broker_uri(broker.port());
+    o.broker.server_uri = broker_uri(broker.port());
     o.topics = {templ};
     scanner scan(o);
     scan.start();
@@ -240,7 +240,7 @@ TEST(scanner_truth, changes_are_delivered_in_order_one_at_a_time) {
     const int port = broker_port();
     const auto prefix = unique_prefix();
     scanner_options o;
-    o.server_uri = broker_uri(port);
+    o.broker.server_uri = broker_uri(port);
     o.topics = {prefix + "/{client}"};
     o.expire_interval = std::chrono::milliseconds(5);  // the expiry thread races the message thread all the time
     scanner scan(o);

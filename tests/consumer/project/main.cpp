@@ -21,13 +21,13 @@ int main() {
     ok = ok && status.topic() == "sensors/connected/consumer-app" && !status.announce(cli);
 
     mqtt_presence::presence_options p;
-    p.server_uri = "tcp://127.0.0.1:1";
+    p.broker.server_uri = "tcp://127.0.0.1:1";
     p.status.name = "consumer-client";
     mqtt_presence::presence_client client(p);
     ok = ok && client.topic() == "sensors/connected/consumer-client";
 
     mqtt_presence::scanner_options s;
-    s.server_uri = "tcp://127.0.0.1:1";
+    s.broker.server_uri = "tcp://127.0.0.1:1";
     mqtt_presence::scanner scan(s);
     ok = ok && scan.snapshot().empty() && !scan.status().connected;
 
