@@ -368,6 +368,21 @@ std::optional<client_status> connection_table::find(std::string_view client, std
     return row(rows_[(slots_[slot] & 0xFFFFFFFFu) - 1]);
 }
 
+bool connection_table::find(std::string_view client, std::uint16_t source, client_status& out) const {
+    const std::size_t slot = slot_of(client, source, hash_of(client, source));
+    if (slots_[slot] == 0) return false;
+    fill_row(rows_[(slots_[slot] & 0xFFFFFFFFu) - 1], out);
+    return true;
+}
+
+std::vector<std::pair<std::string, std::uint16_t>> connection_table::sorted_keys() const {
+    std::vector<std::pair<std::string, std::uint16_t>> keys;
+    const auto order = sorted_rows(SIZE_MAX);
+    keys.reserve(order.size());
+    for (const auto r : order) keys.emplace_back(rows_[r].name, rows_[r].source);
+    return keys;
+}
+
 std::vector<std::uint32_t> connection_table::sorted_rows(std::size_t limit) const {
     // Sort (key, row) pairs, not rows. The key is the 8 bytes of the name that follow the prefix every name shares
     // (fleets are named like sensor-000123), big-endian, so that most comparisons are one integer compare that

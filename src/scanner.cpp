@@ -387,10 +387,26 @@ std::vector<client_status> scanner::snapshot(std::size_t limit) const {
 
 std::pair<table_counts, table_stats> scanner::for_each_sorted(
     const std::function<void(const client_status&)>& visit) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    judge_now();
-    table_.for_each_sorted(visit);
-    return {table_.counts(), table_.stats()};
+    constexpr std::size_t chunk_rows = 4096;  // a short lock each: messages wait microseconds, not a whole write
+    std::vector<std::pair<std::string, std::uint16_t>> keys;
+    std::pair<table_counts, table_stats> counters;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        judge_now();
+        keys = table_.sorted_keys();
+        counters = {table_.counts(), table_.stats()};
+    }
+    std::vector<client_status> chunk(std::min(chunk_rows, keys.size()));
+    for (std::size_t at = 0; at < keys.size(); at += chunk_rows) {
+        std::size_t n = 0;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            for (std::size_t i = at; i < std::min(at + chunk_rows, keys.size()); ++i)
+                if (table_.find(keys[i].first, keys[i].second, chunk[n])) ++n;
+        }
+        for (std::size_t i = 0; i < n; ++i) visit(chunk[i]);
+    }
+    return counters;
 }
 
 std::optional<client_status> scanner::find(std::string_view client, std::uint16_t source) const {

@@ -134,6 +134,10 @@ public:
     std::optional<client_status> erase(std::string_view client, std::uint16_t source = 0);
 
     [[nodiscard]] std::optional<client_status> find(std::string_view client, std::uint16_t source = 0) const;
+    /// find() into a reused row (its strings keep their storage); false if the client is not in the table.
+    bool find(std::string_view client, std::uint16_t source, client_status& out) const;
+    /// The (name, scheme) of every row in snapshot order: the keys to read a large table a chunk at a time.
+    [[nodiscard]] std::vector<std::pair<std::string, std::uint16_t>> sorted_keys() const;
     /// All rows, sorted by client name (then scheme); or only the first `limit` of them (a screenful of a large table).
     [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit = SIZE_MAX) const;
     /// Visits every row without copying them all first (unordered).

@@ -104,8 +104,9 @@ public:
     /// The rows sorted by name; with `limit`, only the first ones (cheap for a screenful of a large table).
     [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit = SIZE_MAX) const;
     /// Calls `visit` for every row, sorted by name, without copying the table: for writing out a large snapshot
-    /// (see snapshot_writer). Runs under the scanner's lock, so messages wait and `visit` must not call
-    /// snapshot(), counts(), stats() or purge(); topic_of() is fine. Returns the counters of that same moment.
+    /// (see snapshot_writer). `visit` runs without the scanner's lock, so a slow writer (a pipe nobody reads) never
+    /// holds up intake, and it may call anything. Rows are read a chunk at a time: each is current as of its chunk,
+    /// a row removed meanwhile is left out. Returns the counters of the moment the visit began.
     std::pair<table_counts, table_stats> for_each_sorted(const std::function<void(const client_status&)>& visit) const;
     /// One row, without copying the table; `source` picks the topic scheme (index into schemes()).
     [[nodiscard]] std::optional<client_status> find(std::string_view client, std::uint16_t source = 0) const;

@@ -4,6 +4,7 @@
 #include <mqtt_presence/scanner.hpp>
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <random>
@@ -234,6 +235,56 @@ TEST(scanner_truth, a_client_that_dies_while_the_broker_is_down) {
         if (c["client"] == "plain") found = c["liveness"] == "will-only";
     EXPECT_TRUE(found) << j.dump();
     scan.stop();
+}
+
+// A consumer that stalls (a terminal, a pipe nobody reads) holds up neither intake nor anything else.
+TEST(scanner_truth, a_stalled_consumer_never_blocks_intake) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    scanner_options o;
+    o.broker.server_uri = broker_uri(port);
+    o.topics = {prefix + "/{client}"};
+    scanner scan(o);
+    std::mutex m;
+    std::condition_variable cv;
+    bool release = false;
+    std::atomic<int> delivered{0};
+    scan.on_change([&](const change&) {
+        std::unique_lock<std::mutex> lock(m);
+        cv.wait(lock, [&] { return release; });  // the first change stalls the consumer until the test says so
+        ++delivered;
+    });
+    scan.start();
+    ASSERT_TRUE(scan.wait_synced(10s));
+    constexpr int clients = 2000;
+    mqtt::async_client pub(broker_uri(port), prefix + "-pub", mqtt::create_options(MQTTVERSION_3_1_1, clients + 10));
+    pub.connect()->wait();
+    for (int i = 0; i < clients; ++i) pub.publish(prefix + "/c" + std::to_string(i), "1", 0, false);
+    // While the consumer is stuck on the first change, every message is still read into the table.
+    EXPECT_TRUE(scan.wait_for([&] { return scan.stats().messages >= static_cast<std::uint64_t>(clients); }, 20s))
+        << "intake stopped behind a stalled consumer: " << scan.stats().messages << " messages";
+    EXPECT_EQ(scan.counts().connected, static_cast<std::size_t>(clients));
+    EXPECT_EQ(delivered.load(), 0) << "the consumer was still stalled";
+    // A snapshot written to a slow writer does not hold the table either: from inside the visit, intake goes on.
+    bool seen_more = false;
+    bool first = true;
+    scan.for_each_sorted([&](const client_status&) {
+        if (!first) return;
+        first = false;
+        pub.publish(prefix + "/late", "1", 1, false)->wait();
+        seen_more = scan.wait_for([&] { return scan.find("late").has_value(); }, 10s);
+    });
+    EXPECT_TRUE(seen_more) << "a message waited for the snapshot's writer";
+    {
+        std::lock_guard<std::mutex> lock(m);
+        release = true;
+    }
+    cv.notify_all();
+    // Nothing is lost once the consumer resumes: every change arrives.
+    EXPECT_TRUE(scan.wait_for([&] { return delivered.load() >= clients + 1; }, 20s))
+        << delivered.load() << " of " << clients + 1 << " changes delivered";
+    scan.stop();
+    pub.disconnect()->wait();
 }
 
 TEST(scanner_truth, changes_are_delivered_in_order_one_at_a_time) {
