@@ -59,12 +59,10 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
-// The rows (all of them, or those given) with their topics, counts, stats and the scanner's own state.
+// The rows (all of them, or those given), counts, stats and the scanner's own state.
 scan_result result_of(const scanner& scan, std::optional<std::vector<client_status>> rows = std::nullopt) {
     scan_result r;
     r.clients = rows ? std::move(*rows) : scan.snapshot();
-    r.topics.reserve(r.clients.size());
-    for (const auto& c : r.clients) r.topics.push_back(scan.topic_of(c));
     r.counts = scan.counts();
     r.stats = scan.stats();
     r.scanner = scan.status();
@@ -84,13 +82,13 @@ class required_clients {
 public:
     explicit required_clients(std::vector<std::string> names) : names_(std::move(names)), seen_(names_.size()) {}
 
-    void see(const client_status& c, const std::string& topic) {
+    void see(const client_status& c) {
         for (std::size_t i = 0; i < names_.size(); ++i) {
             if (c.client != names_[i]) continue;
             seen_[i] = true;
             if (c.status != state::connected || c.stale)
                 problems_ += "mqtt-presence-scanner: required client " + terminal_safe(c.client) + " is " +
-                             (c.stale ? "stale" : std::string(to_string(c.status))) + " (" + terminal_safe(topic) +
+                             (c.stale ? "stale" : std::string(to_string(c.status))) + " (" + terminal_safe(c.topic) +
                              ")\n";
         }
     }
@@ -157,15 +155,13 @@ int run_once(scanner& scan, const settings& s) {
     if (rc == 0 || s.allow_partial) {
         if (s.format == "table") {
             const auto r = result_of(scan);
-            for (std::size_t i = 0; i < r.clients.size(); ++i) check.see(r.clients[i], r.topics[i]);
+            for (const auto& c : r.clients) check.see(c);
             std::cout << render_table(r, clock::now(), isatty(STDOUT_FILENO) != 0 && !s.no_color);
         } else {
             snapshot_writer writer(std::cout, machine_format(s.format));
-            std::string topic;
             const auto [counts, stats] = scan.for_each_sorted([&](const client_status& c) {
-                topic = scan.topic_of(c);
-                writer.row(c, topic);
-                check.see(c, topic);
+                writer.row(c);
+                check.see(c);
             });
             writer.finish(counts, stats, &st);
         }
@@ -200,8 +196,8 @@ int run_purge(scanner& scan, const settings& s) {
         std::cout << render_snapshot(r, machine_format(s.format));
         return rc;
     }
-    for (const auto& topic : r.topics)
-        std::cout << (s.dry_run ? "would clear " : "cleared ") << terminal_safe(topic) << "\n";
+    for (const auto& c : r.clients)
+        std::cout << (s.dry_run ? "would clear " : "cleared ") << terminal_safe(c.topic) << "\n";
     std::cerr << (s.dry_run ? "dry run: " : "") << r.clients.size() << " retained status(es) "
               << (s.dry_run ? "would be cleared" : "cleared")
               << (purged.refused.empty() ? "" : ", " + std::to_string(purged.refused.size()) + " not cleared") << "\n";
@@ -392,7 +388,7 @@ Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 b
                 dirty = true;
                 if (live_table) return;
                 std::lock_guard<std::mutex> lock(out_mutex);
-                if (json_lines) std::cout << render_change_json(c, scan.topic_of(c.current));
+                if (json_lines) std::cout << render_change_json(c);
                 else std::cout << render_change_line(c, clock::now());
                 std::cout.flush();
             });

@@ -156,11 +156,6 @@ void append_client_json(std::string& out, const client_status& c, const std::str
     out += '}';
 }
 
-const std::string& topic_at(const scan_result& r, std::size_t i) {
-    static const std::string none;
-    return i < r.topics.size() ? r.topics[i] : none;
-}
-
 std::string age(const std::optional<time_point>& t, time_point now) {
     if (!t) return "?";
     const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(now - *t);
@@ -221,7 +216,8 @@ snapshot_writer::snapshot_writer(std::ostream& out, snapshot_format format) : ou
     }
 }
 
-void snapshot_writer::row(const client_status& c, const std::string& topic) {
+void snapshot_writer::row(const client_status& c) {
+    const std::string& topic = c.topic;
     switch (format_) {
         case snapshot_format::json:
             if (rows_ > 0) buffer_ += ',';
@@ -319,7 +315,7 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
 std::string render_snapshot(const scan_result& r, snapshot_format format) {
     std::ostringstream out;
     snapshot_writer writer(out, format);
-    for (std::size_t i = 0; i < r.clients.size(); ++i) writer.row(r.clients[i], topic_at(r, i));
+    for (const auto& c : r.clients) writer.row(c);
     writer.finish(r.counts, r.stats, r.scanner ? &*r.scanner : nullptr);
     return out.str();
 }
@@ -360,7 +356,7 @@ std::string render_table(const scan_result& r, time_point now, bool color) {
     return out;
 }
 
-std::string render_change_json(const change& c, const std::string& topic) {
+std::string render_change_json(const change& c) {
     std::string out = "{\"event\":\"";
     out += to_string(c.kind);
     out += "\",\"previous\":";
@@ -372,7 +368,7 @@ std::string render_change_json(const change& c, const std::string& topic) {
         out += "null";
     }
     out += ",\"client\":";
-    append_client_json(out, c.current, topic);
+    append_client_json(out, c.current, c.current.topic);
     return out + "}\n";
 }
 

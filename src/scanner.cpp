@@ -284,8 +284,9 @@ void scanner::delivery_loop() {
         auto on_status = on_status_;
         delivering_ = true;
         lock.unlock();
-        for (const auto& d : batch) {
+        for (auto& d : batch) {
             try {
+                if (d.status.empty()) d.changed.current.topic = topic_of(d.changed.current);  // off the lock
                 if (!d.status.empty()) {
                     if (on_status) on_status(d.status);
                     else write_error(d.status);
@@ -380,9 +381,14 @@ std::size_t scanner::pending_deliveries() const {
 }
 
 std::vector<client_status> scanner::snapshot(std::size_t limit) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    judge_now();
-    return table_.snapshot(limit);
+    std::vector<client_status> rows;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        judge_now();
+        rows = table_.snapshot(limit);
+    }
+    for (auto& r : rows) r.topic = topic_of(r);
+    return rows;
 }
 
 std::pair<table_counts, table_stats> scanner::for_each_sorted(
@@ -404,15 +410,23 @@ std::pair<table_counts, table_stats> scanner::for_each_sorted(
             for (std::size_t i = at; i < std::min(at + chunk_rows, keys.size()); ++i)
                 if (table_.find(keys[i].first, keys[i].second, chunk[n])) ++n;
         }
-        for (std::size_t i = 0; i < n; ++i) visit(chunk[i]);
+        for (std::size_t i = 0; i < n; ++i) {
+            chunk[i].topic = topic_of(chunk[i]);
+            visit(chunk[i]);
+        }
     }
     return counters;
 }
 
 std::optional<client_status> scanner::find(std::string_view client, std::uint16_t source) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    judge_now();
-    return table_.find(client, source);
+    std::optional<client_status> row;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        judge_now();
+        row = table_.find(client, source);
+    }
+    if (row) row->topic = topic_of(*row);
+    return row;
 }
 
 table_counts scanner::counts() const {

@@ -52,6 +52,7 @@ struct client_status {
     std::optional<std::chrono::seconds> heartbeat;
     std::uint32_t transitions = 0;  ///< state changes seen since the client entered the table
     std::uint16_t source = 0;       ///< which topic scheme the status came from (the scanner's index)
+    std::string topic;  ///< the status topic; filled by the scanner as rows leave it (the table does not store it)
     /// The last payload's epoch or time stamp lay beyond now + max_clock_skew (forged or a broken clock); ignored.
     bool future_time = false;
     std::string detail;  ///< Homie/smarthome detail, or why the payload was unreadable

@@ -23,10 +23,9 @@
 
 namespace mqtt_presence {
 
-/// What a renderer shows: the rows, each row's status topic, and the table's counters.
+/// What a renderer shows: the rows (each with its topic) and the table's counters.
 struct scan_result {
     std::vector<client_status> clients;
-    std::vector<std::string> topics;  ///< topics[i] is the status topic of clients[i]
     table_counts counts;
     table_stats stats;
     std::optional<scanner_status> scanner;  ///< the scanner's own state; absent for a table not fed by a scanner
@@ -47,7 +46,7 @@ enum class snapshot_format : std::uint8_t { json, ndjson, csv, prometheus };
 class snapshot_writer {
 public:
     snapshot_writer(std::ostream& out, snapshot_format format);
-    void row(const client_status& c, const std::string& topic);
+    void row(const client_status& c);
     /// Writes the counters and the scanner's own state if given (JSON, Prometheus) and flushes. Call once, after
     /// the last row.
     void finish(const table_counts& counts, const table_stats& stats, const scanner_status* scanner = nullptr);
@@ -71,7 +70,7 @@ private:
 [[nodiscard]] std::string render_table(const scan_result& r, time_point now, bool color);
 
 /// A change as one JSON line: {"event":"added|changed|...","previous":..,"client":{...}}.
-[[nodiscard]] std::string render_change_json(const change& c, const std::string& topic);
+[[nodiscard]] std::string render_change_json(const change& c);
 /// A change as one human line: "2026-11-25T06:20:01Z s1 connected -> disconnected (lost)".
 [[nodiscard]] std::string render_change_line(const change& c, time_point now);
 

@@ -380,6 +380,11 @@ TEST(scanner, class_with_a_borrowed_client) {
     ASSERT_EQ(rows.size(), 2u);
     EXPECT_EQ(rows[0].status, mqtt_presence::state::connected);
     EXPECT_EQ(rows[1].status, mqtt_presence::state::disconnected);
+    EXPECT_EQ(rows[0].topic, prefix + "/a") << "rows know their topic";
+    const auto b = scan.find("b");
+    ASSERT_TRUE(b) << "one row, found without copying the table";
+    EXPECT_EQ(b->topic, prefix + "/b");
+    EXPECT_FALSE(scan.find("nobody"));
 
     // purge: a dry run lists, a real run clears the retained status on the broker.
     auto would = scan.purge([](const mqtt_presence::client_status& c) { return c.client == "b"; }, true);
