@@ -9,6 +9,7 @@
 
 #include <mqtt_presence/error.hpp>
 
+#include "codec_reference.hpp"
 #include "text_util.hpp"
 
 namespace mqtt_presence {
@@ -384,10 +385,11 @@ flat_result read_flat_object(std::string_view text, Handler& handler) {
     return i == n ? r::done : r::outside_subset;
 }
 
-void decode_json(std::string_view payload, status_record& out) {
+// `fast`: try the flat-object reader first (false: nlohmann's parser alone, the reference the fuzzer compares with).
+void decode_json(std::string_view payload, status_record& out, bool fast) {
     std::optional<status_sax> sax(std::in_place, out);
     bool ok = false;
-    switch (read_flat_object(payload, *sax)) {
+    switch (fast ? read_flat_object(payload, *sax) : flat_result::outside_subset) {
         case flat_result::done: ok = true; break;
         case flat_result::handler_stopped: break;
         case flat_result::outside_subset:
@@ -409,7 +411,7 @@ void decode_json(std::string_view payload, status_record& out) {
 }
 
 // Fills `r` (an empty record) from the payload.
-void read_payload(std::string_view payload, status_record& r) {
+void read_payload(std::string_view payload, status_record& r, bool fast) {
     if (payload.empty()) {
         r.cleared = true;
         return;
@@ -425,14 +427,14 @@ void read_payload(std::string_view payload, status_record& r) {
     // nlohmann's lexer reads NUL as the end of input, so it would accept "{...}\0junk": reject it first.
     if (payload.find('\0') != std::string_view::npos) return mark_unreadable(r, payload, "payload contains a NUL byte");
     if (text.empty()) return mark_unreadable(r, payload, "payload is only whitespace");
-    if (text.front() == '{') return decode_json(text, r);
+    if (text.front() == '{') return decode_json(text, r, fast);
     mark_unreadable(r, payload, "not a status word (expected e.g. 1/0, online/offline, or JSON)");
 }
 
 // Fills `r` (an empty record); never throws.
-void decode_into(std::string_view payload, status_record& r) noexcept {
+void decode_into(std::string_view payload, status_record& r, bool fast = true) noexcept {
     try {
-        read_payload(payload, r);
+        read_payload(payload, r, fast);
     } catch (...) {
         // Only allocation can fail here; report it as unreadable rather than crash a callback.
         reset(r);
@@ -482,6 +484,11 @@ status_record decode(std::string_view payload) noexcept {
 void decode(std::string_view payload, status_record& out) noexcept {
     reset(out);
     decode_into(payload, out);
+}
+
+void detail::decode_without_fast_path(std::string_view payload, status_record& out) noexcept {
+    reset(out);
+    decode_into(payload, out, false);
 }
 
 std::string encode(const status_record& record, payload_format format) {
