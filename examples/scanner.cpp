@@ -274,6 +274,95 @@ void check_modes(const CLI::App& app, const settings& s) {
         throw error("purge needs --older-than DUR (--purge-older-than) or --all-disconnected");
 }
 
+// What the command line gives besides settings, and the options that choose the mode.
+struct command_line {
+    cli::broker_flags broker;
+    std::vector<std::string> topics, conventions;
+    std::string require_text;
+    CLI::App *once = nullptr, *events = nullptr, *purge = nullptr;
+    CLI::Option *once_flag = nullptr, *events_flag = nullptr, *older = nullptr, *all = nullptr;
+};
+
+void define_options(CLI::App& app, settings& s, command_line& c) {
+    cli::add_broker_options(app, s.opts.broker, c.broker);
+    auto* what = app.add_option_group("Statuses", "Which status topics to read");
+    what->add_option("-t,--topic", c.topics, "Status topic template, repeatable (default sensors/connected/{client})");
+    what->add_option("--convention", c.conventions, "Preset: sensors, connected, homie, tasmota, esphome, "
+                                                  "zigbee2mqtt, sparkplug, smarthome (repeatable)");
+    what->add_option("-q,--qos", s.opts.qos, "Subscription QoS (0: full re-sync on reconnect; see README for 1)")
+        ->capture_default_str();
+    auto* out = app.add_option_group("Output");
+    out->add_option("-F,--format", s.format, "table, json, ndjson, csv, prometheus (csv and prometheus: snapshots)")
+        ->check(CLI::IsMember({"table", "json", "ndjson", "csv", "prometheus"}))->capture_default_str();
+    out->add_flag("--no-color", s.no_color, "No colours in the table");
+
+    // Modes: a subcommand, or the flag that selected it before subcommands existed. Their options live on the
+    // top level (subcommands fall through to it), so `once --require x` and `--once --require x` both work.
+    c.once = app.add_subcommand("once", "Sync, print the table, exit")->fallthrough();
+    c.events = app.add_subcommand("events", "Stream changes (NDJSON by default)")->fallthrough();
+    c.purge = app.add_subcommand("purge", "Clear retained statuses that say disconnected")->fallthrough();
+    app.add_subcommand("watch", "Live table on a terminal, changes as lines otherwise (default)")->fallthrough();
+    auto* modes = app.add_option_group("Modes (old flags)");
+    c.once_flag = modes->add_flag("--once", "Same as the once subcommand");
+    c.events_flag = modes->add_flag("--events", "Same as the events subcommand");
+    c.once_flag->excludes(c.events_flag);
+    auto* mode_opts = app.add_option_group("once and purge");
+    mode_opts->add_option("--require", c.require_text, "once: NAME[,NAME...] that must be connected (else exit 3)");
+    mode_opts->add_option("--timeout", s.timeout_text, "Bound on the sync")->capture_default_str();
+    mode_opts->add_flag("--allow-partial", s.allow_partial, "once: print the table even when the sync is not known "
+                                                            "complete (still exit 5)");
+    c.older = mode_opts->add_option("--older-than,--purge-older-than", s.older_than_text,
+                                        "purge: statuses that say disconnected, time-stamped (a clean stop's ts) "
+                                        "longer ago than DUR");
+    c.all = mode_opts->add_flag("--all-disconnected,--purge-all-disconnected", s.all_disconnected,
+                                    "purge: every disconnected or unreadable status, dated or not (plain 0, wills)");
+    c.older->excludes(c.all);
+    mode_opts->add_flag("--dry-run", s.dry_run, "purge: only list what would be cleared");
+}
+
+// After parsing: the mode, the broker, the topics, the durations; then the checks. Throws mqtt_presence::error.
+void finish_options(const CLI::App& app, settings& s, command_line& c) {
+    if (c.once->parsed() || c.once_flag->count() > 0) s.run = mode::once;
+    else if (c.events->parsed() || c.events_flag->count() > 0) s.run = mode::events;
+    else if (c.purge->parsed() || c.older->count() > 0 || c.all->count() > 0) s.run = mode::purge;
+    if (s.run == mode::events && app.count("--format") == 0) s.format = "ndjson";
+    cli::finish_broker_options(s.opts.broker, c.broker);
+    for (const auto& name : c.conventions) c.topics.push_back(topic_scheme::preset(name).template_text());
+    if (!c.topics.empty()) s.opts.topics = c.topics;
+    s.timeout = parse_duration(s.timeout_text);
+    if (!s.older_than_text.empty()) s.older_than = parse_duration(s.older_than_text);
+    s.required = split(c.require_text);
+    check_modes(app, s);
+    s.opts.validate();
+}
+
+// Status lines and changes arrive on the scanner's delivery thread, in order: never on Paho's.
+void attach_outputs(scanner& scan, const settings& s, bool live_table, std::mutex& out_mutex,
+                    std::atomic<bool>& dirty) {
+    const bool json_lines = s.format == "json" || s.format == "ndjson";
+    scan.on_status([&scan, &s, &out_mutex, &dirty, live_table, json_lines](const std::string& line) {
+        if (s.run == mode::once || s.run == mode::purge) return;  // a snapshot reports through its exit code
+        dirty = true;
+        std::lock_guard<std::mutex> lock(out_mutex);
+        std::cerr << "mqtt-presence-scanner: " << terminal_safe(line, 400) << "\n";
+        if (!live_table && json_lines) {  // the stream says when its data stops being live
+            const auto st = scan.status();
+            std::cout << "{\"event\":\"scanner\",\"scanner\":{\"connected\":" << (st.connected ? "true" : "false")
+                      << ",\"since\":" << (st.since ? "\"" + format_iso8601(*st.since) + "\"" : "null") << "}}\n"
+                      << std::flush;
+        }
+    });
+    if (s.run != mode::watch && s.run != mode::events) return;  // a snapshot or a purge builds no change rows
+    scan.on_change([&out_mutex, &dirty, live_table, json_lines](const change& c) {
+        dirty = true;
+        if (live_table) return;
+        std::lock_guard<std::mutex> lock(out_mutex);
+        if (json_lines) std::cout << render_change_json(c);
+        else std::cout << render_change_line(c, clock::now());
+        std::cout.flush();
+    });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -301,60 +390,11 @@ Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 b
     app.require_subcommand(0, 1);
 
     settings s;
-    cli::broker_flags broker;
-    std::vector<std::string> topics, conventions;
-    std::string require_text;
-    cli::add_broker_options(app, s.opts.broker, broker);
-    auto* what = app.add_option_group("Statuses", "Which status topics to read");
-    what->add_option("-t,--topic", topics, "Status topic template, repeatable (default sensors/connected/{client})");
-    what->add_option("--convention", conventions, "Preset: sensors, connected, homie, tasmota, esphome, "
-                                                  "zigbee2mqtt, sparkplug, smarthome (repeatable)");
-    what->add_option("-q,--qos", s.opts.qos, "Subscription QoS (0: full re-sync on reconnect; see README for 1)")
-        ->capture_default_str();
-    auto* out = app.add_option_group("Output");
-    out->add_option("-F,--format", s.format, "table, json, ndjson, csv, prometheus (csv and prometheus: snapshots)")
-        ->check(CLI::IsMember({"table", "json", "ndjson", "csv", "prometheus"}))->capture_default_str();
-    out->add_flag("--no-color", s.no_color, "No colours in the table");
-
-    // Modes: a subcommand, or the flag that selected it before subcommands existed. Their options live on the
-    // top level (subcommands fall through to it), so `once --require x` and `--once --require x` both work.
-    auto* once = app.add_subcommand("once", "Sync, print the table, exit")->fallthrough();
-    auto* events = app.add_subcommand("events", "Stream changes (NDJSON by default)")->fallthrough();
-    auto* purge = app.add_subcommand("purge", "Clear retained statuses that say disconnected")->fallthrough();
-    auto* watch = app.add_subcommand("watch", "Live table on a terminal, changes as lines otherwise (default)")
-                      ->fallthrough();
-    auto* modes = app.add_option_group("Modes (old flags)");
-    auto* once_flag = modes->add_flag("--once", "Same as the once subcommand");
-    auto* events_flag = modes->add_flag("--events", "Same as the events subcommand");
-    once_flag->excludes(events_flag);
-    auto* mode_opts = app.add_option_group("once and purge");
-    mode_opts->add_option("--require", require_text, "once: NAME[,NAME...] that must be connected (else exit 3)");
-    mode_opts->add_option("--timeout", s.timeout_text, "Bound on the sync")->capture_default_str();
-    mode_opts->add_flag("--allow-partial", s.allow_partial, "once: print the table even when the sync is not known "
-                                                            "complete (still exit 5)");
-    auto* older = mode_opts->add_option("--older-than,--purge-older-than", s.older_than_text,
-                                        "purge: statuses that say disconnected, time-stamped (a clean stop's ts) "
-                                        "longer ago than DUR");
-    auto* all = mode_opts->add_flag("--all-disconnected,--purge-all-disconnected", s.all_disconnected,
-                                    "purge: every disconnected or unreadable status, dated or not (plain 0, wills)");
-    older->excludes(all);
-    mode_opts->add_flag("--dry-run", s.dry_run, "purge: only list what would be cleared");
-
+    command_line c;
+    define_options(app, s, c);
     try {
         app.parse(argc, argv);
-        if (once->parsed() || once_flag->count() > 0) s.run = mode::once;
-        else if (events->parsed() || events_flag->count() > 0) s.run = mode::events;
-        else if (purge->parsed() || older->count() > 0 || all->count() > 0) s.run = mode::purge;
-        else (void)watch;
-        if (s.run == mode::events && app.count("--format") == 0) s.format = "ndjson";
-        cli::finish_broker_options(s.opts.broker, broker);
-        for (const auto& c : conventions) topics.push_back(topic_scheme::preset(c).template_text());
-        if (!topics.empty()) s.opts.topics = topics;
-        s.timeout = parse_duration(s.timeout_text);
-        if (!s.older_than_text.empty()) s.older_than = parse_duration(s.older_than_text);
-        s.required = split(require_text);
-        check_modes(app, s);
-        s.opts.validate();
+        finish_options(app, s, c);
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? 0 : 2;
     } catch (const error& e) {
@@ -369,29 +409,7 @@ Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 b
         scanner scan(s.opts);
         std::mutex out_mutex;
         std::atomic<bool> dirty{true};
-        const bool json_lines = s.format == "json" || s.format == "ndjson";
-        // Status lines and changes arrive on the scanner's delivery thread, in order: never on Paho's.
-        scan.on_status([&](const std::string& line) {
-            if (s.run == mode::once || s.run == mode::purge) return;  // a snapshot reports through its exit code
-            dirty = true;
-            std::lock_guard<std::mutex> lock(out_mutex);
-            std::cerr << "mqtt-presence-scanner: " << terminal_safe(line, 400) << "\n";
-            if (!live_table && json_lines) {  // the stream says when its data stops being live
-                const auto st = scan.status();
-                std::cout << "{\"event\":\"scanner\",\"scanner\":{\"connected\":" << (st.connected ? "true" : "false")
-                          << ",\"since\":" << (st.since ? "\"" + format_iso8601(*st.since) + "\"" : "null") << "}}\n"
-                          << std::flush;
-            }
-        });
-        if (s.run == mode::watch || s.run == mode::events)  // a snapshot or a purge builds no change rows
-            scan.on_change([&](const change& c) {
-                dirty = true;
-                if (live_table) return;
-                std::lock_guard<std::mutex> lock(out_mutex);
-                if (json_lines) std::cout << render_change_json(c);
-                else std::cout << render_change_line(c, clock::now());
-                std::cout.flush();
-            });
+        attach_outputs(scan, s, live_table, out_mutex, dirty);
         try {
             scan.start();
         } catch (const error& e) {
