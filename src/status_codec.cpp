@@ -1,6 +1,7 @@
 #include <mqtt_presence/status_codec.hpp>
 
 #include <array>
+#include <cstring>
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -70,42 +71,81 @@ void mark_unreadable(status_record& r, std::string_view payload, std::string why
     r.raw = detail::printable(payload, max_raw_copy);
 }
 
+// The members of the contract (DESIGN.md "Payloads"); everything else is metadata.
+enum class status_member : std::uint8_t { extra, status, online, state, client, epoch, ts, timestamp, ip, host, hb, reason };
+enum value_kind : std::uint8_t { kind_bool = 1, kind_number = 2, kind_string = 4 };
+struct member_rule {
+    std::string_view name;
+    status_member id;
+    std::uint8_t kinds;    // the value kinds it takes
+    const char* expected;  // what the error says when the value is of another kind
+};
+// The one list of accepted members: a new convention's member is a line here and a case in status_sax::member().
+constexpr member_rule rules[] = {
+    {"status", status_member::status, kind_bool | kind_number | kind_string,
+     "0, 1, 2, true, false or \"online\"/\"offline\""},
+    {"online", status_member::online, kind_bool, "true or false"},
+    {"state", status_member::state, kind_string, "\"online\" or \"offline\""},
+    {"client", status_member::client, kind_string, "a string"},
+    {"epoch", status_member::epoch, kind_number, "a whole number >= 0"},
+    {"ts", status_member::ts, kind_number, "milliseconds since 1970 as a whole number"},
+    {"timestamp", status_member::timestamp, kind_number, "milliseconds since 1970 as a whole number"},
+    {"ip", status_member::ip, kind_string, "a string"},
+    {"host", status_member::host, kind_string, "a string"},
+    {"hb", status_member::hb, kind_number, "a whole number of seconds"},
+    {"reason", status_member::reason, kind_string, "a string"},
+};
+
+// The rules by name length (computed from the list): a key is compared with the one or few names of its length.
+struct same_length {
+    std::uint8_t count = 0;
+    std::uint8_t rule[std::size(rules)] = {};
+};
+constexpr std::size_t longest_name = 9;
+constexpr std::array<same_length, longest_name + 1> index_by_length() {
+    std::array<same_length, longest_name + 1> index{};
+    for (std::uint8_t i = 0; i < std::size(rules); ++i) {
+        auto& bucket = index[rules[i].name.size()];
+        bucket.rule[bucket.count++] = i;
+    }
+    return index;
+}
+constexpr auto rules_by_length = index_by_length();
+
+// The rule named `k` among the names of length N: with N a constant, each comparison is a few inlined loads.
+template <std::size_t N>
+const member_rule* find_rule_of_length(const char* k) noexcept {
+    constexpr const same_length& bucket = rules_by_length[N];
+    for (std::uint8_t i = 0; i < bucket.count; ++i)
+        if (std::memcmp(rules[bucket.rule[i]].name.data(), k, N) == 0) return &rules[bucket.rule[i]];
+    return nullptr;
+}
+
+// Found once per key; nullptr: metadata.
+const member_rule* find_rule(std::string_view k) noexcept {
+    switch (k.size()) {
+        case 1: return find_rule_of_length<1>(k.data());
+        case 2: return find_rule_of_length<2>(k.data());
+        case 3: return find_rule_of_length<3>(k.data());
+        case 4: return find_rule_of_length<4>(k.data());
+        case 5: return find_rule_of_length<5>(k.data());
+        case 6: return find_rule_of_length<6>(k.data());
+        case 7: return find_rule_of_length<7>(k.data());
+        case 8: return find_rule_of_length<8>(k.data());
+        case 9: return find_rule_of_length<9>(k.data());
+        default: return nullptr;
+    }
+}
+static_assert(longest_name == 9, "find_rule has a case for every length up to the longest name");
+
 // Reads a JSON status object with nlohmann's SAX interface: the known members go straight into the record,
 // other top-level members are collected into `meta`. No DOM is built for the common payload.
 class status_sax {
 public:
-    // The members of the contract; everything else is metadata. Identified once per key, not per comparison.
-    enum class member_id : std::uint8_t {
-        extra, status, online, state, client, epoch, ts, timestamp, ip, host, hb, reason
-    };
-
+    using member_id = status_member;
     static member_id identify(std::string_view k) noexcept {
-        switch (k.size()) {  // by length first: one comparison for most keys
-            case 2:
-                if (k == "ts") return member_id::ts;
-                if (k == "ip") return member_id::ip;
-                if (k == "hb") return member_id::hb;
-                break;
-            case 4:
-                if (k == "host") return member_id::host;
-                break;
-            case 5:
-                if (k == "epoch") return member_id::epoch;
-                if (k == "state") return member_id::state;
-                break;
-            case 6:
-                if (k == "status") return member_id::status;
-                if (k == "client") return member_id::client;
-                if (k == "online") return member_id::online;
-                if (k == "reason") return member_id::reason;
-                break;
-            case 9:
-                if (k == "timestamp") return member_id::timestamp;
-                break;
-            default:
-                break;
-        }
-        return member_id::extra;
+        const auto* r = find_rule(k);
+        return r ? r->id : member_id::extra;
     }
 
     using number_integer_t = json::number_integer_t;
@@ -136,7 +176,8 @@ public:
     bool key(string_t& k) {
         if (depth_ == 1) {
             key_ = std::move(k);
-            member_ = identify(key_);
+            rule_ = find_rule(key_);
+            member_ = rule_ ? rule_->id : member_id::extra;
         } else {
             nested_key_ = std::move(k);
         }
@@ -216,62 +257,48 @@ private:
         return fail("member \"" + key_ + "\" is " + std::string(type_name) + ", expected " + std::string(expected));
     }
 
-    // Known members: the contract of DESIGN.md "Payloads".
+    // A known member's value: its kind is checked against the rule, then it sets its part of the record.
     template <class V>
     bool member(V&& v, std::string_view type_name) {
         using T = std::decay_t<V>;
-        if (member_ == member_id::status) {
-            if constexpr (std::is_same_v<T, bool>) return set_state(v ? state::connected : state::disconnected, "");
-            if constexpr (std::is_same_v<T, number_unsigned_t>) {
-                if (v == 0) return set_state(state::disconnected, "");
-                if (v == 1) return set_state(state::connected, "");
-                if (v == 2) return set_state(state::connected, "device-ok");
-                return fail("member \"status\" is " + std::to_string(v) + ", expected 0, 1 or 2");
+        constexpr std::uint8_t k = std::is_same_v<T, bool>                ? kind_bool
+                                   : std::is_same_v<T, number_unsigned_t> ? kind_number
+                                   : std::is_same_v<T, string_t>          ? kind_string
+                                                                          : 0;
+        if ((rule_->kinds & k) == 0) return wrong_type(type_name, rule_->expected);
+        if constexpr (std::is_same_v<T, bool>) {  // status, online
+            return set_state(v ? state::connected : state::disconnected, "");
+        } else if constexpr (std::is_same_v<T, number_unsigned_t>) {
+            switch (member_) {
+                case member_id::status:
+                    if (v == 0) return set_state(state::disconnected, "");
+                    if (v == 1) return set_state(state::connected, "");
+                    if (v == 2) return set_state(state::connected, "device-ok");
+                    return fail("member \"status\" is " + std::to_string(v) + ", expected 0, 1 or 2");
+                case member_id::epoch: record.epoch = v; return true;
+                case member_id::ts:
+                case member_id::timestamp:
+                    if (v > max_ts_ms) return fail("member \"" + key_ + "\" is out of range (milliseconds since 1970)");
+                    if (member_ == member_id::ts || !record.timestamp)  // "ts" wins over "timestamp"
+                        record.timestamp = time_point(std::chrono::milliseconds(static_cast<std::int64_t>(v)));
+                    return true;
+                default:  // hb
+                    if (v > max_heartbeat_s) return fail("member \"hb\" is out of range (seconds, at most a week)");
+                    if (v > 0) record.heartbeat = std::chrono::seconds(static_cast<std::int64_t>(v));
+                    return true;
             }
-            if constexpr (std::is_same_v<T, string_t>) return word_state(v, "status");
-            return wrong_type(type_name, "0, 1, 2, true, false or \"online\"/\"offline\"");
-        }
-        if (member_ == member_id::online) {
-            if constexpr (std::is_same_v<T, bool>) return set_state(v ? state::connected : state::disconnected, "");
-            return wrong_type(type_name, "true or false");
-        }
-        if (member_ == member_id::state) {
-            if constexpr (std::is_same_v<T, string_t>) return word_state(v, "state");
-            return wrong_type(type_name, "\"online\" or \"offline\"");
-        }
-        if (member_ == member_id::epoch) {
-            if constexpr (std::is_same_v<T, number_unsigned_t>) {
-                record.epoch = v;
-                return true;
+        } else if constexpr (std::is_same_v<T, string_t>) {
+            switch (member_) {
+                case member_id::status: return word_state(v, "status");
+                case member_id::state: return word_state(v, "state");
+                case member_id::client: record.client = std::move(v); return true;
+                case member_id::ip: record.ip = std::move(v); return true;
+                case member_id::host: record.host = std::move(v); return true;
+                default: record.reason = std::move(v); return true;  // reason
             }
-            return wrong_type(type_name, "a whole number >= 0");
+        } else {
+            return false;  // not reached: no rule takes another kind
         }
-        if (member_ == member_id::ts || member_ == member_id::timestamp) {
-            if constexpr (std::is_same_v<T, number_unsigned_t>) {
-                if (v > max_ts_ms) return fail("member \"" + key_ + "\" is out of range (milliseconds since 1970)");
-                if (member_ == member_id::ts || !record.timestamp)
-                    record.timestamp = time_point(std::chrono::milliseconds(static_cast<std::int64_t>(v)));
-                return true;
-            }
-            return wrong_type(type_name, "milliseconds since 1970 as a whole number");
-        }
-        if (member_ == member_id::hb) {
-            if constexpr (std::is_same_v<T, number_unsigned_t>) {
-                if (v > max_heartbeat_s) return fail("member \"hb\" is out of range (seconds, at most a week)");
-                if (v > 0) record.heartbeat = std::chrono::seconds(static_cast<std::int64_t>(v));
-                return true;
-            }
-            return wrong_type(type_name, "a whole number of seconds");
-        }
-        // client, ip, host, reason: strings
-        if constexpr (std::is_same_v<T, string_t>) {
-            if (member_ == member_id::client) record.client = std::move(v);
-            else if (member_ == member_id::ip) record.ip = std::move(v);
-            else if (member_ == member_id::host) record.host = std::move(v);
-            else record.reason = std::move(v);
-            return true;
-        }
-        return wrong_type(type_name, "a string");
     }
 
     bool word_state(const std::string& word, std::string_view member_name) {
@@ -289,6 +316,7 @@ private:
     int depth_ = 0;
     std::string key_;         // the current top-level member
     member_id member_ = member_id::extra;
+    const member_rule* rule_ = nullptr;  // the current top-level member's rule; nullptr for metadata
     std::string nested_key_;  // the current member inside an extra member's object
     json meta_;               // extra top-level members; null until one is seen
     std::vector<json*> nest_;
@@ -524,7 +552,7 @@ std::string encode(const status_record& record, payload_format format) {
 }
 
 bool is_status_member(std::string_view name) noexcept {
-    return status_sax::identify(name) != status_sax::member_id::extra;
+    return find_rule(name) != nullptr;
 }
 
 }  // namespace mqtt_presence
