@@ -138,8 +138,9 @@ const member_rule* find_rule(std::string_view k) noexcept {
 }
 static_assert(longest_name == 9, "find_rule has a case for every length up to the longest name");
 
-// Reads a JSON status object with nlohmann's SAX interface: the known members go straight into the record,
-// other top-level members are collected into `meta`. No DOM is built for the common payload.
+// Reads a JSON status object with nlohmann's SAX interface: the known members (the rules above) go straight into
+// the record, other top-level members are collected into `meta`; an extra member's object or array is built by
+// nlohmann's own DOM builder. No DOM is built for the common payload.
 class status_sax {
 public:
     using member_id = status_member;
@@ -160,27 +161,29 @@ public:
     std::string error;
     bool has_status = false;
 
-    bool null() { return scalar(nullptr, "null"); }
-    bool boolean(bool v) { return scalar(v, v ? "true" : "false"); }
-    bool number_integer(number_integer_t v) { return scalar(v, "a negative number"); }
-    bool number_unsigned(number_unsigned_t v) { return scalar(v, "a number"); }
-    bool number_float(number_float_t v, const string_t&) { return scalar(v, "a fractional number"); }
-    bool string(string_t& v) { return scalar(std::move(v), "a string"); }
+    // Inside an extra member's object or array, every event goes to nlohmann's own DOM builder.
+    bool null() { return nested_ ? nested_->null() : scalar(nullptr, "null"); }
+    bool boolean(bool v) { return nested_ ? nested_->boolean(v) : scalar(v, v ? "true" : "false"); }
+    bool number_integer(number_integer_t v) {
+        return nested_ ? nested_->number_integer(v) : scalar(v, "a negative number");
+    }
+    bool number_unsigned(number_unsigned_t v) { return nested_ ? nested_->number_unsigned(v) : scalar(v, "a number"); }
+    bool number_float(number_float_t v, const string_t& text) {
+        return nested_ ? nested_->number_float(v, text) : scalar(v, "a fractional number");
+    }
+    bool string(string_t& v) { return nested_ ? nested_->string(v) : scalar(std::move(v), "a string"); }
     bool binary(binary_t&) { return fail("binary values are not JSON"); }
 
-    bool start_object(std::size_t) { return open(json::value_t::object); }
-    bool start_array(std::size_t) { return open(json::value_t::array); }
-    bool end_object() { return close(); }
-    bool end_array() { return close(); }
+    bool start_object(std::size_t n) { return open(json::value_t::object, n); }
+    bool start_array(std::size_t n) { return open(json::value_t::array, n); }
+    bool end_object() { return close(true); }
+    bool end_array() { return close(false); }
 
     bool key(string_t& k) {
-        if (depth_ == 1) {
-            key_ = std::move(k);
-            rule_ = find_rule(key_);
-            member_ = rule_ ? rule_->id : member_id::extra;
-        } else {
-            nested_key_ = std::move(k);
-        }
+        if (nested_) return nested_->key(k);
+        key_ = std::move(k);
+        rule_ = find_rule(key_);
+        member_ = rule_ ? rule_->id : member_id::extra;
         return true;
     }
 
@@ -197,48 +200,41 @@ private:
         return false;
     }
 
-    // A container begins: the top-level object, or part of an extra member's value.
-    bool open(json::value_t kind) {
+    // A container begins: the top-level object, or (in nlohmann's DOM builder) an extra member's value.
+    bool open(json::value_t kind, std::size_t n) {
         if (++depth_ > max_json_depth) return fail("JSON nested deeper than " + std::to_string(max_json_depth));
         if (depth_ == 1) {  // the payload itself: nothing to build
             if (kind != json::value_t::object) return fail("the JSON payload is not an object");
             return true;
         }
-        if (depth_ == 2 && member_ != member_id::extra) return fail("member \"" + key_ + "\" is an object or array");
-        json* slot = add(json(kind));
-        nest_.push_back(slot);
-        return true;
+        if (depth_ == 2) {
+            if (member_ != member_id::extra) return fail("member \"" + key_ + "\" is an object or array");
+            nested_value_ = json();
+            nested_.emplace(nested_value_);
+        }
+        return kind == json::value_t::object ? nested_->start_object(n) : nested_->start_array(n);
     }
 
-    bool close() {
-        if (depth_ > 1) nest_.pop_back();
-        --depth_;
-        return true;
+    bool close(bool object) {
+        if (depth_-- == 1) return true;
+        const bool ok = object ? nested_->end_object() : nested_->end_array();
+        if (depth_ == 1) {  // the extra member's value is complete
+            nested_.reset();
+            meta_object()[key_] = std::move(nested_value_);
+        }
+        return ok;
     }
 
-    // Puts a value under the current extra member (top level) or into the container being built.
-    json* add(json value) {
-        if (nest_.empty()) {
-            if (meta_.is_null()) meta_ = json::object();
-            auto& slot = meta_[key_];
-            slot = std::move(value);
-            return &slot;
-        }
-        json& parent = *nest_.back();
-        if (parent.is_array()) {
-            parent.push_back(std::move(value));
-            return &parent.back();
-        }
-        auto& slot = parent[nested_key_];
-        slot = std::move(value);
-        return &slot;
+    json& meta_object() {
+        if (meta_.is_null()) meta_ = json::object();
+        return meta_;
     }
 
     template <class V>
     bool scalar(V&& v, std::string_view type_name) {
         if (depth_ == 0) return fail("the JSON payload is not an object");
-        if (depth_ > 1 || member_ == member_id::extra) {
-            add(json(std::forward<V>(v)));
+        if (member_ == member_id::extra) {  // a top-level extra member with a plain value
+            meta_object()[key_] = json(std::forward<V>(v));
             return true;
         }
         return member(std::forward<V>(v), type_name);
@@ -317,9 +313,9 @@ private:
     std::string key_;         // the current top-level member
     member_id member_ = member_id::extra;
     const member_rule* rule_ = nullptr;  // the current top-level member's rule; nullptr for metadata
-    std::string nested_key_;  // the current member inside an extra member's object
     json meta_;               // extra top-level members; null until one is seen
-    std::vector<json*> nest_;
+    json nested_value_;  // an extra member's object or array, built by nlohmann's DOM builder
+    std::optional<nlohmann::detail::json_sax_dom_parser<json>> nested_;
 };
 
 // Most status payloads are flat objects of whole numbers, plain ASCII strings and literals (this project's own,
