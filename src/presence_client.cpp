@@ -10,10 +10,10 @@
 
 #include <cstdio>
 
+#include "clean_stop.hpp"
 #include "net_util.hpp"
 #include "paho_sockets.hpp"
 #include "paho_util.hpp"
-#include "uri.hpp"
 
 namespace mqtt_presence {
 namespace {
@@ -381,40 +381,11 @@ void presence_client::begin_stop() noexcept {
 }
 
 bool presence_client::finish_stop(std::chrono::steady_clock::time_point deadline) noexcept {
-    const auto left = [&] {
-        return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                           deadline - std::chrono::steady_clock::now()));
-    };
-    // The end of the connection needs a moment of the budget too: Paho must send the DISCONNECT (MQTT 5: reason
-    // 0x04) before the client is destroyed, or its destructor sends a plain one that drops the will.
-    const auto total = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    const auto reserve = std::clamp(total / 4, std::chrono::milliseconds(0), std::chrono::milliseconds(500));
-    bool delivered = false;
-    try {
-        if (stop_token_) delivered = stop_token_->wait_for(std::max(std::chrono::milliseconds(0), left() - reserve));
-    } catch (const std::exception& e) {
-        report_error(std::string("the clean \"disconnected\" was refused: ") + e.what());
-    }
-    const bool attempted = stop_token_ != nullptr;
+    std::string problem;
+    const bool delivered =
+        detail::finish_clean_stop(*client_, stop_token_, options_.broker.mqtt_version == 5, deadline, problem);
     stop_token_.reset();
-    try {
-        if (client_->is_connected()) {
-            if (delivered || !attempted) {
-                client_->disconnect(0)->wait_for(left());
-            } else if (options_.broker.mqtt_version == 5) {
-                // Not acknowledged: disconnect with reason 0x04, so that the broker still publishes the will.
-                client_->disconnect(detail::disconnect_keeping_will())->wait_for(left());
-            } else if (!detail::drop_connection(client_->get_client_id(),
-                                                detail::parse_server_uri(options_.broker.server_uri).port)) {
-                // 3.1.1 has no "disconnect with will": only a connection that ends without DISCONNECT keeps it.
-                report_error("the clean \"disconnected\" was not acknowledged and the connection could not be "
-                             "ended without DISCONNECT; the broker drops the will");
-                client_->disconnect(0)->wait_for(left());
-            }
-        }
-    } catch (...) {
-        // not connected (any more): nothing to disconnect
-    }
+    if (!problem.empty()) report_error(problem);
     std::vector<std::string> errors;
     {
         std::lock_guard<std::mutex> lock(mutex_);

@@ -1,6 +1,5 @@
 #include <mqtt_presence/status_announcer.hpp>
 
-#include <algorithm>
 
 #include <nlohmann/json.hpp>
 
@@ -9,9 +8,8 @@
 
 #include "text_util.hpp"
 #include "net_util.hpp"
+#include "clean_stop.hpp"
 #include "paho_sockets.hpp"
-#include "paho_util.hpp"
-#include "uri.hpp"
 
 namespace mqtt_presence {
 namespace {
@@ -100,36 +98,16 @@ bool status_announcer::announce(mqtt::async_client& client) noexcept {
 
 bool status_announcer::disconnect(mqtt::async_client& client, std::chrono::milliseconds timeout) noexcept {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    const auto left = [&] {
-        return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                           deadline - std::chrono::steady_clock::now()));
-    };
-    bool delivered = false;
-    bool attempted = false;
+    mqtt::delivery_token_ptr clean_status;
     try {
-        if (client.is_connected()) {
-            attempted = true;
-            auto token = client.publish(
+        if (client.is_connected())
+            clean_status = client.publish(
                 mqtt::message::create(topic_, payload(state::disconnected, "clean"), options_.qos, true));
-            delivered = token->wait_for(std::max(std::chrono::milliseconds(0), left() - timeout / 4));
-        }
     } catch (...) {
-        delivered = false;
+        // not sent: the connection still ends below
     }
-    try {
-        if (!client.is_connected()) return delivered;
-        if (delivered || !attempted) {
-            client.disconnect(0)->wait_for(left());
-        } else if (mqtt5_) {
-            client.disconnect(detail::disconnect_keeping_will())->wait_for(left());  // the broker sends the will
-        } else if (!detail::drop_connection(client.get_client_id(),
-                                            detail::parse_server_uri(client.get_server_uri()).port)) {
-            client.disconnect(0)->wait_for(left());  // the socket is unknown: a plain DISCONNECT, the will is lost
-        }
-    } catch (...) {
-        // already disconnected: nothing left to do
-    }
-    return delivered;
+    std::string problem;  // no caller to report to: the return value says it was not delivered
+    return detail::finish_clean_stop(client, clean_status, mqtt5_, deadline, problem);
 }
 
 }  // namespace mqtt_presence
