@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "clean_stop.hpp"
+#include "error_log.hpp"
 #include "net_util.hpp"
 #include "paho_sockets.hpp"
 #include "paho_util.hpp"
@@ -104,24 +105,8 @@ void presence_client::report_error(const std::string& what) noexcept {
 }
 
 namespace {
-// At most one line a second; the rest are counted into the next line.
 void write_errors(const std::string& topic, std::vector<std::string>& errors) {
-    static std::mutex m;
-    static auto last = std::chrono::steady_clock::time_point{};
-    static std::size_t suppressed = 0;
-    std::lock_guard<std::mutex> lock(m);
-    const auto now = std::chrono::steady_clock::now();
-    if (errors.empty()) return;
-    if (now - last < std::chrono::seconds(1)) {
-        suppressed += errors.size();
-    } else {
-        std::fprintf(stderr, "mqtt-presence: %s: %s", topic.c_str(), errors.front().c_str());
-        if (errors.size() - 1 + suppressed > 0)
-            std::fprintf(stderr, " (and %zu more errors)", errors.size() - 1 + suppressed);
-        std::fputc('\n', stderr);
-        suppressed = 0;
-        last = now;
-    }
+    for (const auto& e : errors) detail::write_unhandled_error(topic, e);
     errors.clear();
 }
 }  // namespace

@@ -2,12 +2,12 @@
 
 #include <unistd.h>
 
-#include <cstdio>
 #include <random>
 
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/status_codec.hpp>
 
+#include "error_log.hpp"
 #include "paho_util.hpp"
 #include "uri.hpp"
 
@@ -39,24 +39,6 @@ std::string_view to_string(sync_state s) noexcept {
 }
 
 namespace {
-// An error nobody handles (no on_status): stderr, at most one line a second, from the delivery thread.
-void write_error(const std::string& text) noexcept {
-    static std::mutex m;  // one limit for every scanner of the process
-    std::lock_guard<std::mutex> lock(m);
-    static auto last = std::chrono::steady_clock::time_point{};
-    static std::size_t suppressed = 0;
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last < std::chrono::seconds(1)) {
-        ++suppressed;
-        return;
-    }
-    std::fprintf(stderr, "mqtt-presence scanner: %s", text.c_str());
-    if (suppressed > 0) std::fprintf(stderr, " (and %zu more errors)", suppressed);
-    std::fputc('\n', stderr);
-    suppressed = 0;
-    last = now;
-}
-
 // mosquitto's count of messages it dropped (max_queued_messages and friends), retained and updated every
 // sys_interval: read when a sync begins and watched after, so that a drop the broker admits to is not hidden.
 constexpr const char* dropped_topic = "$SYS/broker/publish/messages/dropped";
@@ -196,7 +178,6 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 const auto seq = std::strtoull(payload.c_str(), nullptr, 10);
-                if (seq > marker_seen_) marker_seen_ = seq;
                 if (seq == marker_sent_ && sync_ != sync_state::complete && connected_) {
                     const bool drops = dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_;
                     sync_ = drops ? sync_state::unverified : sync_state::complete;
@@ -264,7 +245,7 @@ void scanner::status_line(std::string text, bool is_error) noexcept {
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (!on_status_ && !is_error) return;  // errors nobody handles still go to stderr
-            deliveries_.push_back(delivery{change{}, std::move(text), is_error});
+            deliveries_.push_back(delivery{change{}, std::move(text)});
         }
         delivery_cv_.notify_one();
     } catch (...) {
@@ -282,29 +263,33 @@ void scanner::delivery_loop() {
         batch.swap(deliveries_);
         auto on_change = on_change_;
         auto on_status = on_status_;
-        delivering_ = true;
         lock.unlock();
-        for (auto& d : batch) {
+        // A status line, or what a callback threw, goes to on_status; with none set, to stderr.
+        const auto say = [&on_status](const std::string& text) {
+            if (!on_status) return detail::write_unhandled_error("scanner", text);
             try {
-                if (d.status.empty()) d.changed.current.topic = topic_of(d.changed.current);  // off the lock
-                if (!d.status.empty()) {
-                    if (on_status) on_status(d.status);
-                    else write_error(d.status);
-                } else if (on_change) {
-                    on_change(d.changed);
-                }
-            } catch (const std::exception& e) {
-                const auto text = std::string("change callback threw: ") + e.what();
-                if (on_status) try { on_status(text); } catch (...) {}
-                else write_error(text);
+                on_status(text);
             } catch (...) {
-                if (on_status) try { on_status("change callback threw a non-standard exception"); } catch (...) {}
-                else write_error("change callback threw a non-standard exception");
+                // the status callback itself failed: nowhere left to say it
+            }
+        };
+        for (auto& d : batch) {
+            if (!d.status.empty()) {
+                say(d.status);
+                continue;
+            }
+            if (!on_change) continue;
+            d.changed.current.topic = topic_of(d.changed.current);  // off the lock
+            try {
+                on_change(d.changed);
+            } catch (const std::exception& e) {
+                say(std::string("change callback threw: ") + e.what());
+            } catch (...) {
+                say("change callback threw a non-standard exception");
             }
         }
         lock.lock();
-        delivering_ = false;
-        cv_.notify_all();
+        cv_.notify_all();  // wait_for() conditions may be about what was delivered
     }
 }
 

@@ -130,9 +130,9 @@ std::size_t display_width(std::string_view text) noexcept {
 std::string fit_cells(std::string_view text, std::size_t cells) {
     std::string out;
     std::size_t used = 0;
-    if (display_width(text) <= cells) {
+    if (const auto width = display_width(text); width <= cells) {
         out.assign(text);
-        used = display_width(text);
+        used = width;
     } else if (cells > 0) {
         for (std::size_t i = 0; i < text.size();) {
             const auto len = std::max<std::size_t>(utf8_sequence(text, i), 1);

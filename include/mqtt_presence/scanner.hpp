@@ -134,7 +134,6 @@ private:
     struct delivery {  // one queued call to on_change or on_status
         change changed;
         std::string status;  // non-empty: a status line, not a change
-        bool error = false;  // a status line that is an error: stderr when nobody handles status lines
     };
 
     void init_callbacks();
@@ -160,7 +159,6 @@ private:
     mutable std::deque<delivery> deliveries_;
     std::uint64_t version_ = 0;  // bumped at every message: wait_for() re-checks its condition
     std::uint64_t marker_sent_ = 0;
-    std::uint64_t marker_seen_ = 0;
     std::uint64_t purge_marker_sent_ = 0;  // "purge-N" on the marker topic: the clears before it are all back
     std::uint64_t purge_marker_seen_ = 0;
     std::chrono::steady_clock::time_point last_status_message_{};
@@ -170,7 +168,6 @@ private:
     sync_state sync_ = sync_state::syncing;
     std::optional<std::uint64_t> dropped_at_sync_, dropped_now_;  // mosquitto's $SYS drop counter
     bool stopping_ = false;
-    bool delivering_ = false;
     change_callback on_change_;
     std::function<void(const std::string&)> on_status_;
     std::thread expiry_;
