@@ -41,7 +41,7 @@ std::string_view to_string(sync_state s) noexcept {
 namespace {
 // mosquitto's count of messages it dropped (max_queued_messages and friends), retained and updated every
 // sys_interval: read when a sync begins and watched after, so that a drop the broker admits to is not hidden.
-constexpr const char* dropped_topic = "$SYS/broker/publish/messages/dropped";
+constexpr std::string_view dropped_topic = "$SYS/broker/publish/messages/dropped";
 }  // namespace
 
 scanner::scanner(scanner_options options) : options_(std::move(options)) {
@@ -136,7 +136,7 @@ void scanner::on_connected() noexcept {
         // The drop counter first (its retained value is the count before the burst), the status filters next,
         // the marker last: the broker sends each filter's retained messages at its SUBSCRIBE, so the marker coming
         // back means the retained burst before it is complete.
-        client_->subscribe(dropped_topic, 0);
+        client_->subscribe(std::string(dropped_topic), 0);
         for (const auto& s : schemes_) client_->subscribe(s.filter(), options_.qos);
         client_->subscribe(marker_topic_, options_.qos);
         client_->publish(mqtt::message::create(marker_topic_, std::to_string(marker), options_.qos, false));
