@@ -7,3 +7,7 @@ endif()
 if(NOT TARGET nlohmann_json::nlohmann_json)
   find_package(nlohmann_json 3.10 REQUIRED)
 endif()
+# The service's history store (SQLite through SQLiteCpp): found here so that tests can open the files it writes.
+if(NOT TARGET SQLiteCpp)
+  find_package(SQLiteCpp REQUIRED)
+endif()

@@ -1,5 +1,6 @@
 // mqtt-presence-scanner: the table of MQTT clients and their connection status.
-// Modes (subcommands; the old flags --once, --events, --purge-... still work): watch (default), once, events, purge.
+// Modes (subcommands; the old flags --once, --events, --purge-... still work): watch (default), once, events, purge,
+// and the service's: serve, history, uptime (scanner_service.cpp).
 // Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a --require'd client is not connected,
 //             4 broker unreachable (or lost during once), 5 once: sync incomplete or unverified.
 #include <mqtt_presence/duration.hpp>
@@ -22,6 +23,7 @@
 #include <sstream>
 
 #include "cli_options.hpp"
+#include "scanner_service.hpp"
 
 using namespace mqtt_presence;
 
@@ -30,7 +32,7 @@ namespace {
 std::atomic<bool> interrupted{false};
 void on_signal(int) { interrupted = true; }
 
-enum class mode { watch, once, events, purge };
+enum class mode { watch, once, events, purge, serve, history, uptime };
 
 // Everything the command line says, parsed and checked.
 struct settings {
@@ -48,6 +50,8 @@ struct settings {
     std::chrono::milliseconds older_than{};
     bool all_disconnected = false;
     bool dry_run = false;
+    // serve, history, uptime
+    service_cli::settings service;
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -260,7 +264,15 @@ void check_modes(const CLI::App& app, const settings& s) {
     for (const auto& r : std::vector<rule>{{"--require", {mode::once}, "once"},
                                            {"--allow-partial", {mode::once}, "once"},
                                            {"--timeout", {mode::once, mode::purge, mode::watch}, "once or purge"},
-                                           {"--dry-run", {mode::purge}, "purge"}}) {
+                                           {"--dry-run", {mode::purge}, "purge"},
+                                           {"--db", {mode::serve, mode::history, mode::uptime, mode::once}, "serve, history, uptime or once"},
+                                           {"--keep", {mode::serve}, "serve"},
+                                           {"--notary", {mode::serve}, "serve"},
+                                           {"--observer", {mode::serve}, "serve"},
+                                           {"--since", {mode::history}, "history"},
+                                           {"--window", {mode::uptime}, "uptime"},
+                                           {"--flap-interval", {mode::uptime}, "uptime"},
+                                           {"--sort", {mode::uptime}, "uptime"}}) {
         if (app.count(r.option) == 0) continue;
         if (std::find(r.modes.begin(), r.modes.end(), s.run) == r.modes.end())
             throw error(std::string(r.option) + " goes with " + r.says);
@@ -270,6 +282,10 @@ void check_modes(const CLI::App& app, const settings& s) {
         throw error("--format " + s.format + " is for snapshots (once, purge); a stream of changes is table "
                     "(human lines), json or ndjson");
     if (s.run == mode::purge && s.format == "prometheus") throw error("--format prometheus is not for a purge");
+    if ((s.run == mode::history || s.run == mode::uptime) && s.format == "prometheus")
+        throw error("--format prometheus is for snapshots of the live table (once)");
+    if (s.run == mode::serve && app.count("--format") > 0)
+        throw error("serve prints no table: it records every change in --db (read it with history and uptime)");
     if (s.run == mode::purge && s.older_than_text.empty() && !s.all_disconnected)
         throw error("purge needs --older-than DUR (--purge-older-than) or --all-disconnected");
 }
@@ -279,7 +295,8 @@ struct command_line {
     cli::broker_flags broker;
     std::vector<std::string> topics, conventions;
     std::string require_text;
-    CLI::App *once = nullptr, *events = nullptr, *purge = nullptr;
+    CLI::App *once = nullptr, *events = nullptr, *purge = nullptr, *serve = nullptr, *history = nullptr,
+             *uptime = nullptr;
     CLI::Option *once_flag = nullptr, *events_flag = nullptr, *older = nullptr, *all = nullptr;
 };
 
@@ -318,6 +335,28 @@ void define_options(CLI::App& app, settings& s, command_line& c) {
                                     "purge: every disconnected or unreadable status, dated or not (plain 0, wills)");
     c.older->excludes(c.all);
     mode_opts->add_flag("--dry-run", s.dry_run, "purge: only list what would be cleared");
+
+    auto& svc = s.service;
+    c.serve = app.add_subcommand("serve", "Keep the table and its history (--db) until SIGINT/SIGTERM")->fallthrough();
+    c.history = app.add_subcommand("history", "A client's transitions from the history, newest first")->fallthrough();
+    c.history->add_option("name", svc.client, "The client's name")->required();
+    c.uptime = app.add_subcommand("uptime", "Uptime, disconnects, flaps and outages per client")->fallthrough();
+    auto* service = app.add_option_group("serve, history and uptime");
+    service->add_option("--db", svc.db, "History file (default $MQTT_PRESENCE_DB, else "
+                                        "~/.local/state/mqtt-presence/history.db); once --db: since and "
+                                        "last_seen as the history knows them");
+    service->add_option("--keep", svc.keep, "serve: prune events older than DUR")->capture_default_str();
+    service->add_option("--notary", svc.notary, "serve: publish a retained record per client on every transition "
+                                                "(default template mqtt-presence/clients/{client})")
+        ->expected(0, 1);
+    service->add_option("--observer", svc.observer, "serve: who watches, in the history and the notary's records "
+                                                    "(default HOST:DB-PATH)");
+    service->add_option("--since", svc.since, "history: how far back")->capture_default_str();
+    service->add_option("--window", svc.window, "uptime: the window (24h, 7d, 30d)")->capture_default_str();
+    service->add_option("--flap-interval", svc.flap_interval, "uptime: a reconnect this soon after a disconnect "
+                                                              "is a flap")->capture_default_str();
+    service->add_option("--sort", svc.sort, "uptime: client, uptime (worst first), disconnects, flaps, outage")
+        ->check(CLI::IsMember({"client", "uptime", "disconnects", "flaps", "outage"}))->capture_default_str();
 }
 
 // After parsing: the mode, the broker, the topics, the durations; then the checks. Throws mqtt_presence::error.
@@ -325,6 +364,9 @@ void finish_options(const CLI::App& app, settings& s, command_line& c) {
     if (c.once->parsed() || c.once_flag->count() > 0) s.run = mode::once;
     else if (c.events->parsed() || c.events_flag->count() > 0) s.run = mode::events;
     else if (c.purge->parsed() || c.older->count() > 0 || c.all->count() > 0) s.run = mode::purge;
+    else if (c.serve->parsed()) s.run = mode::serve;
+    else if (c.history->parsed()) s.run = mode::history;
+    else if (c.uptime->parsed()) s.run = mode::uptime;
     if (s.run == mode::events && app.count("--format") == 0) s.format = "ndjson";
     cli::finish_broker_options(s.opts.broker, c.broker);
     for (const auto& name : c.conventions) c.topics.push_back(topic_scheme::preset(name).template_text());
@@ -332,6 +374,9 @@ void finish_options(const CLI::App& app, settings& s, command_line& c) {
     s.timeout = parse_duration(s.timeout_text);
     if (!s.older_than_text.empty()) s.older_than = parse_duration(s.older_than_text);
     s.required = split(c.require_text);
+    s.service.format = s.format;
+    for (const auto* d : {&s.service.keep, &s.service.since, &s.service.window, &s.service.flap_interval})
+        (void)parse_duration(*d);
     check_modes(app, s);
     s.opts.validate();
 }
@@ -382,6 +427,9 @@ int main(int argc, char** argv) {
   mqtt-presence-scanner once --format prometheus > /var/lib/node_exporter/mqtt.prom
   mqtt-presence-scanner purge --older-than 7d --dry-run  # which dead statuses would be cleared
   mqtt-presence-scanner -h broker.lan -p 8883 --cafile ca.crt -u monitor --pw-env MQTT_PASSWORD
+  mqtt-presence-scanner serve --db /var/lib/mqtt-presence/history.db --notary   # the service; see README
+  mqtt-presence-scanner history kitchen --since 2d       # when kitchen connected, died, and why
+  mqtt-presence-scanner uptime --window 7d --sort uptime --format csv
 
 Durations: 500ms, 5s, 10m, 2h, 7d.
 Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 bad options,
@@ -402,14 +450,25 @@ Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 b
         return 2;
     }
 
+    if (s.run == mode::history) return service_cli::run_history(s.service);  // the file only, no broker
+    if (s.run == mode::uptime) return service_cli::run_uptime(s.service);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    if (s.run == mode::serve) return service_cli::run_serve(s.opts, s.service, interrupted);
     const bool live_table = s.run == mode::watch && s.format == "table" && isatty(STDOUT_FILENO) != 0;
     try {
         scanner scan(s.opts);
         std::mutex out_mutex;
         std::atomic<bool> dirty{true};
         attach_outputs(scan, s, live_table, out_mutex, dirty);
+        if (s.run == mode::once && !s.service.db.empty()) {  // the history's times for what the broker confirms
+            try {
+                service_cli::restore(scan, s.service);
+            } catch (const error& e) {
+                std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+                return 2;
+            }
+        }
         try {
             scan.start();
         } catch (const error& e) {
@@ -421,6 +480,9 @@ Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 b
             case mode::purge: return run_purge(scan, s);
             case mode::events: return run_stream(scan);
             case mode::watch: return live_table ? run_live_table(scan, s, dirty, out_mutex) : run_stream(scan);
+            case mode::serve:
+            case mode::history:
+            case mode::uptime: break;  // run above
         }
     } catch (const error& e) {
         std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";

@@ -71,12 +71,14 @@ struct connection_table::entry {
     bool retained = false;
     bool stale = false;
     bool future_time = false;
+    bool restored = false;
     std::uint32_t transitions = 0;
     std::uint32_t generation = 0;  // the re-sync that last confirmed this row
     std::uint32_t heartbeat_s = 0;
     time_point since = unknown_time;
     time_point last_seen = unknown_time;
     time_point deadline = unknown_time;  // heartbeat: stale after this; unknown_time when none
+    time_point last_down = unknown_time;
     std::uint64_t epoch = 0;
     packed_text text;
 };
@@ -185,6 +187,8 @@ void connection_table::fill_row(const entry& e, client_status& r) {
     r.retained = e.retained;
     r.since = known(e.since);
     r.last_seen = known(e.last_seen);
+    r.last_down = known(e.last_down);
+    r.restored = e.restored;
     r.epoch = e.has_epoch ? std::optional<std::uint64_t>(e.epoch) : std::nullopt;
     r.heartbeat = e.heartbeat_s > 0 ? std::optional<std::chrono::seconds>(e.heartbeat_s) : std::nullopt;
     r.transitions = e.transitions;
@@ -214,6 +218,8 @@ bool connection_table::apply(std::string_view client, const status_record& recor
         if (slots_[slot] == 0) return false;
         if (out) {
             out->kind = change_kind::removed;
+            out->live = !retained;
+            out->at = now;
             out->previous = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1].status;
         }
         remove_row(slot, out ? &out->current : nullptr);
@@ -277,12 +283,14 @@ bool connection_table::apply(std::string_view client, const status_record& recor
         else if (record.status == state::disconnected && record.reason == "clean" && has_stamp)
             e.since = stamp;  // a clean stop's payload is made at the moment of the stop
         else e.since = unknown_time;
+        if (record.status == state::disconnected && state_changed) e.last_down = e.since;
     } else if (e.since == unknown_time && record.status == state::connected && has_stamp) {
         e.since = stamp;  // first time this connection's start is known
     }
 
     e.status = record.status;
     e.retained = retained;
+    e.restored = false;
     e.future_time = future;
     if (has_epoch) {
         e.epoch = epoch;
@@ -290,7 +298,10 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     } else if (state_changed) {
         e.has_epoch = false;  // an epoch of an earlier state must not judge the next messages
     }
-    e.last_seen = !retained ? now : has_stamp ? stamp : unknown_time;
+    // A retained status is as old as its stamp: it never moves last_seen back (a restored row may know better).
+    if (!retained) e.last_seen = now;
+    else if (has_stamp && (e.last_seen == unknown_time || stamp > e.last_seen)) e.last_seen = stamp;
+    else if (state_changed || new_connection) e.last_seen = has_stamp ? stamp : unknown_time;
     e.heartbeat_s = record.heartbeat ? static_cast<std::uint32_t>(record.heartbeat->count()) : 0;
     e.stale = false;
     e.deadline = unknown_time;
@@ -311,9 +322,41 @@ bool connection_table::apply(std::string_view client, const status_record& recor
                     : e.stale        ? change_kind::stale
                                      : change_kind::fresh;
         out->previous = previous;
+        out->live = !retained;
+        out->at = now;
         fill_row(e, out->current);
     }
     return true;
+}
+
+void connection_table::restore(const client_status& r) {
+    if (auto old = slot_of(r.client, r.source, hash_of(r.client, r.source)); slots_[old] != 0) remove_row(old, nullptr);
+    if ((rows_.size() + 1) * 2 > slots_.size()) grow();
+    const auto hash = hash_of(r.client, r.source);
+    rows_.emplace_back();
+    entry& e = rows_.back();
+    e.name = r.client;
+    e.source = r.source;
+    e.status = r.status;
+    e.has_epoch = r.epoch.has_value();
+    e.epoch = r.epoch.value_or(0);
+    e.retained = r.retained;
+    e.restored = true;
+    e.future_time = r.future_time;
+    e.transitions = r.transitions;
+    e.generation = generation_;  // unconfirmed once the next re-sync begins
+    e.since = r.since.value_or(unknown_time);
+    e.last_seen = r.last_seen.value_or(unknown_time);
+    e.last_down = r.last_down.value_or(unknown_time);
+    e.heartbeat_s = r.heartbeat ? static_cast<std::uint32_t>(r.heartbeat->count()) : 0;
+    e.stale = r.stale;
+    if (e.heartbeat_s > 0 && e.status == state::connected && e.last_seen != unknown_time && !e.stale) {
+        e.deadline = e.last_seen + 3 * std::chrono::seconds(e.heartbeat_s);
+        next_deadline_ = std::min(next_deadline_, e.deadline);
+    }
+    e.text.assign({r.detail, r.reason, r.ip, r.host, r.meta, r.raw});
+    insert_slot(hash, rows_.size() - 1);
+    count(e, +1);
 }
 
 std::vector<change> connection_table::expire(time_point now) {
@@ -326,7 +369,7 @@ std::vector<change> connection_table::expire(time_point now) {
             count(e, -1);
             e.stale = true;
             count(e, +1);
-            out.push_back(change{change_kind::stale, e.status, row(e)});
+            out.push_back(change{change_kind::stale, e.status, row(e), true, now});
         } else {
             next_deadline_ = std::min(next_deadline_, e.deadline);
         }
@@ -339,7 +382,7 @@ void connection_table::begin_resync() noexcept {
     resyncing_ = true;
 }
 
-std::vector<change> connection_table::finish_resync() {
+std::vector<change> connection_table::finish_resync(time_point now) {
     std::vector<change> out;
     if (!resyncing_) return out;
     resyncing_ = false;
@@ -347,7 +390,7 @@ std::vector<change> connection_table::finish_resync() {
     for (std::size_t r = rows_.size(); r-- > 0;) {
         if (rows_[r].generation == generation_) continue;
         const entry& e = rows_[r];
-        change c{change_kind::removed, e.status, {}};
+        change c{change_kind::removed, e.status, {}, false, now};
         remove_row(slot_of(e.name, e.source, hash_of(e.name, e.source)), &c.current);
         out.push_back(std::move(c));
     }

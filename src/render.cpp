@@ -162,20 +162,6 @@ std::string age(const std::optional<time_point>& t, time_point now) {
     return d.count() < 0 ? "0s" : format_duration(d) + " ago";
 }
 
-// A CSV cell that is harmless in a terminal and in a spreadsheet: control and hidden characters escaped, and a
-// leading = + - @ (a formula to a spreadsheet) behind an apostrophe, as OWASP recommends.
-std::string csv_field(const std::string& raw) {
-    std::string s = detail::printable(raw, SIZE_MAX / 2);
-    if (!s.empty() && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@')) s.insert(0, 1, '\'');
-    if (s.find_first_of(",\"") == std::string::npos) return s;
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"') out += '"';
-        out += c;
-    }
-    return out + "\"";
-}
-
 // A label value per the text format (backslash, quote and newline escaped); control and hidden characters are
 // escaped first, so that reading the metrics on a terminal is harmless too.
 std::string prometheus_label(const std::string& raw) {
@@ -196,6 +182,25 @@ std::size_t cells(std::string_view s) { return detail::display_width(detail::pri
 }  // namespace
 
 std::string terminal_safe(std::string_view text, std::size_t limit) { return detail::printable(text, limit); }
+
+std::string fit_cell(std::string_view text, std::size_t cells) {
+    return detail::fit_cells(detail::printable(text, 160), cells);
+}
+
+// A CSV cell that is harmless in a terminal and in a spreadsheet: control and hidden characters escaped, and a
+// leading = + - @ (a formula to a spreadsheet) behind an apostrophe, as OWASP recommends.
+std::string csv_field(const std::string& raw) {
+    std::string s = detail::printable(raw, SIZE_MAX / 2);
+    if (!s.empty() && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@')) s.insert(0, 1, '\'');
+    if (s.find_first_of(",\"") == std::string::npos) return s;
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"') out += '"';
+        out += c;
+    }
+    return out + "\"";
+}
+
 
 std::string format_iso8601(time_point t) {
     std::string out;

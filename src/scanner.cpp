@@ -131,6 +131,7 @@ void scanner::on_connected() noexcept {
         last_status_message_ = subscribed_at_;
         table_.begin_resync();
         ++version_;
+        queue_state();
     }
     try {
         // The drop counter first (its retained value is the count before the burst), the status filters next,
@@ -153,6 +154,7 @@ void scanner::on_connection_lost(const std::string& cause) noexcept {
         connection_since_ = clock::now();
         if (sync_ == sync_state::syncing) sync_ = sync_state::unverified;
         ++version_;
+        queue_state();
     }
     cv_.notify_all();
     status_line("connection lost" + (cause.empty() ? std::string() : ": " + cause) +
@@ -182,7 +184,8 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
                     const bool drops = dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_;
                     sync_ = drops ? sync_state::unverified : sync_state::complete;
                     // Only a complete burst says which rows the broker no longer holds.
-                    if (!drops) queue_changes(table_.finish_resync());
+                    if (!drops) queue_changes(table_.finish_resync(clock::now()));
+                    queue_state();
                 }
                 ++version_;
             }
@@ -234,7 +237,13 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
 
 void scanner::queue_changes(std::vector<change>&& changes) const {
     if (changes.empty() || !on_change_) return;
-    for (auto& c : changes) deliveries_.push_back(delivery{std::move(c), {}});
+    for (auto& c : changes) deliveries_.push_back(delivery{std::move(c), {}, std::nullopt});
+    delivery_cv_.notify_one();
+}
+
+void scanner::queue_state() const {
+    if (!on_state_) return;
+    deliveries_.push_back(delivery{change{}, {}, status_locked()});
     delivery_cv_.notify_one();
 }
 
@@ -245,7 +254,7 @@ void scanner::status_line(std::string text, bool is_error) noexcept {
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (!on_status_ && !is_error) return;  // errors nobody handles still go to stderr
-            deliveries_.push_back(delivery{change{}, std::move(text)});
+            deliveries_.push_back(delivery{change{}, std::move(text), std::nullopt});
         }
         delivery_cv_.notify_one();
     } catch (...) {
@@ -263,6 +272,7 @@ void scanner::delivery_loop() {
         batch.swap(deliveries_);
         auto on_change = on_change_;
         auto on_status = on_status_;
+        auto on_state = on_state_;
         lock.unlock();
         // A status line, or what a callback threw, goes to on_status; with none set, to stderr.
         const auto say = [&on_status](const std::string& text) {
@@ -274,6 +284,16 @@ void scanner::delivery_loop() {
             }
         };
         for (auto& d : batch) {
+            if (d.self) {
+                try {
+                    if (on_state) on_state(*d.self);
+                } catch (const std::exception& e) {
+                    say(std::string("state callback threw: ") + e.what());
+                } catch (...) {
+                    say("state callback threw a non-standard exception");
+                }
+                continue;
+            }
             if (!d.status.empty()) {
                 say(d.status);
                 continue;
@@ -312,7 +332,10 @@ bool scanner::wait_synced(std::chrono::milliseconds timeout) {
         // dropped it): a quiet period after the last status message ends the wait, unverified.
         if (connected_ && marker_sent_ > 0 && now - last_status_message_ >= options_.quiet_period &&
             now - subscribed_at_ >= 2 * options_.quiet_period) {
-            sync_ = sync_state::unverified;
+            if (sync_ != sync_state::unverified) {
+                sync_ = sync_state::unverified;
+                queue_state();
+            }
             return true;
         }
         if (now >= deadline) return false;
@@ -358,6 +381,30 @@ void scanner::on_change(change_callback callback) {
 void scanner::on_status(std::function<void(const std::string&)> callback) {
     std::lock_guard<std::mutex> lock(mutex_);
     on_status_ = std::move(callback);
+}
+
+void scanner::on_state(std::function<void(const scanner_status&)> callback) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    on_state_ = std::move(callback);
+}
+
+std::size_t scanner::restore(const std::vector<client_status>& rows) {
+    std::size_t restored = 0;
+    std::lock_guard<std::mutex> lock(mutex_);
+    table_.reserve(table_.size() + rows.size());
+    for (const auto& row : rows) {
+        for (std::size_t i = 0; i < schemes_.size(); ++i) {
+            const auto name = schemes_[i].match(row.topic);
+            if (!name || *name != row.client) continue;
+            client_status r = row;
+            r.source = static_cast<std::uint16_t>(i);
+            table_.restore(r);
+            ++restored;
+            break;
+        }
+    }
+    ++version_;
+    return restored;
 }
 
 std::size_t scanner::pending_deliveries() const {
@@ -422,6 +469,10 @@ table_counts scanner::counts() const {
 
 scanner_status scanner::status() const {
     std::lock_guard<std::mutex> lock(mutex_);
+    return status_locked();
+}
+
+scanner_status scanner::status_locked() const {
     scanner_status s;
     s.connected = connected_;
     s.since = connection_since_;

@@ -48,6 +48,7 @@ struct client_status {
     bool retained = false;   ///< learned from the retained store at subscribe time, not seen live
     std::optional<time_point> since;      ///< when the current state began; nullopt when unknowable
     std::optional<time_point> last_seen;  ///< last message from the client; nullopt for a retained one without ts
+    std::optional<time_point> last_down;  ///< when its latest disconnection began, if that time is known
     std::optional<std::uint64_t> epoch;
     std::optional<std::chrono::seconds> heartbeat;
     std::uint32_t transitions = 0;  ///< state changes seen since the client entered the table
@@ -55,6 +56,8 @@ struct client_status {
     std::string topic;  ///< the status topic; filled by the scanner as rows leave it (the table does not store it)
     /// The last payload's epoch or time stamp lay beyond now + max_clock_skew (forged or a broken clock); ignored.
     bool future_time = false;
+    /// Restored from a history (connection_table::restore) and not confirmed by a message since.
+    bool restored = false;
     std::string detail;  ///< Homie/smarthome detail, or why the payload was unreadable
     std::string reason;  ///< "clean" / "lost" for a JSON "disconnected"
     std::string ip;
@@ -97,6 +100,10 @@ struct change {
     change_kind kind = change_kind::added;
     std::optional<state> previous;  ///< state before the change; nullopt for `added`
     client_status current;          ///< the row after the change (for `removed`: the last row)
+    /// Seen as it happened. False when learned after the fact: a retained status read at (re)subscribe that differs
+    /// from the row (the change happened while nobody watched), or a row the re-sync removed.
+    bool live = true;
+    time_point at{};  ///< when the table made the change: its message's receive time, or when it was judged
 };
 
 class connection_table {
@@ -128,8 +135,15 @@ public:
     /// message about them arrives.
     void begin_resync() noexcept;
     /// Ends the re-sync begun last (call once the retained burst is known complete): removes the rows no message
-    /// confirmed since begin_resync() and returns them as `removed` changes. Nothing without a begin_resync().
-    std::vector<change> finish_resync();
+    /// confirmed since begin_resync() and returns them as `removed` changes (at `now`). Nothing without a
+    /// begin_resync().
+    std::vector<change> finish_resync(time_point now = time_point{});
+
+    /// Puts back a row remembered from an earlier run (a history store), before the first sync: its state, since,
+    /// last_seen, last_down, epoch and transitions stand until a message about the client confirms or changes them.
+    /// A retained status that agrees with the row keeps its `since`; one that disagrees is a change with live=false;
+    /// a row the next re-sync does not confirm is removed. Replaces a row of the same (client, source).
+    void restore(const client_status& row);
 
     /// Removes a client (its name within scheme `source`); returns its last row, if it was there.
     std::optional<client_status> erase(std::string_view client, std::uint16_t source = 0);

@@ -36,6 +36,12 @@ struct scan_result {
 /// UTF-8 shown escaped, cut at about `limit` bytes. Every human output uses it.
 [[nodiscard]] std::string terminal_safe(std::string_view text, std::size_t limit = 160);
 
+/// terminal_safe() text cut or padded to exactly `cells` terminal cells ("~" marks a cut): a table column.
+[[nodiscard]] std::string fit_cell(std::string_view text, std::size_t cells);
+/// A CSV field that is harmless in a terminal and a spreadsheet: escaped as terminal_safe() does, a leading
+/// = + - @ behind an apostrophe (a formula otherwise), quoted when it holds a comma or a quote.
+[[nodiscard]] std::string csv_field(const std::string& raw);
+
 /// The machine formats of a snapshot.
 enum class snapshot_format : std::uint8_t { json, ndjson, csv, prometheus };
 

@@ -98,6 +98,14 @@ public:
     void on_change(change_callback callback);
     /// Called when the connection is lost or restored (text for a status line), on the delivery thread.
     void on_status(std::function<void(const std::string&)> callback);
+    /// Called whenever the scanner's own state changes (connected and syncing, sync ended, connection lost), on the
+    /// delivery thread, in order with the changes: what a history needs to know which times it watched. Set before
+    /// start().
+    void on_state(std::function<void(const scanner_status&)> callback);
+    /// Puts back rows remembered from an earlier run (each row's `topic` says its scheme and name; rows under no
+    /// scheme of this scanner are skipped). Call before start(): the first sync confirms, changes (live=false) or
+    /// removes them. Returns how many were restored.
+    std::size_t restore(const std::vector<client_status>& rows);
     /// Changes and status lines queued for the delivery thread and not yet delivered.
     [[nodiscard]] std::size_t pending_deliveries() const;
 
@@ -131,9 +139,10 @@ public:
     purge_result purge(const std::function<bool(const client_status&)>& select, bool dry_run);
 
 private:
-    struct delivery {  // one queued call to on_change or on_status
+    struct delivery {  // one queued call to on_change, on_status or on_state
         change changed;
         std::string status;  // non-empty: a status line, not a change
+        std::optional<scanner_status> self;  // set: the scanner's own state changed
     };
 
     void init_callbacks();
@@ -142,6 +151,8 @@ private:
     void judge_now() const;  // marks overdue heartbeats stale, queues the changes; caller holds mutex_
     void queue_changes(std::vector<change>&& changes) const;  // caller holds mutex_
     void status_line(std::string text, bool is_error = false) noexcept;
+    void queue_state() const;  // caller holds mutex_
+    [[nodiscard]] scanner_status status_locked() const;
     void start_threads();
 
     scanner_options options_;
@@ -170,6 +181,7 @@ private:
     bool stopping_ = false;
     change_callback on_change_;
     std::function<void(const std::string&)> on_status_;
+    std::function<void(const scanner_status&)> on_state_;
     std::thread expiry_;
     std::thread delivery_;
 };

@@ -344,3 +344,90 @@ TEST(connection_table, many_inserts_and_erases_keep_every_lookup_right) {
 }
 
 }  // namespace
+
+// --- rows restored from a history ------------------------------------------------------------------------------
+
+namespace {
+client_status remembered(const std::string& name, state s, std::optional<time_point> since, std::uint64_t epoch) {
+    client_status r;
+    r.client = name;
+    r.status = s;
+    r.since = since;
+    r.last_seen = since;
+    r.epoch = epoch;
+    r.transitions = 4;
+    if (s == state::disconnected) r.last_down = since;
+    return r;
+}
+}  // namespace
+
+TEST(connection_table, a_restored_row_keeps_its_since_when_the_retained_status_agrees) {
+    connection_table t;
+    const auto died = t0 - 10min;
+    t.restore(remembered("s1", state::disconnected, died, 42));
+    EXPECT_TRUE(t.find("s1")->restored);
+    EXPECT_EQ(t.counts().disconnected, 1u);
+
+    t.begin_resync();
+    // The will of epoch 42 is still retained: it carries the connection's start, not the death.
+    EXPECT_FALSE(t.apply("s1", rec(json_status(0, 42, ms(t0 - 1h), ",\"reason\":\"lost\"")), true, t0))
+        << "an agreeing retained status is no change";
+    const auto row = t.find("s1");
+    EXPECT_EQ(row->since, died) << "the time of death the history knew stays";
+    EXPECT_EQ(row->last_down, died);
+    EXPECT_EQ(row->last_seen, died) << "a retained status never moves last_seen back";
+    EXPECT_EQ(row->transitions, 4u);
+    EXPECT_FALSE(row->restored);
+    EXPECT_TRUE(t.finish_resync(t0).empty());
+}
+
+TEST(connection_table, a_restored_row_that_the_retained_status_contradicts_changes_unseen) {
+    connection_table t;
+    t.restore(remembered("s1", state::connected, t0 - 1h, 42));
+    t.begin_resync();
+    auto c = t.apply("s1", rec(json_status(0, 42, ms(t0 - 1h), ",\"reason\":\"lost\"")), true, t0);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->kind, change_kind::changed);
+    EXPECT_FALSE(c->live) << "it died while nobody watched";
+    EXPECT_EQ(c->at, t0);
+    EXPECT_FALSE(c->current.since) << "the time of death is unknown, never invented";
+    EXPECT_EQ(c->current.transitions, 5u);
+
+    // A live message afterwards is seen as it happens.
+    c = t.apply("s1", rec(json_status(1, 43, ms(t0 + 1s))), false, t0 + 1s);
+    ASSERT_TRUE(c);
+    EXPECT_TRUE(c->live);
+}
+
+TEST(connection_table, a_restored_row_the_broker_no_longer_holds_is_removed_at_the_resync) {
+    connection_table t;
+    t.restore(remembered("gone", state::disconnected, t0 - 1h, 1));
+    t.restore(remembered("kept", state::connected, t0 - 1h, 2));
+    t.begin_resync();
+    t.apply("kept", rec(json_status(1, 2, ms(t0 - 1h))), true, t0);
+    const auto removed = t.finish_resync(t0 + 1s);
+    ASSERT_EQ(removed.size(), 1u);
+    EXPECT_EQ(removed[0].current.client, "gone");
+    EXPECT_FALSE(removed[0].live);
+    EXPECT_EQ(removed[0].at, t0 + 1s);
+    EXPECT_EQ(t.size(), 1u);
+    EXPECT_EQ(t.find("kept")->since, t0 - 1h);
+}
+
+TEST(connection_table, restoring_replaces_a_row_and_keeps_the_counts_right) {
+    connection_table t;
+    t.apply("s1", rec("1"), false, t0);
+    t.restore(remembered("s1", state::disconnected, t0, 1));
+    EXPECT_EQ(t.size(), 1u);
+    EXPECT_EQ(t.counts().connected, 0u);
+    EXPECT_EQ(t.counts().disconnected, 1u);
+}
+
+TEST(connection_table, a_live_death_records_last_down) {
+    connection_table t;
+    t.apply("s1", rec("1"), false, t0);
+    t.apply("s1", rec("0"), false, t0 + 3s);
+    EXPECT_EQ(t.find("s1")->last_down, t0 + 3s);
+    t.apply("s1", rec("1"), false, t0 + 5s);
+    EXPECT_EQ(t.find("s1")->last_down, t0 + 3s) << "the latest outage stays known after the return";
+}

@@ -1,0 +1,232 @@
+#include "scanner_service.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+#include <mqtt_presence/duration.hpp>
+#include <mqtt_presence/error.hpp>
+#include <mqtt_presence/render.hpp>
+#include <mqtt_presence/service/history_reader.hpp>
+#include <mqtt_presence/service/presence_service.hpp>
+
+using namespace mqtt_presence;
+
+namespace service_cli {
+namespace {
+
+nlohmann::json time_or_null(const std::optional<time_point>& t) {
+    return t ? nlohmann::json(format_iso8601(*t)) : nlohmann::json(nullptr);
+}
+
+std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+std::string db_of(const settings& s) { return s.db.empty() ? default_db_path() : s.db; }
+
+// serve creates the folder of a default path (~/.local/state/mqtt-presence); a path given is the user's to make.
+void make_parent(const std::string& path) {
+    const auto slash = path.rfind('/');
+    if (slash == std::string::npos || slash == 0) return;
+    const auto dir = path.substr(0, slash);
+    const auto up = dir.rfind('/');
+    if (up != std::string::npos && up > 0) ::mkdir(dir.substr(0, up).c_str(), 0755);
+    ::mkdir(dir.c_str(), 0755);
+}
+
+nlohmann::json event_json(const history_event& e) {
+    return {{"time", time_or_null(e.time)},
+            {"observed", format_iso8601(e.observed)},
+            {"state", to_string(e.status)},
+            {"stale", e.stale},
+            {"previous", e.previous ? nlohmann::json(to_string(*e.previous)) : nlohmann::json(nullptr)},
+            {"cause", to_string(e.why)},
+            {"epoch", e.epoch ? nlohmann::json(*e.epoch) : nlohmann::json(nullptr)},
+            {"topic", e.topic},
+            {"ip", e.ip.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.ip)},
+            {"retained", e.retained}};
+}
+
+std::string seconds_text(std::chrono::milliseconds d) { return std::to_string(d.count() / 1000); }
+
+}  // namespace
+
+std::string default_db_path() {
+    if (const char* db = std::getenv("MQTT_PRESENCE_DB"); db && *db) return db;
+    if (const char* state = std::getenv("XDG_STATE_HOME"); state && *state)
+        return std::string(state) + "/mqtt-presence/history.db";
+    const char* home = std::getenv("HOME");
+    return std::string(home && *home ? home : ".") + "/.local/state/mqtt-presence/history.db";
+}
+
+void restore(scanner& scan, const settings& s) { scan.restore(history_reader(db_of(s)).current_rows()); }
+
+int run_serve(const scanner_options& opts, const settings& s, const std::atomic<bool>& interrupted) {
+    service_options o;
+    o.scan = opts;
+    o.history.path = db_of(s);
+    o.observer = s.observer;
+    std::unique_ptr<presence_service> svc;
+    try {
+        o.history.keep = parse_duration(s.keep);
+        if (s.notary) {
+            o.notary.emplace();
+            if (!s.notary->empty()) o.notary->topic_template = *s.notary;
+        }
+        if (s.db.empty()) make_parent(o.history.path);
+        svc = std::make_unique<presence_service>(o);
+    } catch (const error& e) {
+        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+        return 2;
+    }
+    std::mutex out;
+    svc->on_line([&out](const std::string& line) {
+        std::lock_guard<std::mutex> lock(out);
+        std::cerr << "mqtt-presence-scanner: " << terminal_safe(line, 400) << "\n";
+    });
+    std::cerr << "mqtt-presence-scanner: serving " << o.scan.broker.server_uri << ", history in " << o.history.path
+              << (o.notary ? ", notary on " + svc->notary()->filter() : std::string()) << "\n";
+    try {
+        svc->start();
+    } catch (const notary_conflict& e) {
+        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+        return 1;
+    } catch (const error& e) {
+        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+        return 4;
+    }
+    while (!interrupted) usleep(100'000);
+    svc->stop();
+    const auto h = svc->history().stats();
+    std::cerr << "mqtt-presence-scanner: stopped; " << h.written << " changes written"
+              << (h.dropped > 0 ? ", " + std::to_string(h.dropped) + " dropped (the history has a gap)" : "") << "\n";
+    return 0;
+}
+
+int run_history(const settings& s) {
+    std::vector<history_event> events;
+    try {
+        const history_reader reader(db_of(s));
+        events = reader.events_of(s.client, clock::now() - parse_duration(s.since));
+    } catch (const error& e) {
+        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+        return 2;
+    }
+    if (events.empty())
+        std::cerr << "mqtt-presence-scanner: no events of " << terminal_safe(s.client) << " in the last " << s.since
+                  << "\n";
+    if (s.format == "json") {
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto& e : events) list.push_back(event_json(e));
+        std::cout << dump({{"client", s.client}, {"events", list}}) << "\n";
+    } else if (s.format == "ndjson") {
+        for (const auto& e : events) {
+            auto j = event_json(e);
+            j["client"] = s.client;
+            std::cout << dump(j) << "\n";
+        }
+    } else if (s.format == "csv") {
+        std::cout << "time,observed,client,state,stale,previous,cause,epoch,topic,ip,retained\n";
+        for (const auto& e : events)
+            std::cout << (e.time ? format_iso8601(*e.time) : "") << "," << format_iso8601(e.observed) << ","
+                      << csv_field(e.client) << "," << to_string(e.status) << "," << (e.stale ? "true" : "false")
+                      << "," << (e.previous ? std::string(to_string(*e.previous)) : "") << "," << to_string(e.why)
+                      << "," << (e.epoch ? std::to_string(*e.epoch) : "") << "," << csv_field(e.topic) << ","
+                      << csv_field(e.ip) << "," << (e.retained ? "true" : "false") << "\n";
+    } else {
+        std::cout << fit_cell("TIME", 26) << "  " << fit_cell("STATE", 13) << "  " << fit_cell("CAUSE", 9) << "  "
+                  << fit_cell("WAS", 12) << "  " << fit_cell("IP", 15) << "  TOPIC\n";
+        for (const auto& e : events) {
+            const auto when = e.time ? format_iso8601(*e.time) : "unknown (seen " + format_iso8601(e.observed).substr(11, 8) + ")";
+            std::cout << fit_cell(when, 26) << "  " << fit_cell(e.stale ? "stale" : std::string(to_string(e.status)), 13)
+                      << "  " << fit_cell(to_string(e.why), 9) << "  "
+                      << fit_cell(e.previous ? to_string(*e.previous) : "-", 12) << "  " << fit_cell(e.ip, 15) << "  "
+                      << terminal_safe(e.topic) << "\n";
+        }
+    }
+    return 0;
+}
+
+int run_uptime(const settings& s) {
+    std::vector<uptime_figures> rows;
+    const auto to = clock::now();
+    std::chrono::milliseconds window{};
+    try {
+        window = parse_duration(s.window);
+        const history_reader reader(db_of(s));
+        rows = reader.uptime(to - window, to, parse_duration(s.flap_interval));
+    } catch (const error& e) {
+        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+        return 2;
+    }
+    const auto pct = [](const uptime_figures& f) { return f.uptime_percent().value_or(-1.0); };
+    if (s.sort == "uptime")  // worst first: the ones to look at
+        std::stable_sort(rows.begin(), rows.end(), [&](const auto& a, const auto& b) { return pct(a) < pct(b); });
+    else if (s.sort == "disconnects")
+        std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.disconnects > b.disconnects; });
+    else if (s.sort == "flaps")
+        std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.flaps > b.flaps; });
+    else if (s.sort == "outage")
+        std::stable_sort(rows.begin(), rows.end(),
+                         [](const auto& a, const auto& b) { return a.longest_outage > b.longest_outage; });
+    const auto row_json = [](const uptime_figures& f) {
+        const auto p = f.uptime_percent();
+        return nlohmann::json{{"client", f.client},
+                              {"topic", f.topic},
+                              {"state", f.state},
+                              {"uptime_percent", p ? nlohmann::json(std::round(*p * 1000) / 1000) : nlohmann::json(nullptr)},
+                              {"up_s", f.up.count() / 1000},
+                              {"down_s", f.down.count() / 1000},
+                              {"unknown_s", f.unknown.count() / 1000},
+                              {"disconnects", f.disconnects},
+                              {"flaps", f.flaps},
+                              {"longest_outage_s", f.longest_outage.count() / 1000},
+                              {"last_seen", time_or_null(f.last_seen)}};
+    };
+    if (s.format == "json") {
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto& f : rows) list.push_back(row_json(f));
+        std::cout << dump({{"window", s.window},
+                           {"from", format_iso8601(to - window)},
+                           {"to", format_iso8601(to)},
+                           {"clients", list}})
+                  << "\n";
+    } else if (s.format == "ndjson") {
+        for (const auto& f : rows) std::cout << dump(row_json(f)) << "\n";
+    } else if (s.format == "csv") {
+        std::cout << "client,topic,state,uptime_percent,up_s,down_s,unknown_s,disconnects,flaps,longest_outage_s,last_seen\n";
+        for (const auto& f : rows) {
+            const auto p = f.uptime_percent();
+            char percent[32] = "";
+            if (p) std::snprintf(percent, sizeof percent, "%.3f", *p);
+            std::cout << csv_field(f.client) << "," << csv_field(f.topic) << "," << f.state << "," << percent << ","
+                      << seconds_text(f.up) << "," << seconds_text(f.down) << "," << seconds_text(f.unknown) << ","
+                      << f.disconnects << "," << f.flaps << "," << seconds_text(f.longest_outage) << ","
+                      << (f.last_seen ? format_iso8601(*f.last_seen) : "") << "\n";
+        }
+    } else {
+        std::cout << fit_cell("CLIENT", 24) << "  " << fit_cell("STATE", 12) << "  " << fit_cell("UPTIME", 8) << "  "
+                  << fit_cell("DOWNS", 5) << "  " << fit_cell("FLAPS", 5) << "  " << fit_cell("LONGEST", 8) << "  "
+                  << fit_cell("UNKNOWN", 8) << "  TOPIC\n";
+        for (const auto& f : rows) {
+            const auto p = f.uptime_percent();
+            char percent[32] = "?";
+            if (p) std::snprintf(percent, sizeof percent, "%.2f%%", *p);
+            std::cout << fit_cell(f.client, 24) << "  " << fit_cell(f.state, 12) << "  " << fit_cell(percent, 8) << "  "
+                      << fit_cell(std::to_string(f.disconnects), 5) << "  " << fit_cell(std::to_string(f.flaps), 5)
+                      << "  " << fit_cell(format_duration(f.longest_outage), 8) << "  "
+                      << fit_cell(format_duration(f.unknown), 8) << "  " << terminal_safe(f.topic) << "\n";
+        }
+        std::cerr << rows.size() << " clients over the last " << s.window << "; UNKNOWN: time nobody watched\n";
+    }
+    return 0;
+}
+
+}  // namespace service_cli

@@ -1,0 +1,40 @@
+#pragma once
+// The scanner tool's service commands: serve (the table kept in a history, optionally a death notary), and the
+// history's queries, history NAME and uptime, which need no broker.
+
+#include <atomic>
+#include <optional>
+#include <string>
+
+#include <mqtt_presence/scanner.hpp>
+
+namespace service_cli {
+
+struct settings {
+    std::string db;            ///< the history file; empty: default_db_path()
+    std::string keep = "30d";  ///< serve: events older than this are pruned
+    std::optional<std::string> notary;  ///< serve: the notary's template ("" for the default)
+    std::string observer;      ///< serve: who watches (default host:db-path)
+    std::string client;        ///< history: the client's name
+    std::string since = "7d";  ///< history: how far back
+    std::string window = "24h";         ///< uptime: the window
+    std::string flap_interval = "1m";   ///< uptime: a reconnect within this long of a disconnect is a flap
+    std::string sort = "client";        ///< uptime: client, uptime, disconnects, flaps, outage
+    std::string format = "table";
+};
+
+/// $MQTT_PRESENCE_DB, else $XDG_STATE_HOME/mqtt-presence/history.db, else ~/.local/state/mqtt-presence/history.db.
+std::string default_db_path();
+
+/// once --db: puts the history's rows into the scanner before it syncs (read-only), so that the snapshot shows the
+/// times of death the history knows. Throws mqtt_presence::error for a missing or bad file.
+void restore(mqtt_presence::scanner& scan, const settings& s);
+
+/// Runs until `interrupted`. Exit codes: 0 stopped, 1 runtime failure (another notary holds the template),
+/// 2 a bad history file, 4 broker unreachable.
+int run_serve(const mqtt_presence::scanner_options& opts, const settings& s, const std::atomic<bool>& interrupted);
+/// Exit codes: 0 events listed (or none in the window: a line on stderr says so), 2 no such history file.
+int run_history(const settings& s);
+int run_uptime(const settings& s);
+
+}  // namespace service_cli

@@ -1,0 +1,46 @@
+#pragma once
+// history_reader: questions asked of a history file (a client's transitions, uptime over a window) without a
+// broker, while a service may be writing to it (SQLite's WAL lets readers and the writer go on together).
+// Safe from any thread (one connection, one lock).
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <mqtt_presence/service/history_event.hpp>
+#include <mqtt_presence/service/uptime.hpp>
+
+namespace mqtt_presence {
+
+class history_reader {
+public:
+    /// Opens an existing file read-only; throws mqtt_presence::error when it is missing, not a history, or newer
+    /// than this binary.
+    explicit history_reader(const std::string& path);
+    ~history_reader() noexcept;
+    history_reader(const history_reader&) = delete;
+    history_reader& operator=(const history_reader&) = delete;
+
+    /// A client's events observed at or after `since`, newest first; `topic` (if not empty) picks one status topic.
+    [[nodiscard]] std::vector<history_event> events_of(const std::string& client, time_point since,
+                                                       const std::string& topic = {},
+                                                       std::size_t limit = SIZE_MAX) const;
+    /// The last row of every client (topic filled).
+    [[nodiscard]] std::vector<client_status> current_rows() const;
+    /// The intervals a service watched (connected and synced) that overlap [from, to], minus the gaps left by
+    /// dropped changes; sorted, disjoint, clipped. `now` closes an interval still open in a running service.
+    [[nodiscard]] std::vector<interval> watched(time_point from, time_point to) const;
+    /// Uptime figures of every client seen in the window or in the table now, sorted by client then topic.
+    [[nodiscard]] std::vector<uptime_figures> uptime(time_point from, time_point to,
+                                                     std::chrono::milliseconds flap_interval) const;
+
+private:
+    struct connection;
+    std::unique_ptr<connection> db_;
+    mutable std::mutex mutex_;
+};
+
+}  // namespace mqtt_presence

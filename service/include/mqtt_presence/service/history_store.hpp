@@ -1,0 +1,108 @@
+#pragma once
+// history_store: the service's memory, an SQLite file. Every change of the table is one row of `events`; the last
+// row of every client is kept in `clients`, so a restart restores the table (with its real times of death) before
+// the first sync; `watch` holds the intervals the service was connected and synced, so that time nobody watched is
+// reported as unknown, never as up or down.
+//
+// Writes go through a bounded queue to one writer thread that commits a batch per transaction at most
+// `batch_interval` apart (WAL mode, synchronous=NORMAL: a kill -9 loses at most the batch being written, the file
+// stays consistent). record() never waits on the disk. When the queue is full, changes are dropped, counted, and
+// the time they cover recorded as a gap; the `clients` table is then rewritten from the live table.
+// A write that fails (a full disk) is retried, with a warning; the live table goes on meanwhile.
+//
+// The file carries an application id and a schema version (PRAGMA user_version): an older file is migrated, a
+// newer one is refused with a clear error.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <mqtt_presence/connection_table.hpp>
+#include <mqtt_presence/service/history_event.hpp>
+
+namespace mqtt_presence {
+
+struct history_options {
+    std::string path;                                           ///< the SQLite file (created if missing)
+    std::chrono::milliseconds keep = std::chrono::hours(24 * 30);  ///< events older than this are pruned
+    std::size_t queue_limit = 1u << 20;                         ///< changes waiting for the disk, at most
+    std::chrono::milliseconds batch_interval{100};              ///< a commit at least this often while busy
+};
+
+struct history_stats {
+    std::uint64_t recorded = 0;      ///< changes handed to record()
+    std::uint64_t written = 0;       ///< changes committed to the file
+    std::uint64_t dropped = 0;       ///< changes lost because the queue was full (each counted, the gap recorded)
+    std::uint64_t batches = 0;       ///< transactions committed
+    std::uint64_t write_errors = 0;  ///< failed commits (retried)
+    std::size_t queued = 0;          ///< changes waiting now
+};
+
+class history_store {
+public:
+    /// The schema this binary writes.
+    static constexpr int schema_version = 1;
+
+    /// Calls `visit` with every row of the live table (scanner::for_each_sorted): how the store rewrites its
+    /// `clients` table after it had to drop changes.
+    using table_source = std::function<void(const std::function<void(const client_status&)>& visit)>;
+    /// Receives the store's warnings (a full queue, a failed write), at most one a second, on the writer thread.
+    using warning_sink = std::function<void(const std::string&)>;
+
+    /// Opens (creating or migrating) the file; throws mqtt_presence::error saying what is wrong with it.
+    explicit history_store(history_options options);
+    ~history_store() noexcept;
+    history_store(const history_store&) = delete;
+    history_store& operator=(const history_store&) = delete;
+
+    /// The last row of every client the file knows (topic filled), for scanner::restore().
+    [[nodiscard]] std::vector<client_status> current_rows() const;
+
+    /// Starts a session (what the service watches and who it is, for the record) and the writer thread.
+    void begin_session(const std::string& broker, const std::string& topics, const std::string& observer,
+                       table_source table = {}, warning_sink warn = {});
+    /// Queues a change the service learned of at `observed`. Never blocks on the disk; false when the queue is full
+    /// (the change is counted as dropped).
+    bool record(const change& c, time_point observed) noexcept;
+    /// The service became connected and synced (true), or lost the broker (false), at `at`: the intervals it watched.
+    void watching(bool on, time_point at) noexcept;
+    /// Writes what is queued, closes the session and stops the writer thread. Idempotent.
+    void end_session() noexcept;
+
+    [[nodiscard]] history_stats stats() const;
+    [[nodiscard]] const std::string& path() const noexcept { return options_.path; }
+    /// Deletes events older than `keep` (the writer does this every few minutes); returns how many.
+    std::uint64_t prune(time_point now);
+
+private:
+    struct item;
+    struct writer;
+
+    void writer_loop();
+    void warn(const std::string& text);
+
+    history_options options_;
+    std::unique_ptr<writer> writer_;  // the writer thread's connection and prepared statements
+    table_source table_;
+    warning_sink warn_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<item> queue_;
+    history_stats stats_;
+    std::uint64_t dropped_in_gaps_ = 0;     // drops already written down as gaps
+    std::optional<time_point> first_drop_;  // the gap the dropped changes leave, from here to the next commit
+    bool stopping_ = false;
+    std::thread thread_;
+    std::chrono::steady_clock::time_point last_warning_{};
+};
+
+}  // namespace mqtt_presence

@@ -1,0 +1,75 @@
+#pragma once
+// presence_service: a scanner that keeps its table in a history and, optionally, testifies as a death notary; what
+// `mqtt-presence-scanner serve` runs. It restores the table from the history before the first sync, records every
+// change and every interval it watched, and says on one callback when its own connection changes.
+//
+//   mqtt_presence::service_options o;
+//   o.scan.topics = {"sensors/connected/{client}"};
+//   o.history.path = "/var/lib/mqtt-presence/history.db";
+//   mqtt_presence::presence_service svc(o);       // opens the history (throws on a bad file)
+//   svc.on_line([](const std::string& l) { std::cerr << l << "\n"; });
+//   svc.start();                                  // connects (throws when the broker cannot be reached)
+//   ... svc.table().snapshot(), svc.history().stats() ...
+//   svc.stop();
+//
+// Further front ends (HTTP, alerts) attach to table() and history_path(); the service owns the threads.
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <mqtt_presence/scanner.hpp>
+#include <mqtt_presence/service/death_notary.hpp>
+#include <mqtt_presence/service/history_store.hpp>
+
+namespace mqtt_presence {
+
+struct service_options {
+    scanner_options scan;
+    history_options history;
+    std::optional<notary_options> notary;  ///< set: publish a retained record per client on every transition
+    std::string observer;                  ///< who watches, for the history and the notary; empty: host:db-path
+
+    /// Throws mqtt_presence::error: also when the notary's topics would be read back as statuses.
+    void validate() const;
+};
+
+class presence_service {
+public:
+    /// Validates, opens the history (throws mqtt_presence::error naming the file) and restores the table from it.
+    explicit presence_service(service_options options);
+    ~presence_service() noexcept;
+    presence_service(const presence_service&) = delete;
+    presence_service& operator=(const presence_service&) = delete;
+
+    /// One line for each change of the service's own state (connected, synced, lost) and each warning; on the
+    /// scanner's delivery thread or the history's writer thread, never on Paho's. Set before start().
+    void on_line(std::function<void(const std::string&)> callback);
+    /// Starts the history session, connects the scanner and, if asked, the notary. Throws mqtt_presence::error
+    /// when the broker cannot be reached or another notary holds the template.
+    void start();
+    /// Delivers what is queued, writes it, releases the notary and disconnects. Idempotent.
+    void stop() noexcept;
+
+    [[nodiscard]] scanner& table() noexcept { return *scanner_; }
+    [[nodiscard]] history_store& history() noexcept { return *store_; }
+    [[nodiscard]] death_notary* notary() noexcept { return notary_.get(); }
+    [[nodiscard]] const service_options& options() const noexcept { return options_; }
+    /// Rows restored from the history at construction.
+    [[nodiscard]] std::size_t restored() const noexcept { return restored_; }
+
+private:
+    void say(const std::string& line) noexcept;
+
+    service_options options_;
+    std::unique_ptr<history_store> store_;
+    std::unique_ptr<scanner> scanner_;
+    std::unique_ptr<death_notary> notary_;
+    std::function<void(const std::string&)> on_line_;
+    std::size_t restored_ = 0;
+    std::size_t unseen_ = 0;  // changes learned at a sync that happened while nobody watched (delivery thread)
+    bool started_ = false;
+};
+
+}  // namespace mqtt_presence

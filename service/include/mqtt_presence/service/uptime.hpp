@@ -1,0 +1,45 @@
+#pragma once
+// Uptime figures of one client over a window, from its history and the intervals the service watched. Time the
+// service did not watch (not running, cut off from the broker, changes it had to drop) is unknown: it counts
+// neither as up nor as down. Pure: no SQLite.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <mqtt_presence/service/history_event.hpp>
+
+namespace mqtt_presence {
+
+struct interval {
+    time_point from;
+    time_point to;
+};
+
+struct uptime_figures {
+    std::string client;
+    std::string topic;
+    std::string state;  ///< the current state: connected, disconnected, unknown, stale, or removed
+    std::chrono::milliseconds up{0};       ///< watched while connected and not stale
+    std::chrono::milliseconds down{0};     ///< watched while disconnected or stale
+    std::chrono::milliseconds unknown{0};  ///< not watched, or the state was unknown (or the client absent)
+    std::uint32_t disconnects = 0;         ///< connected -> disconnected within the window (seen or not)
+    std::uint32_t flaps = 0;               ///< disconnects followed by a connect within the flap interval
+    std::chrono::milliseconds longest_outage{0};  ///< the longest watched run of down time
+    std::optional<time_point> last_seen;
+
+    /// up / (up + down), in percent; nullopt when no time was watched.
+    [[nodiscard]] std::optional<double> uptime_percent() const;
+};
+
+/// `current`: the client's row now (or nullopt when it is no longer in the table); `events`: its events with
+/// observed >= from, oldest first; `watched`: the intervals the service watched, sorted and disjoint.
+[[nodiscard]] uptime_figures compute_uptime(const std::string& client, const std::string& topic,
+                                            const std::optional<client_status>& current,
+                                            const std::vector<history_event>& events,
+                                            const std::vector<interval>& watched, time_point from, time_point to,
+                                            std::chrono::milliseconds flap_interval);
+
+}  // namespace mqtt_presence

@@ -1,0 +1,242 @@
+#include <mqtt_presence/service/death_notary.hpp>
+
+#include <unistd.h>
+
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <mqtt_presence/error.hpp>
+#include <mqtt_presence/render.hpp>
+
+#include "paho_util.hpp"
+
+namespace mqtt_presence {
+namespace {
+
+std::vector<std::string> levels(const std::string& filter) {
+    std::vector<std::string> out;
+    std::string level;
+    std::istringstream in(filter);
+    while (std::getline(in, level, '/')) out.push_back(level);
+    if (!filter.empty() && filter.back() == '/') out.emplace_back();
+    return out;
+}
+
+nlohmann::json time_or_null(const std::optional<time_point>& t) {
+    return t ? nlohmann::json(format_iso8601(*t)) : nlohmann::json(nullptr);
+}
+
+std::string parent_of(const topic_scheme& scheme) {
+    // The template without its {client} level: fewer levels than any record topic, so never one of them.
+    const auto& t = scheme.template_text();
+    const auto at = t.find("{client}");
+    std::string before = t.substr(0, at), after = t.substr(at + 8);
+    if (!before.empty() && before.back() == '/') before.pop_back();
+    else if (!after.empty() && after.front() == '/') after.erase(0, 1);
+    std::string parent = before.empty() ? after : after.empty() ? before : before + "/" + after;
+    if (parent.empty())
+        throw error("notary template " + t + " has no fixed level beside {client}; use e.g. " +
+                    notary_options::default_template);
+    return parent;
+}
+
+}  // namespace
+
+bool filters_overlap(const std::string& a, const std::string& b) {
+    const auto x = levels(a), y = levels(b);
+    for (std::size_t i = 0;; ++i) {
+        if (i < x.size() && x[i] == "#") return true;
+        if (i < y.size() && y[i] == "#") return true;
+        if (i == x.size() || i == y.size()) return x.size() == y.size();
+        if (x[i] != "+" && y[i] != "+" && x[i] != y[i]) return false;
+    }
+}
+
+death_notary::death_notary(broker_options broker, notary_options options)
+    : broker_(std::move(broker)), options_(std::move(options)), scheme_(topic_scheme::parse(options_.topic_template)),
+      lock_topic_(parent_of(scheme_)) {
+    if (options_.qos < 0 || options_.qos > 2) throw error("notary qos must be 0, 1 or 2");
+}
+
+death_notary::~death_notary() noexcept { stop(); }
+
+std::string death_notary::record_json(const client_status& row, cause why, const std::string& observer,
+                                      time_point observed_since) {
+    nlohmann::json j;
+    j["state"] = why == cause::removed ? "removed" : std::string(to_string(row.status));
+    j["stale"] = row.stale;
+    j["since"] = time_or_null(row.since);
+    j["last_seen"] = time_or_null(row.last_seen);
+    j["cause"] = std::string(to_string(why));
+    j["epoch"] = row.epoch ? nlohmann::json(*row.epoch) : nlohmann::json(nullptr);
+    j["topic"] = row.topic;
+    j["ip"] = row.ip.empty() ? nlohmann::json(nullptr) : nlohmann::json(row.ip);
+    j["observer"] = observer;
+    j["observed_since"] = format_iso8601(observed_since);
+    // Names and payload text come from the network and may hold invalid UTF-8: replaced, never a throw.
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string death_notary::lock_json(bool held) const {
+    nlohmann::json j;
+    j["observer"] = options_.observer;
+    j["state"] = held ? "connected" : "disconnected";
+    j["observed_since"] = format_iso8601(observed_since_);
+    j["records"] = scheme_.filter();
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void death_notary::start(time_point observed_since) {
+    observed_since_ = observed_since;
+    std::random_device rd;
+    const std::string id = "mqtt-presence-notary-" + std::to_string(getpid()) + "-" + std::to_string(rd() % 100000);
+    client_ = detail::make_client(broker_.server_uri, id, broker_.mqtt_version);
+    auto opts = detail::base_connect_options(broker_);
+    opts.set_will(mqtt::will_options(lock_topic_, lock_json(false), 1, true));
+    opts.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30));
+
+    // Read the lock: its retained record arrives before the marker published after the SUBSCRIBE comes back.
+    std::mutex m;
+    std::condition_variable cv;
+    std::optional<std::string> holder;
+    bool marker_back = false;
+    const std::string marker = "mqtt-presence-sync/" + id;
+    client_->set_message_callback([&](mqtt::const_message_ptr msg) {
+        std::lock_guard<std::mutex> lock(m);
+        if (msg->get_topic() == marker) marker_back = true;
+        else if (msg->get_topic() == lock_topic_) holder = msg->get_payload_str();
+        cv.notify_all();
+    });
+    try {
+        if (!client_->connect(opts)->wait_for(broker_.connect_timeout + std::chrono::seconds(1)))
+            throw error("the notary's connection to " + broker_.server_uri + " got no answer");
+        client_->subscribe(lock_topic_, 1)->wait_for(std::chrono::seconds(5));
+        client_->subscribe(marker, 1)->wait_for(std::chrono::seconds(5));
+        client_->publish(mqtt::message::create(marker, "1", 1, false));
+    } catch (const mqtt::exception& e) {
+        throw error("the notary cannot connect to " + broker_.server_uri + ": " + e.what());
+    }
+    {
+        std::unique_lock<std::mutex> lock(m);
+        if (!cv.wait_for(lock, std::chrono::seconds(5), [&] { return marker_back; })) {
+            try {
+                client_->disconnect()->wait_for(std::chrono::seconds(2));
+            } catch (...) {
+            }
+            throw error("the notary could not read its lock " + lock_topic_ + " (no answer within 5 s)");
+        }
+    }
+    client_->set_message_callback([](mqtt::const_message_ptr) {});
+    try {
+        client_->unsubscribe(lock_topic_)->wait_for(std::chrono::seconds(5));
+        client_->unsubscribe(marker)->wait_for(std::chrono::seconds(5));
+    } catch (const mqtt::exception&) {
+        // only tidiness
+    }
+    if (holder && !holder->empty()) {
+        const auto j = nlohmann::json::parse(*holder, nullptr, false);
+        const bool held = j.is_object() && j.value("state", "") == "connected";
+        const std::string other = j.is_object() ? j.value("observer", "") : "";
+        if (held && other != options_.observer) {
+            try {  // a plain DISCONNECT: our will must not release the other notary's lock
+                client_->disconnect()->wait_for(std::chrono::seconds(2));
+            } catch (...) {
+            }
+            throw notary_conflict("another death notary (observer " + terminal_safe(other) + ", since " +
+                        terminal_safe(j.value("observed_since", "?")) + ") holds " + lock_topic_ + " and writes " +
+                        scheme_.filter() + "; two notaries would overwrite each other's records. Stop it, or give "
+                        "this one another --notary template; if it is gone for good, release its lock: "
+                        "mosquitto_pub -r -n -t '" + lock_topic_ + "'");
+        }
+    }
+    const auto lock_payload = lock_json(true);
+    client_->set_connected_handler([this, lock_payload](const std::string&) {
+        try {  // after an automatic reconnect, the lock again (the will may have released it)
+            client_->publish(mqtt::message::create(lock_topic_, lock_payload, 1, true));
+        } catch (...) {
+        }
+        cv_.notify_all();
+    });
+    try {
+        client_->publish(mqtt::message::create(lock_topic_, lock_payload, 1, true))->wait_for(std::chrono::seconds(5));
+    } catch (const mqtt::exception& e) {
+        throw error("the notary cannot take its lock " + lock_topic_ + ": " + e.what());
+    }
+    thread_ = std::thread([this] { publish_loop(); });
+}
+
+void death_notary::record(const change& c) noexcept {
+    try {
+        const auto topic = scheme_.topic_for(c.current.client);
+        auto payload = record_json(c.current, cause_of(c), options_.observer, observed_since_);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            pending_[topic] = std::move(payload);
+        }
+        cv_.notify_one();
+    } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++stats_.failed;  // a name no record topic can hold
+    }
+}
+
+void death_notary::publish_loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+        cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_ || !pending_.empty(); });
+        const bool last = stopping_;
+        if (!pending_.empty() && client_->is_connected()) {
+            std::map<std::string, std::string> batch;
+            batch.swap(pending_);
+            lock.unlock();
+            mqtt::delivery_token_ptr tail;
+            std::uint64_t ok = 0, failed = 0;
+            auto it = batch.begin();
+            for (; it != batch.end(); ++it) {
+                try {
+                    tail = client_->publish(mqtt::message::create(it->first, it->second, options_.qos, true));
+                    ++ok;
+                } catch (const mqtt::exception&) {
+                    ++failed;  // too many in flight, or the connection just went: the rest waits for the next round
+                    break;
+                }
+            }
+            // Pace by the broker: the last token acknowledged means those before it are too (in-order delivery).
+            if (tail) tail->wait_for(std::chrono::seconds(5));
+            lock.lock();
+            for (; it != batch.end(); ++it) pending_.emplace(it->first, std::move(it->second));  // newer ones win
+            stats_.published += ok;
+            stats_.failed += failed;
+            if (failed > 0 && !last) cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; });
+        }
+        if (last) return;
+    }
+}
+
+notary_stats death_notary::stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto s = stats_;
+    s.pending = pending_.size();
+    return s;
+}
+
+void death_notary::stop() noexcept {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_ || !thread_.joinable()) return;
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    try {
+        client_->publish(mqtt::message::create(lock_topic_, lock_json(false), 1, true))->wait_for(std::chrono::seconds(2));
+        client_->disconnect()->wait_for(std::chrono::seconds(2));
+    } catch (...) {
+        // the will releases the lock
+    }
+}
+
+}  // namespace mqtt_presence

@@ -1,0 +1,173 @@
+#include <mqtt_presence/service/history_reader.hpp>
+
+#include <algorithm>
+#include <map>
+
+#include <mqtt_presence/error.hpp>
+
+#include "history_schema.hpp"
+
+namespace mqtt_presence {
+
+using detail::from_ms;
+using detail::to_ms;
+
+struct history_reader::connection {
+    std::unique_ptr<SQLite::Database> db;
+    std::string path;
+};
+
+namespace {
+
+const char* const event_columns =
+    "SELECT id, observed_ms, time_ms, client, topic, previous, state, stale, cause, epoch, ip, retained FROM events ";
+
+history_event read_event(SQLite::Statement& q) {
+    history_event e;
+    e.id = q.getColumn(0).getInt64();
+    e.observed = from_ms(q.getColumn(1).getInt64());
+    if (!q.getColumn(2).isNull()) e.time = from_ms(q.getColumn(2).getInt64());
+    e.client = q.getColumn(3).getString();
+    e.topic = q.getColumn(4).getString();
+    if (!q.getColumn(5).isNull()) e.previous = parse_state(q.getColumn(5).getString());
+    e.status = parse_state(q.getColumn(6).getString()).value_or(state::unknown);
+    e.stale = q.getColumn(7).getInt() != 0;
+    e.why = parse_cause(q.getColumn(8).getString()).value_or(cause::unknown);
+    if (!q.getColumn(9).isNull()) e.epoch = static_cast<std::uint64_t>(q.getColumn(9).getInt64());
+    e.ip = q.getColumn(10).getString();
+    e.retained = q.getColumn(11).getInt() != 0;
+    return e;
+}
+
+// The first event id observed at or after `ms`: ids grow with time, so a binary search over ids finds it without an
+// index on the time.
+std::int64_t first_id_at(SQLite::Database& db, std::int64_t ms) {
+    std::int64_t lo = db.execAndGet("SELECT coalesce(min(id), 1) FROM events").getInt64();
+    std::int64_t hi = db.execAndGet("SELECT coalesce(max(id), 0) FROM events").getInt64() + 1;
+    SQLite::Statement at(db, "SELECT observed_ms FROM events WHERE id >= ? ORDER BY id LIMIT 1");
+    while (lo < hi) {
+        const std::int64_t mid = lo + (hi - lo) / 2;
+        at.bind(1, mid);
+        const bool found = at.executeStep();
+        const bool before = found && at.getColumn(0).getInt64() < ms;
+        at.reset();
+        if (before) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+}  // namespace
+
+history_reader::history_reader(const std::string& path) : db_(std::make_unique<connection>()) {
+    db_->db = detail::open_history(path, false);
+    db_->path = path;
+}
+
+history_reader::~history_reader() noexcept = default;
+
+std::vector<history_event> history_reader::events_of(const std::string& client, time_point since,
+                                                     const std::string& topic, std::size_t limit) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<history_event> out;
+    try {
+        SQLite::Statement q(*db_->db, std::string(event_columns) + "WHERE client=? AND observed_ms>=?" +
+                                          (topic.empty() ? "" : " AND topic=?") +
+                                          " ORDER BY observed_ms DESC, id DESC LIMIT ?");
+        q.bind(1, client);
+        q.bind(2, static_cast<std::int64_t>(to_ms(since)));
+        int n = 3;
+        if (!topic.empty()) q.bind(n++, topic);
+        q.bind(n, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+        while (q.executeStep()) out.push_back(read_event(q));
+    } catch (const SQLite::Exception& e) {
+        throw error("cannot read the history file " + db_->path + ": " + e.what());
+    }
+    return out;
+}
+
+std::vector<client_status> history_reader::current_rows() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<client_status> rows;
+    try {
+        SQLite::Statement q(*db_->db, detail::current_rows_sql);
+        while (q.executeStep()) rows.push_back(detail::read_client_row(q));
+    } catch (const SQLite::Exception& e) {
+        throw error("cannot read the history file " + db_->path + ": " + e.what());
+    }
+    return rows;
+}
+
+std::vector<interval> history_reader::watched(time_point from, time_point to) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<interval> spans, gaps;
+    try {
+        const auto read = [&](const char* sql, std::vector<interval>& out) {
+            SQLite::Statement q(*db_->db, sql);
+            q.bind(1, static_cast<std::int64_t>(to_ms(from)));
+            q.bind(2, static_cast<std::int64_t>(to_ms(to)));
+            while (q.executeStep()) {
+                const auto a = std::max(from, from_ms(q.getColumn(0).getInt64()));
+                const auto b = std::min(to, from_ms(q.getColumn(1).getInt64()));
+                if (b > a) out.push_back({a, b});
+            }
+        };
+        read("SELECT from_ms, to_ms FROM watch WHERE to_ms >= ? AND from_ms <= ? ORDER BY from_ms", spans);
+        read("SELECT from_ms, to_ms FROM gaps WHERE to_ms >= ? AND from_ms <= ? ORDER BY from_ms", gaps);
+    } catch (const SQLite::Exception& e) {
+        throw error("cannot read the history file " + db_->path + ": " + e.what());
+    }
+    // Merge overlapping spans (two services on one file, or a clock step), then cut the gaps out.
+    std::vector<interval> merged;
+    for (const auto& s : spans) {
+        if (!merged.empty() && s.from <= merged.back().to) merged.back().to = std::max(merged.back().to, s.to);
+        else merged.push_back(s);
+    }
+    for (const auto& g : gaps) {
+        std::vector<interval> cut;
+        for (const auto& s : merged) {
+            if (g.to <= s.from || g.from >= s.to) {
+                cut.push_back(s);
+                continue;
+            }
+            if (s.from < g.from) cut.push_back({s.from, g.from});
+            if (g.to < s.to) cut.push_back({g.to, s.to});
+        }
+        merged.swap(cut);
+    }
+    return merged;
+}
+
+std::vector<uptime_figures> history_reader::uptime(time_point from, time_point to,
+                                                   std::chrono::milliseconds flap_interval) const {
+    const auto spans = watched(from, to);
+    std::map<std::pair<std::string, std::string>, std::pair<std::optional<client_status>, std::vector<history_event>>>
+        clients;  // (client, topic) -> (row now, events in the window)
+    for (auto& row : current_rows()) {
+        auto key = std::make_pair(row.client, row.topic);
+        clients[key].first = std::move(row);
+    }
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        try {
+            SQLite::Statement q(*db_->db, std::string(event_columns) + "WHERE id >= ? AND observed_ms <= ? ORDER BY id");
+            q.bind(1, first_id_at(*db_->db, to_ms(from)));
+            q.bind(2, static_cast<std::int64_t>(to_ms(to)));
+            while (q.executeStep()) {
+                auto e = read_event(q);
+                if (e.observed < from) continue;  // a clock step put it out of order
+                auto key = std::make_pair(e.client, e.topic);
+                clients[key].second.push_back(std::move(e));
+            }
+        } catch (const SQLite::Exception& e) {
+            throw error("cannot read the history file " + db_->path + ": " + e.what());
+        }
+    }
+    std::vector<uptime_figures> out;
+    out.reserve(clients.size());
+    for (const auto& [key, data] : clients)
+        out.push_back(compute_uptime(key.first, key.second, data.first, data.second, spans, from, to, flap_interval));
+    return out;
+}
+
+}  // namespace mqtt_presence

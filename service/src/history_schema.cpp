@@ -1,0 +1,152 @@
+#include "history_schema.hpp"
+
+#include <sys/stat.h>
+
+#include <mqtt_presence/error.hpp>
+#include <mqtt_presence/service/history_store.hpp>
+
+namespace mqtt_presence::detail {
+namespace {
+
+constexpr int application_id = 0x4d515072;  // "MQPr": an mqtt-presence history, not some other SQLite file
+
+// One step per schema version: migrations[k] brings a file from version k to k + 1. Version 0 is an empty file.
+const char* const migrations[] = {
+    R"sql(
+    CREATE TABLE sessions(
+        id INTEGER PRIMARY KEY,
+        started_ms INTEGER NOT NULL,
+        alive_ms INTEGER NOT NULL,       -- the last commit: a session killed with -9 ended about then
+        ended_ms INTEGER,                -- a clean stop
+        broker TEXT NOT NULL,
+        topics TEXT NOT NULL,
+        observer TEXT NOT NULL);
+    CREATE TABLE watch(                  -- connected and synced: the times the service saw every change
+        session INTEGER NOT NULL,
+        from_ms INTEGER NOT NULL,
+        to_ms INTEGER NOT NULL,
+        PRIMARY KEY(session, from_ms));
+    CREATE TABLE gaps(                   -- changes dropped (the disk could not keep up): not watched after all
+        from_ms INTEGER NOT NULL,
+        to_ms INTEGER NOT NULL,
+        dropped INTEGER NOT NULL);
+    CREATE TABLE events(
+        id INTEGER PRIMARY KEY,
+        observed_ms INTEGER NOT NULL,    -- when the service learned of the change
+        time_ms INTEGER,                 -- when it happened; NULL: unknown (it happened while nobody watched)
+        client TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        previous TEXT,                   -- NULL: the client was not in the table
+        state TEXT NOT NULL,
+        stale INTEGER NOT NULL,
+        cause TEXT NOT NULL,
+        epoch INTEGER,
+        ip TEXT,
+        retained INTEGER NOT NULL,
+        session INTEGER NOT NULL);
+    CREATE INDEX events_by_client ON events(client, observed_ms);
+    CREATE TABLE clients(                -- the last row of every client: what a restart restores
+        topic TEXT NOT NULL,
+        client TEXT NOT NULL,
+        state TEXT NOT NULL,
+        stale INTEGER NOT NULL,
+        retained INTEGER NOT NULL,
+        since_ms INTEGER,
+        last_seen_ms INTEGER,
+        last_down_ms INTEGER,
+        epoch INTEGER,
+        heartbeat_s INTEGER,
+        transitions INTEGER NOT NULL,
+        detail TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        ip TEXT NOT NULL,
+        host TEXT NOT NULL,
+        meta TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        PRIMARY KEY(topic, client)) WITHOUT ROWID;
+    )sql",
+};
+constexpr int known_version = static_cast<int>(sizeof migrations / sizeof migrations[0]);
+static_assert(known_version == history_store::schema_version, "a migration per schema version");
+
+bool is_file(const std::string& path) {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+}  // namespace
+
+std::int64_t to_ms(time_point t) noexcept {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+time_point from_ms(std::int64_t ms) noexcept { return time_point(std::chrono::milliseconds(ms)); }
+
+std::unique_ptr<SQLite::Database> open_history(const std::string& path, bool writable) {
+    if (path.empty()) throw error("no history file given (--db FILE)");
+    if (!writable && !is_file(path))
+        throw error("no history at " + path + " (a service writes one: mqtt-presence-scanner serve --db " + path + ")");
+    std::unique_ptr<SQLite::Database> db;
+    try {
+        db = std::make_unique<SQLite::Database>(
+            path, writable ? SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE : SQLite::OPEN_READONLY, 5000);
+        const int app = db->execAndGet("PRAGMA application_id").getInt();
+        const int version = db->execAndGet("PRAGMA user_version").getInt();
+        const bool empty = db->execAndGet("SELECT count(*) FROM sqlite_master").getInt() == 0;
+        if (app != application_id && !(app == 0 && empty))
+            throw error(path + " is an SQLite file, but not an mqtt-presence history; give another --db");
+        if (version > known_version)
+            throw error(path + " has history schema version " + std::to_string(version) + ", newer than this " +
+                        "mqtt-presence-scanner knows (" + std::to_string(known_version) +
+                        "): use the newer binary that wrote it, or another --db");
+        if (!writable) {
+            if (version < 1) throw error(path + " holds no history yet");
+            return db;
+        }
+        db->exec("PRAGMA journal_mode=WAL");
+        db->exec("PRAGMA synchronous=NORMAL");  // WAL + NORMAL: consistent after a crash; the last commit may be lost
+        for (int v = version; v < known_version; ++v) {
+            SQLite::Transaction migrate(*db);
+            db->exec(migrations[v]);
+            db->exec("PRAGMA application_id=" + std::to_string(application_id));
+            db->exec("PRAGMA user_version=" + std::to_string(v + 1));
+            migrate.commit();
+        }
+    } catch (const SQLite::Exception& e) {
+        throw error("cannot use the history file " + path + ": " + e.what());
+    }
+    return db;
+}
+
+const char* const current_rows_sql =
+    "SELECT topic, client, state, stale, retained, since_ms, last_seen_ms, last_down_ms, epoch, heartbeat_s, "
+    "transitions, detail, reason, ip, host, meta, raw FROM clients";
+
+namespace {
+std::optional<time_point> time_column(const SQLite::Column& c) {
+    return c.isNull() ? std::nullopt : std::optional<time_point>(from_ms(c.getInt64()));
+}
+}  // namespace
+
+client_status read_client_row(SQLite::Statement& q) {
+    client_status r;
+    r.topic = q.getColumn(0).getString();
+    r.client = q.getColumn(1).getString();
+    r.status = parse_state(q.getColumn(2).getString()).value_or(state::unknown);
+    r.stale = q.getColumn(3).getInt() != 0;
+    r.retained = q.getColumn(4).getInt() != 0;
+    r.since = time_column(q.getColumn(5));
+    r.last_seen = time_column(q.getColumn(6));
+    r.last_down = time_column(q.getColumn(7));
+    if (!q.getColumn(8).isNull()) r.epoch = static_cast<std::uint64_t>(q.getColumn(8).getInt64());
+    if (!q.getColumn(9).isNull()) r.heartbeat = std::chrono::seconds(q.getColumn(9).getInt64());
+    r.transitions = static_cast<std::uint32_t>(q.getColumn(10).getInt64());
+    r.detail = q.getColumn(11).getString();
+    r.reason = q.getColumn(12).getString();
+    r.ip = q.getColumn(13).getString();
+    r.host = q.getColumn(14).getString();
+    r.meta = q.getColumn(15).getString();
+    r.raw = q.getColumn(16).getString();
+    return r;
+}
+
+}  // namespace mqtt_presence::detail

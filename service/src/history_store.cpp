@@ -1,0 +1,377 @@
+#include <mqtt_presence/service/history_store.hpp>
+
+#include <unordered_map>
+
+#include <mqtt_presence/error.hpp>
+
+#include "history_schema.hpp"
+
+namespace mqtt_presence {
+
+using detail::from_ms;
+using detail::to_ms;
+
+struct history_store::item {
+    enum class kind : std::uint8_t { change, watch_on, watch_off } what = kind::change;
+    time_point at;
+    change changed;
+};
+
+// The writer thread's connection and statements, prepared once.
+struct history_store::writer {
+    explicit writer(const std::string& path) : db(detail::open_history(path, true)) {}
+
+    void prepare() {
+        insert_event = std::make_unique<SQLite::Statement>(
+            *db, "INSERT INTO events(observed_ms, time_ms, client, topic, previous, state, stale, cause, epoch, ip, "
+                 "retained, session) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+        upsert_client = std::make_unique<SQLite::Statement>(
+            *db, "INSERT OR REPLACE INTO clients(topic, client, state, stale, retained, since_ms, last_seen_ms, "
+                 "last_down_ms, epoch, heartbeat_s, transitions, detail, reason, ip, host, meta, raw) "
+                 "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        delete_client = std::make_unique<SQLite::Statement>(*db, "DELETE FROM clients WHERE topic=? AND client=?");
+        alive = std::make_unique<SQLite::Statement>(*db, "UPDATE sessions SET alive_ms=? WHERE id=?");
+        watch_extend = std::make_unique<SQLite::Statement>(*db,
+                                                           "UPDATE watch SET to_ms=? WHERE session=? AND from_ms=?");
+    }
+
+    void bind_time(SQLite::Statement& s, int at, const std::optional<time_point>& t) {
+        if (t) s.bind(at, static_cast<std::int64_t>(to_ms(*t)));
+        else s.bind(at);
+    }
+
+    void write_event(const history_event& e) {
+        auto& s = *insert_event;
+        s.bind(1, static_cast<std::int64_t>(to_ms(e.observed)));
+        bind_time(s, 2, e.time);
+        s.bindNoCopy(3, e.client);
+        s.bindNoCopy(4, e.topic);
+        if (e.previous) s.bind(5, std::string(to_string(*e.previous)));
+        else s.bind(5);
+        s.bind(6, std::string(to_string(e.status)));
+        s.bind(7, e.stale ? 1 : 0);
+        s.bind(8, std::string(to_string(e.why)));
+        if (e.epoch) s.bind(9, static_cast<std::int64_t>(*e.epoch));
+        else s.bind(9);
+        if (e.ip.empty()) s.bind(10);
+        else s.bindNoCopy(10, e.ip);
+        s.bind(11, e.retained ? 1 : 0);
+        s.bind(12, static_cast<std::int64_t>(session));
+        s.exec();
+        s.reset();
+    }
+
+    void write_client(const client_status& r) {
+        auto& s = *upsert_client;
+        s.bindNoCopy(1, r.topic);
+        s.bindNoCopy(2, r.client);
+        s.bind(3, std::string(to_string(r.status)));
+        s.bind(4, r.stale ? 1 : 0);
+        s.bind(5, r.retained ? 1 : 0);
+        bind_time(s, 6, r.since);
+        bind_time(s, 7, r.last_seen);
+        bind_time(s, 8, r.last_down);
+        if (r.epoch) s.bind(9, static_cast<std::int64_t>(*r.epoch));
+        else s.bind(9);
+        if (r.heartbeat) s.bind(10, static_cast<std::int64_t>(r.heartbeat->count()));
+        else s.bind(10);
+        s.bind(11, static_cast<std::int64_t>(r.transitions));
+        s.bindNoCopy(12, r.detail);
+        s.bindNoCopy(13, r.reason);
+        s.bindNoCopy(14, r.ip);
+        s.bindNoCopy(15, r.host);
+        s.bindNoCopy(16, r.meta);
+        s.bindNoCopy(17, r.raw);
+        s.exec();
+        s.reset();
+    }
+
+    void forget_client(const client_status& r) {
+        delete_client->bindNoCopy(1, r.topic);
+        delete_client->bindNoCopy(2, r.client);
+        delete_client->exec();
+        delete_client->reset();
+    }
+
+    // The open watch interval, if any, now reaches `to`.
+    void extend_watch(std::int64_t to) {
+        if (!watch_from) return;
+        watch_extend->bind(1, static_cast<std::int64_t>(to));
+        watch_extend->bind(2, static_cast<std::int64_t>(session));
+        watch_extend->bind(3, static_cast<std::int64_t>(*watch_from));
+        watch_extend->exec();
+        watch_extend->reset();
+    }
+
+    std::unique_ptr<SQLite::Database> db;
+    std::unique_ptr<SQLite::Statement> insert_event, upsert_client, delete_client, alive, watch_extend;
+    std::int64_t session = 0;
+    std::optional<std::int64_t> watch_from;  // the open watch interval's start (ms)
+};
+
+history_store::history_store(history_options options) : options_(std::move(options)) {
+    if (options_.queue_limit == 0) throw error("the history queue needs room for at least one change");
+    writer_ = std::make_unique<writer>(options_.path);
+}
+
+history_store::~history_store() noexcept { end_session(); }
+
+std::vector<client_status> history_store::current_rows() const {
+    std::vector<client_status> rows;
+    try {
+        SQLite::Statement q(*writer_->db, detail::current_rows_sql);
+        while (q.executeStep()) rows.push_back(detail::read_client_row(q));
+    } catch (const SQLite::Exception& e) {
+        throw error("cannot read the history file " + options_.path + ": " + e.what());
+    }
+    return rows;
+}
+
+void history_store::begin_session(const std::string& broker, const std::string& topics, const std::string& observer,
+                                  table_source table, warning_sink warn) {
+    if (thread_.joinable()) throw error("a history session is already running");
+    table_ = std::move(table);
+    warn_ = std::move(warn);
+    try {
+        writer_->prepare();
+        const auto now = to_ms(clock::now());
+        SQLite::Statement s(*writer_->db, "INSERT INTO sessions(started_ms, alive_ms, broker, topics, observer) "
+                                          "VALUES(?,?,?,?,?)");
+        s.bind(1, static_cast<std::int64_t>(now));
+        s.bind(2, static_cast<std::int64_t>(now));
+        s.bind(3, broker);
+        s.bind(4, topics);
+        s.bind(5, observer);
+        s.exec();
+        writer_->session = writer_->db->getLastInsertRowid();
+    } catch (const SQLite::Exception& e) {
+        throw error("cannot write the history file " + options_.path + ": " + e.what());
+    }
+    prune(clock::now());
+    stopping_ = false;
+    thread_ = std::thread([this] { writer_loop(); });
+}
+
+bool history_store::record(const change& c, time_point observed) noexcept {
+    try {
+        bool dropped = false;
+        bool wake = false;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++stats_.recorded;
+            if (queue_.size() >= options_.queue_limit) {
+                ++stats_.dropped;
+                if (!first_drop_) first_drop_ = observed;
+                dropped = true;
+            } else {
+                queue_.push_back(item{item::kind::change, observed, c});
+                wake = queue_.size() == 1;
+            }
+        }
+        if (wake) cv_.notify_one();
+        return !dropped;
+    } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++stats_.dropped;
+        if (!first_drop_) first_drop_ = observed;
+        return false;
+    }
+}
+
+void history_store::watching(bool on, time_point at) noexcept {
+    try {
+        std::lock_guard<std::mutex> lock(mutex_);
+        queue_.push_back(item{on ? item::kind::watch_on : item::kind::watch_off, at, {}});
+    } catch (...) {
+        // out of memory: the interval stays open until the next one, a few ms more of "watched"
+    }
+    cv_.notify_one();
+}
+
+history_stats history_store::stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto s = stats_;
+    s.queued = queue_.size();
+    return s;
+}
+
+void history_store::warn(const std::string& text) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!warn_ || now - last_warning_ < std::chrono::seconds(1)) return;
+    last_warning_ = now;
+    try {
+        warn_(text);
+    } catch (...) {
+        // a warning that cannot be shown
+    }
+}
+
+std::uint64_t history_store::prune(time_point now) {
+    // Event ids grow with time: delete from the oldest in chunks, so a large prune never holds the writer long.
+    std::uint64_t deleted = 0;
+    try {
+        const auto cutoff = static_cast<std::int64_t>(to_ms(now - options_.keep));
+        SQLite::Statement chunk(*writer_->db,
+                                "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 10000) "
+                                "AND observed_ms < ?");
+        for (;;) {
+            chunk.bind(1, cutoff);
+            const int n = chunk.exec();
+            chunk.reset();
+            deleted += static_cast<std::uint64_t>(n);
+            if (n < 10000) break;
+        }
+        SQLite::Statement old(*writer_->db, "DELETE FROM watch WHERE to_ms < ?");
+        old.bind(1, cutoff);
+        old.exec();
+        SQLite::Statement gaps(*writer_->db, "DELETE FROM gaps WHERE to_ms < ?");
+        gaps.bind(1, cutoff);
+        gaps.exec();
+    } catch (const SQLite::Exception& e) {
+        warn("history store: pruning failed: " + std::string(e.what()));
+    }
+    return deleted;
+}
+
+void history_store::writer_loop() {
+    auto& w = *writer_;
+    auto last_prune = std::chrono::steady_clock::now();
+    std::vector<item> batch;
+    for (;;) {
+        std::optional<time_point> gap_from;
+        std::uint64_t gap_dropped = 0;
+        bool last = false;
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            // Sleep until there is something to write, then gather for up to one batch interval.
+            cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || !queue_.empty(); });
+            if (!stopping_ && !queue_.empty())
+                cv_.wait_for(lock, options_.batch_interval, [this] { return stopping_; });
+            if (batch.empty()) batch.swap(queue_);
+            else {  // the last batch failed: it goes first
+                batch.insert(batch.end(), std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+                queue_.clear();
+            }
+            gap_from = first_drop_;
+            gap_dropped = stats_.dropped - dropped_in_gaps_;
+            last = stopping_;
+        }
+        const auto now = to_ms(clock::now());
+        try {
+            SQLite::Transaction tx(*w.db);
+            // The clients table needs only each client's last row of the batch.
+            std::unordered_map<std::string, const client_status*> last_rows;
+            for (const auto& it : batch) {
+                switch (it.what) {
+                    case item::kind::change: {
+                        w.write_event(event_of(it.changed, it.at));
+                        const auto& row = it.changed.current;
+                        last_rows[row.topic + '\0' + row.client] = it.changed.kind == change_kind::removed ? nullptr : &row;
+                        break;
+                    }
+                    case item::kind::watch_on:
+                        w.extend_watch(to_ms(it.at));
+                        w.watch_from = to_ms(it.at);
+                        {
+                            SQLite::Statement open(*w.db, "INSERT OR REPLACE INTO watch(session, from_ms, to_ms) VALUES(?,?,?)");
+                            open.bind(1, static_cast<std::int64_t>(w.session));
+                            open.bind(2, static_cast<std::int64_t>(*w.watch_from));
+                            open.bind(3, static_cast<std::int64_t>(*w.watch_from));
+                            open.exec();
+                        }
+                        break;
+                    case item::kind::watch_off:
+                        w.extend_watch(to_ms(it.at));
+                        w.watch_from.reset();
+                        break;
+                }
+            }
+            for (const auto& [key, row] : last_rows) {
+                if (row) w.write_client(*row);
+                else {
+                    client_status gone;
+                    gone.topic = key.substr(0, key.find('\0'));
+                    gone.client = key.substr(key.find('\0') + 1);
+                    w.forget_client(gone);
+                }
+            }
+            if (gap_from) {
+                // Changes were dropped: the time since the first of them was not watched after all, and the
+                // clients table is rewritten from the live table.
+                SQLite::Statement gap(*w.db, "INSERT INTO gaps(from_ms, to_ms, dropped) VALUES(?,?,?)");
+                gap.bind(1, static_cast<std::int64_t>(to_ms(*gap_from)));
+                gap.bind(2, static_cast<std::int64_t>(now));
+                gap.bind(3, static_cast<std::int64_t>(gap_dropped));
+                gap.exec();
+                if (table_) {
+                    w.db->exec("DELETE FROM clients");
+                    table_([&w](const client_status& row) { w.write_client(row); });
+                }
+            }
+            w.extend_watch(now);  // watched up to this commit
+            w.alive->bind(1, static_cast<std::int64_t>(now));
+            w.alive->bind(2, static_cast<std::int64_t>(w.session));
+            w.alive->exec();
+            w.alive->reset();
+            if (last) {
+                SQLite::Statement end(*w.db, "UPDATE sessions SET ended_ms=? WHERE id=?");
+                end.bind(1, static_cast<std::int64_t>(now));
+                end.bind(2, static_cast<std::int64_t>(w.session));
+                end.exec();
+            }
+            tx.commit();
+            std::size_t changes = 0;
+            for (const auto& it : batch) changes += it.what == item::kind::change ? 1 : 0;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                stats_.written += changes;
+                ++stats_.batches;
+                if (gap_from) {
+                    first_drop_.reset();
+                    dropped_in_gaps_ += gap_dropped;
+                }
+            }
+            batch.clear();
+            if (gap_from)
+                warn("history store: " + std::to_string(gap_dropped) + " changes dropped (the disk could not keep "
+                     "up); the history has a gap, recorded as not watched; the current rows were rewritten");
+        } catch (const std::exception& e) {
+            for (auto* s : {w.insert_event.get(), w.upsert_client.get(), w.delete_client.get(), w.alive.get(),
+                            w.watch_extend.get()})
+                s->reset();
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                ++stats_.write_errors;
+            }
+            warn("history store: cannot write " + options_.path + " (" + e.what() + "); " +
+                 std::to_string(batch.size()) + " changes kept in memory and retried; the live table goes on");
+            if (last) return;  // stopping: nothing more can be done
+            std::unique_lock<std::mutex> lock(mutex_);
+            cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
+            // Keep the queue bounded while the disk refuses: the oldest retries stay, what does not fit is dropped.
+            if (batch.size() > options_.queue_limit) {
+                stats_.dropped += batch.size() - options_.queue_limit;
+                if (!first_drop_) first_drop_ = batch[options_.queue_limit].at;
+                batch.resize(options_.queue_limit);
+            }
+            continue;
+        }
+        if (last) return;
+        if (std::chrono::steady_clock::now() - last_prune > std::chrono::minutes(10)) {
+            prune(clock::now());
+            last_prune = std::chrono::steady_clock::now();
+        }
+    }
+}
+
+void history_store::end_session() noexcept {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!thread_.joinable()) return;
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+}
+
+}  // namespace mqtt_presence

@@ -1,0 +1,96 @@
+#include <mqtt_presence/service/presence_service.hpp>
+
+#include <climits>
+#include <cstdlib>
+
+#include <mqtt_presence/error.hpp>
+#include <mqtt_presence/render.hpp>
+
+#include "net_util.hpp"
+
+namespace mqtt_presence {
+
+void service_options::validate() const {
+    scan.validate();
+    if (!notary) return;
+    const death_notary probe(scan.broker, *notary);
+    for (const auto& t : scan.topics) {
+        const auto filter = topic_scheme::parse(t).filter();
+        for (const auto& ours : {probe.filter(), probe.lock_topic()})
+            if (filters_overlap(filter, ours))
+                throw error("the notary writes " + ours + ", which the status topic " + t +
+                            " would read back as statuses; give the notary another template (--notary TEMPLATE)");
+    }
+}
+
+presence_service::presence_service(service_options options) : options_(std::move(options)) {
+    options_.validate();
+    if (options_.observer.empty()) {
+        char resolved[PATH_MAX];
+        const char* path = ::realpath(options_.history.path.c_str(), resolved);
+        options_.observer = detail::host_name() + ":" + (path ? path : options_.history.path);
+    }
+    if (options_.notary && options_.notary->observer.empty()) options_.notary->observer = options_.observer;
+    store_ = std::make_unique<history_store>(options_.history);
+    scanner_ = std::make_unique<scanner>(options_.scan);
+    restored_ = scanner_->restore(store_->current_rows());
+    if (options_.notary) notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
+
+    scanner_->on_change([this](const change& c) {
+        if (!c.live && c.previous) ++unseen_;
+        store_->record(c, c.at == time_point{} ? clock::now() : c.at);
+        if (notary_) notary_->record(c);
+    });
+    scanner_->on_state([this](const scanner_status& st) {
+        const bool watching = st.connected && st.sync != sync_state::syncing;
+        store_->watching(watching, clock::now());
+        if (!watching) return;  // "connected" and "connection lost" come as status lines
+        const auto counts = scanner_->counts();
+        say("synced" + std::string(st.sync == sync_state::complete ? "" : " (not verified)") + ": " +
+            std::to_string(counts.total()) + " clients (" + std::to_string(counts.connected) + " connected, " +
+            std::to_string(counts.disconnected) + " disconnected)" +
+            (unseen_ > 0 ? "; " + std::to_string(unseen_) + " changed while nobody watched" : ""));
+        unseen_ = 0;
+    });
+    scanner_->on_status([this](const std::string& line) { say(line); });
+}
+
+presence_service::~presence_service() noexcept { stop(); }
+
+void presence_service::on_line(std::function<void(const std::string&)> callback) { on_line_ = std::move(callback); }
+
+void presence_service::say(const std::string& line) noexcept {
+    try {
+        if (on_line_) on_line_(line);
+    } catch (...) {
+        // a status line that cannot be shown
+    }
+}
+
+void presence_service::start() {
+    std::string topics;
+    for (const auto& t : options_.scan.topics) topics += (topics.empty() ? "" : " ") + t;
+    scanner* scan = scanner_.get();
+    store_->begin_session(options_.scan.broker.server_uri, topics, options_.observer,
+                          [scan](const std::function<void(const client_status&)>& visit) { scan->for_each_sorted(visit); },
+                          [this](const std::string& w) { say(w); });
+    started_ = true;
+    if (restored_ > 0)
+        say("restored " + std::to_string(restored_) + " clients from " + options_.history.path);
+    // The notary first: a conflict refuses before the service has read or written anything. (Its connection makes
+    // the scanner's, the second Paho client of the process, take about 2 s: Paho C 1.3.12's receive thread polls
+    // the first socket for a second at a time before it sees the second.)
+    if (notary_) notary_->start(clock::now());
+    scanner_->start();
+}
+
+void presence_service::stop() noexcept {
+    if (!started_) return;
+    started_ = false;
+    scanner_->stop();  // delivers what is queued: into the history and the notary
+    store_->watching(false, clock::now());
+    if (notary_) notary_->stop();
+    store_->end_session();
+}
+
+}  // namespace mqtt_presence

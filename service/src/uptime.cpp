@@ -1,0 +1,96 @@
+#include <mqtt_presence/service/uptime.hpp>
+
+#include <algorithm>
+
+namespace mqtt_presence {
+namespace {
+
+enum class health : std::uint8_t { up, down, unknown };
+
+health health_of(state s, bool stale) {
+    if (s == state::connected) return stale ? health::down : health::up;
+    return s == state::disconnected ? health::down : health::unknown;
+}
+
+health health_after(const history_event& e) {
+    return e.why == cause::removed ? health::unknown : health_of(e.status, e.stale);
+}
+
+// How much of [a, b) the watched intervals cover; `at` remembers where the last look ended (segments only move on).
+std::chrono::milliseconds covered(const std::vector<interval>& watched, std::size_t& at, time_point a, time_point b) {
+    std::chrono::milliseconds total{0};
+    while (at < watched.size() && watched[at].to <= a) ++at;
+    for (std::size_t i = at; i < watched.size() && watched[i].from < b; ++i) {
+        const auto lo = std::max(a, watched[i].from);
+        const auto hi = std::min(b, watched[i].to);
+        if (hi > lo) total += std::chrono::duration_cast<std::chrono::milliseconds>(hi - lo);
+    }
+    return total;
+}
+
+}  // namespace
+
+std::optional<double> uptime_figures::uptime_percent() const {
+    const auto known = up + down;
+    if (known.count() <= 0) return std::nullopt;
+    return 100.0 * static_cast<double>(up.count()) / static_cast<double>(known.count());
+}
+
+uptime_figures compute_uptime(const std::string& client, const std::string& topic,
+                              const std::optional<client_status>& current, const std::vector<history_event>& events,
+                              const std::vector<interval>& watched, time_point from, time_point to,
+                              std::chrono::milliseconds flap_interval) {
+    uptime_figures f;
+    f.client = client;
+    f.topic = topic;
+    f.state = !current ? "removed" : current->stale ? "stale" : std::string(to_string(current->status));
+    if (current) f.last_seen = current->last_seen;
+
+    // The state when the window opens: what the first event in it changed from, or, with none, the state now.
+    health h = health::unknown;
+    if (!events.empty()) {
+        const auto& first = events.front();
+        if (first.previous) h = health_of(*first.previous, first.why == cause::fresh);
+    } else if (current) {
+        h = health_of(current->status, current->stale);
+    }
+
+    std::size_t at = 0;
+    std::chrono::milliseconds outage{0};
+    auto segment = [&](time_point a, time_point b) {
+        if (b <= a) return;
+        const auto length = std::chrono::duration_cast<std::chrono::milliseconds>(b - a);
+        const auto seen = covered(watched, at, a, b);
+        f.unknown += length - seen;
+        switch (h) {
+            case health::up: f.up += seen; break;
+            case health::down: f.down += seen; outage += seen; break;
+            case health::unknown: f.unknown += seen; break;
+        }
+        if (h != health::down) outage = std::chrono::milliseconds{0};
+        f.longest_outage = std::max(f.longest_outage, outage);
+    };
+
+    time_point t = from;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        const auto& e = events[i];
+        const auto when = std::clamp(e.observed, from, to);
+        segment(t, when);
+        t = when;
+        const health next = health_after(e);
+        if (next != health::down) outage = std::chrono::milliseconds{0};
+        h = next;
+        if (e.status == state::disconnected && e.previous == state::connected && e.why != cause::removed) {
+            ++f.disconnects;
+            for (std::size_t j = i + 1; j < events.size(); ++j) {
+                if (events[j].status != state::connected || events[j].why == cause::removed) continue;
+                if (events[j].observed - e.observed <= flap_interval) ++f.flaps;
+                break;
+            }
+        }
+    }
+    segment(t, to);
+    return f;
+}
+
+}  // namespace mqtt_presence

@@ -1,0 +1,316 @@
+// The service against a real mosquitto, with real processes killed with real signals: the history keeps the time
+// of every death across the service's own crashes, a death nobody watched is unseen with an unknown time, a kill -9
+// in a storm leaves a consistent file, and the notary testifies on the broker (and only one notary per template).
+#include "harness.hpp"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
+
+using namespace harness;
+using json = nlohmann::json;
+
+namespace {
+
+using sys = std::chrono::system_clock;
+
+std::string db_path() {
+    const std::string path = std::string(TEST_TMP_DIR) + "/" + unique_prefix() + ".db";
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+    return path;
+}
+
+std::int64_t parse_iso_ms(const std::string& iso) {
+    std::tm tm{};
+    int ms = 0;
+    if (std::sscanf(iso.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                    &tm.tm_min, &tm.tm_sec, &ms) != 7)
+        throw std::runtime_error("not an ISO 8601 time: " + iso);
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return static_cast<std::int64_t>(timegm(&tm)) * 1000 + ms;
+}
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(sys::now().time_since_epoch()).count();
+}
+
+// A serve process on the test's own topic tree.
+struct service {
+    service(int port, const std::string& templ, const std::string& db, std::vector<std::string> extra = {})
+        : proc(args(port, templ, db, std::move(extra))) {}
+
+    static std::vector<std::string> args(int port, const std::string& templ, const std::string& db,
+                                         std::vector<std::string> extra) {
+        std::vector<std::string> a{SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ, "--db", db};
+        a.insert(a.end(), extra.begin(), extra.end());
+        return a;
+    }
+    void expect_synced() {
+        ASSERT_TRUE(proc.wait_stderr(contains("synced"), 15s)) << "serve did not sync:\n" << proc.stderr_text();
+    }
+    child proc;
+};
+
+// What `history NAME --format json` says, polled until `done` holds (the writer commits every ~100 ms).
+json history_until(const std::string& db, const std::string& name, const std::function<bool(const json&)>& done,
+                   const std::string& what) {
+    json last;
+    const auto until = steady::now() + 10s;
+    while (steady::now() < until) {
+        child h({SCANNER_BIN, "history", name, "--db", db, "--format", "json"});
+        if (h.wait_exit(10s) == 0) {
+            last = json::parse(h.stdout_text(), nullptr, false);
+            if (!last.is_discarded() && done(last)) return last;
+        }
+        std::this_thread::sleep_for(50ms);  // polling a file another process writes: no event to wait on
+    }
+    ADD_FAILURE() << "the history never showed " << what << "; last answer: " << last.dump();
+    return last;
+}
+
+json snapshot_with_history(int port, const std::string& templ, const std::string& db) {
+    child once({SCANNER_BIN, "once", "--broker", broker_uri(port), "--topic", templ, "--db", db, "--format", "json"});
+    EXPECT_EQ(once.wait_exit(20s), 0) << once.stderr_text();
+    return json::parse(once.stdout_text(), nullptr, false);
+}
+
+TEST(service, the_time_of_a_death_survives_the_services_own_kill_9) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto db = db_path();
+    observer watch(port, prefix + "/#");
+
+    service first(port, templ, db);
+    first.expect_synced();
+    child sensor({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "boiler", "--format", "json"});
+    watch.expect(prefix + "/boiler", contains("\"status\":1"), "the sensor's birth");
+    history_until(db, "boiler", [](const json& h) { return h["events"].size() == 1; }, "the birth");
+
+    sensor.signal(SIGKILL);
+    watch.expect(prefix + "/boiler", contains("\"status\":0"), "the will");
+    const auto will_seen = now_ms();
+    const auto h = history_until(
+        db, "boiler", [](const json& j) { return j["events"].size() == 2; }, "the death");
+    const auto& death = h["events"][0];
+    EXPECT_EQ(death["cause"], "lost");
+    EXPECT_EQ(death["state"], "disconnected");
+    EXPECT_EQ(death["previous"], "connected");
+    EXPECT_EQ(death["retained"], false);
+    ASSERT_TRUE(death["time"].is_string()) << death.dump();
+    const auto died = parse_iso_ms(death["time"]);
+    EXPECT_LE(std::llabs(died - will_seen), 100) << "the service's time of death and mosquitto_sub's differ";
+
+    first.proc.signal(SIGKILL);
+    ASSERT_EQ(first.proc.wait_exit(10s), 128 + SIGKILL);
+
+    service second(port, templ, db);
+    second.expect_synced();
+    EXPECT_NE(second.proc.stderr_text().find("restored 1 clients"), std::string::npos) << second.proc.stderr_text();
+
+    const auto snap = snapshot_with_history(port, templ, db);
+    ASSERT_EQ(snap["clients"].size(), 1u) << snap.dump();
+    EXPECT_EQ(snap["clients"][0]["state"], "disconnected");
+    EXPECT_EQ(snap["clients"][0]["since"], death["time"]) << "the restarted history keeps the real time of death";
+
+    // Without the history a snapshot cannot know it: a retained will carries the start of its connection.
+    child plain({SCANNER_BIN, "once", "--broker", broker_uri(port), "--topic", templ, "--format", "json"});
+    ASSERT_EQ(plain.wait_exit(20s), 0) << plain.stderr_text();
+    EXPECT_TRUE(json::parse(plain.stdout_text())["clients"][0]["since"].is_null());
+
+    second.proc.signal(SIGTERM);
+    EXPECT_EQ(second.proc.wait_exit(10s), 0) << second.proc.stderr_text();
+    const auto after = history_until(db, "boiler", [](const json&) { return true; }, "anything");
+    EXPECT_EQ(after["events"].size(), 2u) << "an agreeing retained status after the restart is no new event";
+}
+
+TEST(service, a_death_while_the_service_is_down_is_unseen_with_an_unknown_time) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto db = db_path();
+    observer watch(port, prefix + "/#");
+    child sensor({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "pump", "--format", "json"});
+    watch.expect(prefix + "/pump", contains("\"status\":1"), "the sensor's birth");
+    {
+        service svc(port, templ, db);
+        svc.expect_synced();
+        history_until(db, "pump", [](const json& h) { return h["events"].size() == 1; }, "the birth");
+        svc.proc.signal(SIGTERM);
+        ASSERT_EQ(svc.proc.wait_exit(10s), 0) << svc.proc.stderr_text();
+        EXPECT_NE(svc.proc.stderr_text().find("stopped; 1 changes written"), std::string::npos)
+            << svc.proc.stderr_text();
+    }
+    sensor.signal(SIGKILL);
+    watch.expect(prefix + "/pump", contains("\"status\":0"), "the will");
+
+    service svc(port, templ, db);
+    svc.expect_synced();
+    EXPECT_NE(svc.proc.stderr_text().find("1 changed while nobody watched"), std::string::npos)
+        << svc.proc.stderr_text();
+    const auto h = history_until(db, "pump", [](const json& j) { return j["events"].size() == 2; }, "the death");
+    const auto& death = h["events"][0];
+    EXPECT_EQ(death["cause"], "unseen");
+    EXPECT_TRUE(death["time"].is_null()) << "nobody saw when: the time is unknown, never invented";
+    EXPECT_EQ(death["retained"], true);
+    EXPECT_EQ(death["previous"], "connected");
+
+    const auto snap = snapshot_with_history(port, templ, db);
+    EXPECT_EQ(snap["clients"][0]["state"], "disconnected");
+    EXPECT_TRUE(snap["clients"][0]["since"].is_null());
+
+    child uptime({SCANNER_BIN, "uptime", "--db", db, "--window", "1h", "--format", "json"});
+    ASSERT_EQ(uptime.wait_exit(10s), 0) << uptime.stderr_text();
+    const auto u = json::parse(uptime.stdout_text());
+    ASSERT_EQ(u["clients"].size(), 1u);
+    EXPECT_GT(u["clients"][0]["unknown_s"].get<int>(), 3000) << "the hour before the service ran is unknown";
+}
+
+// Four publishers flip four clients 25,000 times each; the service is killed with -9 in the middle of it.
+TEST(service, a_kill_9_in_a_storm_of_changes_leaves_a_consistent_file) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto db = db_path();
+    service svc(port, templ, db);
+    svc.expect_synced();
+
+    const std::string lines = std::string(TEST_TMP_DIR) + "/" + prefix + ".lines";
+    {
+        std::ofstream out(lines);
+        for (int i = 0; i < 25'000; ++i) out << (i % 2 == 0 ? "1\n" : "0\n");
+    }
+    std::vector<std::unique_ptr<child>> storm;
+    for (int p = 0; p < 4; ++p)
+        storm.push_back(std::make_unique<child>(std::vector<std::string>{
+            "sh", "-c", "exec mosquitto_pub -p " + std::to_string(port) + " -h 127.0.0.1 -l -t " + prefix + "/storm" +
+                            std::to_string(p) + " < " + lines}));
+    // Kill once the writer has committed part of the storm.
+    std::int64_t seen = 0;
+    const auto until = steady::now() + 30s;
+    while (steady::now() < until) {
+        try {
+            SQLite::Database peek(db, SQLite::OPEN_READONLY);
+            seen = peek.execAndGet("SELECT count(*) FROM events").getInt64();
+        } catch (const std::exception&) {
+        }
+        if (seen >= 5'000) break;
+        std::this_thread::sleep_for(20ms);  // polling another process's file
+    }
+    ASSERT_GE(seen, 5'000) << "the storm never reached the history";
+    svc.proc.signal(SIGKILL);
+    ASSERT_EQ(svc.proc.wait_exit(10s), 128 + SIGKILL);
+    for (auto& p : storm) p->wait_exit(60s);
+
+    SQLite::Database file(db, SQLite::OPEN_READWRITE);  // read-write: recovers the WAL as a restart would
+    EXPECT_EQ(file.execAndGet("PRAGMA integrity_check").getString(), "ok");
+    const auto events = file.execAndGet("SELECT count(*) FROM events").getInt64();
+    EXPECT_GE(events, seen) << "a committed batch was lost";
+    EXPECT_EQ(file.execAndGet("SELECT max(id) FROM events").getInt64(), events) << "events are a prefix, no holes";
+    // Every client's events form an unbroken chain (each previous is the state before), and its row in `clients`
+    // is its last event: the batch that wrote one wrote the other.
+    std::map<std::string, std::string> last;
+    SQLite::Statement q(file, "SELECT client, previous, state FROM events ORDER BY id");
+    std::size_t broken = 0;
+    while (q.executeStep()) {
+        const std::string client = q.getColumn(0).getString();
+        const std::string previous = q.getColumn(1).isNull() ? "" : q.getColumn(1).getString();
+        if (last.count(client) && last[client] != previous) ++broken;
+        last[client] = q.getColumn(2).getString();
+    }
+    EXPECT_EQ(broken, 0u) << "a change is missing in the middle of a chain";
+    for (const auto& [client, state] : last) {
+        SQLite::Statement row(file, "SELECT state FROM clients WHERE client=?");
+        row.bind(1, client);
+        ASSERT_TRUE(row.executeStep()) << client;
+        EXPECT_EQ(row.getColumn(0).getString(), state) << client;
+    }
+    EXPECT_EQ(file.execAndGet("SELECT count(*) FROM sessions WHERE ended_ms IS NULL").getInt(), 1)
+        << "the killed session is marked as not ended";
+}
+
+TEST(service, the_notary_testifies_and_a_second_notary_refuses) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto notary = prefix + "-notary/{client}";
+    const auto db = db_path();
+    observer records(port, prefix + "-notary/#");
+    service svc(port, templ, db, {"--notary", notary});
+    svc.expect_synced();
+    records.expect(prefix + "-notary", contains("\"state\":\"connected\""), "the notary's lock");
+
+    child sensor({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "fan", "--format", "json"});
+    records.expect(prefix + "-notary/fan", contains("\"cause\":\"connected\""), "the birth's record");
+    sensor.signal(SIGKILL);
+    const auto record = json::parse(
+        records.expect(prefix + "-notary/fan", contains("\"cause\":\"lost\""), "the death's record"));
+    EXPECT_EQ(record["state"], "disconnected");
+    EXPECT_EQ(record["topic"], prefix + "/fan");
+    ASSERT_TRUE(record["since"].is_string()) << "the record says when it died";
+    EXPECT_LE(std::llabs(parse_iso_ms(record["since"]) - now_ms()), 2000);
+    EXPECT_TRUE(record["observed_since"].is_string());
+
+    // Anyone who starts later reads it from the retained store, without this project's code.
+    child late({"mosquitto_sub", "-p", std::to_string(port), "-h", "127.0.0.1", "-C", "1", "-W", "5", "-t",
+                prefix + "-notary/fan"});
+    ASSERT_EQ(late.wait_exit(10s), 0);
+    EXPECT_EQ(json::parse(late.stdout_text())["since"], record["since"]);
+
+    child second({SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ, "--db", db_path() + "2",
+                  "--notary", notary});
+    EXPECT_EQ(second.wait_exit(20s), 1);
+    EXPECT_NE(second.stderr_text().find("another death notary"), std::string::npos) << second.stderr_text();
+    EXPECT_EQ(json::parse(records.payloads(prefix + "-notary").back())["state"], "connected")
+        << "the refused notary must not release the first one's lock";
+
+    svc.proc.signal(SIGTERM);
+    EXPECT_EQ(svc.proc.wait_exit(10s), 0) << svc.proc.stderr_text();
+    records.expect(prefix + "-notary", contains("\"state\":\"disconnected\""), "the lock released at a clean stop");
+}
+
+TEST(service, a_notary_that_would_read_its_own_records_is_refused) {
+    // mqtt-presence/+/x reads mqtt-presence/clients/x, a record of the default notary mqtt-presence/clients/+.
+    child svc({SCANNER_BIN, "serve", "--broker", broker_uri(broker_port()), "--topic", "mqtt-presence/{client}/x",
+               "--db", db_path(), "--notary"});
+    EXPECT_EQ(svc.wait_exit(10s), 2);
+    EXPECT_NE(svc.stderr_text().find("would read back"), std::string::npos) << svc.stderr_text();
+}
+
+TEST(service, uptime_counts_disconnects_and_flaps_of_real_processes) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto db = db_path();
+    observer watch(port, prefix + "/#");
+    service svc(port, templ, db);
+    svc.expect_synced();
+    // connect, die (a will), return; then three flaps: die and return at once.
+    std::unique_ptr<child> sensor;
+    for (int round = 0; round < 5; ++round) {
+        sensor = std::make_unique<child>(
+            std::vector<std::string>{SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "valve"});
+        ASSERT_FALSE(watch.expect(prefix + "/valve", equals("1"), "birth " + std::to_string(round)).empty());
+        if (round == 4) break;  // the last one stays
+        sensor->signal(SIGKILL);
+        sensor->wait_exit(5s);
+        watch.expect(prefix + "/valve", equals("0"), "will " + std::to_string(round));
+        history_until(db, "valve", [round](const json& h) { return h["events"].size() == 2u * (round + 1); },
+                      "death " + std::to_string(round));
+    }
+    history_until(db, "valve", [](const json& h) { return h["events"].size() == 9; }, "the last birth");
+    child uptime({SCANNER_BIN, "uptime", "--db", db, "--window", "1h", "--flap-interval", "30s", "--format", "json"});
+    ASSERT_EQ(uptime.wait_exit(10s), 0) << uptime.stderr_text();
+    const auto u = json::parse(uptime.stdout_text());
+    ASSERT_EQ(u["clients"].size(), 1u) << u.dump();
+    const auto& valve = u["clients"][0];
+    EXPECT_EQ(valve["disconnects"], 4);
+    EXPECT_EQ(valve["flaps"], 4) << "every return came within the flap interval";
+    EXPECT_EQ(valve["state"], "connected");
+    EXPECT_EQ(valve["up_s"].get<int>() + valve["down_s"].get<int>() + valve["unknown_s"].get<int>(), 3600 - 1)
+        << "every second of the window is up, down or unknown (rounded down each)";
+}
+
+}  // namespace
