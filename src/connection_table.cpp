@@ -104,7 +104,8 @@ connection_table& connection_table::operator=(connection_table&&) noexcept = def
 std::size_t connection_table::size() const noexcept { return rows_.size(); }
 
 void connection_table::reserve(std::size_t clients) {
-    rows_.reserve(clients);
+    // Geometric: a caller that reserves a chunk more at a time (restoring a history) must not copy every row per chunk.
+    if (clients > rows_.capacity()) rows_.reserve(std::max(clients, rows_.capacity() * 2));
     while (slots_.size() < clients * 2) grow();
 }
 

@@ -19,8 +19,9 @@ struct history_reader::connection {
 
 namespace {
 
+// The columns read_event() reads (more may follow).
 const char* const event_columns =
-    "SELECT id, observed_ms, time_ms, client, topic, previous, state, stale, cause, epoch, ip, retained FROM events ";
+    "SELECT id, observed_ms, time_ms, client, topic, previous, state, stale, cause, epoch, ip, retained";
 
 history_event read_event(SQLite::Statement& q) {
     history_event e;
@@ -71,18 +72,33 @@ std::vector<history_event> history_reader::events_of(const std::string& client, 
     std::lock_guard<std::mutex> lock(mutex_);
     std::vector<history_event> out;
     try {
-        SQLite::Statement q(*db_->db, std::string(event_columns) + "WHERE client=? AND observed_ms>=?" +
-                                          (topic.empty() ? "" : " AND topic=?") +
-                                          " ORDER BY observed_ms DESC, id DESC LIMIT ?");
-        q.bind(1, client);
-        q.bind(2, static_cast<std::int64_t>(to_ms(since)));
-        int n = 3;
-        if (!topic.empty()) q.bind(n++, topic);
-        q.bind(n, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
-        while (q.executeStep()) out.push_back(read_event(q));
+        // Each of the client's topics heads a chain of its events, newest first (events.prev_id).
+        SQLite::Statement heads(*db_->db, std::string("SELECT last_event FROM clients WHERE client=?") +
+                                              (topic.empty() ? "" : " AND topic=?"));
+        heads.bind(1, client);
+        if (!topic.empty()) heads.bind(2, topic);
+        std::vector<std::int64_t> next;
+        while (heads.executeStep()) next.push_back(heads.getColumn(0).getInt64());
+        SQLite::Statement step(*db_->db, std::string(event_columns) + ", prev_id FROM events WHERE id=?");
+        const auto since_ms = to_ms(since);
+        for (auto id : next) {
+            while (id > 0) {
+                step.bind(1, id);
+                if (!step.executeStep()) break;  // pruned from here on
+                if (step.getColumn(1).getInt64() < since_ms) {
+                    step.reset();
+                    break;
+                }
+                out.push_back(read_event(step));
+                id = step.getColumn(12).isNull() ? 0 : step.getColumn(12).getInt64();
+                step.reset();
+            }
+        }
     } catch (const SQLite::Exception& e) {
         throw error("cannot read the history file " + db_->path + ": " + e.what());
     }
+    std::sort(out.begin(), out.end(), [](const history_event& a, const history_event& b) { return a.id > b.id; });
+    if (out.size() > limit) out.resize(limit);
     return out;
 }
 
@@ -150,7 +166,8 @@ std::vector<uptime_figures> history_reader::uptime(time_point from, time_point t
     {
         std::lock_guard<std::mutex> lock(mutex_);
         try {
-            SQLite::Statement q(*db_->db, std::string(event_columns) + "WHERE id >= ? AND observed_ms <= ? ORDER BY id");
+            SQLite::Statement q(*db_->db, std::string(event_columns) +
+                                              " FROM events WHERE id >= ? AND observed_ms <= ? ORDER BY id");
             q.bind(1, first_id_at(*db_->db, to_ms(from)));
             q.bind(2, static_cast<std::int64_t>(to_ms(to)));
             while (q.executeStep()) {

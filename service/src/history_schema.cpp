@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <sqlite3.h>
+
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/service/history_store.hpp>
 
@@ -43,11 +45,12 @@ const char* const migrations[] = {
         epoch INTEGER,
         ip TEXT,
         retained INTEGER NOT NULL,
-        session INTEGER NOT NULL);
-    CREATE INDEX events_by_client ON events(client, observed_ms);
+        session INTEGER NOT NULL,
+        prev_id INTEGER);                -- the client's event before this one: a client's history is a chain
+                                         -- from clients.last_event, so no index slows the writes down
     CREATE TABLE clients(                -- the last row of every client: what a restart restores
-        topic TEXT NOT NULL,
         client TEXT NOT NULL,
+        topic TEXT NOT NULL,
         state TEXT NOT NULL,
         stale INTEGER NOT NULL,
         retained INTEGER NOT NULL,
@@ -63,7 +66,9 @@ const char* const migrations[] = {
         host TEXT NOT NULL,
         meta TEXT NOT NULL,
         raw TEXT NOT NULL,
-        PRIMARY KEY(topic, client)) WITHOUT ROWID;
+        last_event INTEGER NOT NULL,     -- the head of its chain of events
+        removed INTEGER NOT NULL,        -- cleared: no longer restored, its history still reachable
+        PRIMARY KEY(client, topic)) WITHOUT ROWID;
     )sql",
 };
 constexpr int known_version = static_cast<int>(sizeof migrations / sizeof migrations[0]);
@@ -88,7 +93,9 @@ std::unique_ptr<SQLite::Database> open_history(const std::string& path, bool wri
     std::unique_ptr<SQLite::Database> db;
     try {
         db = std::make_unique<SQLite::Database>(
-            path, writable ? SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE : SQLite::OPEN_READONLY, 5000);
+            // NOMUTEX: each connection is used by one thread at a time (the writer's, or the reader's behind a lock).
+            path, (writable ? SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE : SQLite::OPEN_READONLY) | SQLITE_OPEN_NOMUTEX,
+            5000);
         const int app = db->execAndGet("PRAGMA application_id").getInt();
         const int version = db->execAndGet("PRAGMA user_version").getInt();
         const bool empty = db->execAndGet("SELECT count(*) FROM sqlite_master").getInt() == 0;
@@ -104,6 +111,7 @@ std::unique_ptr<SQLite::Database> open_history(const std::string& path, bool wri
         }
         db->exec("PRAGMA journal_mode=WAL");
         db->exec("PRAGMA synchronous=NORMAL");  // WAL + NORMAL: consistent after a crash; the last commit may be lost
+        db->exec("PRAGMA cache_size=-65536");   // 64 MiB: the client index of a large fleet stays in memory
         for (int v = version; v < known_version; ++v) {
             SQLite::Transaction migrate(*db);
             db->exec(migrations[v]);
@@ -119,7 +127,7 @@ std::unique_ptr<SQLite::Database> open_history(const std::string& path, bool wri
 
 const char* const current_rows_sql =
     "SELECT topic, client, state, stale, retained, since_ms, last_seen_ms, last_down_ms, epoch, heartbeat_s, "
-    "transitions, detail, reason, ip, host, meta, raw FROM clients";
+    "transitions, detail, reason, ip, host, meta, raw FROM clients WHERE removed=0";
 
 namespace {
 std::optional<time_point> time_column(const SQLite::Column& c) {

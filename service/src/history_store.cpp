@@ -17,6 +17,19 @@ struct history_store::item {
     change changed;
 };
 
+namespace {
+// A client's key in the clients table, viewing strings of a batch that outlives the map.
+struct row_key {
+    std::string_view topic, client;
+    bool operator==(const row_key& o) const noexcept { return topic == o.topic && client == o.client; }
+};
+struct row_key_hash {
+    std::size_t operator()(const row_key& k) const noexcept {
+        return std::hash<std::string_view>{}(k.topic) * 31 + std::hash<std::string_view>{}(k.client);
+    }
+};
+}  // namespace
+
 // The writer thread's connection and statements, prepared once.
 struct history_store::writer {
     explicit writer(const std::string& path) : db(detail::open_history(path, true)) {}
@@ -24,12 +37,26 @@ struct history_store::writer {
     void prepare() {
         insert_event = std::make_unique<SQLite::Statement>(
             *db, "INSERT INTO events(observed_ms, time_ms, client, topic, previous, state, stale, cause, epoch, ip, "
-                 "retained, session) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+                 "retained, session, prev_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        const std::string columns = "topic, client, state, stale, retained, since_ms, last_seen_ms, last_down_ms, "
+                                    "epoch, heartbeat_s, transitions, detail, reason, ip, host, meta, raw";
+        const std::string update = " ON CONFLICT(client, topic) DO UPDATE SET state=excluded.state, "
+            "stale=excluded.stale, retained=excluded.retained, since_ms=excluded.since_ms, "
+            "last_seen_ms=excluded.last_seen_ms, last_down_ms=excluded.last_down_ms, epoch=excluded.epoch, "
+            "heartbeat_s=excluded.heartbeat_s, transitions=excluded.transitions, detail=excluded.detail, "
+            "reason=excluded.reason, ip=excluded.ip, host=excluded.host, meta=excluded.meta, raw=excluded.raw, "
+            "removed=0";
         upsert_client = std::make_unique<SQLite::Statement>(
-            *db, "INSERT OR REPLACE INTO clients(topic, client, state, stale, retained, since_ms, last_seen_ms, "
-                 "last_down_ms, epoch, heartbeat_s, transitions, detail, reason, ip, host, meta, raw) "
-                 "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-        delete_client = std::make_unique<SQLite::Statement>(*db, "DELETE FROM clients WHERE topic=? AND client=?");
+            *db, "INSERT INTO clients(" + columns + ", last_event, removed) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)" +
+                     update + ", last_event=excluded.last_event");
+        // The rewrite after a gap: rows from the live table, their chains left as they are.
+        rewrite_client = std::make_unique<SQLite::Statement>(
+            *db, "INSERT INTO clients(" + columns + ", last_event, removed) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0)" +
+                     update);
+        remove_client = std::make_unique<SQLite::Statement>(
+            *db, "UPDATE clients SET removed=1, last_event=? WHERE client=? AND topic=?");
+        last_event = std::make_unique<SQLite::Statement>(
+            *db, "SELECT last_event FROM clients WHERE client=? AND topic=?");
         alive = std::make_unique<SQLite::Statement>(*db, "UPDATE sessions SET alive_ms=? WHERE id=?");
         watch_extend = std::make_unique<SQLite::Statement>(*db,
                                                            "UPDATE watch SET to_ms=? WHERE session=? AND from_ms=?");
@@ -40,32 +67,48 @@ struct history_store::writer {
         else s.bind(at);
     }
 
-    void write_event(const history_event& e) {
-        auto& s = *insert_event;
-        s.bind(1, static_cast<std::int64_t>(to_ms(e.observed)));
-        bind_time(s, 2, e.time);
-        s.bindNoCopy(3, e.client);
-        s.bindNoCopy(4, e.topic);
-        if (e.previous) s.bind(5, std::string(to_string(*e.previous)));
-        else s.bind(5);
-        s.bind(6, std::string(to_string(e.status)));
-        s.bind(7, e.stale ? 1 : 0);
-        s.bind(8, std::string(to_string(e.why)));
-        if (e.epoch) s.bind(9, static_cast<std::int64_t>(*e.epoch));
-        else s.bind(9);
-        if (e.ip.empty()) s.bind(10);
-        else s.bindNoCopy(10, e.ip);
-        s.bind(11, e.retained ? 1 : 0);
-        s.bind(12, static_cast<std::int64_t>(session));
-        s.exec();
-        s.reset();
+    // The id of the client's latest event in the file (0: none).
+    std::int64_t chain_head(const std::string& topic, const std::string& client) {
+        last_event->bindNoCopy(1, client);
+        last_event->bindNoCopy(2, topic);
+        const std::int64_t id = last_event->executeStep() ? last_event->getColumn(0).getInt64() : 0;
+        last_event->reset();
+        return id;
     }
 
-    void write_client(const client_status& r) {
-        auto& s = *upsert_client;
+    // One events row, bound straight from the change (history_event's fields, without copying its strings), after
+    // the client's event `prev` (0: none). Returns its id.
+    std::int64_t write_event(const change& c, time_point observed, std::int64_t prev) {
+        auto& s = *insert_event;
+        const auto& r = c.current;
+        s.bind(1, static_cast<std::int64_t>(to_ms(observed)));
+        bind_time(s, 2, c.live ? std::optional<time_point>(observed) : std::nullopt);
+        s.bindNoCopy(3, r.client);
+        s.bindNoCopy(4, r.topic);
+        if (c.previous) s.bindNoCopy(5, to_string(*c.previous).data());  // static, NUL-terminated names
+        else s.bind(5);
+        s.bindNoCopy(6, to_string(r.status).data());
+        s.bind(7, r.stale ? 1 : 0);
+        s.bindNoCopy(8, to_string(cause_of(c)).data());
+        if (r.epoch) s.bind(9, static_cast<std::int64_t>(*r.epoch));
+        else s.bind(9);
+        if (r.ip.empty()) s.bind(10);
+        else s.bindNoCopy(10, r.ip);
+        s.bind(11, c.live ? 0 : 1);
+        s.bind(12, static_cast<std::int64_t>(session));
+        if (prev > 0) s.bind(13, prev);
+        else s.bind(13);
+        s.exec();
+        s.reset();
+        return db->getLastInsertRowid();
+    }
+
+    // The client's row; with `head`, also the head of its chain (a change), else the chain stays (a rewrite).
+    void write_client(const client_status& r, std::optional<std::int64_t> head) {
+        auto& s = head ? *upsert_client : *rewrite_client;
         s.bindNoCopy(1, r.topic);
         s.bindNoCopy(2, r.client);
-        s.bind(3, std::string(to_string(r.status)));
+        s.bindNoCopy(3, to_string(r.status).data());
         s.bind(4, r.stale ? 1 : 0);
         s.bind(5, r.retained ? 1 : 0);
         bind_time(s, 6, r.since);
@@ -82,15 +125,17 @@ struct history_store::writer {
         s.bindNoCopy(15, r.host);
         s.bindNoCopy(16, r.meta);
         s.bindNoCopy(17, r.raw);
+        if (head) s.bind(18, *head);
         s.exec();
         s.reset();
     }
 
-    void forget_client(const client_status& r) {
-        delete_client->bindNoCopy(1, r.topic);
-        delete_client->bindNoCopy(2, r.client);
-        delete_client->exec();
-        delete_client->reset();
+    void forget_client(const std::string& topic, const std::string& client, std::int64_t head) {
+        remove_client->bind(1, head);
+        remove_client->bindNoCopy(2, client);
+        remove_client->bindNoCopy(3, topic);
+        remove_client->exec();
+        remove_client->reset();
     }
 
     // The open watch interval, if any, now reaches `to`.
@@ -104,7 +149,8 @@ struct history_store::writer {
     }
 
     std::unique_ptr<SQLite::Database> db;
-    std::unique_ptr<SQLite::Statement> insert_event, upsert_client, delete_client, alive, watch_extend;
+    std::unique_ptr<SQLite::Statement> insert_event, upsert_client, rewrite_client, remove_client, last_event, alive,
+        watch_extend;
     std::int64_t session = 0;
     std::optional<std::int64_t> watch_from;  // the open watch interval's start (ms)
 };
@@ -118,13 +164,17 @@ history_store::~history_store() noexcept { end_session(); }
 
 std::vector<client_status> history_store::current_rows() const {
     std::vector<client_status> rows;
+    for_each_current_row([&rows](const client_status& r) { rows.push_back(r); });
+    return rows;
+}
+
+void history_store::for_each_current_row(const std::function<void(const client_status&)>& visit) const {
     try {
         SQLite::Statement q(*writer_->db, detail::current_rows_sql);
-        while (q.executeStep()) rows.push_back(detail::read_client_row(q));
+        while (q.executeStep()) visit(detail::read_client_row(q));
     } catch (const SQLite::Exception& e) {
         throw error("cannot read the history file " + options_.path + ": " + e.what());
     }
-    return rows;
 }
 
 void history_store::begin_session(const std::string& broker, const std::string& topics, const std::string& observer,
@@ -259,14 +309,21 @@ void history_store::writer_loop() {
         const auto now = to_ms(clock::now());
         try {
             SQLite::Transaction tx(*w.db);
-            // The clients table needs only each client's last row of the batch.
-            std::unordered_map<std::string, const client_status*> last_rows;
+            // Each client's last row of the batch (null: removed) and the head of its chain of events.
+            struct latest {
+                const client_status* row;
+                std::int64_t head;
+            };
+            std::unordered_map<row_key, latest, row_key_hash> last_rows;
+            last_rows.reserve(batch.size());
             for (const auto& it : batch) {
                 switch (it.what) {
                     case item::kind::change: {
-                        w.write_event(event_of(it.changed, it.at));
                         const auto& row = it.changed.current;
-                        last_rows[row.topic + '\0' + row.client] = it.changed.kind == change_kind::removed ? nullptr : &row;
+                        auto [at, first] = last_rows.try_emplace(row_key{row.topic, row.client}, latest{nullptr, 0});
+                        if (first) at->second.head = w.chain_head(row.topic, row.client);
+                        at->second.head = w.write_event(it.changed, it.at, at->second.head);
+                        at->second.row = it.changed.kind == change_kind::removed ? nullptr : &row;
                         break;
                     }
                     case item::kind::watch_on:
@@ -286,14 +343,9 @@ void history_store::writer_loop() {
                         break;
                 }
             }
-            for (const auto& [key, row] : last_rows) {
-                if (row) w.write_client(*row);
-                else {
-                    client_status gone;
-                    gone.topic = key.substr(0, key.find('\0'));
-                    gone.client = key.substr(key.find('\0') + 1);
-                    w.forget_client(gone);
-                }
+            for (const auto& [key, client] : last_rows) {
+                if (client.row) w.write_client(*client.row, client.head);
+                else w.forget_client(std::string(key.topic), std::string(key.client), client.head);
             }
             if (gap_from) {
                 // Changes were dropped: the time since the first of them was not watched after all, and the
@@ -304,8 +356,8 @@ void history_store::writer_loop() {
                 gap.bind(3, static_cast<std::int64_t>(gap_dropped));
                 gap.exec();
                 if (table_) {
-                    w.db->exec("DELETE FROM clients");
-                    table_([&w](const client_status& row) { w.write_client(row); });
+                    w.db->exec("UPDATE clients SET removed=1");
+                    table_([&w](const client_status& row) { w.write_client(row, std::nullopt); });
                 }
             }
             w.extend_watch(now);  // watched up to this commit
@@ -336,8 +388,8 @@ void history_store::writer_loop() {
                 warn("history store: " + std::to_string(gap_dropped) + " changes dropped (the disk could not keep "
                      "up); the history has a gap, recorded as not watched; the current rows were rewritten");
         } catch (const std::exception& e) {
-            for (auto* s : {w.insert_event.get(), w.upsert_client.get(), w.delete_client.get(), w.alive.get(),
-                            w.watch_extend.get()})
+            for (auto* s : {w.insert_event.get(), w.upsert_client.get(), w.rewrite_client.get(),
+                            w.remove_client.get(), w.last_event.get(), w.alive.get(), w.watch_extend.get()})
                 s->reset();
             {
                 std::lock_guard<std::mutex> lock(mutex_);

@@ -33,7 +33,15 @@ presence_service::presence_service(service_options options) : options_(std::move
     if (options_.notary && options_.notary->observer.empty()) options_.notary->observer = options_.observer;
     store_ = std::make_unique<history_store>(options_.history);
     scanner_ = std::make_unique<scanner>(options_.scan);
-    restored_ = scanner_->restore(store_->current_rows());
+    // In chunks: a million rows never sit in memory twice (as rows and in the table).
+    std::vector<client_status> chunk;
+    store_->for_each_current_row([&](const client_status& row) {
+        chunk.push_back(row);
+        if (chunk.size() < 4096) return;
+        restored_ += scanner_->restore(chunk);
+        chunk.clear();
+    });
+    restored_ += scanner_->restore(chunk);
     if (options_.notary) notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
 
     scanner_->on_change([this](const change& c) {

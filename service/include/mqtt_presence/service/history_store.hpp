@@ -65,6 +65,8 @@ public:
 
     /// The last row of every client the file knows (topic filled), for scanner::restore().
     [[nodiscard]] std::vector<client_status> current_rows() const;
+    /// The same rows one at a time, without holding them all (a million rows restore in chunks).
+    void for_each_current_row(const std::function<void(const client_status&)>& visit) const;
 
     /// Starts a session (what the service watches and who it is, for the record) and the writer thread.
     void begin_session(const std::string& broker, const std::string& topics, const std::string& observer,
