@@ -158,6 +158,11 @@ struct history_store::writer {
 history_store::history_store(history_options options) : options_(std::move(options)) {
     if (options_.queue_limit == 0) throw error("the history queue needs room for at least one change");
     writer_ = std::make_unique<writer>(options_.path);
+    if (options_.max_bytes > 0) {
+        const auto page = writer_->db->execAndGet("PRAGMA page_size").getInt64();
+        writer_->db->execAndGet("PRAGMA max_page_count=" +
+                                std::to_string(std::max<std::uint64_t>(1, options_.max_bytes / static_cast<std::uint64_t>(page))));
+    }
 }
 
 history_store::~history_store() noexcept { end_session(); }
@@ -209,12 +214,13 @@ bool history_store::record(const change& c, time_point observed) noexcept {
         {
             std::lock_guard<std::mutex> lock(mutex_);
             ++stats_.recorded;
-            if (queue_.size() >= options_.queue_limit) {
+            if (queued_changes_ + retrying_ >= options_.queue_limit) {
                 ++stats_.dropped;
                 if (!first_drop_) first_drop_ = observed;
                 dropped = true;
             } else {
                 queue_.push_back(item{item::kind::change, observed, c});
+                ++queued_changes_;
                 wake = queue_.size() == 1;
             }
         }
@@ -241,7 +247,7 @@ void history_store::watching(bool on, time_point at) noexcept {
 history_stats history_store::stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
     auto s = stats_;
-    s.queued = queue_.size();
+    s.queued = retrying_ + queued_changes_;
     return s;
 }
 
@@ -298,10 +304,12 @@ void history_store::writer_loop() {
             if (!stopping_ && !queue_.empty())
                 cv_.wait_for(lock, options_.batch_interval, [this] { return stopping_; });
             if (batch.empty()) batch.swap(queue_);
-            else {  // the last batch failed: it goes first
+            else {  // the last batch failed: it goes first, and what joins it is held for the retry too
                 batch.insert(batch.end(), std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
                 queue_.clear();
+                retrying_ += queued_changes_;
             }
+            queued_changes_ = 0;
             gap_from = first_drop_;
             gap_dropped = stats_.dropped - dropped_in_gaps_;
             last = stopping_;
@@ -378,6 +386,7 @@ void history_store::writer_loop() {
                 std::lock_guard<std::mutex> lock(mutex_);
                 stats_.written += changes;
                 ++stats_.batches;
+                retrying_ = 0;
                 if (gap_from) {
                     first_drop_.reset();
                     dropped_in_gaps_ += gap_dropped;
@@ -390,10 +399,12 @@ void history_store::writer_loop() {
         } catch (const std::exception& e) {
             for (auto* s : {w.insert_event.get(), w.upsert_client.get(), w.rewrite_client.get(),
                             w.remove_client.get(), w.last_event.get(), w.alive.get(), w.watch_extend.get()})
-                s->reset();
+                s->tryReset();  // reset() would throw the error again
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 ++stats_.write_errors;
+                retrying_ = 0;
+                for (const auto& it : batch) retrying_ += it.what == item::kind::change ? 1 : 0;
             }
             warn("history store: cannot write " + options_.path + " (" + e.what() + "); " +
                  std::to_string(batch.size()) + " changes kept in memory and retried; the live table goes on");

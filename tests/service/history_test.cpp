@@ -10,7 +10,9 @@
 
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <string>
 
 using namespace mqtt_presence;
@@ -248,6 +250,59 @@ TEST(history_store, a_file_that_is_not_a_history_is_refused) {
     }
     EXPECT_THROW(history_store({path + ".txt"}), error);
     EXPECT_THROW(history_reader{path + ".missing"}, error);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(history_store, a_full_disk_is_said_clearly_and_the_changes_wait_in_memory) {
+    const auto path = fresh_path();
+    history_options o{path};
+    o.max_bytes = 96 * 1024;  // a few pages beyond the schema: the file fills up as a disk would
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<std::string> warnings;
+    history_store store(o);
+    store.begin_session("b", "t", "o", {}, [&](const std::string& w) {
+        std::lock_guard<std::mutex> lock(m);
+        warnings.push_back(w);
+        cv.notify_all();
+    });
+    recorder r(store);
+    const std::string big(2000, 'x');
+    for (int i = 0; i < 200; ++i)
+        r.apply("client-" + std::to_string(i) + big.substr(0, 200), "{\"status\":1,\"ip\":\"" + big + "\"}", t0);
+    {
+        std::unique_lock<std::mutex> lock(m);
+        ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return !warnings.empty(); }))
+            << "no warning about the full file";
+        EXPECT_NE(warnings[0].find("full"), std::string::npos) << warnings[0];
+        EXPECT_NE(warnings[0].find("live table goes on"), std::string::npos) << warnings[0];
+    }
+    const auto s = store.stats();
+    EXPECT_GT(s.write_errors, 0u);
+    EXPECT_EQ(s.dropped, 0u) << "the changes wait in memory, none is lost while the queue has room";
+    EXPECT_EQ(s.written + s.queued, 200u);
+    EXPECT_TRUE(r.table.find(r.table.snapshot(1).at(0).client)) << "the live table is untouched";
+}
+
+TEST(history_store, events_older_than_keep_are_pruned) {
+    const auto path = fresh_path();
+    history_options o{path};
+    o.keep = std::chrono::hours(1);
+    history_store store(o);
+    store.begin_session("b", "t", "o");
+    recorder r(store);
+    r.apply("old", "1", t0);
+    r.apply("old", "0", t0 + 1min);
+    r.apply("new", "1", t0 + 3h);
+    store.end_session();
+    EXPECT_EQ(store.prune(t0 + 3h), 2u);
+    const history_reader reader(path);
+    EXPECT_TRUE(reader.events_of("old", t0 - 1h).empty());
+    EXPECT_EQ(reader.events_of("new", t0 - 1h).size(), 1u);
+    EXPECT_EQ(reader.current_rows().size(), 2u) << "pruning the events keeps every client's last row";
 }
 
 }  // namespace

@@ -35,6 +35,7 @@ struct history_options {
     std::chrono::milliseconds keep = std::chrono::hours(24 * 30);  ///< events older than this are pruned
     std::size_t queue_limit = 1u << 20;                         ///< changes waiting for the disk, at most
     std::chrono::milliseconds batch_interval{100};              ///< a commit at least this often while busy
+    std::uint64_t max_bytes = 0;  ///< a cap on the file's size (0: none); beyond it writes fail as on a full disk
 };
 
 struct history_stats {
@@ -43,7 +44,7 @@ struct history_stats {
     std::uint64_t dropped = 0;       ///< changes lost because the queue was full (each counted, the gap recorded)
     std::uint64_t batches = 0;       ///< transactions committed
     std::uint64_t write_errors = 0;  ///< failed commits (retried)
-    std::size_t queued = 0;          ///< changes waiting now
+    std::size_t queued = 0;          ///< changes waiting now (queued, or held for a retry)
 };
 
 class history_store {
@@ -100,6 +101,8 @@ private:
     std::condition_variable cv_;
     std::vector<item> queue_;
     history_stats stats_;
+    std::size_t queued_changes_ = 0;        // changes in queue_ (it also holds watch marks)
+    std::size_t retrying_ = 0;              // changes of a batch that failed, held by the writer for the next try
     std::uint64_t dropped_in_gaps_ = 0;     // drops already written down as gaps
     std::optional<time_point> first_drop_;  // the gap the dropped changes leave, from here to the next commit
     bool stopping_ = false;
