@@ -82,6 +82,9 @@ TEST(service, the_time_of_a_death_survives_the_services_own_kill_9) {
     const auto templ = prefix + "/{client}";
     const auto db = db_path();
     observer watch(port, prefix + "/#");
+    // mosquitto_sub's own receive time of each message (%U), not when this test reads its line.
+    child stamps({"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port), "-q", "1", "-F", "%U %t %p", "-t",
+                  prefix + "/boiler"});
 
     service first(port, templ, db);
     first.expect_synced();
@@ -91,7 +94,9 @@ TEST(service, the_time_of_a_death_survives_the_services_own_kill_9) {
 
     sensor.signal(SIGKILL);
     watch.expect(prefix + "/boiler", contains("\"status\":0"), "the will");
-    const auto will_seen = now_ms();
+    const auto stamped = stamps.wait_stdout(contains("\"status\":0"), 10s);
+    ASSERT_TRUE(stamped) << stamps.stdout_text();
+    const auto will_seen = static_cast<std::int64_t>(std::stod(stamped->substr(0, stamped->find(' '))) * 1000);
     const auto h = history_until(
         db, "boiler", [](const json& j) { return j["events"].size() == 2; }, "the death");
     const auto& death = h["events"][0];
