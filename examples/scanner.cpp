@@ -269,6 +269,11 @@ void check_modes(const CLI::App& app, const settings& s) {
                                            {"--keep", {mode::serve}, "serve"},
                                            {"--notary", {mode::serve}, "serve"},
                                            {"--observer", {mode::serve}, "serve"},
+                                           {"--listen", {mode::serve}, "serve"},
+                                           {"--http-user", {mode::serve}, "serve"},
+                                           {"--http-pw-env", {mode::serve}, "serve"},
+                                           {"--http-cert", {mode::serve}, "serve"},
+                                           {"--http-key", {mode::serve}, "serve"},
                                            {"--since", {mode::history}, "history"},
                                            {"--window", {mode::uptime}, "uptime"},
                                            {"--flap-interval", {mode::uptime}, "uptime"},
@@ -351,6 +356,12 @@ void define_options(CLI::App& app, settings& s, command_line& c) {
         ->expected(0, 1);
     service->add_option("--observer", svc.observer, "serve: who watches, in the history and the notary's records "
                                                     "(default HOST:DB-PATH)");
+    service->add_option("--listen", svc.listen, "serve: the dashboard, API and /metrics on HOST:PORT (port 0: any "
+                                                "free one; off: none)")->capture_default_str();
+    service->add_option("--http-user", svc.http_user, "serve: Basic auth user for the dashboard");
+    service->add_option("--http-pw-env", svc.http_pw_env, "serve: the environment variable holding its password");
+    service->add_option("--http-cert", svc.http_cert, "serve: HTTPS certificate file (with --http-key)");
+    service->add_option("--http-key", svc.http_key, "serve: HTTPS private key file");
     service->add_option("--since", svc.since, "history: how far back")->capture_default_str();
     service->add_option("--window", svc.window, "uptime: the window (24h, 7d, 30d)")->capture_default_str();
     service->add_option("--flap-interval", svc.flap_interval, "uptime: a reconnect this soon after a disconnect "

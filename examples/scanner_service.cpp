@@ -15,6 +15,7 @@
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
+#include <mqtt_presence/service/dashboard.hpp>
 #include <mqtt_presence/service/history_reader.hpp>
 #include <mqtt_presence/service/presence_service.hpp>
 
@@ -74,7 +75,21 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
     o.history.path = db_of(s);
     o.observer = s.observer;
     std::unique_ptr<presence_service> svc;
+    std::optional<http_options> http;
     try {
+        if (s.listen != "off") {
+            http.emplace();
+            http->parse_listen(s.listen);
+            http->user = s.http_user;
+            if (!s.http_pw_env.empty()) {
+                const char* pw = std::getenv(s.http_pw_env.c_str());
+                if (!pw || !*pw) throw error("--http-pw-env " + s.http_pw_env + ": that environment variable is not set");
+                http->password = pw;
+            }
+            http->cert_file = s.http_cert;
+            http->key_file = s.http_key;
+            http->validate();
+        }
         o.history.keep = parse_duration(s.keep);
         if (s.notary) {
             o.notary.emplace();
@@ -91,8 +106,21 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
         std::lock_guard<std::mutex> lock(out);
         std::cerr << "mqtt-presence-scanner: " << terminal_safe(line, 400) << "\n";
     });
+    std::unique_ptr<dashboard> web;
+    if (http) {
+        try {
+            web = std::make_unique<dashboard>(*svc, *http);  // before start(): its live feed sees every commit
+        } catch (const error& e) {
+            std::cerr << "mqtt-presence-scanner: " << e.what() << " (--listen HOST:PORT, or --listen off)\n";
+            return 2;
+        }
+        if (!http->loopback() && http->user.empty())
+            std::cerr << "mqtt-presence-scanner: warning: the dashboard listens on " << http->host
+                      << " without a password: anyone who reaches it sees every client (--http-user, --http-pw-env)\n";
+    }
     std::cerr << "mqtt-presence-scanner: serving " << o.scan.broker.server_uri << ", history in " << o.history.path
               << (o.notary ? ", notary on " + svc->notary()->filter() : std::string()) << "\n";
+    if (web) std::cerr << "mqtt-presence-scanner: dashboard: " << web->url() << "\n";
     try {
         svc->start();
     } catch (const notary_conflict& e) {
@@ -103,6 +131,7 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
         return 4;
     }
     while (!interrupted) usleep(100'000);
+    if (web) web->stop();
     svc->stop();
     const auto h = svc->history().stats();
     std::cerr << "mqtt-presence-scanner: stopped; " << h.written << " changes written"

@@ -21,6 +21,8 @@ struct settings {
     std::string flap_interval = "1m";   ///< uptime: a reconnect within this long of a disconnect is a flap
     std::string sort = "client";        ///< uptime: client, uptime, disconnects, flaps, outage
     std::string format = "table";
+    std::string listen = "127.0.0.1:8080";  ///< serve: the dashboard and API; "off": none
+    std::string http_user, http_pw_env, http_cert, http_key;
 };
 
 /// $MQTT_PRESENCE_DB, else $XDG_STATE_HOME/mqtt-presence/history.db, else ~/.local/state/mqtt-presence/history.db.

@@ -162,6 +162,15 @@ std::string age(const std::optional<time_point>& t, time_point now) {
     return d.count() < 0 ? "0s" : format_duration(d) + " ago";
 }
 
+// A table cell: the text made printable, cut or padded to `width` terminal cells, and a two-space gutter.
+std::string pad(std::string_view s, std::size_t width) { return detail::fit_cells(detail::printable(s, 160), width) + "  "; }
+
+std::size_t cells(std::string_view s) { return detail::display_width(detail::printable(s, 160)); }
+
+}  // namespace
+
+std::string terminal_safe(std::string_view text, std::size_t limit) { return detail::printable(text, limit); }
+
 // A label value per the text format (backslash, quote and newline escaped); control and hidden characters are
 // escaped first, so that reading the metrics on a terminal is harmless too.
 std::string prometheus_label(const std::string& raw) {
@@ -173,15 +182,6 @@ std::string prometheus_label(const std::string& raw) {
     }
     return out;
 }
-
-// A table cell: the text made printable, cut or padded to `width` terminal cells, and a two-space gutter.
-std::string pad(std::string_view s, std::size_t width) { return detail::fit_cells(detail::printable(s, 160), width) + "  "; }
-
-std::size_t cells(std::string_view s) { return detail::display_width(detail::printable(s, 160)); }
-
-}  // namespace
-
-std::string terminal_safe(std::string_view text, std::size_t limit) { return detail::printable(text, limit); }
 
 std::string fit_cell(std::string_view text, std::size_t cells) {
     return detail::fit_cells(detail::printable(text, 160), cells);

@@ -42,6 +42,9 @@ struct scan_result {
 /// = + - @ behind an apostrophe (a formula otherwise), quoted when it holds a comma or a quote.
 [[nodiscard]] std::string csv_field(const std::string& raw);
 
+/// A Prometheus label value: escaped as terminal_safe() does, then backslash, quote and newline per the text format.
+[[nodiscard]] std::string prometheus_label(const std::string& raw);
+
 /// The machine formats of a snapshot.
 enum class snapshot_format : std::uint8_t { json, ndjson, csv, prometheus };
 

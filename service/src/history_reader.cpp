@@ -102,6 +102,26 @@ std::vector<history_event> history_reader::events_of(const std::string& client, 
     return out;
 }
 
+std::vector<history_event> history_reader::events_after(std::int64_t id, std::size_t limit) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<history_event> out;
+    try {
+        SQLite::Statement q(*db_->db, std::string(event_columns) + " FROM events WHERE id > ? ORDER BY id LIMIT ?");
+        q.bind(1, id);
+        q.bind(2, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+        while (q.executeStep()) out.push_back(read_event(q));
+    } catch (const SQLite::Exception& e) {
+        throw error("cannot read the history file " + db_->path + ": " + e.what());
+    }
+    return out;
+}
+
+std::vector<segment> history_reader::timeline(const client_status& current, time_point from, time_point to) const {
+    auto events = events_of(current.client, from, current.topic);
+    std::reverse(events.begin(), events.end());  // oldest first
+    return compute_timeline(current, events, watched(from, to), from, to);
+}
+
 std::vector<client_status> history_reader::current_rows() const {
     std::lock_guard<std::mutex> lock(mutex_);
     std::vector<client_status> rows;

@@ -324,6 +324,8 @@ void history_store::writer_loop() {
             };
             std::unordered_map<row_key, latest, row_key_hash> last_rows;
             last_rows.reserve(batch.size());
+            std::vector<committed> done;
+            if (commit_sink_) done.reserve(batch.size());
             for (const auto& it : batch) {
                 switch (it.what) {
                     case item::kind::change: {
@@ -331,6 +333,7 @@ void history_store::writer_loop() {
                         auto [at, first] = last_rows.try_emplace(row_key{row.topic, row.client}, latest{nullptr, 0});
                         if (first) at->second.head = w.chain_head(row.topic, row.client);
                         at->second.head = w.write_event(it.changed, it.at, at->second.head);
+                        if (commit_sink_) done.push_back(committed{at->second.head, &it.changed});
                         at->second.row = it.changed.kind == change_kind::removed ? nullptr : &row;
                         break;
                     }
@@ -390,6 +393,13 @@ void history_store::writer_loop() {
                 if (gap_from) {
                     first_drop_.reset();
                     dropped_in_gaps_ += gap_dropped;
+                }
+            }
+            if (commit_sink_ && !done.empty()) {
+                try {
+                    commit_sink_(done);
+                } catch (...) {
+                    // a feed that failed must not stop the history
                 }
             }
             batch.clear();

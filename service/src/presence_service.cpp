@@ -52,6 +52,7 @@ presence_service::presence_service(service_options options) : options_(std::move
     scanner_->on_state([this](const scanner_status& st) {
         const bool watching = st.connected && st.sync != sync_state::syncing;
         store_->watching(watching, clock::now());
+        if (on_self_) on_self_(st);
         if (!watching) return;  // "connected" and "connection lost" come as status lines
         const auto counts = scanner_->counts();
         say("synced" + std::string(st.sync == sync_state::complete ? "" : " (not verified)") + ": " +

@@ -5,8 +5,6 @@
 namespace mqtt_presence {
 namespace {
 
-enum class health : std::uint8_t { up, down, unknown };
-
 health health_of(state s, bool stale) {
     if (s == state::connected) return stale ? health::down : health::up;
     return s == state::disconnected ? health::down : health::unknown;
@@ -28,7 +26,59 @@ std::chrono::milliseconds covered(const std::vector<interval>& watched, std::siz
     return total;
 }
 
+// The health when the window opens: what the first event in it changed from, or, with none, the state now.
+health health_at_start(const std::optional<client_status>& current, const std::vector<history_event>& events) {
+    if (!events.empty()) {
+        const auto& first = events.front();
+        return first.previous ? health_of(*first.previous, first.why == cause::fresh) : health::unknown;
+    }
+    return current ? health_of(current->status, current->stale) : health::unknown;
+}
+
 }  // namespace
+
+std::string_view to_string(health h) noexcept {
+    switch (h) {
+        case health::up: return "up";
+        case health::down: return "down";
+        case health::unknown: break;
+    }
+    return "unknown";
+}
+
+std::vector<segment> compute_timeline(const std::optional<client_status>& current,
+                                      const std::vector<history_event>& events, const std::vector<interval>& watched,
+                                      time_point from, time_point to) {
+    std::vector<segment> out;
+    const auto add = [&out](time_point a, time_point b, health h) {
+        if (b <= a) return;
+        if (!out.empty() && out.back().health == h && out.back().to == a) out.back().to = b;
+        else out.push_back(segment{a, b, h});
+    };
+    health h = health_at_start(current, events);
+    std::size_t w = 0;
+    const auto stretch = [&](time_point a, time_point b) {  // [a, b) in health h, unknown where not watched
+        while (w < watched.size() && watched[w].to <= a) ++w;
+        time_point t = a;
+        for (std::size_t i = w; i < watched.size() && watched[i].from < b && t < b; ++i) {
+            const auto lo = std::max(t, watched[i].from), hi = std::min(b, watched[i].to);
+            if (hi <= lo) continue;
+            add(t, lo, health::unknown);
+            add(lo, hi, h);
+            t = hi;
+        }
+        add(t, b, health::unknown);
+    };
+    time_point t = from;
+    for (const auto& e : events) {
+        const auto when = std::clamp(e.observed, from, to);
+        stretch(t, when);
+        t = when;
+        h = health_after(e);
+    }
+    stretch(t, to);
+    return out;
+}
 
 std::optional<double> uptime_figures::uptime_percent() const {
     const auto known = up + down;
@@ -46,14 +96,7 @@ uptime_figures compute_uptime(const std::string& client, const std::string& topi
     f.state = !current ? "removed" : current->stale ? "stale" : std::string(to_string(current->status));
     if (current) f.last_seen = current->last_seen;
 
-    // The state when the window opens: what the first event in it changed from, or, with none, the state now.
-    health h = health::unknown;
-    if (!events.empty()) {
-        const auto& first = events.front();
-        if (first.previous) h = health_of(*first.previous, first.why == cause::fresh);
-    } else if (current) {
-        h = health_of(current->status, current->stale);
-    }
+    health h = health_at_start(current, events);
 
     std::size_t at = 0;
     std::chrono::milliseconds outage{0};

@@ -43,7 +43,8 @@ struct service {
 
     static std::vector<std::string> args(int port, const std::string& templ, const std::string& db,
                                          std::vector<std::string> extra) {
-        std::vector<std::string> a{SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ, "--db", db};
+        std::vector<std::string> a{SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ, "--db", db,
+                                   "--listen", "127.0.0.1:0"};
         a.insert(a.end(), extra.begin(), extra.end());
         return a;
     }
@@ -265,7 +266,7 @@ TEST(service, the_notary_testifies_and_a_second_notary_refuses) {
     EXPECT_EQ(json::parse(late.stdout_text())["since"], record["since"]);
 
     child second({SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ, "--db", db_path() + "2",
-                  "--notary", notary});
+                  "--notary", notary, "--listen", "off"});
     EXPECT_EQ(second.wait_exit(20s), 1);
     EXPECT_NE(second.stderr_text().find("another death notary"), std::string::npos) << second.stderr_text();
     EXPECT_EQ(json::parse(records.payloads(prefix + "-notary").back())["state"], "connected")
@@ -279,7 +280,7 @@ TEST(service, the_notary_testifies_and_a_second_notary_refuses) {
 TEST(service, a_notary_that_would_read_its_own_records_is_refused) {
     // mqtt-presence/+/x reads mqtt-presence/clients/x, a record of the default notary mqtt-presence/clients/+.
     child svc({SCANNER_BIN, "serve", "--broker", broker_uri(broker_port()), "--topic", "mqtt-presence/{client}/x",
-               "--db", db_path(), "--notary"});
+               "--db", db_path(), "--notary", "--listen", "off"});
     EXPECT_EQ(svc.wait_exit(10s), 2);
     EXPECT_NE(svc.stderr_text().find("would read back"), std::string::npos) << svc.stderr_text();
 }

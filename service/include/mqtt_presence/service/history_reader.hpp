@@ -28,6 +28,10 @@ public:
     [[nodiscard]] std::vector<history_event> events_of(const std::string& client, time_point since,
                                                        const std::string& topic = {},
                                                        std::size_t limit = SIZE_MAX) const;
+    /// Events with an id above `id`, oldest first, at most `limit` (a live feed's resume).
+    [[nodiscard]] std::vector<history_event> events_after(std::int64_t id, std::size_t limit) const;
+    /// A client's window as up/down/unknown segments (the dashboard's 24-hour strip).
+    [[nodiscard]] std::vector<segment> timeline(const client_status& current, time_point from, time_point to) const;
     /// The last row of every client (topic filled).
     [[nodiscard]] std::vector<client_status> current_rows() const;
     /// The intervals a service watched (connected and synced) that overlap [from, to], minus the gaps left by

@@ -55,6 +55,14 @@ public:
     /// Calls `visit` with every row of the live table (scanner::for_each_sorted): how the store rewrites its
     /// `clients` table after it had to drop changes.
     using table_source = std::function<void(const std::function<void(const client_status&)>& visit)>;
+    /// A change as committed: its event id in the file (ids grow with time) and the change itself.
+    struct committed {
+        std::int64_t id;
+        const change* what;
+    };
+    /// Called on the writer thread after every commit with the changes it wrote, in order (a live feed with ids a
+    /// reader of the file can resume from). The changes live only during the call.
+    using commit_sink = std::function<void(const std::vector<committed>&)>;
     /// Receives the store's warnings (a full queue, a failed write), at most one a second, on the writer thread.
     using warning_sink = std::function<void(const std::string&)>;
 
@@ -72,6 +80,8 @@ public:
     /// Starts a session (what the service watches and who it is, for the record) and the writer thread.
     void begin_session(const std::string& broker, const std::string& topics, const std::string& observer,
                        table_source table = {}, warning_sink warn = {});
+    /// Set before begin_session().
+    void on_commit(commit_sink sink) { commit_sink_ = std::move(sink); }
     /// Queues a change the service learned of at `observed`. Never blocks on the disk; false when the queue is full
     /// (the change is counted as dropped).
     bool record(const change& c, time_point observed) noexcept;
@@ -96,6 +106,7 @@ private:
     std::unique_ptr<writer> writer_;  // the writer thread's connection and prepared statements
     table_source table_;
     warning_sink warn_;
+    commit_sink commit_sink_;
 
     mutable std::mutex mutex_;
     std::condition_variable cv_;

@@ -46,6 +46,8 @@ public:
     /// One line for each change of the service's own state (connected, synced, lost) and each warning; on the
     /// scanner's delivery thread or the history's writer thread, never on Paho's. Set before start().
     void on_line(std::function<void(const std::string&)> callback);
+    /// Also called with the service's own state (connected, synced, lost), on the delivery thread. Set before start().
+    void on_self(std::function<void(const scanner_status&)> callback) { on_self_ = std::move(callback); }
     /// Starts the history session, connects the scanner and, if asked, the notary. Throws mqtt_presence::error
     /// when the broker cannot be reached or another notary holds the template.
     void start();
@@ -67,6 +69,7 @@ private:
     std::unique_ptr<scanner> scanner_;
     std::unique_ptr<death_notary> notary_;
     std::function<void(const std::string&)> on_line_;
+    std::function<void(const scanner_status&)> on_self_;
     std::size_t restored_ = 0;
     std::size_t unseen_ = 0;  // changes learned at a sync that happened while nobody watched (delivery thread)
     bool started_ = false;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <mqtt_presence/service/history_event.hpp>
@@ -33,6 +34,24 @@ struct uptime_figures {
     /// up / (up + down), in percent; nullopt when no time was watched.
     [[nodiscard]] std::optional<double> uptime_percent() const;
 };
+
+/// What a stretch of a client's time was: up (connected, not stale), down (disconnected or stale), or unknown (not
+/// watched, unreadable, or not in the table).
+enum class health : std::uint8_t { up, down, unknown };
+[[nodiscard]] std::string_view to_string(health h) noexcept;
+
+struct segment {
+    time_point from;
+    time_point to;
+    enum health health = health::unknown;
+};
+
+/// The client's window as consecutive segments (adjacent ones of the same health merged); same arguments as
+/// compute_uptime.
+[[nodiscard]] std::vector<segment> compute_timeline(const std::optional<client_status>& current,
+                                                    const std::vector<history_event>& events,
+                                                    const std::vector<interval>& watched, time_point from,
+                                                    time_point to);
 
 /// `current`: the client's row now (or nullopt when it is no longer in the table); `events`: its events with
 /// observed >= from, oldest first; `watched`: the intervals the service watched, sorted and disjoint.

@@ -1,0 +1,610 @@
+#include <mqtt_presence/service/dashboard.hpp>
+
+#include <httplib.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <condition_variable>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include <mqtt_presence/duration.hpp>
+#include <mqtt_presence/error.hpp>
+#include <mqtt_presence/render.hpp>
+#include <mqtt_presence/service/history_reader.hpp>
+
+#include "change_feed.hpp"
+#include "web_assets.hpp"
+
+namespace mqtt_presence {
+
+using json = nlohmann::json;
+
+// --- options ---------------------------------------------------------------------------------------------------
+
+void http_options::parse_listen(const std::string& text) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos) throw error("--listen " + text + ": give HOST:PORT, e.g. 127.0.0.1:8080");
+    std::string h = text.substr(0, colon);
+    if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+    const std::string p = text.substr(colon + 1);
+    if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char c) { return std::isdigit(c) != 0; }))
+        throw error("--listen " + text + ": the port must be a number from 0 to 65535");
+    host = h.empty() ? "0.0.0.0" : h;
+    port = std::stoi(p);
+}
+
+void http_options::validate() const {
+    if (port < 0 || port > 65535) throw error("the HTTP port must be 0 to 65535, not " + std::to_string(port));
+    if (user.empty() != password.empty())
+        throw error("Basic auth needs both a user (--http-user) and a password (--http-pw-env)");
+    if (cert_file.empty() != key_file.empty()) throw error("HTTPS needs both --http-cert and --http-key");
+    if (threads < 2) throw error("the HTTP server needs at least 2 threads");
+}
+
+bool http_options::loopback() const { return host == "127.0.0.1" || host == "::1" || host == "localhost"; }
+
+// --- JSON pieces -----------------------------------------------------------------------------------------------
+
+namespace {
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+json time_or_null(const std::optional<time_point>& t) { return t ? json(format_iso8601(*t)) : json(nullptr); }
+
+std::int64_t ms_of(time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// A live change as the feed sends it: the `events` JSON with the file's id and the cause in front.
+std::string change_json(std::int64_t id, const change& c) {
+    std::string body = render_change_json(c);
+    while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+    return "{\"id\":" + std::to_string(id) + ",\"cause\":\"" + std::string(to_string(cause_of(c))) + "\"," +
+           body.substr(1);
+}
+
+// A change read back from the file, in the same shape (the row holds what the file keeps).
+std::string change_json(const history_event& e) {
+    const char* kind = !e.previous ? "added"
+                       : e.why == cause::removed ? "removed"
+                       : e.why == cause::stale   ? "stale"
+                       : e.why == cause::fresh   ? "fresh"
+                                                 : "changed";
+    json client{{"client", e.client},
+                {"state", to_string(e.status)},
+                {"stale", e.stale},
+                {"topic", e.topic},
+                {"ip", e.ip.empty() ? json(nullptr) : json(e.ip)},
+                {"epoch", e.epoch ? json(*e.epoch) : json(nullptr)},
+                {"since", time_or_null(e.time)}};
+    return dump({{"id", e.id},
+                 {"cause", to_string(e.why)},
+                 {"event", kind},
+                 {"previous", e.previous ? json(to_string(*e.previous)) : json(nullptr)},
+                 {"client", client}});
+}
+
+json scanner_json(const scanner_status& st) {
+    return {{"connected", st.connected},
+            {"since", time_or_null(st.since)},
+            {"sync", to_string(st.sync)},
+            {"broker_dropped", st.broker_dropped}};
+}
+
+json event_json(const history_event& e) {
+    return {{"time", time_or_null(e.time)},
+            {"observed", format_iso8601(e.observed)},
+            {"state", to_string(e.status)},
+            {"stale", e.stale},
+            {"previous", e.previous ? json(to_string(*e.previous)) : json(nullptr)},
+            {"cause", to_string(e.why)},
+            {"epoch", e.epoch ? json(*e.epoch) : json(nullptr)},
+            {"topic", e.topic},
+            {"ip", e.ip.empty() ? json(nullptr) : json(e.ip)},
+            {"retained", e.retained}};
+}
+
+json uptime_json(const uptime_figures& f) {
+    const auto p = f.uptime_percent();
+    return {{"client", f.client},
+            {"topic", f.topic},
+            {"state", f.state},
+            {"uptime_percent", p ? json(std::round(*p * 1000) / 1000) : json(nullptr)},
+            {"up_s", f.up.count() / 1000},
+            {"down_s", f.down.count() / 1000},
+            {"unknown_s", f.unknown.count() / 1000},
+            {"disconnects", f.disconnects},
+            {"flaps", f.flaps},
+            {"longest_outage_s", f.longest_outage.count() / 1000},
+            {"last_seen", time_or_null(f.last_seen)}};
+}
+
+bool icontains(const std::string& hay, const std::string& needle) {
+    return std::search(hay.begin(), hay.end(), needle.begin(), needle.end(), [](char a, char b) {
+               return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+           }) != hay.end();
+}
+
+std::string state_of(const client_status& c) { return c.stale ? "stale" : std::string(to_string(c.status)); }
+
+// A query parameter that must be a whole number within bounds; throws error naming it.
+std::size_t number_param(const httplib::Request& req, const char* name, std::size_t fallback, std::size_t max) {
+    if (!req.has_param(name)) return fallback;
+    const auto text = req.get_param_value(name);
+    if (text.empty() || text.size() > 12 || !std::all_of(text.begin(), text.end(), [](char c) { return std::isdigit(c) != 0; }))
+        throw error(std::string(name) + " must be a whole number");
+    return std::min<std::size_t>(std::stoull(text), max);
+}
+
+void bad_request(httplib::Response& res, const std::string& why) {
+    res.status = 400;
+    res.set_content(dump({{"error", why}}) + "\n", "application/json");
+}
+
+}  // namespace
+
+// --- the server ------------------------------------------------------------------------------------------------
+
+struct dashboard::impl {
+    impl(presence_service& s, http_options o) : svc(s), options(std::move(o)), reader(s.options().history.path) {}
+
+    presence_service& svc;
+    http_options options;
+    history_reader reader;
+    detail::change_feed feed;
+    std::unique_ptr<httplib::Server> server;
+    std::thread listener;
+    int port = 0;
+
+    // Each client's 24-hour figures, refreshed in the background (a large fleet's take a while to compute).
+    std::mutex uptime_mutex;
+    std::map<std::pair<std::string, std::string>, uptime_figures> uptime;  // (client, topic)
+    std::condition_variable uptime_cv;
+    bool stopping = false;
+    std::thread uptime_thread;
+
+    void refresh_uptime() {
+        try {
+            const auto now = clock::now();
+            auto rows = reader.uptime(now - std::chrono::hours(24), now, std::chrono::minutes(1));
+            std::map<std::pair<std::string, std::string>, uptime_figures> fresh;
+            for (auto& f : rows) fresh.emplace(std::make_pair(f.client, f.topic), std::move(f));
+            std::lock_guard<std::mutex> lock(uptime_mutex);
+            uptime.swap(fresh);
+        } catch (const std::exception&) {
+            // the next round tries again; the page shows "?" meanwhile
+        }
+    }
+
+    // Every 5 s, or ten times as long as the last computation took (a large fleet's history is read at a measured
+    // pace, never back to back).
+    void uptime_loop() {
+        std::unique_lock<std::mutex> lock(uptime_mutex);
+        while (!stopping) {
+            lock.unlock();
+            const auto began = std::chrono::steady_clock::now();
+            refresh_uptime();
+            const auto took = std::chrono::steady_clock::now() - began;
+            lock.lock();
+            uptime_cv.wait_for(lock, std::max<std::chrono::steady_clock::duration>(std::chrono::seconds(5), 10 * took),
+                               [this] { return stopping; });
+        }
+    }
+
+    void routes();
+    void clients(const httplib::Request& req, httplib::Response& res);
+    void one_client(const httplib::Request& req, httplib::Response& res);
+    void events(const httplib::Request& req, httplib::Response& res);
+    void metrics(httplib::Response& res);
+    void healthz(httplib::Response& res);
+};
+
+void dashboard::impl::routes() {
+    auto& s = *server;
+    for (std::size_t i = 0; i < detail::web_asset_count; ++i) {
+        const auto& asset = detail::web_assets[i];
+        s.Get(std::string(asset.path), [&asset](const httplib::Request&, httplib::Response& res) {
+            res.set_header("Content-Security-Policy",
+                           "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'");
+            res.set_header("X-Content-Type-Options", "nosniff");
+            res.set_content(std::string(asset.body), std::string(asset.content_type));
+        });
+    }
+    s.Get("/api/info", [this](const httplib::Request&, httplib::Response& res) {
+        json filters = json::array();
+        for (const auto& scheme : svc.table().schemes()) filters.push_back(scheme.filter());
+        res.set_content(dump({{"broker", svc.options().scan.broker.server_uri},
+                              {"topics", filters},
+                              {"observer", svc.options().observer},
+                              {"scanner", scanner_json(svc.table().status())}}) + "\n",
+                        "application/json");
+    });
+    s.Get("/api/clients", [this](const httplib::Request& req, httplib::Response& res) { clients(req, res); });
+    s.Get(R"(/api/clients/([^/]+))",
+          [this](const httplib::Request& req, httplib::Response& res) { one_client(req, res); });
+    s.Get(R"(/api/clients/([^/]+)/history)", [this](const httplib::Request& req, httplib::Response& res) {
+        try {
+            const auto since = parse_duration(req.has_param("since") ? req.get_param_value("since") : "24h");
+            const auto name = std::string(req.matches[1]);
+            json list = json::array();
+            for (const auto& e : reader.events_of(name, clock::now() - since, req.get_param_value("topic"), 10000))
+                list.push_back(event_json(e));
+            res.set_content(dump({{"client", name}, {"events", list}}) + "\n", "application/json");
+        } catch (const error& e) {
+            bad_request(res, e.what());
+        }
+    });
+    s.Get("/api/uptime", [this](const httplib::Request& req, httplib::Response& res) {
+        try {
+            const auto text = req.has_param("window") ? req.get_param_value("window") : "24h";
+            const auto window = parse_duration(text);
+            const auto to = clock::now();
+            json list = json::array();
+            for (const auto& f : reader.uptime(to - window, to, std::chrono::minutes(1))) list.push_back(uptime_json(f));
+            res.set_content(dump({{"window", text},
+                                  {"from", format_iso8601(to - window)},
+                                  {"to", format_iso8601(to)},
+                                  {"clients", list}}) + "\n",
+                            "application/json");
+        } catch (const error& e) {
+            bad_request(res, e.what());
+        }
+    });
+    s.Get("/api/events", [this](const httplib::Request& req, httplib::Response& res) { events(req, res); });
+    s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) { metrics(res); });
+    s.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) { healthz(res); });
+}
+
+void dashboard::impl::clients(const httplib::Request& req, httplib::Response& res) {
+    try {
+        const auto limit = number_param(req, "limit", SIZE_MAX, SIZE_MAX);
+        const auto offset = number_param(req, "offset", 0, SIZE_MAX);
+        std::vector<std::string> states;
+        {
+            std::stringstream in(req.get_param_value("state"));
+            std::string s;
+            while (std::getline(in, s, ','))
+                if (!s.empty()) states.push_back(s);
+        }
+        for (const auto& st : states)
+            if (st != "connected" && st != "disconnected" && st != "unknown" && st != "stale")
+                throw error("state must be connected, disconnected, unknown or stale (comma-separated), not " + st);
+        const auto q = req.get_param_value("q");
+        const auto topic = req.get_param_value("topic");
+        std::string sort = req.has_param("sort") ? req.get_param_value("sort") : "client";
+        const bool descending = !sort.empty() && sort.front() == '-';
+        if (descending) sort.erase(0, 1);
+        static const std::vector<std::string> sorts{"client", "state", "since", "last_seen", "ip", "topic", "uptime", "flaps"};
+        if (std::find(sorts.begin(), sorts.end(), sort) == sorts.end())
+            throw error("sort must be one of client, state, since, last_seen, ip, topic, uptime, flaps (- for descending)");
+        const bool with_history = req.get_param_value("history") == "1";
+
+        // Copies of the rows that pass the filters, read a chunk at a time (never the table under its lock).
+        std::vector<client_status> rows;
+        auto& table = svc.table();
+        const auto [counts, stats] = table.for_each_sorted([&](const client_status& c) {
+            if (!states.empty() && std::find(states.begin(), states.end(), state_of(c)) == states.end()) return;
+            if (!q.empty() && !icontains(c.client, q)) return;
+            if (!topic.empty() && c.topic.find(topic) == std::string::npos) return;
+            rows.push_back(c);
+        });
+        std::map<std::pair<std::string, std::string>, uptime_figures> figures;
+        if (sort == "uptime" || sort == "flaps" || with_history) {
+            std::lock_guard<std::mutex> lock(uptime_mutex);
+            figures = uptime;
+        }
+        const auto figure = [&figures](const client_status& c) -> const uptime_figures* {
+            const auto it = figures.find({c.client, c.topic});
+            return it == figures.end() ? nullptr : &it->second;
+        };
+        if (sort != "client") {
+            const auto key_less = [&](const client_status& a, const client_status& b) -> bool {
+                if (sort == "state") return state_of(a) < state_of(b);
+                if (sort == "since") return a.since.value_or(time_point::min()) < b.since.value_or(time_point::min());
+                if (sort == "last_seen")
+                    return a.last_seen.value_or(time_point::min()) < b.last_seen.value_or(time_point::min());
+                if (sort == "ip") return a.ip < b.ip;
+                if (sort == "topic") return a.topic < b.topic;
+                const auto* fa = figure(a);
+                const auto* fb = figure(b);
+                if (sort == "flaps") return (fa ? fa->flaps : 0) < (fb ? fb->flaps : 0);
+                return (fa ? fa->uptime_percent().value_or(-1) : -1) < (fb ? fb->uptime_percent().value_or(-1) : -1);
+            };
+            std::stable_sort(rows.begin(), rows.end(), [&](const client_status& a, const client_status& b) {
+                return descending ? key_less(b, a) : key_less(a, b);
+            });
+        } else if (descending) {
+            std::reverse(rows.begin(), rows.end());
+        }
+        const std::size_t total = rows.size();
+        const std::size_t from = std::min(offset, total);
+        const std::size_t to = limit == SIZE_MAX ? total : std::min(total, from + limit);
+
+        std::ostringstream out;
+        {
+            snapshot_writer writer(out, snapshot_format::json);
+            for (std::size_t i = from; i < to; ++i) writer.row(rows[i]);
+            const auto st = table.status();
+            writer.finish(counts, stats, &st);
+        }
+        std::string body = out.str();
+        while (!body.empty() && body.back() != '}') body.pop_back();
+        body.pop_back();  // the snapshot's closing brace: the paging members join it
+        body += ",\"total\":" + std::to_string(total) + ",\"offset\":" + std::to_string(from) +
+                ",\"limit\":" + (limit == SIZE_MAX ? std::string("null") : std::to_string(limit));
+        if (with_history) {
+            const auto now = clock::now();
+            const auto day = now - std::chrono::hours(24);
+            // The file's watched intervals end at its last commit (at most a second ago): while the service
+            // watches, the strip reaches now.
+            auto watched = reader.watched(day, now);
+            const auto live = table.status();
+            if (live.connected && live.sync != sync_state::syncing && !watched.empty() &&
+                now - watched.back().to < std::chrono::seconds(5))
+                watched.back().to = now;
+            json extra = json::array();
+            for (std::size_t i = from; i < to; ++i) {
+                const auto* f = figure(rows[i]);
+                json strip = json::array();
+                auto events = reader.events_of(rows[i].client, day, rows[i].topic);
+                std::reverse(events.begin(), events.end());
+                for (const auto& seg : compute_timeline(rows[i], events, watched, day, now))
+                    strip.push_back(json::array({ms_of(seg.from), ms_of(seg.to), to_string(seg.health)}));
+                const auto p = f ? f->uptime_percent() : std::nullopt;
+                extra.push_back({{"uptime_percent", p ? json(std::round(*p * 10) / 10) : json(nullptr)},
+                                 {"flaps", f ? json(f->flaps) : json(nullptr)},
+                                 {"disconnects", f ? json(f->disconnects) : json(nullptr)},
+                                 {"last_down", time_or_null(rows[i].last_down)},
+                                 {"transitions", rows[i].transitions},
+                                 {"timeline", strip}});
+            }
+            body += ",\"history\":" + dump(extra);
+        }
+        body += "}\n";
+        res.set_content(body, "application/json");
+    } catch (const error& e) {
+        bad_request(res, e.what());
+    }
+}
+
+void dashboard::impl::one_client(const httplib::Request& req, httplib::Response& res) {
+    const auto name = std::string(req.matches[1]);
+    const auto topic = req.get_param_value("topic");
+    auto& table = svc.table();
+    for (std::size_t i = 0; i < table.schemes().size(); ++i) {
+        auto row = table.find(name, static_cast<std::uint16_t>(i));
+        if (!row || (!topic.empty() && row->topic != topic)) continue;
+        std::ostringstream out;
+        {
+            snapshot_writer writer(out, snapshot_format::ndjson);
+            writer.row(*row);
+            writer.finish(table.counts(), table.stats());
+        }
+        res.set_content(out.str(), "application/json");
+        return;
+    }
+    res.status = 404;
+    res.set_content(dump({{"error", "no such client"}, {"client", name}}) + "\n", "application/json");
+}
+
+void dashboard::impl::events(const httplib::Request& req, httplib::Response& res) {
+    std::optional<std::int64_t> resume;
+    const auto last = req.has_header("Last-Event-ID") ? req.get_header_value("Last-Event-ID") : req.get_param_value("last_id");
+    if (!last.empty() && last.size() < 19 && std::all_of(last.begin(), last.end(), [](char c) { return std::isdigit(c) != 0; }))
+        resume = std::stoll(last);
+    struct viewer {
+        std::uint64_t cursor = 0;
+        std::int64_t sent = -1;  // the last event id sent
+        bool started = false;
+    };
+    auto v = std::make_shared<viewer>();
+    v->cursor = feed.head();  // first: what the feed publishes from now on is followed; what came before is read
+    feed.viewer(+1);
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, v, resume](std::size_t, httplib::DataSink& sink) {
+            std::string out;
+            if (!v->started) {
+                v->started = true;
+                out += "retry: 2000\n\n";
+                out += "event: scanner\ndata: " + dump(scanner_json(svc.table().status())) + "\n\n";
+                if (resume) {
+                    // What the viewer missed, from the file; a great many: it reloads instead.
+                    v->sent = *resume;
+                    constexpr std::size_t most = 5000;
+                    const auto missed = reader.events_after(*resume, most + 1);
+                    if (missed.size() > most) {
+                        out += "event: reset\ndata: {\"missed\":" + std::to_string(missed.size()) + "}\n\n";
+                    } else if (!missed.empty()) {
+                        std::string list;
+                        for (const auto& e : missed) list += (list.empty() ? "" : ",") + change_json(e);
+                        v->sent = missed.back().id;
+                        out += "id: " + std::to_string(v->sent) + "\nevent: changes\ndata: {\"changes\":[" + list +
+                               "]}\n\n";
+                    }
+                }
+                return sink.write(out.data(), out.size());
+            }
+            const auto messages = feed.after(v->cursor, std::chrono::seconds(15));
+            if (feed.closed()) {
+                sink.done();
+                return false;
+            }
+            if (messages.empty()) out = ": keepalive\n\n";
+            for (const auto& m : messages) {
+                v->cursor = m.seq;
+                if (!m.state.empty()) {
+                    out += "event: scanner\ndata: " + m.state + "\n\n";
+                    continue;
+                }
+                std::string list;
+                for (const auto& [id, text] : m.changes)
+                    if (id > v->sent) list += (list.empty() ? "" : ",") + text;
+                if (!m.changes.empty()) v->sent = std::max(v->sent, m.changes.back().first);
+                if (m.truncated > 0)
+                    out += "id: " + std::to_string(v->sent) + "\nevent: reset\ndata: {\"truncated\":" +
+                           std::to_string(m.truncated) + "}\n\n";
+                else if (!list.empty())
+                    out += "id: " + std::to_string(v->sent) + "\nevent: changes\ndata: {\"changes\":[" + list + "]}\n\n";
+            }
+            if (out.empty()) return true;
+            return sink.write(out.data(), out.size());
+        },
+        [this](bool) { feed.viewer(-1); });
+}
+
+void dashboard::impl::metrics(httplib::Response& res) {
+    std::string up, seen, since, transitions;
+    const auto seconds = [](time_point t) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(ms_of(t)) / 1000.0);
+        return std::string(buf);
+    };
+    auto& table = svc.table();
+    const auto [counts, stats] = table.for_each_sorted([&](const client_status& c) {
+        const auto labels = "{client=\"" + prometheus_label(c.client) + "\",topic=\"" + prometheus_label(c.topic) + "\"}";
+        up += "mqtt_presence_up" + labels + (c.status == state::connected && !c.stale ? " 1\n" : " 0\n");
+        if (c.last_seen) seen += "mqtt_presence_last_seen_timestamp_seconds" + labels + " " + seconds(*c.last_seen) + "\n";
+        if (c.since) since += "mqtt_presence_state_since_timestamp_seconds" + labels + " " + seconds(*c.since) + "\n";
+        transitions += "mqtt_presence_transitions_total" + labels + " " + std::to_string(c.transitions) + "\n";
+    });
+    const auto st = table.status();
+    const auto h = svc.history().stats();
+    std::string out;
+    const auto family = [&out](const char* name, const char* type, const char* help, const std::string& samples) {
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + samples;
+    };
+    family("mqtt_presence_up", "gauge", "1 if the client is connected and not stale, else 0.", up);
+    family("mqtt_presence_last_seen_timestamp_seconds", "gauge", "When the client's last message arrived.", seen);
+    family("mqtt_presence_state_since_timestamp_seconds", "gauge", "When the client's current state began.", since);
+    family("mqtt_presence_transitions_total", "counter", "State changes of the client since the history began.",
+           transitions);
+    family("mqtt_presence_clients", "gauge", "Clients by state (stale ones are also connected).",
+           "mqtt_presence_clients{state=\"connected\"} " + std::to_string(counts.connected) +
+               "\nmqtt_presence_clients{state=\"disconnected\"} " + std::to_string(counts.disconnected) +
+               "\nmqtt_presence_clients{state=\"unknown\"} " + std::to_string(counts.unknown) +
+               "\nmqtt_presence_clients{state=\"stale\"} " + std::to_string(counts.stale) + "\n");
+    family("mqtt_presence_scanner_connected", "gauge", "1 while the service is connected to the broker.",
+           std::string("mqtt_presence_scanner_connected ") + (st.connected ? "1" : "0") + "\n");
+    family("mqtt_presence_scanner_synced", "gauge", "1 once the sync of the current connection is complete.",
+           std::string("mqtt_presence_scanner_synced ") + (st.sync == sync_state::complete ? "1" : "0") + "\n");
+    family("mqtt_presence_messages_total", "counter", "Status messages read.",
+           "mqtt_presence_messages_total " + std::to_string(stats.messages) + "\n");
+    family("mqtt_presence_malformed_messages_total", "counter", "Status payloads that could not be read.",
+           "mqtt_presence_malformed_messages_total " + std::to_string(stats.malformed) + "\n");
+    family("mqtt_presence_late_wills_ignored_total", "counter", "Wills of an earlier connection, ignored.",
+           "mqtt_presence_late_wills_ignored_total " + std::to_string(stats.stale_deaths_ignored) + "\n");
+    family("mqtt_presence_history_queue_depth", "gauge", "Changes waiting for the history's disk.",
+           "mqtt_presence_history_queue_depth " + std::to_string(h.queued) + "\n");
+    family("mqtt_presence_history_written_total", "counter", "Changes committed to the history.",
+           "mqtt_presence_history_written_total " + std::to_string(h.written) + "\n");
+    family("mqtt_presence_history_dropped_total", "counter", "Changes the history could not keep (a gap).",
+           "mqtt_presence_history_dropped_total " + std::to_string(h.dropped) + "\n");
+    family("mqtt_presence_http_viewers", "gauge", "Live dashboard viewers connected.",
+           "mqtt_presence_http_viewers " + std::to_string(feed.viewers()) + "\n");
+    res.set_content(out, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+void dashboard::impl::healthz(httplib::Response& res) {
+    const auto st = svc.table().status();
+    std::string why;
+    if (!st.connected) why = "not connected to the broker";
+    else if (st.sync == sync_state::syncing) why = "syncing";
+    else if (st.sync == sync_state::unverified) why = "sync not verified: the broker may have dropped statuses";
+    if (!why.empty() && st.since) why += " (since " + format_iso8601(*st.since) + ")";
+    res.status = why.empty() ? 200 : 503;
+    res.set_content(why.empty() ? "ok\n" : why + "\n", "text/plain; charset=utf-8");
+}
+
+// --- lifetime --------------------------------------------------------------------------------------------------
+
+dashboard::dashboard(presence_service& service, http_options options)
+    : impl_(std::make_unique<impl>(service, std::move(options))) {
+    auto& d = *impl_;
+    d.options.validate();
+    if (!d.options.cert_file.empty()) {
+        d.server = std::make_unique<httplib::SSLServer>(d.options.cert_file.c_str(), d.options.key_file.c_str());
+        if (!d.server->is_valid())
+            throw error("cannot use the HTTPS certificate " + d.options.cert_file + " and key " + d.options.key_file);
+    } else {
+        d.server = std::make_unique<httplib::Server>();
+    }
+    const int threads = d.options.threads;
+    d.server->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+    if (!d.options.user.empty()) {
+        const std::string credentials = d.options.user + ":" + d.options.password;
+        std::string encoded(4 * ((credentials.size() + 2) / 3) + 1, '\0');
+        const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
+                                      reinterpret_cast<const unsigned char*>(credentials.data()),
+                                      static_cast<int>(credentials.size()));
+        encoded.resize(static_cast<std::size_t>(n));
+        const std::string expected = "Basic " + encoded;
+        d.server->set_pre_routing_handler([expected](const httplib::Request& req, httplib::Response& res) {
+            const auto given = req.get_header_value("Authorization");
+            if (given.size() == expected.size() && CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0)
+                return httplib::Server::HandlerResponse::Unhandled;
+            res.status = 401;
+            res.set_header("WWW-Authenticate", "Basic realm=\"mqtt-presence\", charset=\"UTF-8\"");
+            res.set_content("authentication required\n", "text/plain");
+            return httplib::Server::HandlerResponse::Handled;
+        });
+    }
+    d.routes();
+    service.history().on_commit([&d](const std::vector<history_store::committed>& batch) {
+        constexpr std::size_t most = 1000;  // a storm: the viewers reload instead of drowning
+        std::vector<std::pair<std::int64_t, std::string>> changes;
+        const std::size_t skip = batch.size() > most ? batch.size() - most : 0;
+        if (skip > 0) changes.emplace_back(batch.back().id, std::string());
+        else
+            for (const auto& c : batch) changes.emplace_back(c.id, change_json(c.id, *c.what));
+        d.feed.publish_changes(std::move(changes), skip > 0 ? batch.size() : 0);
+    });
+    service.on_self([&d](const scanner_status& st) { d.feed.publish_state(dump(scanner_json(st))); });
+    if (d.options.port == 0) {
+        d.port = d.server->bind_to_any_port(d.options.host);
+        if (d.port <= 0) throw error("cannot listen on " + d.options.host + " (any port)");
+    } else {
+        if (!d.server->bind_to_port(d.options.host, d.options.port))
+            throw error("cannot listen on " + d.options.host + ":" + std::to_string(d.options.port) +
+                        " (in use, or not an address of this machine)");
+        d.port = d.options.port;
+    }
+    d.listener = std::thread([&d] { d.server->listen_after_bind(); });
+    d.uptime_thread = std::thread([&d] { d.uptime_loop(); });
+}
+
+dashboard::~dashboard() noexcept { stop(); }
+
+int dashboard::port() const noexcept { return impl_->port; }
+
+std::string dashboard::url() const {
+    const auto& o = impl_->options;
+    const bool v6 = o.host.find(':') != std::string::npos;
+    return std::string(o.cert_file.empty() ? "http" : "https") + "://" + (v6 ? "[" + o.host + "]" : o.host) + ":" +
+           std::to_string(impl_->port) + "/";
+}
+
+void dashboard::stop() noexcept {
+    auto& d = *impl_;
+    {
+        std::lock_guard<std::mutex> lock(d.uptime_mutex);
+        if (d.stopping) return;
+        d.stopping = true;
+    }
+    d.uptime_cv.notify_all();
+    d.feed.close();
+    d.server->stop();
+    if (d.listener.joinable()) d.listener.join();
+    if (d.uptime_thread.joinable()) d.uptime_thread.join();
+}
+
+}  // namespace mqtt_presence

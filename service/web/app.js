@@ -1,0 +1,238 @@
+// mqtt-presence dashboard: the table of clients, live from /api/events. Every text from the network is set with
+// textContent, never parsed as HTML. The view (filter, states, sort, page, selected client) lives in the URL.
+"use strict";
+
+const PAGE = 100;
+const $ = (id) => document.getElementById(id);
+const view = { q: "", states: [], sort: "client", page: 0, client: "", topic: "" };
+let rows = [];            // the page's rows, as /api/clients gives them
+let extra = [];           // their 24-hour figures
+let scanner = null;       // the service's own connection
+let refreshTimer = null;
+
+// --- the view in the URL -----------------------------------------------------------------------------------------
+function readHash() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  view.q = p.get("q") || "";
+  view.states = (p.get("state") || "").split(",").filter(Boolean);
+  view.sort = p.get("sort") || "client";
+  view.page = Math.max(0, parseInt(p.get("page") || "0", 10) || 0);
+  view.client = p.get("client") || "";
+  view.topic = p.get("topic") || "";
+}
+function writeHash() {
+  const p = new URLSearchParams();
+  if (view.q) p.set("q", view.q);
+  if (view.states.length) p.set("state", view.states.join(","));
+  if (view.sort !== "client") p.set("sort", view.sort);
+  if (view.page) p.set("page", String(view.page));
+  if (view.client) { p.set("client", view.client); p.set("topic", view.topic); }
+  const text = p.toString();
+  history.replaceState(null, "", text ? "#" + text : location.pathname);
+}
+
+// --- formatting ----------------------------------------------------------------------------------------------------
+function ago(iso) {
+  if (!iso) return "?";
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (s < 60) return Math.floor(s) + "s ago";
+  if (s < 3600) return Math.floor(s / 60) + "m " + Math.floor(s % 60) + "s ago";
+  if (s < 86400) return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m ago";
+  return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h ago";
+}
+function local(iso) { return iso ? new Date(iso).toLocaleString() : "?"; }
+function stateOf(c) { return c.stale ? "stale" : c.state; }
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+
+// --- the table -----------------------------------------------------------------------------------------------------
+function stateCell(c) {
+  const s = stateOf(c);
+  const badge = el("span", "state s-" + s, s);
+  if (c.liveness === "will-only" && s === "connected") badge.title = "connected on the client's word: no heartbeat";
+  return badge;
+}
+function strip(segments) {
+  const box = el("div", "strip");
+  if (!segments || !segments.length) return box;
+  const from = segments[0][0], to = segments[segments.length - 1][1], span = Math.max(1, to - from);
+  box.title = "last 24 h: green up, red down, grey unknown";
+  for (const [a, b, h] of segments) {
+    const part = el("span", h);
+    part.style.flexGrow = String((b - a) / span);
+    box.appendChild(part);
+  }
+  return box;
+}
+function renderRow(c, x) {
+  const tr = el("tr");
+  tr.dataset.key = c.client + "\u0000" + c.topic;
+  if (c.client === view.client && c.topic === view.topic) tr.classList.add("selected");
+  tr.appendChild(el("td", "name", c.client));
+  const st = el("td"); st.appendChild(stateCell(c)); tr.appendChild(st);
+  const since = el("td", "since", ago(c.since)); since.dataset.iso = c.since || ""; since.title = local(c.since); tr.appendChild(since);
+  const seen = el("td", "seen wide", ago(c.last_seen)); seen.dataset.iso = c.last_seen || ""; seen.title = local(c.last_seen); tr.appendChild(seen);
+  tr.appendChild(el("td", "", x && x.uptime_percent !== null && x.uptime_percent !== undefined ? x.uptime_percent + " %" : "?"));
+  tr.appendChild(el("td", "wide", x && x.flaps !== null && x.flaps !== undefined ? x.flaps : "?"));
+  const t = el("td", "wide"); t.appendChild(strip(x && x.timeline)); tr.appendChild(t);
+  tr.appendChild(el("td", "wide", c.ip || ""));
+  tr.appendChild(el("td", "wide", c.detail || ""));
+  tr.appendChild(el("td", "wide", c.topic));
+  const meta = c.meta ? JSON.stringify(c.meta) : "";
+  const m = el("td", "wide", meta); m.title = meta; tr.appendChild(m);
+  tr.addEventListener("click", () => select(c.client, c.topic));
+  return tr;
+}
+function render(data) {
+  rows = data.clients; extra = data.history || [];
+  const body = document.querySelector("#clients tbody");
+  const fresh = document.createDocumentFragment();
+  rows.forEach((c, i) => fresh.appendChild(renderRow(c, extra[i])));
+  body.replaceChildren(fresh);
+  for (const s of ["connected", "disconnected", "unknown", "stale"]) $("n-" + s).textContent = data.counts[s];
+  const first = data.total ? data.offset + 1 : 0, last = data.offset + rows.length;
+  $("range").textContent = first + "–" + last + " of " + data.total;
+  $("prev").disabled = view.page === 0;
+  $("next").disabled = last >= data.total;
+  showScanner(data.scanner);
+  for (const th of document.querySelectorAll("th[data-sort]")) {
+    const key = th.dataset.sort, on = view.sort === key || view.sort === "-" + key;
+    th.classList.toggle("sorted", on);
+    th.classList.toggle("desc", on && view.sort.startsWith("-"));
+  }
+}
+function showScanner(st) {
+  if (!st) return;
+  scanner = st;
+  const banner = $("banner");
+  if (!st.connected) {
+    banner.textContent = "The service is disconnected from the broker" + (st.since ? " since " + local(st.since) : "") +
+      ": every state below is as last known, and may be out of date.";
+    banner.hidden = false;
+  } else if (st.sync !== "complete") {
+    banner.textContent = st.sync === "syncing" ? "Syncing with the broker: the table may be incomplete."
+                                               : "The sync is not verified: the broker may have dropped statuses.";
+    banner.hidden = false;
+  } else {
+    banner.hidden = true;
+  }
+  document.body.classList.toggle("offline", !st.connected);
+}
+async function load() {
+  const p = new URLSearchParams({ limit: String(PAGE), offset: String(view.page * PAGE), sort: view.sort, history: "1" });
+  if (view.q) p.set("q", view.q);
+  if (view.states.length) p.set("state", view.states.join(","));
+  const res = await fetch("api/clients?" + p.toString());
+  if (!res.ok) return;
+  render(await res.json());
+}
+function refreshSoon(ms) {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => { refreshTimer = null; load().catch(() => {}); }, ms);
+}
+
+// --- a client's history ----------------------------------------------------------------------------------------------
+async function select(client, topic) {
+  view.client = client; view.topic = topic; writeHash();
+  for (const tr of document.querySelectorAll("#clients tbody tr"))
+    tr.classList.toggle("selected", tr.dataset.key === client + "\u0000" + topic);
+  $("detail-name").textContent = client;
+  $("detail-topic").textContent = topic;
+  $("detail").hidden = false;
+  const res = await fetch("api/clients/" + encodeURIComponent(client) + "/history?since=7d&topic=" + encodeURIComponent(topic));
+  const body = document.querySelector("#detail tbody");
+  body.replaceChildren();
+  if (!res.ok) return;
+  const data = await res.json();
+  for (const e of data.events) {
+    const tr = el("tr");
+    tr.appendChild(el("td", "", e.time ? local(e.time) : "unknown (seen " + local(e.observed) + ")"));
+    const st = el("td"); st.appendChild(el("span", "state s-" + (e.stale ? "stale" : e.state), e.stale ? "stale" : e.state)); tr.appendChild(st);
+    tr.appendChild(el("td", "", e.cause));
+    tr.appendChild(el("td", "", e.previous || "–"));
+    tr.appendChild(el("td", "", e.ip || ""));
+    body.appendChild(tr);
+  }
+  if (!data.events.length) body.appendChild(el("tr")).appendChild(el("td", "muted", "no events in the last 7 days"));
+}
+function closeDetail() { view.client = ""; view.topic = ""; writeHash(); $("detail").hidden = true; }
+
+// --- live ------------------------------------------------------------------------------------------------------------
+function applyChange(ch) {
+  const c = ch.client;
+  const key = c.client + "\u0000" + c.topic;
+  const tr = [...document.querySelectorAll("#clients tbody tr")].find((r) => r.dataset.key === key);
+  if (tr && ch.event !== "removed") {
+    const i = rows.findIndex((r) => r.client === c.client && r.topic === c.topic);
+    const merged = Object.assign({}, i >= 0 ? rows[i] : {}, c);
+    if (i >= 0) rows[i] = merged;
+    const fresh = renderRow(merged, i >= 0 ? extra[i] : null);
+    fresh.classList.add("flash");
+    tr.replaceWith(fresh);
+  }
+  if (view.client === c.client && view.topic === c.topic) select(c.client, c.topic);
+}
+function listen() {
+  const source = new EventSource("api/events");
+  source.addEventListener("open", () => $("live").classList.add("on"));
+  source.addEventListener("error", () => $("live").classList.remove("on"));
+  source.addEventListener("changes", (ev) => {
+    const data = JSON.parse(ev.data);
+    for (const ch of data.changes) applyChange(ch);
+    refreshSoon(400);  // counts, order, new and removed clients
+  });
+  source.addEventListener("reset", () => refreshSoon(50));
+  source.addEventListener("scanner", (ev) => { showScanner(JSON.parse(ev.data)); refreshSoon(200); });
+}
+
+// --- controls --------------------------------------------------------------------------------------------------------
+function bind() {
+  const q = $("q");
+  q.value = view.q;
+  let typing = null;
+  q.addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => { view.q = q.value; view.page = 0; writeHash(); load(); }, 150);
+  });
+  for (const chip of document.querySelectorAll(".chip")) {
+    chip.setAttribute("aria-pressed", String(view.states.includes(chip.dataset.state)));
+    chip.addEventListener("click", () => {
+      const s = chip.dataset.state;
+      view.states = view.states.includes(s) ? view.states.filter((x) => x !== s) : view.states.concat([s]);
+      chip.setAttribute("aria-pressed", String(view.states.includes(s)));
+      view.page = 0; writeHash(); load();
+    });
+  }
+  for (const th of document.querySelectorAll("th[data-sort]")) {
+    th.addEventListener("click", () => {
+      const key = th.dataset.sort;
+      view.sort = view.sort === key ? "-" + key : key;
+      view.page = 0; writeHash(); load();
+    });
+  }
+  $("prev").addEventListener("click", () => { view.page = Math.max(0, view.page - 1); writeHash(); load(); });
+  $("next").addEventListener("click", () => { view.page += 1; writeHash(); load(); });
+  $("detail-close").addEventListener("click", closeDetail);
+  // Ages move on without a reload.
+  setInterval(() => {
+    for (const td of document.querySelectorAll("td.since, td.seen")) td.textContent = ago(td.dataset.iso);
+  }, 1000);
+}
+
+async function start() {
+  readHash();
+  bind();
+  try {
+    const info = await (await fetch("api/info")).json();
+    $("broker").textContent = info.broker + "  " + info.topics.join(" ");
+    document.title = "mqtt-presence · " + info.broker;
+  } catch (e) { /* the table still works */ }
+  await load();
+  if (view.client) select(view.client, view.topic);
+  listen();
+}
+start();
