@@ -11,3 +11,10 @@ endif()
 if(NOT TARGET SQLiteCpp)
   find_package(SQLiteCpp REQUIRED)
 endif()
+# The dashboard's HTTP server: Debian's cpp-httplib, whose header must see the definitions pkg-config gives (OpenSSL,
+# zlib, brotli), or its classes differ from the compiled library's.
+find_package(PkgConfig REQUIRED)
+if(NOT TARGET PkgConfig::HTTPLIB)
+  pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib)
+endif()
+find_package(OpenSSL REQUIRED)
