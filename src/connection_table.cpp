@@ -347,7 +347,9 @@ void connection_table::restore(const client_status& r) {
     e.transitions = r.transitions;
     e.generation = generation_;  // unconfirmed once the next re-sync begins
     e.since = r.since.value_or(unknown_time);
-    e.last_seen = r.last_seen.value_or(unknown_time);
+    // A history records changes, not every heartbeat: a connected client's remembered last_seen may be long past
+    // its latest message, so it is unknown until a message says. A dead client's last message is final: kept.
+    e.last_seen = r.status == state::connected ? unknown_time : r.last_seen.value_or(unknown_time);
     e.last_down = r.last_down.value_or(unknown_time);
     e.heartbeat_s = r.heartbeat ? static_cast<std::uint32_t>(r.heartbeat->count()) : 0;
     e.stale = r.stale;

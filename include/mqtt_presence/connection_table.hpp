@@ -140,7 +140,8 @@ public:
     std::vector<change> finish_resync(time_point now = time_point{});
 
     /// Puts back a row remembered from an earlier run (a history store), before the first sync: its state, since,
-    /// last_seen, last_down, epoch and transitions stand until a message about the client confirms or changes them.
+    /// last_down, epoch and transitions stand until a message about the client confirms or changes them; last_seen
+    /// only for a client that is not connected (a history keeps changes, not every heartbeat).
     /// A retained status that agrees with the row keeps its `since`; one that disagrees is a change with live=false;
     /// a row the next re-sync does not confirm is removed. Replaces a row of the same (client, source).
     void restore(const client_status& row);

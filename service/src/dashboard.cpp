@@ -296,7 +296,7 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
             rows.push_back(c);
         });
         std::map<std::pair<std::string, std::string>, uptime_figures> figures;
-        if (sort == "uptime" || sort == "flaps" || with_history) {
+        if (sort == "uptime" || sort == "flaps") {
             std::lock_guard<std::mutex> lock(uptime_mutex);
             figures = uptime;
         }
@@ -351,16 +351,18 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
                 watched.back().to = now;
             json extra = json::array();
             for (std::size_t i = from; i < to; ++i) {
-                const auto* f = figure(rows[i]);
-                json strip = json::array();
+                // The page's rows from their own events (the background figures only sort the whole fleet).
                 auto events = reader.events_of(rows[i].client, day, rows[i].topic);
                 std::reverse(events.begin(), events.end());
+                const auto f = compute_uptime(rows[i].client, rows[i].topic, rows[i], events, watched, day, now,
+                                              std::chrono::minutes(1));
+                json strip = json::array();
                 for (const auto& seg : compute_timeline(rows[i], events, watched, day, now))
                     strip.push_back(json::array({ms_of(seg.from), ms_of(seg.to), to_string(seg.health)}));
-                const auto p = f ? f->uptime_percent() : std::nullopt;
+                const auto p = f.uptime_percent();
                 extra.push_back({{"uptime_percent", p ? json(std::round(*p * 10) / 10) : json(nullptr)},
-                                 {"flaps", f ? json(f->flaps) : json(nullptr)},
-                                 {"disconnects", f ? json(f->disconnects) : json(nullptr)},
+                                 {"flaps", f.flaps},
+                                 {"disconnects", f.disconnects},
                                  {"last_down", time_or_null(rows[i].last_down)},
                                  {"transitions", rows[i].transitions},
                                  {"timeline", strip}});

@@ -129,6 +129,12 @@ def main():
         driver.find_element(By.CSS_SELECTOR, ".chip[data-state=disconnected]").click()
         wait("all four back after the chip", lambda: len(rows(driver)) == 4)
 
+        driver.find_element(By.CSS_SELECTOR, "th[data-sort=client]").click()
+        wait("names sorted ascending again", lambda: list(rows(driver)) == sorted(rows(driver)))
+        shot = os.path.join(OUT, "dashboard.png")
+        driver.save_screenshot(shot)
+        print("screenshot: " + shot)
+
         # A client's history, in the side panel.
         for tr in driver.find_elements(By.CSS_SELECTOR, "#clients tbody tr"):
             if tr.find_elements(By.TAG_NAME, "td")[0].text == "garage":
@@ -137,7 +143,7 @@ def main():
         wait("garage's history with its death", lambda: "lost" in driver.find_element(By.ID, "detail").text or
              "unknown" in driver.find_element(By.ID, "detail").text)
 
-        shot = os.path.join(OUT, "dashboard.png")
+        shot = os.path.join(OUT, "dashboard-history.png")
         driver.save_screenshot(shot)
         print("screenshot: " + shot)
     finally:

@@ -161,7 +161,8 @@ TEST(dashboard_api, the_live_feed_sends_changes_with_ids_and_a_reconnect_misses_
     }
     child sensor({SENSOR_BIN, "--broker", broker_uri(port), "--topic", prefix + "/{client}", "--name", "echo",
                   "--format", "json"});
-    until(svc, "/api/clients", [](const json& j) { return j["counts"]["connected"] == 1; }, "echo connected");
+    // The birth committed (and so sent) before the death: two batches, two ids.
+    until(svc, "/api/clients/echo/history", [](const json& j) { return j["events"].size() == 1; }, "echo's birth");
     sensor.signal(SIGKILL);
     reader.join();
     EXPECT_NE(first.find("event: scanner"), std::string::npos) << first;
