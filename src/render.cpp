@@ -253,7 +253,8 @@ void snapshot_writer::row(const client_status& c) {
     }
 }
 
-void snapshot_writer::finish(const table_counts& counts, const table_stats& stats, const scanner_status* scanner) {
+void snapshot_writer::finish(const table_counts& counts, const table_stats& stats, const scanner_status* scanner,
+                             std::string_view extra_members) {
     const auto n = [](auto v) { return std::to_string(v); };
     if (format_ == snapshot_format::json) {
         buffer_ += "],\"counts\":{\"connected\":" + n(counts.connected) + ",\"disconnected\":" +
@@ -269,6 +270,7 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
             buffer_ += ",\"sync\":\"" + std::string(to_string(scanner->sync)) + "\",\"broker_dropped\":" +
                        n(scanner->broker_dropped) + "}";
         }
+        buffer_ += extra_members;
         buffer_ += "}\n";
     } else if (format_ == snapshot_format::prometheus) {
         buffer_ += "# HELP mqtt_presence_clients Clients by connection state.\n# TYPE mqtt_presence_clients gauge\n"

@@ -57,8 +57,9 @@ public:
     snapshot_writer(std::ostream& out, snapshot_format format);
     void row(const client_status& c);
     /// Writes the counters and the scanner's own state if given (JSON, Prometheus) and flushes. Call once, after
-    /// the last row.
-    void finish(const table_counts& counts, const table_stats& stats, const scanner_status* scanner = nullptr);
+    /// the last row. JSON: `extra_members` (",\"total\":3" ...) joins the top-level object.
+    void finish(const table_counts& counts, const table_stats& stats, const scanner_status* scanner = nullptr,
+                std::string_view extra_members = {});
 
 private:
     static constexpr std::size_t flush_at = 64 * 1024;

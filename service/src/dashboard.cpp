@@ -20,6 +20,7 @@
 #include <mqtt_presence/service/history_reader.hpp>
 
 #include "change_feed.hpp"
+#include "sink_stream.hpp"
 #include "web_assets.hpp"
 
 namespace mqtt_presence {
@@ -286,14 +287,44 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
             throw error("sort must be one of client, state, since, last_seen, ip, topic, uptime, flaps (- for descending)");
         const bool with_history = req.get_param_value("history") == "1";
 
-        // Copies of the rows that pass the filters, read a chunk at a time (never the table under its lock).
-        std::vector<client_status> rows;
+        const auto passes = [states, q, topic](const client_status& c) {  // copies: it may outlive this call
+            if (!states.empty() && std::find(states.begin(), states.end(), state_of(c)) == states.end()) return false;
+            if (!q.empty() && !icontains(c.client, q)) return false;
+            return topic.empty() || c.topic.find(topic) != std::string::npos;
+        };
+        const auto paging = [limit](std::size_t total, std::size_t from) {
+            return ",\"total\":" + std::to_string(total) + ",\"offset\":" + std::to_string(from) +
+                   ",\"limit\":" + (limit == SIZE_MAX ? std::string("null") : std::to_string(limit));
+        };
         auto& table = svc.table();
+        const bool by_name = sort == "client" && !descending;
+        if (by_name && limit == SIZE_MAX && !with_history) {
+            // The whole fleet, by name: streamed from the table as it is read, never held as rows or as one text.
+            res.set_chunked_content_provider(
+                "application/json", [this, passes, offset, paging](std::size_t, httplib::DataSink& sink) {
+                    detail::sink_stream out(sink);
+                    snapshot_writer writer(out, snapshot_format::json);
+                    std::size_t total = 0;
+                    auto& t = svc.table();
+                    const auto [counts, stats] = t.for_each_sorted([&](const client_status& c) {
+                        if (!passes(c)) return;
+                        if (total++ >= offset) writer.row(c);
+                    });
+                    const auto st = t.status();
+                    writer.finish(counts, stats, &st, paging(total, std::min(offset, total)));
+                    sink.done();
+                    return true;
+                });
+            return;
+        }
+
+        // A page: by name, only its rows are copied; any other order needs every matching row first.
+        std::vector<client_status> rows;
+        std::size_t total = 0;
         const auto [counts, stats] = table.for_each_sorted([&](const client_status& c) {
-            if (!states.empty() && std::find(states.begin(), states.end(), state_of(c)) == states.end()) return;
-            if (!q.empty() && !icontains(c.client, q)) return;
-            if (!topic.empty() && c.topic.find(topic) == std::string::npos) return;
-            rows.push_back(c);
+            if (!passes(c)) return;
+            const std::size_t at = total++;
+            if (!by_name || (at >= offset && at - offset < limit)) rows.push_back(c);
         });
         std::map<std::pair<std::string, std::string>, uptime_figures> figures;
         if (sort == "uptime" || sort == "flaps") {
@@ -304,8 +335,9 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
             const auto it = figures.find({c.client, c.topic});
             return it == figures.end() ? nullptr : &it->second;
         };
-        if (sort != "client") {
+        if (!by_name) {
             const auto key_less = [&](const client_status& a, const client_status& b) -> bool {
+                if (sort == "client") return false;  // already by name: descending reverses below
                 if (sort == "state") return state_of(a) < state_of(b);
                 if (sort == "since") return a.since.value_or(time_point::min()) < b.since.value_or(time_point::min());
                 if (sort == "last_seen")
@@ -317,28 +349,18 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
                 if (sort == "flaps") return (fa ? fa->flaps : 0) < (fb ? fb->flaps : 0);
                 return (fa ? fa->uptime_percent().value_or(-1) : -1) < (fb ? fb->uptime_percent().value_or(-1) : -1);
             };
-            std::stable_sort(rows.begin(), rows.end(), [&](const client_status& a, const client_status& b) {
-                return descending ? key_less(b, a) : key_less(a, b);
-            });
-        } else if (descending) {
-            std::reverse(rows.begin(), rows.end());
+            if (sort == "client") std::reverse(rows.begin(), rows.end());
+            else
+                std::stable_sort(rows.begin(), rows.end(), [&](const client_status& a, const client_status& b) {
+                    return descending ? key_less(b, a) : key_less(a, b);
+                });
+            const std::size_t first = std::min(offset, rows.size());
+            const std::size_t last = limit == SIZE_MAX ? rows.size() : std::min(rows.size(), first + limit);
+            rows = std::vector<client_status>(std::make_move_iterator(rows.begin() + static_cast<std::ptrdiff_t>(first)),
+                                              std::make_move_iterator(rows.begin() + static_cast<std::ptrdiff_t>(last)));
         }
-        const std::size_t total = rows.size();
         const std::size_t from = std::min(offset, total);
-        const std::size_t to = limit == SIZE_MAX ? total : std::min(total, from + limit);
-
-        std::ostringstream out;
-        {
-            snapshot_writer writer(out, snapshot_format::json);
-            for (std::size_t i = from; i < to; ++i) writer.row(rows[i]);
-            const auto st = table.status();
-            writer.finish(counts, stats, &st);
-        }
-        std::string body = out.str();
-        while (!body.empty() && body.back() != '}') body.pop_back();
-        body.pop_back();  // the snapshot's closing brace: the paging members join it
-        body += ",\"total\":" + std::to_string(total) + ",\"offset\":" + std::to_string(from) +
-                ",\"limit\":" + (limit == SIZE_MAX ? std::string("null") : std::to_string(limit));
+        std::string extra_members = paging(total, from);
         if (with_history) {
             const auto now = clock::now();
             const auto day = now - std::chrono::hours(24);
@@ -350,7 +372,7 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
                 now - watched.back().to < std::chrono::seconds(5))
                 watched.back().to = now;
             json extra = json::array();
-            for (std::size_t i = from; i < to; ++i) {
+            for (std::size_t i = 0; i < rows.size(); ++i) {
                 // The page's rows from their own events (the background figures only sort the whole fleet).
                 auto events = reader.events_of(rows[i].client, day, rows[i].topic);
                 std::reverse(events.begin(), events.end());
@@ -367,9 +389,16 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
                                  {"transitions", rows[i].transitions},
                                  {"timeline", strip}});
             }
-            body += ",\"history\":" + dump(extra);
+            extra_members += ",\"history\":" + dump(extra);
         }
-        body += "}\n";
+        std::ostringstream out;
+        {
+            snapshot_writer writer(out, snapshot_format::json);
+            for (const auto& r : rows) writer.row(r);
+            const auto st = table.status();
+            writer.finish(counts, stats, &st, extra_members);
+        }
+        const std::string body = out.str();
         res.set_content(body, "application/json");
     } catch (const error& e) {
         bad_request(res, e.what());
