@@ -349,15 +349,20 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
                 if (sort == "flaps") return (fa ? fa->flaps : 0) < (fb ? fb->flaps : 0);
                 return (fa ? fa->uptime_percent().value_or(-1) : -1) < (fb ? fb->uptime_percent().value_or(-1) : -1);
             };
-            if (sort == "client") std::reverse(rows.begin(), rows.end());
+            // Sort indices, not rows (a row is a dozen strings), then move out the page.
+            std::vector<std::uint32_t> order(rows.size());
+            for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+            if (sort == "client") std::reverse(order.begin(), order.end());
             else
-                std::stable_sort(rows.begin(), rows.end(), [&](const client_status& a, const client_status& b) {
-                    return descending ? key_less(b, a) : key_less(a, b);
+                std::stable_sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+                    return descending ? key_less(rows[b], rows[a]) : key_less(rows[a], rows[b]);
                 });
-            const std::size_t first = std::min(offset, rows.size());
-            const std::size_t last = limit == SIZE_MAX ? rows.size() : std::min(rows.size(), first + limit);
-            rows = std::vector<client_status>(std::make_move_iterator(rows.begin() + static_cast<std::ptrdiff_t>(first)),
-                                              std::make_move_iterator(rows.begin() + static_cast<std::ptrdiff_t>(last)));
+            const std::size_t first = std::min(offset, order.size());
+            const std::size_t last = limit == SIZE_MAX ? order.size() : std::min(order.size(), first + limit);
+            std::vector<client_status> page;
+            page.reserve(last - first);
+            for (std::size_t i = first; i < last; ++i) page.push_back(std::move(rows[order[i]]));
+            rows.swap(page);
         }
         const std::size_t from = std::min(offset, total);
         std::string extra_members = paging(total, from);
