@@ -270,6 +270,7 @@ void check_modes(const CLI::App& app, const settings& s) {
                                            {"--notary", {mode::serve}, "serve"},
                                            {"--observer", {mode::serve}, "serve"},
                                            {"--listen", {mode::serve}, "serve"},
+                                           {"--ha-discovery", {mode::serve}, "serve"},
                                            {"--http-user", {mode::serve}, "serve"},
                                            {"--http-pw-env", {mode::serve}, "serve"},
                                            {"--http-cert", {mode::serve}, "serve"},
@@ -353,6 +354,9 @@ void define_options(CLI::App& app, settings& s, command_line& c) {
     service->add_option("--keep", svc.keep, "serve: prune events older than DUR")->capture_default_str();
     service->add_option("--notary", svc.notary, "serve: publish a retained record per client on every transition "
                                                 "(default template mqtt-presence/clients/{client})")
+        ->expected(0, 1);
+    service->add_option("--ha-discovery", svc.ha_prefix, "serve: every client as a Home Assistant connectivity "
+                                                     "binary_sensor (MQTT discovery; default prefix homeassistant)")
         ->expected(0, 1);
     service->add_option("--observer", svc.observer, "serve: who watches, in the history and the notary's records "
                                                     "(default HOST:DB-PATH)");

@@ -17,6 +17,7 @@
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
 #include <mqtt_presence/service/dashboard.hpp>
+#include <mqtt_presence/service/ha_discovery.hpp>
 #include <mqtt_presence/service/history_reader.hpp>
 #include <mqtt_presence/service/presence_service.hpp>
 
@@ -99,6 +100,7 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
             o.notary.emplace();
             if (!s.notary->empty()) o.notary->topic_template = *s.notary;
         }
+        if (s.ha_prefix) o.ha_prefix = s.ha_prefix->empty() ? std::string(ha_discovery::default_prefix) : *s.ha_prefix;
         if (s.db.empty()) make_parent(o.history.path);
         svc = std::make_unique<presence_service>(o);
     } catch (const error& e) {

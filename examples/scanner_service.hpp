@@ -14,6 +14,7 @@ struct settings {
     std::string db;            ///< the history file; empty: default_db_path()
     std::string keep = "30d";  ///< serve: events older than this are pruned
     std::optional<std::string> notary;  ///< serve: the notary's template ("" for the default)
+    std::optional<std::string> ha_prefix;  ///< serve: Home Assistant discovery prefix ("" for the default)
     std::string observer;      ///< serve: who watches (default host:db-path)
     std::string client;        ///< history: the client's name
     std::string since = "7d";  ///< history: how far back

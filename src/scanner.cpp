@@ -139,6 +139,7 @@ void scanner::on_connected() noexcept {
         // back means the retained burst before it is complete.
         client_->subscribe(std::string(dropped_topic), 0);
         for (const auto& s : schemes_) client_->subscribe(s.filter(), options_.qos);
+        if (!message_topic_.empty()) client_->subscribe(message_topic_, 1);
         client_->subscribe(marker_topic_, options_.qos);
         client_->publish(mqtt::message::create(marker_topic_, std::to_string(marker), options_.qos, false));
     } catch (const std::exception& e) {
@@ -192,6 +193,14 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
             cv_.notify_all();
             return true;
         }
+        if (!message_topic_.empty() && topic == message_topic_) {
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                deliveries_.push_back(delivery{change{}, {}, std::nullopt, msg->get_payload_str()});
+            }
+            delivery_cv_.notify_one();
+            return true;
+        }
         if (topic == dropped_topic) {
             {
                 std::lock_guard<std::mutex> lock(mutex_);
@@ -237,13 +246,13 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
 
 void scanner::queue_changes(std::vector<change>&& changes) const {
     if (changes.empty() || !on_change_) return;
-    for (auto& c : changes) deliveries_.push_back(delivery{std::move(c), {}, std::nullopt});
+    for (auto& c : changes) deliveries_.push_back(delivery{std::move(c), {}, std::nullopt, std::nullopt});
     delivery_cv_.notify_one();
 }
 
 void scanner::queue_state() const {
     if (!on_state_) return;
-    deliveries_.push_back(delivery{change{}, {}, status_locked()});
+    deliveries_.push_back(delivery{change{}, {}, status_locked(), std::nullopt});
     delivery_cv_.notify_one();
 }
 
@@ -254,7 +263,7 @@ void scanner::status_line(std::string text, bool is_error) noexcept {
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (!on_status_ && !is_error) return;  // errors nobody handles still go to stderr
-            deliveries_.push_back(delivery{change{}, std::move(text), std::nullopt});
+            deliveries_.push_back(delivery{change{}, std::move(text), std::nullopt, std::nullopt});
         }
         delivery_cv_.notify_one();
     } catch (...) {
@@ -273,6 +282,7 @@ void scanner::delivery_loop() {
         auto on_change = on_change_;
         auto on_status = on_status_;
         auto on_state = on_state_;
+        auto on_message = on_message_;
         lock.unlock();
         // A status line, or what a callback threw, goes to on_status; with none set, to stderr.
         const auto say = [&on_status](const std::string& text) {
@@ -284,6 +294,16 @@ void scanner::delivery_loop() {
             }
         };
         for (auto& d : batch) {
+            if (d.message) {
+                try {
+                    if (on_message) on_message(*d.message);
+                } catch (const std::exception& e) {
+                    say(std::string("message callback threw: ") + e.what());
+                } catch (...) {
+                    say("message callback threw a non-standard exception");
+                }
+                continue;
+            }
             if (d.self) {
                 try {
                     if (on_state) on_state(*d.self);
@@ -386,6 +406,23 @@ void scanner::on_status(std::function<void(const std::string&)> callback) {
 void scanner::on_state(std::function<void(const scanner_status&)> callback) {
     std::lock_guard<std::mutex> lock(mutex_);
     on_state_ = std::move(callback);
+}
+
+void scanner::on_message(std::string topic, std::function<void(const std::string&)> callback) {
+    if (topic.find_first_of("+#") != std::string::npos) throw error("on_message takes an exact topic, not " + topic);
+    std::lock_guard<std::mutex> lock(mutex_);
+    message_topic_ = std::move(topic);
+    on_message_ = std::move(callback);
+}
+
+bool scanner::publish(const std::string& topic, const std::string& payload, int qos, bool retained) noexcept {
+    try {
+        if (!client_ || !client_->is_connected()) return false;
+        client_->publish(mqtt::message::create(topic, payload, qos, retained));
+        return true;
+    } catch (...) {
+        return false;
+    }
 }
 
 std::size_t scanner::restore(const std::vector<client_status>& rows) {

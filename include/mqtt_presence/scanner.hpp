@@ -102,6 +102,12 @@ public:
     /// delivery thread, in order with the changes: what a history needs to know which times it watched. Set before
     /// start().
     void on_state(std::function<void(const scanner_status&)> callback);
+    /// Also subscribes to `topic` (an exact topic, no wildcard) at every (re)connect and calls `callback` with each
+    /// message's payload on the delivery thread (in order with the changes): how a service hears, say, Home
+    /// Assistant's birth message. Set before start().
+    void on_message(std::string topic, std::function<void(const std::string& payload)> callback);
+    /// Publishes through the scanner's connection without waiting; false when not connected or not queued.
+    bool publish(const std::string& topic, const std::string& payload, int qos, bool retained) noexcept;
     /// Puts back rows remembered from an earlier run (each row's `topic` says its scheme and name; rows under no
     /// scheme of this scanner are skipped). Call before start(): the first sync confirms, changes (live=false) or
     /// removes them. Returns how many were restored.
@@ -143,6 +149,7 @@ private:
         change changed;
         std::string status;  // non-empty: a status line, not a change
         std::optional<scanner_status> self;  // set: the scanner's own state changed
+        std::optional<std::string> message;  // set: a message on the on_message() topic
     };
 
     void init_callbacks();
@@ -182,6 +189,8 @@ private:
     change_callback on_change_;
     std::function<void(const std::string&)> on_status_;
     std::function<void(const scanner_status&)> on_state_;
+    std::string message_topic_;
+    std::function<void(const std::string&)> on_message_;
     std::thread expiry_;
     std::thread delivery_;
 };

@@ -12,6 +12,13 @@ namespace mqtt_presence {
 
 void service_options::validate() const {
     scan.validate();
+    if (ha_prefix) {
+        const auto configs = *ha_prefix + "/binary_sensor/mqtt_presence/+/config";
+        for (const auto& t : scan.topics)
+            if (filters_overlap(topic_scheme::parse(t).filter(), configs))
+                throw error("the Home Assistant configs go to " + configs + ", which the status topic " + t +
+                            " would read back; give another --ha-discovery prefix");
+    }
     if (!notary) return;
     const death_notary probe(scan.broker, *notary);
     for (const auto& t : scan.topics) {
@@ -43,17 +50,29 @@ presence_service::presence_service(service_options options) : options_(std::move
     });
     restored_ += scanner_->restore(chunk);
     if (options_.notary) notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
+    if (options_.ha_prefix) {
+        ha_ = std::make_unique<ha_discovery>(*scanner_, *options_.ha_prefix);
+        scanner_->on_message(ha_->status_topic(), [this](const std::string& payload) {
+            // Home Assistant (re)started; a broker without persistence may have lost the retained configs.
+            if (payload == "online") ha_->publish_all();
+        });
+    }
 
     scanner_->on_change([this](const change& c) {
         if (!c.live && c.previous) ++unseen_;
         store_->record(c, c.at == time_point{} ? clock::now() : c.at);
         if (notary_) notary_->record(c);
+        if (ha_) ha_->on_change(c);
     });
     scanner_->on_state([this](const scanner_status& st) {
         const bool watching = st.connected && st.sync != sync_state::syncing;
         store_->watching(watching, clock::now());
         if (on_self_) on_self_(st);
         if (!watching) return;  // "connected" and "connection lost" come as status lines
+        if (ha_ && !ha_published_) {  // the rows the first sync confirmed (restored ones report no change)
+            ha_published_ = true;
+            ha_->publish_all();
+        }
         const auto counts = scanner_->counts();
         say("synced" + std::string(st.sync == sync_state::complete ? "" : " (not verified)") + ": " +
             std::to_string(counts.total()) + " clients (" + std::to_string(counts.connected) + " connected, " +

@@ -197,6 +197,16 @@ public:
         }
         return line->substr(topic.size() + 1);
     }
+    /// Waits for a message on any topic whose "topic payload" line satisfies `pred`; returns the whole line.
+    std::string expect_any(const std::function<bool(const std::string&)>& pred, const std::string& what,
+                           std::chrono::milliseconds timeout = 10s) {
+        auto line = sub_.wait_stdout(pred, timeout);
+        if (!line) {
+            ADD_FAILURE() << "waited " << timeout.count() << " ms for " << what << "; saw:\n" << sub_.stdout_text();
+            return {};
+        }
+        return *line;
+    }
     /// Every payload seen so far on `topic`.
     std::vector<std::string> payloads(const std::string& topic) {
         std::vector<std::string> out;

@@ -320,3 +320,49 @@ TEST(service, uptime_counts_disconnects_and_flaps_of_real_processes) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(service, home_assistant_discovery_configs_appear_come_back_and_go) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto ha = prefix + "-ha";
+    observer configs(port, ha + "/binary_sensor/#");
+    child sensor({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "lamp", "--format", "json"});
+    observer watch(port, prefix + "/#");
+    watch.expect(prefix + "/lamp", contains("\"status\":1"), "the lamp's birth");
+    service svc(port, templ, db_path(), {"--ha-discovery", ha});
+    svc.expect_synced();
+
+    // The config of a client that was there before the service started, found in the first sync.
+    const auto line = configs.expect_any(contains("\"device_class\":\"connectivity\""), "the lamp's config");
+    const auto topic = line.substr(0, line.find(' '));
+    EXPECT_EQ(topic.rfind(ha + "/binary_sensor/mqtt_presence/mp_lamp_", 0), 0u) << topic;
+    const auto config = json::parse(line.substr(line.find(' ') + 1));
+    EXPECT_EQ(config["state_topic"], prefix + "/lamp");
+    EXPECT_EQ(config["payload_on"], "ON");
+    EXPECT_EQ(config["payload_off"], "OFF");
+    EXPECT_TRUE(config["value_template"].is_string());
+    EXPECT_EQ(config["unique_id"], topic.substr(topic.find("mp_"), topic.size() - topic.find("mp_") - 7));
+
+    // A new client gets its config as it appears.
+    child second({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "fan"});
+    configs.expect_any(contains("\"state_topic\":\"" + prefix + "/fan\""), "the fan's config");
+
+    // Home Assistant's birth message asks for every config again.
+    const auto before = configs.payloads(topic).size();
+    child birth({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-t", ha + "/status", "-m", "online"});
+    ASSERT_EQ(birth.wait_exit(10s), 0);
+    configs.expect(topic, contains("connectivity"), "the lamp's config again after Home Assistant's birth");
+    EXPECT_GT(configs.payloads(topic).size(), before);
+
+    // A purged client's config is cleared.
+    sensor.signal(SIGKILL);
+    watch.expect(prefix + "/lamp", contains("\"status\":0"), "the will");
+    child purge({SCANNER_BIN, "purge", "--all-disconnected", "--broker", broker_uri(port), "--topic", templ});
+    ASSERT_EQ(purge.wait_exit(20s), 0) << purge.stderr_text();
+    configs.expect(topic, equals("(null)"), "the lamp's config cleared (an empty retained message)");
+}
+
+}  // namespace

@@ -21,6 +21,7 @@
 
 #include <mqtt_presence/scanner.hpp>
 #include <mqtt_presence/service/death_notary.hpp>
+#include <mqtt_presence/service/ha_discovery.hpp>
 #include <mqtt_presence/service/history_store.hpp>
 
 namespace mqtt_presence {
@@ -30,6 +31,7 @@ struct service_options {
     history_options history;
     std::optional<notary_options> notary;  ///< set: publish a retained record per client on every transition
     std::string observer;                  ///< who watches, for the history and the notary; empty: host:db-path
+    std::optional<std::string> ha_prefix;  ///< set: Home Assistant discovery configs under this prefix
 
     /// Throws mqtt_presence::error: also when the notary's topics would be read back as statuses.
     void validate() const;
@@ -68,6 +70,8 @@ private:
     std::unique_ptr<history_store> store_;
     std::unique_ptr<scanner> scanner_;
     std::unique_ptr<death_notary> notary_;
+    std::unique_ptr<ha_discovery> ha_;
+    bool ha_published_ = false;  // the configs of the first sync's rows went out
     std::function<void(const std::string&)> on_line_;
     std::function<void(const scanner_status&)> on_self_;
     std::size_t restored_ = 0;
