@@ -21,6 +21,7 @@ BROKER = "tcp://127.0.0.1:" + PORT
 PREFIX = "browser-%d" % os.getpid()
 TEMPLATE = PREFIX + "/{client}"
 HOSTILE = "<img src=x onerror=\"document.title='pwned'\">&amp;"
+LONG = "L" * 60000 + "<script>document.title='pwned'"  # a 60 KiB name (one topic level: no /)
 processes = []
 
 
@@ -79,6 +80,8 @@ def main():
     sensor("kitchen", "--format", "json", "--meta", '{"fw":"1.5","room":"kitchen"}')
     garage = sensor("garage")
     sensor(HOSTILE, "--format", "json")
+    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", PORT, "-r", "-q", "1", "-t", PREFIX + "/" + LONG,
+                    "-m", "1"], check=True)
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
@@ -88,13 +91,17 @@ def main():
     try:
         started = time.monotonic()
         driver.get(url)
-        wait("the three sensors listed", lambda: {"kitchen", "garage", HOSTILE} <= set(rows(driver)))
+        wait("the three sensors and the long name listed",
+             lambda: {"kitchen", "garage", HOSTILE} <= set(rows(driver)) and len(rows(driver)) == 4)
         print("first paint with rows: %.2f s" % (time.monotonic() - started))
         wait("all three connected", lambda: all(rows(driver)[n] == "connected" for n in ("kitchen", "garage", HOSTILE)))
 
         # A hostile name is text: no element of it, no script ran.
-        if driver.find_elements(By.CSS_SELECTOR, "#clients img"):
-            fail("a client's name became an <img> element")
+        if driver.find_elements(By.CSS_SELECTOR, "#clients img, #clients script"):
+            fail("a client's name became an element")
+        long_cell = [n for n in rows(driver) if n.startswith("LLLL")]
+        if not long_cell:
+            fail("the 60 KiB name is not listed as text")
         if driver.title == "pwned":
             fail("a client's name ran a script")
 
@@ -121,13 +128,13 @@ def main():
         box.send_keys(" ")
         box.clear()
         driver.execute_script("document.getElementById('q').dispatchEvent(new Event('input'))")
-        wait("all four back", lambda: len(rows(driver)) == 4)
+        wait("all five back", lambda: len(rows(driver)) == 5)
         driver.find_element(By.CSS_SELECTOR, "th[data-sort=client]").click()
         wait("names sorted descending", lambda: list(rows(driver)) == sorted(rows(driver), reverse=True))
         driver.find_element(By.CSS_SELECTOR, ".chip[data-state=disconnected]").click()
         wait("the disconnected chip shows garage alone", lambda: list(rows(driver)) == ["garage"])
         driver.find_element(By.CSS_SELECTOR, ".chip[data-state=disconnected]").click()
-        wait("all four back after the chip", lambda: len(rows(driver)) == 4)
+        wait("all five back after the chip", lambda: len(rows(driver)) == 5)
 
         driver.find_element(By.CSS_SELECTOR, "th[data-sort=client]").click()
         wait("names sorted ascending again", lambda: list(rows(driver)) == sorted(rows(driver)))
@@ -144,6 +151,15 @@ def main():
              "unknown" in driver.find_element(By.ID, "detail").text)
 
         shot = os.path.join(OUT, "dashboard-history.png")
+        driver.save_screenshot(shot)
+        print("screenshot: " + shot)
+
+        # On a phone: the secondary columns fold away, the state stays in words.
+        driver.set_window_size(390, 844)
+        driver.find_element(By.ID, "detail-close").click()
+        wait("the ip column hidden on a narrow screen",
+             lambda: not driver.find_element(By.CSS_SELECTOR, "#clients thead th:nth-child(8)").is_displayed())
+        shot = os.path.join(OUT, "dashboard-phone.png")
         driver.save_screenshot(shot)
         print("screenshot: " + shot)
     finally:

@@ -206,6 +206,11 @@ TEST(dashboard_api, metrics_pass_prometheus_parser_and_names_are_escaped) {
                  res->body});
     EXPECT_EQ(parse.wait_exit(20s), 0) << parse.stderr_text() << "\n" << res->body;
     EXPECT_NE(parse.stdout_text().find("<script>"), std::string::npos) << parse.stdout_text();
+    // And Prometheus' own linter.
+    const std::string file = std::string(TEST_TMP_DIR) + "/" + prefix + ".metrics";
+    std::ofstream(file) << res->body;
+    child lint({"sh", "-c", "promtool check metrics < '" + file + "'"});
+    EXPECT_EQ(lint.wait_exit(20s), 0) << lint.stdout_text() << lint.stderr_text();
     EXPECT_NE(res->body.find("client=\"q\\\"uote\\\\back} slash <script>\""), std::string::npos)
         << "quote and backslash escaped per the text format:\n" << res->body;
 
