@@ -11,13 +11,12 @@
 #include <iostream>
 #include <mutex>
 
-#include <nlohmann/json.hpp>
-
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
 #include <mqtt_presence/service/dashboard.hpp>
 #include <mqtt_presence/service/ha_discovery.hpp>
+#include <mqtt_presence/service/history_json.hpp>
 #include <mqtt_presence/service/history_reader.hpp>
 #include <mqtt_presence/service/presence_service.hpp>
 
@@ -25,12 +24,6 @@ using namespace mqtt_presence;
 
 namespace service_cli {
 namespace {
-
-nlohmann::json time_or_null(const std::optional<time_point>& t) {
-    return t ? nlohmann::json(format_iso8601(*t)) : nlohmann::json(nullptr);
-}
-
-std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
 std::string db_of(const settings& s) { return s.db.empty() ? default_db_path() : s.db; }
 
@@ -42,19 +35,6 @@ void make_parent(const std::string& path) {
     const auto up = dir.rfind('/');
     if (up != std::string::npos && up > 0) ::mkdir(dir.substr(0, up).c_str(), 0755);
     ::mkdir(dir.c_str(), 0755);
-}
-
-nlohmann::json event_json(const history_event& e) {
-    return {{"time", time_or_null(e.time)},
-            {"observed", format_iso8601(e.observed)},
-            {"state", to_string(e.status)},
-            {"stale", e.stale},
-            {"previous", e.previous ? nlohmann::json(to_string(*e.previous)) : nlohmann::json(nullptr)},
-            {"cause", to_string(e.why)},
-            {"epoch", e.epoch ? nlohmann::json(*e.epoch) : nlohmann::json(nullptr)},
-            {"topic", e.topic},
-            {"ip", e.ip.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.ip)},
-            {"retained", e.retained}};
 }
 
 std::string seconds_text(std::chrono::milliseconds d) { return std::to_string(d.count() / 1000); }
@@ -158,15 +138,9 @@ int run_history(const settings& s) {
         std::cerr << "mqtt-presence-scanner: no events of " << terminal_safe(s.client) << " in the last " << s.since
                   << "\n";
     if (s.format == "json") {
-        nlohmann::json list = nlohmann::json::array();
-        for (const auto& e : events) list.push_back(event_json(e));
-        std::cout << dump({{"client", s.client}, {"events", list}}) << "\n";
+        std::cout << history_json(s.client, events) << "\n";
     } else if (s.format == "ndjson") {
-        for (const auto& e : events) {
-            auto j = event_json(e);
-            j["client"] = s.client;
-            std::cout << dump(j) << "\n";
-        }
+        for (const auto& e : events) std::cout << history_event_json(e, true) << "\n";
     } else if (s.format == "csv") {
         std::cout << "time,observed,client,state,stale,previous,cause,epoch,topic,ip,retained\n";
         for (const auto& e : events)
@@ -211,30 +185,10 @@ int run_uptime(const settings& s) {
     else if (s.sort == "outage")
         std::stable_sort(rows.begin(), rows.end(),
                          [](const auto& a, const auto& b) { return a.longest_outage > b.longest_outage; });
-    const auto row_json = [](const uptime_figures& f) {
-        const auto p = f.uptime_percent();
-        return nlohmann::json{{"client", f.client},
-                              {"topic", f.topic},
-                              {"state", f.state},
-                              {"uptime_percent", p ? nlohmann::json(std::round(*p * 1000) / 1000) : nlohmann::json(nullptr)},
-                              {"up_s", f.up.count() / 1000},
-                              {"down_s", f.down.count() / 1000},
-                              {"unknown_s", f.unknown.count() / 1000},
-                              {"disconnects", f.disconnects},
-                              {"flaps", f.flaps},
-                              {"longest_outage_s", f.longest_outage.count() / 1000},
-                              {"last_seen", time_or_null(f.last_seen)}};
-    };
     if (s.format == "json") {
-        nlohmann::json list = nlohmann::json::array();
-        for (const auto& f : rows) list.push_back(row_json(f));
-        std::cout << dump({{"window", s.window},
-                           {"from", format_iso8601(to - window)},
-                           {"to", format_iso8601(to)},
-                           {"clients", list}})
-                  << "\n";
+        std::cout << uptime_json(s.window, to - window, to, rows) << "\n";
     } else if (s.format == "ndjson") {
-        for (const auto& f : rows) std::cout << dump(row_json(f)) << "\n";
+        for (const auto& f : rows) std::cout << uptime_row_json(f) << "\n";
     } else if (s.format == "csv") {
         std::cout << "client,topic,state,uptime_percent,up_s,down_s,unknown_s,disconnects,flaps,longest_outage_s,last_seen\n";
         for (const auto& f : rows) {

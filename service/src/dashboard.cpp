@@ -17,6 +17,7 @@
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
+#include <mqtt_presence/service/history_json.hpp>
 #include <mqtt_presence/service/history_reader.hpp>
 
 #include "change_feed.hpp"
@@ -97,34 +98,6 @@ json scanner_json(const scanner_status& st) {
             {"since", time_or_null(st.since)},
             {"sync", to_string(st.sync)},
             {"broker_dropped", st.broker_dropped}};
-}
-
-json event_json(const history_event& e) {
-    return {{"time", time_or_null(e.time)},
-            {"observed", format_iso8601(e.observed)},
-            {"state", to_string(e.status)},
-            {"stale", e.stale},
-            {"previous", e.previous ? json(to_string(*e.previous)) : json(nullptr)},
-            {"cause", to_string(e.why)},
-            {"epoch", e.epoch ? json(*e.epoch) : json(nullptr)},
-            {"topic", e.topic},
-            {"ip", e.ip.empty() ? json(nullptr) : json(e.ip)},
-            {"retained", e.retained}};
-}
-
-json uptime_json(const uptime_figures& f) {
-    const auto p = f.uptime_percent();
-    return {{"client", f.client},
-            {"topic", f.topic},
-            {"state", f.state},
-            {"uptime_percent", p ? json(std::round(*p * 1000) / 1000) : json(nullptr)},
-            {"up_s", f.up.count() / 1000},
-            {"down_s", f.down.count() / 1000},
-            {"unknown_s", f.unknown.count() / 1000},
-            {"disconnects", f.disconnects},
-            {"flaps", f.flaps},
-            {"longest_outage_s", f.longest_outage.count() / 1000},
-            {"last_seen", time_or_null(f.last_seen)}};
 }
 
 bool icontains(const std::string& hay, const std::string& needle) {
@@ -234,10 +207,10 @@ void dashboard::impl::routes() {
         try {
             const auto since = parse_duration(req.has_param("since") ? req.get_param_value("since") : "24h");
             const auto name = std::string(req.matches[1]);
-            json list = json::array();
-            for (const auto& e : reader.events_of(name, clock::now() - since, req.get_param_value("topic"), 10000))
-                list.push_back(event_json(e));
-            res.set_content(dump({{"client", name}, {"events", list}}) + "\n", "application/json");
+            res.set_content(
+                history_json(name, reader.events_of(name, clock::now() - since, req.get_param_value("topic"), 10000)) +
+                    "\n",
+                "application/json");
         } catch (const error& e) {
             bad_request(res, e.what());
         }
@@ -247,13 +220,9 @@ void dashboard::impl::routes() {
             const auto text = req.has_param("window") ? req.get_param_value("window") : "24h";
             const auto window = parse_duration(text);
             const auto to = clock::now();
-            json list = json::array();
-            for (const auto& f : reader.uptime(to - window, to, std::chrono::minutes(1))) list.push_back(uptime_json(f));
-            res.set_content(dump({{"window", text},
-                                  {"from", format_iso8601(to - window)},
-                                  {"to", format_iso8601(to)},
-                                  {"clients", list}}) + "\n",
-                            "application/json");
+            res.set_content(
+                uptime_json(text, to - window, to, reader.uptime(to - window, to, std::chrono::minutes(1))) + "\n",
+                "application/json");
         } catch (const error& e) {
             bad_request(res, e.what());
         }
