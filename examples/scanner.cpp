@@ -271,6 +271,19 @@ void check_modes(const CLI::App& app, const settings& s) {
                                            {"--observer", {mode::serve}, "serve"},
                                            {"--listen", {mode::serve}, "serve"},
                                            {"--ha-discovery", {mode::serve}, "serve"},
+                                           {"--alert-after", {mode::serve}, "serve"},
+                                           {"--alert-flap-count", {mode::serve}, "serve"},
+                                           {"--alert-flap-window", {mode::serve}, "serve"},
+                                           {"--alert-outage-percent", {mode::serve}, "serve"},
+                                           {"--alert-only", {mode::serve}, "serve"},
+                                           {"--alert-exclude", {mode::serve}, "serve"},
+                                           {"--alert-on-new", {mode::serve}, "serve"},
+                                           {"--alert-on-removed", {mode::serve}, "serve"},
+                                           {"--alert-exec", {mode::serve}, "serve"},
+                                           {"--alert-exec-timeout", {mode::serve}, "serve"},
+                                           {"--alert-webhook", {mode::serve}, "serve"},
+                                           {"--alert-template", {mode::serve}, "serve"},
+                                           {"--alert-cafile", {mode::serve}, "serve"},
                                            {"--http-user", {mode::serve}, "serve"},
                                            {"--http-pw-env", {mode::serve}, "serve"},
                                            {"--http-cert", {mode::serve}, "serve"},
@@ -367,6 +380,25 @@ void define_options(CLI::App& app, settings& s, command_line& c) {
     service->add_option("--http-cert", svc.http_cert, "serve: HTTPS certificate file (with --http-key)");
     service->add_option("--http-key", svc.http_key, "serve: HTTPS private key file");
     service->add_option("--since", svc.since, "history: how far back")->capture_default_str();
+    auto* alerts = app.add_option_group("serve: alerts", "When a client (or the broker) goes away, tell someone, once");
+    alerts->add_option("--alert-after", svc.alert_after, "A client is down after this long disconnected (default 1m)");
+    alerts->add_option("--alert-flap-count", svc.alert_flap_count, "Disconnects within the flap window that make "
+                                                                  "one flapping alert")->capture_default_str();
+    alerts->add_option("--alert-flap-window", svc.alert_flap_window, "The flap window (default 10m)");
+    alerts->add_option("--alert-outage-percent", svc.alert_outage_percent, "One outage alert when more than this "
+                                                                          "share of a scheme goes down at once")
+        ->capture_default_str();
+    alerts->add_option("--alert-only", svc.alert_only, "Only these names or globs (repeatable)");
+    alerts->add_option("--alert-exclude", svc.alert_exclude, "Never these names or globs (repeatable)");
+    alerts->add_flag("--alert-on-new", svc.alert_on_new, "A client seen for the first time is an alert too");
+    alerts->add_flag("--alert-on-removed", svc.alert_on_removed, "A removed (purged) client is an alert too");
+    alerts->add_option("--alert-exec", svc.alert_exec, "Run CMD (by /bin/sh -c) with the alert's JSON on stdin and "
+                                                       "in MQTT_PRESENCE_* variables");
+    alerts->add_option("--alert-exec-timeout", svc.alert_exec_timeout, "Kill CMD after this long")->capture_default_str();
+    alerts->add_option("--alert-webhook", svc.alert_webhook, "POST each alert to this http(s) URL (retried)");
+    alerts->add_option("--alert-template", svc.alert_template, "The webhook's body, e.g. '{\"text\":\"{{client}} is "
+                                                               "{{alert}}\"}' (default: the alert's JSON)");
+    alerts->add_option("--alert-cafile", svc.alert_cafile, "CA file for an https webhook (default: the system's)");
     service->add_option("--window", svc.window, "uptime: the window (24h, 7d, 30d)")->capture_default_str();
     service->add_option("--flap-interval", svc.flap_interval, "uptime: a reconnect this soon after a disconnect "
                                                               "is a flap")->capture_default_str();

@@ -81,6 +81,25 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
             if (!s.notary->empty()) o.notary->topic_template = *s.notary;
         }
         if (s.ha_prefix) o.ha_prefix = s.ha_prefix->empty() ? std::string(ha_discovery::default_prefix) : *s.ha_prefix;
+        if (!s.alert_exec.empty() || !s.alert_webhook.empty() || !s.alert_after.empty()) {
+            alert_options a;
+            if (!s.alert_after.empty()) a.after = parse_duration(s.alert_after);
+            if (!s.alert_flap_window.empty()) a.flap_window = parse_duration(s.alert_flap_window);
+            a.flap_count = s.alert_flap_count;
+            a.outage_percent = s.alert_outage_percent;
+            a.only = s.alert_only;
+            a.exclude = s.alert_exclude;
+            a.on_new = s.alert_on_new;
+            a.on_removed = s.alert_on_removed;
+            a.validate();
+            o.alerts = a;
+            o.sinks.exec = s.alert_exec;
+            o.sinks.exec_timeout = parse_duration(s.alert_exec_timeout);
+            o.sinks.webhook = s.alert_webhook;
+            o.sinks.template_text = s.alert_template;
+            o.sinks.ca_file = s.alert_cafile;
+            o.sinks.validate();
+        }
         if (s.db.empty()) make_parent(o.history.path);
         svc = std::make_unique<presence_service>(o);
     } catch (const error& e) {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <mqtt_presence/scanner.hpp>
 
@@ -24,6 +25,13 @@ struct settings {
     std::string format = "table";
     std::string listen = "127.0.0.1:8080";  ///< serve: the dashboard and API; "off": none
     std::string http_user, http_pw_env, http_cert, http_key;
+    // serve: alerts
+    std::string alert_after, alert_flap_window, alert_exec_timeout = "10s";
+    unsigned alert_flap_count = 5;
+    double alert_outage_percent = 20;
+    std::vector<std::string> alert_only, alert_exclude;
+    bool alert_on_new = false, alert_on_removed = false;
+    std::string alert_exec, alert_webhook, alert_template, alert_cafile;
 };
 
 /// $MQTT_PRESENCE_DB, else $XDG_STATE_HOME/mqtt-presence/history.db, else ~/.local/state/mqtt-presence/history.db.

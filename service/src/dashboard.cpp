@@ -227,6 +227,20 @@ void dashboard::impl::routes() {
             bad_request(res, e.what());
         }
     });
+    s.Get("/api/alerts", [this](const httplib::Request& req, httplib::Response& res) {
+        try {
+            const auto limit = number_param(req, "limit", 100, 10000);
+            std::string body = "{\"alerts\":[";
+            bool first = true;
+            for (const auto& a : reader.alerts(limit)) {
+                body += (first ? "" : ",") + a;
+                first = false;
+            }
+            res.set_content(body + "]}\n", "application/json");
+        } catch (const error& e) {
+            bad_request(res, e.what());
+        }
+    });
     s.Get("/api/events", [this](const httplib::Request& req, httplib::Response& res) { events(req, res); });
     s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) { metrics(res); });
     s.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) { healthz(res); });

@@ -122,6 +122,35 @@ std::vector<segment> history_reader::timeline(const client_status& current, time
     return compute_timeline(current, events, watched(from, to), from, to);
 }
 
+std::vector<std::string> history_reader::alerts(std::size_t limit) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::string> out;
+    try {
+        SQLite::Statement q(*db_->db, "SELECT json FROM alerts ORDER BY id DESC LIMIT ?");
+        q.bind(1, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+        while (q.executeStep()) out.push_back(q.getColumn(0).getString());
+    } catch (const SQLite::Exception& e) {
+        throw error("cannot read the history file " + db_->path + ": " + e.what());
+    }
+    return out;
+}
+
+std::vector<std::pair<std::string, std::string>> history_reader::down_alerted() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::pair<std::string, std::string>> out;
+    try {
+        SQLite::Statement q(*db_->db,
+                            "SELECT client, topic, kind FROM alerts WHERE id IN (SELECT max(id) FROM alerts WHERE "
+                            "kind IN ('down', 'recovered') AND client IS NOT NULL GROUP BY client, topic)");
+        while (q.executeStep())
+            if (q.getColumn(2).getString() == "down")
+                out.emplace_back(q.getColumn(0).getString(), q.getColumn(1).getString());
+    } catch (const SQLite::Exception& e) {
+        throw error("cannot read the history file " + db_->path + ": " + e.what());
+    }
+    return out;
+}
+
 std::vector<client_status> history_reader::current_rows() const {
     std::lock_guard<std::mutex> lock(mutex_);
     std::vector<client_status> rows;

@@ -70,6 +70,15 @@ const char* const migrations[] = {
         removed INTEGER NOT NULL,        -- cleared: no longer restored, its history still reachable
         PRIMARY KEY(client, topic)) WITHOUT ROWID;
     )sql",
+    R"sql(
+    CREATE TABLE alerts(                 -- every alert the service sent (or tried to): what a restart must not repeat
+        id INTEGER PRIMARY KEY,
+        time_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        client TEXT,
+        topic TEXT,
+        json TEXT NOT NULL);
+    )sql",
 };
 constexpr int known_version = static_cast<int>(sizeof migrations / sizeof migrations[0]);
 static_assert(known_version == history_store::schema_version, "a migration per schema version");

@@ -12,9 +12,10 @@ using detail::from_ms;
 using detail::to_ms;
 
 struct history_store::item {
-    enum class kind : std::uint8_t { change, watch_on, watch_off } what = kind::change;
+    enum class kind : std::uint8_t { change, watch_on, watch_off, alert } what = kind::change;
     time_point at;
-    change changed;
+    change changed;  // for an alert: client and topic in current, kind in current.detail, JSON in current.meta
+    std::function<void()> after_commit;  // an alert: sent once it is on disk, so a restart never sends it again
 };
 
 namespace {
@@ -219,7 +220,7 @@ bool history_store::record(const change& c, time_point observed) noexcept {
                 if (!first_drop_) first_drop_ = observed;
                 dropped = true;
             } else {
-                queue_.push_back(item{item::kind::change, observed, c});
+                queue_.push_back(item{item::kind::change, observed, c, {}});
                 ++queued_changes_;
                 wake = queue_.size() == 1;
             }
@@ -234,10 +235,26 @@ bool history_store::record(const change& c, time_point observed) noexcept {
     }
 }
 
+void history_store::record_alert(std::string kind, std::string client, std::string topic, std::string json,
+                                 time_point at, std::function<void()> on_disk) noexcept {
+    try {
+        item it{item::kind::alert, at, {}, std::move(on_disk)};
+        it.changed.current.client = std::move(client);
+        it.changed.current.topic = std::move(topic);
+        it.changed.current.detail = std::move(kind);
+        it.changed.current.meta = std::move(json);
+        std::lock_guard<std::mutex> lock(mutex_);
+        queue_.push_back(std::move(it));
+    } catch (...) {
+        // out of memory: the alert was still sent; a restart may send a "down" again
+    }
+    cv_.notify_one();
+}
+
 void history_store::watching(bool on, time_point at) noexcept {
     try {
         std::lock_guard<std::mutex> lock(mutex_);
-        queue_.push_back(item{on ? item::kind::watch_on : item::kind::watch_off, at, {}});
+        queue_.push_back(item{on ? item::kind::watch_on : item::kind::watch_off, at, {}, {}});
     } catch (...) {
         // out of memory: the interval stays open until the next one, a few ms more of "watched"
     }
@@ -348,6 +365,19 @@ void history_store::writer_loop() {
                             open.exec();
                         }
                         break;
+                    case item::kind::alert: {
+                        SQLite::Statement a(*w.db, "INSERT INTO alerts(time_ms, kind, client, topic, json) VALUES(?,?,?,?,?)");
+                        const auto& r = it.changed.current;
+                        a.bind(1, static_cast<std::int64_t>(to_ms(it.at)));
+                        a.bind(2, r.detail);
+                        if (r.client.empty()) a.bind(3);
+                        else a.bind(3, r.client);
+                        if (r.topic.empty()) a.bind(4);
+                        else a.bind(4, r.topic);
+                        a.bind(5, r.meta);
+                        a.exec();
+                        break;
+                    }
                     case item::kind::watch_off:
                         w.extend_watch(to_ms(it.at));
                         w.watch_from.reset();
@@ -393,6 +423,14 @@ void history_store::writer_loop() {
                 if (gap_from) {
                     first_drop_.reset();
                     dropped_in_gaps_ += gap_dropped;
+                }
+            }
+            for (auto& it : batch) {
+                if (!it.after_commit) continue;
+                try {
+                    it.after_commit();
+                } catch (...) {
+                    // the callback's own failure: the record is on disk all the same
                 }
             }
             if (commit_sink_ && !done.empty()) {

@@ -1,10 +1,13 @@
 #include <mqtt_presence/service/presence_service.hpp>
 
 #include <climits>
+#include <set>
 #include <cstdlib>
 
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
+
+#include <mqtt_presence/service/history_reader.hpp>
 
 #include "net_util.hpp"
 
@@ -58,7 +61,15 @@ presence_service::presence_service(service_options options) : options_(std::move
         });
     }
 
+    if (options_.alerts) {
+        engine_ = std::make_unique<alert_engine>(*options_.alerts);
+        sinks_ = std::make_unique<alert_sinks>(options_.sinks, [this](const std::string& w) { say(w); });
+    }
     scanner_->on_change([this](const change& c) {
+        if (engine_) {
+            std::lock_guard<std::mutex> lock(alert_mutex_);
+            if (engine_seeded_) emit(engine_->on_change(c, c.at == time_point{} ? clock::now() : c.at));
+        }
         if (!c.live && c.previous) ++unseen_;
         store_->record(c, c.at == time_point{} ? clock::now() : c.at);
         if (notary_) notary_->record(c);
@@ -67,6 +78,25 @@ presence_service::presence_service(service_options options) : options_(std::move
     scanner_->on_state([this](const scanner_status& st) {
         const bool watching = st.connected && st.sync != sync_state::syncing;
         store_->watching(watching, clock::now());
+        if (engine_) {
+            std::lock_guard<std::mutex> lock(alert_mutex_);
+            const auto now = clock::now();
+            if (watching && !engine_seeded_) {
+                // The table as the first sync found it, with the "down"s sent before a restart (not sent again).
+                std::set<std::pair<std::string, std::string>> sent;
+                try {
+                    for (auto& key : history_reader(options_.history.path).down_alerted()) sent.insert(std::move(key));
+                } catch (const std::exception& e) {
+                    say(std::string("alerts sent before this start could not be read: ") + e.what());
+                }
+                scanner_->for_each_sorted([&](const client_status& row) {
+                    engine_->seed(row, sent.count({row.client, row.topic}) > 0, now);
+                });
+                engine_seeded_ = true;
+            }
+            if (engine_seeded_) emit(engine_->on_service(watching, now));
+            alert_cv_.notify_all();
+        }
         if (on_self_) on_self_(st);
         if (!watching) return;  // "connected" and "connection lost" come as status lines
         if (ha_ && !ha_published_) {  // the rows the first sync confirmed (restored ones report no change)
@@ -84,6 +114,34 @@ presence_service::presence_service(service_options options) : options_(std::move
 }
 
 presence_service::~presence_service() noexcept { stop(); }
+
+void presence_service::emit(std::vector<alert> alerts) noexcept {
+    for (auto& a : alerts) {
+        try {
+            // Sent once recorded: a "down" that went out is never sent again after a restart.
+            // (The fields are copied before the alert moves into the callback: argument order is unspecified.)
+            auto kind = a.kind, client = a.client, topic = a.topic, json = a.json();
+            const auto at = a.time;
+            store_->record_alert(std::move(kind), std::move(client), std::move(topic), std::move(json), at,
+                                 [this, sent = std::move(a)]() mutable { sinks_->send(std::move(sent)); });
+        } catch (...) {
+            // an alert that cannot be built is lost; the next change or tick tries again
+        }
+    }
+}
+
+void presence_service::alert_loop() {
+    std::unique_lock<std::mutex> lock(alert_mutex_);
+    while (!alert_stopping_) {
+        const auto due = engine_->next_due();
+        const auto now = clock::now();
+        // Wake when something is due, and at least every 250 ms (outages end, flapping silences lapse).
+        const auto wait = std::min<clock::duration>(std::chrono::milliseconds(250),
+                                                    due > now ? due - now : clock::duration::zero());
+        alert_cv_.wait_for(lock, wait, [this] { return alert_stopping_; });
+        if (engine_seeded_) emit(engine_->tick(clock::now()));
+    }
+}
 
 void presence_service::on_line(std::function<void(const std::string&)> callback) { on_line_ = std::move(callback); }
 
@@ -109,6 +167,7 @@ void presence_service::start() {
     // the scanner's, the second Paho client of the process, take about 2 s: Paho C 1.3.12's receive thread polls
     // the first socket for a second at a time before it sees the second.)
     if (notary_) notary_->start(clock::now());
+    if (engine_) alert_thread_ = std::thread([this] { alert_loop(); });
     scanner_->start();
 }
 
@@ -116,6 +175,15 @@ void presence_service::stop() noexcept {
     if (!started_) return;
     started_ = false;
     scanner_->stop();  // delivers what is queued: into the history and the notary
+    if (alert_thread_.joinable()) {
+        {
+            std::lock_guard<std::mutex> lock(alert_mutex_);
+            alert_stopping_ = true;
+        }
+        alert_cv_.notify_all();
+        alert_thread_.join();
+    }
+    if (sinks_) sinks_->stop();
     store_->watching(false, clock::now());
     if (notary_) notary_->stop();
     store_->end_session();

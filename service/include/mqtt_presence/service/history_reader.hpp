@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <mqtt_presence/service/history_event.hpp>
@@ -32,6 +33,10 @@ public:
     [[nodiscard]] std::vector<history_event> events_after(std::int64_t id, std::size_t limit) const;
     /// A client's window as up/down/unknown segments (the dashboard's 24-hour strip).
     [[nodiscard]] std::vector<segment> timeline(const client_status& current, time_point from, time_point to) const;
+    /// The latest alerts, newest first, as the JSON each was sent with.
+    [[nodiscard]] std::vector<std::string> alerts(std::size_t limit) const;
+    /// (client, topic) of every client whose latest per-client alert was "down": sent, and not yet recovered.
+    [[nodiscard]] std::vector<std::pair<std::string, std::string>> down_alerted() const;
     /// The last row of every client (topic filled).
     [[nodiscard]] std::vector<client_status> current_rows() const;
     /// The intervals a service watched (connected and synced) that overlap [from, to], minus the gaps left by

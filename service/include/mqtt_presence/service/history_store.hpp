@@ -50,7 +50,7 @@ struct history_stats {
 class history_store {
 public:
     /// The schema this binary writes.
-    static constexpr int schema_version = 1;
+    static constexpr int schema_version = 2;
 
     /// Calls `visit` with every row of the live table (scanner::for_each_sorted): how the store rewrites its
     /// `clients` table after it had to drop changes.
@@ -85,6 +85,10 @@ public:
     /// Queues a change the service learned of at `observed`. Never blocks on the disk; false when the queue is full
     /// (the change is counted as dropped).
     bool record(const change& c, time_point observed) noexcept;
+    /// Queues an alert (kind, client, topic, its JSON) for the alerts table; `on_disk` runs on the writer thread
+    /// once it is on disk. Never blocks.
+    void record_alert(std::string kind, std::string client, std::string topic, std::string json, time_point at,
+                      std::function<void()> on_disk = {}) noexcept;
     /// The service became connected and synced (true), or lost the broker (false), at `at`: the intervals it watched.
     void watching(bool on, time_point at) noexcept;
     /// Writes what is queued, closes the session and stops the writer thread. Idempotent.

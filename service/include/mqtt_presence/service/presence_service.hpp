@@ -14,12 +14,18 @@
 //
 // Further front ends (HTTP, alerts) attach to table() and history_path(); the service owns the threads.
 
+#include <condition_variable>
 #include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include <mqtt_presence/scanner.hpp>
+#include <mqtt_presence/service/alert_engine.hpp>
+#include <mqtt_presence/service/alert_sinks.hpp>
 #include <mqtt_presence/service/death_notary.hpp>
 #include <mqtt_presence/service/ha_discovery.hpp>
 #include <mqtt_presence/service/history_store.hpp>
@@ -32,6 +38,8 @@ struct service_options {
     std::optional<notary_options> notary;  ///< set: publish a retained record per client on every transition
     std::string observer;                  ///< who watches, for the history and the notary; empty: host:db-path
     std::optional<std::string> ha_prefix;  ///< set: Home Assistant discovery configs under this prefix
+    std::optional<alert_options> alerts;   ///< set: alert rules (and `sinks` says where alerts go)
+    alert_sink_options sinks;
 
     /// Throws mqtt_presence::error: also when the notary's topics would be read back as statuses.
     void validate() const;
@@ -65,6 +73,8 @@ public:
 
 private:
     void say(const std::string& line) noexcept;
+    void emit(std::vector<alert> alerts) noexcept;  // caller holds alert_mutex_
+    void alert_loop();
 
     service_options options_;
     std::unique_ptr<history_store> store_;
@@ -77,6 +87,15 @@ private:
     std::size_t restored_ = 0;
     std::size_t unseen_ = 0;  // changes learned at a sync that happened while nobody watched (delivery thread)
     bool started_ = false;
+
+    // Alerts: the engine is fed on the delivery thread (changes, the service's own state) and by a timer thread.
+    std::unique_ptr<alert_engine> engine_;
+    std::unique_ptr<alert_sinks> sinks_;
+    std::mutex alert_mutex_;
+    std::condition_variable alert_cv_;
+    bool engine_seeded_ = false;  // the first sync's rows are what is, not news
+    bool alert_stopping_ = false;
+    std::thread alert_thread_;
 };
 
 }  // namespace mqtt_presence

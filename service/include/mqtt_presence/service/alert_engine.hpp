@@ -1,0 +1,105 @@
+#pragma once
+// alert_engine: when a change of the table deserves a person's attention, and when it does not. Pure (no I/O, no
+// clock of its own: every call gets `now`), so that its rules are tested with scripted times.
+//
+//  - down: a client disconnected (or stale) for `after` without coming back; "recovered" when it returns, only if
+//    "down" was sent. A disconnect shorter than `after` sends nothing.
+//  - flapping: `flap_count` disconnects within `flap_window` send one "flapping" and silence the client until it
+//    has been stable (no disconnect) for the window.
+//  - outage: when the service itself is cut off from the broker for `after`, or when more than `outage_percent` of a
+//    topic scheme's clients go down within `outage_window`, one "outage" (a count and a sample of names) instead of
+//    one alert per client; their individual alerts are held until "outage-over", then sent for those still down.
+//  - watch lists: `only` (names or globs that matter; empty: all) and `exclude`.
+//  - a new or removed client is an event, not an alert, unless `on_new` / `on_removed`.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <mqtt_presence/connection_table.hpp>
+
+namespace mqtt_presence {
+
+struct alert_options {
+    std::chrono::milliseconds after = std::chrono::minutes(1);
+    std::uint32_t flap_count = 5;
+    std::chrono::milliseconds flap_window = std::chrono::minutes(10);
+    double outage_percent = 20.0;
+    std::chrono::milliseconds outage_window = std::chrono::seconds(30);
+    std::size_t outage_min_clients = 5;  ///< a scheme with fewer clients never makes an outage
+    std::vector<std::string> only;       ///< glob patterns (fnmatch); empty: every client
+    std::vector<std::string> exclude;
+    bool on_new = false;
+    bool on_removed = false;
+
+    /// Throws mqtt_presence::error naming the bad value.
+    void validate() const;
+};
+
+struct alert {
+    std::string kind;  ///< down, recovered, flapping, outage, outage-over, new, removed
+    std::string client;
+    std::string topic;
+    time_point time;
+    std::optional<time_point> since;  ///< when the state it reports began (unknown: nullopt)
+    std::size_t count = 0;            ///< outages: how many clients
+    std::vector<std::string> sample;  ///< outages: a few of their names
+    std::string reason;               ///< outages: "broker" (the service lost it) or the scheme's topic filter
+
+    /// {"alert","client","topic","time","since","count","sample","reason"}; times ISO 8601, null when unknown.
+    [[nodiscard]] std::string json() const;
+};
+
+class alert_engine {
+public:
+    explicit alert_engine(alert_options options);
+
+    /// A row the service already knows (after its first sync, or restored): `down_sent` when a "down" was sent for
+    /// it before a restart (it is not sent again).
+    void seed(const client_status& row, bool down_sent, time_point now);
+    std::vector<alert> on_change(const change& c, time_point now);
+    /// The service's own connection: watching = connected and synced.
+    std::vector<alert> on_service(bool watching, time_point now);
+    /// Due debounces, silences and outage ends. Call often (every second).
+    std::vector<alert> tick(time_point now);
+    /// The next time tick() has something to do (time_point::max(): nothing pending).
+    [[nodiscard]] time_point next_due() const;
+
+private:
+    struct client_state {
+        std::string client, topic;
+        std::uint16_t scheme = 0;
+        bool down = false;             // disconnected or stale now
+        std::optional<time_point> down_since;
+        time_point down_at{};          // when this engine saw it go down (the debounce runs from here)
+        bool down_sent = false;
+        bool held = false;             // its down alert waits for an outage to end
+        std::deque<time_point> disconnects;
+        bool flapping = false;
+    };
+    struct scheme_outage {
+        bool active = false;
+        std::deque<time_point> downs;  // recent downs in this scheme
+    };
+
+    [[nodiscard]] bool watched(const std::string& client) const;
+    [[nodiscard]] bool in_outage(const client_state& s) const;
+    void went_down(client_state& s, std::optional<time_point> since, time_point now, std::vector<alert>& out);
+    void came_back(client_state& s, time_point now, std::vector<alert>& out);
+    [[nodiscard]] alert make(const std::string& kind, const client_state& s, time_point now) const;
+    void check_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out);
+
+    alert_options options_;
+    std::map<std::pair<std::string, std::uint16_t>, client_state> clients_;
+    std::map<std::uint16_t, scheme_outage> schemes_;
+    bool service_watching_ = true;
+    std::optional<time_point> service_lost_;
+    bool broker_outage_ = false;
+};
+
+}  // namespace mqtt_presence

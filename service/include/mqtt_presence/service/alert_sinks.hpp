@@ -1,0 +1,67 @@
+#pragma once
+// alert_sinks: where alerts go, from a thread of their own (never the delivery thread, never Paho's):
+//  - exec: a command run with the alert as JSON on stdin and in environment variables (MQTT_PRESENCE_ALERT,
+//    _CLIENT, _TOPIC, _TIME, _SINCE, _JSON). The command line is the user's; the alert's text (names come from the
+//    network) is only ever data on stdin and in the environment, never part of a command a shell parses. Bounded
+//    run time: killed after `exec_timeout`.
+//  - webhook: an HTTP(S) POST of the alert (or of `template_text` filled in), retried with backoff (1 s doubling to
+//    60 s) until the receiver answers 2xx; https verifies the certificate. Alerts go out in order.
+// Template placeholders {{alert}} {{client}} {{topic}} {{time}} {{since}} {{count}} {{sample}} {{json}} are replaced
+// by the JSON-escaped text without quotes, so a template that is JSON stays JSON.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <mqtt_presence/service/alert_engine.hpp>
+
+namespace mqtt_presence {
+
+struct alert_sink_options {
+    std::string exec;                                   ///< a command (run by /bin/sh -c); empty: none
+    std::chrono::milliseconds exec_timeout = std::chrono::seconds(10);
+    std::string webhook;                                ///< http:// or https:// URL; empty: none
+    std::string template_text;                          ///< the webhook's body; empty: the alert's JSON
+    std::string ca_file;                                ///< https: a CA file instead of the system's
+
+    /// Throws mqtt_presence::error for a URL that is not http(s)://HOST[:PORT][/PATH].
+    void validate() const;
+};
+
+/// The template with the alert's fields filled in (see above).
+[[nodiscard]] std::string fill_template(const std::string& text, const alert& a);
+
+class alert_sinks {
+public:
+    alert_sinks(alert_sink_options options, std::function<void(const std::string&)> warn);
+    ~alert_sinks() noexcept;
+    alert_sinks(const alert_sinks&) = delete;
+    alert_sinks& operator=(const alert_sinks&) = delete;
+
+    /// Queues an alert. Never blocks.
+    void send(alert a) noexcept;
+    /// Delivers what is queued (each webhook given one more try) and stops. Idempotent.
+    void stop() noexcept;
+    [[nodiscard]] std::uint64_t delivered() const;
+
+private:
+    void loop();
+    void run_exec(const alert& a);
+    bool post(const alert& a);  // true: delivered (2xx)
+
+    alert_sink_options options_;
+    std::function<void(const std::string&)> warn_;
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<alert> queue_;
+    std::uint64_t delivered_ = 0;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+}  // namespace mqtt_presence

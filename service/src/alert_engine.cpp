@@ -1,0 +1,242 @@
+#include <mqtt_presence/service/alert_engine.hpp>
+
+#include <fnmatch.h>
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include <mqtt_presence/error.hpp>
+#include <mqtt_presence/render.hpp>
+
+namespace mqtt_presence {
+namespace {
+
+constexpr std::size_t sample_size = 5;
+
+bool is_down(const client_status& r) { return r.status == state::disconnected || (r.status == state::connected && r.stale); }
+bool is_up(const client_status& r) { return r.status == state::connected && !r.stale; }
+
+}  // namespace
+
+void alert_options::validate() const {
+    if (after.count() < 0) throw error("--alert-after must not be negative");
+    if (flap_count < 2) throw error("--alert-flap-count must be at least 2");
+    if (flap_window.count() <= 0) throw error("--alert-flap-window must be positive");
+    if (!(outage_percent > 0 && outage_percent <= 100)) throw error("--alert-outage-percent must be in (0, 100]");
+}
+
+std::string alert::json() const {
+    nlohmann::json j{{"alert", kind},
+                     {"client", client.empty() ? nlohmann::json(nullptr) : nlohmann::json(client)},
+                     {"topic", topic.empty() ? nlohmann::json(nullptr) : nlohmann::json(topic)},
+                     {"time", format_iso8601(time)},
+                     {"since", since ? nlohmann::json(format_iso8601(*since)) : nlohmann::json(nullptr)}};
+    if (kind == "outage" || kind == "outage-over") {
+        j["count"] = count;
+        j["sample"] = sample;
+        j["reason"] = reason;
+    }
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+alert_engine::alert_engine(alert_options options) : options_(std::move(options)) { options_.validate(); }
+
+bool alert_engine::watched(const std::string& client) const {
+    const auto matches = [&client](const std::string& pattern) { return fnmatch(pattern.c_str(), client.c_str(), 0) == 0; };
+    if (!options_.only.empty() && std::none_of(options_.only.begin(), options_.only.end(), matches)) return false;
+    return std::none_of(options_.exclude.begin(), options_.exclude.end(), matches);
+}
+
+bool alert_engine::in_outage(const client_state& s) const {
+    if (broker_outage_ || !service_watching_) return true;
+    const auto it = schemes_.find(s.scheme);
+    return it != schemes_.end() && it->second.active;
+}
+
+alert alert_engine::make(const std::string& kind, const client_state& s, time_point now) const {
+    alert a;
+    a.kind = kind;
+    a.client = s.client;
+    a.topic = s.topic;
+    a.time = now;
+    a.since = s.down_since;
+    return a;
+}
+
+void alert_engine::seed(const client_status& row, bool down_sent, time_point now) {
+    auto& s = clients_[{row.client, row.source}];
+    s.client = row.client;
+    s.topic = row.topic;
+    s.scheme = row.source;
+    s.down = is_down(row);
+    s.down_since = s.down ? row.since : std::nullopt;
+    // A death the history dated counts from then: one due while the service was down is sent at the next tick.
+    s.down_at = s.down && row.since ? *row.since : now;
+    s.down_sent = s.down && down_sent;
+}
+
+void alert_engine::went_down(client_state& s, std::optional<time_point> since, time_point now,
+                             std::vector<alert>& out) {
+    s.down = true;
+    s.down_since = since ? since : std::optional<time_point>(now);
+    s.down_at = now;
+    s.down_sent = false;
+    s.held = false;
+    // Flapping: the disconnects within the window.
+    s.disconnects.push_back(now);
+    while (!s.disconnects.empty() && now - s.disconnects.front() > options_.flap_window) s.disconnects.pop_front();
+    if (!s.flapping && s.disconnects.size() >= options_.flap_count) {
+        s.flapping = true;
+        if (watched(s.client) && !in_outage(s)) out.push_back(make("flapping", s, now));
+    }
+    auto& sc = schemes_[s.scheme];
+    sc.downs.push_back(now);
+    check_outage(s.scheme, now, out);
+}
+
+void alert_engine::came_back(client_state& s, time_point now, std::vector<alert>& out) {
+    const bool was_sent = s.down_sent;
+    s.down = false;
+    s.down_sent = false;
+    s.held = false;
+    if (was_sent && !s.flapping && watched(s.client)) {
+        auto a = make("recovered", s, now);
+        a.since = now;
+        out.push_back(std::move(a));
+    }
+    s.down_since.reset();
+}
+
+void alert_engine::check_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out) {
+    auto& sc = schemes_[scheme];
+    while (!sc.downs.empty() && now - sc.downs.front() > options_.outage_window) sc.downs.pop_front();
+    std::size_t total = 0, down = 0;
+    std::vector<std::string> sample;
+    for (const auto& [key, s] : clients_) {
+        if (s.scheme != scheme) continue;
+        ++total;
+        if (!s.down) continue;
+        ++down;
+        if (sample.size() < sample_size) sample.push_back(s.client);
+    }
+    if (total < options_.outage_min_clients) return;
+    const double limit = options_.outage_percent / 100.0 * static_cast<double>(total);
+    if (!sc.active && static_cast<double>(sc.downs.size()) > limit) {
+        sc.active = true;
+        alert a;
+        a.kind = "outage";
+        a.time = now;
+        a.count = down;
+        a.sample = sample;
+        const auto any = std::find_if(clients_.begin(), clients_.end(), [scheme](const auto& kv) { return kv.second.scheme == scheme; });
+        a.reason = any != clients_.end() ? any->second.topic : std::string();
+        out.push_back(std::move(a));
+    } else if (sc.active && static_cast<double>(down) <= limit && sc.downs.empty()) {
+        sc.active = false;
+        alert a;
+        a.kind = "outage-over";
+        a.time = now;
+        a.count = down;
+        a.sample = sample;
+        out.push_back(std::move(a));
+    }
+}
+
+std::vector<alert> alert_engine::on_change(const change& c, time_point now) {
+    std::vector<alert> out;
+    const auto& r = c.current;
+    const auto key = std::make_pair(r.client, r.source);
+    if (c.kind == change_kind::removed) {
+        const auto it = clients_.find(key);
+        if (it != clients_.end()) {
+            if (options_.on_removed && watched(r.client)) out.push_back(make("removed", it->second, now));
+            clients_.erase(it);
+        }
+        return out;
+    }
+    const bool known = clients_.count(key) > 0;
+    auto& s = clients_[key];
+    s.client = r.client;
+    s.topic = r.topic;
+    s.scheme = r.source;
+    if (!known && c.kind == change_kind::added && options_.on_new && watched(r.client)) out.push_back(make("new", s, now));
+    if (is_down(r) && !s.down) went_down(s, r.since, now, out);
+    else if (is_up(r) && s.down) came_back(s, now, out);
+    else if (is_up(r) && !known) s.down = false;
+    return out;
+}
+
+std::vector<alert> alert_engine::on_service(bool watching, time_point now) {
+    std::vector<alert> out;
+    if (watching == service_watching_) return out;
+    service_watching_ = watching;
+    if (!watching) {
+        service_lost_ = now;  // the outage alert waits `after`, as a client's would
+        return out;
+    }
+    service_lost_.reset();
+    if (broker_outage_) {
+        broker_outage_ = false;
+        alert a;
+        a.kind = "outage-over";
+        a.time = now;
+        a.reason = "broker";
+        for (const auto& [key, s] : clients_)
+            if (s.down) {
+                ++a.count;
+                if (a.sample.size() < sample_size) a.sample.push_back(s.client);
+            }
+        out.push_back(std::move(a));
+    }
+    return out;
+}
+
+std::vector<alert> alert_engine::tick(time_point now) {
+    std::vector<alert> out;
+    if (!service_watching_ && service_lost_ && !broker_outage_ && now - *service_lost_ >= options_.after) {
+        broker_outage_ = true;
+        alert a;
+        a.kind = "outage";
+        a.time = now;
+        a.since = service_lost_;
+        a.reason = "broker";
+        for (const auto& [key, s] : clients_)
+            if (!s.down) {  // what was up when the service lost the broker: now unknown
+                ++a.count;
+                if (a.sample.size() < sample_size) a.sample.push_back(s.client);
+            }
+        out.push_back(std::move(a));
+    }
+    std::vector<std::uint16_t> active;
+    for (auto& [scheme, sc] : schemes_)
+        if (sc.active) active.push_back(scheme);
+    for (const auto scheme : active) check_outage(scheme, now, out);
+    if (!service_watching_) return out;  // nothing is known about the clients meanwhile
+    for (auto& [key, s] : clients_) {
+        if (s.flapping && (s.disconnects.empty() || now - s.disconnects.back() > options_.flap_window)) {
+            s.flapping = false;  // stable for the window: alerts again
+            s.disconnects.clear();
+        }
+        if (!s.down || s.down_sent || s.flapping || now - s.down_at < options_.after) continue;
+        if (in_outage(s)) {
+            s.held = true;
+            continue;
+        }
+        if (!watched(s.client)) continue;
+        s.down_sent = true;
+        s.held = false;
+        out.push_back(make("down", s, now));
+    }
+    return out;
+}
+
+time_point alert_engine::next_due() const {
+    time_point next = time_point::max();
+    for (const auto& [key, s] : clients_)
+        if (s.down && !s.down_sent) next = std::min(next, s.down_at + options_.after);
+    if (service_lost_ && !broker_outage_) next = std::min(next, *service_lost_ + options_.after);
+    return next;
+}
+
+}  // namespace mqtt_presence

@@ -1,0 +1,206 @@
+#include <mqtt_presence/service/alert_sinks.hpp>
+
+#include <httplib.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <regex>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <mqtt_presence/error.hpp>
+#include <mqtt_presence/render.hpp>
+
+extern char** environ;
+
+namespace mqtt_presence {
+namespace {
+
+// The JSON string escape of `text`, without the quotes.
+std::string escaped(const std::string& text) {
+    const auto quoted = nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return quoted.substr(1, quoted.size() - 2);
+}
+
+struct url_parts {
+    std::string origin;  // scheme://host:port
+    std::string path;
+};
+
+url_parts split_url(const std::string& url) {
+    static const std::regex form(R"(^(https?://[^/\s]+)(/[^\s]*)?$)");
+    std::smatch m;
+    if (!std::regex_match(url, m, form))
+        throw error("--alert-webhook " + url + ": give http(s)://HOST[:PORT][/PATH]");
+    return {m[1], m[2].matched ? std::string(m[2]) : "/"};
+}
+
+}  // namespace
+
+void alert_sink_options::validate() const {
+    if (!webhook.empty()) (void)split_url(webhook);
+    if (exec_timeout.count() <= 0) throw error("--alert-exec-timeout must be positive");
+}
+
+std::string fill_template(const std::string& text, const alert& a) {
+    std::string sample;
+    for (const auto& s : a.sample) sample += (sample.empty() ? "" : ", ") + s;
+    const std::pair<const char*, std::string> fields[] = {
+        {"{{alert}}", escaped(a.kind)},
+        {"{{client}}", escaped(a.client)},
+        {"{{topic}}", escaped(a.topic)},
+        {"{{time}}", format_iso8601(a.time)},
+        {"{{since}}", a.since ? format_iso8601(*a.since) : "unknown"},
+        {"{{count}}", std::to_string(a.count)},
+        {"{{sample}}", escaped(sample)},
+        {"{{json}}", escaped(a.json())},
+    };
+    std::string out;
+    for (std::size_t i = 0; i < text.size();) {
+        bool replaced = false;
+        for (const auto& [key, value] : fields) {
+            const std::string_view k(key);
+            if (text.compare(i, k.size(), k) == 0) {
+                out += value;
+                i += k.size();
+                replaced = true;
+                break;
+            }
+        }
+        if (!replaced) out += text[i++];
+    }
+    return out;
+}
+
+alert_sinks::alert_sinks(alert_sink_options options, std::function<void(const std::string&)> warn)
+    : options_(std::move(options)), warn_(std::move(warn)) {
+    options_.validate();
+    thread_ = std::thread([this] { loop(); });
+}
+
+alert_sinks::~alert_sinks() noexcept { stop(); }
+
+void alert_sinks::send(alert a) noexcept {
+    try {
+        std::lock_guard<std::mutex> lock(mutex_);
+        queue_.push_back(std::move(a));
+    } catch (...) {
+        return;
+    }
+    cv_.notify_one();
+}
+
+std::uint64_t alert_sinks::delivered() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return delivered_;
+}
+
+void alert_sinks::stop() noexcept {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) return;
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+void alert_sinks::loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        alert a = std::move(queue_.front());
+        queue_.pop_front();
+        lock.unlock();
+        try {
+            if (!options_.exec.empty()) run_exec(a);
+            if (!options_.webhook.empty()) {
+                auto wait = std::chrono::seconds(1);
+                while (!post(a)) {
+                    std::unique_lock<std::mutex> pause(mutex_);
+                    if (stopping_) break;  // one more try was given; a stopping service cannot wait for a receiver
+                    cv_.wait_for(pause, wait, [this] { return stopping_; });
+                    wait = std::min<std::chrono::seconds>(wait * 2, std::chrono::seconds(60));
+                }
+            }
+        } catch (const std::exception& e) {
+            if (warn_) warn_(std::string("alert not delivered: ") + e.what());
+        }
+        lock.lock();
+        ++delivered_;
+    }
+}
+
+void alert_sinks::run_exec(const alert& a) {
+    const auto json = a.json();
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) env.emplace_back(*e);
+    env.push_back("MQTT_PRESENCE_ALERT=" + a.kind);
+    env.push_back("MQTT_PRESENCE_CLIENT=" + a.client);
+    env.push_back("MQTT_PRESENCE_TOPIC=" + a.topic);
+    env.push_back("MQTT_PRESENCE_TIME=" + format_iso8601(a.time));
+    env.push_back("MQTT_PRESENCE_SINCE=" + (a.since ? format_iso8601(*a.since) : std::string()));
+    env.push_back("MQTT_PRESENCE_JSON=" + json);
+    std::vector<char*> envp;
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::string sh = "/bin/sh", dash_c = "-c", cmd = options_.exec;
+    char* argv[] = {sh.data(), dash_c.data(), cmd.data(), nullptr};
+
+    int in[2];
+    if (pipe2(in, O_CLOEXEC) != 0) throw error("alert-exec: no pipe");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, "/bin/sh", &actions, nullptr, argv, envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    close(in[0]);
+    if (rc != 0) {
+        close(in[1]);
+        throw error("alert-exec: cannot run /bin/sh");
+    }
+    const std::string body = json + "\n";
+    signal(SIGPIPE, SIG_IGN);  // a command that does not read its stdin must not end the service
+    (void)!write(in[1], body.data(), body.size());
+    close(in[1]);
+    const auto deadline = std::chrono::steady_clock::now() + options_.exec_timeout;
+    int status = 0;
+    for (;;) {
+        const pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) break;
+        if (std::chrono::steady_clock::now() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            if (warn_) warn_("alert-exec killed after " + std::to_string(options_.exec_timeout.count()) + " ms");
+            return;
+        }
+        poll(nullptr, 0, 10);
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && warn_)
+        warn_("alert-exec exited with " + std::to_string(WEXITSTATUS(status)));
+}
+
+bool alert_sinks::post(const alert& a) {
+    const auto url = split_url(options_.webhook);
+    httplib::Client client(url.origin);
+    client.set_connection_timeout(5, 0);
+    client.set_read_timeout(10, 0);
+    client.enable_server_certificate_verification(true);
+    if (!options_.ca_file.empty()) client.set_ca_cert_path(options_.ca_file.c_str());
+    const auto body = options_.template_text.empty() ? a.json() : fill_template(options_.template_text, a);
+    const bool is_json = !body.empty() && body.front() == '{';
+    auto res = client.Post(url.path.c_str(), body, is_json ? "application/json" : "text/plain; charset=utf-8");
+    if (res && res->status >= 200 && res->status < 300) return true;
+    if (warn_)
+        warn_("alert webhook " + url.origin + ": " +
+              (res ? "HTTP " + std::to_string(res->status) : httplib::to_string(res.error())) + "; retrying");
+    return false;
+}
+
+}  // namespace mqtt_presence

@@ -1,0 +1,251 @@
+// Alerts from a real `serve`, real sensors killed with real signals, and a real HTTP receiver: one "down" after the
+// debounce and one "recovered", nothing for a short disconnect, one "flapping" for ten flaps, one outage for a broker
+// that goes away under 200 sensors, a name full of shell syntax passed through --alert-exec as data, a webhook
+// receiver that is down at first, and no second "down" after the service's own restart.
+#include "harness.hpp"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+
+using namespace harness;
+using json = nlohmann::json;
+
+namespace {
+
+std::string test_dir() {
+    const auto dir = std::string(TEST_TMP_DIR) + "/" + unique_prefix() + "-alerts";  // (a private broker's is without)
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir;
+}
+
+// serve in `dir` (its working directory), every alert appended to dir/alerts.jsonl by --alert-exec.
+std::unique_ptr<child> serve(int port, const std::string& templ, const std::string& dir,
+                             const std::vector<std::string>& extra) {
+    std::string cmd = "cd '" + dir + "' && exec '" + std::string(SCANNER_BIN) + "' serve --broker " + broker_uri(port) +
+                      " --topic '" + templ + "' --db history.db --listen off --alert-exec 'cat >> alerts.jsonl'";
+    for (const auto& e : extra) cmd += " '" + e + "'";
+    auto p = std::make_unique<child>(std::vector<std::string>{"sh", "-c", cmd});
+    if (!p->wait_stderr(contains("synced"), 15s)) throw std::runtime_error("serve did not sync:\n" + p->stderr_text());
+    return p;
+}
+
+std::vector<json> alerts_in(const std::string& dir) {
+    std::vector<json> out;
+    std::ifstream in(dir + "/alerts.jsonl");
+    std::string line;
+    while (std::getline(in, line))
+        if (!line.empty()) out.push_back(json::parse(line));
+    return out;
+}
+
+std::vector<json> wait_alerts(const std::string& dir, std::size_t n, const std::string& what,
+                              std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = steady::now() + timeout;
+    std::vector<json> got;
+    while (steady::now() < deadline) {
+        got = alerts_in(dir);
+        if (got.size() >= n) return got;
+        std::this_thread::sleep_for(20ms);  // another process writes the file
+    }
+    std::string seen;
+    for (const auto& a : got) seen += a.dump() + "\n";
+    ADD_FAILURE() << "waited for " << what << " (" << n << " alerts); have:\n" << seen;
+    return got;
+}
+
+std::vector<std::string> kinds(const std::vector<json>& alerts) {
+    std::vector<std::string> out;
+    for (const auto& a : alerts) out.push_back(a["alert"]);
+    return out;
+}
+
+child sensor(int port, const std::string& templ, const std::string& name, std::vector<std::string> extra = {}) {
+    std::vector<std::string> a{SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", name,
+                               "--format", "json"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return child(a);
+}
+
+TEST(alerts, one_down_after_the_debounce_one_recovered_and_nothing_for_a_short_disconnect) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto dir = test_dir();
+    const std::string name = "x$(touch pwned)`touch pwned2`'\"; touch pwned3";  // shell syntax, as data
+    observer watch(port, prefix + "/#");
+    auto svc = serve(port, templ, dir, {"--alert-after", "1s"});
+    {
+        auto s = sensor(port, templ, name);
+        watch.expect(prefix + "/" + name, contains("\"status\":1"), "birth");
+        s.signal(SIGKILL);
+        watch.expect(prefix + "/" + name, contains("\"status\":0"), "will");
+    }
+    {
+        auto s = sensor(port, templ, name);  // back within the debounce: nothing to say
+        watch.expect(prefix + "/" + name, contains("\"status\":1"), "back at once");
+        EXPECT_TRUE(alerts_in(dir).empty()) << "a disconnect shorter than --alert-after";
+        s.signal(SIGKILL);
+        watch.expect(prefix + "/" + name, contains("\"status\":0"), "will again");
+        const auto died = steady::now();
+        auto got = wait_alerts(dir, 1, "the down alert");
+        EXPECT_GE(steady::now() - died, 900ms) << "sent before the debounce";
+        ASSERT_EQ(got.size(), 1u);
+        EXPECT_EQ(got[0]["alert"], "down");
+        EXPECT_EQ(got[0]["client"], name) << "the name reaches the command as data";
+        EXPECT_EQ(got[0]["topic"], prefix + "/" + name);
+        EXPECT_TRUE(got[0]["since"].is_string());
+    }
+    auto back = sensor(port, templ, name);
+    const auto got = wait_alerts(dir, 2, "the recovered alert");
+    EXPECT_EQ(kinds(got), (std::vector<std::string>{"down", "recovered"}));
+    for (const char* f : {"pwned", "pwned2", "pwned3"})
+        EXPECT_FALSE(std::filesystem::exists(dir + "/" + f)) << "a name ran a command: " << f;
+}
+
+TEST(alerts, ten_flaps_make_one_flapping_alert) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto dir = test_dir();
+    observer watch(port, prefix + "/#");
+    auto svc = serve(port, templ, dir, {"--alert-after", "30s"});
+    for (int i = 0; i < 10; ++i) {
+        auto s = sensor(port, templ, "wobbly");
+        ASSERT_FALSE(watch.expect(prefix + "/wobbly", contains("\"status\":1"), "birth " + std::to_string(i)).empty());
+        s.signal(SIGKILL);
+        watch.expect(prefix + "/wobbly", contains("\"status\":0"), "will " + std::to_string(i));
+    }
+    const auto got = wait_alerts(dir, 1, "the flapping alert");
+    // A moment for any further alert to show itself (there must be none).
+    auto more = sensor(port, templ, "wobbly");
+    watch.expect(prefix + "/wobbly", contains("\"status\":1"), "the last birth");
+    const auto all = alerts_in(dir);
+    EXPECT_EQ(kinds(all), (std::vector<std::string>{"flapping"}));
+}
+
+TEST(alerts, a_broker_that_goes_away_under_200_sensors_is_one_outage_and_one_recovery) {
+    private_broker broker("start-persistent");
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto dir = test_dir();
+    child fleet({SENSOR_BIN, "--broker", broker_uri(broker.port()), "--topic", templ, "--name", "s", "--count", "200",
+                 "--keepalive", "2"});
+    auto svc = serve(broker.port(), templ, dir, {"--alert-after", "1s", "--keepalive", "1"});
+    // All 200 up before the broker goes (asked again until they are: a fleet takes a moment to connect).
+    const auto deadline = steady::now() + 30s;
+    for (;;) {
+        child once({SCANNER_BIN, "once", "--broker", broker_uri(broker.port()), "--topic", templ, "--require",
+                    "s-000001,s-000100,s-000200"});
+        if (once.wait_exit(20s) == 0) break;
+        ASSERT_LT(steady::now(), deadline) << "the fleet never connected: " << once.stderr_text();
+        std::this_thread::sleep_for(200ms);
+    }
+    broker.crash();
+    auto got = wait_alerts(dir, 1, "the outage alert", 15s);
+    ASSERT_GE(got.size(), 1u);
+    EXPECT_EQ(got[0]["alert"], "outage");
+    EXPECT_EQ(got[0]["reason"], "broker");
+    EXPECT_GE(got[0]["count"].get<int>(), 200);
+    EXPECT_EQ(got[0]["sample"].size(), 5u);
+    broker.restart();
+    got = wait_alerts(dir, 2, "the outage's end", 30s);
+    EXPECT_EQ(kinds(got), (std::vector<std::string>{"outage", "outage-over"}));
+    // The fleet reconnects; nothing per client follows.
+    child again({SCANNER_BIN, "once", "--broker", broker_uri(broker.port()), "--topic", templ, "--require",
+                 "s-000001,s-000200", "--timeout", "20s"});
+    EXPECT_EQ(again.wait_exit(30s), 0) << again.stderr_text();
+    EXPECT_EQ(kinds(alerts_in(dir)), (std::vector<std::string>{"outage", "outage-over"}));
+}
+
+TEST(alerts, a_webhook_that_is_down_gets_the_alert_once_it_is_back) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto dir = test_dir();
+    // A free port for the receiver, which is not listening yet: connections are refused until it starts.
+    int hook_port = 0;
+    {
+        const int fd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof addr;
+        ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+        ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+        hook_port = ntohs(addr.sin_port);
+        close(fd);
+    }
+    std::mutex m;
+    std::vector<std::string> bodies;
+    httplib::Server later;
+    later.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
+        std::lock_guard<std::mutex> lock(m);
+        bodies.push_back(req.body);
+        res.set_content("ok", "text/plain");
+    });
+    observer watch(port, prefix + "/#");
+    auto svc = serve(port, templ, dir,
+                     {"--alert-after", "0s", "--alert-webhook", "http://127.0.0.1:" + std::to_string(hook_port) + "/hook",
+                      "--alert-template", "{\"text\":\"{{client}} is {{alert}} since {{since}}\"}"});
+    auto s = sensor(port, templ, "pump \"7\"");
+    watch.expect(prefix + "/pump \"7\"", contains("\"status\":1"), "birth");
+    s.signal(SIGKILL);
+    wait_alerts(dir, 1, "the down alert (exec)");
+    ASSERT_TRUE(svc->wait_stderr(contains("retrying"), 10s)) << "the service never tried the webhook:\n"
+                                                            << svc->stderr_text();
+    std::thread serving([&] { later.listen("127.0.0.1", hook_port); });
+    const auto deadline = steady::now() + 20s;
+    for (;;) {
+        {
+            std::lock_guard<std::mutex> lock(m);
+            if (!bodies.empty()) break;
+        }
+        ASSERT_LT(steady::now(), deadline) << "never delivered after the receiver came back";
+        std::this_thread::sleep_for(20ms);
+    }
+    // Once: nothing more arrives while the service goes on.
+    auto next = sensor(port, templ, "other");
+    watch.expect(prefix + "/other", contains("\"status\":1"), "another birth");
+    later.stop();
+    serving.join();
+    std::lock_guard<std::mutex> lock(m);
+    ASSERT_EQ(bodies.size(), 1u);
+    const auto body = json::parse(bodies[0]);
+    EXPECT_EQ(body["text"].get<std::string>().rfind("pump \"7\" is down since 20", 0), 0u) << bodies[0];
+}
+
+TEST(alerts, a_down_sent_before_a_restart_is_not_sent_again_and_one_due_during_it_is_sent_once) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto dir = test_dir();
+    observer watch(port, prefix + "/#");
+    auto svc = serve(port, templ, dir, {"--alert-after", "1s"});
+    {
+        auto s = sensor(port, templ, "old");
+        watch.expect(prefix + "/old", contains("\"status\":1"), "birth");
+        s.signal(SIGKILL);
+    }
+    wait_alerts(dir, 1, "old's down");
+    auto late = sensor(port, templ, "late");
+    watch.expect(prefix + "/late", contains("\"status\":1"), "late's birth");
+    svc->signal(SIGKILL);  // the service dies; then late dies while nobody watches
+    ASSERT_TRUE(svc->wait_exit(10s));
+    late.signal(SIGKILL);
+    watch.expect(prefix + "/late", contains("\"status\":0"), "late's will");
+    auto again = serve(port, templ, dir, {"--alert-after", "1s"});
+    const auto got = wait_alerts(dir, 2, "late's down, due during the restart");
+    // Give a wrongly repeated "down" for old a chance to show: another client's birth and death pass first.
+    auto probe = sensor(port, templ, "probe");
+    watch.expect(prefix + "/probe", contains("\"status\":1"), "probe's birth");
+    probe.signal(SIGKILL);
+    wait_alerts(dir, 3, "probe's down");
+    std::vector<std::string> downs;
+    for (const auto& a : alerts_in(dir)) downs.push_back(a["alert"].get<std::string>() + " " + a["client"].get<std::string>());
+    EXPECT_EQ(downs, (std::vector<std::string>{"down old", "down late", "down probe"})) << again->stderr_text();
+}
+
+}  // namespace

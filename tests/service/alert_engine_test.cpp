@@ -1,0 +1,147 @@
+// The alert rules with scripted times: debounce, recovery, flapping and its silence, a scheme's mass outage holding
+// the individual alerts, the service's own outage, watch lists, new and removed clients.
+#include <mqtt_presence/service/alert_engine.hpp>
+#include <mqtt_presence/status_codec.hpp>
+
+#include <gtest/gtest.h>
+
+using namespace mqtt_presence;
+using namespace std::chrono_literals;
+
+namespace {
+
+const time_point t0 = time_point(std::chrono::milliseconds(1'700'000'000'000));
+
+struct fleet {
+    explicit fleet(alert_options o) : engine(std::move(o)) {}
+    connection_table table;
+    alert_engine engine;
+    std::vector<alert> apply(const std::string& name, const char* payload, time_point at) {
+        auto c = table.apply(name, decode(payload), false, at);
+        if (!c) return {};
+        c->current.topic = "s/" + name;
+        return engine.on_change(*c, at);
+    }
+};
+
+std::vector<std::string> kinds(const std::vector<alert>& v) {
+    std::vector<std::string> out;
+    for (const auto& a : v) out.push_back(a.kind + (a.client.empty() ? "" : " " + a.client));
+    return out;
+}
+
+TEST(alert_engine, down_after_the_debounce_then_recovered_and_nothing_for_a_blip) {
+    alert_options o;
+    o.after = 60s;
+    fleet f(o);
+    f.apply("a", "1", t0);
+    f.apply("a", "0", t0 + 1s);
+    EXPECT_TRUE(f.engine.tick(t0 + 30s).empty());
+    EXPECT_TRUE(f.apply("a", "1", t0 + 40s).empty()) << "a blip shorter than the debounce says nothing";
+    EXPECT_TRUE(f.engine.tick(t0 + 200s).empty());
+    f.apply("a", "0", t0 + 300s);
+    EXPECT_EQ(f.engine.next_due(), t0 + 360s);
+    const auto down = f.engine.tick(t0 + 361s);
+    ASSERT_EQ(kinds(down), (std::vector<std::string>{"down a"}));
+    EXPECT_EQ(down[0].since, t0 + 300s);
+    EXPECT_TRUE(f.engine.tick(t0 + 400s).empty()) << "once";
+    EXPECT_EQ(kinds(f.apply("a", "1", t0 + 500s)), (std::vector<std::string>{"recovered a"}));
+}
+
+TEST(alert_engine, flapping_is_one_alert_and_silence_until_stable) {
+    alert_options o;
+    o.after = 60s;
+    o.flap_count = 5;
+    o.flap_window = 10min;
+    fleet f(o);
+    std::vector<alert> all;
+    for (int i = 0; i < 10; ++i) {
+        auto a = f.apply("w", "1", t0 + std::chrono::seconds(20 * i));
+        all.insert(all.end(), a.begin(), a.end());
+        a = f.apply("w", "0", t0 + std::chrono::seconds(20 * i + 5));
+        all.insert(all.end(), a.begin(), a.end());
+        a = f.engine.tick(t0 + std::chrono::seconds(20 * i + 10));
+        all.insert(all.end(), a.begin(), a.end());
+    }
+    EXPECT_EQ(kinds(all), (std::vector<std::string>{"flapping w"}));
+    EXPECT_TRUE(f.engine.tick(t0 + 300s).empty()) << "silenced while it flaps, even when down long";
+    f.apply("w", "1", t0 + 301s);
+    f.engine.tick(t0 + 20min);  // stable for the window
+    f.apply("w", "0", t0 + 21min);
+    EXPECT_EQ(kinds(f.engine.tick(t0 + 23min)), (std::vector<std::string>{"down w"})) << "alerts again";
+}
+
+TEST(alert_engine, a_mass_outage_is_one_alert_and_holds_the_individual_ones) {
+    alert_options o;
+    o.after = 10s;
+    o.outage_percent = 20;
+    fleet f(o);
+    for (int i = 0; i < 20; ++i) f.apply("c" + std::to_string(i), "1", t0);
+    std::vector<alert> all;
+    for (int i = 0; i < 10; ++i) {
+        auto a = f.apply("c" + std::to_string(i), "0", t0 + 1min + std::chrono::seconds(i));
+        all.insert(all.end(), a.begin(), a.end());
+    }
+    ASSERT_EQ(all.size(), 1u);
+    EXPECT_EQ(all[0].kind, "outage");
+    EXPECT_EQ(all[0].count, 5u) << "the fifth down crossed 20 % of 20";
+    EXPECT_EQ(all[0].sample.size(), 5u);
+    EXPECT_TRUE(f.engine.tick(t0 + 1min + 20s).empty()) << "individual alerts held";
+    // Most come back; the outage ends; those still down get their own alert.
+    for (int i = 0; i < 8; ++i) f.apply("c" + std::to_string(i), "1", t0 + 2min);
+    const auto after = f.engine.tick(t0 + 3min);
+    EXPECT_EQ(kinds(after), (std::vector<std::string>{"outage-over", "down c8", "down c9"}));
+}
+
+TEST(alert_engine, the_services_own_outage_after_the_debounce_and_its_end) {
+    alert_options o;
+    o.after = 5s;
+    fleet f(o);
+    for (int i = 0; i < 3; ++i) f.apply("c" + std::to_string(i), "1", t0);
+    EXPECT_TRUE(f.engine.on_service(false, t0 + 1s).empty());
+    EXPECT_TRUE(f.engine.tick(t0 + 3s).empty()) << "a short loss says nothing";
+    const auto outage = f.engine.tick(t0 + 7s);
+    ASSERT_EQ(outage.size(), 1u);
+    EXPECT_EQ(outage[0].kind, "outage");
+    EXPECT_EQ(outage[0].reason, "broker");
+    EXPECT_EQ(outage[0].count, 3u);
+    EXPECT_EQ(kinds(f.engine.on_service(true, t0 + 20s)), (std::vector<std::string>{"outage-over"}));
+}
+
+TEST(alert_engine, watch_lists_and_new_or_removed_clients) {
+    alert_options o;
+    o.after = 0s;
+    o.only = {"gw-*", "pump"};
+    o.exclude = {"gw-test*"};
+    o.on_new = true;
+    o.on_removed = true;
+    fleet f(o);
+    EXPECT_EQ(kinds(f.apply("gw-1", "1", t0)), (std::vector<std::string>{"new gw-1"}));
+    EXPECT_TRUE(f.apply("lamp", "1", t0).empty()) << "not on the watch list";
+    f.apply("gw-test9", "1", t0);
+    f.apply("gw-1", "0", t0 + 1s);
+    f.apply("lamp", "0", t0 + 1s);
+    f.apply("gw-test9", "0", t0 + 1s);
+    EXPECT_EQ(kinds(f.engine.tick(t0 + 2s)), (std::vector<std::string>{"down gw-1"}));
+    EXPECT_EQ(kinds(f.apply("gw-1", "", t0 + 3s)), (std::vector<std::string>{"removed gw-1"}));
+}
+
+TEST(alert_engine, a_seeded_death_is_due_from_its_time_and_a_sent_one_is_not_repeated) {
+    alert_options o;
+    o.after = 60s;
+    alert_engine e(o);
+    client_status dead;
+    dead.client = "late";
+    dead.topic = "s/late";
+    dead.status = state::disconnected;
+    dead.since = t0;
+    client_status told = dead;
+    told.client = "old";
+    told.topic = "s/old";
+    e.seed(dead, false, t0 + 90s);
+    e.seed(told, true, t0 + 90s);
+    EXPECT_EQ(kinds(e.tick(t0 + 91s)), (std::vector<std::string>{"down late"}));
+    EXPECT_TRUE(e.tick(t0 + 200s).empty());
+}
+
+}  // namespace
