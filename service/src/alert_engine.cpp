@@ -234,7 +234,7 @@ std::vector<alert> alert_engine::tick(time_point now) {
 time_point alert_engine::next_due() const {
     time_point next = time_point::max();
     for (const auto& [key, s] : clients_)
-        if (s.down && !s.down_sent) next = std::min(next, s.down_at + options_.after);
+        if (s.down && !s.down_sent && !s.held && !s.flapping) next = std::min(next, s.down_at + options_.after);
     if (service_lost_ && !broker_outage_) next = std::min(next, *service_lost_ + options_.after);
     return next;
 }

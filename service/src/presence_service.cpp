@@ -1,5 +1,6 @@
 #include <mqtt_presence/service/presence_service.hpp>
 
+#include <algorithm>
 #include <climits>
 #include <set>
 #include <cstdlib>
@@ -136,8 +137,9 @@ void presence_service::alert_loop() {
         const auto due = engine_->next_due();
         const auto now = clock::now();
         // Wake when something is due, and at least every 250 ms (outages end, flapping silences lapse).
-        const auto wait = std::min<clock::duration>(std::chrono::milliseconds(250),
-                                                    due > now ? due - now : clock::duration::zero());
+        // (At least 20 ms: a due alert that is held, say by an outage, must not make this loop spin.)
+        const auto wait = std::clamp<clock::duration>(due > now ? due - now : clock::duration::zero(),
+                                                      std::chrono::milliseconds(20), std::chrono::milliseconds(250));
         alert_cv_.wait_for(lock, wait, [this] { return alert_stopping_; });
         if (engine_seeded_) emit(engine_->tick(clock::now()));
     }

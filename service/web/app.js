@@ -122,7 +122,24 @@ function showScanner(st) {
   }
   document.body.classList.toggle("offline", !st.connected);
 }
+async function loadAlerts() {
+  const res = await fetch("api/alerts?limit=8");
+  if (!res.ok) return;
+  const data = await res.json();
+  const list = document.querySelector("#alerts ul");
+  list.replaceChildren();
+  for (const a of data.alerts) {
+    const li = el("li");
+    li.appendChild(el("span", "muted", local(a.time)));
+    li.appendChild(el("span", "kind k-" + a.alert, a.alert));
+    li.appendChild(el("span", "", a.client !== null ? a.client
+      : a.count + " clients (" + (a.sample || []).join(", ") + (a.count > (a.sample || []).length ? ", …" : "") + ")"));
+    list.appendChild(li);
+  }
+  $("alerts").hidden = data.alerts.length === 0;
+}
 async function load() {
+  loadAlerts().catch(() => {});
   const p = new URLSearchParams({ limit: String(PAGE), offset: String(view.page * PAGE), sort: view.sort, history: "1" });
   if (view.q) p.set("q", view.q);
   if (view.states.length) p.set("state", view.states.join(","));

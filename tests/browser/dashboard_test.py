@@ -66,7 +66,8 @@ def rows(driver):
 
 def main():
     db = os.path.join(OUT, PREFIX + ".db")
-    serve = start([SCANNER, "serve", "--broker", BROKER, "--topic", TEMPLATE, "--db", db, "--listen", "127.0.0.1:0"])
+    serve = start([SCANNER, "serve", "--broker", BROKER, "--topic", TEMPLATE, "--db", db, "--listen", "127.0.0.1:0",
+                   "--alert-after", "0s", "--alert-exec", "true"])
     url = None
     until = time.monotonic() + 15
     while url is None and time.monotonic() < until:
@@ -113,6 +114,9 @@ def main():
         print("will -> row disconnected: %.0f ms" % ((time.monotonic() - killed) * 1000))
         if driver.execute_script("return window.__marker") != 1:
             fail("the page reloaded to show the change")
+        wait("garage's down alert listed on the page",
+             lambda: "garage" in driver.find_element(By.ID, "alerts").text and
+             "down" in driver.find_element(By.ID, "alerts").text, timeout=5.0)
 
         # A new sensor appears by itself.
         sensor("attic")

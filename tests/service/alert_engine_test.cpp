@@ -87,6 +87,7 @@ TEST(alert_engine, a_mass_outage_is_one_alert_and_holds_the_individual_ones) {
     EXPECT_EQ(all[0].count, 5u) << "the fifth down crossed 20 % of 20";
     EXPECT_EQ(all[0].sample.size(), 5u);
     EXPECT_TRUE(f.engine.tick(t0 + 1min + 20s).empty()) << "individual alerts held";
+    EXPECT_EQ(f.engine.next_due(), time_point::max()) << "held alerts are not due: nothing to wake up for";
     // Most come back; the outage ends; those still down get their own alert.
     for (int i = 0; i < 8; ++i) f.apply("c" + std::to_string(i), "1", t0 + 2min);
     const auto after = f.engine.tick(t0 + 3min);
