@@ -272,6 +272,7 @@ void check_modes(const CLI::App& app, const settings& s) {
                                            {"--listen", {mode::serve}, "serve"},
                                            {"--ha-discovery", {mode::serve}, "serve"},
                                            {"--alert-after", {mode::serve}, "serve"},
+                                           {"--alert-config", {mode::serve}, "serve"},
                                            {"--alert-flap-count", {mode::serve}, "serve"},
                                            {"--alert-flap-window", {mode::serve}, "serve"},
                                            {"--alert-outage-percent", {mode::serve}, "serve"},
@@ -381,20 +382,24 @@ void define_options(CLI::App& app, settings& s, command_line& c) {
     service->add_option("--http-key", svc.http_key, "serve: HTTPS private key file");
     service->add_option("--since", svc.since, "history: how far back")->capture_default_str();
     auto* alerts = app.add_option_group("serve: alerts", "When a client (or the broker) goes away, tell someone, once");
+    alerts->add_option("--alert-config", svc.alert_config, "A JSON file with these settings (keys after, flap_count, "
+                                                           "flap_window, outage_percent, only, exclude, on_new, "
+                                                           "on_removed, exec, exec_timeout, webhook, template, "
+                                                           "cafile); the command line wins");
     alerts->add_option("--alert-after", svc.alert_after, "A client is down after this long disconnected (default 1m)");
     alerts->add_option("--alert-flap-count", svc.alert_flap_count, "Disconnects within the flap window that make "
-                                                                  "one flapping alert")->capture_default_str();
+                                                                  "one flapping alert (default 5)");
     alerts->add_option("--alert-flap-window", svc.alert_flap_window, "The flap window (default 10m)");
     alerts->add_option("--alert-outage-percent", svc.alert_outage_percent, "One outage alert when more than this "
-                                                                          "share of a scheme goes down at once")
-        ->capture_default_str();
+                                                                          "share of a scheme goes down at once "
+                                                                          "(default 20)");
     alerts->add_option("--alert-only", svc.alert_only, "Only these names or globs (repeatable)");
     alerts->add_option("--alert-exclude", svc.alert_exclude, "Never these names or globs (repeatable)");
     alerts->add_flag("--alert-on-new", svc.alert_on_new, "A client seen for the first time is an alert too");
     alerts->add_flag("--alert-on-removed", svc.alert_on_removed, "A removed (purged) client is an alert too");
     alerts->add_option("--alert-exec", svc.alert_exec, "Run CMD (by /bin/sh -c) with the alert's JSON on stdin and "
                                                        "in MQTT_PRESENCE_* variables");
-    alerts->add_option("--alert-exec-timeout", svc.alert_exec_timeout, "Kill CMD after this long")->capture_default_str();
+    alerts->add_option("--alert-exec-timeout", svc.alert_exec_timeout, "Kill CMD after this long (default 10s)");
     alerts->add_option("--alert-webhook", svc.alert_webhook, "POST each alert to this http(s) URL (retried)");
     alerts->add_option("--alert-template", svc.alert_template, "The webhook's body, e.g. '{\"text\":\"{{client}} is "
                                                                "{{alert}}\"}' (default: the alert's JSON)");

@@ -6,10 +6,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
+
+#include <nlohmann/json.hpp>
 
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
@@ -38,6 +41,67 @@ void make_parent(const std::string& path) {
 }
 
 std::string seconds_text(std::chrono::milliseconds d) { return std::to_string(d.count() / 1000); }
+
+double number(const std::string& text, const char* what) {
+    try {
+        std::size_t used = 0;
+        const double v = std::stod(text, &used);
+        if (used == text.size()) return v;
+    } catch (const std::exception&) {
+    }
+    throw error(std::string("the alert ") + what + " must be a number, not " + text);
+}
+
+// The alert settings: the --alert-config file's, then the command line's over them.
+settings alert_settings(const settings& cli) {
+    settings s = cli;
+    if (cli.alert_config.empty()) return s;
+    std::ifstream in(cli.alert_config);
+    if (!in) throw error("--alert-config " + cli.alert_config + ": cannot read the file");
+    const auto j = nlohmann::json::parse(in, nullptr, false);
+    if (!j.is_object())
+        throw error("--alert-config " + cli.alert_config + ": not a JSON object (see README, Alerts)");
+    static const std::vector<std::string> known{"after", "flap_count", "flap_window", "outage_percent", "only",
+                                                "exclude", "on_new", "on_removed", "exec", "exec_timeout",
+                                                "webhook", "template", "cafile"};
+    for (const auto& [key, value] : j.items())
+        if (std::find(known.begin(), known.end(), key) == known.end())
+            throw error("--alert-config " + cli.alert_config + ": unknown setting \"" + key + "\"");
+    const auto text = [&](const char* key, std::string& field) {
+        if (!field.empty() || !j.contains(key)) return;
+        const auto& v = j[key];
+        if (v.is_string()) field = v.get<std::string>();
+        else if (v.is_number()) field = v.dump();
+        else throw error("--alert-config: \"" + std::string(key) + "\" must be a string or a number");
+    };
+    text("after", s.alert_after);
+    text("flap_count", s.alert_flap_count);
+    text("flap_window", s.alert_flap_window);
+    text("outage_percent", s.alert_outage_percent);
+    text("exec", s.alert_exec);
+    text("exec_timeout", s.alert_exec_timeout);
+    text("webhook", s.alert_webhook);
+    text("template", s.alert_template);
+    text("cafile", s.alert_cafile);
+    const auto list = [&](const char* key, std::vector<std::string>& field) {
+        if (!field.empty() || !j.contains(key)) return;
+        if (!j[key].is_array()) throw error("--alert-config: \"" + std::string(key) + "\" must be a list of names");
+        for (const auto& v : j[key]) {
+            if (!v.is_string()) throw error("--alert-config: \"" + std::string(key) + "\" must be a list of names");
+            field.push_back(v.get<std::string>());
+        }
+    };
+    list("only", s.alert_only);
+    list("exclude", s.alert_exclude);
+    const auto flag = [&](const char* key, bool& field) {
+        if (field || !j.contains(key)) return;
+        if (!j[key].is_boolean()) throw error("--alert-config: \"" + std::string(key) + "\" must be true or false");
+        field = j[key].get<bool>();
+    };
+    flag("on_new", s.alert_on_new);
+    flag("on_removed", s.alert_on_removed);
+    return s;
+}
 
 }  // namespace
 
@@ -81,23 +145,24 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
             if (!s.notary->empty()) o.notary->topic_template = *s.notary;
         }
         if (s.ha_prefix) o.ha_prefix = s.ha_prefix->empty() ? std::string(ha_discovery::default_prefix) : *s.ha_prefix;
-        if (!s.alert_exec.empty() || !s.alert_webhook.empty() || !s.alert_after.empty()) {
+        const auto rules = alert_settings(s);
+        if (!rules.alert_exec.empty() || !rules.alert_webhook.empty() || !rules.alert_after.empty()) {
             alert_options a;
-            if (!s.alert_after.empty()) a.after = parse_duration(s.alert_after);
-            if (!s.alert_flap_window.empty()) a.flap_window = parse_duration(s.alert_flap_window);
-            a.flap_count = s.alert_flap_count;
-            a.outage_percent = s.alert_outage_percent;
-            a.only = s.alert_only;
-            a.exclude = s.alert_exclude;
-            a.on_new = s.alert_on_new;
-            a.on_removed = s.alert_on_removed;
+            if (!rules.alert_after.empty()) a.after = parse_duration(rules.alert_after);
+            if (!rules.alert_flap_window.empty()) a.flap_window = parse_duration(rules.alert_flap_window);
+            if (!rules.alert_flap_count.empty()) a.flap_count = static_cast<std::uint32_t>(number(rules.alert_flap_count, "flap count"));
+            if (!rules.alert_outage_percent.empty()) a.outage_percent = number(rules.alert_outage_percent, "outage percent");
+            a.only = rules.alert_only;
+            a.exclude = rules.alert_exclude;
+            a.on_new = rules.alert_on_new;
+            a.on_removed = rules.alert_on_removed;
             a.validate();
             o.alerts = a;
-            o.sinks.exec = s.alert_exec;
-            o.sinks.exec_timeout = parse_duration(s.alert_exec_timeout);
-            o.sinks.webhook = s.alert_webhook;
-            o.sinks.template_text = s.alert_template;
-            o.sinks.ca_file = s.alert_cafile;
+            o.sinks.exec = rules.alert_exec;
+            if (!rules.alert_exec_timeout.empty()) o.sinks.exec_timeout = parse_duration(rules.alert_exec_timeout);
+            o.sinks.webhook = rules.alert_webhook;
+            o.sinks.template_text = rules.alert_template;
+            o.sinks.ca_file = rules.alert_cafile;
             o.sinks.validate();
         }
         if (s.db.empty()) make_parent(o.history.path);

@@ -26,9 +26,8 @@ struct settings {
     std::string listen = "127.0.0.1:8080";  ///< serve: the dashboard and API; "off": none
     std::string http_user, http_pw_env, http_cert, http_key;
     // serve: alerts
-    std::string alert_after, alert_flap_window, alert_exec_timeout = "10s";
-    unsigned alert_flap_count = 5;
-    double alert_outage_percent = 20;
+    std::string alert_config;  ///< a JSON file with the same settings; the command line wins
+    std::string alert_after, alert_flap_window, alert_exec_timeout, alert_flap_count, alert_outage_percent;
     std::vector<std::string> alert_only, alert_exclude;
     bool alert_on_new = false, alert_on_removed = false;
     std::string alert_exec, alert_webhook, alert_template, alert_cafile;

@@ -249,3 +249,88 @@ TEST(alerts, a_down_sent_before_a_restart_is_not_sent_again_and_one_due_during_i
 }
 
 }  // namespace
+
+namespace {
+
+TEST(alerts, rules_from_a_json_file_and_a_bad_file_is_refused) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto dir = test_dir();
+    std::ofstream(dir + "/rules.json") << R"({"after": "0s", "exclude": ["ignored-*"], "exec_timeout": "5s"})";
+    observer watch(port, prefix + "/#");
+    auto svc = serve(port, templ, dir, {"--alert-config", "rules.json"});
+    for (const char* name : {"ignored-1", "watched"}) {
+        auto s = sensor(port, templ, name);
+        watch.expect(prefix + "/" + name, contains("\"status\":1"), std::string(name) + "'s birth");
+        s.signal(SIGKILL);
+        watch.expect(prefix + "/" + name, contains("\"status\":0"), std::string(name) + "'s will");
+    }
+    const auto got = wait_alerts(dir, 1, "watched's down");
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0]["client"], "watched") << "the file's exclude list applies";
+
+    std::ofstream(dir + "/bad.json") << R"({"after": "0s", "colour": "red"})";
+    child bad({"sh", "-c", "cd '" + dir + "' && exec '" + std::string(SCANNER_BIN) +
+                               "' serve --db b.db --listen off --alert-config bad.json"});
+    EXPECT_EQ(bad.wait_exit(10s), 2);
+    EXPECT_NE(bad.stderr_text().find("unknown setting \"colour\""), std::string::npos) << bad.stderr_text();
+}
+
+TEST(alerts, an_https_webhook_is_verified) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto dir = test_dir();
+    child cert({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem"});
+    ASSERT_EQ(cert.wait_exit(30s), 0) << cert.stderr_text();
+    httplib::SSLServer receiver((dir + "/cert.pem").c_str(), (dir + "/key.pem").c_str());
+    ASSERT_TRUE(receiver.is_valid());
+    std::mutex m;
+    std::vector<std::string> bodies;
+    receiver.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
+        std::lock_guard<std::mutex> lock(m);
+        bodies.push_back(req.body);
+        res.set_content("ok", "text/plain");
+    });
+    const int hook_port = receiver.bind_to_any_port("127.0.0.1");
+    std::thread serving([&] { receiver.listen_after_bind(); });
+    const auto url = "https://127.0.0.1:" + std::to_string(hook_port) + "/hook";
+    observer watch(port, prefix + "/#");
+    // Without the CA the certificate is refused: nothing is delivered, and the service says so.
+    {
+        auto svc = serve(port, templ, dir, {"--alert-after", "0s", "--alert-webhook", url});
+        auto s = sensor(port, templ, "unverified");
+        watch.expect(prefix + "/unverified", contains("\"status\":1"), "birth");
+        s.signal(SIGKILL);
+        EXPECT_TRUE(svc->wait_stderr(contains("retrying"), 10s)) << svc->stderr_text();
+        std::lock_guard<std::mutex> lock(m);
+        EXPECT_TRUE(bodies.empty()) << "delivered to a certificate nobody vouched for";
+    }
+    // With it, the alert arrives.
+    const auto dir2 = dir + "-verified";
+    std::filesystem::create_directories(dir2);
+    {
+        auto svc = serve(port, templ, dir2,
+                         {"--alert-after", "0s", "--alert-webhook", url, "--alert-cafile", dir + "/cert.pem"});
+        auto s = sensor(port, templ, "verified");
+        watch.expect(prefix + "/verified", contains("\"status\":1"), "birth");
+        s.signal(SIGKILL);
+        const auto deadline = steady::now() + 15s;
+        for (;;) {
+            {
+                std::lock_guard<std::mutex> lock(m);
+                if (std::any_of(bodies.begin(), bodies.end(),
+                                [](const std::string& b) { return b.find("\"verified\"") != std::string::npos; }))
+                    break;
+            }
+            ASSERT_LT(steady::now(), deadline) << "the verified webhook never got the alert";
+            std::this_thread::sleep_for(20ms);  // another process posts
+        }
+    }
+    receiver.stop();
+    serving.join();
+}
+
+}  // namespace
