@@ -400,6 +400,14 @@ std::vector<change> connection_table::finish_resync(time_point now) {
     return out;
 }
 
+std::vector<std::pair<std::string, std::uint16_t>> connection_table::unconfirmed() const {
+    std::vector<std::pair<std::string, std::uint16_t>> out;
+    if (!resyncing_) return out;
+    for (const auto& e : rows_)
+        if (e.generation != generation_) out.emplace_back(e.name, e.source);
+    return out;
+}
+
 std::optional<client_status> connection_table::erase(std::string_view client, std::uint16_t source) {
     const std::size_t slot = slot_of(client, source, hash_of(client, source));
     if (slots_[slot] == 0) return std::nullopt;

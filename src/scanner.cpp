@@ -178,19 +178,61 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
                 cv_.notify_all();
                 return true;
             }
+            std::vector<std::string> confirm, done;
+            std::uint64_t confirm_seq = 0;
             {
                 std::lock_guard<std::mutex> lock(mutex_);
-                const auto seq = std::strtoull(payload.c_str(), nullptr, 10);
+                const bool second = payload.rfind("confirm-", 0) == 0;
+                const auto seq = std::strtoull(payload.c_str() + (second ? 8 : 0), nullptr, 10);
                 if (seq == marker_sent_ && sync_ != sync_state::complete && connected_) {
                     const bool drops = dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_;
-                    sync_ = drops ? sync_state::unverified : sync_state::complete;
-                    // Only a complete burst says which rows the broker no longer holds.
-                    if (!drops) queue_changes(table_.finish_resync(clock::now()));
-                    queue_state();
+                    if (!second && !drops) {
+                        // Rows the wildcard burst did not confirm: asked for by their exact topics first.
+                        for (const auto& [name, source] : table_.unconfirmed()) {
+                            const auto& scheme = schemes_.at(source < schemes_.size() ? source : 0);
+                            try {
+                                confirm.push_back(scheme.topic_for(name));
+                            } catch (const error&) {
+                                // a name no topic can hold: it stays unconfirmed
+                            }
+                        }
+                    }
+                    if (confirm.empty()) {
+                        sync_ = drops ? sync_state::unverified : sync_state::complete;
+                        // Only a complete burst says which rows the broker no longer holds.
+                        if (!drops) queue_changes(table_.finish_resync(clock::now()));
+                        queue_state();
+                        done.swap(confirming_);
+                    } else {
+                        confirming_ = confirm;
+                        confirm_seq = seq;
+                    }
                 }
                 ++version_;
             }
             cv_.notify_all();
+            // Outside the lock: Paho only queues these.
+            try {
+                constexpr std::size_t batch = 1000;
+                for (std::size_t i = 0; i < confirm.size(); i += batch) {
+                    const auto end = std::min(confirm.size(), i + batch);
+                    auto topics = mqtt::string_collection::create(
+                        std::vector<std::string>(confirm.begin() + static_cast<std::ptrdiff_t>(i),
+                                                 confirm.begin() + static_cast<std::ptrdiff_t>(end)));
+                    client_->subscribe(topics, std::vector<int>(end - i, options_.qos));
+                }
+                if (!confirm.empty())
+                    client_->publish(mqtt::message::create(marker_topic_, "confirm-" + std::to_string(confirm_seq),
+                                                           options_.qos, false));
+                for (std::size_t i = 0; i < done.size(); i += batch) {
+                    const auto end = std::min(done.size(), i + batch);
+                    client_->unsubscribe(mqtt::string_collection::create(
+                        std::vector<std::string>(done.begin() + static_cast<std::ptrdiff_t>(i),
+                                                 done.begin() + static_cast<std::ptrdiff_t>(end))));
+                }
+            } catch (const std::exception& e) {
+                status_line(std::string("confirming rows by their topics failed: ") + e.what(), true);
+            }
             return true;
         }
         if (!message_topic_.empty() && topic == message_topic_) {

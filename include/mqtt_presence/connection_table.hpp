@@ -146,6 +146,9 @@ public:
     /// a row the next re-sync does not confirm is removed. Replaces a row of the same (client, source).
     void restore(const client_status& row);
 
+    /// During a re-sync, the (name, scheme) of the rows no message has confirmed yet.
+    [[nodiscard]] std::vector<std::pair<std::string, std::uint16_t>> unconfirmed() const;
+
     /// Removes a client (its name within scheme `source`); returns its last row, if it was there.
     std::optional<client_status> erase(std::string_view client, std::uint16_t source = 0);
 

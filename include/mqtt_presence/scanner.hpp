@@ -18,7 +18,10 @@
 // find() and purge() are safe from any thread; a snapshot judges heartbeats at the moment it is taken.
 //
 // Sync: after every (re)subscribe the scanner publishes a marker to a private topic; when it comes back, the
-// retained burst before it is complete (sync_state::complete) and rows the broker no longer holds are removed. If
+// retained burst before it is complete (sync_state::complete) and rows the broker no longer holds are removed. Rows
+// the wildcard burst did not confirm (restored from a history, or known before a reconnect) are first asked for by
+// their exact topics, with a second marker: RabbitMQ delivers no retained message to a wildcard subscription, but
+// does to an exact one. If
 // it does not come back, a quiet period ends the wait, but the sync is only `unverified`: a broker that dropped
 // messages (mosquitto's max_queued_messages) drops the marker too.
 
@@ -179,6 +182,7 @@ private:
     std::uint64_t marker_sent_ = 0;
     std::uint64_t purge_marker_sent_ = 0;  // "purge-N" on the marker topic: the clears before it are all back
     std::uint64_t purge_marker_seen_ = 0;
+    std::vector<std::string> confirming_;  // exact topics subscribed to confirm rows the wildcard burst did not
     std::chrono::steady_clock::time_point last_status_message_{};
     std::chrono::steady_clock::time_point subscribed_at_{};
     bool connected_ = false;
