@@ -6,6 +6,7 @@
 // bench/history runs them all against a private broker.
 #include <mqtt_presence/scanner.hpp>
 #include <mqtt_presence/service/history_store.hpp>
+#include <mqtt_presence/service/presence_service.hpp>
 #include <mqtt_presence/status_codec.hpp>
 
 #include <sys/resource.h>
@@ -65,7 +66,7 @@ int persist(std::size_t n) {
     history_store store(o);
     store.begin_session("bench", "bench/{client}", "bench");
     const auto t = steady::now();
-    for (const auto& c : changes) store.record(c, c.at);
+    for (const auto& c : changes) store.record(c);
     const double enqueue = seconds_since(t);
     wait_written(store, n);
     const double total = seconds_since(t);
@@ -96,7 +97,7 @@ double sync_time(const std::string& uri, const std::string& prefix, std::size_t 
     scanner scan(o);
     std::atomic<std::size_t> delivered{0};
     scan.on_change([&](const change& c) {
-        if (store) store->record(c, c.at);
+        if (store) store->record(c);
         ++delivered;
     });
     const auto t = steady::now();
@@ -150,7 +151,7 @@ int build(const std::string& path, std::size_t clients, std::size_t events) {
         auto c = table.apply(name, decode(up ? "{\"status\":1,\"ip\":\"10.0.0.1\",\"hb\":30}" : "0"), false, at);
         if (!c) continue;
         c->current.topic = "bench/" + name;
-        while (!store.record(*c, c->at)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        while (!store.record(*c)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
         ++recorded;
         if (recorded % 1'000'000 == 0)
             std::fprintf(stderr, "\rbuild: %llu / %zu events", static_cast<unsigned long long>(recorded), events);
@@ -170,15 +171,7 @@ int restore(const std::string& path) {
     scanner_options o;
     o.topics = {"bench/{client}"};
     scanner scan(o);
-    std::size_t restored = 0;
-    std::vector<client_status> chunk;
-    store.for_each_current_row([&](const client_status& row) {
-        chunk.push_back(row);
-        if (chunk.size() < 4096) return;
-        restored += scan.restore(chunk);
-        chunk.clear();
-    });
-    restored += scan.restore(chunk);
+    const auto restored = restore_table(store, scan);
     const double total = seconds_since(t);
     std::printf("restore: %zu clients in %.2f s; peak RSS %.0f MiB (%.0f MiB before)\n", restored, total,
                 peak_rss_mib(), before);

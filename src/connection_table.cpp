@@ -331,9 +331,9 @@ bool connection_table::apply(std::string_view client, const status_record& recor
 }
 
 void connection_table::restore(const client_status& r) {
-    if (auto old = slot_of(r.client, r.source, hash_of(r.client, r.source)); slots_[old] != 0) remove_row(old, nullptr);
-    if ((rows_.size() + 1) * 2 > slots_.size()) grow();
     const auto hash = hash_of(r.client, r.source);
+    if (const auto old = slot_of(r.client, r.source, hash); slots_[old] != 0) remove_row(old, nullptr);
+    if ((rows_.size() + 1) * 2 > slots_.size()) grow();
     rows_.emplace_back();
     entry& e = rows_.back();
     e.name = r.client;
@@ -352,11 +352,7 @@ void connection_table::restore(const client_status& r) {
     e.last_seen = r.status == state::connected ? unknown_time : r.last_seen.value_or(unknown_time);
     e.last_down = r.last_down.value_or(unknown_time);
     e.heartbeat_s = r.heartbeat ? static_cast<std::uint32_t>(r.heartbeat->count()) : 0;
-    e.stale = r.stale;
-    if (e.heartbeat_s > 0 && e.status == state::connected && e.last_seen != unknown_time && !e.stale) {
-        e.deadline = e.last_seen + 3 * std::chrono::seconds(e.heartbeat_s);
-        next_deadline_ = std::min(next_deadline_, e.deadline);
-    }
+    e.stale = r.stale;  // no heartbeat deadline: a connected row's last_seen is unknown until its next message
     e.text.assign({r.detail, r.reason, r.ip, r.host, r.meta, r.raw});
     insert_slot(hash, rows_.size() - 1);
     count(e, +1);

@@ -39,6 +39,18 @@ std::string_view to_string(sync_state s) noexcept {
 }
 
 namespace {
+// Topics a thousand to a SUBSCRIBE or UNSUBSCRIBE packet.
+std::vector<mqtt::string_collection_ptr> in_batches(const std::vector<std::string>& topics) {
+    constexpr std::size_t batch = 1000;
+    std::vector<mqtt::string_collection_ptr> out;
+    for (std::size_t i = 0; i < topics.size(); i += batch) {
+        const auto end = std::min(topics.size(), i + batch);
+        out.push_back(mqtt::string_collection::create(std::vector<std::string>(
+            topics.begin() + static_cast<std::ptrdiff_t>(i), topics.begin() + static_cast<std::ptrdiff_t>(end))));
+    }
+    return out;
+}
+
 // mosquitto's count of messages it dropped (max_queued_messages and friends), retained and updated every
 // sys_interval: read when a sync begins and watched after, so that a drop the broker admits to is not hidden.
 constexpr std::string_view dropped_topic = "$SYS/broker/publish/messages/dropped";
@@ -189,12 +201,8 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
                     if (!second && !drops) {
                         // Rows the wildcard burst did not confirm: asked for by their exact topics first.
                         for (const auto& [name, source] : table_.unconfirmed()) {
-                            const auto& scheme = schemes_.at(source < schemes_.size() ? source : 0);
-                            try {
-                                confirm.push_back(scheme.topic_for(name));
-                            } catch (const error&) {
-                                // a name no topic can hold: it stays unconfirmed
-                            }
+                            auto exact = topic_of(name, source);
+                            if (!exact.empty()) confirm.push_back(std::move(exact));  // else it stays unconfirmed
                         }
                     }
                     if (confirm.empty()) {
@@ -213,23 +221,12 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
             cv_.notify_all();
             // Outside the lock: Paho only queues these.
             try {
-                constexpr std::size_t batch = 1000;
-                for (std::size_t i = 0; i < confirm.size(); i += batch) {
-                    const auto end = std::min(confirm.size(), i + batch);
-                    auto topics = mqtt::string_collection::create(
-                        std::vector<std::string>(confirm.begin() + static_cast<std::ptrdiff_t>(i),
-                                                 confirm.begin() + static_cast<std::ptrdiff_t>(end)));
-                    client_->subscribe(topics, std::vector<int>(end - i, options_.qos));
-                }
+                for (const auto& topics : in_batches(confirm))
+                    client_->subscribe(topics, std::vector<int>(topics->size(), options_.qos));
                 if (!confirm.empty())
                     client_->publish(mqtt::message::create(marker_topic_, "confirm-" + std::to_string(confirm_seq),
                                                            options_.qos, false));
-                for (std::size_t i = 0; i < done.size(); i += batch) {
-                    const auto end = std::min(done.size(), i + batch);
-                    client_->unsubscribe(mqtt::string_collection::create(
-                        std::vector<std::string>(done.begin() + static_cast<std::ptrdiff_t>(i),
-                                                 done.begin() + static_cast<std::ptrdiff_t>(end))));
-                }
+                for (const auto& topics : in_batches(done)) client_->unsubscribe(topics);
             } catch (const std::exception& e) {
                 status_line(std::string("confirming rows by their topics failed: ") + e.what(), true);
             }
@@ -335,39 +332,26 @@ void scanner::delivery_loop() {
                 // the status callback itself failed: nowhere left to say it
             }
         };
+        // Each callback fenced: what it throws becomes a status line, never reaches this loop.
+        const auto fenced = [&say](const char* which, const auto& call) {
+            try {
+                call();
+            } catch (const std::exception& e) {
+                say(std::string(which) + " callback threw: " + e.what());
+            } catch (...) {
+                say(std::string(which) + " callback threw a non-standard exception");
+            }
+        };
         for (auto& d : batch) {
             if (d.message) {
-                try {
-                    if (on_message) on_message(*d.message);
-                } catch (const std::exception& e) {
-                    say(std::string("message callback threw: ") + e.what());
-                } catch (...) {
-                    say("message callback threw a non-standard exception");
-                }
-                continue;
-            }
-            if (d.self) {
-                try {
-                    if (on_state) on_state(*d.self);
-                } catch (const std::exception& e) {
-                    say(std::string("state callback threw: ") + e.what());
-                } catch (...) {
-                    say("state callback threw a non-standard exception");
-                }
-                continue;
-            }
-            if (!d.status.empty()) {
+                if (on_message) fenced("message", [&] { on_message(*d.message); });
+            } else if (d.self) {
+                if (on_state) fenced("state", [&] { on_state(*d.self); });
+            } else if (!d.status.empty()) {
                 say(d.status);
-                continue;
-            }
-            if (!on_change) continue;
-            d.changed.current.topic = topic_of(d.changed.current);  // off the lock
-            try {
-                on_change(d.changed);
-            } catch (const std::exception& e) {
-                say(std::string("change callback threw: ") + e.what());
-            } catch (...) {
-                say("change callback threw a non-standard exception");
+            } else if (on_change) {
+                d.changed.current.topic = topic_of(d.changed.current);  // off the lock
+                fenced("change", [&] { on_change(d.changed); });
             }
         }
         lock.lock();
@@ -467,17 +451,16 @@ bool scanner::publish(const std::string& topic, const std::string& payload, int 
     }
 }
 
-std::size_t scanner::restore(const std::vector<client_status>& rows) {
+std::size_t scanner::restore(std::vector<client_status> rows) {
     std::size_t restored = 0;
     std::lock_guard<std::mutex> lock(mutex_);
     table_.reserve(table_.size() + rows.size());
-    for (const auto& row : rows) {
+    for (auto& row : rows) {
         for (std::size_t i = 0; i < schemes_.size(); ++i) {
             const auto name = schemes_[i].match(row.topic);
             if (!name || *name != row.client) continue;
-            client_status r = row;
-            r.source = static_cast<std::uint16_t>(i);
-            table_.restore(r);
+            row.source = static_cast<std::uint16_t>(i);
+            table_.restore(row);
             ++restored;
             break;
         }
@@ -571,10 +554,12 @@ bool scanner::connected() const {
     return connected_;
 }
 
-std::string scanner::topic_of(const client_status& row) const {
-    const auto& scheme = schemes_.at(row.source < schemes_.size() ? row.source : 0);
+std::string scanner::topic_of(const client_status& row) const { return topic_of(row.client, row.source); }
+
+std::string scanner::topic_of(std::string_view client, std::uint16_t source) const {
+    const auto& scheme = schemes_.at(source < schemes_.size() ? source : 0);
     try {
-        return scheme.topic_for(row.client);
+        return scheme.topic_for(client);
     } catch (const error&) {
         return {};
     }

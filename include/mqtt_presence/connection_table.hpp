@@ -137,7 +137,7 @@ public:
     /// Ends the re-sync begun last (call once the retained burst is known complete): removes the rows no message
     /// confirmed since begin_resync() and returns them as `removed` changes (at `now`). Nothing without a
     /// begin_resync().
-    std::vector<change> finish_resync(time_point now = time_point{});
+    std::vector<change> finish_resync(time_point now);
 
     /// Puts back a row remembered from an earlier run (a history store), before the first sync: its state, since,
     /// last_down, epoch and transitions stand until a message about the client confirms or changes them; last_seen

@@ -114,7 +114,7 @@ public:
     /// Puts back rows remembered from an earlier run (each row's `topic` says its scheme and name; rows under no
     /// scheme of this scanner are skipped). Call before start(): the first sync confirms, changes (live=false) or
     /// removes them. Returns how many were restored.
-    std::size_t restore(const std::vector<client_status>& rows);
+    std::size_t restore(std::vector<client_status> rows);
     /// Changes and status lines queued for the delivery thread and not yet delivered.
     [[nodiscard]] std::size_t pending_deliveries() const;
 
@@ -134,6 +134,8 @@ public:
     [[nodiscard]] const std::vector<topic_scheme>& schemes() const noexcept { return schemes_; }
     /// The status topic a row came from.
     [[nodiscard]] std::string topic_of(const client_status& row) const;
+    /// The status topic of `client` in scheme `source`; empty for a name no topic can hold.
+    [[nodiscard]] std::string topic_of(std::string_view client, std::uint16_t source) const;
     [[nodiscard]] bool connected() const;
 
     /// What a purge did. A broker may acknowledge a write its ACL discarded, so a status counts as cleared only

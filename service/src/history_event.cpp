@@ -40,10 +40,10 @@ cause cause_of(const change& c) noexcept {
     return cause::unknown;
 }
 
-history_event event_of(const change& c, time_point observed) {
+history_event event_of(const change& c) {
     history_event e;
-    e.observed = observed;
-    if (c.live) e.time = observed;
+    e.observed = c.at;
+    e.time = time_of(c);
     e.client = c.current.client;
     e.topic = c.current.topic;
     e.previous = c.previous;

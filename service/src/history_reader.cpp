@@ -60,6 +60,16 @@ std::int64_t first_id_at(SQLite::Database& db, std::int64_t ms) {
 
 }  // namespace
 
+template <class Query>
+auto history_reader::locked(Query&& query) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    try {
+        return query(*db_->db);
+    } catch (const SQLite::Exception& e) {
+        throw error("cannot read the history file " + db_->path + ": " + e.what());
+    }
+}
+
 history_reader::history_reader(const std::string& path) : db_(std::make_unique<connection>()) {
     db_->db = detail::open_history(path, false);
     db_->path = path;
@@ -69,106 +79,83 @@ history_reader::~history_reader() noexcept = default;
 
 std::vector<history_event> history_reader::events_of(const std::string& client, time_point since,
                                                      const std::string& topic, std::size_t limit) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::vector<history_event> out;
-    try {
+    auto out = locked([&](SQLite::Database& db) {
+        std::vector<history_event> events;
         // Each of the client's topics heads a chain of its events, newest first (events.prev_id).
-        SQLite::Statement heads(*db_->db, std::string("SELECT last_event FROM clients WHERE client=?") +
-                                              (topic.empty() ? "" : " AND topic=?"));
+        SQLite::Statement heads(db, std::string("SELECT last_event FROM clients WHERE client=?") +
+                                        (topic.empty() ? "" : " AND topic=?"));
         heads.bind(1, client);
         if (!topic.empty()) heads.bind(2, topic);
         std::vector<std::int64_t> next;
         while (heads.executeStep()) next.push_back(heads.getColumn(0).getInt64());
-        SQLite::Statement step(*db_->db, std::string(event_columns) + ", prev_id FROM events WHERE id=?");
+        SQLite::Statement step(db, std::string(event_columns) + ", prev_id FROM events WHERE id=?");
         const auto since_ms = to_ms(since);
         for (auto id : next) {
             while (id > 0) {
                 step.bind(1, id);
-                if (!step.executeStep()) break;  // pruned from here on
-                if (step.getColumn(1).getInt64() < since_ms) {
+                if (!step.executeStep() || step.getColumn(1).getInt64() < since_ms) {  // pruned, or older
                     step.reset();
                     break;
                 }
-                out.push_back(read_event(step));
+                events.push_back(read_event(step));
                 id = step.getColumn(12).isNull() ? 0 : step.getColumn(12).getInt64();
                 step.reset();
             }
         }
-    } catch (const SQLite::Exception& e) {
-        throw error("cannot read the history file " + db_->path + ": " + e.what());
-    }
+        return events;
+    });
     std::sort(out.begin(), out.end(), [](const history_event& a, const history_event& b) { return a.id > b.id; });
     if (out.size() > limit) out.resize(limit);
     return out;
 }
 
 std::vector<history_event> history_reader::events_after(std::int64_t id, std::size_t limit) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::vector<history_event> out;
-    try {
-        SQLite::Statement q(*db_->db, std::string(event_columns) + " FROM events WHERE id > ? ORDER BY id LIMIT ?");
+    return locked([&](SQLite::Database& db) {
+        std::vector<history_event> out;
+        SQLite::Statement q(db, std::string(event_columns) + " FROM events WHERE id > ? ORDER BY id LIMIT ?");
         q.bind(1, id);
         q.bind(2, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
         while (q.executeStep()) out.push_back(read_event(q));
-    } catch (const SQLite::Exception& e) {
-        throw error("cannot read the history file " + db_->path + ": " + e.what());
-    }
-    return out;
-}
-
-std::vector<segment> history_reader::timeline(const client_status& current, time_point from, time_point to) const {
-    auto events = events_of(current.client, from, current.topic);
-    std::reverse(events.begin(), events.end());  // oldest first
-    return compute_timeline(current, events, watched(from, to), from, to);
+        return out;
+    });
 }
 
 std::vector<std::string> history_reader::alerts(std::size_t limit) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::vector<std::string> out;
-    try {
-        SQLite::Statement q(*db_->db, "SELECT json FROM alerts ORDER BY id DESC LIMIT ?");
+    return locked([&](SQLite::Database& db) {
+        std::vector<std::string> out;
+        SQLite::Statement q(db, "SELECT json FROM alerts ORDER BY id DESC LIMIT ?");
         q.bind(1, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
         while (q.executeStep()) out.push_back(q.getColumn(0).getString());
-    } catch (const SQLite::Exception& e) {
-        throw error("cannot read the history file " + db_->path + ": " + e.what());
-    }
-    return out;
+        return out;
+    });
 }
 
 std::vector<std::pair<std::string, std::string>> history_reader::down_alerted() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::vector<std::pair<std::string, std::string>> out;
-    try {
-        SQLite::Statement q(*db_->db,
-                            "SELECT client, topic, kind FROM alerts WHERE id IN (SELECT max(id) FROM alerts WHERE "
-                            "kind IN ('down', 'recovered') AND client IS NOT NULL GROUP BY client, topic)");
+    return locked([](SQLite::Database& db) {
+        std::vector<std::pair<std::string, std::string>> out;
+        SQLite::Statement q(db, "SELECT client, topic, kind FROM alerts WHERE id IN (SELECT max(id) FROM alerts WHERE "
+                                "kind IN ('down', 'recovered') AND client IS NOT NULL GROUP BY client, topic)");
         while (q.executeStep())
             if (q.getColumn(2).getString() == "down")
                 out.emplace_back(q.getColumn(0).getString(), q.getColumn(1).getString());
-    } catch (const SQLite::Exception& e) {
-        throw error("cannot read the history file " + db_->path + ": " + e.what());
-    }
-    return out;
+        return out;
+    });
 }
 
 std::vector<client_status> history_reader::current_rows() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::vector<client_status> rows;
-    try {
-        SQLite::Statement q(*db_->db, detail::current_rows_sql);
+    return locked([](SQLite::Database& db) {
+        std::vector<client_status> rows;
+        SQLite::Statement q(db, detail::current_rows_sql);
         while (q.executeStep()) rows.push_back(detail::read_client_row(q));
-    } catch (const SQLite::Exception& e) {
-        throw error("cannot read the history file " + db_->path + ": " + e.what());
-    }
-    return rows;
+        return rows;
+    });
 }
 
 std::vector<interval> history_reader::watched(time_point from, time_point to) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::vector<interval> spans, gaps;
-    try {
-        const auto read = [&](const char* sql, std::vector<interval>& out) {
-            SQLite::Statement q(*db_->db, sql);
+    const auto read = [&](const char* sql) {
+        return locked([&](SQLite::Database& db) {
+            std::vector<interval> out;
+            SQLite::Statement q(db, sql);
             q.bind(1, static_cast<std::int64_t>(to_ms(from)));
             q.bind(2, static_cast<std::int64_t>(to_ms(to)));
             while (q.executeStep()) {
@@ -176,12 +163,11 @@ std::vector<interval> history_reader::watched(time_point from, time_point to) co
                 const auto b = std::min(to, from_ms(q.getColumn(1).getInt64()));
                 if (b > a) out.push_back({a, b});
             }
-        };
-        read("SELECT from_ms, to_ms FROM watch WHERE to_ms >= ? AND from_ms <= ? ORDER BY from_ms", spans);
-        read("SELECT from_ms, to_ms FROM gaps WHERE to_ms >= ? AND from_ms <= ? ORDER BY from_ms", gaps);
-    } catch (const SQLite::Exception& e) {
-        throw error("cannot read the history file " + db_->path + ": " + e.what());
-    }
+            return out;
+        });
+    };
+    const auto spans = read("SELECT from_ms, to_ms FROM watch WHERE to_ms >= ? AND from_ms <= ? ORDER BY from_ms");
+    const auto gaps = read("SELECT from_ms, to_ms FROM gaps WHERE to_ms >= ? AND from_ms <= ? ORDER BY from_ms");
     // Merge overlapping spans (two services on one file, or a clock step), then cut the gaps out.
     std::vector<interval> merged;
     for (const auto& s : spans) {
@@ -212,23 +198,17 @@ std::vector<uptime_figures> history_reader::uptime(time_point from, time_point t
         auto key = std::make_pair(row.client, row.topic);
         clients[key].first = std::move(row);
     }
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        try {
-            SQLite::Statement q(*db_->db, std::string(event_columns) +
-                                              " FROM events WHERE id >= ? AND observed_ms <= ? ORDER BY id");
-            q.bind(1, first_id_at(*db_->db, to_ms(from)));
-            q.bind(2, static_cast<std::int64_t>(to_ms(to)));
-            while (q.executeStep()) {
-                auto e = read_event(q);
-                if (e.observed < from) continue;  // a clock step put it out of order
-                auto key = std::make_pair(e.client, e.topic);
-                clients[key].second.push_back(std::move(e));
-            }
-        } catch (const SQLite::Exception& e) {
-            throw error("cannot read the history file " + db_->path + ": " + e.what());
+    locked([&](SQLite::Database& db) {
+        SQLite::Statement q(db, std::string(event_columns) + " FROM events WHERE id >= ? AND observed_ms <= ? ORDER BY id");
+        q.bind(1, first_id_at(db, to_ms(from)));
+        q.bind(2, static_cast<std::int64_t>(to_ms(to)));
+        while (q.executeStep()) {
+            auto e = read_event(q);
+            if (e.observed < from) continue;  // a clock step put it out of order
+            auto key = std::make_pair(e.client, e.topic);
+            clients[key].second.push_back(std::move(e));
         }
-    }
+    });
     std::vector<uptime_figures> out;
     out.reserve(clients.size());
     for (const auto& [key, data] : clients)

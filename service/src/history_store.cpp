@@ -11,11 +11,16 @@ namespace mqtt_presence {
 using detail::from_ms;
 using detail::to_ms;
 
+struct history_store::alert_record {
+    std::string kind, client, topic, json;
+    std::function<void()> on_disk;  // sends it: once it is on disk, so that a restart never sends it again
+};
+
 struct history_store::item {
     enum class kind : std::uint8_t { change, watch_on, watch_off, alert } what = kind::change;
     time_point at;
-    change changed;  // for an alert: client and topic in current, kind in current.detail, JSON in current.meta
-    std::function<void()> after_commit;  // an alert: sent once it is on disk, so a restart never sends it again
+    change changed;                        // kind::change
+    std::unique_ptr<alert_record> alerted;  // kind::alert (a pointer: the queue's items stay small)
 };
 
 namespace {
@@ -77,13 +82,13 @@ struct history_store::writer {
         return id;
     }
 
-    // One events row, bound straight from the change (history_event's fields, without copying its strings), after
-    // the client's event `prev` (0: none). Returns its id.
-    std::int64_t write_event(const change& c, time_point observed, std::int64_t prev) {
+    // One events row: event_of(c)'s fields, bound straight from the change without copying its strings, after the
+    // client's event `prev` (0: none). Returns its id.
+    std::int64_t write_event(const change& c, std::int64_t prev) {
         auto& s = *insert_event;
         const auto& r = c.current;
-        s.bind(1, static_cast<std::int64_t>(to_ms(observed)));
-        bind_time(s, 2, c.live ? std::optional<time_point>(observed) : std::nullopt);
+        s.bind(1, static_cast<std::int64_t>(to_ms(c.at)));
+        bind_time(s, 2, time_of(c));
         s.bindNoCopy(3, r.client);
         s.bindNoCopy(4, r.topic);
         if (c.previous) s.bindNoCopy(5, to_string(*c.previous).data());  // static, NUL-terminated names
@@ -168,12 +173,6 @@ history_store::history_store(history_options options) : options_(std::move(optio
 
 history_store::~history_store() noexcept { end_session(); }
 
-std::vector<client_status> history_store::current_rows() const {
-    std::vector<client_status> rows;
-    for_each_current_row([&rows](const client_status& r) { rows.push_back(r); });
-    return rows;
-}
-
 void history_store::for_each_current_row(const std::function<void(const client_status&)>& visit) const {
     try {
         SQLite::Statement q(*writer_->db, detail::current_rows_sql);
@@ -208,7 +207,8 @@ void history_store::begin_session(const std::string& broker, const std::string& 
     thread_ = std::thread([this] { writer_loop(); });
 }
 
-bool history_store::record(const change& c, time_point observed) noexcept {
+bool history_store::record(const change& c) noexcept {
+    const auto observed = c.at;
     try {
         bool dropped = false;
         bool wake = false;
@@ -220,7 +220,7 @@ bool history_store::record(const change& c, time_point observed) noexcept {
                 if (!first_drop_) first_drop_ = observed;
                 dropped = true;
             } else {
-                queue_.push_back(item{item::kind::change, observed, c, {}});
+                queue_.push_back(item{item::kind::change, observed, c, nullptr});
                 ++queued_changes_;
                 wake = queue_.size() == 1;
             }
@@ -238,11 +238,9 @@ bool history_store::record(const change& c, time_point observed) noexcept {
 void history_store::record_alert(std::string kind, std::string client, std::string topic, std::string json,
                                  time_point at, std::function<void()> on_disk) noexcept {
     try {
-        item it{item::kind::alert, at, {}, std::move(on_disk)};
-        it.changed.current.client = std::move(client);
-        it.changed.current.topic = std::move(topic);
-        it.changed.current.detail = std::move(kind);
-        it.changed.current.meta = std::move(json);
+        item it{item::kind::alert, at, {},
+                std::make_unique<alert_record>(alert_record{std::move(kind), std::move(client), std::move(topic),
+                                                            std::move(json), std::move(on_disk)})};
         std::lock_guard<std::mutex> lock(mutex_);
         queue_.push_back(std::move(it));
     } catch (...) {
@@ -254,7 +252,7 @@ void history_store::record_alert(std::string kind, std::string client, std::stri
 void history_store::watching(bool on, time_point at) noexcept {
     try {
         std::lock_guard<std::mutex> lock(mutex_);
-        queue_.push_back(item{on ? item::kind::watch_on : item::kind::watch_off, at, {}, {}});
+        queue_.push_back(item{on ? item::kind::watch_on : item::kind::watch_off, at, {}, nullptr});
     } catch (...) {
         // out of memory: the interval stays open until the next one, a few ms more of "watched"
     }
@@ -343,14 +341,16 @@ void history_store::writer_loop() {
             last_rows.reserve(batch.size());
             std::vector<committed> done;
             if (commit_sink_) done.reserve(batch.size());
+            std::size_t changes = 0;
             for (const auto& it : batch) {
                 switch (it.what) {
                     case item::kind::change: {
                         const auto& row = it.changed.current;
                         auto [at, first] = last_rows.try_emplace(row_key{row.topic, row.client}, latest{nullptr, 0});
                         if (first) at->second.head = w.chain_head(row.topic, row.client);
-                        at->second.head = w.write_event(it.changed, it.at, at->second.head);
+                        at->second.head = w.write_event(it.changed, at->second.head);
                         if (commit_sink_) done.push_back(committed{at->second.head, &it.changed});
+                        ++changes;
                         at->second.row = it.changed.kind == change_kind::removed ? nullptr : &row;
                         break;
                     }
@@ -367,14 +367,14 @@ void history_store::writer_loop() {
                         break;
                     case item::kind::alert: {
                         SQLite::Statement a(*w.db, "INSERT INTO alerts(time_ms, kind, client, topic, json) VALUES(?,?,?,?,?)");
-                        const auto& r = it.changed.current;
+                        const auto& r = *it.alerted;
                         a.bind(1, static_cast<std::int64_t>(to_ms(it.at)));
-                        a.bind(2, r.detail);
+                        a.bind(2, r.kind);
                         if (r.client.empty()) a.bind(3);
                         else a.bind(3, r.client);
                         if (r.topic.empty()) a.bind(4);
                         else a.bind(4, r.topic);
-                        a.bind(5, r.meta);
+                        a.bind(5, r.json);
                         a.exec();
                         break;
                     }
@@ -413,8 +413,6 @@ void history_store::writer_loop() {
                 end.exec();
             }
             tx.commit();
-            std::size_t changes = 0;
-            for (const auto& it : batch) changes += it.what == item::kind::change ? 1 : 0;
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 stats_.written += changes;
@@ -426,9 +424,9 @@ void history_store::writer_loop() {
                 }
             }
             for (auto& it : batch) {
-                if (!it.after_commit) continue;
+                if (!it.alerted || !it.alerted->on_disk) continue;
                 try {
-                    it.after_commit();
+                    it.alerted->on_disk();
                 } catch (...) {
                     // the callback's own failure: the record is on disk all the same
                 }

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <climits>
-#include <set>
 #include <cstdlib>
+#include <set>
 
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
@@ -34,6 +34,18 @@ void service_options::validate() const {
     }
 }
 
+std::size_t restore_table(const history_store& store, scanner& scan) {
+    std::size_t restored = 0;
+    std::vector<client_status> chunk;
+    store.for_each_current_row([&](const client_status& row) {
+        chunk.push_back(row);
+        if (chunk.size() < 4096) return;
+        restored += scan.restore(std::move(chunk));
+        chunk.clear();
+    });
+    return restored + scan.restore(std::move(chunk));
+}
+
 presence_service::presence_service(service_options options) : options_(std::move(options)) {
     options_.validate();
     if (options_.observer.empty()) {
@@ -44,15 +56,7 @@ presence_service::presence_service(service_options options) : options_(std::move
     if (options_.notary && options_.notary->observer.empty()) options_.notary->observer = options_.observer;
     store_ = std::make_unique<history_store>(options_.history);
     scanner_ = std::make_unique<scanner>(options_.scan);
-    // In chunks: a million rows never sit in memory twice (as rows and in the table).
-    std::vector<client_status> chunk;
-    store_->for_each_current_row([&](const client_status& row) {
-        chunk.push_back(row);
-        if (chunk.size() < 4096) return;
-        restored_ += scanner_->restore(chunk);
-        chunk.clear();
-    });
-    restored_ += scanner_->restore(chunk);
+    restored_ = restore_table(*store_, *scanner_);
     if (options_.notary) notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
     if (options_.ha_prefix) {
         ha_ = std::make_unique<ha_discovery>(*scanner_, *options_.ha_prefix);
@@ -69,10 +73,10 @@ presence_service::presence_service(service_options options) : options_(std::move
     scanner_->on_change([this](const change& c) {
         if (engine_) {
             std::lock_guard<std::mutex> lock(alert_mutex_);
-            if (engine_seeded_) emit(engine_->on_change(c, c.at == time_point{} ? clock::now() : c.at));
+            if (engine_seeded_) emit(engine_->on_change(c, c.at));
         }
-        if (!c.live && c.previous) ++unseen_;
-        store_->record(c, c.at == time_point{} ? clock::now() : c.at);
+        if (cause_of(c) == cause::unseen) ++unseen_;
+        store_->record(c);
         if (notary_) notary_->record(c);
         if (ha_) ha_->on_change(c);
     });

@@ -203,11 +203,11 @@ TEST(connection_table, resync_removes_rows_the_broker_no_longer_holds) {
     t.apply("kept", rec("1"), true, t0);
     t.apply("cleared", rec("1"), true, t0);
     t.apply("gone", rec("0"), true, t0);
-    EXPECT_TRUE(t.finish_resync().empty()) << "no re-sync was begun";
+    EXPECT_TRUE(t.finish_resync(t0).empty()) << "no re-sync was begun";
     t.begin_resync();
     t.apply("kept", rec("1"), true, t0 + 1min);
     t.apply("new", rec("1"), true, t0 + 1min);
-    auto removed = t.finish_resync();
+    auto removed = t.finish_resync(t0);
     ASSERT_EQ(removed.size(), 2u);
     std::vector<std::string> names{removed[0].current.client, removed[1].current.client};
     std::sort(names.begin(), names.end());
@@ -218,7 +218,7 @@ TEST(connection_table, resync_removes_rows_the_broker_no_longer_holds) {
     EXPECT_TRUE(t.find("kept"));
     EXPECT_TRUE(t.find("new"));
     EXPECT_EQ(t.counts().total(), 2u);
-    EXPECT_TRUE(t.finish_resync().empty()) << "once per re-sync";
+    EXPECT_TRUE(t.finish_resync(t0).empty()) << "once per re-sync";
 }
 
 TEST(connection_table, disconnect_clears_heartbeat_staleness) {

@@ -44,7 +44,11 @@ struct history_event {
 
 /// Why a change happened, by its kind, the payload's reason and whether it was seen live.
 [[nodiscard]] cause cause_of(const change& c) noexcept;
-/// The history row for a change the service learned of at `observed`.
-[[nodiscard]] history_event event_of(const change& c, time_point observed);
+/// When a change happened: the table's time for it when seen live; unknown when learned after the fact.
+[[nodiscard]] inline std::optional<time_point> time_of(const change& c) noexcept {
+    return c.live ? std::optional<time_point>(c.at) : std::nullopt;
+}
+/// The history row for a change (observed at the table's time for it, c.at).
+[[nodiscard]] history_event event_of(const change& c);
 
 }  // namespace mqtt_presence

@@ -31,8 +31,6 @@ public:
                                                        std::size_t limit = SIZE_MAX) const;
     /// Events with an id above `id`, oldest first, at most `limit` (a live feed's resume).
     [[nodiscard]] std::vector<history_event> events_after(std::int64_t id, std::size_t limit) const;
-    /// A client's window as up/down/unknown segments (the dashboard's 24-hour strip).
-    [[nodiscard]] std::vector<segment> timeline(const client_status& current, time_point from, time_point to) const;
     /// The latest alerts, newest first, as the JSON each was sent with.
     [[nodiscard]] std::vector<std::string> alerts(std::size_t limit) const;
     /// (client, topic) of every client whose latest per-client alert was "down": sent, and not yet recovered.
@@ -48,6 +46,9 @@ public:
 
 private:
     struct connection;
+    /// Runs `query` on the connection under the lock; an SQLite error becomes mqtt_presence::error naming the file.
+    template <class Query>
+    auto locked(Query&& query) const;
     std::unique_ptr<connection> db_;
     mutable std::mutex mutex_;
 };

@@ -72,9 +72,8 @@ public:
     history_store(const history_store&) = delete;
     history_store& operator=(const history_store&) = delete;
 
-    /// The last row of every client the file knows (topic filled), for scanner::restore().
-    [[nodiscard]] std::vector<client_status> current_rows() const;
-    /// The same rows one at a time, without holding them all (a million rows restore in chunks).
+    /// The last row of every client the file knows (topic filled), one at a time, for scanner::restore() (a million
+    /// rows restore in chunks, never all held at once).
     void for_each_current_row(const std::function<void(const client_status&)>& visit) const;
 
     /// Starts a session (what the service watches and who it is, for the record) and the writer thread.
@@ -82,9 +81,9 @@ public:
                        table_source table = {}, warning_sink warn = {});
     /// Set before begin_session().
     void on_commit(commit_sink sink) { commit_sink_ = std::move(sink); }
-    /// Queues a change the service learned of at `observed`. Never blocks on the disk; false when the queue is full
-    /// (the change is counted as dropped).
-    bool record(const change& c, time_point observed) noexcept;
+    /// Queues a change (observed at c.at, the table's time for it). Never blocks on the disk; false when the queue is
+    /// full (the change is counted as dropped).
+    bool record(const change& c) noexcept;
     /// Queues an alert (kind, client, topic, its JSON) for the alerts table; `on_disk` runs on the writer thread
     /// once it is on disk. Never blocks.
     void record_alert(std::string kind, std::string client, std::string topic, std::string json, time_point at,
@@ -101,6 +100,7 @@ public:
 
 private:
     struct item;
+    struct alert_record;
     struct writer;
 
     void writer_loop();

@@ -45,6 +45,10 @@ struct service_options {
     void validate() const;
 };
 
+/// Puts the history's rows back into the scanner's table, a few thousand at a time (a million rows are never held
+/// twice, as rows and in the table). Before the scanner starts. Returns how many the scanner's schemes took.
+std::size_t restore_table(const history_store& store, scanner& scan);
+
 class presence_service {
 public:
     /// Validates, opens the history (throws mqtt_presence::error naming the file) and restores the table from it.
