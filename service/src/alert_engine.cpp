@@ -64,12 +64,41 @@ alert alert_engine::make(const std::string& kind, const client_state& s, time_po
     return a;
 }
 
+alert_engine::client_state& alert_engine::track(const std::string& client, std::uint16_t scheme) {
+    auto [it, added] = clients_.try_emplace({client, scheme});
+    if (added) {
+        it->second.client = client;
+        it->second.scheme = scheme;
+        ++schemes_[scheme].clients;
+    }
+    return it->second;
+}
+
+void alert_engine::set_down(client_state& s, bool down) {
+    if (s.down == down) return;
+    s.down = down;
+    auto& sc = schemes_[s.scheme];
+    sc.down = down ? sc.down + 1 : sc.down - 1;
+}
+
+template <class Pick>
+alert alert_engine::outage(const char* kind, std::string reason, time_point now, Pick counted) const {
+    alert a;
+    a.kind = kind;
+    a.time = now;
+    a.reason = std::move(reason);
+    for (const auto& [key, s] : clients_) {
+        if (!counted(s)) continue;
+        ++a.count;
+        if (a.sample.size() < sample_size) a.sample.push_back(s.client);
+    }
+    return a;
+}
+
 void alert_engine::seed(const client_status& row, bool down_sent, time_point now) {
-    auto& s = clients_[{row.client, row.source}];
-    s.client = row.client;
+    auto& s = track(row.client, row.source);
     s.topic = row.topic;
-    s.scheme = row.source;
-    s.down = is_down(row);
+    set_down(s, is_down(row));
     s.down_since = s.down ? row.since : std::nullopt;
     // A death the history dated counts from then: one due while the service was down is sent at the next tick.
     s.down_at = s.down && row.since ? *row.since : now;
@@ -78,7 +107,7 @@ void alert_engine::seed(const client_status& row, bool down_sent, time_point now
 
 void alert_engine::went_down(client_state& s, std::optional<time_point> since, time_point now,
                              std::vector<alert>& out) {
-    s.down = true;
+    set_down(s, true);
     s.down_since = since ? since : std::optional<time_point>(now);
     s.down_at = now;
     s.down_sent = false;
@@ -97,7 +126,7 @@ void alert_engine::went_down(client_state& s, std::optional<time_point> since, t
 
 void alert_engine::came_back(client_state& s, time_point now, std::vector<alert>& out) {
     const bool was_sent = s.down_sent;
-    s.down = false;
+    set_down(s, false);
     s.down_sent = false;
     s.held = false;
     if (was_sent && !s.flapping && watched(s.client)) {
@@ -111,35 +140,16 @@ void alert_engine::came_back(client_state& s, time_point now, std::vector<alert>
 void alert_engine::check_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out) {
     auto& sc = schemes_[scheme];
     while (!sc.downs.empty() && now - sc.downs.front() > options_.outage_window) sc.downs.pop_front();
-    std::size_t total = 0, down = 0;
-    std::vector<std::string> sample;
-    for (const auto& [key, s] : clients_) {
-        if (s.scheme != scheme) continue;
-        ++total;
-        if (!s.down) continue;
-        ++down;
-        if (sample.size() < sample_size) sample.push_back(s.client);
-    }
-    if (total < options_.outage_min_clients) return;
-    const double limit = options_.outage_percent / 100.0 * static_cast<double>(total);
+    if (sc.clients < options_.outage_min_clients) return;
+    const double limit = options_.outage_percent / 100.0 * static_cast<double>(sc.clients);
+    const auto down_here = [scheme](const client_state& s) { return s.scheme == scheme && s.down; };
     if (!sc.active && static_cast<double>(sc.downs.size()) > limit) {
         sc.active = true;
-        alert a;
-        a.kind = "outage";
-        a.time = now;
-        a.count = down;
-        a.sample = sample;
         const auto any = std::find_if(clients_.begin(), clients_.end(), [scheme](const auto& kv) { return kv.second.scheme == scheme; });
-        a.reason = any != clients_.end() ? any->second.topic : std::string();
-        out.push_back(std::move(a));
-    } else if (sc.active && static_cast<double>(down) <= limit && sc.downs.empty()) {
+        out.push_back(outage("outage", any != clients_.end() ? any->second.topic : std::string(), now, down_here));
+    } else if (sc.active && static_cast<double>(sc.down) <= limit && sc.downs.empty()) {
         sc.active = false;
-        alert a;
-        a.kind = "outage-over";
-        a.time = now;
-        a.count = down;
-        a.sample = sample;
-        out.push_back(std::move(a));
+        out.push_back(outage("outage-over", {}, now, down_here));
     }
 }
 
@@ -151,19 +161,18 @@ std::vector<alert> alert_engine::on_change(const change& c, time_point now) {
         const auto it = clients_.find(key);
         if (it != clients_.end()) {
             if (options_.on_removed && watched(r.client)) out.push_back(make("removed", it->second, now));
+            set_down(it->second, false);
+            --schemes_[r.source].clients;
             clients_.erase(it);
         }
         return out;
     }
     const bool known = clients_.count(key) > 0;
-    auto& s = clients_[key];
-    s.client = r.client;
+    auto& s = track(r.client, r.source);
     s.topic = r.topic;
-    s.scheme = r.source;
     if (!known && c.kind == change_kind::added && options_.on_new && watched(r.client)) out.push_back(make("new", s, now));
     if (is_down(r) && !s.down) went_down(s, r.since, now, out);
     else if (is_up(r) && s.down) came_back(s, now, out);
-    else if (is_up(r) && !known) s.down = false;
     return out;
 }
 
@@ -178,16 +187,7 @@ std::vector<alert> alert_engine::on_service(bool watching, time_point now) {
     service_lost_.reset();
     if (broker_outage_) {
         broker_outage_ = false;
-        alert a;
-        a.kind = "outage-over";
-        a.time = now;
-        a.reason = "broker";
-        for (const auto& [key, s] : clients_)
-            if (s.down) {
-                ++a.count;
-                if (a.sample.size() < sample_size) a.sample.push_back(s.client);
-            }
-        out.push_back(std::move(a));
+        out.push_back(outage("outage-over", "broker", now, [](const client_state& s) { return s.down; }));
     }
     return out;
 }
@@ -196,16 +196,9 @@ std::vector<alert> alert_engine::tick(time_point now) {
     std::vector<alert> out;
     if (!service_watching_ && service_lost_ && !broker_outage_ && now - *service_lost_ >= options_.after) {
         broker_outage_ = true;
-        alert a;
-        a.kind = "outage";
-        a.time = now;
+        // What was up when the service lost the broker: now unknown.
+        auto a = outage("outage", "broker", now, [](const client_state& s) { return !s.down; });
         a.since = service_lost_;
-        a.reason = "broker";
-        for (const auto& [key, s] : clients_)
-            if (!s.down) {  // what was up when the service lost the broker: now unknown
-                ++a.count;
-                if (a.sample.size() < sample_size) a.sample.push_back(s.client);
-            }
         out.push_back(std::move(a));
     }
     std::vector<std::uint16_t> active;

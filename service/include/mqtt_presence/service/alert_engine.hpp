@@ -85,6 +85,8 @@ private:
     struct scheme_outage {
         bool active = false;
         std::deque<time_point> downs;  // recent downs in this scheme
+        std::size_t clients = 0;       // kept as clients come, go, fall and return: no walk over the fleet per change
+        std::size_t down = 0;
     };
 
     [[nodiscard]] bool watched(const std::string& client) const;
@@ -92,7 +94,12 @@ private:
     void went_down(client_state& s, std::optional<time_point> since, time_point now, std::vector<alert>& out);
     void came_back(client_state& s, time_point now, std::vector<alert>& out);
     [[nodiscard]] alert make(const std::string& kind, const client_state& s, time_point now) const;
+    /// An outage alert counting (and sampling) the clients `counted` picks: built only when one is sent.
+    template <class Pick>
+    [[nodiscard]] alert outage(const char* kind, std::string reason, time_point now, Pick counted) const;
     void check_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out);
+    client_state& track(const std::string& client, std::uint16_t scheme);  // creates it, counted in its scheme
+    void set_down(client_state& s, bool down);                              // keeps the scheme's count
 
     alert_options options_;
     std::map<std::pair<std::string, std::uint16_t>, client_state> clients_;
