@@ -40,7 +40,10 @@ std::string alert::json() const {
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-alert_engine::alert_engine(alert_options options) : options_(std::move(options)) { options_.validate(); }
+alert_engine::alert_engine(alert_options options, std::vector<std::string> scheme_filters)
+    : options_(std::move(options)), scheme_filters_(std::move(scheme_filters)) {
+    options_.validate();
+}
 
 bool alert_engine::watched(const std::string& client) const {
     const auto matches = [&client](const std::string& pattern) { return fnmatch(pattern.c_str(), client.c_str(), 0) == 0; };
@@ -108,7 +111,7 @@ void alert_engine::seed(const client_status& row, bool down_sent, time_point now
 void alert_engine::went_down(client_state& s, std::optional<time_point> since, time_point now,
                              std::vector<alert>& out) {
     set_down(s, true);
-    s.down_since = since ? since : std::optional<time_point>(now);
+    s.down_since = since;  // unknown stays unknown (a death learned after the fact)
     s.down_at = now;
     s.down_sent = false;
     s.held = false;
@@ -124,14 +127,15 @@ void alert_engine::went_down(client_state& s, std::optional<time_point> since, t
     check_outage(s.scheme, now, out);
 }
 
-void alert_engine::came_back(client_state& s, time_point now, std::vector<alert>& out) {
+void alert_engine::came_back(client_state& s, std::optional<time_point> since, time_point now,
+                             std::vector<alert>& out) {
     const bool was_sent = s.down_sent;
     set_down(s, false);
     s.down_sent = false;
     s.held = false;
     if (was_sent && !s.flapping && watched(s.client)) {
         auto a = make("recovered", s, now);
-        a.since = now;
+        a.since = since;  // when its connection began, if known
         out.push_back(std::move(a));
     }
     s.down_since.reset();
@@ -145,8 +149,8 @@ void alert_engine::check_outage(std::uint16_t scheme, time_point now, std::vecto
     const auto down_here = [scheme](const client_state& s) { return s.scheme == scheme && s.down; };
     if (!sc.active && static_cast<double>(sc.downs.size()) > limit) {
         sc.active = true;
-        const auto any = std::find_if(clients_.begin(), clients_.end(), [scheme](const auto& kv) { return kv.second.scheme == scheme; });
-        out.push_back(outage("outage", any != clients_.end() ? any->second.topic : std::string(), now, down_here));
+        out.push_back(outage("outage", scheme < scheme_filters_.size() ? scheme_filters_[scheme] : std::string(), now,
+                             down_here));
     } else if (sc.active && static_cast<double>(sc.down) <= limit && sc.downs.empty()) {
         sc.active = false;
         out.push_back(outage("outage-over", {}, now, down_here));
@@ -171,8 +175,9 @@ std::vector<alert> alert_engine::on_change(const change& c, time_point now) {
     auto& s = track(r.client, r.source);
     s.topic = r.topic;
     if (!known && c.kind == change_kind::added && options_.on_new && watched(r.client)) out.push_back(make("new", s, now));
-    if (is_down(r) && !s.down) went_down(s, r.since, now, out);
-    else if (is_up(r) && s.down) came_back(s, now, out);
+    // Down since: a disconnect's own time (unknown when it happened unseen), or when heartbeats were judged missing.
+    if (is_down(r) && !s.down) went_down(s, r.status == state::disconnected ? r.since : std::optional(c.at), now, out);
+    else if (is_up(r) && s.down) came_back(s, r.since, now, out);
     return out;
 }
 

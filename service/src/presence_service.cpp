@@ -67,7 +67,9 @@ presence_service::presence_service(service_options options) : options_(std::move
     }
 
     if (options_.alerts) {
-        engine_ = std::make_unique<alert_engine>(*options_.alerts);
+        std::vector<std::string> filters;
+        for (const auto& scheme : scanner_->schemes()) filters.push_back(scheme.filter());
+        engine_ = std::make_unique<alert_engine>(*options_.alerts, std::move(filters));
         sinks_ = std::make_unique<alert_sinks>(options_.sinks, [this](const std::string& w) { say(w); });
     }
     scanner_->on_change([this](const change& c) {

@@ -57,7 +57,8 @@ struct alert {
 
 class alert_engine {
 public:
-    explicit alert_engine(alert_options options);
+    /// `scheme_filters`: each topic scheme's subscription filter (a scheme outage's reason), by the rows' source.
+    explicit alert_engine(alert_options options, std::vector<std::string> scheme_filters = {});
 
     /// A row the service already knows (after its first sync, or restored): `down_sent` when a "down" was sent for
     /// it before a restart (it is not sent again).
@@ -92,7 +93,7 @@ private:
     [[nodiscard]] bool watched(const std::string& client) const;
     [[nodiscard]] bool in_outage(const client_state& s) const;
     void went_down(client_state& s, std::optional<time_point> since, time_point now, std::vector<alert>& out);
-    void came_back(client_state& s, time_point now, std::vector<alert>& out);
+    void came_back(client_state& s, std::optional<time_point> since, time_point now, std::vector<alert>& out);
     [[nodiscard]] alert make(const std::string& kind, const client_state& s, time_point now) const;
     /// An outage alert counting (and sampling) the clients `counted` picks: built only when one is sent.
     template <class Pick>
@@ -102,6 +103,7 @@ private:
     void set_down(client_state& s, bool down);                              // keeps the scheme's count
 
     alert_options options_;
+    std::vector<std::string> scheme_filters_;
     std::map<std::pair<std::string, std::uint16_t>, client_state> clients_;
     std::map<std::uint16_t, scheme_outage> schemes_;
     bool service_watching_ = true;
