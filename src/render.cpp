@@ -202,6 +202,16 @@ std::string csv_field(const std::string& raw) {
 }
 
 
+std::string render_scanner_json(const scanner_status& s) {
+    std::string out = "{\"connected\":";
+    out += s.connected ? "true" : "false";
+    out += ",\"since\":";
+    append_time(out, s.since);
+    out += ",\"sync\":\"" + std::string(to_string(s.sync)) + "\",\"broker_dropped\":" +
+           std::to_string(s.broker_dropped) + "}";
+    return out;
+}
+
 std::string format_iso8601(time_point t) {
     std::string out;
     append_iso8601(out, t);
@@ -262,14 +272,7 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
                    "},\"stats\":{\"messages\":" + n(stats.messages) + ",\"malformed\":" + n(stats.malformed) +
                    ",\"stale_deaths_ignored\":" + n(stats.stale_deaths_ignored) + ",\"stale_connects_ignored\":" +
                    n(stats.stale_connects_ignored) + ",\"future_times\":" + n(stats.future_times) + "}";
-        if (scanner) {
-            buffer_ += ",\"scanner\":{\"connected\":";
-            buffer_ += scanner->connected ? "true" : "false";
-            buffer_ += ",\"since\":";
-            append_time(buffer_, scanner->since);
-            buffer_ += ",\"sync\":\"" + std::string(to_string(scanner->sync)) + "\",\"broker_dropped\":" +
-                       n(scanner->broker_dropped) + "}";
-        }
+        if (scanner) buffer_ += ",\"scanner\":" + render_scanner_json(*scanner);
         buffer_ += extra_members;
         buffer_ += "}\n";
     } else if (format_ == snapshot_format::prometheus) {

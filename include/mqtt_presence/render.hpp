@@ -69,6 +69,9 @@ private:
     std::size_t rows_ = 0;
 };
 
+/// The scanner's own state as the JSON snapshot's "scanner" member: {"connected","since","sync","broker_dropped"}.
+[[nodiscard]] std::string render_scanner_json(const scanner_status& s);
+
 /// A whole snapshot in a machine format (snapshot_writer into a string).
 [[nodiscard]] std::string render_snapshot(const scan_result& r, snapshot_format format);
 [[nodiscard]] std::string render_json(const scan_result& r);

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
-#include <condition_variable>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -28,6 +27,10 @@ namespace mqtt_presence {
 
 using json = nlohmann::json;
 
+namespace {
+bool all_digits(std::string_view text);
+}  // namespace
+
 // --- options ---------------------------------------------------------------------------------------------------
 
 void http_options::parse_listen(const std::string& text) {
@@ -36,7 +39,7 @@ void http_options::parse_listen(const std::string& text) {
     std::string h = text.substr(0, colon);
     if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
     const std::string p = text.substr(colon + 1);
-    if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char c) { return std::isdigit(c) != 0; }))
+    if (p.size() > 5 || !all_digits(p))
         throw error("--listen " + text + ": the port must be a number from 0 to 65535");
     host = h.empty() ? "0.0.0.0" : h;
     port = std::stoi(p);
@@ -93,11 +96,8 @@ std::string change_json(const history_event& e) {
                  {"client", client}});
 }
 
-json scanner_json(const scanner_status& st) {
-    return {{"connected", st.connected},
-            {"since", time_or_null(st.since)},
-            {"sync", to_string(st.sync)},
-            {"broker_dropped", st.broker_dropped}};
+bool all_digits(std::string_view text) {
+    return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 bool icontains(const std::string& hay, const std::string& needle) {
@@ -112,7 +112,7 @@ std::string state_of(const client_status& c) { return c.stale ? "stale" : std::s
 std::size_t number_param(const httplib::Request& req, const char* name, std::size_t fallback, std::size_t max) {
     if (!req.has_param(name)) return fallback;
     const auto text = req.get_param_value(name);
-    if (text.empty() || text.size() > 12 || !std::all_of(text.begin(), text.end(), [](char c) { return std::isdigit(c) != 0; }))
+    if (text.size() > 12 || !all_digits(text))
         throw error(std::string(name) + " must be a whole number");
     return std::min<std::size_t>(std::stoull(text), max);
 }
@@ -137,43 +137,29 @@ struct dashboard::impl {
     std::thread listener;
     int port = 0;
 
-    // Each client's 24-hour figures, refreshed in the background (a large fleet's take a while to compute).
+    // Every client's 24-hour figures, for sorting the fleet by uptime or flaps: computed when asked, reused for
+    // 10 s (a large fleet's history takes a while to read; nobody pays for it who does not sort by it).
     std::mutex uptime_mutex;
     std::map<std::pair<std::string, std::string>, uptime_figures> uptime;  // (client, topic)
-    std::condition_variable uptime_cv;
-    bool stopping = false;
-    std::thread uptime_thread;
+    std::chrono::steady_clock::time_point uptime_at{};
+    std::atomic<bool> stopped{false};
 
-    void refresh_uptime() {
-        try {
+    std::map<std::pair<std::string, std::string>, uptime_figures> fleet_uptime() {
+        std::lock_guard<std::mutex> lock(uptime_mutex);
+        if (uptime_at == std::chrono::steady_clock::time_point{} ||
+            std::chrono::steady_clock::now() - uptime_at > std::chrono::seconds(10)) {
             const auto now = clock::now();
-            auto rows = reader.uptime(now - std::chrono::hours(24), now, std::chrono::minutes(1));
-            std::map<std::pair<std::string, std::string>, uptime_figures> fresh;
-            for (auto& f : rows) fresh.emplace(std::make_pair(f.client, f.topic), std::move(f));
-            std::lock_guard<std::mutex> lock(uptime_mutex);
-            uptime.swap(fresh);
-        } catch (const std::exception&) {
-            // the next round tries again; the page shows "?" meanwhile
+            uptime.clear();
+            for (auto& f : reader.uptime(now - std::chrono::hours(24), now, std::chrono::minutes(1)))
+                uptime.emplace(std::make_pair(f.client, f.topic), std::move(f));
+            uptime_at = std::chrono::steady_clock::now();
         }
-    }
-
-    // Every 5 s, or ten times as long as the last computation took (a large fleet's history is read at a measured
-    // pace, never back to back).
-    void uptime_loop() {
-        std::unique_lock<std::mutex> lock(uptime_mutex);
-        while (!stopping) {
-            lock.unlock();
-            const auto began = std::chrono::steady_clock::now();
-            refresh_uptime();
-            const auto took = std::chrono::steady_clock::now() - began;
-            lock.lock();
-            uptime_cv.wait_for(lock, std::max<std::chrono::steady_clock::duration>(std::chrono::seconds(5), 10 * took),
-                               [this] { return stopping; });
-        }
+        return uptime;
     }
 
     void routes();
     void clients(const httplib::Request& req, httplib::Response& res);
+    std::string page_history(const std::vector<client_status>& rows);
     void one_client(const httplib::Request& req, httplib::Response& res);
     void events(const httplib::Request& req, httplib::Response& res);
     void metrics(httplib::Response& res);
@@ -197,7 +183,7 @@ void dashboard::impl::routes() {
         res.set_content(dump({{"broker", svc.options().scan.broker.server_uri},
                               {"topics", filters},
                               {"observer", svc.options().observer},
-                              {"scanner", scanner_json(svc.table().status())}}) + "\n",
+                              {"scanner", json::parse(render_scanner_json(svc.table().status()))}}) + "\n",
                         "application/json");
     });
     s.Get("/api/clients", [this](const httplib::Request& req, httplib::Response& res) { clients(req, res); });
@@ -246,55 +232,82 @@ void dashboard::impl::routes() {
     s.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) { healthz(res); });
 }
 
-void dashboard::impl::clients(const httplib::Request& req, httplib::Response& res) {
-    try {
-        const auto limit = number_param(req, "limit", SIZE_MAX, SIZE_MAX);
-        const auto offset = number_param(req, "offset", 0, SIZE_MAX);
-        std::vector<std::string> states;
-        {
-            std::stringstream in(req.get_param_value("state"));
-            std::string s;
-            while (std::getline(in, s, ','))
-                if (!s.empty()) states.push_back(s);
-        }
-        for (const auto& st : states)
+namespace {
+
+enum class sort_key : std::uint8_t { client, state, since, last_seen, ip, topic, uptime, flaps };
+
+// What GET /api/clients asks for, checked.
+struct clients_query {
+    std::size_t limit = SIZE_MAX;
+    std::size_t offset = 0;
+    std::vector<std::string> states;
+    std::string q, topic;
+    sort_key sort = sort_key::client;
+    bool descending = false;
+    bool with_history = false;
+
+    static clients_query parse(const httplib::Request& req) {
+        clients_query c;
+        c.limit = number_param(req, "limit", SIZE_MAX, SIZE_MAX);
+        c.offset = number_param(req, "offset", 0, SIZE_MAX);
+        std::stringstream in(req.get_param_value("state"));
+        for (std::string st; std::getline(in, st, ',');) {
+            if (st.empty()) continue;
             if (st != "connected" && st != "disconnected" && st != "unknown" && st != "stale")
                 throw error("state must be connected, disconnected, unknown or stale (comma-separated), not " + st);
-        const auto q = req.get_param_value("q");
-        const auto topic = req.get_param_value("topic");
+            c.states.push_back(st);
+        }
+        c.q = req.get_param_value("q");
+        c.topic = req.get_param_value("topic");
         std::string sort = req.has_param("sort") ? req.get_param_value("sort") : "client";
-        const bool descending = !sort.empty() && sort.front() == '-';
-        if (descending) sort.erase(0, 1);
-        static const std::vector<std::string> sorts{"client", "state", "since", "last_seen", "ip", "topic", "uptime", "flaps"};
-        if (std::find(sorts.begin(), sorts.end(), sort) == sorts.end())
+        c.descending = !sort.empty() && sort.front() == '-';
+        if (c.descending) sort.erase(0, 1);
+        static const std::pair<const char*, sort_key> sorts[] = {
+            {"client", sort_key::client}, {"state", sort_key::state}, {"since", sort_key::since},
+            {"last_seen", sort_key::last_seen}, {"ip", sort_key::ip}, {"topic", sort_key::topic},
+            {"uptime", sort_key::uptime}, {"flaps", sort_key::flaps}};
+        const auto it = std::find_if(std::begin(sorts), std::end(sorts), [&](const auto& p) { return sort == p.first; });
+        if (it == std::end(sorts))
             throw error("sort must be one of client, state, since, last_seen, ip, topic, uptime, flaps (- for descending)");
-        const bool with_history = req.get_param_value("history") == "1";
+        c.sort = it->second;
+        c.with_history = req.get_param_value("history") == "1";
+        return c;
+    }
 
-        const auto passes = [states, q, topic](const client_status& c) {  // copies: it may outlive this call
-            if (!states.empty() && std::find(states.begin(), states.end(), state_of(c)) == states.end()) return false;
-            if (!q.empty() && !icontains(c.client, q)) return false;
-            return topic.empty() || c.topic.find(topic) != std::string::npos;
-        };
-        const auto paging = [limit](std::size_t total, std::size_t from) {
-            return ",\"total\":" + std::to_string(total) + ",\"offset\":" + std::to_string(from) +
-                   ",\"limit\":" + (limit == SIZE_MAX ? std::string("null") : std::to_string(limit));
-        };
+    [[nodiscard]] bool by_name() const { return sort == sort_key::client && !descending; }
+
+    [[nodiscard]] bool passes(const client_status& c) const {
+        if (!states.empty() && std::find(states.begin(), states.end(), state_of(c)) == states.end()) return false;
+        if (!q.empty() && !icontains(c.client, q)) return false;
+        return topic.empty() || c.topic.find(topic) != std::string::npos;
+    }
+
+    // The members that join the snapshot's object: the match's total and the page asked for.
+    [[nodiscard]] std::string paging(std::size_t total) const {
+        return ",\"total\":" + std::to_string(total) + ",\"offset\":" + std::to_string(std::min(offset, total)) +
+               ",\"limit\":" + (limit == SIZE_MAX ? std::string("null") : std::to_string(limit));
+    }
+};
+
+}  // namespace
+
+void dashboard::impl::clients(const httplib::Request& req, httplib::Response& res) {
+    try {
+        const auto query = clients_query::parse(req);
         auto& table = svc.table();
-        const bool by_name = sort == "client" && !descending;
-        if (by_name && limit == SIZE_MAX && !with_history) {
+        if (query.by_name() && query.limit == SIZE_MAX && !query.with_history) {
             // The whole fleet, by name: streamed from the table as it is read, never held as rows or as one text.
             res.set_chunked_content_provider(
-                "application/json", [this, passes, offset, paging](std::size_t, httplib::DataSink& sink) {
+                "application/json", [this, query](std::size_t, httplib::DataSink& sink) {
                     detail::sink_stream out(sink);
                     snapshot_writer writer(out, snapshot_format::json);
                     std::size_t total = 0;
                     auto& t = svc.table();
                     const auto [counts, stats] = t.for_each_sorted([&](const client_status& c) {
-                        if (!passes(c)) return;
-                        if (total++ >= offset) writer.row(c);
+                        if (query.passes(c) && total++ >= query.offset) writer.row(c);
                     });
                     const auto st = t.status();
-                    writer.finish(counts, stats, &st, paging(total, std::min(offset, total)));
+                    writer.finish(counts, stats, &st, query.paging(total));
                     sink.done();
                     return true;
                 });
@@ -305,80 +318,52 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
         std::vector<client_status> rows;
         std::size_t total = 0;
         const auto [counts, stats] = table.for_each_sorted([&](const client_status& c) {
-            if (!passes(c)) return;
+            if (!query.passes(c)) return;
             const std::size_t at = total++;
-            if (!by_name || (at >= offset && at - offset < limit)) rows.push_back(c);
+            if (!query.by_name() || (at >= query.offset && at - query.offset < query.limit)) rows.push_back(c);
         });
-        std::map<std::pair<std::string, std::string>, uptime_figures> figures;
-        if (sort == "uptime" || sort == "flaps") {
-            std::lock_guard<std::mutex> lock(uptime_mutex);
-            figures = uptime;
-        }
-        const auto figure = [&figures](const client_status& c) -> const uptime_figures* {
-            const auto it = figures.find({c.client, c.topic});
-            return it == figures.end() ? nullptr : &it->second;
-        };
-        if (!by_name) {
-            const auto key_less = [&](const client_status& a, const client_status& b) -> bool {
-                if (sort == "client") return false;  // already by name: descending reverses below
-                if (sort == "state") return state_of(a) < state_of(b);
-                if (sort == "since") return a.since.value_or(time_point::min()) < b.since.value_or(time_point::min());
-                if (sort == "last_seen")
-                    return a.last_seen.value_or(time_point::min()) < b.last_seen.value_or(time_point::min());
-                if (sort == "ip") return a.ip < b.ip;
-                if (sort == "topic") return a.topic < b.topic;
-                const auto* fa = figure(a);
-                const auto* fb = figure(b);
-                if (sort == "flaps") return (fa ? fa->flaps : 0) < (fb ? fb->flaps : 0);
+        if (!query.by_name()) {
+            std::map<std::pair<std::string, std::string>, uptime_figures> figures;
+            if (query.sort == sort_key::uptime || query.sort == sort_key::flaps) figures = fleet_uptime();
+            const auto figure = [&figures](const client_status& c) -> const uptime_figures* {
+                const auto it = figures.find({c.client, c.topic});
+                return it == figures.end() ? nullptr : &it->second;
+            };
+            const auto less = [&](const client_status& a, const client_status& b) -> bool {
+                switch (query.sort) {
+                    case sort_key::client: return false;  // already by name: descending reverses below
+                    case sort_key::state: return state_of(a) < state_of(b);
+                    case sort_key::since: return a.since.value_or(time_point::min()) < b.since.value_or(time_point::min());
+                    case sort_key::last_seen:
+                        return a.last_seen.value_or(time_point::min()) < b.last_seen.value_or(time_point::min());
+                    case sort_key::ip: return a.ip < b.ip;
+                    case sort_key::topic: return a.topic < b.topic;
+                    case sort_key::flaps: {
+                        const auto *fa = figure(a), *fb = figure(b);
+                        return (fa ? fa->flaps : 0) < (fb ? fb->flaps : 0);
+                    }
+                    case sort_key::uptime: break;
+                }
+                const auto *fa = figure(a), *fb = figure(b);
                 return (fa ? fa->uptime_percent().value_or(-1) : -1) < (fb ? fb->uptime_percent().value_or(-1) : -1);
             };
             // Sort indices, not rows (a row is a dozen strings), then move out the page.
             std::vector<std::uint32_t> order(rows.size());
             for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-            if (sort == "client") std::reverse(order.begin(), order.end());
+            if (query.sort == sort_key::client) std::reverse(order.begin(), order.end());
             else
                 std::stable_sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
-                    return descending ? key_less(rows[b], rows[a]) : key_less(rows[a], rows[b]);
+                    return query.descending ? less(rows[b], rows[a]) : less(rows[a], rows[b]);
                 });
-            const std::size_t first = std::min(offset, order.size());
-            const std::size_t last = limit == SIZE_MAX ? order.size() : std::min(order.size(), first + limit);
+            const std::size_t first = std::min(query.offset, order.size());
+            const std::size_t last = query.limit == SIZE_MAX ? order.size() : std::min(order.size(), first + query.limit);
             std::vector<client_status> page;
             page.reserve(last - first);
             for (std::size_t i = first; i < last; ++i) page.push_back(std::move(rows[order[i]]));
             rows.swap(page);
         }
-        const std::size_t from = std::min(offset, total);
-        std::string extra_members = paging(total, from);
-        if (with_history) {
-            const auto now = clock::now();
-            const auto day = now - std::chrono::hours(24);
-            // The file's watched intervals end at its last commit (at most a second ago): while the service
-            // watches, the strip reaches now.
-            auto watched = reader.watched(day, now);
-            const auto live = table.status();
-            if (live.connected && live.sync != sync_state::syncing && !watched.empty() &&
-                now - watched.back().to < std::chrono::seconds(5))
-                watched.back().to = now;
-            json extra = json::array();
-            for (std::size_t i = 0; i < rows.size(); ++i) {
-                // The page's rows from their own events (the background figures only sort the whole fleet).
-                auto events = reader.events_of(rows[i].client, day, rows[i].topic);
-                std::reverse(events.begin(), events.end());
-                const auto f = compute_uptime(rows[i].client, rows[i].topic, rows[i], events, watched, day, now,
-                                              std::chrono::minutes(1));
-                json strip = json::array();
-                for (const auto& seg : compute_timeline(rows[i], events, watched, day, now))
-                    strip.push_back(json::array({ms_of(seg.from), ms_of(seg.to), to_string(seg.health)}));
-                const auto p = f.uptime_percent();
-                extra.push_back({{"uptime_percent", p ? json(std::round(*p * 10) / 10) : json(nullptr)},
-                                 {"flaps", f.flaps},
-                                 {"disconnects", f.disconnects},
-                                 {"last_down", time_or_null(rows[i].last_down)},
-                                 {"transitions", rows[i].transitions},
-                                 {"timeline", strip}});
-            }
-            extra_members += ",\"history\":" + dump(extra);
-        }
+        std::string extra_members = query.paging(total);
+        if (query.with_history) extra_members += ",\"history\":" + page_history(rows);
         std::ostringstream out;
         {
             snapshot_writer writer(out, snapshot_format::json);
@@ -386,11 +371,40 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
             const auto st = table.status();
             writer.finish(counts, stats, &st, extra_members);
         }
-        const std::string body = out.str();
-        res.set_content(body, "application/json");
+        res.set_content(out.str(), "application/json");
     } catch (const error& e) {
         bad_request(res, e.what());
     }
+}
+
+// A page's rows' 24-hour figures and strips, each from its own events.
+std::string dashboard::impl::page_history(const std::vector<client_status>& rows) {
+    const auto now = clock::now();
+    const auto day = now - std::chrono::hours(24);
+    // The file's watched intervals end at its last commit (at most a second ago): while the service watches, the
+    // strip reaches now.
+    auto watched = reader.watched(day, now);
+    const auto live = svc.table().status();
+    if (live.connected && live.sync != sync_state::syncing && !watched.empty() &&
+        now - watched.back().to < std::chrono::seconds(5))
+        watched.back().to = now;
+    json extra = json::array();
+    for (const auto& row : rows) {
+        auto events = reader.events_of(row.client, day, row.topic);
+        std::reverse(events.begin(), events.end());  // oldest first
+        const auto f = compute_uptime(row.client, row.topic, row, events, watched, day, now, std::chrono::minutes(1));
+        json strip = json::array();
+        for (const auto& seg : compute_timeline(row, events, watched, day, now))
+            strip.push_back(json::array({ms_of(seg.from), ms_of(seg.to), to_string(seg.health)}));
+        const auto p = f.uptime_percent();
+        extra.push_back({{"uptime_percent", p ? json(std::round(*p * 10) / 10) : json(nullptr)},
+                         {"flaps", f.flaps},
+                         {"disconnects", f.disconnects},
+                         {"last_down", time_or_null(row.last_down)},
+                         {"transitions", row.transitions},
+                         {"timeline", strip}});
+    }
+    return dump(extra);
 }
 
 void dashboard::impl::one_client(const httplib::Request& req, httplib::Response& res) {
@@ -404,7 +418,7 @@ void dashboard::impl::one_client(const httplib::Request& req, httplib::Response&
         {
             snapshot_writer writer(out, snapshot_format::ndjson);
             writer.row(*row);
-            writer.finish(table.counts(), table.stats());
+            writer.finish({}, {});  // NDJSON: one row, no counters
         }
         res.set_content(out.str(), "application/json");
         return;
@@ -416,7 +430,7 @@ void dashboard::impl::one_client(const httplib::Request& req, httplib::Response&
 void dashboard::impl::events(const httplib::Request& req, httplib::Response& res) {
     std::optional<std::int64_t> resume;
     const auto last = req.has_header("Last-Event-ID") ? req.get_header_value("Last-Event-ID") : req.get_param_value("last_id");
-    if (!last.empty() && last.size() < 19 && std::all_of(last.begin(), last.end(), [](char c) { return std::isdigit(c) != 0; }))
+    if (last.size() < 19 && all_digits(last))
         resume = std::stoll(last);
     struct viewer {
         std::uint64_t cursor = 0;
@@ -424,8 +438,8 @@ void dashboard::impl::events(const httplib::Request& req, httplib::Response& res
         bool started = false;
     };
     auto v = std::make_shared<viewer>();
-    v->cursor = feed.head();  // first: what the feed publishes from now on is followed; what came before is read
-    feed.viewer(+1);
+    feed.viewer(+1);          // first: from here on the feed renders what the history commits
+    v->cursor = feed.head();  // then: what it publishes from now on is followed; what came before is read
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
     res.set_chunked_content_provider(
@@ -435,7 +449,7 @@ void dashboard::impl::events(const httplib::Request& req, httplib::Response& res
             if (!v->started) {
                 v->started = true;
                 out += "retry: 2000\n\n";
-                out += "event: scanner\ndata: " + dump(scanner_json(svc.table().status())) + "\n\n";
+                out += "event: scanner\ndata: " + render_scanner_json(svc.table().status()) + "\n\n";
                 if (resume) {
                     // What the viewer missed, from the file; a great many: it reloads instead.
                     v->sent = *resume;
@@ -579,6 +593,8 @@ dashboard::dashboard(presence_service& service, http_options options)
     }
     d.routes();
     service.history().on_commit([&d](const std::vector<history_store::committed>& batch) {
+        // With nobody watching, nothing to render (a viewer follows from when it connects, or reads the file).
+        if (d.feed.viewers() == 0) return;
         constexpr std::size_t most = 1000;  // a storm: the viewers reload instead of drowning
         std::vector<std::pair<std::int64_t, std::string>> changes;
         const std::size_t skip = batch.size() > most ? batch.size() - most : 0;
@@ -587,7 +603,7 @@ dashboard::dashboard(presence_service& service, http_options options)
             for (const auto& c : batch) changes.emplace_back(c.id, change_json(c.id, *c.what));
         d.feed.publish_changes(std::move(changes), skip > 0 ? batch.size() : 0);
     });
-    service.on_self([&d](const scanner_status& st) { d.feed.publish_state(dump(scanner_json(st))); });
+    service.on_self([&d](const scanner_status& st) { d.feed.publish_state(render_scanner_json(st)); });
     if (d.options.port == 0) {
         d.port = d.server->bind_to_any_port(d.options.host);
         if (d.port <= 0) throw error("cannot listen on " + d.options.host + " (any port)");
@@ -598,7 +614,6 @@ dashboard::dashboard(presence_service& service, http_options options)
         d.port = d.options.port;
     }
     d.listener = std::thread([&d] { d.server->listen_after_bind(); });
-    d.uptime_thread = std::thread([&d] { d.uptime_loop(); });
 }
 
 dashboard::~dashboard() noexcept { stop(); }
@@ -614,16 +629,10 @@ std::string dashboard::url() const {
 
 void dashboard::stop() noexcept {
     auto& d = *impl_;
-    {
-        std::lock_guard<std::mutex> lock(d.uptime_mutex);
-        if (d.stopping) return;
-        d.stopping = true;
-    }
-    d.uptime_cv.notify_all();
+    if (d.stopped.exchange(true)) return;
     d.feed.close();
     d.server->stop();
     if (d.listener.joinable()) d.listener.join();
-    if (d.uptime_thread.joinable()) d.uptime_thread.join();
 }
 
 }  // namespace mqtt_presence
