@@ -115,56 +115,76 @@ std::string default_db_path() {
 
 void restore(scanner& scan, const settings& s) { scan.restore(history_reader(db_of(s)).current_rows()); }
 
+namespace {
+
+// --listen and its login and TLS options; nullopt for --listen off.
+std::optional<http_options> http_settings(const settings& s) {
+    if (s.listen == "off") return std::nullopt;
+    http_options http;
+    http.parse_listen(s.listen);
+    http.user = s.http_user;
+    if (!s.http_pw_env.empty()) {
+        const char* pw = std::getenv(s.http_pw_env.c_str());
+        if (!pw || !*pw) throw error("--http-pw-env " + s.http_pw_env + ": that environment variable is not set");
+        http.password = pw;
+    }
+    http.cert_file = s.http_cert;
+    http.key_file = s.http_key;
+    http.validate();
+    return http;
+}
+
+// The alert rules and sinks (from --alert-config, then the command line), if any sink or rule was asked for.
+void alert_settings_into(const settings& s, service_options& o) {
+    const auto rules = alert_settings(s);
+    if (rules.alert_exec.empty() && rules.alert_webhook.empty() && rules.alert_after.empty()) return;
+    alert_options a;
+    if (!rules.alert_after.empty()) a.after = parse_duration(rules.alert_after);
+    if (!rules.alert_flap_window.empty()) a.flap_window = parse_duration(rules.alert_flap_window);
+    if (!rules.alert_flap_count.empty())
+        a.flap_count = static_cast<std::uint32_t>(number(rules.alert_flap_count, "flap count"));
+    if (!rules.alert_outage_percent.empty()) a.outage_percent = number(rules.alert_outage_percent, "outage percent");
+    a.only = rules.alert_only;
+    a.exclude = rules.alert_exclude;
+    a.on_new = rules.alert_on_new;
+    a.on_removed = rules.alert_on_removed;
+    a.validate();
+    o.alerts = a;
+    o.sinks.exec = rules.alert_exec;
+    if (!rules.alert_exec_timeout.empty()) o.sinks.exec_timeout = parse_duration(rules.alert_exec_timeout);
+    o.sinks.webhook = rules.alert_webhook;
+    o.sinks.template_text = rules.alert_template;
+    o.sinks.ca_file = rules.alert_cafile;
+    o.sinks.validate();
+}
+
+service_options service_settings(const scanner_options& opts, const settings& s) {
+    service_options o;
+    o.scan = opts;
+    o.history.path = db_of(s);
+    o.history.keep = parse_duration(s.keep);
+    o.observer = s.observer;
+    if (s.notary) {
+        o.notary.emplace();
+        if (!s.notary->empty()) o.notary->topic_template = *s.notary;
+    }
+    if (s.ha_prefix) o.ha_prefix = s.ha_prefix->empty() ? std::string(ha_discovery::default_prefix) : *s.ha_prefix;
+    alert_settings_into(s, o);
+    return o;
+}
+
+}  // namespace
+
 int run_serve(const scanner_options& opts, const settings& s, const std::atomic<bool>& interrupted) {
     // Each of the dashboard's 64 HTTP threads would otherwise keep a malloc arena of its own, holding on to the
     // largest answer it ever built (a 100,000-row sort: 35 MiB a thread).
     mallopt(M_ARENA_MAX, 4);
     service_options o;
-    o.scan = opts;
-    o.history.path = db_of(s);
-    o.observer = s.observer;
-    std::unique_ptr<presence_service> svc;
     std::optional<http_options> http;
+    std::unique_ptr<presence_service> svc;
     try {
-        if (s.listen != "off") {
-            http.emplace();
-            http->parse_listen(s.listen);
-            http->user = s.http_user;
-            if (!s.http_pw_env.empty()) {
-                const char* pw = std::getenv(s.http_pw_env.c_str());
-                if (!pw || !*pw) throw error("--http-pw-env " + s.http_pw_env + ": that environment variable is not set");
-                http->password = pw;
-            }
-            http->cert_file = s.http_cert;
-            http->key_file = s.http_key;
-            http->validate();
-        }
-        o.history.keep = parse_duration(s.keep);
-        if (s.notary) {
-            o.notary.emplace();
-            if (!s.notary->empty()) o.notary->topic_template = *s.notary;
-        }
-        if (s.ha_prefix) o.ha_prefix = s.ha_prefix->empty() ? std::string(ha_discovery::default_prefix) : *s.ha_prefix;
-        const auto rules = alert_settings(s);
-        if (!rules.alert_exec.empty() || !rules.alert_webhook.empty() || !rules.alert_after.empty()) {
-            alert_options a;
-            if (!rules.alert_after.empty()) a.after = parse_duration(rules.alert_after);
-            if (!rules.alert_flap_window.empty()) a.flap_window = parse_duration(rules.alert_flap_window);
-            if (!rules.alert_flap_count.empty()) a.flap_count = static_cast<std::uint32_t>(number(rules.alert_flap_count, "flap count"));
-            if (!rules.alert_outage_percent.empty()) a.outage_percent = number(rules.alert_outage_percent, "outage percent");
-            a.only = rules.alert_only;
-            a.exclude = rules.alert_exclude;
-            a.on_new = rules.alert_on_new;
-            a.on_removed = rules.alert_on_removed;
-            a.validate();
-            o.alerts = a;
-            o.sinks.exec = rules.alert_exec;
-            if (!rules.alert_exec_timeout.empty()) o.sinks.exec_timeout = parse_duration(rules.alert_exec_timeout);
-            o.sinks.webhook = rules.alert_webhook;
-            o.sinks.template_text = rules.alert_template;
-            o.sinks.ca_file = rules.alert_cafile;
-            o.sinks.validate();
-        }
+        http = http_settings(s);
+        o = service_settings(opts, s);
         if (s.db.empty()) make_parent(o.history.path);
         svc = std::make_unique<presence_service>(o);
     } catch (const error& e) {
