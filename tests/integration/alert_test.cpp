@@ -62,6 +62,35 @@ std::vector<std::string> kinds(const std::vector<json>& alerts) {
     return out;
 }
 
+// What a test's own HTTP(S) server receives on POST /hook.
+class hook_receiver {
+public:
+    void serve_on(httplib::Server& server) {
+        server.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            bodies_.push_back(req.body);
+            res.set_content("ok", "text/plain");
+        });
+    }
+    /// Waits until `n` bodies arrived; false on timeout.
+    bool wait_until(std::size_t n, std::chrono::milliseconds timeout) {
+        const auto deadline = steady::now() + timeout;
+        while (bodies().size() < n) {
+            if (steady::now() >= deadline) return false;
+            std::this_thread::sleep_for(20ms);  // another process posts
+        }
+        return true;
+    }
+    std::vector<std::string> bodies() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return bodies_;
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::vector<std::string> bodies_;
+};
+
 child sensor(int port, const std::string& templ, const std::string& name, std::vector<std::string> extra = {}) {
     std::vector<std::string> a{SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", name,
                                "--format", "json"};
@@ -135,10 +164,15 @@ TEST(alerts, a_broker_that_goes_away_under_200_sensors_is_one_outage_and_one_rec
                  "--keepalive", "2"});
     auto svc = serve(broker.port(), templ, dir, {"--alert-after", "1s", "--keepalive", "1"});
     // All 200 up before the broker goes (asked again until they are: a fleet takes a moment to connect).
+    std::string all;
+    for (int i = 1; i <= 200; ++i) {
+        char name[16];
+        std::snprintf(name, sizeof name, "s-%06d", i);
+        all += (all.empty() ? "" : ",") + std::string(name);
+    }
     const auto deadline = steady::now() + 30s;
     for (;;) {
-        child once({SCANNER_BIN, "once", "--broker", broker_uri(broker.port()), "--topic", templ, "--require",
-                    "s-000001,s-000100,s-000200"});
+        child once({SCANNER_BIN, "once", "--broker", broker_uri(broker.port()), "--topic", templ, "--require", all});
         if (once.wait_exit(20s) == 0) break;
         ASSERT_LT(steady::now(), deadline) << "the fleet never connected: " << once.stderr_text();
         std::this_thread::sleep_for(200ms);
@@ -166,26 +200,10 @@ TEST(alerts, a_webhook_that_is_down_gets_the_alert_once_it_is_back) {
     const auto templ = prefix + "/{client}";
     const auto dir = test_dir();
     // A free port for the receiver, which is not listening yet: connections are refused until it starts.
-    int hook_port = 0;
-    {
-        const int fd = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof addr;
-        ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-        ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-        hook_port = ntohs(addr.sin_port);
-        close(fd);
-    }
-    std::mutex m;
-    std::vector<std::string> bodies;
+    const int hook_port = free_port();
+    hook_receiver hook;
     httplib::Server later;
-    later.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
-        std::lock_guard<std::mutex> lock(m);
-        bodies.push_back(req.body);
-        res.set_content("ok", "text/plain");
-    });
+    hook.serve_on(later);
     observer watch(port, prefix + "/#");
     auto svc = serve(port, templ, dir,
                      {"--alert-after", "0s", "--alert-webhook", "http://127.0.0.1:" + std::to_string(hook_port) + "/hook",
@@ -197,24 +215,19 @@ TEST(alerts, a_webhook_that_is_down_gets_the_alert_once_it_is_back) {
     ASSERT_TRUE(svc->wait_stderr(contains("retrying"), 10s)) << "the service never tried the webhook:\n"
                                                             << svc->stderr_text();
     std::thread serving([&] { later.listen("127.0.0.1", hook_port); });
-    const auto deadline = steady::now() + 20s;
-    for (;;) {
-        {
-            std::lock_guard<std::mutex> lock(m);
-            if (!bodies.empty()) break;
-        }
-        ASSERT_LT(steady::now(), deadline) << "never delivered after the receiver came back";
-        std::this_thread::sleep_for(20ms);
-    }
-    // Once: nothing more arrives while the service goes on.
+    ASSERT_TRUE(hook.wait_until(1, 20s)) << "never delivered after the receiver came back";
+    // Once: alerts go out in order, so when the next one arrives, a second copy of the first would be before it.
     auto next = sensor(port, templ, "other");
     watch.expect(prefix + "/other", contains("\"status\":1"), "another birth");
+    next.signal(SIGKILL);
+    ASSERT_TRUE(hook.wait_until(2, 20s)) << "the next alert never came";
     later.stop();
     serving.join();
-    std::lock_guard<std::mutex> lock(m);
-    ASSERT_EQ(bodies.size(), 1u);
+    const auto bodies = hook.bodies();
+    ASSERT_EQ(bodies.size(), 2u);
     const auto body = json::parse(bodies[0]);
     EXPECT_EQ(body["text"].get<std::string>().rfind("pump \"7\" is down since 20", 0), 0u) << bodies[0];
+    EXPECT_EQ(json::parse(bodies[1])["text"].get<std::string>().rfind("other is down", 0), 0u) << bodies[1];
 }
 
 TEST(alerts, a_down_sent_before_a_restart_is_not_sent_again_and_one_due_during_it_is_sent_once) {
@@ -282,18 +295,11 @@ TEST(alerts, an_https_webhook_is_verified) {
     const auto prefix = unique_prefix();
     const auto templ = prefix + "/{client}";
     const auto dir = test_dir();
-    child cert({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem"});
-    ASSERT_EQ(cert.wait_exit(30s), 0) << cert.stderr_text();
+    self_signed_cert(dir);
     httplib::SSLServer receiver((dir + "/cert.pem").c_str(), (dir + "/key.pem").c_str());
     ASSERT_TRUE(receiver.is_valid());
-    std::mutex m;
-    std::vector<std::string> bodies;
-    receiver.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
-        std::lock_guard<std::mutex> lock(m);
-        bodies.push_back(req.body);
-        res.set_content("ok", "text/plain");
-    });
+    hook_receiver hook;
+    hook.serve_on(receiver);
     const int hook_port = receiver.bind_to_any_port("127.0.0.1");
     std::thread serving([&] { receiver.listen_after_bind(); });
     const auto url = "https://127.0.0.1:" + std::to_string(hook_port) + "/hook";
@@ -305,8 +311,7 @@ TEST(alerts, an_https_webhook_is_verified) {
         watch.expect(prefix + "/unverified", contains("\"status\":1"), "birth");
         s.signal(SIGKILL);
         EXPECT_TRUE(svc->wait_stderr(contains("retrying"), 10s)) << svc->stderr_text();
-        std::lock_guard<std::mutex> lock(m);
-        EXPECT_TRUE(bodies.empty()) << "delivered to a certificate nobody vouched for";
+        EXPECT_TRUE(hook.bodies().empty()) << "delivered to a certificate nobody vouched for";
     }
     // With it, the alert arrives.
     const auto dir2 = dir + "-verified";
@@ -318,13 +323,12 @@ TEST(alerts, an_https_webhook_is_verified) {
         watch.expect(prefix + "/verified", contains("\"status\":1"), "birth");
         s.signal(SIGKILL);
         const auto deadline = steady::now() + 15s;
-        for (;;) {
-            {
-                std::lock_guard<std::mutex> lock(m);
-                if (std::any_of(bodies.begin(), bodies.end(),
-                                [](const std::string& b) { return b.find("\"verified\"") != std::string::npos; }))
-                    break;
-            }
+        const auto arrived = [&] {
+            const auto bodies = hook.bodies();
+            return std::any_of(bodies.begin(), bodies.end(),
+                               [](const std::string& b) { return b.find("\"verified\"") != std::string::npos; });
+        };
+        while (!arrived()) {
             ASSERT_LT(steady::now(), deadline) << "the verified webhook never got the alert";
             std::this_thread::sleep_for(20ms);  // another process posts
         }

@@ -245,9 +245,7 @@ TEST(dashboard_api, basic_auth_https_and_a_warning_for_an_open_listener) {
     const auto prefix = unique_prefix();
     const std::string dir = std::string(TEST_TMP_DIR) + "/" + prefix;
     std::filesystem::create_directories(dir);
-    child cert({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem"});
-    ASSERT_EQ(cert.wait_exit(30s), 0) << cert.stderr_text();
+    self_signed_cert(dir);
     setenv("DASH_PW", "s3cret", 1);
     service svc(port, prefix + "/{client}",
                 {"--http-user", "viewer", "--http-pw-env", "DASH_PW", "--http-cert", dir + "/cert.pem", "--http-key",

@@ -331,6 +331,29 @@ private:
 
 namespace harness {
 
+/// A loopback port nothing listens on (bound for a moment by the kernel's choice, then closed).
+inline int free_port() {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        close(fd);
+        throw std::runtime_error("no free loopback port");
+    }
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+/// A self-signed certificate for 127.0.0.1 in dir/cert.pem, its key in dir/key.pem (openssl, not the code under test).
+inline void self_signed_cert(const std::string& dir) {
+    child cert({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem"});
+    ASSERT_EQ(cert.wait_exit(30s), 0) << cert.stderr_text();
+}
+
 /// Publishes a retained QoS 1 message with mosquitto_pub (not the code under test).
 inline void publish_retained(int port, const std::string& topic, const std::string& payload) {
     child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-r", "-q", "1", "-t", topic,
