@@ -166,6 +166,19 @@ def main():
         shot = os.path.join(OUT, "dashboard-phone.png")
         driver.save_screenshot(shot)
         print("screenshot: " + shot)
+
+        # A system in dark mode gets the dark theme.
+        light = driver.execute_script("return getComputedStyle(document.body).backgroundColor")
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                               {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        dark = wait("the dark theme", lambda: (lambda c: c if c != light else None)(
+            driver.execute_script("return getComputedStyle(document.body).backgroundColor")))
+        channels = [int(x) for x in re.findall(r"\d+", dark)[:3]]
+        if max(channels) > 60:
+            fail("the dark theme's background is not dark: " + dark)
+        shot = os.path.join(OUT, "dashboard-dark.png")
+        driver.save_screenshot(shot)
+        print("screenshot: " + shot)
     finally:
         driver.quit()
         for p in processes:
