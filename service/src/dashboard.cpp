@@ -526,24 +526,29 @@ void dashboard::impl::metrics(httplib::Response& res) {
                "\nmqtt_presence_clients{state=\"disconnected\"} " + std::to_string(counts.disconnected) +
                "\nmqtt_presence_clients{state=\"unknown\"} " + std::to_string(counts.unknown) +
                "\nmqtt_presence_clients{state=\"stale\"} " + std::to_string(counts.stale) + "\n");
-    family("mqtt_presence_scanner_connected", "gauge", "1 while the service is connected to the broker.",
-           std::string("mqtt_presence_scanner_connected ") + (st.connected ? "1" : "0") + "\n");
-    family("mqtt_presence_scanner_synced", "gauge", "1 once the sync of the current connection is complete.",
-           std::string("mqtt_presence_scanner_synced ") + (st.sync == sync_state::complete ? "1" : "0") + "\n");
-    family("mqtt_presence_messages_total", "counter", "Status messages read.",
-           "mqtt_presence_messages_total " + std::to_string(stats.messages) + "\n");
-    family("mqtt_presence_malformed_messages_total", "counter", "Status payloads that could not be read.",
-           "mqtt_presence_malformed_messages_total " + std::to_string(stats.malformed) + "\n");
-    family("mqtt_presence_late_wills_ignored_total", "counter", "Wills of an earlier connection, ignored.",
-           "mqtt_presence_late_wills_ignored_total " + std::to_string(stats.stale_deaths_ignored) + "\n");
-    family("mqtt_presence_history_queue_depth", "gauge", "Changes waiting for the history's disk.",
-           "mqtt_presence_history_queue_depth " + std::to_string(h.queued) + "\n");
-    family("mqtt_presence_history_written_total", "counter", "Changes committed to the history.",
-           "mqtt_presence_history_written_total " + std::to_string(h.written) + "\n");
-    family("mqtt_presence_history_dropped_total", "counter", "Changes the history could not keep (a gap).",
-           "mqtt_presence_history_dropped_total " + std::to_string(h.dropped) + "\n");
-    family("mqtt_presence_http_viewers", "gauge", "Live dashboard viewers connected.",
-           "mqtt_presence_http_viewers " + std::to_string(feed.viewers()) + "\n");
+    struct scalar {
+        const char* name;
+        const char* type;
+        const char* help;
+        std::uint64_t value;
+    };
+    for (const auto& m : {
+             scalar{"mqtt_presence_scanner_connected", "gauge", "1 while the service is connected to the broker.",
+                    st.connected ? 1u : 0u},
+             scalar{"mqtt_presence_scanner_synced", "gauge", "1 once the sync of the current connection is complete.",
+                    st.sync == sync_state::complete ? 1u : 0u},
+             scalar{"mqtt_presence_messages_total", "counter", "Status messages read.", stats.messages},
+             scalar{"mqtt_presence_malformed_messages_total", "counter", "Status payloads that could not be read.",
+                    stats.malformed},
+             scalar{"mqtt_presence_late_wills_ignored_total", "counter", "Wills of an earlier connection, ignored.",
+                    stats.stale_deaths_ignored},
+             scalar{"mqtt_presence_history_queue_depth", "gauge", "Changes waiting for the history's disk.", h.queued},
+             scalar{"mqtt_presence_history_written_total", "counter", "Changes committed to the history.", h.written},
+             scalar{"mqtt_presence_history_dropped_total", "counter", "Changes the history could not keep (a gap).",
+                    h.dropped},
+             scalar{"mqtt_presence_http_viewers", "gauge", "Live dashboard viewers connected.", feed.viewers()},
+         })
+        family(m.name, m.type, m.help, std::string(m.name) + " " + std::to_string(m.value) + "\n");
     res.set_content(out, "text/plain; version=0.0.4; charset=utf-8");
 }
 
