@@ -146,6 +146,13 @@ int run_once(scanner& scan, const settings& s) {
                   << "a large fleet; a broker that drops messages, e.g. mosquitto below its max_queued_messages, "
                   << "never completes it)\n";
         rc = 5;
+    } else if (st.sync == sync_state::partial) {
+        std::cerr << "mqtt-presence-scanner: the table is partial: this broker delivers no retained message to a "
+                     "wildcard subscription (RabbitMQ is one), so it holds only the clients heard live"
+                  << (s.required.empty() ? "" : " and those named with --require (asked for by their topics)")
+                  << ". For the whole table run `mqtt-presence-scanner serve`, whose history keeps it across "
+                     "restarts, or name the clients you need: once --require NAME[,NAME...]\n";
+        rc = s.required.empty() ? 5 : 0;  // the named clients were each asked for: --require's answer is true
     } else if (st.sync != sync_state::complete) {
         std::cerr << "mqtt-presence-scanner: the sync is not verified: "
                   << (st.broker_dropped > 0
@@ -156,7 +163,10 @@ int run_once(scanner& scan, const settings& s) {
         rc = 5;
     }
     required_clients check(s.required);
-    if (rc == 0 || s.allow_partial) {
+    const bool partial = st.sync == sync_state::partial;
+    if (rc == 0 && partial && !s.allow_partial) {  // --require's answer, without printing a partial table
+        scan.for_each_sorted([&](const client_status& c) { check.see(c); });
+    } else if (rc == 0 || s.allow_partial) {
         if (s.format == "table") {
             const auto r = result_of(scan);
             for (const auto& c : r.clients) check.see(c);
@@ -220,7 +230,8 @@ std::size_t visible_rows() {
 int run_live_table(scanner& scan, const settings& s, std::atomic<bool>& dirty, std::mutex& out_mutex) {
     sync(scan, s.timeout);
     std::string filters;
-    for (const auto& scheme : scan.schemes()) filters += (filters.empty() ? "" : " ") + scheme.filter();
+    for (const auto& scheme : scan.schemes())
+        filters += (filters.empty() ? "" : " ") + scheme.filter() + (scheme.filters().size() > 1 ? "…" : "");
     auto drawn = std::chrono::steady_clock::time_point{};
     while (!interrupted) {
         const auto now = std::chrono::steady_clock::now();
@@ -235,6 +246,8 @@ int run_live_table(scanner& scan, const settings& s, std::atomic<bool>& dirty, s
                        ": rows as of then; reconnecting" + (s.no_color ? "" : "\x1b[0m");
             else if (st.sync == sync_state::syncing) note = "  (syncing)";
             else if (st.sync == sync_state::unverified) note = "  (sync not verified: rows may be missing)";
+            else if (st.sync == sync_state::partial) note = "  (partial: this broker sends no retained status to a "
+                                                           "wildcard; clients are shown as they are heard)";
             std::lock_guard<std::mutex> lock(out_mutex);
             std::cout << "\x1b[H\x1b[2J" << s.opts.broker.server_uri << "  " << filters << "  "
                       << format_iso8601(clock::now()).substr(11, 8) << " UTC" << note << "\n"
@@ -324,8 +337,10 @@ void define_options(CLI::App& app, settings& s, command_line& c) {
     cli::add_broker_options(app, s.opts.broker, c.broker);
     auto* what = app.add_option_group("Statuses", "Which status topics to read");
     what->add_option("-t,--topic", c.topics, "Status topic template, repeatable (default sensors/connected/{client})");
-    what->add_option("--convention", c.conventions, "Preset: sensors, connected, homie, tasmota, esphome, "
-                                                  "zigbee2mqtt, sparkplug, smarthome (repeatable)");
+    std::string presets;
+    for (const auto& [name, templ] : topic_scheme::presets()) presets += (presets.empty() ? "" : ", ") + name;
+    what->add_option("--convention", c.conventions, "Preset, repeatable: " + presets + "; or all (README lists " +
+                                                   "their topics)");
     what->add_option("-q,--qos", s.opts.qos, "Subscription QoS (0: full re-sync on reconnect; see README for 1)")
         ->capture_default_str();
     auto* out = app.add_option_group("Output");
@@ -421,11 +436,13 @@ void finish_options(const CLI::App& app, settings& s, command_line& c) {
     else if (c.uptime->parsed()) s.run = mode::uptime;
     if (s.run == mode::events && app.count("--format") == 0) s.format = "ndjson";
     cli::finish_broker_options(s.opts.broker, c.broker);
-    for (const auto& name : c.conventions) c.topics.push_back(topic_scheme::preset(name).template_text());
+    for (const auto& name : c.conventions)
+        for (auto& templ : topic_scheme::convention_templates(name)) c.topics.push_back(std::move(templ));
     if (!c.topics.empty()) s.opts.topics = c.topics;
     s.timeout = parse_duration(s.timeout_text);
     if (!s.older_than_text.empty()) s.older_than = parse_duration(s.older_than_text);
     s.required = split(c.require_text);
+    s.opts.named_clients = s.required;  // asked for by their exact topics: right even where wildcards get no retained
     s.service.format = s.format;
     for (const auto* d : {&s.service.keep, &s.service.since, &s.service.window, &s.service.flap_interval})
         (void)parse_duration(*d);

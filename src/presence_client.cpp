@@ -225,7 +225,13 @@ bool presence_client::connect_once() {
         }
         return true;
     } catch (const mqtt::exception& e) {
-        report_error("connect to " + options_.broker.server_uri + " failed: " + e.what());
+        // Once: a broker that refuses MQTT 5 is told apart from one that is down (a probe connection).
+        if (options_.broker.mqtt_version == 5 && !version_probed_) {
+            version_probed_ = true;
+            mqtt5_refused_ = detail::accepts_mqtt311(options_.broker);
+        }
+        report_error(mqtt5_refused_ ? detail::connect_failure_text(options_.broker, e.what(), "")
+                                    : "connect to " + options_.broker.server_uri + " failed: " + e.what());
         return false;
     }
 }

@@ -208,7 +208,13 @@ std::string render_scanner_json(const scanner_status& s) {
     out += ",\"since\":";
     append_time(out, s.since);
     out += ",\"sync\":\"" + std::string(to_string(s.sync)) + "\",\"broker_dropped\":" +
-           std::to_string(s.broker_dropped) + "}";
+           std::to_string(s.broker_dropped) + ",\"broker_clients\":" +
+           (s.broker_clients ? std::to_string(*s.broker_clients) : std::string("null")) + ",\"unmatched_examples\":[";
+    for (std::size_t i = 0; i < s.unmatched_examples.size(); ++i) {
+        if (i > 0) out += ',';
+        append_string(out, s.unmatched_examples[i]);
+    }
+    out += "]}";
     return out;
 }
 
@@ -271,7 +277,8 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
                    n(counts.disconnected) + ",\"unknown\":" + n(counts.unknown) + ",\"stale\":" + n(counts.stale) +
                    "},\"stats\":{\"messages\":" + n(stats.messages) + ",\"malformed\":" + n(stats.malformed) +
                    ",\"stale_deaths_ignored\":" + n(stats.stale_deaths_ignored) + ",\"stale_connects_ignored\":" +
-                   n(stats.stale_connects_ignored) + ",\"future_times\":" + n(stats.future_times) + "}";
+                   n(stats.stale_connects_ignored) + ",\"future_times\":" + n(stats.future_times) +
+                   ",\"unmatched\":" + n(stats.unmatched) + "}";
         if (scanner) buffer_ += ",\"scanner\":" + render_scanner_json(*scanner);
         buffer_ += extra_members;
         buffer_ += "}\n";
@@ -296,7 +303,10 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
                    "mqtt_presence_stale_connects_ignored_total " + n(stats.stale_connects_ignored) + "\n"
                    "# HELP mqtt_presence_future_times_total Statuses whose epoch or ts lay beyond the clock skew.\n"
                    "# TYPE mqtt_presence_future_times_total counter\n"
-                   "mqtt_presence_future_times_total " + n(stats.future_times) + "\n";
+                   "mqtt_presence_future_times_total " + n(stats.future_times) + "\n"
+                   "# HELP mqtt_presence_unmatched_total Messages under a status filter that fit no template.\n"
+                   "# TYPE mqtt_presence_unmatched_total counter\n"
+                   "mqtt_presence_unmatched_total " + n(stats.unmatched) + "\n";
         if (scanner) {
             buffer_ += "# HELP mqtt_presence_scanner_connected 1 while the scanner is connected to the broker; 0: the "
                        "values above are as of mqtt_presence_scanner_connection_change_timestamp_seconds.\n"
@@ -315,6 +325,10 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
             buffer_ += "# HELP mqtt_presence_scanner_sync_complete 1 if the last sync is known complete.\n"
                        "# TYPE mqtt_presence_scanner_sync_complete gauge\nmqtt_presence_scanner_sync_complete " +
                        std::string(scanner->sync == sync_state::complete ? "1" : "0") + "\n";
+            if (scanner->broker_clients)
+                buffer_ += "# HELP mqtt_presence_broker_clients Clients connected to the broker by its own count "
+                           "($SYS), the scanner included.\n# TYPE mqtt_presence_broker_clients gauge\n"
+                           "mqtt_presence_broker_clients " + n(*scanner->broker_clients) + "\n";
         }
     }
     out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
@@ -362,7 +376,17 @@ std::string render_table(const scan_result& r, time_point now, bool color) {
     out += std::to_string(r.counts.connected) + " connected, " + std::to_string(r.counts.disconnected) +
            " disconnected, " + std::to_string(r.counts.unknown) + " unknown, " + std::to_string(r.counts.stale) +
            " stale; " + std::to_string(r.stats.messages) + " messages, " + std::to_string(r.stats.malformed) +
-           " malformed, " + std::to_string(r.stats.stale_deaths_ignored) + " late wills ignored\n";
+           " malformed, " + std::to_string(r.stats.stale_deaths_ignored) + " late wills ignored";
+    if (r.stats.unmatched > 0) {
+        out += ", " + std::to_string(r.stats.unmatched) + " unmatched topics";
+        if (r.scanner && !r.scanner->unmatched_examples.empty())
+            out += " (e.g. " + terminal_safe(r.scanner->unmatched_examples.front(), 80) + ")";
+    }
+    out += "\n";
+    if (r.scanner && r.scanner->broker_clients)
+        out += "the broker counts " + std::to_string(*r.scanner->broker_clients) +
+               " connected clients (this scanner included); " + std::to_string(r.counts.connected) +
+               " of them announce a status\n";
     return out;
 }
 

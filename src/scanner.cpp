@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
 
 #include <mqtt_presence/error.hpp>
@@ -9,6 +10,7 @@
 
 #include "error_log.hpp"
 #include "paho_util.hpp"
+#include "text_util.hpp"
 #include "uri.hpp"
 
 namespace mqtt_presence {
@@ -33,6 +35,7 @@ std::string_view to_string(sync_state s) noexcept {
     switch (s) {
         case sync_state::syncing: return "syncing";
         case sync_state::complete: return "complete";
+        case sync_state::partial: return "partial";
         case sync_state::unverified: break;
     }
     return "unverified";
@@ -54,6 +57,9 @@ std::vector<mqtt::string_collection_ptr> in_batches(const std::vector<std::strin
 // mosquitto's count of messages it dropped (max_queued_messages and friends), retained and updated every
 // sys_interval: read when a sync begins and watched after, so that a drop the broker admits to is not hidden.
 constexpr std::string_view dropped_topic = "$SYS/broker/publish/messages/dropped";
+// mosquitto's own count of connected clients: beside the table, it shows clients that announce no status.
+constexpr std::string_view broker_clients_topic = "$SYS/broker/clients/connected";
+constexpr std::size_t max_unmatched_examples = 5;
 }  // namespace
 
 scanner::scanner(scanner_options options) : options_(std::move(options)) {
@@ -63,6 +69,7 @@ scanner::scanner(scanner_options options) : options_(std::move(options)) {
     owned_ = detail::make_client(options_.broker.server_uri, options_.broker.client_id, options_.broker.mqtt_version);
     client_ = owned_.get();
     marker_topic_ = "mqtt-presence-sync/" + options_.broker.client_id;
+    tail_topic_ = marker_topic_ + "/tail";
     init_callbacks();
 }
 
@@ -94,7 +101,9 @@ void scanner::init_callbacks() {
 void scanner::start() {
     if (!owned_) throw error("start() is for a scanner that owns its client; with a borrowed client call on_connected()");
     auto opts = detail::base_connect_options(options_.broker);
-    // The scanner has no will, so Paho's reconnect (which reuses the first CONNECT) is fine here.
+    // The only will clears the scanner's retained sync tail, the same at every connection, so Paho's reconnect
+    // (which reuses the first CONNECT) is fine here.
+    opts.set_will(mqtt::will_options(tail_topic_, std::string(), 1, true));
     opts.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30));
     start_threads();
     try {
@@ -103,8 +112,8 @@ void scanner::start() {
             throw error("no answer from the broker at " + options_.broker.server_uri + " within " +
                         std::to_string(options_.broker.connect_timeout.count()) + " s");
     } catch (const mqtt::exception& e) {
-        throw error("cannot connect to the broker at " + options_.broker.server_uri + ": " + e.what() +
-                    " (is it running? try mosquitto_sub -h HOST -p PORT -t '#')");
+        throw error(detail::connect_failure_text(options_.broker, e.what(),
+                                                 " (is it running? try mosquitto_sub -h HOST -p PORT -t '#')"));
     }
 }
 
@@ -122,7 +131,10 @@ void scanner::stop() noexcept {
     if (owned_) {
         try {
             owned_->disable_callbacks();
-            if (owned_->is_connected()) owned_->disconnect()->wait_for(std::chrono::seconds(2));
+            if (owned_->is_connected()) {
+                owned_->publish(mqtt::message::create(tail_topic_, std::string(), 1, true));  // no will at a clean stop
+                owned_->disconnect()->wait_for(std::chrono::seconds(2));
+            }
         } catch (...) {
             // already disconnected
         }
@@ -131,6 +143,7 @@ void scanner::stop() noexcept {
 
 void scanner::on_connected() noexcept {
     std::uint64_t marker = 0;
+    std::vector<std::string> filters;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         connected_ = true;
@@ -139,25 +152,105 @@ void scanner::on_connected() noexcept {
         sync_ = sync_state::syncing;
         dropped_at_sync_.reset();
         dropped_now_.reset();
+        broker_clients_.reset();
+        tail_seen_ = false;
+        marker_back_.reset();
         subscribed_at_ = std::chrono::steady_clock::now();
         last_status_message_ = subscribed_at_;
         table_.begin_resync();
         ++version_;
         queue_state();
     }
+    // One SUBSCRIBE: mosquitto's counters first (their retained values are the counts before the burst), the
+    // status filters next, the sync tail's wildcard last. A broker sends a SUBSCRIBE's retained messages filter by
+    // filter (mosquitto before it reads the next packet, aedes as one stream after the SUBACK), so the retained
+    // tail arriving means the burst before it is complete, and the marker published after the SUBSCRIBE coming
+    // back means the same on a broker that keeps order. A broker that delivers no retained message to a wildcard
+    // subscription (RabbitMQ) sends no tail: then only the rows asked for by exact topics are verified.
+    std::vector<int> qos;
+    const auto add = [&](std::string topic, int q) {
+        filters.push_back(std::move(topic));
+        qos.push_back(q);
+    };
+    add(std::string(dropped_topic), 0);
+    add(std::string(broker_clients_topic), 0);
+    for (const auto& s : schemes_)
+        for (const auto& f : s.filters()) add(f, options_.qos);
+    if (!message_topic_.empty()) add(message_topic_, 1);
+    if (!tail_topic_.empty()) add(marker_topic_ + "/+", 1);
+    add(marker_topic_, options_.qos);
     try {
-        // The drop counter first (its retained value is the count before the burst), the status filters next,
-        // the marker last: the broker sends each filter's retained messages at its SUBSCRIBE, so the marker coming
-        // back means the retained burst before it is complete.
-        client_->subscribe(std::string(dropped_topic), 0);
-        for (const auto& s : schemes_) client_->subscribe(s.filter(), options_.qos);
-        if (!message_topic_.empty()) client_->subscribe(message_topic_, 1);
-        client_->subscribe(marker_topic_, options_.qos);
+        if (!tail_topic_.empty())
+            client_->publish(mqtt::message::create(tail_topic_, std::to_string(marker), 1, true));
+        client_->subscribe(mqtt::string_collection::create(filters), qos);
         client_->publish(mqtt::message::create(marker_topic_, std::to_string(marker), options_.qos, false));
     } catch (const std::exception& e) {
         status_line(std::string("subscribe failed: ") + e.what(), true);
     }
     cv_.notify_all();
+}
+
+std::vector<std::string> scanner::burst_ended_locked(std::uint64_t seq, bool second) {
+    std::vector<std::string> confirm;
+    marker_back_.reset();
+    const bool drops = dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_;
+    if (!second && !drops) {
+        // Rows the wildcard burst did not confirm, and named clients: asked for by their exact topics.
+        for (const auto& [name, source] : table_.unconfirmed()) {
+            auto exact = topic_of(name, source);
+            if (!exact.empty()) confirm.push_back(std::move(exact));  // else it stays unconfirmed
+        }
+        for (const auto& name : options_.named_clients)
+            for (std::uint16_t source = 0; source < schemes_.size(); ++source) {
+                auto exact = topic_of(name, source);
+                if (!exact.empty()) confirm.push_back(std::move(exact));
+            }
+        std::sort(confirm.begin(), confirm.end());
+        confirm.erase(std::unique(confirm.begin(), confirm.end()), confirm.end());
+    }
+    if (confirm.empty()) {
+        sync_ = drops ? sync_state::unverified : wildcard_retained_ == false ? sync_state::partial : sync_state::complete;
+        // Only a burst known complete (or every row asked for by its topic) says which rows the broker no longer
+        // holds.
+        if (!drops) queue_changes(table_.finish_resync(clock::now()));
+        queue_state();
+        unconfirm_.swap(confirming_);
+    } else {
+        confirming_ = confirm;
+        confirm_seq_ = seq;
+    }
+    ++version_;
+    return confirm;
+}
+
+void scanner::after_burst(std::vector<std::string> confirm) noexcept {
+    std::vector<std::string> done;
+    std::uint64_t seq = 0;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done.swap(unconfirm_);
+        seq = confirm_seq_;
+    }
+    cv_.notify_all();
+    // Outside the lock: Paho only queues these.
+    try {
+        for (const auto& topics : in_batches(confirm))
+            client_->subscribe(topics, std::vector<int>(topics->size(), options_.qos));
+        if (!confirm.empty())
+            client_->publish(mqtt::message::create(marker_topic_, "confirm-" + std::to_string(seq), options_.qos,
+                                                   false));
+        for (const auto& topics : in_batches(done)) client_->unsubscribe(topics);
+    } catch (const std::exception& e) {
+        status_line(std::string("confirming rows by their topics failed: ") + e.what(), true);
+    }
+}
+
+bool scanner::tail_overdue_locked(std::chrono::steady_clock::time_point now) {
+    if (!marker_back_ || *marker_back_ != marker_sent_ || tail_seen_ || sync_ != sync_state::syncing || !connected_)
+        return false;
+    if (now - std::max(*marker_back_at_, last_status_message_) < options_.quiet_period) return false;
+    wildcard_retained_ = false;
+    return true;
 }
 
 void scanner::on_connection_lost(const std::string& cause) noexcept {
@@ -190,46 +283,57 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
                 cv_.notify_all();
                 return true;
             }
-            std::vector<std::string> confirm, done;
-            std::uint64_t confirm_seq = 0;
+            std::vector<std::string> confirm;
+            bool ended = false;
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 const bool second = payload.rfind("confirm-", 0) == 0;
                 const auto seq = std::strtoull(payload.c_str() + (second ? 8 : 0), nullptr, 10);
-                if (seq == marker_sent_ && sync_ != sync_state::complete && connected_) {
-                    const bool drops = dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_;
-                    if (!second && !drops) {
-                        // Rows the wildcard burst did not confirm: asked for by their exact topics first.
-                        for (const auto& [name, source] : table_.unconfirmed()) {
-                            auto exact = topic_of(name, source);
-                            if (!exact.empty()) confirm.push_back(std::move(exact));  // else it stays unconfirmed
-                        }
-                    }
-                    if (confirm.empty()) {
-                        sync_ = drops ? sync_state::unverified : sync_state::complete;
-                        // Only a complete burst says which rows the broker no longer holds.
-                        if (!drops) queue_changes(table_.finish_resync(clock::now()));
-                        queue_state();
-                        done.swap(confirming_);
+                if (seq == marker_sent_ && sync_ == sync_state::syncing && connected_) {
+                    if (second || tail_seen_ || tail_topic_.empty()) {
+                        confirm = burst_ended_locked(seq, second);
+                        ended = true;
                     } else {
-                        confirming_ = confirm;
-                        confirm_seq = seq;
+                        marker_back_ = seq;  // the burst ends with the tail, or (no tail) after a quiet period
+                        marker_back_at_ = std::chrono::steady_clock::now();
                     }
                 }
                 ++version_;
             }
+            if (ended) after_burst(std::move(confirm));
             cv_.notify_all();
-            // Outside the lock: Paho only queues these.
-            try {
-                for (const auto& topics : in_batches(confirm))
-                    client_->subscribe(topics, std::vector<int>(topics->size(), options_.qos));
-                if (!confirm.empty())
-                    client_->publish(mqtt::message::create(marker_topic_, "confirm-" + std::to_string(confirm_seq),
-                                                           options_.qos, false));
-                for (const auto& topics : in_batches(done)) client_->unsubscribe(topics);
-            } catch (const std::exception& e) {
-                status_line(std::string("confirming rows by their topics failed: ") + e.what(), true);
+            return true;
+        }
+        if (!tail_topic_.empty() && topic == tail_topic_) {
+            std::vector<std::string> confirm;
+            bool ended = false;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                // Only the tail of this connection, from the retained store, says the burst is over.
+                if (msg->is_retained() && msg->get_payload_str() == std::to_string(marker_sent_) && !tail_seen_) {
+                    tail_seen_ = true;
+                    wildcard_retained_ = true;
+                    if (marker_back_ == marker_sent_ && sync_ == sync_state::syncing && connected_) {
+                        confirm = burst_ended_locked(marker_sent_, false);
+                        ended = true;
+                    }
+                }
+                ++version_;
             }
+            if (ended) after_burst(std::move(confirm));
+            cv_.notify_all();
+            return true;
+        }
+        if (topic == broker_clients_topic) {
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                char* end = nullptr;
+                const auto& text = msg->get_payload_str();
+                const auto n = std::strtoull(text.c_str(), &end, 10);
+                if (!text.empty() && end && *end == '\0') broker_clients_ = n;
+                ++version_;
+            }
+            cv_.notify_all();
             return true;
         }
         if (!message_topic_.empty() && topic == message_topic_) {
@@ -277,6 +381,20 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
             if (condition_waiters_.load(std::memory_order_relaxed) > 0) cv_.notify_all();
             return true;
         }
+        // Under a status filter but fitting no template (a name deeper than a {client+} reads, an empty level, a
+        // '$' first level): counted, and the first few kept for the user to see.
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++unmatched_;
+            if (unmatched_examples_.size() < max_unmatched_examples) {
+                auto shown = detail::printable(topic, 120);
+                if (std::find(unmatched_examples_.begin(), unmatched_examples_.end(), shown) ==
+                    unmatched_examples_.end())
+                    unmatched_examples_.push_back(std::move(shown));
+            }
+            ++version_;
+        }
+        return false;
     } catch (const std::exception& e) {
         status_line(std::string("message handling failed: ") + e.what(), true);
     }
@@ -365,6 +483,12 @@ void scanner::expiry_loop() {
         timer_cv_.wait_for(lock, options_.expire_interval, [this] { return stopping_; });
         if (stopping_) break;
         judge_now();
+        if (tail_overdue_locked(std::chrono::steady_clock::now())) {
+            auto confirm = burst_ended_locked(marker_sent_, false);
+            lock.unlock();
+            after_burst(std::move(confirm));
+            lock.lock();
+        }
     }
 }
 
@@ -374,6 +498,13 @@ bool scanner::wait_synced(std::chrono::milliseconds timeout) {
     for (;;) {
         if (marker_sent_ > 0 && sync_ != sync_state::syncing && connected_) return true;
         const auto now = std::chrono::steady_clock::now();
+        if (tail_overdue_locked(now)) {  // the marker is back, the tail is not coming: RabbitMQ
+            auto confirm = burst_ended_locked(marker_sent_, false);
+            lock.unlock();
+            after_burst(std::move(confirm));
+            lock.lock();
+            continue;
+        }
         // Fallback when the marker does not come back (no permission to publish, a broker that reorders or
         // dropped it): a quiet period after the last status message ends the wait, unverified.
         if (connected_ && marker_sent_ > 0 && now - last_status_message_ >= options_.quiet_period &&
@@ -494,7 +625,7 @@ std::pair<table_counts, table_stats> scanner::for_each_sorted(
         std::lock_guard<std::mutex> lock(mutex_);
         judge_now();
         keys = table_.sorted_keys();
-        counters = {table_.counts(), table_.stats()};
+        counters = {table_.counts(), stats_locked()};
     }
     std::vector<client_status> chunk(std::min(chunk_rows, keys.size()));
     for (std::size_t at = 0; at < keys.size(); at += chunk_rows) {
@@ -541,12 +672,20 @@ scanner_status scanner::status_locked() const {
     s.sync = sync_;
     if (dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_)
         s.broker_dropped = *dropped_now_ - *dropped_at_sync_;
+    s.broker_clients = broker_clients_;
+    s.unmatched_examples = unmatched_examples_;
     return s;
 }
 
 table_stats scanner::stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return table_.stats();
+    return stats_locked();
+}
+
+table_stats scanner::stats_locked() const {
+    auto st = table_.stats();
+    st.unmatched = unmatched_;
+    return st;
 }
 
 bool scanner::connected() const {

@@ -194,6 +194,16 @@ public:
 
     [[nodiscard]] std::string meta_text() const { return meta_.is_null() ? std::string() : meta_.dump(); }
 
+    // What the members imply once all are read: zwave-js-ui's "time" is the time stamp when no "ts"/"timestamp"
+    // gave one; a Sparkplug STATE's "timestamp" is its session's epoch, so that an offline older than the current
+    // online is ignored (Sparkplug 3.0, host application STATE).
+    void finish() {
+        if (!record.timestamp && time_) record.timestamp = time_;
+        if (online_seen_ && !record.epoch && record.timestamp)
+            record.epoch = static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::milliseconds>(record.timestamp->time_since_epoch()).count());
+    }
+
 private:
     bool fail(std::string why) {
         if (error.empty()) error = std::move(why);
@@ -234,9 +244,20 @@ private:
     bool scalar(V&& v, std::string_view type_name) {
         if (depth_ == 0) return fail("the JSON payload is not an object");
         if (member_ == member_id::extra) {  // a top-level extra member with a plain value
+            using T = std::decay_t<V>;
+            // zwave-js-ui's client status, {"value":true,"time":ms}: read where the types fit, metadata otherwise.
+            if constexpr (std::is_same_v<T, bool>) {
+                if (key_ == "value") return set_state(v ? state::connected : state::disconnected, "");
+            } else if constexpr (std::is_same_v<T, number_unsigned_t>) {
+                if (key_ == "time" && v <= max_ts_ms) {
+                    time_ = time_point(std::chrono::milliseconds(static_cast<std::int64_t>(v)));
+                    return true;
+                }
+            }
             meta_object()[key_] = json(std::forward<V>(v));
             return true;
         }
+        if (member_ == member_id::online) online_seen_ = true;
         return member(std::forward<V>(v), type_name);
     }
 
@@ -310,6 +331,8 @@ private:
     }
 
     int depth_ = 0;
+    bool online_seen_ = false;         // the Sparkplug STATE form, {"online":..,"timestamp":..}
+    std::optional<time_point> time_;   // zwave-js-ui's "time"
     std::string key_;         // the current top-level member
     member_id member_ = member_id::extra;
     const member_rule* rule_ = nullptr;  // the current top-level member's rule; nullptr for metadata
@@ -431,6 +454,7 @@ void decode_json(std::string_view payload, status_record& out, bool fast) {
     if (!sax->has_status)
         return mark_unreadable(out, payload,
                                "JSON without a status (expected member \"status\", \"online\" or \"state\")");
+    sax->finish();
     out.meta = sax->meta_text();
 }
 

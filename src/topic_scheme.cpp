@@ -2,12 +2,15 @@
 
 #include <mqtt_presence/error.hpp>
 
+#include <algorithm>
+
 #include "text_util.hpp"
 
 namespace mqtt_presence {
 namespace {
 
 constexpr std::string_view placeholder = "{client}";
+constexpr std::string_view multi_placeholder = "{client+}";
 constexpr std::size_t max_topic_bytes = 65535;  // MQTT's two-byte length prefix
 constexpr std::string_view template_example = "e.g. \"sensors/connected/{client}\" or \"$CONNECTED/{client}\"";
 
@@ -30,24 +33,39 @@ topic_scheme topic_scheme::parse(std::string_view templ) {
     if (templ.empty()) bad_template(templ, "it is empty");
     validate_utf8(templ, "topic template");
     if (templ.size() > max_topic_bytes) bad_template(templ.substr(0, 40), "it is longer than 65535 bytes");
-    const auto at = templ.find(placeholder);
+    const bool multi = templ.find(multi_placeholder) != std::string_view::npos;
+    const auto& ph = multi ? multi_placeholder : placeholder;
+    const auto at = templ.find(ph);
     if (at == std::string_view::npos) bad_template(templ, "it has no {client} placeholder");
-    if (templ.find(placeholder, at + 1) != std::string_view::npos)
+    if (templ.find(placeholder, at + 1) != std::string_view::npos ||
+        templ.find(multi_placeholder, at + 1) != std::string_view::npos ||
+        (multi && templ.find(placeholder) != std::string_view::npos))
         bad_template(templ, "it has more than one {client} placeholder");
-    const auto end = at + placeholder.size();
+    const auto end = at + ph.size();
     if ((at > 0 && templ[at - 1] != '/') || (end < templ.size() && templ[end] != '/'))
-        bad_template(templ, "{client} must fill a whole topic level (between '/' separators)");
-    if (templ.find_first_of("+#") != std::string_view::npos)
-        bad_template(templ, "it contains a wildcard ('+' or '#'); a template names topics, the filter is derived");
+        bad_template(templ, "{client} must fill whole topic levels (between '/' separators)");
     auto rest = std::string(templ.substr(0, at)) + std::string(templ.substr(end));
+    if (rest.find_first_of("+#") != std::string::npos)
+        bad_template(templ, "it contains a wildcard ('+' or '#'); a template names topics, the filter is derived");
     if (rest.find_first_of("{}") != std::string::npos)
-        bad_template(templ, "it has a brace outside the {client} placeholder (only {client} is supported)");
+        bad_template(templ, "it has a brace outside the {client} placeholder (only {client} and {client+} exist)");
+    if (multi && rest.find_first_not_of('/') == std::string::npos)
+        bad_template(templ, "{client+} needs a fixed level beside it, or it would subscribe to every topic");
 
     topic_scheme s;
     s.template_ = std::string(templ);
     s.prefix_ = std::string(templ.substr(0, at));
     s.suffix_ = std::string(templ.substr(end));
-    s.filter_ = s.prefix_ + "+" + s.suffix_;
+    s.multi_ = multi;
+    if (!multi) {
+        s.filters_.push_back(s.prefix_ + "+" + s.suffix_);
+    } else if (s.suffix_.empty()) {
+        s.filters_.push_back(s.prefix_ + "#");  // '#' may end a filter: names of any depth
+    } else {
+        std::string levels = "+";
+        for (std::size_t depth = 1; depth <= max_name_levels; ++depth, levels += "/+")
+            s.filters_.push_back(s.prefix_ + levels + s.suffix_);
+    }
     return s;
 }
 
@@ -61,8 +79,23 @@ const std::vector<std::pair<std::string, std::string>>& topic_scheme::presets() 
         {"zigbee2mqtt", "{client}/bridge/state"},
         {"sparkplug", "spBv1.0/STATE/{client}"},
         {"smarthome", "{client}/connected"},
+        {"zigbee2mqtt-devices", "zigbee2mqtt/{client+}/availability"},
+        {"homie5", "homie/5/{client}/$state"},
+        {"valetudo", "valetudo/{client}/$state"},
+        {"shelly", "shellies/{client}/online"},
+        {"shelly-gen2", "{client}/online"},
+        {"frigate", "{client}/available"},
+        {"openmqttgateway", "home/{client}/LWT"},
+        {"zwave-js-ui", "zwave/_CLIENTS/{client}/status"},
     };
     return all;
+}
+
+std::vector<std::string> topic_scheme::convention_templates(std::string_view name) {
+    if (!detail::iequals(name, "all")) return {preset(name).template_text()};
+    std::vector<std::string> out;
+    for (const auto& entry : presets()) out.push_back(entry.second);
+    return out;
 }
 
 topic_scheme topic_scheme::preset(std::string_view name) {
@@ -71,7 +104,7 @@ topic_scheme topic_scheme::preset(std::string_view name) {
         if (detail::iequals(key, name)) return parse(templ);
         names += names.empty() ? key : ", " + key;
     }
-    throw error("unknown convention \"" + detail::printable(name) + "\"; known: " + names);
+    throw error("unknown convention \"" + detail::printable(name) + "\"; known: " + names + ", all");
 }
 
 topic_scheme topic_scheme::system_wide() { return parse("$CONNECTED/{client}"); }
@@ -88,9 +121,19 @@ void topic_scheme::validate_name(std::string_view client) const {
     const auto example = " (a valid name: \"kitchen-sensor-1\")";
     if (client.empty()) throw error("client name is empty" + std::string(example));
     validate_utf8(client, "client name");
-    if (client.find_first_of("+#/") != std::string_view::npos)
+    if (client.find_first_of(multi_ ? "+#" : "+#/") != std::string_view::npos)
         throw error("client name \"" + detail::printable(client) +
-                    "\" contains '+', '#' or '/', which would change the topic's levels" + example);
+                    (multi_ ? "\" contains '+' or '#', which are wildcards in a topic filter"
+                            : "\" contains '+', '#' or '/', which would change the topic's levels") + example);
+    if (multi_) {
+        if (client.front() == '/' || client.back() == '/' || client.find("//") != std::string_view::npos)
+            throw error("client name \"" + detail::printable(client) + "\" has an empty topic level" + example);
+        const auto levels = static_cast<std::size_t>(std::count(client.begin(), client.end(), '/')) + 1;
+        if (!suffix_.empty() && levels > max_name_levels)
+            throw error("client name \"" + detail::printable(client) + "\" spans " + std::to_string(levels) +
+                        " topic levels; \"" + template_ + "\" reads names of up to " +
+                        std::to_string(max_name_levels));
+    }
     // Control characters (C0, DEL, C1) and the non-characters U+FFFE/U+FFFF: MQTT says a topic should not contain
     // them and brokers may refuse the topic, which would leave a client reconnecting forever.
     for (std::size_t i = 0; i < client.size(); ++i) {
@@ -123,7 +166,15 @@ std::optional<std::string_view> topic_scheme::match(std::string_view topic) cons
     if (topic.compare(0, prefix_.size(), prefix_) != 0) return std::nullopt;
     if (topic.compare(topic.size() - suffix_.size(), suffix_.size(), suffix_) != 0) return std::nullopt;
     auto name = topic.substr(prefix_.size(), topic.size() - prefix_.size() - suffix_.size());
-    if (name.find('/') != std::string_view::npos) return std::nullopt;
+    if (!multi_) {
+        if (name.find('/') != std::string_view::npos) return std::nullopt;
+    } else {
+        if (name.front() == '/' || name.back() == '/' || name.find("//") != std::string_view::npos)
+            return std::nullopt;
+        if (!suffix_.empty() &&
+            static_cast<std::size_t>(std::count(name.begin(), name.end(), '/')) + 1 > max_name_levels)
+            return std::nullopt;
+    }
     if (prefix_.empty() && name.front() == '$') return std::nullopt;
     return name;
 }

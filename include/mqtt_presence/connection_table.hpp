@@ -84,6 +84,9 @@ struct table_stats {
     std::uint64_t stale_deaths_ignored = 0;  ///< "disconnected" with an epoch older than the current connection
     std::uint64_t stale_connects_ignored = 0;  ///< "connected" with an epoch older than the current connection
     std::uint64_t future_times = 0;  ///< messages whose epoch or ts lay beyond now + max_clock_skew
+    /// Messages under a status filter whose topic fits no template (a deeper topic, an empty level): counted by the
+    /// scanner, never by the table.
+    std::uint64_t unmatched = 0;
 };
 
 enum class change_kind : std::uint8_t {

@@ -130,6 +130,8 @@ private:
     std::condition_variable wake_;
     bool running_ = false;
     bool stopping_ = false;
+    bool version_probed_ = false;  // after the first failed MQTT 5 connect: does the broker take 3.1.1?
+    bool mqtt5_refused_ = false;   // it does: it refuses MQTT 5, it is not down
     bool connected_ = false;
     bool lost_ = false;
     bool conflict_ = false;

@@ -5,8 +5,9 @@
 // {"clients":[{"client","state","since","last_seen","retained","stale","liveness","epoch","ip","detail","topic",
 //               "meta"}...],
 //  "counts":{"connected","disconnected","unknown","stale"},
-//  "stats":{"messages","malformed","stale_deaths_ignored","stale_connects_ignored","future_times"},
-//  "scanner":{"connected","since","sync","broker_dropped"}}      (scanner: only when a scanner fed the table)
+//  "stats":{"messages","malformed","stale_deaths_ignored","stale_connects_ignored","future_times","unmatched"},
+//  "scanner":{"connected","since","sync","broker_dropped","broker_clients","unmatched_examples"}}
+//                                                               (scanner: only when a scanner fed the table)
 // state is "connected" | "disconnected" | "unknown"; times are ISO 8601 UTC or null when unknown; epoch, ip and
 // detail are null when absent; meta is the client's extra JSON members (an object) or null.
 

@@ -58,6 +58,9 @@ struct scanner_options {
     /// Fallback for brokers that do not keep order: synced after this long without a status message.
     std::chrono::milliseconds quiet_period{1000};
     std::chrono::milliseconds expire_interval{1000};  ///< how often heartbeat staleness is checked
+    /// Clients asked for by their exact topics (in every scheme) at every sync: their retained statuses arrive even
+    /// from a broker that sends none to a wildcard subscription (RabbitMQ), so --require is right everywhere.
+    std::vector<std::string> named_clients;
 
     /// Throws mqtt_presence::error naming the bad field and value.
     void validate() const;
@@ -165,6 +168,15 @@ private:
     void status_line(std::string text, bool is_error = false) noexcept;
     void queue_state() const;  // caller holds mutex_
     [[nodiscard]] scanner_status status_locked() const;
+    [[nodiscard]] table_stats stats_locked() const;
+    // The retained burst of marker `seq` ended (`second`: the exact-topic confirmations' too): either asks for
+    // unconfirmed and named rows by their topics (returned, for after_burst) or ends the sync. Caller holds mutex_.
+    std::vector<std::string> burst_ended_locked(std::uint64_t seq, bool second);
+    // Subscribes the topics to confirm and sends the second marker; unsubscribes the last round's. Without mutex_.
+    void after_burst(std::vector<std::string> confirm) noexcept;
+    // True (and notes that wildcards get no retained messages) when the marker came back a quiet period ago and
+    // the retained tail never did. Caller holds mutex_.
+    bool tail_overdue_locked(std::chrono::steady_clock::time_point now);
     void start_threads();
 
     scanner_options options_;
@@ -172,6 +184,7 @@ private:
     std::unique_ptr<mqtt::async_client> owned_;
     mqtt::async_client* client_ = nullptr;
     std::string marker_topic_;
+    std::string tail_topic_;  // retained, last in the SUBSCRIBE: its arrival ends the burst; empty (borrowed client)
 
     mutable std::mutex mutex_;
     mutable std::condition_variable cv_;         // table, sync and connection changes; stop
@@ -185,6 +198,15 @@ private:
     std::uint64_t purge_marker_sent_ = 0;  // "purge-N" on the marker topic: the clears before it are all back
     std::uint64_t purge_marker_seen_ = 0;
     std::vector<std::string> confirming_;  // exact topics subscribed to confirm rows the wildcard burst did not
+    std::vector<std::string> unconfirm_;   // the last round's exact topics, to unsubscribe
+    std::uint64_t confirm_seq_ = 0;
+    bool tail_seen_ = false;                     // this connection's retained tail arrived
+    std::optional<std::uint64_t> marker_back_;  // the marker came back before the tail (aedes, RabbitMQ)
+    std::optional<std::chrono::steady_clock::time_point> marker_back_at_;
+    std::optional<bool> wildcard_retained_;  // whether the broker sends retained messages to wildcard subscriptions
+    std::optional<std::uint64_t> broker_clients_;  // $SYS/broker/clients/connected
+    std::uint64_t unmatched_ = 0;
+    std::vector<std::string> unmatched_examples_;
     std::chrono::steady_clock::time_point last_status_message_{};
     std::chrono::steady_clock::time_point subscribed_at_{};
     bool connected_ = false;

@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include <mqtt_presence/status_record.hpp>
 
@@ -15,6 +17,9 @@ enum class sync_state : std::uint8_t {
     syncing,     ///< subscribed (or not yet connected); the retained burst is still arriving
     complete,    ///< the sync marker came back after the burst: every retained status of that moment is in
     unverified,  ///< a quiet period passed without the marker: the broker may have dropped messages
+    /// The broker delivers no retained message to a wildcard subscription (RabbitMQ): the table holds the clients
+    /// heard live and those asked for by their exact topics (restored or named rows), not every retained status.
+    partial,
 };
 [[nodiscard]] std::string_view to_string(sync_state s) noexcept;
 
@@ -24,6 +29,13 @@ struct scanner_status {
     std::optional<time_point> since;  ///< when it connected, or when it lost the connection; nullopt: never connected
     sync_state sync = sync_state::syncing;
     std::uint64_t broker_dropped = 0;  ///< messages the broker says it dropped since the sync began ($SYS), if known
+    /// Clients connected to the broker by its own count (mosquitto's $SYS/broker/clients/connected, this scanner
+    /// included); nullopt where the broker publishes no such topic. Beside the table's connected count it shows
+    /// how many clients connect without announcing a status.
+    std::optional<std::uint64_t> broker_clients;
+    /// The first few topics that matched a status filter but no template (stats.unmatched counts them all),
+    /// printable and bounded.
+    std::vector<std::string> unmatched_examples;
 };
 
 }  // namespace mqtt_presence

@@ -1,6 +1,11 @@
 #pragma once
-// Topic schemes: where a client's status lives. A template has exactly one "{client}" placeholder filling a whole
-// topic level, e.g. "sensors/connected/{client}", "sensors/{client}/connected", "$CONNECTED/{client}".
+// Topic schemes: where a client's status lives. A template has exactly one placeholder filling whole topic levels:
+//   {client}   one level: "sensors/connected/{client}", "sensors/{client}/connected", "$CONNECTED/{client}";
+//   {client+}  one to max_name_levels levels, for names with '/' (Zigbee2MQTT friendly names such as
+//              "kitchen/lamp"): "zigbee2mqtt/{client+}/availability".
+// A {client+} scheme subscribes one '+' filter per depth ("zigbee2mqtt/+/availability", ".../+/+/availability", ...)
+// rather than "zigbee2mqtt/#": '#' cannot stand before a suffix, and would bring every reading of every device.
+// At the end of a template ("home/{client+}") the filter is "home/#", names of any depth.
 // Pure: no I/O, no Paho. Immutable after construction, so safe to share between threads.
 
 #include <optional>
@@ -15,11 +20,17 @@ public:
     /// Parses and validates a template; throws mqtt_presence::error saying what is wrong, with a valid example.
     [[nodiscard]] static topic_scheme parse(std::string_view templ);
 
-    /// Known conventions by name: "connected" ($CONNECTED/{client}), "sensors" (sensors/connected/{client}),
-    /// "homie", "tasmota", "esphome", "zigbee2mqtt", "sparkplug", "smarthome". Throws for an unknown name.
+    /// A {client+} name spans at most this many levels where the placeholder has a suffix after it.
+    static constexpr std::size_t max_name_levels = 8;
+
+    /// Known conventions by name (see presets()); "all" is not one scheme but every preset (see preset_names()).
+    /// Throws for an unknown name.
     [[nodiscard]] static topic_scheme preset(std::string_view name);
     /// The names preset() accepts, with their templates, for help texts.
     [[nodiscard]] static const std::vector<std::pair<std::string, std::string>>& presets();
+    /// The templates of a --convention argument: one preset's, or every preset's for "all". Throws for an unknown
+    /// name.
+    [[nodiscard]] static std::vector<std::string> convention_templates(std::string_view name);
 
     /// "$CONNECTED/{client}": one system-wide status tree.
     [[nodiscard]] static topic_scheme system_wide();
@@ -30,14 +41,20 @@ public:
 
     /// The status topic of one client; throws mqtt_presence::error for an invalid name.
     [[nodiscard]] std::string topic_for(std::string_view client) const;
-    /// The subscription filter: the template with "{client}" replaced by "+".
-    [[nodiscard]] const std::string& filter() const noexcept { return filter_; }
+    /// The subscription filter: the template with "{client}" replaced by "+" (for {client+}, the first of
+    /// filters()).
+    [[nodiscard]] const std::string& filter() const noexcept { return filters_.front(); }
+    /// Every filter the scheme needs: one, or one per depth for a {client+} before a suffix.
+    [[nodiscard]] const std::vector<std::string>& filters() const noexcept { return filters_; }
+    /// True for a {client+} scheme: names may contain '/'.
+    [[nodiscard]] bool multi_level() const noexcept { return multi_; }
     [[nodiscard]] const std::string& template_text() const noexcept { return template_; }
     /// The client name if `topic` is a status topic of this scheme. The view points into `topic`.
     [[nodiscard]] std::optional<std::string_view> match(std::string_view topic) const noexcept;
 
-    /// Throws mqtt_presence::error if `client` cannot be a name in this scheme (empty, contains + # / or NUL,
-    /// invalid UTF-8, starts with '$' where it would be the first topic level, or makes the topic too long).
+    /// Throws mqtt_presence::error if `client` cannot be a name in this scheme (empty, contains + # or NUL, a '/'
+    /// outside a {client+} scheme or an empty level inside one, too many levels, invalid UTF-8, starts with '$'
+    /// where it would be the first topic level, or makes the topic too long).
     void validate_name(std::string_view client) const;
 
     friend bool operator==(const topic_scheme& a, const topic_scheme& b) { return a.template_ == b.template_; }
@@ -47,7 +64,8 @@ private:
     std::string template_;
     std::string prefix_;  // text before {client}
     std::string suffix_;  // text after {client}
-    std::string filter_;
+    std::vector<std::string> filters_;
+    bool multi_ = false;
 };
 
 }  // namespace mqtt_presence

@@ -111,7 +111,13 @@ presence_service::presence_service(service_options options) : options_(std::move
             ha_->publish_all();
         }
         const auto counts = scanner_->counts();
-        say("synced" + std::string(st.sync == sync_state::complete ? "" : " (not verified)") + ": " +
+        say("synced" +
+            std::string(st.sync == sync_state::complete ? ""
+                        : st.sync == sync_state::partial
+                            ? " (partial: the broker sends no retained status to a wildcard subscription; the "
+                              "history's rows were asked for by their topics, new clients appear as they are heard)"
+                            : " (not verified)") +
+            ": " +
             std::to_string(counts.total()) + " clients (" + std::to_string(counts.connected) + " connected, " +
             std::to_string(counts.disconnected) + " disconnected)" +
             (unseen_ > 0 ? "; " + std::to_string(unseen_) + " changed while nobody watched" : ""));

@@ -91,3 +91,42 @@ TEST(topic_scheme, bad_names_say_what_is_wrong) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(topic_scheme_multi_level, client_plus_reads_names_over_several_levels) {
+    auto z = topic_scheme::parse("zigbee2mqtt/{client+}/availability");
+    EXPECT_TRUE(z.multi_level());
+    ASSERT_EQ(z.filters().size(), topic_scheme::max_name_levels);
+    EXPECT_EQ(z.filters().front(), "zigbee2mqtt/+/availability");
+    EXPECT_EQ(z.filters()[1], "zigbee2mqtt/+/+/availability");
+    EXPECT_EQ(z.filters().back(), "zigbee2mqtt/+/+/+/+/+/+/+/+/availability");
+    EXPECT_EQ(z.match("zigbee2mqtt/kitchen/availability"), std::optional<std::string_view>("kitchen"));
+    EXPECT_EQ(z.match("zigbee2mqtt/living room/lamp/availability"),
+              std::optional<std::string_view>("living room/lamp"));
+    EXPECT_EQ(z.topic_for("a/b/c"), "zigbee2mqtt/a/b/c/availability");
+    EXPECT_FALSE(z.match("zigbee2mqtt//availability"));
+    EXPECT_FALSE(z.match("zigbee2mqtt/a//b/availability"));
+    EXPECT_FALSE(z.match("zigbee2mqtt/1/2/3/4/5/6/7/8/9/availability"));  // deeper than the filters reach
+    EXPECT_FALSE(z.match("zigbee2mqtt/bridge/state"));
+    expect_error([&] { (void)z.topic_for("a//b"); }, "empty topic level");
+    expect_error([&] { (void)z.topic_for("/a"); }, "empty topic level");
+    expect_error([&] { (void)z.topic_for("a/+"); }, "wildcards");
+    expect_error([&] { (void)z.topic_for("1/2/3/4/5/6/7/8/9"); }, "up to 8");
+
+    auto tail = topic_scheme::parse("home/{client+}");
+    EXPECT_EQ(tail.filters(), std::vector<std::string>{"home/#"});
+    EXPECT_EQ(tail.match("home/1/2/3/4/5/6/7/8/9/10"), std::optional<std::string_view>("1/2/3/4/5/6/7/8/9/10"));
+}
+
+TEST(topic_scheme_multi_level, shapes_that_cannot_be_subscribed_are_refused) {
+    expect_error([] { (void)topic_scheme::parse("{client+}"); }, "every topic");
+    expect_error([] { (void)topic_scheme::parse("a/{client+}/{client}"); }, "more than one");
+    expect_error([] { (void)topic_scheme::parse("a/{client}/{client+}"); }, "more than one");
+    expect_error([] { (void)topic_scheme::parse("a/x{client+}/b"); }, "whole topic levels");
+    expect_error([] { (void)topic_scheme::parse("a/+/{client+}"); }, "wildcard");
+    // One level stays one level: a '/' in a {client} name is refused.
+    expect_error([] { (void)topic_scheme::parse("a/{client}/b").topic_for("x/y"); }, "'/'");
+}
+
+}  // namespace
