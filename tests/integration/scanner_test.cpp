@@ -149,6 +149,73 @@ TEST(scanner, reads_clients_that_are_not_ours_and_every_convention) {
     EXPECT_TRUE(client_of(after, p + "-homie").is_null()) << "an empty retained payload removes the client";
 }
 
+// The newer presets through a real broker, in one scanner (--convention all): each project's own topic and payload.
+TEST(scanner, convention_all_reads_every_preset_and_multi_level_names) {
+    const int port = broker_port();
+    const auto p = unique_prefix();
+    publish_retained(port, "zigbee2mqtt/" + p + "/living room/lamp/availability", R"({"state":"online"})");
+    publish_retained(port, "homie/5/" + p + "-h5/$state", "ready");
+    publish_retained(port, "valetudo/" + p + "-robot/$state", "lost");
+    publish_retained(port, "shellies/" + p + "-plug/online", "true");
+    publish_retained(port, p + "-plus1/online", "false");
+    publish_retained(port, p + "-frigate/available", "online");
+    publish_retained(port, "home/" + p + "-omg/LWT", "online");
+    publish_retained(port, "zwave/_CLIENTS/ZWAVE_GATEWAY-" + p + "/status", R"({"value":true,"time":1548683523859})");
+    const auto j = once_json(port, {"--convention", "all"});
+    const std::vector<std::pair<std::string, std::string>> expected = {
+        {p + "/living room/lamp", "connected"}, {p + "-h5", "connected"},     {p + "-robot", "disconnected"},
+        {p + "-plug", "connected"},             {p + "-plus1", "disconnected"}, {p + "-frigate", "connected"},
+        {p + "-omg", "connected"},              {"ZWAVE_GATEWAY-" + p, "connected"}};
+    for (const auto& [name, st] : expected) {
+        const auto c = client_of(j, name);
+        ASSERT_FALSE(c.is_null()) << name << " missing";
+        EXPECT_EQ(c["state"], st) << name;
+    }
+    EXPECT_EQ(client_of(j, "ZWAVE_GATEWAY-" + p)["since"], "2019-01-28T13:52:03.859Z") << "zwave-js-ui's time";
+    EXPECT_EQ(client_of(j, p + "/living room/lamp")["topic"],
+              "zigbee2mqtt/" + p + "/living room/lamp/availability");
+}
+
+// A topic under a status filter that fits no template is counted and shown, never dropped without a word; the
+// broker's own count of its clients stands beside the table.
+TEST(scanner, unmatched_topics_are_counted_with_examples_and_the_brokers_count_is_shown) {
+    const int port = broker_port();
+    const auto p = unique_prefix();
+    const auto templ = p + "/z2m/{client+}/availability";
+    publish_retained(port, p + "/z2m//availability", "online");       // an empty level: under the filter, no name
+    publish_retained(port, p + "/z2m/a//b/availability", "offline");  // the same two levels down
+    // A sensor whose name spans two levels, connected for the whole test (the broker's count includes it).
+    observer birth(port, p + "/z2m/kitchen/lamp/availability");
+    child sensor({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "kitchen/lamp"});
+    birth.expect(p + "/z2m/kitchen/lamp/availability", equals("1"), "the sensor's birth");
+    const auto j = once_json(port, {"--topic", templ});
+    EXPECT_EQ(j["clients"].size(), 1u) << j.dump();
+    EXPECT_EQ(client_of(j, "kitchen/lamp")["state"], "connected");
+    EXPECT_EQ(j["stats"]["unmatched"], 2) << j.dump();
+    EXPECT_EQ(j["scanner"]["unmatched_examples"],
+              json::array({p + "/z2m//availability", p + "/z2m/a//b/availability"}))
+        << j.dump();
+    ASSERT_TRUE(j["scanner"]["broker_clients"].is_number()) << "mosquitto's $SYS count: " << j.dump();
+
+    // mosquitto renews its $SYS every sys_interval (10 s): its retained count may be from before the sensor.
+    std::string table;
+    const auto deadline = steady::now() + 25s;
+    while (steady::now() < deadline) {
+        const auto t = run_scanner(port, {"--topic", templ, "--once"});
+        ASSERT_EQ(t.code, 0) << t.err;
+        table = t.out;
+        if (table.find("the broker's own count: 0 clients") == std::string::npos) break;
+        std::this_thread::sleep_for(500ms);  // the broker's timer, not an event of ours
+    }
+    EXPECT_NE(table.find("2 unmatched topics (e.g. "), std::string::npos) << table;
+    EXPECT_EQ(table.find("the broker's own count: 0 clients"), std::string::npos)
+        << "waited 25 s for mosquitto's $SYS to count the connected scanner: " << table;
+    EXPECT_NE(table.find("clients connected (its $SYS, renewed every sys_interval; this scanner included), 1 "
+                         "announce a status"),
+              std::string::npos)
+        << table;
+}
+
 TEST(scanner, malformed_payloads_are_unknown_counted_and_never_crash) {
     const int port = broker_port();
     const auto p = unique_prefix();
