@@ -7,6 +7,9 @@
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
 #include <mqtt_presence/scanner.hpp>
+#ifdef MQTT_PRESENCE_HAS_SPARKPLUG
+#include <mqtt_presence/sparkplug/node_payload.hpp>
+#endif
 
 #include <CLI/CLI.hpp>
 
@@ -442,6 +445,9 @@ void finish_options(const CLI::App& app, settings& s, command_line& c) {
     s.timeout = parse_duration(s.timeout_text);
     if (!s.older_than_text.empty()) s.older_than = parse_duration(s.older_than_text);
     s.required = split(c.require_text);
+#ifdef MQTT_PRESENCE_HAS_SPARKPLUG
+    s.opts.sparkplug_reader = sparkplug::read_node_payload;
+#endif
     s.opts.named_clients = s.required;  // asked for by their exact topics: right even where wildcards get no retained
     s.service.format = s.format;
     for (const auto* d : {&s.service.keep, &s.service.since, &s.service.window, &s.service.flap_interval})

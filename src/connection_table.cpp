@@ -80,6 +80,8 @@ struct connection_table::entry {
     time_point deadline = unknown_time;  // heartbeat: stale after this; unknown_time when none
     time_point last_down = unknown_time;
     std::uint64_t epoch = 0;
+    std::uint64_t session = 0;
+    bool has_session = false;
     packed_text text;
 };
 
@@ -270,6 +272,13 @@ bool connection_table::apply(std::string_view client, const status_record& recor
         }
     }
 
+    // A death of another session than the live one (Sparkplug: an NDEATH whose bdSeq is not the last NBIRTH's).
+    if (!inserted && e.status == state::connected && e.has_session && record.status == state::disconnected &&
+        record.session && *record.session != e.session) {
+        ++stats_.stale_deaths_ignored;
+        return false;
+    }
+
     const std::optional<state> previous = inserted ? std::nullopt : std::optional<state>(e.status);
     const bool was_stale = e.stale;
     const bool new_connection = !inserted && record.status == state::connected && e.status == state::connected &&
@@ -293,6 +302,12 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     e.retained = retained;
     e.restored = false;
     e.future_time = future;
+    if (record.session) {
+        e.session = *record.session;
+        e.has_session = true;
+    } else if (state_changed) {
+        e.has_session = false;
+    }
     if (has_epoch) {
         e.epoch = epoch;
         e.has_epoch = true;

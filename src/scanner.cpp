@@ -190,6 +190,21 @@ void scanner::on_connected() noexcept {
     cv_.notify_all();
 }
 
+// An NBIRTH or NDEATH: the topic says birth or death, the payload (when a reader is set) its session and time.
+void scanner::read_sparkplug(const mqtt::message& msg, status_record& record) const {
+    record = status_record{};
+    const bool death = topic_scheme::is_sparkplug_death(msg.get_topic());
+    if (!options_.sparkplug_reader) {
+        record.status = death ? state::disconnected : state::connected;
+        record.detail = "payload not read: built without Sparkplug B support, a death is not matched to its birth";
+        return;
+    }
+    if (options_.sparkplug_reader(msg.get_payload_str(), record))
+        record.status = death ? state::disconnected : state::connected;
+    else
+        record.status = state::unknown;
+}
+
 std::vector<std::string> scanner::burst_ended_locked(std::uint64_t seq, bool second) {
     std::vector<std::string> confirm;
     marker_back_.reset();
@@ -361,7 +376,8 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
             if (!name) continue;
             // Per-thread scratch: decoding reuses its strings' storage from message to message.
             thread_local status_record record;
-            decode(msg->get_payload_str(), record);
+            if (schemes_[i].sparkplug_nodes() && !msg->get_payload_str().empty()) read_sparkplug(*msg, record);
+            else decode(msg->get_payload_str(), record);
             bool queued = false;
             {
                 std::lock_guard<std::mutex> lock(mutex_);

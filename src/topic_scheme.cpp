@@ -30,6 +30,14 @@ void validate_utf8(std::string_view text, std::string_view what) {
 }  // namespace
 
 topic_scheme topic_scheme::parse(std::string_view templ) {
+    if (templ == sparkplug_nodes_template) {
+        topic_scheme s;
+        s.template_ = std::string(templ);
+        s.prefix_ = "spBv1.0/";
+        s.sparkplug_ = true;
+        s.filters_ = {"spBv1.0/+/NBIRTH/+", "spBv1.0/+/NDEATH/+"};
+        return s;
+    }
     if (templ.empty()) bad_template(templ, "it is empty");
     validate_utf8(templ, "topic template");
     if (templ.size() > max_topic_bytes) bad_template(templ.substr(0, 40), "it is longer than 65535 bytes");
@@ -87,6 +95,7 @@ const std::vector<std::pair<std::string, std::string>>& topic_scheme::presets() 
         {"frigate", "{client}/available"},
         {"openmqttgateway", "home/{client}/LWT"},
         {"zwave-js-ui", "zwave/_CLIENTS/{client}/status"},
+        {"sparkplug-nodes", std::string(sparkplug_nodes_template)},
     };
     return all;
 }
@@ -121,6 +130,14 @@ void topic_scheme::validate_name(std::string_view client) const {
     const auto example = " (a valid name: \"kitchen-sensor-1\")";
     if (client.empty()) throw error("client name is empty" + std::string(example));
     validate_utf8(client, "client name");
+    if (sparkplug_) {
+        const auto slash = client.find('/');
+        if (slash == std::string_view::npos || slash == 0 || slash + 1 == client.size() ||
+            client.find('/', slash + 1) != std::string_view::npos || client.find_first_of("+#") != std::string_view::npos)
+            throw error("Sparkplug node name \"" + detail::printable(client) +
+                        "\" is not \"group/edge\" (one '/', no '+' or '#'), e.g. \"plant-1/press-3\"");
+        return;
+    }
     if (client.find_first_of(multi_ ? "+#" : "+#/") != std::string_view::npos)
         throw error("client name \"" + detail::printable(client) +
                     (multi_ ? "\" contains '+' or '#', which are wildcards in a topic filter"
@@ -155,13 +172,41 @@ void topic_scheme::validate_name(std::string_view client) const {
 
 std::string topic_scheme::topic_for(std::string_view client) const {
     validate_name(client);
+    if (sparkplug_) {
+        const auto slash = client.find('/');
+        return prefix_ + std::string(client.substr(0, slash)) + "/NBIRTH" + std::string(client.substr(slash));
+    }
     std::string topic;
     topic.reserve(prefix_.size() + client.size() + suffix_.size());
     topic.append(prefix_).append(client).append(suffix_);
     return topic;
 }
 
+bool topic_scheme::is_sparkplug_death(std::string_view topic) noexcept {
+    const auto first = topic.find('/');
+    const auto second = first == std::string_view::npos ? first : topic.find('/', first + 1);
+    return second != std::string_view::npos && topic.substr(second + 1, 7) == "NDEATH/";
+}
+
 std::optional<std::string_view> topic_scheme::match(std::string_view topic) const noexcept {
+    if (sparkplug_) {
+        // spBv1.0/<group>/NBIRTH|NDEATH/<edge>, nothing deeper (device messages have a fifth level).
+        if (topic.compare(0, prefix_.size(), prefix_) != 0) return std::nullopt;
+        const auto rest = topic.substr(prefix_.size());
+        const auto a = rest.find('/');
+        if (a == std::string_view::npos || a == 0) return std::nullopt;
+        const auto kind = rest.substr(a + 1, 7);
+        if (kind != "NBIRTH/" && kind != "NDEATH/") return std::nullopt;
+        const auto edge = rest.substr(a + 8);
+        if (edge.empty() || edge.find('/') != std::string_view::npos) return std::nullopt;
+        try {
+            thread_local std::string name;
+            name.assign(rest.substr(0, a)).append("/").append(edge);
+            return std::string_view(name);
+        } catch (...) {
+            return std::nullopt;
+        }
+    }
     if (topic.size() <= prefix_.size() + suffix_.size()) return std::nullopt;
     if (topic.compare(0, prefix_.size(), prefix_) != 0) return std::nullopt;
     if (topic.compare(topic.size() - suffix_.size(), suffix_.size(), suffix_) != 0) return std::nullopt;

@@ -8,6 +8,8 @@
 //    connection; it is ignored and counted (stale_deaths_ignored). A "connected" older than the current one (Paho
 //    resending an in-flight message after a broker restart) is ignored and counted too (stale_connects_ignored):
 //    the table keeps the largest epoch of a live client.
+//  - sessions: a "disconnected" with a session (Sparkplug's bdSeq) other than the live connection's is ignored and
+//    counted as a late will too (stale_deaths_ignored).
 //  - clock skew: epochs and time stamps are Unix times in ms, so one beyond now + max_clock_skew is forged or from
 //    a broken clock. It is dropped from the message (it never outranks a real epoch, never becomes a `since`),
 //    counted (future_times) and flagged on the row (future_time).

@@ -61,6 +61,11 @@ struct scanner_options {
     /// Clients asked for by their exact topics (in every scheme) at every sync: their retained statuses arrive even
     /// from a broker that sends none to a wildcard subscription (RabbitMQ), so --require is right everywhere.
     std::vector<std::string> named_clients;
+    /// Reads a Sparkplug B NBIRTH/NDEATH payload (bdSeq into session, its timestamp): set it to
+    /// mqtt_presence::sparkplug::read_node_payload (library mqtt_presence_sparkplug) for the "sparkplug-nodes"
+    /// scheme. Without it, births and deaths are read from their topics alone, and a death is not matched to its
+    /// birth. Called on Paho's thread: must not block or throw.
+    std::function<bool(std::string_view payload, status_record& out)> sparkplug_reader;
 
     /// Throws mqtt_presence::error naming the bad field and value.
     void validate() const;
@@ -169,6 +174,7 @@ private:
     void queue_state() const;  // caller holds mutex_
     [[nodiscard]] scanner_status status_locked() const;
     [[nodiscard]] table_stats stats_locked() const;
+    void read_sparkplug(const mqtt::message& msg, status_record& record) const;
     // The retained burst of marker `seq` ended (`second`: the exact-topic confirmations' too): either asks for
     // unconfirmed and named rows by their topics (returned, for after_burst) or ends the sync. Caller holds mutex_.
     std::vector<std::string> burst_ended_locked(std::uint64_t seq, bool second);

@@ -41,6 +41,9 @@ struct status_record {
     std::string reason;
     /// Connection epoch; larger for every new connection of the client (protects against late wills).
     std::optional<std::uint64_t> epoch;
+    /// A session that a death must match to count (Sparkplug B's bdSeq: it cycles 0-255, so it is matched, never
+    /// ordered like an epoch).
+    std::optional<std::uint64_t> session;
     /// When the payload was made (for a will: when it was registered, the start of its connection).
     std::optional<time_point> timestamp;
     /// Heartbeat interval the publisher promised; the client is stale after three missed intervals.

@@ -6,6 +6,8 @@
 // A {client+} scheme subscribes one '+' filter per depth ("zigbee2mqtt/+/availability", ".../+/+/availability", ...)
 // rather than "zigbee2mqtt/#": '#' cannot stand before a suffix, and would bring every reading of every device.
 // At the end of a template ("home/{client+}") the filter is "home/#", names of any depth.
+// One more shape, not a template: Sparkplug B edge nodes, "spBv1.0/{group}/NBIRTH/{edge}" (sparkplug_nodes_template),
+// read from NBIRTH and NDEATH ("spBv1.0/+/NBIRTH/+", "spBv1.0/+/NDEATH/+"); a node's name is "group/edge".
 // Pure: no I/O, no Paho. Immutable after construction, so safe to share between threads.
 
 #include <optional>
@@ -20,6 +22,8 @@ public:
     /// Parses and validates a template; throws mqtt_presence::error saying what is wrong, with a valid example.
     [[nodiscard]] static topic_scheme parse(std::string_view templ);
 
+    /// The Sparkplug B edge node scheme's text (preset "sparkplug-nodes").
+    static constexpr std::string_view sparkplug_nodes_template = "spBv1.0/{group}/NBIRTH/{edge}";
     /// A {client+} name spans at most this many levels where the placeholder has a suffix after it.
     static constexpr std::size_t max_name_levels = 8;
 
@@ -49,8 +53,13 @@ public:
     /// True for a {client+} scheme: names may contain '/'.
     [[nodiscard]] bool multi_level() const noexcept { return multi_; }
     [[nodiscard]] const std::string& template_text() const noexcept { return template_; }
-    /// The client name if `topic` is a status topic of this scheme. The view points into `topic`.
+    /// The client name if `topic` is a status topic of this scheme. The view points into `topic` (for Sparkplug
+    /// nodes, whose "group/edge" is not one piece of the topic, into a per-thread buffer valid until the next call).
     [[nodiscard]] std::optional<std::string_view> match(std::string_view topic) const noexcept;
+    /// True for the Sparkplug B edge node scheme: payloads are protobuf, the topic says birth or death.
+    [[nodiscard]] bool sparkplug_nodes() const noexcept { return sparkplug_; }
+    /// For the Sparkplug node scheme: true if `topic` is an NDEATH (else an NBIRTH).
+    [[nodiscard]] static bool is_sparkplug_death(std::string_view topic) noexcept;
 
     /// Throws mqtt_presence::error if `client` cannot be a name in this scheme (empty, contains + # or NUL, a '/'
     /// outside a {client+} scheme or an empty level inside one, too many levels, invalid UTF-8, starts with '$'
@@ -66,6 +75,7 @@ private:
     std::string suffix_;  // text after {client}
     std::vector<std::string> filters_;
     bool multi_ = false;
+    bool sparkplug_ = false;
 };
 
 }  // namespace mqtt_presence

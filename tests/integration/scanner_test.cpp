@@ -216,6 +216,52 @@ TEST(scanner, unmatched_topics_are_counted_with_examples_and_the_brokers_count_i
         << table;
 }
 
+// Sparkplug B edge nodes through mosquitto: NBIRTH makes one row per node; an NDEATH of another session (bdSeq)
+// is ignored; the node's real will, an NDEATH with its NBIRTH's bdSeq, ends it. Payloads: Sparkplug B protobuf,
+// the bdSeq metric alone (name 1, datatype 4 = Int64, long_value 11), as the specification's NDEATH example.
+TEST(scanner, sparkplug_nodes_are_one_row_and_a_death_must_match_its_birth) {
+    const int port = broker_port();
+    const auto group = unique_prefix();
+    const auto bd_seq = [](char n) { return std::string("\x12\x0b\x0a\x05" "bdSeq" "\x20\x04\x58", 12) + n; };
+    child events({SCANNER_BIN, "events", "--broker", broker_uri(port), "--convention", "sparkplug-nodes"});
+    ASSERT_TRUE(events.wait_stdout(contains("\"event\":\"scanner\""), 15s)) << events.stderr_text();
+    // The edge node's session: a connection whose will is its NDEATH (bdSeq 5).
+    // It prints the retained "ping" once it is connected and subscribed, so its will is registered.
+    publish_retained(port, group + "/NCMD", "ping");
+    child node({"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port), "-t", group + "/NCMD",
+                "--will-topic", "spBv1.0/" + group + "/NDEATH/press", "--will-payload", bd_seq('\x05'),
+                "--will-qos", "1"});
+    ASSERT_TRUE(node.wait_stdout(equals("ping"), 10s)) << node.stderr_text();
+    const auto publish = [&](const std::string& topic, const std::string& payload) {
+        child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-q", "1", "-t", topic, "-m",
+                   payload});
+        ASSERT_EQ(pub.wait_exit(10s), 0) << pub.stderr_text();
+    };
+    publish("spBv1.0/" + group + "/NBIRTH/press", bd_seq('\x05'));
+    const auto row = group + "/press";
+    ASSERT_TRUE(events.wait_stdout(
+        [&](const std::string& l) {
+            return l.find("\"client\":\"" + row + "\"") != std::string::npos &&
+                   l.find("\"state\":\"connected\"") != std::string::npos &&
+                   l.find("\"detail\":\"bdSeq 5\"") != std::string::npos;
+        },
+        10s))
+        << events.stdout_text() << events.stderr_text();
+    publish("spBv1.0/" + group + "/NDEATH/press", bd_seq('\x04'));  // another session's death: ignored
+    publish("spBv1.0/" + group + "/NBIRTH/other", bd_seq('\x01'));  // after it, in order
+    ASSERT_TRUE(events.wait_stdout(contains("\"client\":\"" + group + "/other\""), 10s)) << events.stdout_text();
+    EXPECT_EQ(events.stdout_text().find("\"disconnected\""), std::string::npos)
+        << "the mismatched NDEATH was applied: " << events.stdout_text();
+    node.signal(SIGKILL);
+    EXPECT_TRUE(events.wait_stdout(
+        [&](const std::string& l) {
+            return l.find("\"client\":\"" + row + "\"") != std::string::npos &&
+                   l.find("\"state\":\"disconnected\"") != std::string::npos;
+        },
+        10s))
+        << "the node's will, with its birth's bdSeq: " << events.stdout_text();
+}
+
 TEST(scanner, malformed_payloads_are_unknown_counted_and_never_crash) {
     const int port = broker_port();
     const auto p = unique_prefix();
