@@ -81,6 +81,13 @@ TEST(interop, a_snapshot_is_complete_or_says_it_is_not) {
         const auto j = json::parse(partial.out, nullptr, false);
         ASSERT_TRUE(j.is_object()) << partial.out;
         EXPECT_EQ(j["scanner"]["sync"], "partial");
+        // The MQTT plugin turns '.' into '/': such a status arrives under another topic, counted and shown.
+        publish_retained(p, prefix + "/a.b", "1");
+        const auto dotted = scanner_once(p, prefix + "/{client}", {"--allow-partial", "--require", "a.b"});
+        const auto d = json::parse(dotted.out, nullptr, false);
+        ASSERT_TRUE(d.is_object()) << dotted.out << dotted.err;
+        EXPECT_EQ(d["stats"]["unmatched"], 1) << d.dump();
+        EXPECT_EQ(d["scanner"]["unmatched_examples"], json::array({prefix + "/a/b"})) << d.dump();
     } else {
         ASSERT_EQ(r.rc, 0) << r.err;
         const auto j = json::parse(r.out, nullptr, false);
