@@ -2,7 +2,7 @@
 // Modes (subcommands; the old flags --once, --events, --purge-... still work): watch (default), once, events, purge,
 // and the service's: serve, history, uptime (scanner_service.cpp).
 // Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a --require'd client is not connected,
-//             4 broker unreachable (or lost during once), 5 once: sync incomplete or unverified.
+//             4 broker unreachable (or lost during once), 5 once: sync incomplete, unverified or partial.
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
@@ -18,6 +18,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <thread>
+#include <utility>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -228,17 +231,48 @@ std::size_t visible_rows() {
     return ws.ws_row > 9 ? std::size_t{ws.ws_row} - 5 : 4;
 }
 
-// watch on a terminal: the live table, redrawn after a change (at most five times a second) and every second, as
-// the ages move on. Only a screenful of rows is copied out of the table, so a million clients cost little to watch.
-int run_live_table(scanner& scan, const settings& s, std::atomic<bool>& dirty, std::mutex& out_mutex) {
+// Wakes the live table when a change arrives (the delivery thread marks it).
+class redraw_signal {
+public:
+    void mark() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            dirty_ = true;
+        }
+        cv_.notify_one();
+    }
+    /// Waits until marked or `timeout`; true (and unmarks) if marked.
+    bool wait(std::chrono::milliseconds timeout) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait_for(lock, timeout, [this] { return dirty_; });
+        return std::exchange(dirty_, false);
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool dirty_ = true;
+};
+
+// watch on a terminal: the live table, redrawn as soon as a change arrives (at most once every 20 ms, so a storm of
+// changes costs 50 redraws a second) and every second, as the ages move on. Only a screenful of rows is copied out of
+// the table, so a million clients cost little to watch.
+int run_live_table(scanner& scan, const settings& s, redraw_signal& changed, std::mutex& out_mutex) {
+    constexpr auto min_gap = std::chrono::milliseconds(20);
     sync(scan, s.timeout);
     std::string filters;
     for (const auto& scheme : scan.schemes())
         filters += (filters.empty() ? "" : " ") + scheme.filter() + (scheme.filters().size() > 1 ? "…" : "");
     auto drawn = std::chrono::steady_clock::time_point{};
     while (!interrupted) {
+        // Wakes for a change, for the one-second tick, and at least every 200 ms to see a signal.
+        const auto tick = std::chrono::duration_cast<std::chrono::milliseconds>(
+            drawn + std::chrono::seconds(1) - std::chrono::steady_clock::now());
+        const bool marked = changed.wait(std::clamp(tick, std::chrono::milliseconds(0), std::chrono::milliseconds(200)));
+        const auto since_drawn = std::chrono::steady_clock::now() - drawn;
+        if (marked && since_drawn < min_gap) std::this_thread::sleep_for(min_gap - since_drawn);  // the rate limit
         const auto now = std::chrono::steady_clock::now();
-        if (dirty.exchange(false) || now - drawn >= std::chrono::seconds(1)) {
+        if (marked || now - drawn >= std::chrono::seconds(1)) {
             drawn = now;
             const auto text = render_table(result_of(scan, scan.snapshot(visible_rows())), clock::now(), !s.no_color);
             const auto st = scan.status();
@@ -256,7 +290,6 @@ int run_live_table(scanner& scan, const settings& s, std::atomic<bool>& dirty, s
                       << format_iso8601(clock::now()).substr(11, 8) << " UTC" << note << "\n"
                       << text << std::flush;
         }
-        usleep(200'000);
     }
     scan.stop();
     return 0;
@@ -458,11 +491,11 @@ void finish_options(const CLI::App& app, settings& s, command_line& c) {
 
 // Status lines and changes arrive on the scanner's delivery thread, in order: never on Paho's.
 void attach_outputs(scanner& scan, const settings& s, bool live_table, std::mutex& out_mutex,
-                    std::atomic<bool>& dirty) {
+                    redraw_signal& changed) {
     const bool json_lines = s.format == "json" || s.format == "ndjson";
-    scan.on_status([&scan, &s, &out_mutex, &dirty, live_table, json_lines](const std::string& line) {
+    scan.on_status([&scan, &s, &out_mutex, &changed, live_table, json_lines](const std::string& line) {
         if (s.run == mode::once || s.run == mode::purge) return;  // a snapshot reports through its exit code
-        dirty = true;
+        changed.mark();
         std::lock_guard<std::mutex> lock(out_mutex);
         std::cerr << "mqtt-presence-scanner: " << terminal_safe(line, 400) << "\n";
         if (!live_table && json_lines) {  // the stream says when its data stops being live
@@ -473,8 +506,8 @@ void attach_outputs(scanner& scan, const settings& s, bool live_table, std::mute
         }
     });
     if (s.run != mode::watch && s.run != mode::events) return;  // a snapshot or a purge builds no change rows
-    scan.on_change([&out_mutex, &dirty, live_table, json_lines](const change& c) {
-        dirty = true;
+    scan.on_change([&out_mutex, &changed, live_table, json_lines](const change& c) {
+        changed.mark();
         if (live_table) return;
         std::lock_guard<std::mutex> lock(out_mutex);
         if (json_lines) std::cout << render_change_json(c);
@@ -509,7 +542,7 @@ int main(int argc, char** argv) {
 Durations: 500ms, 5s, 10m, 2h, 7d.
 Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 bad options,
             3 a required client is not connected, 4 broker unreachable or lost during once,
-            5 once: sync incomplete or unverified (no table unless --allow-partial).)");
+            5 once: sync incomplete, unverified or partial (no table unless --allow-partial).)");
     app.require_subcommand(0, 1);
 
     settings s;
@@ -534,8 +567,8 @@ Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 b
     try {
         scanner scan(s.opts);
         std::mutex out_mutex;
-        std::atomic<bool> dirty{true};
-        attach_outputs(scan, s, live_table, out_mutex, dirty);
+        redraw_signal changed;
+        attach_outputs(scan, s, live_table, out_mutex, changed);
         if (s.run == mode::once && !s.service.db.empty()) {  // the history's times for what the broker confirms
             try {
                 service_cli::restore(scan, s.service);
@@ -554,7 +587,7 @@ Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 b
             case mode::once: return run_once(scan, s);
             case mode::purge: return run_purge(scan, s);
             case mode::events: return run_stream(scan);
-            case mode::watch: return live_table ? run_live_table(scan, s, dirty, out_mutex) : run_stream(scan);
+            case mode::watch: return live_table ? run_live_table(scan, s, changed, out_mutex) : run_stream(scan);
             case mode::serve:
             case mode::history:
             case mode::uptime: break;  // run above
