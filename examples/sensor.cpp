@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <csignal>
 #include <deque>
@@ -66,9 +67,9 @@ private:
     std::thread thread_;
 };
 
-// One process runs a thread and a Paho client per sensor; past a few thousand Paho C's per-client costs grow faster
-// than linearly (connects time out). Larger fleets: several processes.
-constexpr int max_count = 2000;
+// One process runs a Paho client per sensor (and one scheduler thread for all of them); Paho C keeps its clients in
+// one list that it searches linearly, so its per-client costs grow with the count.
+constexpr int max_count = 100000;
 
 line_writer& log_writer() {
     static line_writer writer;
@@ -76,6 +77,13 @@ line_writer& log_writer() {
 }
 
 void log(const std::string& line) { log_writer().write(line); }
+
+std::string with_commas(std::size_t n) {
+    auto digits = std::to_string(n);
+    for (auto i = static_cast<std::ptrdiff_t>(digits.size()) - 3; i > 0; i -= 3)
+        digits.insert(static_cast<std::size_t>(i), ",");
+    return digits;
+}
 
 std::string numbered(const std::string& base, int i) {
     char buf[16];
@@ -97,6 +105,7 @@ int main(int argc, char** argv) {
   mqtt-presence-sensor --topic 'homie/{client}/$state' --format text --name lamp
   mqtt-presence-sensor --broker ssl://broker:8883 --cafile ca.crt -u alice --pw-env MQTT_PASSWORD
   mqtt-presence-sensor --count 1000 --name sim        # sim-000001 ... sim-001000 in one process
+  mqtt-presence-sensor --count 10000 --connect-rate 2000 --name sim   # paced: 5 s to connect them all
 
 Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad options.)");
 
@@ -106,6 +115,7 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     int heartbeat = 0;
     int will_delay = 0;
     int count = 0;
+    double connect_rate = 1000;
     cli::add_broker_options(app, opts.broker, broker);
     app.add_option("-n,--name", opts.status.name, "Client name in the status topic (default: host name)");
     app.add_option("-t,--topic", opts.status.topic_template, "Status topic template with one {client} level")
@@ -121,6 +131,9 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     app.add_option("--count", count, "Run N simulated sensors named <name>-000001 ... (1-" +
                                      std::to_string(max_count) + " in one process)")
         ->check(CLI::Range(1, max_count));
+    app.add_option("--connect-rate", connect_rate, "Connects per second for the whole process, first connects and "
+                                                   "reconnects alike (0: unpaced)")
+        ->check(CLI::Range(0.0, 1e6))->capture_default_str();
 
     try {
         app.parse(argc, argv);
@@ -172,6 +185,7 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
             };
             clients.push_back(std::make_unique<mqtt_presence::presence_client>(std::move(o)));
         }
+        mqtt_presence::presence_client::set_connect_rate(connect_rate);
         for (auto& c : clients) c->start();
         log("started " + std::to_string(clients.size()) + " client(s) on " + opts.broker.server_uri + ", status topic " +
             clients.front()->topic() + (clients.size() > 1 ? " ..." : ""));
@@ -184,8 +198,23 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
         return 1;
     }
 
+    // Progress on stderr while a fleet connects: "2,500 / 10,000 connected", twice a second, until all are.
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    const bool progress = clients.size() > 10;
+    std::size_t up = 0, shown = SIZE_MAX;
+    for (;;) {
+        if (!progress || up == clients.size()) {
+            sigwait(&stop_signals, &sig);
+            break;
+        }
+        const timespec half_second{0, 500'000'000};
+        sig = sigtimedwait(&stop_signals, nullptr, &half_second);
+        if (sig > 0) break;
+        up = static_cast<std::size_t>(std::count_if(clients.begin(), clients.end(),
+                                                    [](const auto& c) { return c->connected(); }));
+        if (up != shown) log(with_commas(up) + " / " + with_commas(clients.size()) + " connected");
+        shown = up;
+    }
     log(sig == SIGUSR1 ? std::string("stopping: a client id is used by another process")
                        : std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
     std::vector<mqtt_presence::presence_client*> all;

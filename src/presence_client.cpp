@@ -11,6 +11,9 @@
 #include <cstdio>
 
 #include "clean_stop.hpp"
+#include <map>
+
+#include "client_scheduler.hpp"
 #include "error_log.hpp"
 #include "net_util.hpp"
 #include "paho_sockets.hpp"
@@ -62,14 +65,23 @@ presence_client::presence_client(presence_options options)
 
 presence_client::~presence_client() noexcept {
     stop();
+    try {
+        client_->disable_callbacks();
+    } catch (...) {
+    }
+    client_.reset();  // before the connect listener it may still call
 }
 
 void presence_client::start() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (running_) return;
-    running_ = true;
-    stopping_ = false;
-    worker_ = std::thread([this] { run(); });
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (running_) return;
+        running_ = true;
+        stopping_ = false;
+        backoff_ = options_.reconnect_min;
+        guard_ = std::make_shared<detail::task_guard>();
+    }
+    schedule_connect(std::chrono::milliseconds(0));
 }
 
 bool presence_client::wait_connected(std::chrono::milliseconds timeout) {
@@ -95,13 +107,18 @@ void presence_client::report_error(const std::string& what) noexcept {
         }
         return;
     }
-    // Nobody handles errors: the worker writes them to stderr (this may be Paho's thread: never write here).
+    // Nobody handles errors: a task writes them to stderr (this may be Paho's thread: never write here).
     try {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (unhandled_errors_.size() < 100) unhandled_errors_.push_back(what);
+        bool post_flush = false;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (unhandled_errors_.size() < 100) unhandled_errors_.push_back(what);
+            post_flush = running_ && !flush_posted_;
+            flush_posted_ = flush_posted_ || post_flush;
+        }
+        if (post_flush) post(std::chrono::steady_clock::now(), &presence_client::flush_errors);
     } catch (...) {
     }
-    wake_.notify_all();
 }
 
 namespace {
@@ -111,98 +128,37 @@ void write_errors(const std::string& topic, std::vector<std::string>& errors) {
 }
 }  // namespace
 
-// The worker thread: connects, waits for a loss, backs off with jitter, reconnects with a fresh epoch and will.
-// Also drives the heartbeat and writes unhandled errors. It is the only place that waits on Paho tokens (never a
-// Paho callback).
-void presence_client::run() {
-    std::mt19937_64 rng(std::random_device{}());
-    auto backoff = options_.reconnect_min;
-    // Two live processes with one client id make the broker drop each in turn: sessions that end within seconds.
-    // The newcomer (no long session yet) stops; the incumbent reports it once. The backoff keeps the loop slow.
-    int short_sessions = 0;
-    bool had_long_session = false;
-    bool takeover_reported = false;
-    std::vector<std::string> errors;
-    const auto flush_errors = [&](std::unique_lock<std::mutex>& lock) {
-        if (unhandled_errors_.empty()) return;
-        errors.swap(unhandled_errors_);
-        lock.unlock();
-        write_errors(announcer_.topic(), errors);
-        lock.lock();
-    };
-    for (;;) {
-        {
-            std::unique_lock<std::mutex> lock(mutex_);
-            flush_errors(lock);
-            if (stopping_) return;
-            lost_ = false;
-        }
-        if (connect_once()) {
-            const auto session_start = std::chrono::steady_clock::now();
-            std::unique_lock<std::mutex> lock(mutex_);
-            const auto hb = options_.status.heartbeat;
-            auto next_beat = session_start + hb;
-            while (!stopping_ && !lost_) {
-                flush_errors(lock);
-                const auto woken = [this] { return stopping_ || lost_ || !unhandled_errors_.empty(); };
-                if (hb.count() > 0) {
-                    if (!wake_.wait_until(lock, next_beat, woken)) {
-                        next_beat += hb;
-                        lock.unlock();
-                        publish_connected();
-                        lock.lock();
-                    }
-                } else {
-                    wake_.wait(lock, woken);
-                }
-            }
-            if (stopping_) return;
-            lock.unlock();
-            const bool short_session = std::chrono::steady_clock::now() - session_start < std::chrono::seconds(3);
-            if (short_session) {
-                ++short_sessions;
-            } else {
-                short_sessions = 0;
-                had_long_session = true;
-                backoff = options_.reconnect_min;
-            }
-            const auto id = client_->get_client_id();
-            if (!had_long_session && options_.stop_on_client_id_conflict &&
-                short_sessions >= 2) {
-                const auto description =
-                    "another client connected with the client id \"" + id + "\" (" + std::to_string(short_sessions) +
-                    " sessions in a row ended within seconds of connecting); this client, the newcomer, stops "
-                    "(give each process its own client id)";
-                {
-                    std::lock_guard<std::mutex> guard(mutex_);
-                    client_id_conflict_ = true;
-                }
-                if (options_.on_client_id_conflict)
-                    fenced([this](const std::string& m) { report_error(m); }, "on_client_id_conflict",
-                           [&] { options_.on_client_id_conflict(description); });
-                else
-                    report_error(description);
-                std::unique_lock<std::mutex> flush(mutex_);
-                flush_errors(flush);
-                return;
-            }
-            if (short_sessions >= 3 && !takeover_reported) {
-                takeover_reported = true;
-                report_error("the connection was lost " + std::to_string(short_sessions) +
-                             " times within seconds of connecting: another client probably uses the client id \"" +
-                             id + "\" (give each process its own --client-id)");
-            }
-        }
-        // Full jitter: a random wait in [backoff/2, backoff], so a fleet does not reconnect in lockstep.
-        std::uniform_int_distribution<long long> jitter(backoff.count() / 2, backoff.count());
-        const auto wait = std::chrono::milliseconds(jitter(rng));
-        std::unique_lock<std::mutex> lock(mutex_);
-        if (wake_.wait_for(lock, wait, [this] { return stopping_; })) return;
-        backoff = std::min(options_.reconnect_max, backoff * 2);
-    }
+// The client's timed work runs as short tasks on the process's one scheduler thread (client_scheduler): a connect
+// attempt, the backoff before the next one, the heartbeat, the writing of unhandled errors. Nothing here waits on
+// a Paho token; Paho's callbacks only record what happened and post a task.
+
+void presence_client::post(std::chrono::steady_clock::time_point when, void (presence_client::*task)()) {
+    post(when, [this, task] { (this->*task)(); });
 }
 
-bool presence_client::connect_once() {
+void presence_client::post(std::chrono::steady_clock::time_point when, std::function<void()> task) {
+    std::shared_ptr<detail::task_guard> guard;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        guard = guard_;
+    }
+    if (guard) detail::client_scheduler::instance().at(when, std::move(guard), std::move(task));
+}
+
+void presence_client::schedule_connect(std::chrono::milliseconds delay) {
+    // Paced process-wide: never earlier than the next free connect slot.
+    const auto when = std::max(std::chrono::steady_clock::now() + delay,
+                               detail::client_scheduler::instance().reserve_connect());
+    post(when, &presence_client::attempt_connect);
+}
+
+void presence_client::attempt_connect() {
+    flush_errors();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) return;
+        lost_ = false;
+    }
     auto opts = detail::base_connect_options(options_.broker);
     opts.set_automatic_reconnect(false);  // our own loop: a fresh will per connection
     announcer_.add_will(opts);  // a fresh epoch for this connection
@@ -216,24 +172,142 @@ bool presence_client::connect_once() {
             {{mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int>(options_.will_delay.count())}});
     }
     try {
-        auto token = client_->connect(opts);
-        // Bounded by Paho's connect timeout; poll so that stop() is not held up by a slow broker.
-        const auto deadline = std::chrono::steady_clock::now() + options_.broker.connect_timeout + std::chrono::seconds(2);
-        while (!token->wait_for(std::chrono::milliseconds(100))) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (stopping_ || std::chrono::steady_clock::now() > deadline) return false;
-        }
-        return true;
+        // Paho's connect timeout bounds the attempt; its failure comes to connect_failed through the listener.
+        client_->connect(opts, nullptr, connect_listener_);
     } catch (const mqtt::exception& e) {
-        // Once: a broker that refuses MQTT 5 is told apart from one that is down (a probe connection).
-        if (options_.broker.mqtt_version == 5 && !version_probed_) {
-            version_probed_ = true;
-            mqtt5_refused_ = detail::accepts_mqtt311(options_.broker);
-        }
-        report_error(mqtt5_refused_ ? detail::connect_failure_text(options_.broker, e.what(), "")
-                                    : "connect to " + options_.broker.server_uri + " failed: " + e.what());
-        return false;
+        connect_failed(e.what());
     }
+}
+
+// Paho's thread (the connect listener) or the scheduler's: records the failure, the next attempt is a task.
+void presence_client::connect_failed(const std::string& what) noexcept {
+    try {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (stopping_) return;
+            last_failure_ = what;
+        }
+        post(std::chrono::steady_clock::now(), &presence_client::after_failure);
+    } catch (...) {
+        // out of memory for a task: the client stays down, and says so below if it can
+        report_error("connect to " + options_.broker.server_uri + " failed: " + what + "; no retry scheduled");
+    }
+}
+
+namespace {
+// One probe per broker for the whole process: a fleet of MQTT 5 clients refused together probes once, not once each
+// (a probe blocks the scheduler's thread for up to a connect timeout).
+bool refuses_mqtt5(const broker_options& broker) {
+    static std::mutex mutex;
+    static std::map<std::string, bool> known;
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto it = known.find(broker.server_uri);
+    if (it != known.end()) return it->second;
+    return known[broker.server_uri] = detail::accepts_mqtt311(broker);
+}
+}  // namespace
+
+void presence_client::after_failure() {
+    std::string what;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        what = last_failure_;
+    }
+    // Once: a broker that refuses MQTT 5 is told apart from one that is down (a probe connection).
+    if (options_.broker.mqtt_version == 5 && !version_probed_) {
+        version_probed_ = true;
+        mqtt5_refused_ = refuses_mqtt5(options_.broker);
+    }
+    report_error(mqtt5_refused_ ? detail::connect_failure_text(options_.broker, what, "")
+                                : "connect to " + options_.broker.server_uri + " failed: " + what);
+    retry_after_backoff();
+}
+
+void presence_client::retry_after_backoff() {
+    // Full jitter: a random wait in [backoff/2, backoff], so a fleet does not reconnect in lockstep.
+    std::uniform_int_distribution<long long> jitter(backoff_.count() / 2, backoff_.count());
+    const auto wait = std::chrono::milliseconds(jitter(rng_));
+    backoff_ = std::min(options_.reconnect_max, backoff_ * 2);
+    flush_errors();
+    schedule_connect(wait);
+}
+
+// The heartbeat of one session: it ends with the session.
+void presence_client::heartbeat(std::uint64_t session) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_ || !connected_ || session_ != session) return;
+    }
+    publish_connected();
+    post(std::chrono::steady_clock::now() + options_.status.heartbeat, [this, session] { heartbeat(session); });
+}
+
+// A session began (scheduled by on_connected): its heartbeat starts.
+void presence_client::session_began() {
+    std::uint64_t session = 0;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_ || !connected_) return;
+        session = session_;
+    }
+    flush_errors();
+    if (options_.status.heartbeat.count() > 0)
+        post(std::chrono::steady_clock::now() + options_.status.heartbeat, [this, session] { heartbeat(session); });
+}
+
+// A session ended (scheduled by on_lost). Two live processes with one client id make the broker drop each in turn:
+// sessions that end within seconds. The newcomer (no long session yet) stops; the incumbent reports it once.
+void presence_client::session_ended() {
+    std::chrono::steady_clock::time_point started;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) return;
+        started = session_start_;
+    }
+    const bool short_session = std::chrono::steady_clock::now() - started < std::chrono::seconds(3);
+    if (short_session) {
+        ++short_sessions_;
+    } else {
+        short_sessions_ = 0;
+        had_long_session_ = true;
+        backoff_ = options_.reconnect_min;
+    }
+    const auto id = client_->get_client_id();
+    if (!had_long_session_ && options_.stop_on_client_id_conflict && short_sessions_ >= 2) {
+        const auto description =
+            "another client connected with the client id \"" + id + "\" (" + std::to_string(short_sessions_) +
+            " sessions in a row ended within seconds of connecting); this client, the newcomer, stops "
+            "(give each process its own client id)";
+        {
+            std::lock_guard<std::mutex> guard(mutex_);
+            client_id_conflict_ = true;
+        }
+        if (options_.on_client_id_conflict)
+            fenced([this](const std::string& m) { report_error(m); }, "on_client_id_conflict",
+                   [&] { options_.on_client_id_conflict(description); });
+        else
+            report_error(description);
+        flush_errors();
+        return;
+    }
+    if (short_sessions_ >= 3 && !takeover_reported_) {
+        takeover_reported_ = true;
+        report_error("the connection was lost " + std::to_string(short_sessions_) +
+                     " times within seconds of connecting: another client probably uses the client id \"" + id +
+                     "\" (give each process its own --client-id)");
+    }
+    retry_after_backoff();
+}
+
+// Unhandled errors go to stderr from the scheduler's thread or the owner's, never from Paho's.
+void presence_client::flush_errors() {
+    std::vector<std::string> errors;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        errors.swap(unhandled_errors_);
+        flush_posted_ = false;
+    }
+    write_errors(announcer_.topic(), errors);
 }
 
 void presence_client::publish_connected() noexcept {
@@ -260,6 +334,8 @@ void presence_client::on_connected(const std::string&) noexcept {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         connected_ = true;
+        ++session_;
+        session_start_ = std::chrono::steady_clock::now();
         conflict_ = false;  // a new connection looks again: the other publisher may be gone
         try {
             subscriptions = options_.subscriptions;
@@ -281,6 +357,11 @@ void presence_client::on_connected(const std::string&) noexcept {
     }
     publish_connected();
     wake_.notify_all();
+    try {
+        post(std::chrono::steady_clock::now(), &presence_client::session_began);
+    } catch (...) {
+        report_error("out of memory: the heartbeat of this connection did not start");
+    }
     if (options_.on_connected) fenced([this](const std::string& m) { report_error(m); }, "on_connected", [&] { options_.on_connected(); });
 }
 
@@ -292,6 +373,11 @@ void presence_client::on_lost(const std::string& cause) noexcept {
         lost_ = true;
     }
     wake_.notify_all();
+    try {
+        post(std::chrono::steady_clock::now(), &presence_client::session_ended);
+    } catch (...) {
+        report_error("out of memory: no reconnect scheduled after the connection was lost");
+    }
     if (options_.on_connection_lost)
         fenced([this](const std::string& m) { report_error(m); }, "on_connection_lost", [&] { options_.on_connection_lost(cause); });
 }
@@ -345,6 +431,10 @@ bool presence_client::stop() noexcept {
     return finish_stop(deadline);
 }
 
+void presence_client::set_connect_rate(double per_second) {
+    detail::client_scheduler::instance().set_connect_rate(per_second);
+}
+
 void presence_client::request_stop() noexcept {
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -356,12 +446,17 @@ void presence_client::request_stop() noexcept {
 
 void presence_client::begin_stop() noexcept {
     request_stop();
+    std::shared_ptr<detail::task_guard> guard;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!running_) return;
         running_ = false;
+        guard = guard_;
     }
-    if (worker_.joinable()) worker_.join();
+    if (guard) {  // after this, none of this client's tasks runs now or later
+        std::lock_guard<std::mutex> hold(guard->mutex);
+        guard->alive = false;
+    }
     try {
         if (client_->is_connected() && !stopped_by_client_id_conflict())
             stop_token_ = client_->publish(mqtt::message::create(

@@ -26,9 +26,11 @@
 // (unless stop_on_client_id_conflict is false). A client that had a longer session first (the incumbent) goes on
 // and reports it after three short sessions.
 //
-// Threads: the handlers in presence_options run on Paho's callback thread; they must not block (never wait on a
-// token there). Exceptions they throw are caught and reported through on_error. start()/stop() are for the owner's
-// thread. Everything else is safe from any thread.
+// Threads: no thread per client. Every presence_client of a process shares one scheduler thread for its timed work
+// (connect attempts, backoff, heartbeats, writing unhandled errors), and connects are paced process-wide
+// (set_connect_rate). The handlers in presence_options run on Paho's callback thread; they must not block (never
+// wait on a token there). Exceptions they throw are caught and reported through on_error. start()/stop() are for
+// the owner's thread. Everything else is safe from any thread.
 
 #include <chrono>
 #include <condition_variable>
@@ -36,6 +38,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -44,6 +47,10 @@
 #include <mqtt/async_client.h>
 
 #include <mqtt_presence/broker_options.hpp>
+
+namespace mqtt_presence::detail {
+struct task_guard;
+}
 #include <mqtt_presence/status_announcer.hpp>
 
 namespace mqtt_presence {
@@ -69,10 +76,10 @@ struct presence_options {
     /// Another process publishes this name with a newer epoch. Called once. Paho's thread.
     std::function<void(const std::string& description)> on_conflict;
     /// This client stopped because another process uses its client id (see stop_on_client_id_conflict). Called
-    /// once, on the client's own thread.
+    /// once, on the scheduler's thread (never Paho's).
     std::function<void(const std::string& description)> on_client_id_conflict;
     /// Errors that have no caller to throw to (failed publish, exceptions from the handlers above). Without it,
-    /// they go to stderr (at most one line a second, from the client's own thread, never Paho's).
+    /// they go to stderr (from the scheduler's thread or the owner's, never Paho's).
     std::function<void(const std::string& message)> on_error;
 
     /// Throws mqtt_presence::error naming the bad field and value.
@@ -101,6 +108,9 @@ public:
     bool finish_stop(std::chrono::steady_clock::time_point deadline) noexcept;
     /// Subscribes now (if connected) and after every reconnect. Messages go to on_message.
     void subscribe(const std::string& filter, int qos = 1);
+    /// Connects per second for every presence_client of this process (first connects and reconnects alike), so a
+    /// large fleet never storms the broker; 0 (the default): unpaced.
+    static void set_connect_rate(double per_second);
     /// True once this client stopped because another process uses its client id.
     [[nodiscard]] bool stopped_by_client_id_conflict() const noexcept;
 
@@ -114,8 +124,18 @@ public:
 private:
     friend std::size_t stop_all(const std::vector<presence_client*>& clients) noexcept;
     void request_stop() noexcept;
-    void run();
-    bool connect_once();
+    // Tasks on the scheduler's thread (see presence_client.cpp); none blocks.
+    void post(std::chrono::steady_clock::time_point when, void (presence_client::*task)());
+    void post(std::chrono::steady_clock::time_point when, std::function<void()> task);
+    void schedule_connect(std::chrono::milliseconds delay);
+    void attempt_connect();
+    void connect_failed(const std::string& what) noexcept;
+    void after_failure();
+    void retry_after_backoff();
+    void heartbeat(std::uint64_t session);
+    void session_began();
+    void session_ended();
+    void flush_errors();
     void on_connected(const std::string& cause) noexcept;
     void on_lost(const std::string& cause) noexcept;
     void on_message(mqtt::const_message_ptr msg) noexcept;
@@ -136,9 +156,30 @@ private:
     bool lost_ = false;
     bool conflict_ = false;
     bool client_id_conflict_ = false;
-    std::vector<std::string> unhandled_errors_;  // for stderr, written by the worker (no on_error set)
+    std::vector<std::string> unhandled_errors_;  // for stderr, written by a task (no on_error set)
+    bool flush_posted_ = false;
     mqtt::delivery_token_ptr stop_token_;
-    std::thread worker_;
+
+    // Scheduler state: touched by this client's tasks, which run one at a time.
+    std::shared_ptr<detail::task_guard> guard_;  // retired at stop: no task of this client runs after
+    std::mt19937_64 rng_{std::random_device{}()};
+    std::chrono::milliseconds backoff_{0};
+    int short_sessions_ = 0;
+    bool had_long_session_ = false;
+    bool takeover_reported_ = false;
+    std::string last_failure_;
+    std::uint64_t session_ = 0;  // connections so far (mutex_): a heartbeat belongs to one
+    std::chrono::steady_clock::time_point session_start_{};
+
+    // Paho reports a failed connect here (its thread): the retry is a task.
+    struct connect_listener final : mqtt::iaction_listener {
+        explicit connect_listener(presence_client& c) : client(c) {}
+        void on_failure(const mqtt::token& tok) override {
+            client.connect_failed(mqtt::exception(tok.get_return_code(), tok.get_reason_code()).what());
+        }
+        void on_success(const mqtt::token&) override {}
+        presence_client& client;
+    } connect_listener_{*this};
 };
 
 /// Stops every client in parallel: the clean "disconnected" of all of them is sent first, then awaited until one
