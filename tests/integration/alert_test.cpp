@@ -170,13 +170,19 @@ TEST(alerts, a_broker_that_goes_away_under_200_sensors_is_one_outage_and_one_rec
         std::snprintf(name, sizeof name, "s-%06d", i);
         all += (all.empty() ? "" : ",") + std::string(name);
     }
-    const auto deadline = steady::now() + 30s;
-    for (;;) {
-        child once({SCANNER_BIN, "once", "--broker", broker_uri(broker.port()), "--topic", templ, "--require", all});
-        if (once.wait_exit(20s) == 0) break;
-        ASSERT_LT(steady::now(), deadline) << "the fleet never connected: " << once.stderr_text();
-        std::this_thread::sleep_for(200ms);
-    }
+    const auto fleet_up = [&](const std::string& what) {
+        const auto deadline = steady::now() + 30s;
+        for (;;) {
+            child once({SCANNER_BIN, "once", "--broker", broker_uri(broker.port()), "--topic", templ, "--require", all});
+            if (once.wait_exit(20s) == 0) return true;
+            if (steady::now() >= deadline) {
+                ADD_FAILURE() << what << ": " << once.stderr_text();
+                return false;
+            }
+            std::this_thread::sleep_for(200ms);
+        }
+    };
+    ASSERT_TRUE(fleet_up("the fleet never connected"));
     broker.crash();
     auto got = wait_alerts(dir, 1, "the outage alert", 15s);
     ASSERT_GE(got.size(), 1u);
@@ -189,13 +195,7 @@ TEST(alerts, a_broker_that_goes_away_under_200_sensors_is_one_outage_and_one_rec
     EXPECT_EQ(kinds(got), (std::vector<std::string>{"outage", "outage-over"}));
     // The fleet reconnects (each client after its own backoff; the broker's database may predate the last
     // births, autosave_interval 1 s); nothing per client follows.
-    const auto back_by = steady::now() + 30s;
-    for (;;) {
-        child again({SCANNER_BIN, "once", "--broker", broker_uri(broker.port()), "--topic", templ, "--require", all});
-        if (again.wait_exit(20s) == 0) break;
-        ASSERT_LT(steady::now(), back_by) << "the fleet never came back: " << again.stderr_text();
-        std::this_thread::sleep_for(200ms);
-    }
+    ASSERT_TRUE(fleet_up("the fleet never came back"));
     EXPECT_EQ(kinds(alerts_in(dir)), (std::vector<std::string>{"outage", "outage-over"}));
 }
 
