@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli_options.hpp"
+#include "sensor_workers.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@ public:
         cv_.notify_one();
         thread_.join();
     }
+    std::string prefix;  // "worker 3: " in a worker process; set before the first line
     void write(std::string line) {
         {
             std::lock_guard<std::mutex> lock(mutex_);
@@ -55,7 +57,7 @@ private:
             std::deque<std::string> batch;
             batch.swap(lines_);
             lock.unlock();
-            for (const auto& l : batch) std::cerr << "mqtt-presence-sensor: " << l << "\n";
+            for (const auto& l : batch) std::cerr << "mqtt-presence-sensor: " << prefix << l << "\n";
             std::cerr.flush();
             lock.lock();
         }
@@ -116,6 +118,7 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     int will_delay = 0;
     int count = 0;
     double connect_rate = 1000;
+    int per_process = 1000;
     cli::add_broker_options(app, opts.broker, broker);
     app.add_option("-n,--name", opts.status.name, "Client name in the status topic (default: host name)");
     app.add_option("-t,--topic", opts.status.topic_template, "Status topic template with one {client} level")
@@ -131,6 +134,9 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     app.add_option("--count", count, "Run N simulated sensors named <name>-000001 ... (1-" +
                                      std::to_string(max_count) + " in one process)")
         ->check(CLI::Range(1, max_count));
+    app.add_option("--per-process", per_process, "Sensors per process: a larger --count runs in worker processes "
+                                                 "of this size, supervised by this one")
+        ->check(CLI::Range(1, max_count))->capture_default_str();
     app.add_option("--connect-rate", connect_rate, "Connects per second for the whole process, first connects and "
                                                    "reconnects alike (0: unpaced)")
         ->check(CLI::Range(0.0, 1e6))->capture_default_str();
@@ -158,12 +164,24 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGUSR1);  // a client stopped itself: its client id is taken
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    // A worker runs its slice of the fleet; a fleet larger than one process's share is spread over workers.
+    int first = 1;
+    if (const auto part = sensor_workers::this_worker()) {
+        first = part->first;
+        count = part->count;
+        connect_rate = part->connect_rate;
+        log_writer().prefix = "worker " + std::to_string(part->index) + ": ";
+    } else if (count > per_process) {
+        const auto base = opts.status.name;
+        return sensor_workers::run(argv, count, per_process, connect_rate,
+                                   [&base](int i) { return numbered(base, i); }, [](const std::string& l) { log(l); });
+    }
     log_writer();  // its thread starts with the signals blocked, like every other
 
     std::vector<std::unique_ptr<mqtt_presence::presence_client>> clients;
     try {
         const int n = count > 0 ? count : 1;
-        for (int i = 1; i <= n; ++i) {
+        for (int i = first; i < first + n; ++i) {
             auto o = opts;
             if (count > 0) {
                 o.status.name = numbered(opts.status.name, i);
@@ -171,8 +189,8 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
             }
             const auto name = o.status.name;
             const bool verbose = n <= 10;
-            o.on_connected = [name, verbose, &clients, i] {
-                if (verbose) log(name + ": connected, epoch " + std::to_string(clients[size_t(i - 1)]->epoch()));
+            o.on_connected = [name, verbose, &clients, at = clients.size()] {
+                if (verbose) log(name + ": connected, epoch " + std::to_string(clients[at]->epoch()));
             };
             o.on_connection_lost = [name](const std::string& cause) {
                 log(name + ": connection lost" + (cause.empty() ? "" : " (" + cause + ")") + ", reconnecting");

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
+#include <map>
 #include <mutex>
 
 #include "harness.hpp"
@@ -424,6 +425,113 @@ TEST(presence, the_newcomer_of_two_processes_with_one_client_id_stops) {
     }
 }
 
+// A fleet's statuses as an independent subscriber sees them: the last payload of every topic under a prefix.
+class fleet_view {
+public:
+    fleet_view(int port, const std::string& prefix)
+        : sub_({"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port), "-t", prefix + "/+", "-v", "-q",
+                "1"}) {}
+    /// Waits until `n` topics say `payload` (and, with `exactly`, no other topic does); fails the test on timeout.
+    bool wait(std::size_t n, const std::string& payload, std::chrono::seconds timeout, const std::string& what) {
+        const auto says = [&] {
+            std::size_t count = 0;
+            for (const auto& [topic, p] : last_) count += p == payload ? 1 : 0;
+            return count;
+        };
+        const bool ok = sub_.wait_stdout(
+                            [&](const std::string& line) {
+                                const auto space = line.find(' ');
+                                if (space != std::string::npos) last_[line.substr(0, space)] = line.substr(space + 1);
+                                return says() >= n;
+                            },
+                            timeout)
+                            .has_value();
+        if (!ok) ADD_FAILURE() << "waited " << timeout.count() << " s for " << what << ": " << says() << " of " << n;
+        return ok;
+    }
+    /// The topics whose last payload is `payload`.
+    std::vector<std::string> saying(const std::string& payload) {
+        sub_.wait_stdout([&](const std::string& line) {
+            const auto space = line.find(' ');
+            if (space != std::string::npos) last_[line.substr(0, space)] = line.substr(space + 1);
+            return false;
+        }, 300ms);  // what has arrived by now
+        std::vector<std::string> out;
+        for (const auto& [topic, p] : last_)
+            if (p == payload) out.push_back(topic);
+        return out;
+    }
+
+private:
+    child sub_;
+    std::map<std::string, std::string> last_;
+};
+
+std::size_t threads_of(pid_t pid) {
+    std::size_t n = 0;
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(status, line);)
+        if (line.rfind("Threads:", 0) == 0) n = std::stoul(line.substr(8));
+    return n;
+}
+
+// 2,000 sensors in one command (two worker processes of the default 1,000): every birth, every will when the
+// process is SIGKILLed (its workers die with it), every clean stop on SIGINT; a handful of threads per process.
+TEST(presence, a_fleet_of_2000_is_born_dies_by_its_wills_and_stops_cleanly) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    {
+        fleet_view view(port, prefix);
+        child fleet(sensor_args(port, "k", {"--topic", prefix + "/{client}", "--count", "2000"}));
+        ASSERT_TRUE(view.wait(2000, "1", 60s, "all 2,000 births")) << fleet.stderr_text();
+        EXPECT_LE(threads_of(fleet.pid()), 4u) << "the supervisor";
+        std::size_t workers = 0;
+        for (const auto& line : fleet.stderr_lines()) {
+            const auto at = line.find("(pid ");
+            if (at == std::string::npos || line.find("worker") == std::string::npos) continue;
+            ++workers;
+            const pid_t pid = std::stoi(line.substr(at + 5));
+            EXPECT_LE(threads_of(pid), 8u) << "a worker of 1,000 clients: Paho's threads and one scheduler";
+        }
+        EXPECT_EQ(workers, 2u) << fleet.stderr_text();
+        fleet.signal(SIGKILL);
+        EXPECT_TRUE(view.wait(2000, "0", 30s, "all 2,000 wills after SIGKILL")) << fleet.stderr_text();
+    }
+    fleet_view view(port, prefix);
+    child fleet(sensor_args(port, "k", {"--topic", prefix + "/{client}", "--count", "2000"}));
+    ASSERT_TRUE(view.wait(2000, "1", 60s, "all 2,000 births again"));
+    fleet.signal(SIGINT);
+    EXPECT_EQ(fleet.wait_exit(30s), 0) << fleet.stderr_text();
+    EXPECT_TRUE(view.wait(2000, "0", 10s, "all 2,000 clean stops"));
+}
+
+// A worker killed alone takes exactly its own clients down (the broker sends their wills); the supervisor says so
+// and the others keep running until SIGINT.
+TEST(presence, a_killed_worker_fires_exactly_its_clients_wills_and_is_reported) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    fleet_view view(port, prefix);
+    child fleet(sensor_args(port, "w", {"--topic", prefix + "/{client}", "--count", "300", "--per-process", "100"}));
+    ASSERT_TRUE(view.wait(300, "1", 30s, "all 300 births")) << fleet.stderr_text();
+    const auto line = fleet.wait_stderr(contains("worker 2 (pid "), 5s);
+    ASSERT_TRUE(line) << fleet.stderr_text();
+    const pid_t second = std::stoi(line->substr(line->find("(pid ") + 5));
+    ASSERT_EQ(kill(second, SIGKILL), 0);
+    ASSERT_TRUE(view.wait(100, "0", 15s, "worker 2's 100 wills"));
+    EXPECT_TRUE(fleet.wait_stderr(contains("worker 2 (pid " + std::to_string(second) + ") was killed by signal 9: "
+                                           "the broker sends the wills of its 100 clients, w-000101 ... w-000200"),
+                                  10s))
+        << fleet.stderr_text();
+    auto dead = view.saying("0");
+    ASSERT_EQ(dead.size(), 100u);
+    EXPECT_EQ(dead.front(), prefix + "/w-000101");
+    EXPECT_EQ(dead.back(), prefix + "/w-000200");
+    EXPECT_EQ(view.saying("1").size(), 200u) << "workers 1 and 3 keep running";
+    fleet.signal(SIGINT);
+    EXPECT_EQ(fleet.wait_exit(20s), 1) << "a worker was lost: " << fleet.stderr_text();
+    EXPECT_TRUE(view.wait(300, "0", 10s, "the other 200 stopped cleanly"));
+}
+
 TEST(presence, bad_options_exit_2_with_a_clear_error) {
     struct bad { std::vector<std::string> args; std::string says; };
     for (const auto& c : std::vector<bad>{
@@ -445,6 +553,8 @@ TEST(presence, bad_options_exit_2_with_a_clear_error) {
              {{"--meta", R"({"epoch":1})"}, "status member"},
              {{"--count", "0"}, "--count"},
              {{"--count", "1000000"}, "--count"},
+             {{"--per-process", "0"}, "--per-process"},
+             {{"--connect-rate", "-1"}, "--connect-rate"},
              {{"--name", "tab\there"}, "control character"},
              {{"--name", "esc\x1b[2J"}, "control character"},
              {{"--name", "nonchar\xef\xbf\xbf"}, "non-character"},

@@ -1,0 +1,126 @@
+#include "sensor_workers.hpp"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace sensor_workers {
+namespace {
+
+constexpr const char* slice_env = "MQTT_PRESENCE_SENSOR_WORKER";  // "index,first,count,rate"
+
+struct worker {
+    pid_t pid = -1;
+    slice part;
+    bool running = false;
+};
+
+std::string describe(int status) {
+    if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
+    return "exited with code " + std::to_string(WEXITSTATUS(status));
+}
+
+}  // namespace
+
+std::optional<slice> this_worker() {
+    const char* text = std::getenv(slice_env);
+    if (text == nullptr) return std::nullopt;
+    slice s;
+    if (std::sscanf(text, "%d,%d,%d,%lf", &s.index, &s.first, &s.count, &s.connect_rate) != 4 || s.count <= 0)
+        return std::nullopt;
+    return s;
+}
+
+int run(char** argv, int count, int per_process, double connect_rate, const std::function<std::string(int)>& name_of,
+        const std::function<void(const std::string&)>& log) {
+    sigset_t wanted;
+    sigemptyset(&wanted);
+    sigaddset(&wanted, SIGINT);
+    sigaddset(&wanted, SIGTERM);
+    sigaddset(&wanted, SIGCHLD);
+    sigset_t before;
+    pthread_sigmask(SIG_BLOCK, &wanted, &before);
+
+    const int n_workers = (count + per_process - 1) / per_process;
+    std::vector<worker> workers(static_cast<std::size_t>(n_workers));
+    const pid_t parent = getpid();
+    for (int w = 0; w < n_workers; ++w) {
+        auto& wk = workers[static_cast<std::size_t>(w)];
+        wk.part.index = w + 1;
+        wk.part.first = 1 + w * per_process;
+        wk.part.count = std::min(per_process, count - w * per_process);
+        wk.part.connect_rate = connect_rate / n_workers;
+        const std::string env = std::to_string(wk.part.index) + "," + std::to_string(wk.part.first) + "," +
+                                std::to_string(wk.part.count) + "," + std::to_string(wk.part.connect_rate);
+        const pid_t pid = fork();
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);  // the parent's death (even SIGKILL) ends the worker: wills fire
+            if (getppid() != parent) _exit(1);
+            setenv(slice_env, env.c_str(), 1);
+            pthread_sigmask(SIG_SETMASK, &before, nullptr);
+            execv("/proc/self/exe", argv);
+            _exit(127);
+        }
+        if (pid < 0) {
+            log("cannot start worker " + std::to_string(w + 1) + ": " + std::strerror(errno));
+            break;
+        }
+        wk.pid = pid;
+        wk.running = true;
+        log("worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) + "): " +
+            name_of(wk.part.first) + " ... " + name_of(wk.part.first + wk.part.count - 1));
+    }
+
+    int rc = 0;
+    bool stopping = false;
+    auto deadline = std::chrono::steady_clock::time_point::max();
+    for (;;) {
+        // Reap every worker that ended; one that ended before the stop took its clients down with it.
+        int status = 0;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            for (auto& wk : workers) {
+                if (wk.pid != pid || !wk.running) continue;
+                wk.running = false;
+                const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+                if (!stopping || !clean) {
+                    rc = 1;
+                    log("worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) + ") " +
+                        describe(status) + (stopping ? "" : ": the broker sends the wills of its " +
+                                                                 std::to_string(wk.part.count) + " clients, ") +
+                        (stopping ? "" : name_of(wk.part.first) + " ... " +
+                                             name_of(wk.part.first + wk.part.count - 1)));
+                }
+            }
+        }
+        std::size_t alive = 0;
+        for (const auto& wk : workers) alive += wk.running ? 1 : 0;
+        if (alive == 0) break;
+        if (stopping && std::chrono::steady_clock::now() > deadline) {
+            for (const auto& wk : workers)
+                if (wk.running) kill(wk.pid, SIGKILL);
+            log("workers that did not stop within 10 s were killed (their wills fire)");
+            rc = 1;
+            deadline = std::chrono::steady_clock::time_point::max();
+        }
+        const timespec tick{0, 200'000'000};
+        const int sig = sigtimedwait(&wanted, nullptr, &tick);
+        if ((sig == SIGINT || sig == SIGTERM) && !stopping) {
+            stopping = true;
+            deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            log(std::string("stopping ") + std::to_string(alive) + " workers on " + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+            for (const auto& wk : workers)
+                if (wk.running) kill(wk.pid, SIGTERM);  // each stops its clients in parallel
+        }
+    }
+    log(std::string("all workers stopped") + (rc == 0 ? "" : " (see above)"));
+    return stopping ? rc : 1;
+}
+
+}  // namespace sensor_workers
