@@ -57,8 +57,11 @@ private:
             std::deque<std::string> batch;
             batch.swap(lines_);
             lock.unlock();
-            for (const auto& l : batch) std::cerr << "mqtt-presence-sensor: " << prefix << l << "\n";
-            std::cerr.flush();
+            // One write per line: worker processes share the terminal, and a write of a line is not split.
+            for (const auto& l : batch) {
+                const auto line = "mqtt-presence-sensor: " + prefix + l + "\n";
+                if (::write(STDERR_FILENO, line.data(), line.size()) < 0) break;
+            }
             lock.lock();
         }
     }
@@ -117,8 +120,8 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     int heartbeat = 0;
     int will_delay = 0;
     int count = 0;
-    double connect_rate = 1000;
-    int per_process = 1000;
+    double connect_rate = 8000;
+    int per_process = 500;
     cli::add_broker_options(app, opts.broker, broker);
     app.add_option("-n,--name", opts.status.name, "Client name in the status topic (default: host name)");
     app.add_option("-t,--topic", opts.status.topic_template, "Status topic template with one {client} level")

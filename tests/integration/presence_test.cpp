@@ -475,7 +475,7 @@ std::size_t threads_of(pid_t pid) {
     return n;
 }
 
-// 2,000 sensors in one command (two worker processes of the default 1,000): every birth, every will when the
+// 2,000 sensors in one command (four worker processes of the default 500): every birth, every will when the
 // process is SIGKILLed (its workers die with it), every clean stop on SIGINT; a handful of threads per process.
 TEST(presence, a_fleet_of_2000_is_born_dies_by_its_wills_and_stops_cleanly) {
     const int port = broker_port();
@@ -491,9 +491,9 @@ TEST(presence, a_fleet_of_2000_is_born_dies_by_its_wills_and_stops_cleanly) {
             if (at == std::string::npos || line.find("worker") == std::string::npos) continue;
             ++workers;
             const pid_t pid = std::stoi(line.substr(at + 5));
-            EXPECT_LE(threads_of(pid), 8u) << "a worker of 1,000 clients: Paho's threads and one scheduler";
+            EXPECT_LE(threads_of(pid), 8u) << "a worker of 500 clients: Paho's threads and one scheduler";
         }
-        EXPECT_EQ(workers, 2u) << fleet.stderr_text();
+        EXPECT_EQ(workers, 4u) << fleet.stderr_text();
         fleet.signal(SIGKILL);
         EXPECT_TRUE(view.wait(2000, "0", 30s, "all 2,000 wills after SIGKILL")) << fleet.stderr_text();
     }
