@@ -17,4 +17,12 @@ namespace mqtt_presence::detail {
 bool finish_clean_stop(mqtt::async_client& client, const mqtt::delivery_token_ptr& clean_status, bool mqtt5,
                        std::chrono::steady_clock::time_point deadline, std::string& problem) noexcept;
 
+/// finish_clean_stop() in two halves, for many clients at once: the first waits for the status and starts the end
+/// of the connection, returning its token (null when nothing is left to wait for) in `ending`; the second waits for
+/// it until `deadline`. All DISCONNECTs of a fleet are then on their way before any is awaited.
+bool begin_end_of_connection(mqtt::async_client& client, const mqtt::delivery_token_ptr& clean_status, bool mqtt5,
+                             std::chrono::steady_clock::time_point deadline, std::string& problem,
+                             mqtt::token_ptr& ending) noexcept;
+void wait_end_of_connection(const mqtt::token_ptr& ending, std::chrono::steady_clock::time_point deadline) noexcept;
+
 }  // namespace mqtt_presence::detail

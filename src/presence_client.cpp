@@ -485,11 +485,23 @@ void presence_client::begin_stop() noexcept {
 }
 
 bool presence_client::finish_stop(std::chrono::steady_clock::time_point deadline) noexcept {
+    mqtt::token_ptr ending;
+    const bool delivered = begin_ending(deadline, ending);
+    detail::wait_end_of_connection(ending, deadline);
+    ended();
+    return delivered;
+}
+
+bool presence_client::begin_ending(std::chrono::steady_clock::time_point deadline, mqtt::token_ptr& ending) noexcept {
     std::string problem;
-    const bool delivered =
-        detail::finish_clean_stop(*client_, stop_token_, options_.broker.mqtt_version == 5, deadline, problem);
+    const bool delivered = detail::begin_end_of_connection(*client_, stop_token_, options_.broker.mqtt_version == 5,
+                                                           deadline, problem, ending);
     stop_token_.reset();
     if (!problem.empty()) report_error(problem);
+    return delivered;
+}
+
+void presence_client::ended() noexcept {
     std::vector<std::string> errors;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -497,7 +509,6 @@ bool presence_client::finish_stop(std::chrono::steady_clock::time_point deadline
         errors.swap(unhandled_errors_);
     }
     write_errors(announcer_.topic(), errors);  // the owner's thread: writing is fine here
-    return delivered;
 }
 
 void presence_client::subscribe(const std::string& filter, int qos) {
@@ -530,8 +541,14 @@ std::size_t stop_all(const std::vector<presence_client*>& clients) noexcept {
     }
     const auto deadline = std::chrono::steady_clock::now() + longest;
     for (auto* c : clients) c->begin_stop();
+    // Every DISCONNECT is on its way before any is awaited.
     std::size_t delivered = 0;
-    for (auto* c : clients) delivered += c->finish_stop(deadline) ? 1 : 0;
+    std::vector<mqtt::token_ptr> endings(clients.size());
+    for (std::size_t i = 0; i < clients.size(); ++i) delivered += clients[i]->begin_ending(deadline, endings[i]) ? 1 : 0;
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+        detail::wait_end_of_connection(endings[i], deadline);
+        clients[i]->ended();
+    }
     return delivered;
 }
 

@@ -124,6 +124,9 @@ public:
 private:
     friend std::size_t stop_all(const std::vector<presence_client*>& clients) noexcept;
     void request_stop() noexcept;
+    // finish_stop() in halves, so that stop_all() sends every DISCONNECT before it waits for any.
+    bool begin_ending(std::chrono::steady_clock::time_point deadline, mqtt::token_ptr& ending) noexcept;
+    void ended() noexcept;
     // Tasks on the scheduler's thread (see presence_client.cpp); none blocks.
     void post(std::chrono::steady_clock::time_point when, void (presence_client::*task)());
     void post(std::chrono::steady_clock::time_point when, std::function<void()> task);

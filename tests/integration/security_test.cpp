@@ -14,7 +14,11 @@ protected:
     static void SetUpTestSuite() {
         dir_ = std::string(TEST_TMP_DIR) + "/secure-" + std::to_string(getpid());
         child start({TEST_BROKER_SCRIPT, "start-secure", dir_});
-        ASSERT_EQ(start.wait_exit(60s), 0) << start.stderr_text();
+        // Not an ASSERT: a fatal failure here would skip the tests (and a skipped test passes); SetUp fails them.
+        if (start.wait_exit(60s) != 0) {
+            start_error_ = "the secure broker did not start: " + start.stderr_text();
+            return;
+        }
         std::ifstream(dir_ + "/tls_port") >> tls_port_;
         port_ = broker_port(dir_);
         setenv("MQTT_PRESENCE_TEST_PW", "secret", 1);
@@ -24,9 +28,12 @@ protected:
         child stop({TEST_BROKER_SCRIPT, "stop", dir_});
         stop.wait_exit(20s);
     }
+    void SetUp() override {
+        if (!start_error_.empty()) FAIL() << start_error_;
+    }
     static std::string ca() { return dir_ + "/ca.crt"; }
     static std::string tls_uri() { return "ssl://127.0.0.1:" + std::to_string(tls_port_); }
-    static inline std::string dir_;
+    static inline std::string dir_, start_error_;
     static inline int port_ = 0;
     static inline int tls_port_ = 0;
 };
@@ -82,7 +89,10 @@ protected:
     static void SetUpTestSuite() {
         dir_ = std::string(TEST_TMP_DIR) + "/acl-" + std::to_string(getpid());
         child start({TEST_BROKER_SCRIPT, "start-acl", dir_});
-        ASSERT_EQ(start.wait_exit(60s), 0) << start.stderr_text();
+        if (start.wait_exit(60s) != 0) {  // see secure_broker: fail the tests, never skip them
+            start_error_ = "the ACL broker did not start: " + start.stderr_text();
+            return;
+        }
         port_ = broker_port(dir_);
         setenv("MQTT_PRESENCE_TEST_PW", "secret", 1);
     }
@@ -90,10 +100,13 @@ protected:
         child stop({TEST_BROKER_SCRIPT, "stop", dir_});
         stop.wait_exit(20s);
     }
+    void SetUp() override {
+        if (!start_error_.empty()) FAIL() << start_error_;
+    }
     static std::vector<std::string> as(const std::string& user) {
         return {"--broker", broker_uri(port_), "-u", user, "--pw-env", "MQTT_PRESENCE_TEST_PW"};
     }
-    static inline std::string dir_;
+    static inline std::string dir_, start_error_;
     static inline int port_ = 0;
 };
 
