@@ -529,6 +529,7 @@ int main(int argc, char** argv) {
   mqtt-presence-scanner once                             # snapshot, then exit (also: --once)
   mqtt-presence-scanner once --format json | jq '.clients[] | select(.state=="disconnected")'
   mqtt-presence-scanner --convention homie --convention tasmota
+  mqtt-presence-scanner --convention all                 # every known convention (README: Brokers, conventions)
   mqtt-presence-scanner -t '$CONNECTED/{client}' -t 'sensors/{client}/connected'
   mqtt-presence-scanner events                           # NDJSON stream of changes (also: --events)
   mqtt-presence-scanner once --require gw-1,gw-2 || alert   # exit 3 if one is not connected

@@ -109,8 +109,9 @@ int main(int argc, char** argv) {
   mqtt-presence-sensor --topic '$CONNECTED/{client}' --name gw-1
   mqtt-presence-sensor --topic 'homie/{client}/$state' --format text --name lamp
   mqtt-presence-sensor --broker ssl://broker:8883 --cafile ca.crt -u alice --pw-env MQTT_PASSWORD
-  mqtt-presence-sensor --count 1000 --name sim        # sim-000001 ... sim-001000 in one process
+  mqtt-presence-sensor --count 1000 --name sim        # sim-000001 ... sim-001000 (two workers of 500)
   mqtt-presence-sensor --count 10000 --connect-rate 2000 --name sim   # paced: 5 s to connect them all
+  mqtt-presence-sensor --topic 'zigbee2mqtt/{client+}/availability' --name 'kitchen/lamp' --format text
 
 Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad options.)");
 
@@ -124,7 +125,8 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     int per_process = 500;
     cli::add_broker_options(app, opts.broker, broker);
     app.add_option("-n,--name", opts.status.name, "Client name in the status topic (default: host name)");
-    app.add_option("-t,--topic", opts.status.topic_template, "Status topic template with one {client} level")
+    app.add_option("-t,--topic", opts.status.topic_template,
+                   "Status topic template: one {client} level, or {client+} for names with '/'")
         ->capture_default_str();
     app.add_option("-f,--format", format, "Payload format: plain (1/0), json, text (online/offline)")
         ->capture_default_str();
