@@ -154,7 +154,7 @@ void scanner::on_connected() noexcept {
         dropped_now_.reset();
         broker_clients_.reset();
         tail_seen_ = false;
-        marker_back_.reset();
+        marker_back_at_.reset();
         subscribed_at_ = std::chrono::steady_clock::now();
         last_status_message_ = subscribed_at_;
         table_.begin_resync();
@@ -207,7 +207,7 @@ void scanner::read_sparkplug(const mqtt::message& msg, status_record& record) co
 
 std::vector<std::string> scanner::burst_ended_locked(std::uint64_t seq, bool second) {
     std::vector<std::string> confirm;
-    marker_back_.reset();
+    marker_back_at_.reset();
     const bool drops = dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_;
     if (!second && !drops) {
         // Rows the wildcard burst did not confirm, and named clients: asked for by their exact topics.
@@ -260,11 +260,16 @@ void scanner::after_burst(std::vector<std::string> confirm) noexcept {
     }
 }
 
-bool scanner::tail_overdue_locked(std::chrono::steady_clock::time_point now) {
-    if (!marker_back_ || *marker_back_ != marker_sent_ || tail_seen_ || sync_ != sync_state::syncing || !connected_)
+bool scanner::end_burst_if_tail_overdue(std::unique_lock<std::mutex>& lock) {
+    // marker_back_at_ is reset at every connect and when a burst ends: set, it is this connection's marker.
+    if (!marker_back_at_ || tail_seen_ || sync_ != sync_state::syncing || !connected_) return false;
+    if (std::chrono::steady_clock::now() - std::max(*marker_back_at_, last_status_message_) < options_.quiet_period)
         return false;
-    if (now - std::max(*marker_back_at_, last_status_message_) < options_.quiet_period) return false;
-    wildcard_retained_ = false;
+    wildcard_retained_ = false;  // the marker is back, the tail is not coming: RabbitMQ
+    auto confirm = burst_ended_locked(marker_sent_, false);
+    lock.unlock();
+    after_burst(std::move(confirm));
+    lock.lock();
     return true;
 }
 
@@ -309,7 +314,7 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
                         confirm = burst_ended_locked(seq, second);
                         ended = true;
                     } else {
-                        marker_back_ = seq;  // the burst ends with the tail, or (no tail) after a quiet period
+                        // The burst ends with the tail, or (no tail) after a quiet period.
                         marker_back_at_ = std::chrono::steady_clock::now();
                     }
                 }
@@ -328,7 +333,7 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
                 if (msg->is_retained() && msg->get_payload_str() == std::to_string(marker_sent_) && !tail_seen_) {
                     tail_seen_ = true;
                     wildcard_retained_ = true;
-                    if (marker_back_ == marker_sent_ && sync_ == sync_state::syncing && connected_) {
+                    if (marker_back_at_ && sync_ == sync_state::syncing && connected_) {
                         confirm = burst_ended_locked(marker_sent_, false);
                         ended = true;
                     }
@@ -499,12 +504,7 @@ void scanner::expiry_loop() {
         timer_cv_.wait_for(lock, options_.expire_interval, [this] { return stopping_; });
         if (stopping_) break;
         judge_now();
-        if (tail_overdue_locked(std::chrono::steady_clock::now())) {
-            auto confirm = burst_ended_locked(marker_sent_, false);
-            lock.unlock();
-            after_burst(std::move(confirm));
-            lock.lock();
-        }
+        end_burst_if_tail_overdue(lock);
     }
 }
 
@@ -513,14 +513,8 @@ bool scanner::wait_synced(std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
         if (marker_sent_ > 0 && sync_ != sync_state::syncing && connected_) return true;
+        if (end_burst_if_tail_overdue(lock)) continue;
         const auto now = std::chrono::steady_clock::now();
-        if (tail_overdue_locked(now)) {  // the marker is back, the tail is not coming: RabbitMQ
-            auto confirm = burst_ended_locked(marker_sent_, false);
-            lock.unlock();
-            after_burst(std::move(confirm));
-            lock.lock();
-            continue;
-        }
         // Fallback when the marker does not come back (no permission to publish, a broker that reorders or
         // dropped it): a quiet period after the last status message ends the wait, unverified.
         if (connected_ && marker_sent_ > 0 && now - last_status_message_ >= options_.quiet_period &&

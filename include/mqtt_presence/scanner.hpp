@@ -180,9 +180,9 @@ private:
     std::vector<std::string> burst_ended_locked(std::uint64_t seq, bool second);
     // Subscribes the topics to confirm and sends the second marker; unsubscribes the last round's. Without mutex_.
     void after_burst(std::vector<std::string> confirm) noexcept;
-    // True (and notes that wildcards get no retained messages) when the marker came back a quiet period ago and
-    // the retained tail never did. Caller holds mutex_.
-    bool tail_overdue_locked(std::chrono::steady_clock::time_point now);
+    // When the marker came back a quiet period ago and the retained tail never did: notes that wildcards get no
+    // retained messages and ends the burst (unlocking `lock` for after_burst). True if it did.
+    bool end_burst_if_tail_overdue(std::unique_lock<std::mutex>& lock);
     void start_threads();
 
     scanner_options options_;
@@ -207,8 +207,7 @@ private:
     std::vector<std::string> unconfirm_;   // the last round's exact topics, to unsubscribe
     std::uint64_t confirm_seq_ = 0;
     bool tail_seen_ = false;                     // this connection's retained tail arrived
-    std::optional<std::uint64_t> marker_back_;  // the marker came back before the tail (aedes, RabbitMQ)
-    std::optional<std::chrono::steady_clock::time_point> marker_back_at_;
+    std::optional<std::chrono::steady_clock::time_point> marker_back_at_;  // marker back before the tail (aedes)
     std::optional<bool> wildcard_retained_;  // whether the broker sends retained messages to wildcard subscriptions
     std::optional<std::uint64_t> broker_clients_;  // $SYS/broker/clients/connected
     std::uint64_t unmatched_ = 0;
