@@ -72,13 +72,18 @@ void mark_unreadable(status_record& r, std::string_view payload, std::string why
 }
 
 // The members of the contract (DESIGN.md "Payloads"); everything else is metadata.
-enum class status_member : std::uint8_t { extra, status, online, state, client, epoch, ts, timestamp, ip, host, hb, reason };
+enum class status_member : std::uint8_t {
+    extra, status, online, state, client, epoch, ts, timestamp, ip, host, hb, reason, value, time
+};
 enum value_kind : std::uint8_t { kind_bool = 1, kind_number = 2, kind_string = 4 };
 struct member_rule {
     std::string_view name;
     status_member id;
     std::uint8_t kinds;    // the value kinds it takes
     const char* expected;  // what the error says when the value is of another kind
+    // A name common enough in metadata ("value", "time") that a value of another kind is metadata, not an error;
+    // such a member is not reserved (is_status_member).
+    bool metadata_otherwise = false;
 };
 // The one list of accepted members: a new convention's member is a line here and a case in status_sax::member().
 constexpr member_rule rules[] = {
@@ -94,7 +99,18 @@ constexpr member_rule rules[] = {
     {"host", status_member::host, kind_string, "a string"},
     {"hb", status_member::hb, kind_number, "a whole number of seconds"},
     {"reason", status_member::reason, kind_string, "a string"},
+    // zwave-js-ui's client status: {"value":true,"time":ms}.
+    {"value", status_member::value, kind_bool, "true or false", true},
+    {"time", status_member::time, kind_number, "milliseconds since 1970 as a whole number", true},
 };
+
+template <class T>
+constexpr std::uint8_t kind_of() {
+    return std::is_same_v<T, bool>                             ? kind_bool
+           : std::is_same_v<T, json::number_unsigned_t>        ? kind_number
+           : std::is_same_v<T, json::string_t>                 ? kind_string
+                                                               : 0;
+}
 
 // The rules by name length (computed from the list): a key is compared with the one or few names of its length.
 struct same_length {
@@ -218,7 +234,8 @@ private:
             return true;
         }
         if (depth_ == 2) {
-            if (member_ != member_id::extra) return fail("member \"" + key_ + "\" is an object or array");
+            if (member_ != member_id::extra && !rule_->metadata_otherwise)
+                return fail("member \"" + key_ + "\" is an object or array");
             nested_value_ = json();
             nested_.emplace(nested_value_);
         }
@@ -243,21 +260,12 @@ private:
     template <class V>
     bool scalar(V&& v, std::string_view type_name) {
         if (depth_ == 0) return fail("the JSON payload is not an object");
-        if (member_ == member_id::extra) {  // a top-level extra member with a plain value
-            using T = std::decay_t<V>;
-            // zwave-js-ui's client status, {"value":true,"time":ms}: read where the types fit, metadata otherwise.
-            if constexpr (std::is_same_v<T, bool>) {
-                if (key_ == "value") return set_state(v ? state::connected : state::disconnected, "");
-            } else if constexpr (std::is_same_v<T, number_unsigned_t>) {
-                if (key_ == "time" && v <= max_ts_ms) {
-                    time_ = time_point(std::chrono::milliseconds(static_cast<std::int64_t>(v)));
-                    return true;
-                }
-            }
+        // A top-level extra member with a plain value, or a lenient member's value of another kind: metadata.
+        if (member_ == member_id::extra ||
+            (rule_->metadata_otherwise && (rule_->kinds & kind_of<std::decay_t<V>>()) == 0)) {
             meta_object()[key_] = json(std::forward<V>(v));
             return true;
         }
-        if (member_ == member_id::online) online_seen_ = true;
         return member(std::forward<V>(v), type_name);
     }
 
@@ -278,12 +286,9 @@ private:
     template <class V>
     bool member(V&& v, std::string_view type_name) {
         using T = std::decay_t<V>;
-        constexpr std::uint8_t k = std::is_same_v<T, bool>                ? kind_bool
-                                   : std::is_same_v<T, number_unsigned_t> ? kind_number
-                                   : std::is_same_v<T, string_t>          ? kind_string
-                                                                          : 0;
-        if ((rule_->kinds & k) == 0) return wrong_type(type_name, rule_->expected);
-        if constexpr (std::is_same_v<T, bool>) {  // status, online
+        if ((rule_->kinds & kind_of<T>()) == 0) return wrong_type(type_name, rule_->expected);
+        if constexpr (std::is_same_v<T, bool>) {  // status, online, value
+            if (member_ == member_id::online) online_seen_ = true;
             return set_state(v ? state::connected : state::disconnected, "");
         } else if constexpr (std::is_same_v<T, number_unsigned_t>) {
             switch (member_) {
@@ -293,6 +298,10 @@ private:
                     if (v == 2) return set_state(state::connected, "device-ok");
                     return fail("member \"status\" is " + std::to_string(v) + ", expected 0, 1 or 2");
                 case member_id::epoch: record.epoch = v; return true;
+                case member_id::time:  // zwave-js-ui's; a number out of range stays metadata
+                    if (v > max_ts_ms) meta_object()[key_] = json(v);
+                    else time_ = time_point(std::chrono::milliseconds(static_cast<std::int64_t>(v)));
+                    return true;
                 case member_id::ts:
                 case member_id::timestamp:
                     if (v > max_ts_ms) return fail("member \"" + key_ + "\" is out of range (milliseconds since 1970)");
@@ -572,7 +581,8 @@ std::string encode(const status_record& record, payload_format format) {
 }
 
 bool is_status_member(std::string_view name) noexcept {
-    return find_rule(name) != nullptr;
+    const auto* rule = find_rule(name);
+    return rule != nullptr && !rule->metadata_otherwise;
 }
 
 }  // namespace mqtt_presence
