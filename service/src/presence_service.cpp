@@ -14,24 +14,31 @@
 
 namespace mqtt_presence {
 
+namespace {
+// True if any of the filters `templ` subscribes (one per depth for {client+}) matches topics of `ours`.
+bool reads_back(const std::string& templ, const std::string& ours) {
+    const auto scheme = topic_scheme::parse(templ);
+    return std::any_of(scheme.filters().begin(), scheme.filters().end(),
+                       [&](const std::string& f) { return filters_overlap(f, ours); });
+}
+}  // namespace
+
 void service_options::validate() const {
     scan.validate();
     if (ha_prefix) {
         const auto configs = *ha_prefix + "/binary_sensor/mqtt_presence/+/config";
         for (const auto& t : scan.topics)
-            if (filters_overlap(topic_scheme::parse(t).filter(), configs))
+            if (reads_back(t, configs))
                 throw error("the Home Assistant configs go to " + configs + ", which the status topic " + t +
                             " would read back; give another --ha-discovery prefix");
     }
     if (!notary) return;
     const death_notary probe(scan.broker, *notary);
-    for (const auto& t : scan.topics) {
-        const auto filter = topic_scheme::parse(t).filter();
+    for (const auto& t : scan.topics)
         for (const auto& ours : {probe.filter(), probe.lock_topic()})
-            if (filters_overlap(filter, ours))
+            if (reads_back(t, ours))
                 throw error("the notary writes " + ours + ", which the status topic " + t +
                             " would read back as statuses; give the notary another template (--notary TEMPLATE)");
-    }
 }
 
 std::size_t restore_table(const history_store& store, scanner& scan) {

@@ -283,6 +283,12 @@ TEST(service, a_notary_that_would_read_its_own_records_is_refused) {
                "--db", db_path(), "--notary", "--listen", "off"});
     EXPECT_EQ(svc.wait_exit(10s), 2);
     EXPECT_NE(svc.stderr_text().find("would read back"), std::string::npos) << svc.stderr_text();
+    // A {client+} template subscribes one filter per depth: the third, homeassistant/+/+/+/config, would read
+    // the Home Assistant configs homeassistant/binary_sensor/mqtt_presence/<name>/config.
+    child deep({SCANNER_BIN, "serve", "--broker", broker_uri(broker_port()), "--topic", "homeassistant/{client+}/config",
+                "--db", db_path(), "--ha-discovery", "--listen", "off"});
+    EXPECT_EQ(deep.wait_exit(10s), 2);
+    EXPECT_NE(deep.stderr_text().find("would read back"), std::string::npos) << deep.stderr_text();
 }
 
 TEST(service, uptime_counts_disconnects_and_flaps_of_real_processes) {
