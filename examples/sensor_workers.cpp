@@ -47,6 +47,9 @@ int run(char** argv, int count, int per_process, double connect_rate, const std:
     sigset_t before;
     pthread_sigmask(SIG_BLOCK, &wanted, &before);
 
+    const auto names_of = [&name_of](const slice& part) {
+        return name_of(part.first) + " ... " + name_of(part.first + part.count - 1);
+    };
     const int n_workers = (count + per_process - 1) / per_process;
     std::vector<worker> workers(static_cast<std::size_t>(n_workers));
     const pid_t parent = getpid();
@@ -73,8 +76,7 @@ int run(char** argv, int count, int per_process, double connect_rate, const std:
         }
         wk.pid = pid;
         wk.running = true;
-        log("worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) + "): " +
-            name_of(wk.part.first) + " ... " + name_of(wk.part.first + wk.part.count - 1));
+        log("worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) + "): " + names_of(wk.part));
     }
 
     int rc = 0;
@@ -91,11 +93,12 @@ int run(char** argv, int count, int per_process, double connect_rate, const std:
                 const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
                 if (!stopping || !clean) {
                     rc = 1;
-                    log("worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) + ") " +
-                        describe(status) + (stopping ? "" : ": the broker sends the wills of its " +
-                                                                 std::to_string(wk.part.count) + " clients, ") +
-                        (stopping ? "" : name_of(wk.part.first) + " ... " +
-                                             name_of(wk.part.first + wk.part.count - 1)));
+                    auto text = "worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) + ") " +
+                                describe(status);
+                    if (!stopping)
+                        text += ": the broker sends the wills of its " + std::to_string(wk.part.count) +
+                                " clients, " + names_of(wk.part);
+                    log(text);
                 }
             }
         }

@@ -157,7 +157,6 @@ void presence_client::attempt_connect() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_) return;
-        lost_ = false;
     }
     auto opts = detail::base_connect_options(options_.broker);
     opts.set_automatic_reconnect(false);  // our own loop: a fresh will per connection
@@ -388,7 +387,6 @@ void presence_client::on_lost(const std::string& cause) noexcept {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!connected_) return;  // already told
         connected_ = false;
-        lost_ = true;
     }
     wake_.notify_all();
     try {

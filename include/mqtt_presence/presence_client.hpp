@@ -40,7 +40,6 @@
 #include <mutex>
 #include <random>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -156,7 +155,6 @@ private:
     bool version_probed_ = false;  // after the first failed MQTT 5 connect: does the broker take 3.1.1?
     bool mqtt5_refused_ = false;   // it does: it refuses MQTT 5, it is not down
     bool connected_ = false;
-    bool lost_ = false;
     bool conflict_ = false;
     bool client_id_conflict_ = false;
     std::vector<std::string> unhandled_errors_;  // for stderr, written by a task (no on_error set)
