@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "unix_ms.hpp"
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -19,10 +21,6 @@ status_record rec(std::string_view payload) { return decode(payload); }
 std::string json_status(int status, std::uint64_t epoch, std::int64_t ts_ms, const char* extra = "") {
     return "{\"status\":" + std::to_string(status) + ",\"epoch\":" + std::to_string(epoch) +
            ",\"ts\":" + std::to_string(ts_ms) + extra + "}";
-}
-
-std::int64_t ms(time_point t) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
 TEST(connection_table, first_status_adds_and_transitions_change) {
@@ -51,7 +49,7 @@ TEST(connection_table, first_status_adds_and_transitions_change) {
 TEST(connection_table, since_follows_the_payload_and_is_unknown_when_unknowable) {
     connection_table t;
     const auto started = t0 - 1h;
-    t.apply("json", rec(json_status(1, 1, ms(started))), true, t0);
+    t.apply("json", rec(json_status(1, 1, unix_ms(started))), true, t0);
     EXPECT_EQ(t.find("json")->since, started) << "a connected payload's ts is when the connection began";
     EXPECT_EQ(t.find("json")->last_seen, started);
     EXPECT_TRUE(t.find("json")->retained);
@@ -60,10 +58,10 @@ TEST(connection_table, since_follows_the_payload_and_is_unknown_when_unknowable)
     EXPECT_FALSE(t.find("plain-down")->since) << "a retained 0 read at start-up has no known time";
     EXPECT_FALSE(t.find("plain-down")->last_seen);
 
-    t.apply("will", rec(json_status(0, 1, ms(started), ",\"reason\":\"lost\"")), true, t0);
+    t.apply("will", rec(json_status(0, 1, unix_ms(started), ",\"reason\":\"lost\"")), true, t0);
     EXPECT_FALSE(t.find("will")->since) << "a will's ts is its registration, not the death";
 
-    t.apply("clean", rec(json_status(0, 1, ms(t0 - 10s), ",\"reason\":\"clean\"")), true, t0);
+    t.apply("clean", rec(json_status(0, 1, unix_ms(t0 - 10s), ",\"reason\":\"clean\"")), true, t0);
     EXPECT_EQ(t.find("clean")->since, t0 - 10s) << "a clean stop's ts is the moment of the stop";
 
     t.apply("plain-down", rec("1"), false, t0 + 3s);
@@ -73,28 +71,28 @@ TEST(connection_table, since_follows_the_payload_and_is_unknown_when_unknowable)
 
 TEST(connection_table, late_will_of_an_older_connection_is_ignored_and_counted) {
     connection_table t;
-    t.apply("s1", rec(json_status(1, 200, ms(t0))), false, t0);
+    t.apply("s1", rec(json_status(1, 200, unix_ms(t0))), false, t0);
     // Connection 100's will arrives after connection 200 said "connected".
-    EXPECT_FALSE(t.apply("s1", rec(json_status(0, 100, ms(t0 - 1h), ",\"reason\":\"lost\"")), false, t0 + 1s));
+    EXPECT_FALSE(t.apply("s1", rec(json_status(0, 100, unix_ms(t0 - 1h), ",\"reason\":\"lost\"")), false, t0 + 1s));
     EXPECT_EQ(t.find("s1")->status, state::connected);
     EXPECT_EQ(t.find("s1")->epoch, 200u);
     EXPECT_EQ(t.stats().stale_deaths_ignored, 1u);
 
     // The current connection's own death is applied.
-    auto c = t.apply("s1", rec(json_status(0, 200, ms(t0), ",\"reason\":\"lost\"")), false, t0 + 2s);
+    auto c = t.apply("s1", rec(json_status(0, 200, unix_ms(t0), ",\"reason\":\"lost\"")), false, t0 + 2s);
     ASSERT_TRUE(c);
     EXPECT_EQ(c->current.status, state::disconnected);
     EXPECT_EQ(c->current.reason, "lost");
     // A death without an epoch cannot be judged: it is applied.
-    t.apply("s2", rec(json_status(1, 5, ms(t0))), false, t0);
+    t.apply("s2", rec(json_status(1, 5, unix_ms(t0))), false, t0);
     t.apply("s2", rec("0"), false, t0 + 1s);
     EXPECT_EQ(t.find("s2")->status, state::disconnected);
 }
 
 TEST(connection_table, newer_epoch_while_connected_is_a_reconnect) {
     connection_table t;
-    t.apply("s1", rec(json_status(1, 1, ms(t0))), false, t0);
-    auto c = t.apply("s1", rec(json_status(1, 2, ms(t0 + 9s))), false, t0 + 9s);
+    t.apply("s1", rec(json_status(1, 1, unix_ms(t0))), false, t0);
+    auto c = t.apply("s1", rec(json_status(1, 2, unix_ms(t0 + 9s))), false, t0 + 9s);
     ASSERT_TRUE(c);
     EXPECT_EQ(c->kind, change_kind::reconnected);
     EXPECT_EQ(c->current.since, t0 + 9s);
@@ -115,7 +113,7 @@ TEST(connection_table, empty_payload_removes_the_client) {
 
 TEST(connection_table, heartbeat_overdue_marks_stale_and_a_message_freshens) {
     connection_table t;
-    t.apply("hb", rec(json_status(1, 1, ms(t0), ",\"hb\":10")), false, t0);
+    t.apply("hb", rec(json_status(1, 1, unix_ms(t0), ",\"hb\":10")), false, t0);
     t.apply("plain", rec("1"), false, t0);
     EXPECT_TRUE(t.expire(t0 + 29s).empty()) << "three intervals have not passed";
     auto stale = t.expire(t0 + 31s);
@@ -127,7 +125,7 @@ TEST(connection_table, heartbeat_overdue_marks_stale_and_a_message_freshens) {
     EXPECT_EQ(t.counts().connected, 2u) << "stale is a flag beside the state";
     EXPECT_TRUE(t.expire(t0 + 40s).empty()) << "reported once";
 
-    auto c = t.apply("hb", rec(json_status(1, 1, ms(t0 + 41s), ",\"hb\":10")), false, t0 + 41s);
+    auto c = t.apply("hb", rec(json_status(1, 1, unix_ms(t0 + 41s), ",\"hb\":10")), false, t0 + 41s);
     ASSERT_TRUE(c);
     EXPECT_EQ(c->kind, change_kind::fresh);
     EXPECT_FALSE(t.find("hb")->stale);
@@ -139,7 +137,7 @@ TEST(connection_table, heartbeat_overdue_marks_stale_and_a_message_freshens) {
 TEST(connection_table, retained_connected_with_an_old_heartbeat_is_stale_at_once) {
     connection_table t;
     // The client died while the broker was down: its retained "connected" outlived it.
-    auto c = t.apply("ghost", rec(json_status(1, 1, ms(t0 - 1h), ",\"hb\":10")), true, t0);
+    auto c = t.apply("ghost", rec(json_status(1, 1, unix_ms(t0 - 1h), ",\"hb\":10")), true, t0);
     ASSERT_TRUE(c);
     EXPECT_TRUE(c->current.stale) << "judged when it arrives, not at the next expiry tick";
     EXPECT_TRUE(t.find("ghost")->stale);
@@ -149,12 +147,12 @@ TEST(connection_table, retained_connected_with_an_old_heartbeat_is_stale_at_once
 
 TEST(connection_table, an_older_connected_does_not_lower_the_epoch) {
     connection_table t;
-    t.apply("s1", rec(json_status(1, 10, ms(t0))), false, t0);
+    t.apply("s1", rec(json_status(1, 10, unix_ms(t0))), false, t0);
     // Paho resends connection 5's in-flight "connected" after a broker restart, then connection 7's will arrives.
-    EXPECT_FALSE(t.apply("s1", rec(json_status(1, 5, ms(t0 - 1h))), false, t0 + 1s));
+    EXPECT_FALSE(t.apply("s1", rec(json_status(1, 5, unix_ms(t0 - 1h))), false, t0 + 1s));
     EXPECT_EQ(t.find("s1")->epoch, 10u);
     EXPECT_EQ(t.stats().stale_connects_ignored, 1u);
-    EXPECT_FALSE(t.apply("s1", rec(json_status(0, 7, ms(t0 - 1h), ",\"reason\":\"lost\"")), false, t0 + 2s));
+    EXPECT_FALSE(t.apply("s1", rec(json_status(0, 7, unix_ms(t0 - 1h), ",\"reason\":\"lost\"")), false, t0 + 2s));
     EXPECT_EQ(t.find("s1")->status, state::connected);
     EXPECT_EQ(t.stats().stale_deaths_ignored, 1u);
     EXPECT_EQ(t.find("s1")->since, t0) << "the live connection's start is kept";
@@ -162,8 +160,8 @@ TEST(connection_table, an_older_connected_does_not_lower_the_epoch) {
 
 TEST(connection_table, an_epoch_beyond_the_clock_skew_never_outranks_real_ones) {
     connection_table t(10min);
-    const auto real = static_cast<std::uint64_t>(ms(t0));
-    t.apply("s1", rec(json_status(1, real, ms(t0))), false, t0);
+    const auto real = static_cast<std::uint64_t>(unix_ms(t0));
+    t.apply("s1", rec(json_status(1, real, unix_ms(t0))), false, t0);
     // A forged "connected" with the largest epoch there is, then a forged "0".
     auto c = t.apply("s1", rec("{\"status\":1,\"epoch\":18446744073709551615}"), false, t0 + 1s);
     EXPECT_EQ(t.stats().future_times, 1u);
@@ -171,20 +169,20 @@ TEST(connection_table, an_epoch_beyond_the_clock_skew_never_outranks_real_ones) 
     EXPECT_EQ(t.find("s1")->epoch, real) << "the forged epoch is not kept; the real one stays";
     t.apply("s1", rec("0"), false, t0 + 2s);
     // The real client heals with its own epoch, and its real will is applied, not ignored as late.
-    c = t.apply("s1", rec(json_status(1, real, ms(t0))), false, t0 + 3s);
+    c = t.apply("s1", rec(json_status(1, real, unix_ms(t0))), false, t0 + 3s);
     ASSERT_TRUE(c);
     EXPECT_EQ(c->current.status, state::connected);
     EXPECT_FALSE(c->current.future_time);
-    c = t.apply("s1", rec(json_status(0, real, ms(t0), ",\"reason\":\"lost\"")), false, t0 + 4s);
+    c = t.apply("s1", rec(json_status(0, real, unix_ms(t0), ",\"reason\":\"lost\"")), false, t0 + 4s);
     ASSERT_TRUE(c);
     EXPECT_EQ(c->current.status, state::disconnected);
     EXPECT_EQ(t.stats().stale_deaths_ignored, 0u);
 
     // Within the skew an epoch is believed; beyond it a time stamp is unknown, not a `since` in the future.
-    t.apply("s2", rec(json_status(1, real + 60'000, ms(t0 + 1min))), false, t0);
+    t.apply("s2", rec(json_status(1, real + 60'000, unix_ms(t0 + 1min))), false, t0);
     EXPECT_EQ(t.find("s2")->epoch, real + 60'000);
     EXPECT_FALSE(t.find("s2")->future_time);
-    t.apply("s3", rec(json_status(1, 1, ms(t0 + 1h))), true, t0);
+    t.apply("s3", rec(json_status(1, 1, unix_ms(t0 + 1h))), true, t0);
     EXPECT_FALSE(t.find("s3")->since) << "a time stamp an hour ahead is not believed";
     EXPECT_TRUE(t.find("s3")->future_time);
     EXPECT_EQ(t.stats().future_times, 2u);
@@ -193,7 +191,7 @@ TEST(connection_table, an_epoch_beyond_the_clock_skew_never_outranks_real_ones) 
 TEST(connection_table, liveness_is_will_only_without_a_heartbeat) {
     connection_table t;
     t.apply("plain", rec("1"), false, t0);
-    t.apply("hb", rec(json_status(1, 1, ms(t0), ",\"hb\":10")), false, t0);
+    t.apply("hb", rec(json_status(1, 1, unix_ms(t0), ",\"hb\":10")), false, t0);
     EXPECT_TRUE(t.find("plain")->will_only());
     EXPECT_FALSE(t.find("hb")->will_only());
 }
@@ -223,8 +221,8 @@ TEST(connection_table, resync_removes_rows_the_broker_no_longer_holds) {
 
 TEST(connection_table, disconnect_clears_heartbeat_staleness) {
     connection_table t;
-    t.apply("hb", rec(json_status(1, 1, ms(t0), ",\"hb\":10")), false, t0);
-    t.apply("hb", rec(json_status(0, 1, ms(t0), ",\"reason\":\"clean\"")), false, t0 + 5s);
+    t.apply("hb", rec(json_status(1, 1, unix_ms(t0), ",\"hb\":10")), false, t0);
+    t.apply("hb", rec(json_status(0, 1, unix_ms(t0), ",\"reason\":\"clean\"")), false, t0 + 5s);
     EXPECT_TRUE(t.expire(t0 + 1h).empty()) << "a disconnected client cannot be stale";
 }
 
@@ -370,7 +368,7 @@ TEST(connection_table, a_restored_row_keeps_its_since_when_the_retained_status_a
 
     t.begin_resync();
     // The will of epoch 42 is still retained: it carries the connection's start, not the death.
-    EXPECT_FALSE(t.apply("s1", rec(json_status(0, 42, ms(t0 - 1h), ",\"reason\":\"lost\"")), true, t0))
+    EXPECT_FALSE(t.apply("s1", rec(json_status(0, 42, unix_ms(t0 - 1h), ",\"reason\":\"lost\"")), true, t0))
         << "an agreeing retained status is no change";
     const auto row = t.find("s1");
     EXPECT_EQ(row->since, died) << "the time of death the history knew stays";
@@ -385,7 +383,7 @@ TEST(connection_table, a_restored_row_that_the_retained_status_contradicts_chang
     connection_table t;
     t.restore(remembered("s1", state::connected, t0 - 1h, 42));
     t.begin_resync();
-    auto c = t.apply("s1", rec(json_status(0, 42, ms(t0 - 1h), ",\"reason\":\"lost\"")), true, t0);
+    auto c = t.apply("s1", rec(json_status(0, 42, unix_ms(t0 - 1h), ",\"reason\":\"lost\"")), true, t0);
     ASSERT_TRUE(c);
     EXPECT_EQ(c->kind, change_kind::changed);
     EXPECT_FALSE(c->live) << "it died while nobody watched";
@@ -394,7 +392,7 @@ TEST(connection_table, a_restored_row_that_the_retained_status_contradicts_chang
     EXPECT_EQ(c->current.transitions, 5u);
 
     // A live message afterwards is seen as it happens.
-    c = t.apply("s1", rec(json_status(1, 43, ms(t0 + 1s))), false, t0 + 1s);
+    c = t.apply("s1", rec(json_status(1, 43, unix_ms(t0 + 1s))), false, t0 + 1s);
     ASSERT_TRUE(c);
     EXPECT_TRUE(c->live);
 }
@@ -404,7 +402,7 @@ TEST(connection_table, a_restored_row_the_broker_no_longer_holds_is_removed_at_t
     t.restore(remembered("gone", state::disconnected, t0 - 1h, 1));
     t.restore(remembered("kept", state::connected, t0 - 1h, 2));
     t.begin_resync();
-    t.apply("kept", rec(json_status(1, 2, ms(t0 - 1h))), true, t0);
+    t.apply("kept", rec(json_status(1, 2, unix_ms(t0 - 1h))), true, t0);
     const auto removed = t.finish_resync(t0 + 1s);
     ASSERT_EQ(removed.size(), 1u);
     EXPECT_EQ(removed[0].current.client, "gone");

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "unix_ms.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <string>
@@ -119,14 +121,14 @@ TEST(conventions_all, names_every_preset_once) {
 TEST(conventions_zwave, time_is_the_time_stamp_and_value_as_metadata_stays_metadata) {
     const auto r = decode(R"({"value":true,"time":1548683523859})");
     ASSERT_TRUE(r.timestamp);
-    EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(r.timestamp->time_since_epoch()).count(),
+    EXPECT_EQ(unix_ms(*r.timestamp),
               1548683523859);
     EXPECT_TRUE(r.meta.empty());
     // Our own JSON with a reading called "value": still metadata, and "ts" wins over "time".
     const auto own = decode(R"({"status":1,"value":21.5,"ts":1000,"time":2000})");
     EXPECT_EQ(own.status, state::connected);
     EXPECT_EQ(own.meta, R"({"value":21.5})");
-    EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(own.timestamp->time_since_epoch()).count(), 1000);
+    EXPECT_EQ(unix_ms(*own.timestamp), 1000);
     EXPECT_EQ(decode(R"({"value":"on"})").status, state::unknown);  // no status member at all
 }
 
@@ -134,7 +136,7 @@ TEST(conventions_zwave, time_is_the_time_stamp_and_value_as_metadata_stays_metad
 TEST(conventions_sparkplug_state, an_older_offline_is_ignored_an_equal_one_is_not) {
     connection_table table;
     const auto now = clock::now();
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+    const auto ms = unix_ms(now);
     const auto state_json = [](bool online, long long ts) {
         return std::string(R"({"online":)") + (online ? "true" : "false") + R"(,"timestamp":)" + std::to_string(ts) +
                "}";

@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include "unix_ms.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -67,10 +69,6 @@ std::string ndeath(std::uint64_t bd_seq, std::uint64_t ts) {
     return p;
 }
 
-std::int64_t ms_of(time_point t) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
 TEST(sparkplug, the_scheme_reads_births_and_deaths_of_group_and_edge) {
     const auto s = topic_scheme::preset("sparkplug-nodes");
     EXPECT_TRUE(s.sparkplug_nodes());
@@ -92,7 +90,7 @@ TEST(sparkplug, nbirth_and_ndeath_give_session_and_time) {
     ASSERT_TRUE(sparkplug::read_node_payload(nbirth(7, 1486144502122), birth)) << birth.detail;
     EXPECT_EQ(birth.session, 7u);
     ASSERT_TRUE(birth.timestamp);
-    EXPECT_EQ(ms_of(*birth.timestamp), 1486144502122);
+    EXPECT_EQ(unix_ms(*birth.timestamp), 1486144502122);
     EXPECT_EQ(birth.detail, "bdSeq 7");
     status_record death;
     ASSERT_TRUE(sparkplug::read_node_payload(ndeath(0, 1486144502122), death)) << death.detail;
