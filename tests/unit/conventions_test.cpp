@@ -121,8 +121,7 @@ TEST(conventions_all, names_every_preset_once) {
 TEST(conventions_zwave, time_is_the_time_stamp_and_value_as_metadata_stays_metadata) {
     const auto r = decode(R"({"value":true,"time":1548683523859})");
     ASSERT_TRUE(r.timestamp);
-    EXPECT_EQ(unix_ms(*r.timestamp),
-              1548683523859);
+    EXPECT_EQ(unix_ms(*r.timestamp), 1548683523859);
     EXPECT_TRUE(r.meta.empty());
     // Our own JSON with a reading called "value": still metadata, and "ts" wins over "time".
     const auto own = decode(R"({"status":1,"value":21.5,"ts":1000,"time":2000})");

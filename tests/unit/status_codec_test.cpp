@@ -131,8 +131,7 @@ TEST(decode, json_members_are_read) {
     EXPECT_EQ(r.client, "s1");
     EXPECT_EQ(r.epoch, 17u);
     ASSERT_TRUE(r.timestamp);
-    EXPECT_EQ(unix_ms(*r.timestamp),
-              1700000000123);
+    EXPECT_EQ(unix_ms(*r.timestamp), 1700000000123);
     EXPECT_EQ(r.ip, "10.0.0.5");
     EXPECT_EQ(r.heartbeat, std::chrono::seconds(30));
     EXPECT_EQ(r.reason, "lost");
@@ -142,8 +141,7 @@ TEST(decode, json_members_are_read) {
 TEST(decode, sparkplug_timestamp_is_the_time) {
     const auto r = decode(R"({"online":true,"timestamp":1668114759262})");
     ASSERT_TRUE(r.timestamp);
-    EXPECT_EQ(unix_ms(*r.timestamp),
-              1668114759262);
+    EXPECT_EQ(unix_ms(*r.timestamp), 1668114759262);
     EXPECT_TRUE(r.meta.empty());
 }
 
