@@ -404,16 +404,19 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
         }
         // Under a status filter but fitting no template (a name deeper than a {client+} reads, an empty level, a
         // '$' first level): counted, and the first few kept for the user to see.
+        bool want_example = false;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             ++unmatched_;
-            if (unmatched_examples_.size() < max_unmatched_examples) {
-                auto shown = detail::printable(topic, 120);
-                if (std::find(unmatched_examples_.begin(), unmatched_examples_.end(), shown) ==
-                    unmatched_examples_.end())
-                    unmatched_examples_.push_back(std::move(shown));
-            }
+            want_example = unmatched_examples_.size() < max_unmatched_examples;
             ++version_;
+        }
+        if (want_example) {  // made printable outside the table's lock
+            auto shown = detail::printable(topic, 120);
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (unmatched_examples_.size() < max_unmatched_examples &&
+                std::find(unmatched_examples_.begin(), unmatched_examples_.end(), shown) == unmatched_examples_.end())
+                unmatched_examples_.push_back(std::move(shown));
         }
         return false;
     } catch (const std::exception& e) {
