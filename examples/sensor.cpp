@@ -44,8 +44,14 @@ public:
         {
             std::lock_guard<std::mutex> lock(mutex_);
             lines_.push_back(std::move(line));
+            ++queued_;
         }
         cv_.notify_one();
+    }
+    /// Waits until every line so far is written (never on Paho's thread).
+    void drain() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        drained_.wait(lock, [this] { return written_ == queued_; });
     }
 
 private:
@@ -63,11 +69,15 @@ private:
                 if (::write(STDERR_FILENO, line.data(), line.size()) < 0) break;
             }
             lock.lock();
+            written_ += batch.size();
+            drained_.notify_all();
         }
     }
     std::mutex mutex_;
     std::condition_variable cv_;
     std::deque<std::string> lines_;
+    std::condition_variable drained_;
+    std::size_t queued_ = 0, written_ = 0;
     bool done_ = false;
     std::thread thread_;
 };
@@ -142,8 +152,8 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     app.add_option("--per-process", per_process, "Sensors per process: a larger --count runs in worker processes "
                                                  "of this size, supervised by this one")
         ->check(CLI::Range(1, max_count))->capture_default_str();
-    app.add_option("--connect-rate", connect_rate, "Connects per second for the whole process, first connects and "
-                                                   "reconnects alike (0: unpaced)")
+    app.add_option("--connect-rate", connect_rate, "Connects per second, first connects and reconnects alike (0: "
+                                                   "unpaced); workers connect one after another, half this each")
         ->check(CLI::Range(0.0, 1e6))->capture_default_str();
 
     try {
@@ -171,7 +181,9 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     // A worker runs its slice of the fleet; a fleet larger than one process's share is spread over workers.
     int first = 1;
+    bool worker = false;
     if (const auto part = sensor_workers::this_worker()) {
+        worker = true;
         first = part->first;
         count = part->count;
         connect_rate = part->connect_rate;
@@ -209,9 +221,6 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
             clients.push_back(std::make_unique<mqtt_presence::presence_client>(std::move(o)));
         }
         mqtt_presence::presence_client::set_connect_rate(connect_rate);
-        for (auto& c : clients) c->start();
-        log("started " + std::to_string(clients.size()) + " client(s) on " + opts.broker.server_uri + ", status topic " +
-            clients.front()->topic() + (clients.size() > 1 ? " ..." : ""));
     } catch (const mqtt_presence::error& e) {
         std::cerr << "mqtt-presence-sensor: " << e.what() << "\n";
         return 2;
@@ -221,22 +230,40 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
         return 1;
     }
 
+    // A worker connects in its turn and passes it on when half of its clients are up (sensor_workers.hpp); a stop
+    // signal may come first.
+    int sig = worker ? sensor_workers::wait_for_turn() : 0;
+    if (sig == SIGUSR2) sig = 0;
+    if (sig == 0) {
+        for (auto& c : clients) c->start();
+        log("started " + std::to_string(clients.size()) + " client(s) on " + opts.broker.server_uri + ", status topic " +
+            clients.front()->topic() + (clients.size() > 1 ? " ..." : ""));
+    }
     // Progress on stderr while a fleet connects: "2,500 / 10,000 connected", twice a second, until all are.
-    int sig = 0;
     const bool progress = clients.size() > 10;
     std::size_t up = 0, shown = SIZE_MAX;
-    for (;;) {
-        if (!progress || up == clients.size()) {
+    bool turn_passed = !worker;
+    auto next_report = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    while (sig == 0) {
+        if (up == clients.size() || (!progress && turn_passed)) {
             sigwait(&stop_signals, &sig);
             break;
         }
-        const timespec half_second{0, 500'000'000};
-        sig = sigtimedwait(&stop_signals, nullptr, &half_second);
+        const timespec tick{0, 20'000'000};
+        sig = std::max(0, sigtimedwait(&stop_signals, nullptr, &tick));
         if (sig > 0) break;
         up = static_cast<std::size_t>(std::count_if(clients.begin(), clients.end(),
                                                     [](const auto& c) { return c->connected(); }));
-        if (up != shown) log(with_commas(up) + " / " + with_commas(clients.size()) + " connected");
+        if (!turn_passed && 2 * up >= clients.size()) {
+            log_writer().drain();  // this worker's lines so far come before the next one's
+            sensor_workers::pass_turn();
+            turn_passed = true;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (!progress || up == shown || (now < next_report && up != clients.size())) continue;
+        log(with_commas(up) + " / " + with_commas(clients.size()) + " connected");
         shown = up;
+        next_report = now + std::chrono::milliseconds(500);
     }
     log(sig == SIGUSR1 ? std::string("stopping: a client id is used by another process")
                        : std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));

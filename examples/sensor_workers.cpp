@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +21,8 @@ struct worker {
     slice part;
     bool running = false;
 };
+
+constexpr auto turn_timeout = std::chrono::seconds(2);  // a worker that cannot get half up does not hold up the rest
 
 std::string describe(int status) {
     if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
@@ -37,6 +40,20 @@ std::optional<slice> this_worker() {
     return s;
 }
 
+int wait_for_turn() {
+    sigset_t turn;
+    sigemptyset(&turn);
+    sigaddset(&turn, SIGUSR2);
+    sigaddset(&turn, SIGINT);
+    sigaddset(&turn, SIGTERM);
+    for (;;) {
+        const int sig = sigwaitinfo(&turn, nullptr);
+        if (sig > 0) return sig;
+    }
+}
+
+void pass_turn() { kill(getppid(), SIGUSR2); }
+
 int run(char** argv, int count, int per_process, double connect_rate, const std::function<std::string(int)>& name_of,
         const std::function<void(const std::string&)>& log) {
     sigset_t wanted;
@@ -44,6 +61,7 @@ int run(char** argv, int count, int per_process, double connect_rate, const std:
     sigaddset(&wanted, SIGINT);
     sigaddset(&wanted, SIGTERM);
     sigaddset(&wanted, SIGCHLD);
+    sigaddset(&wanted, SIGUSR2);  // a worker has half of its clients up: the next one's turn
     sigset_t before;
     pthread_sigmask(SIG_BLOCK, &wanted, &before);
 
@@ -53,12 +71,14 @@ int run(char** argv, int count, int per_process, double connect_rate, const std:
     const int n_workers = (count + per_process - 1) / per_process;
     std::vector<worker> workers(static_cast<std::size_t>(n_workers));
     const pid_t parent = getpid();
+    sigset_t worker_mask = before;  // SIGUSR2 stays blocked across the exec: the turn waits, pending, until taken
+    sigaddset(&worker_mask, SIGUSR2);
     for (int w = 0; w < n_workers; ++w) {
         auto& wk = workers[static_cast<std::size_t>(w)];
         wk.part.index = w + 1;
         wk.part.first = 1 + w * per_process;
         wk.part.count = std::min(per_process, count - w * per_process);
-        wk.part.connect_rate = connect_rate / n_workers;
+        wk.part.connect_rate = connect_rate / 2;  // about two workers connect at a time
         const std::string env = std::to_string(wk.part.index) + "," + std::to_string(wk.part.first) + "," +
                                 std::to_string(wk.part.count) + "," + std::to_string(wk.part.connect_rate);
         const pid_t pid = fork();
@@ -66,7 +86,7 @@ int run(char** argv, int count, int per_process, double connect_rate, const std:
             prctl(PR_SET_PDEATHSIG, SIGKILL);  // the parent's death (even SIGKILL) ends the worker: wills fire
             if (getppid() != parent) _exit(1);
             setenv(slice_env, env.c_str(), 1);
-            pthread_sigmask(SIG_SETMASK, &before, nullptr);
+            pthread_sigmask(SIG_SETMASK, &worker_mask, nullptr);
             execv("/proc/self/exe", argv);
             _exit(127);
         }
@@ -79,6 +99,17 @@ int run(char** argv, int count, int per_process, double connect_rate, const std:
         log("worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) + "): " + names_of(wk.part));
     }
 
+    // Turns: one worker after another starts connecting, when the one before has half of its clients up.
+    std::size_t turns_given = 0;
+    auto turn_given_at = std::chrono::steady_clock::now();
+    const auto give_turn = [&] {
+        while (turns_given < workers.size() && !workers[turns_given].running) ++turns_given;  // never started
+        if (turns_given == workers.size()) return;
+        kill(workers[turns_given++].pid, SIGUSR2);
+        turn_given_at = std::chrono::steady_clock::now();
+    };
+    give_turn();
+
     int rc = 0;
     bool stopping = false;
     auto deadline = std::chrono::steady_clock::time_point::max();
@@ -90,6 +121,7 @@ int run(char** argv, int count, int per_process, double connect_rate, const std:
             for (auto& wk : workers) {
                 if (wk.pid != pid || !wk.running) continue;
                 wk.running = false;
+                if (!stopping && turns_given > 0 && workers[turns_given - 1].pid == pid) give_turn();
                 const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
                 if (!stopping || !clean) {
                     rc = 1;
@@ -112,8 +144,16 @@ int run(char** argv, int count, int per_process, double connect_rate, const std:
             rc = 1;
             deadline = std::chrono::steady_clock::time_point::max();
         }
-        const timespec tick{0, 200'000'000};
-        const int sig = sigtimedwait(&wanted, nullptr, &tick);
+        const bool turns_left = !stopping && turns_given < workers.size();
+        if (turns_left && std::chrono::steady_clock::now() - turn_given_at >= turn_timeout) give_turn();
+        auto wait = std::chrono::nanoseconds(std::chrono::milliseconds(200));
+        if (turns_left)
+            wait = std::clamp<std::chrono::nanoseconds>(turn_given_at + turn_timeout - std::chrono::steady_clock::now(),
+                                                        std::chrono::milliseconds(1), wait);
+        const timespec tick{0, static_cast<long>(wait.count())};
+        siginfo_t info{};
+        const int sig = sigtimedwait(&wanted, &info, &tick);
+        if (sig == SIGUSR2 && !stopping && turns_given > 0 && info.si_pid == workers[turns_given - 1].pid) give_turn();
         if ((sig == SIGINT || sig == SIGTERM) && !stopping) {
             stopping = true;
             deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);

@@ -163,7 +163,7 @@ private:
 
     // Scheduler state: touched by this client's tasks, which run one at a time.
     std::shared_ptr<detail::task_guard> guard_;  // retired at stop: no task of this client runs after
-    std::mt19937_64 rng_{std::random_device{}()};
+    std::mt19937_64 rng_;  // backoff jitter, seeded per client from one random seed of the process
     std::chrono::milliseconds backoff_{0};
     int short_sessions_ = 0;
     bool had_long_session_ = false;

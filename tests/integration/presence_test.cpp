@@ -475,8 +475,9 @@ std::size_t threads_of(pid_t pid) {
     return n;
 }
 
-// 2,000 sensors in one command (four worker processes of the default 500): every birth, every will when the
-// process is SIGKILLed (its workers die with it), every clean stop on SIGINT; a handful of threads per process.
+// 2,000 sensors in one command (four worker processes of the default 500, connecting in turn): every birth, every
+// will when the process is SIGKILLed (its workers die with it), every clean stop on SIGINT; a handful of threads per
+// process.
 TEST(presence, a_fleet_of_2000_is_born_dies_by_its_wills_and_stops_cleanly) {
     const int port = broker_port();
     const auto prefix = unique_prefix();
@@ -494,6 +495,15 @@ TEST(presence, a_fleet_of_2000_is_born_dies_by_its_wills_and_stops_cleanly) {
             EXPECT_LE(threads_of(pid), 8u) << "a worker of 500 clients: Paho's threads and one scheduler";
         }
         EXPECT_EQ(workers, 4u) << fleet.stderr_text();
+        // The workers connect in turn: each starts its clients after the one before it has started.
+        std::vector<int> started;
+        for (const auto& line : fleet.stderr_lines()) {
+            const auto at = line.find(": started ");
+            const auto worker = line.find("worker ");
+            if (at != std::string::npos && worker != std::string::npos && worker < at)
+                started.push_back(std::stoi(line.substr(worker + 7)));
+        }
+        EXPECT_EQ(started, (std::vector<int>{1, 2, 3, 4})) << fleet.stderr_text();
         fleet.signal(SIGKILL);
         EXPECT_TRUE(view.wait(2000, "0", 30s, "all 2,000 wills after SIGKILL")) << fleet.stderr_text();
     }
@@ -503,6 +513,19 @@ TEST(presence, a_fleet_of_2000_is_born_dies_by_its_wills_and_stops_cleanly) {
     fleet.signal(SIGINT);
     EXPECT_EQ(fleet.wait_exit(30s), 0) << fleet.stderr_text();
     EXPECT_TRUE(view.wait(2000, "0", 10s, "all 2,000 clean stops"));
+}
+
+// Workers connect in turn: the next one starts when the one before has half of its clients up, or after 2 s when it
+// cannot (here nothing listens on the port), so a worker that cannot connect does not hold up the rest for good.
+TEST(presence, workers_connect_in_turn_and_one_that_cannot_connect_holds_up_the_next_for_2_s) {
+    child fleet(sensor_args(free_port(), "t", {"--count", "2", "--per-process", "1"}));
+    const auto first = fleet.wait_stderr(contains("worker 1: started "), 10s);
+    ASSERT_TRUE(first) << fleet.stderr_text();
+    EXPECT_FALSE(fleet.wait_stderr(contains("worker 2: started "), 1500ms))
+        << "worker 2 waits for its turn while worker 1 is down: " << fleet.stderr_text();
+    EXPECT_TRUE(fleet.wait_stderr(contains("worker 2: started "), 5s)) << fleet.stderr_text();
+    fleet.signal(SIGINT);
+    EXPECT_EQ(fleet.wait_exit(20s), 0) << fleet.stderr_text();
 }
 
 // A worker killed alone takes exactly its own clients down (the broker sends their wills); the supervisor says so
