@@ -371,9 +371,14 @@ void presence_client::on_connected(const std::string&) noexcept {
         }
     }
     try {
-        // Self-heal watches our own status. QoS 0: the echo of every heartbeat then needs no acknowledgement, and
-        // nothing is lost that matters: a lost connection is a reconnect with a fresh "connected" anyway.
-        client_->subscribe(announcer_.topic(), 0);
+        // Self-heal watches our own status. QoS 0: nothing is lost that matters (a lost connection is a reconnect
+        // with a fresh "connected" anyway). MQTT 5's no-local spares the echo of every heartbeat: what is left is
+        // what others publish on our topic, wills of connections under another client id included (a late will of
+        // this client id is sent by the broker before it accepts this connection).
+        if (options_.broker.mqtt_version == 5)
+            client_->subscribe(announcer_.topic(), 0, mqtt::subscribe_options(true));
+        else
+            client_->subscribe(announcer_.topic(), 0);
     } catch (const std::exception& e) {
         report_error(std::string("subscribing to the status topic failed: ") + e.what());
     }

@@ -2,14 +2,14 @@
 // Each client registers a retained "0" will (QoS 1) on PREFIX/<name>, publishes a retained "1" (QoS 1) at every
 // connect, republishes it every HEARTBEAT seconds, and on SIGINT publishes a retained "0", waits for its
 // acknowledgement and disconnects.
-// Usage: node fleet.mjs URL PREFIX N HEARTBEAT_SECONDS
+// Usage: node fleet.mjs URL PREFIX N HEARTBEAT_SECONDS [MQTT_VERSION: 4 (3.1.1, the default) or 5]
 import mqtt from 'mqtt'
 
-const [url, prefix, countText, heartbeatText] = process.argv.slice(2)
+const [url, prefix, countText, heartbeatText, versionText] = process.argv.slice(2)
 const count = Number(countText)
 const heartbeat = Number(heartbeatText) * 1000
 if (!url || !prefix || !(count > 0)) {
-  console.error('usage: node fleet.mjs URL PREFIX N HEARTBEAT_SECONDS')
+  console.error('usage: node fleet.mjs URL PREFIX N HEARTBEAT_SECONDS [4|5]')
   process.exit(2)
 }
 
@@ -19,6 +19,7 @@ for (let i = 1; i <= count; i++) {
   const topic = `${prefix}/${name}`
   const client = mqtt.connect(url, {
     clientId: `${prefix}-${name}`,
+    protocolVersion: Number(versionText || 4),
     keepalive: 30,
     reconnectPeriod: 1000,
     will: { topic, payload: '0', qos: 1, retain: true }
