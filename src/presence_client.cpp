@@ -245,28 +245,35 @@ void presence_client::retry_after_backoff() {
 }
 
 namespace {
-// Heartbeats fall on a grid shared by the process (a quarter of the interval, at most a second): the clients due on
-// one tick publish together and their acknowledgements come back together, so Paho's receive thread polls its
-// sockets once for many packets instead of once for each (a poll over all of a process's sockets is most of a large
-// fleet's idle cost). A beat is late by less than the grid, well inside the three intervals before "stale".
-std::chrono::steady_clock::time_point on_beat_grid(std::chrono::steady_clock::time_point t,
-                                                   std::chrono::seconds interval) {
-    const auto grid = std::clamp<std::chrono::steady_clock::duration>(interval / 4, std::chrono::milliseconds(50),
-                                                                      std::chrono::seconds(1));
-    const auto ticks = (t.time_since_epoch() + grid - std::chrono::steady_clock::duration(1)) / grid;
-    return std::chrono::steady_clock::time_point(ticks * grid);
+// Heartbeats fall on a grid shared by the process: every client beats at the same phase of its interval (a phase
+// drawn once per process, so that processes do not beat together). A process then publishes its beats in one burst
+// and their acknowledgements come back together, so Paho's receive thread polls its sockets once for many packets
+// instead of once for each (a poll over all of a process's sockets is much of a large fleet's idle cost). The first
+// beat comes one to two intervals after the connect; each next one is due exactly one interval after the one before.
+std::chrono::steady_clock::time_point next_beat(std::chrono::steady_clock::time_point now,
+                                                std::chrono::seconds interval) {
+    static const double phase = [] {
+        std::random_device seed;
+        return std::uniform_real_distribution<double>(0.0, 1.0)(seed);
+    }();
+    const auto period = std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval);
+    const auto offset = std::chrono::duration_cast<std::chrono::steady_clock::duration>(period * phase);
+    const auto periods = (now.time_since_epoch() - offset) / period + 1;  // the first grid point after now
+    return std::chrono::steady_clock::time_point(periods * period + offset);
 }
 }  // namespace
 
 // The heartbeat of one session: it ends with the session.
-void presence_client::heartbeat(std::uint64_t session) {
+void presence_client::heartbeat(std::uint64_t session, std::chrono::steady_clock::time_point due) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_ || !connected_ || session_ != session) return;
     }
     publish_connected();
-    post(on_beat_grid(std::chrono::steady_clock::now() + options_.status.heartbeat, options_.status.heartbeat),
-         [this, session] { heartbeat(session); });
+    auto next = due + options_.status.heartbeat;
+    const auto now = std::chrono::steady_clock::now();
+    if (next <= now) next = next_beat(now, options_.status.heartbeat);  // far behind (a suspended machine): rejoin
+    post(next, [this, session, next] { heartbeat(session, next); });
 }
 
 // A session began (scheduled by on_connected): its heartbeat starts.
@@ -278,9 +285,13 @@ void presence_client::session_began() {
         session = session_;
     }
     flush_errors();
-    if (options_.status.heartbeat.count() > 0)
-        post(on_beat_grid(std::chrono::steady_clock::now() + options_.status.heartbeat, options_.status.heartbeat),
-             [this, session] { heartbeat(session); });
+    if (options_.status.heartbeat.count() > 0) {
+        // One interval after the connect at least, like the beats after it: a fleet that is still connecting is not
+        // also beating.
+        const auto due = next_beat(std::chrono::steady_clock::now() + options_.status.heartbeat,
+                                   options_.status.heartbeat);
+        post(due, [this, session, due] { heartbeat(session, due); });
+    }
 }
 
 // A session ended (scheduled by on_lost). Two live processes with one client id make the broker drop each in turn:

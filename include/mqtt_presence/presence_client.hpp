@@ -134,7 +134,7 @@ private:
     void connect_failed(const std::string& what) noexcept;
     void after_failure();
     void retry_after_backoff();
-    void heartbeat(std::uint64_t session);
+    void heartbeat(std::uint64_t session, std::chrono::steady_clock::time_point due);
     void session_began();
     void session_ended();
     void flush_errors();

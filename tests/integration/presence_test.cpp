@@ -162,6 +162,29 @@ TEST(presence, two_live_processes_with_one_name_stop_fighting_and_the_survivor_r
     EXPECT_FALSE(recovered.empty()) << a.stderr_text();
 }
 
+// Heartbeats keep their interval: each is due one interval after the one before (they were once rounded up to the
+// next grid point after "now + interval": a beat every 5 s for --heartbeat 4), and the first comes one to two
+// intervals after the connect (on the process's grid; "stale" is three intervals).
+TEST(presence, heartbeats_keep_their_interval) {
+    const int port = broker_port();
+    const auto name = unique_prefix();
+    const auto topic = "sensors/connected/" + name;
+    observer obs(port, topic);
+    child sensor(sensor_args(port, name, {"--format", "json", "--heartbeat", "4"}));
+    const auto ms_of = [](const std::string& p) {
+        const auto ts = decode(p).timestamp;
+        return ts ? std::chrono::duration_cast<std::chrono::milliseconds>(ts->time_since_epoch()).count() : 0LL;
+    };
+    std::vector<long long> beats{ms_of(obs.expect(topic, contains("\"status\":1"), "connected"))};
+    for (int i = 0; i < 3; ++i)
+        beats.push_back(ms_of(obs.expect(
+            topic, [&](const std::string& p) { return ms_of(p) > beats.back(); }, "heartbeat " + std::to_string(i + 1),
+            12s)));
+    EXPECT_GE(beats[1] - beats[0], 3800) << "the first beat one interval after the connect at least";
+    EXPECT_LE(beats[1] - beats[0], 8200) << "the first beat within two intervals of the connect";
+    EXPECT_NEAR(static_cast<double>(beats[3] - beats[1]) / 2.0, 4000.0, 200.0) << "a beat every 4 s";
+}
+
 // MQTT 5 too: there the self-heal subscription is no-local (no echo of the client's own heartbeats), and what
 // others publish on its topic still reaches it.
 TEST(presence, a_forged_epoch_does_not_silence_the_real_client) {
