@@ -257,9 +257,10 @@ std::chrono::steady_clock::time_point next_beat(std::chrono::steady_clock::time_
         return std::uniform_real_distribution<double>(0.0, 1.0)(seed);
     }();
     const auto period = std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval);
-    const auto offset = std::chrono::duration_cast<std::chrono::steady_clock::duration>(period * phase);
-    const auto periods = (now.time_since_epoch() - offset) / period + 1;  // the first grid point after now
-    return std::chrono::steady_clock::time_point(periods * period + offset);
+    auto grid_point = std::chrono::duration_cast<std::chrono::steady_clock::duration>(period * phase);
+    if (grid_point > now.time_since_epoch()) grid_point -= period;  // one at or before now (an interval beyond uptime)
+    const auto periods = (now.time_since_epoch() - grid_point) / period + 1;  // to the first grid point after now
+    return std::chrono::steady_clock::time_point(grid_point + periods * period);
 }
 }  // namespace
 
