@@ -15,7 +15,10 @@
 namespace mqtt_presence::detail {
 namespace {
 
-std::mutex sockets_mutex;
+std::mutex sockets_mutex;  // the map, and who needs the trace
+bool traced_always = false;
+int connects_traced = 0;
+
 std::unordered_map<std::string, int>& sockets() {
     static std::unordered_map<std::string, int> map;
     return map;
@@ -48,14 +51,37 @@ int peer_port(int fd) {
     return -1;
 }
 
+// Paho formats a trace line for the callback only at or above the level set here (sockets_mutex held).
+void apply_trace_level() {
+    MQTTAsync_setTraceLevel(traced_always || connects_traced > 0 ? MQTTASYNC_TRACE_PROTOCOL : MQTTASYNC_TRACE_FATAL);
+}
+
+void install_trace_callback() {
+    static std::once_flag once;
+    std::call_once(once, [] { MQTTAsync_setTraceCallback(on_trace); });
+}
+
 }  // namespace
 
 void track_paho_sockets() {
-    static std::once_flag once;
-    std::call_once(once, [] {
-        MQTTAsync_setTraceCallback(on_trace);
-        MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_PROTOCOL);
-    });
+    install_trace_callback();
+    std::lock_guard<std::mutex> lock(sockets_mutex);
+    traced_always = true;
+    apply_trace_level();
+}
+
+void begin_tracked_connect(const std::string& client_id) {
+    install_trace_callback();
+    std::lock_guard<std::mutex> lock(sockets_mutex);
+    sockets().erase(client_id);  // a CONNECT line missed is then an unknown socket, never an old one
+    ++connects_traced;
+    apply_trace_level();
+}
+
+void end_tracked_connect() noexcept {
+    std::lock_guard<std::mutex> lock(sockets_mutex);
+    if (connects_traced > 0) --connects_traced;
+    apply_trace_level();
 }
 
 int paho_socket_of(const std::string& client_id) {

@@ -72,8 +72,6 @@ presence_client::presence_client(presence_options options)
     client_->set_connected_handler([this](const std::string& cause) { on_connected(cause); });
     client_->set_connection_lost_handler([this](const std::string& cause) { on_lost(cause); });
     client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
-    // Only 3.1.1 needs the socket: to end a connection without DISCONNECT when the clean stop failed.
-    if (options_.broker.mqtt_version != 5) detail::track_paho_sockets();
 }
 
 presence_client::~presence_client() noexcept {
@@ -83,6 +81,18 @@ presence_client::~presence_client() noexcept {
     } catch (...) {
     }
     client_.reset();  // before the connect listener it may still call
+    end_connect_trace();  // a connect that never reported back
+}
+
+// Only 3.1.1 needs the socket: to end a connection without DISCONNECT when the clean stop failed.
+void presence_client::begin_connect_trace() {
+    if (options_.broker.mqtt_version == 5) return;
+    detail::begin_tracked_connect(client_->get_client_id());
+    if (connect_traced_.exchange(true)) detail::end_tracked_connect();  // the last attempt never reported back
+}
+
+void presence_client::end_connect_trace() noexcept {
+    if (connect_traced_.exchange(false)) detail::end_tracked_connect();
 }
 
 void presence_client::start() {
@@ -185,8 +195,10 @@ void presence_client::attempt_connect() {
     }
     try {
         // Paho's connect timeout bounds the attempt; its failure comes to connect_failed through the listener.
+        begin_connect_trace();
         client_->connect(opts, nullptr, connect_listener_);
     } catch (const mqtt::exception& e) {
+        end_connect_trace();
         connect_failed(e.what());
     }
 }
