@@ -183,7 +183,11 @@ void presence_client::attempt_connect() {
     }
     auto opts = detail::base_connect_options(options_.broker);
     opts.set_automatic_reconnect(false);  // our own loop: a fresh will per connection
-    announcer_.add_will(opts);  // a fresh epoch for this connection
+    // A fresh epoch for this connection. Not add_will(): that keeps Paho's trace on for good, for an app that
+    // connects its client itself (paho_sockets.hpp); this client traces its own connects only.
+    announcer_.next_epoch();
+    opts.set_will(mqtt::will_options(announcer_.topic(), announcer_.payload(state::disconnected, "lost"),
+                                     options_.status.qos, true));
     if (options_.broker.mqtt_version == 5 && options_.will_delay.count() > 0) {
         // The broker sends a delayed will only while the session lives: session expiry >= will delay.
         mqtt::will_options will(announcer_.topic(), announcer_.payload(state::disconnected, "lost"),
