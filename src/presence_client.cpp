@@ -186,17 +186,14 @@ void presence_client::attempt_connect() {
     // A fresh epoch for this connection. Not add_will(): that keeps Paho's trace on for good, for an app that
     // connects its client itself (paho_sockets.hpp); this client traces its own connects only.
     announcer_.next_epoch();
-    opts.set_will(mqtt::will_options(announcer_.topic(), announcer_.payload(state::disconnected, "lost"),
-                                     options_.status.qos, true));
+    auto will = announcer_.will();
     if (options_.broker.mqtt_version == 5 && options_.will_delay.count() > 0) {
         // The broker sends a delayed will only while the session lives: session expiry >= will delay.
-        mqtt::will_options will(announcer_.topic(), announcer_.payload(state::disconnected, "lost"),
-                                options_.status.qos, true);
         will.set_properties({{mqtt::property::WILL_DELAY_INTERVAL, static_cast<int>(options_.will_delay.count())}});
-        opts.set_will(std::move(will));
         opts.set_properties(
             {{mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int>(options_.will_delay.count())}});
     }
+    opts.set_will(std::move(will));
     try {
         // Paho's connect timeout bounds the attempt; its failure comes to connect_failed through the listener.
         begin_connect_trace();

@@ -83,7 +83,11 @@ void status_announcer::add_will(mqtt::connect_options& options) {
     mqtt5_ = options.get_mqtt_version() == MQTTVERSION_5;
     if (!mqtt5_) detail::track_paho_sockets();  // see disconnect()
     next_epoch();
-    options.set_will(mqtt::will_options(topic_, payload(state::disconnected, "lost"), options_.qos, true));
+    options.set_will(will());
+}
+
+mqtt::will_options status_announcer::will() const {
+    return mqtt::will_options(topic_, payload(state::disconnected, "lost"), options_.qos, true);
 }
 
 bool status_announcer::announce(mqtt::async_client& client) noexcept {

@@ -48,6 +48,8 @@ public:
 
     /// Starts a new connection epoch and sets its "disconnected" payload as the retained QoS 1 will.
     void add_will(mqtt::connect_options& options);
+    /// The retained "disconnected" will of the current epoch (what add_will() sets, after next_epoch()).
+    [[nodiscard]] mqtt::will_options will() const;
     /// Publishes the retained "connected" payload without waiting. Safe in any Paho callback; never throws
     /// (returns false when the client is not connected or the publish could not be queued).
     bool announce(mqtt::async_client& client) noexcept;
