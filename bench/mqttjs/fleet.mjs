@@ -1,17 +1,23 @@
 // The MQTT.js side of bench/publisher: the same job as `mqtt-presence-sensor --count N`, in one Node process.
 // Each client registers a retained "0" will (QoS 1) on PREFIX/<name>, publishes a retained "1" (QoS 1) at every
 // connect, republishes it every HEARTBEAT seconds, and on SIGINT publishes a retained "0", waits for its
-// acknowledgement and disconnects.
-// Usage: node fleet.mjs URL PREFIX N HEARTBEAT_SECONDS [MQTT_VERSION: 4 (3.1.1, the default) or 5]
+// acknowledgement and disconnects. Like the sensor, each client heals its status: it subscribes to its own topic
+// (QoS 0; no-local on MQTT 5) and answers anything but "1" there with "1" while it runs. SELF_HEAL 0 leaves that
+// out: a peer that does less than the sensor.
+// Usage: node fleet.mjs URL PREFIX N HEARTBEAT_SECONDS [MQTT_VERSION: 4 (3.1.1, the default) or 5] [SELF_HEAL: 1 or 0]
 import mqtt from 'mqtt'
 
-const [url, prefix, countText, heartbeatText, versionText] = process.argv.slice(2)
+const [url, prefix, countText, heartbeatText, versionText, selfHealText] = process.argv.slice(2)
 const count = Number(countText)
 const heartbeat = Number(heartbeatText) * 1000
-if (!url || !prefix || !(count > 0)) {
-  console.error('usage: node fleet.mjs URL PREFIX N HEARTBEAT_SECONDS [4|5]')
+const version = Number(versionText || 4)
+const selfHeal = (selfHealText || '1') !== '0'
+if (!url || !prefix || !(count > 0) || ![4, 5].includes(version)) {
+  console.error('usage: node fleet.mjs URL PREFIX N HEARTBEAT_SECONDS [4|5] [1|0]')
   process.exit(2)
 }
+
+let stopping = false
 
 const clients = []
 for (let i = 1; i <= count; i++) {
@@ -19,12 +25,20 @@ for (let i = 1; i <= count; i++) {
   const topic = `${prefix}/${name}`
   const client = mqtt.connect(url, {
     clientId: `${prefix}-${name}`,
-    protocolVersion: Number(versionText || 4),
+    protocolVersion: version,
     keepalive: 30,
     reconnectPeriod: 1000,
     will: { topic, payload: '0', qos: 1, retain: true }
   })
-  client.on('connect', () => client.publish(topic, '1', { qos: 1, retain: true }))
+  client.on('connect', () => {
+    if (selfHeal) client.subscribe(topic, version === 5 ? { qos: 0, nl: true } : { qos: 0 })
+    client.publish(topic, '1', { qos: 1, retain: true })
+  })
+  if (selfHeal) {
+    client.on('message', (_, payload) => {
+      if (!stopping && payload.toString() !== '1') client.publish(topic, '1', { qos: 1, retain: true })
+    })
+  }
   client.on('error', () => {})
   if (heartbeat > 0) {
     setInterval(() => { if (client.connected) client.publish(topic, '1', { qos: 1, retain: true }) }, heartbeat)
@@ -33,6 +47,7 @@ for (let i = 1; i <= count; i++) {
 }
 
 process.on('SIGINT', async () => {
+  stopping = true
   await Promise.all(clients.map(({ client, topic }) => new Promise((resolve) => {
     client.publish(topic, '0', { qos: 1, retain: true }, () => client.end(false, {}, resolve))
   })))
