@@ -30,18 +30,19 @@ for (let i = 1; i <= count; i++) {
     reconnectPeriod: 1000,
     will: { topic, payload: '0', qos: 1, retain: true }
   })
+  const announce = () => client.publish(topic, '1', { qos: 1, retain: true })
   client.on('connect', () => {
     if (selfHeal) client.subscribe(topic, version === 5 ? { qos: 0, nl: true } : { qos: 0 })
-    client.publish(topic, '1', { qos: 1, retain: true })
+    announce()
   })
   if (selfHeal) {
     client.on('message', (_, payload) => {
-      if (!stopping && payload.toString() !== '1') client.publish(topic, '1', { qos: 1, retain: true })
+      if (!stopping && payload.toString() !== '1') announce()
     })
   }
   client.on('error', () => {})
   if (heartbeat > 0) {
-    setInterval(() => { if (client.connected) client.publish(topic, '1', { qos: 1, retain: true }) }, heartbeat)
+    setInterval(() => { if (client.connected) announce() }, heartbeat)
   }
   clients.push({ client, topic })
 }
