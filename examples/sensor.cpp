@@ -183,16 +183,17 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     // A worker runs its slice of the fleet; a fleet larger than one process's share is spread over workers.
     int first = 1;
     bool worker = false;
-    if (const auto part = sensor_workers::this_worker()) {
-        worker = true;
-        first = part->first;
-        count = part->count;
-        connect_rate = part->connect_rate;
-        log_writer().prefix = "worker " + std::to_string(part->index) + ": ";
-    } else if (count > per_process) {
+    if (count > per_process) {
         const auto base = opts.status.name;
-        return sensor_workers::run(argv, count, per_process, connect_rate,
-                                   [&base](int i) { return numbered(base, i); }, [](const std::string& l) { log(l); });
+        const auto outcome = sensor_workers::run(count, per_process, connect_rate,
+                                                 [&base](int i) { return numbered(base, i); },
+                                                 [](const std::string& l) { log(l); });
+        if (!outcome.worker) return outcome.exit_code;
+        worker = true;  // this process is a fork of the parent: it runs its slice
+        first = outcome.worker->first;
+        count = outcome.worker->count;
+        connect_rate = outcome.worker->connect_rate;
+        log_writer().prefix = "worker " + std::to_string(outcome.worker->index) + ": ";
     }
     log_writer();  // its thread starts with the signals blocked, like every other
     // OpenSSL (1.1 and later) initialises itself when a TLS connection needs it. Paho's eager initialisation (all

@@ -7,14 +7,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
 namespace sensor_workers {
 namespace {
-
-constexpr const char* slice_env = "MQTT_PRESENCE_SENSOR_WORKER";  // "index,first,count,rate"
 
 struct worker {
     pid_t pid = -1;
@@ -31,15 +29,6 @@ std::string describe(int status) {
 
 }  // namespace
 
-std::optional<slice> this_worker() {
-    const char* text = std::getenv(slice_env);
-    if (text == nullptr) return std::nullopt;
-    slice s;
-    if (std::sscanf(text, "%d,%d,%d,%lf", &s.index, &s.first, &s.count, &s.connect_rate) != 4 || s.count <= 0)
-        return std::nullopt;
-    return s;
-}
-
 int wait_for_turn() {
     sigset_t turn;
     sigemptyset(&turn);
@@ -54,8 +43,8 @@ int wait_for_turn() {
 
 void pass_turn() { kill(getppid(), SIGUSR2); }
 
-int run(char** argv, int count, int per_process, double connect_rate, const std::function<std::string(int)>& name_of,
-        const std::function<void(const std::string&)>& log) {
+outcome run(int count, int per_process, double connect_rate, const std::function<std::string(int)>& name_of,
+            const std::function<void(const std::string&)>& log) {
     sigset_t wanted;
     sigemptyset(&wanted);
     sigaddset(&wanted, SIGINT);
@@ -71,24 +60,22 @@ int run(char** argv, int count, int per_process, double connect_rate, const std:
     const int n_workers = (count + per_process - 1) / per_process;
     std::vector<worker> workers(static_cast<std::size_t>(n_workers));
     const pid_t parent = getpid();
-    sigset_t worker_mask = before;  // SIGUSR2 stays blocked across the exec: the turn waits, pending, until taken
+    sigset_t worker_mask = before;  // SIGUSR2 stays blocked in the worker: the turn waits, pending, until taken
     sigaddset(&worker_mask, SIGUSR2);
+    std::fflush(nullptr);  // nothing buffered is written twice
+    std::vector<std::string> started;  // logged once every worker is forked: logging starts a thread
     for (int w = 0; w < n_workers; ++w) {
         auto& wk = workers[static_cast<std::size_t>(w)];
         wk.part.index = w + 1;
         wk.part.first = 1 + w * per_process;
         wk.part.count = std::min(per_process, count - w * per_process);
         wk.part.connect_rate = connect_rate / 2;  // about two workers connect at a time
-        const std::string env = std::to_string(wk.part.index) + "," + std::to_string(wk.part.first) + "," +
-                                std::to_string(wk.part.count) + "," + std::to_string(wk.part.connect_rate);
         const pid_t pid = fork();
         if (pid == 0) {
             prctl(PR_SET_PDEATHSIG, SIGKILL);  // the parent's death (even SIGKILL) ends the worker: wills fire
             if (getppid() != parent) _exit(1);
-            setenv(slice_env, env.c_str(), 1);
             pthread_sigmask(SIG_SETMASK, &worker_mask, nullptr);
-            execv("/proc/self/exe", argv);
-            _exit(127);
+            return {0, wk.part};
         }
         if (pid < 0) {
             log("cannot start worker " + std::to_string(w + 1) + ": " + std::strerror(errno));
@@ -96,8 +83,10 @@ int run(char** argv, int count, int per_process, double connect_rate, const std:
         }
         wk.pid = pid;
         wk.running = true;
-        log("worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) + "): " + names_of(wk.part));
+        started.push_back("worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) +
+                          "): " + names_of(wk.part));
     }
+    for (const auto& line : started) log(line);
 
     // Turns: one worker after another starts connecting, when the one before has half of its clients up.
     std::size_t turns_given = 0;
@@ -163,7 +152,7 @@ int run(char** argv, int count, int per_process, double connect_rate, const std:
         }
     }
     log(std::string("all workers stopped") + (rc == 0 ? "" : " (see above)"));
-    return stopping ? rc : 1;
+    return {stopping ? rc : 1, std::nullopt};
 }
 
 }  // namespace sensor_workers
