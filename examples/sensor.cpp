@@ -22,6 +22,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -107,9 +108,15 @@ std::string numbered(const std::string& base, int i) {
     return base + buf;
 }
 
-}  // namespace
+struct sensor_settings {
+    mqtt_presence::presence_options opts;
+    int count = 0;  // 0: one sensor named opts.status.name
+    double connect_rate = 4000;  // faster starts overflowed the broker's listen queue now and then (README, Many sensors)
+    int per_process = 500;
+};
 
-int main(int argc, char** argv) {
+// Reads the command line into `s`; returns an exit code when the process should end here (--help, bad options).
+std::optional<int> parse_command_line(int argc, char** argv, sensor_settings& s) {
     CLI::App app{"Publishes this client's connection status to an MQTT broker: a retained \"connected\" on every "
                  "(re)connect, a retained \"disconnected\" Last Will, and a clean \"disconnected\" on SIGINT/SIGTERM.",
                  "mqtt-presence-sensor"};
@@ -126,14 +133,11 @@ int main(int argc, char** argv) {
 
 Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad options.)");
 
-    mqtt_presence::presence_options opts;
+    auto& opts = s.opts;
     cli::broker_flags broker;
     std::string format = "plain";
     int heartbeat = 0;
     int will_delay = 0;
-    int count = 0;
-    double connect_rate = 4000;  // faster starts overflowed the broker's listen queue now and then (README, Many sensors)
-    int per_process = 500;
     cli::add_broker_options(app, opts.broker, broker);
     app.add_option("-n,--name", opts.status.name, "Client name in the status topic (default: host name)");
     app.add_option("-t,--topic", opts.status.topic_template,
@@ -147,13 +151,13 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     app.add_option("-q,--qos", opts.status.qos, "QoS of the status and the will")->capture_default_str();
     app.add_option("--meta", opts.status.meta, "Extra JSON members, e.g. '{\"fw\":\"1.4\"}' (json format)");
     app.add_option("--ip", opts.status.ip, "Address to report (default: the local address toward the broker)");
-    app.add_option("--count", count, "Run N simulated sensors named <name>-000001 ... (1-" +
+    app.add_option("--count", s.count, "Run N simulated sensors named <name>-000001 ... (1-" +
                                      std::to_string(max_count) + " in one process)")
         ->check(CLI::Range(1, max_count));
-    app.add_option("--per-process", per_process, "Sensors per process: a larger --count runs in worker processes "
+    app.add_option("--per-process", s.per_process, "Sensors per process: a larger --count runs in worker processes "
                                                  "of this size, supervised by this one")
         ->check(CLI::Range(1, max_count))->capture_default_str();
-    app.add_option("--connect-rate", connect_rate, "Connects per second, first connects and reconnects alike (0: "
+    app.add_option("--connect-rate", s.connect_rate, "Connects per second, first connects and reconnects alike (0: "
                                                    "unpaced); workers connect one after another, half this each")
         ->check(CLI::Range(0.0, 1e6))->capture_default_str();
 
@@ -172,79 +176,49 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
         std::cerr << "mqtt-presence-sensor: " << e.what() << "\n(see --help)\n";
         return 2;
     }
+    return std::nullopt;
+}
 
-    // Signals are taken by sigwait below, so block them before any thread starts.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGUSR1);  // a client stopped itself: its client id is taken
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-    // A worker runs its slice of the fleet; a fleet larger than one process's share is spread over workers.
-    int first = 1;
-    bool worker = false;
-    if (count > per_process) {
-        const auto base = opts.status.name;
-        const auto outcome = sensor_workers::run(count, per_process, connect_rate,
-                                                 [&base](int i) { return numbered(base, i); },
-                                                 [](const std::string& l) { log(l); });
-        if (!outcome.worker) return outcome.exit_code;
-        worker = true;  // this process is a fork of the parent: it runs its slice
-        first = outcome.worker->first;
-        count = outcome.worker->count;
-        connect_rate = outcome.worker->connect_rate;
-        log_writer().prefix = "worker " + std::to_string(outcome.worker->index) + ": ";
-    }
-    log_writer();  // its thread starts with the signals blocked, like every other
-    // OpenSSL (1.1 and later) initialises itself when a TLS connection needs it. Paho's eager initialisation (all
-    // algorithms, all error strings) costs every process 1.5 MiB of resident memory, TLS or not, and a fleet runs
-    // in many processes.
-    MQTTAsync_init_options paho_init = MQTTAsync_init_options_initializer;
-    paho_init.do_openssl_init = 0;
-    MQTTAsync_global_init(&paho_init);
-
-    std::vector<std::unique_ptr<mqtt_presence::presence_client>> clients;
-    try {
-        const int n = count > 0 ? count : 1;
-        for (int i = first; i < first + n; ++i) {
-            auto o = opts;
-            if (count > 0) {
-                o.status.name = numbered(opts.status.name, i);
-                if (!opts.broker.client_id.empty()) o.broker.client_id = numbered(opts.broker.client_id, i);
-            }
-            const auto name = o.status.name;
-            const bool verbose = n <= 10;
-            o.on_connected = [name, verbose, &clients, at = clients.size()] {
-                if (verbose) log(name + ": connected, epoch " + std::to_string(clients[at]->epoch()));
-            };
-            o.on_connection_lost = [name](const std::string& cause) {
-                log(name + ": connection lost" + (cause.empty() ? "" : " (" + cause + ")") + ", reconnecting");
-            };
-            o.on_conflict = [](const std::string& what) { log("name conflict: " + what); };
-            o.on_error = [name](const std::string& what) { log(name + ": " + what); };
-            o.on_client_id_conflict = [name](const std::string& what) {
-                log(name + ": client id conflict: " + what);
-                kill(getpid(), SIGUSR1);
-            };
-            clients.push_back(std::make_unique<mqtt_presence::presence_client>(std::move(o)));
+// Makes the clients of sensors first ... first + count - 1 (one sensor when count is 0) into `clients`, whose
+// handlers refer to it. Throws what presence_client's constructor throws.
+void make_clients(const sensor_settings& s, int first, int count,
+                  std::vector<std::unique_ptr<mqtt_presence::presence_client>>& clients) {
+    const int n = count > 0 ? count : 1;
+    for (int i = first; i < first + n; ++i) {
+        auto o = s.opts;
+        if (count > 0) {
+            o.status.name = numbered(s.opts.status.name, i);
+            if (!s.opts.broker.client_id.empty()) o.broker.client_id = numbered(s.opts.broker.client_id, i);
         }
-        mqtt_presence::presence_client::set_connect_rate(connect_rate);
-    } catch (const mqtt_presence::error& e) {
-        std::cerr << "mqtt-presence-sensor: " << e.what() << "\n";
-        return 2;
-    } catch (const std::system_error& e) {  // out of threads or memory for this many clients
-        std::cerr << "mqtt-presence-sensor: cannot start " << clients.size() + 1 << " clients: " << e.what() << "\n";
-        for (auto& c : clients) c->stop();
-        return 1;
+        const auto name = o.status.name;
+        const bool verbose = n <= 10;
+        o.on_connected = [name, verbose, &clients, at = clients.size()] {
+            if (verbose) log(name + ": connected, epoch " + std::to_string(clients[at]->epoch()));
+        };
+        o.on_connection_lost = [name](const std::string& cause) {
+            log(name + ": connection lost" + (cause.empty() ? "" : " (" + cause + ")") + ", reconnecting");
+        };
+        o.on_conflict = [](const std::string& what) { log("name conflict: " + what); };
+        o.on_error = [name](const std::string& what) { log(name + ": " + what); };
+        o.on_client_id_conflict = [name](const std::string& what) {
+            log(name + ": client id conflict: " + what);
+            kill(getpid(), SIGUSR1);
+        };
+        clients.push_back(std::make_unique<mqtt_presence::presence_client>(std::move(o)));
     }
+}
 
+// Starts the clients (a worker: in its turn), shows the progress of a fleet until all are connected, and waits for
+// a stop signal. Returns the signal.
+int connect_and_wait(const std::vector<std::unique_ptr<mqtt_presence::presence_client>>& clients,
+                     const std::string& server_uri, bool worker, const sigset_t& stop_signals) {
     // A worker connects in its turn and passes it on when half of its clients are up (sensor_workers.hpp); a stop
     // signal may come first.
     int sig = worker ? sensor_workers::wait_for_turn() : 0;
     if (sig == SIGUSR2) sig = 0;
     if (sig == 0) {
         for (auto& c : clients) c->start();
-        log("started " + std::to_string(clients.size()) + " client(s) on " + opts.broker.server_uri + ", status topic " +
+        log("started " + std::to_string(clients.size()) + " client(s) on " + server_uri + ", status topic " +
             clients.front()->topic() + (clients.size() > 1 ? " ..." : ""));
     }
     // Progress on stderr while a fleet connects: "2,500 / 10,000 connected", twice a second, until all are.
@@ -273,6 +247,60 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
         shown = up;
         next_report = now + std::chrono::milliseconds(500);
     }
+    return sig;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    sensor_settings s;
+    if (const auto code = parse_command_line(argc, argv, s)) return *code;
+
+    // Signals are taken by sigwait below, so block them before any thread starts.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGUSR1);  // a client stopped itself: its client id is taken
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    // A fleet larger than one process's share is spread over workers; a worker runs its slice of it.
+    int first = 1, count = s.count;
+    double connect_rate = s.connect_rate;
+    bool worker = false;
+    if (count > s.per_process) {
+        const auto base = s.opts.status.name;
+        const auto outcome = sensor_workers::run(count, s.per_process, connect_rate,
+                                                 [&base](int i) { return numbered(base, i); },
+                                                 [](const std::string& l) { log(l); });
+        if (!outcome.worker) return outcome.exit_code;
+        worker = true;  // this process is a fork of the parent: it runs its slice
+        first = outcome.worker->first;
+        count = outcome.worker->count;
+        connect_rate = outcome.worker->connect_rate;
+        log_writer().prefix = "worker " + std::to_string(outcome.worker->index) + ": ";
+    }
+    log_writer();  // its thread starts with the signals blocked, like every other
+    // OpenSSL (1.1 and later) initialises itself when a TLS connection needs it. Paho's eager initialisation (all
+    // algorithms, all error strings) costs every process 1.5 MiB of resident memory, TLS or not, and a fleet runs
+    // in many processes.
+    MQTTAsync_init_options paho_init = MQTTAsync_init_options_initializer;
+    paho_init.do_openssl_init = 0;
+    MQTTAsync_global_init(&paho_init);
+
+    std::vector<std::unique_ptr<mqtt_presence::presence_client>> clients;
+    try {
+        make_clients(s, first, count, clients);
+        mqtt_presence::presence_client::set_connect_rate(connect_rate);
+    } catch (const mqtt_presence::error& e) {
+        std::cerr << "mqtt-presence-sensor: " << e.what() << "\n";
+        return 2;
+    } catch (const std::system_error& e) {  // out of threads or memory for this many clients
+        std::cerr << "mqtt-presence-sensor: cannot start " << clients.size() + 1 << " clients: " << e.what() << "\n";
+        for (auto& c : clients) c->stop();
+        return 1;
+    }
+
+    const int sig = connect_and_wait(clients, s.opts.broker.server_uri, worker, stop_signals);
     log(sig == SIGUSR1 ? std::string("stopping: a client id is used by another process")
                        : std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
     std::vector<mqtt_presence::presence_client*> all;
