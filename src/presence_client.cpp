@@ -18,6 +18,7 @@
 #include "error_log.hpp"
 #include "net_util.hpp"
 #include "paho_sockets.hpp"
+#include "paho_wake.hpp"
 #include "paho_util.hpp"
 
 namespace mqtt_presence {
@@ -175,6 +176,10 @@ void presence_client::schedule_connect(std::chrono::milliseconds delay) {
     post(when, &presence_client::attempt_connect);
 }
 
+namespace {
+constexpr std::chrono::milliseconds connect_check{100};  // how often a connect in flight looks at its progress
+}  // namespace
+
 void presence_client::attempt_connect() {
     flush_errors();
     {
@@ -194,6 +199,12 @@ void presence_client::attempt_connect() {
             {{mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int>(options_.will_delay.count())}});
     }
     opts.set_will(std::move(will));
+    std::uint64_t attempt = 0;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        connect_in_flight_ = true;
+        attempt = ++attempts_;
+    }
     try {
         // Paho's connect timeout bounds the attempt; its failure comes to connect_failed through the listener.
         begin_connect_trace();
@@ -201,6 +212,34 @@ void presence_client::attempt_connect() {
     } catch (const mqtt::exception& e) {
         end_connect_trace();
         connect_failed(e.what());
+        return;
+    }
+    post(std::chrono::steady_clock::now() + connect_check, [this, attempt] { check_connect(attempt, 1); });
+}
+
+// A connect still in flight may wait on Paho's poll (paho_wake.hpp): a connected client of the process wakes it.
+// Every 100 ms for the first second of the attempt: Paho's poll times out after a second anyway.
+void presence_client::check_connect(std::uint64_t attempt, int check) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!connect_in_flight_ || attempts_ != attempt || stopping_) return;
+    }
+    detail::paho_wake::instance().request();
+    if (check < 9)
+        post(std::chrono::steady_clock::now() + connect_check,
+             [this, attempt, check] { check_connect(attempt, check + 1); });
+}
+
+// A task of a connected client, asked for by another client's connect (paho_wake.hpp).
+void presence_client::wake_round_trip() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!connected_ || stopping_) return;
+    }
+    try {
+        client_->unsubscribe(detail::paho_wake::filter);
+    } catch (const std::exception&) {
+        // not connected after all: another connected client wakes Paho at the next request
     }
 }
 
@@ -209,6 +248,7 @@ void presence_client::connect_failed(const std::string& what) noexcept {
     try {
         {
             std::lock_guard<std::mutex> lock(mutex_);
+            connect_in_flight_ = false;
             if (stopping_) return;
             last_failure_ = what;
         }
@@ -384,9 +424,12 @@ void presence_client::publish_connected() noexcept {
 
 void presence_client::on_connected(const std::string&) noexcept {
     std::vector<std::pair<std::string, int>> subscriptions;
+    std::shared_ptr<detail::task_guard> guard;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         connected_ = true;
+        connect_in_flight_ = false;
+        guard = guard_;
         ++session_;
         session_start_ = std::chrono::steady_clock::now();
         conflict_ = false;  // a new connection looks again: the other publisher may be gone
@@ -416,6 +459,11 @@ void presence_client::on_connected(const std::string&) noexcept {
         }
     }
     publish_connected();
+    try {
+        detail::paho_wake::instance().connected(guard, [this] { wake_round_trip(); });
+    } catch (...) {
+        // out of memory: this client does not wake Paho for others' connects; they wait for its poll to time out
+    }
     wake_.notify_all();
     try {
         post(std::chrono::steady_clock::now(), &presence_client::session_began);
@@ -426,11 +474,14 @@ void presence_client::on_connected(const std::string&) noexcept {
 }
 
 void presence_client::on_lost(const std::string& cause) noexcept {
+    std::shared_ptr<detail::task_guard> guard;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!connected_) return;  // already told
         connected_ = false;
+        guard = guard_;
     }
+    detail::paho_wake::instance().gone(guard);
     wake_.notify_all();
     try {
         post(std::chrono::steady_clock::now(), &presence_client::session_ended);
@@ -513,6 +564,7 @@ void presence_client::begin_stop() noexcept {
         guard = guard_;
     }
     if (guard) {  // after this, none of this client's tasks runs now or later
+        detail::paho_wake::instance().gone(guard);
         std::lock_guard<std::mutex> hold(guard->mutex);
         guard->alive = false;
     }

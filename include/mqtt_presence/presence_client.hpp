@@ -31,6 +31,11 @@
 // (set_connect_rate). The handlers in presence_options run on Paho's callback thread; they must not block (never
 // wait on a token there). Exceptions they throw are caught and reported through on_error. start()/stop() are for
 // the owner's thread. Everything else is safe from any thread.
+//
+// Many clients in one process: Paho C 1.3.12 notices a new connect only when another of the process's sockets has
+// traffic, or up to a second later. A connect still in flight after 100 ms has a connected client of the process
+// unsubscribe from "mqtt-presence/paho-wake", a filter reserved for this (never subscribe to it): the broker's
+// answer wakes Paho.
 
 #include <atomic>
 #include <chrono>
@@ -134,6 +139,8 @@ private:
     void attempt_connect();
     void connect_failed(const std::string& what) noexcept;
     void after_failure();
+    void check_connect(std::uint64_t attempt, int check);
+    void wake_round_trip();
     void retry_after_backoff();
     void heartbeat(std::uint64_t session, std::chrono::steady_clock::time_point due);
     void session_began();
@@ -156,6 +163,8 @@ private:
     bool version_probed_ = false;  // after the first failed MQTT 5 connect: does the broker take 3.1.1?
     bool mqtt5_refused_ = false;   // it does: it refuses MQTT 5, it is not down
     bool connected_ = false;
+    bool connect_in_flight_ = false;
+    std::uint64_t attempts_ = 0;  // connect attempts so far: a check of a connect in flight belongs to one
     bool conflict_ = false;
     bool client_id_conflict_ = false;
     std::vector<std::string> unhandled_errors_;  // for stderr, written by a task (no on_error set)

@@ -207,6 +207,8 @@ public:
         }
         return *line;
     }
+    /// Every "topic payload" line seen so far.
+    std::vector<std::string> lines() { return sub_.stdout_lines(); }
     /// Every payload seen so far on `topic`.
     std::vector<std::string> payloads(const std::string& topic) {
         std::vector<std::string> out;

@@ -506,6 +506,65 @@ std::size_t threads_of(pid_t pid) {
 // 2,000 sensors in one command (four worker processes of the default 500, connecting in turn): every birth, every
 // will when the process is SIGKILLed (its workers die with it), every clean stop on SIGINT; a handful of threads per
 // process.
+// A connect in flight wakes Paho's poll with a connected client's UNSUBSCRIBE of a filter nobody uses
+// (src/paho_wake.hpp). A fleet of MQTT 5 clients in one process connects, and the round trips change
+// nothing anybody sees: no message but the statuses and the app's, every client keeps its own subscription, and
+// self-heal still answers a forged "0".
+TEST(presence, a_fleet_in_one_process_connects_and_waking_paho_changes_nothing_visible) {
+    private_broker broker;
+    const int port = broker.port();
+    const auto name = unique_prefix();
+    observer all(port, "#");
+    constexpr int n = 100;
+    std::mutex m;
+    std::condition_variable cv;
+    int received = 0;
+    std::vector<std::unique_ptr<presence_client>> clients;
+    for (int i = 0; i < n; ++i) {
+        presence_options o;
+        o.broker.server_uri = broker_uri(port);
+        o.broker.mqtt_version = 5;
+        o.status.name = name + "-" + std::to_string(i);
+        o.subscriptions = {{name + "/cmd", 1}};
+        o.on_message = [&](mqtt::const_message_ptr) {
+            std::lock_guard<std::mutex> lock(m);
+            ++received;
+            cv.notify_all();
+        };
+        clients.push_back(std::make_unique<presence_client>(std::move(o)));
+    }
+    // Paced: each connect begins while Paho polls the quiet sockets of those before it (the stall the wake ends).
+    presence_client::set_connect_rate(50);
+    for (auto& c : clients) c->start();
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(clients[i]->wait_connected(60s)) << "client " << i << " never connected";
+    presence_client::set_connect_rate(0);
+
+    child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-r", "-q", "1", "-t",
+               name + "/cmd", "-m", "go"});
+    ASSERT_EQ(pub.wait_exit(10s), 0);
+    {
+        std::unique_lock<std::mutex> lock(m);
+        EXPECT_TRUE(cv.wait_for(lock, 30s, [&] { return received == n; }))
+            << received << " of " << n << " clients got the message on their own subscription";
+    }
+    const auto topic = "sensors/connected/" + name + "-0";
+    child forge({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-r", "-q", "1", "-t", topic,
+                 "-m", "0"});
+    ASSERT_EQ(forge.wait_exit(10s), 0);
+    all.expect(topic, equals("0"), "the forged \"0\"");
+    all.expect(topic, equals("1"), "self-heal answering it");
+
+    const auto status_prefix = "sensors/connected/" + name + "-";
+    for (const auto& line : all.lines()) {
+        const auto topic_of_line = line.substr(0, line.find(' '));
+        EXPECT_TRUE(topic_of_line.rfind(status_prefix, 0) == 0 || topic_of_line == name + "/cmd")
+            << "a message nobody published: " << line;
+    }
+    std::vector<presence_client*> all_clients;
+    for (auto& c : clients) all_clients.push_back(c.get());
+    EXPECT_EQ(stop_all(all_clients), static_cast<std::size_t>(n));
+}
+
 TEST(presence, a_fleet_of_2000_is_born_dies_by_its_wills_and_stops_cleanly) {
     const int port = broker_port();
     const auto prefix = unique_prefix();

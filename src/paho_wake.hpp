@@ -1,0 +1,46 @@
+#pragma once
+// Paho C 1.3.12 (Debian 12) polls the sockets it had when its poll began, for up to a second, and is not woken when
+// a socket is added (paho.mqtt.c issue #1430, fixed upstream by pull request #1642). A connect made during that poll
+// is seen only when another socket of the process has traffic, or when the poll times out: a fleet connecting in one
+// process stalls for up to a second whenever its connected clients fall quiet (with MQTT 5, six of eight starts of
+// 10,000 sensors stalled so, some for several seconds). So a connect still in flight after a while asks one connected
+// client of the process for a round trip to the broker: an UNSUBSCRIBE of a filter nobody subscribes to, whose
+// UNSUBACK changes nothing and ends the poll. Private to the library.
+#include "client_scheduler.hpp"
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace mqtt_presence::detail {
+
+class paho_wake {
+public:
+    /// The filter of the round trip: nobody subscribes to it, so unsubscribing from it changes nothing.
+    static constexpr const char* filter = "mqtt-presence/paho-wake";
+    static paho_wake& instance();
+
+    /// A client connected: it can make the round trip, `round_trip`, run as one of its tasks (under `guard`).
+    void connected(const std::shared_ptr<task_guard>& guard, std::function<void()> round_trip);
+    /// The client is no longer connected (or stops).
+    void gone(const std::shared_ptr<task_guard>& guard) noexcept;
+    /// A connect is in flight longer than it should be: the longest-connected client makes the round trip. One
+    /// round trip wakes the poll for every connect, so there is at most one per `spacing`.
+    void request();
+
+    static constexpr std::chrono::milliseconds spacing{100};
+
+private:
+    paho_wake() = default;
+    struct entry {
+        std::weak_ptr<task_guard> guard;
+        std::function<void()> round_trip;
+    };
+    std::mutex mutex_;
+    std::vector<entry> connected_;  // in the order they connected
+    std::chrono::steady_clock::time_point last_request_{};
+};
+
+}  // namespace mqtt_presence::detail
