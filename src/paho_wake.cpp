@@ -1,13 +1,6 @@
 #include "paho_wake.hpp"
 
-#include <algorithm>
-
 namespace mqtt_presence::detail {
-namespace {
-bool same(const std::weak_ptr<task_guard>& a, const std::shared_ptr<task_guard>& b) {
-    return !a.owner_before(b) && !b.owner_before(a);
-}
-}  // namespace
 
 paho_wake& paho_wake::instance() {
     static paho_wake wake;
@@ -17,27 +10,39 @@ paho_wake& paho_wake::instance() {
 void paho_wake::connected(const std::shared_ptr<task_guard>& guard, std::function<void()> round_trip) {
     if (!guard) return;
     std::lock_guard<std::mutex> lock(mutex_);
-    connected_.push_back({guard, std::move(round_trip)});
+    forget(guard.get());
+    by_age_.emplace(next_age_, entry{guard, std::move(round_trip)});
+    age_of_[guard.get()] = next_age_++;
 }
 
 void paho_wake::gone(const std::shared_ptr<task_guard>& guard) noexcept {
     if (!guard) return;
     std::lock_guard<std::mutex> lock(mutex_);
-    connected_.erase(std::remove_if(connected_.begin(), connected_.end(),
-                                    [&](const entry& e) { return same(e.guard, guard) || e.guard.expired(); }),
-                     connected_.end());
+    forget(guard.get());
+}
+
+void paho_wake::forget(const task_guard* guard) noexcept {
+    const auto it = age_of_.find(guard);
+    if (it == age_of_.end()) return;
+    by_age_.erase(it->second);
+    age_of_.erase(it);
 }
 
 void paho_wake::request() {
     std::lock_guard<std::mutex> lock(mutex_);
     const auto now = std::chrono::steady_clock::now();
     if (now - last_request_ < spacing) return;
-    for (const auto& e : connected_) {
-        auto guard = e.guard.lock();
-        if (!guard) continue;  // gone without saying so: pruned at the next gone()
+    for (auto it = by_age_.begin(); it != by_age_.end();) {
+        auto guard = it->second.guard.lock();
+        if (!guard) {  // its client is gone without saying so; its address may belong to another guard by now
+            const auto age = age_of_.find(it->second.key);
+            if (age != age_of_.end() && age->second == it->first) age_of_.erase(age);
+            it = by_age_.erase(it);
+            continue;
+        }
         last_request_ = now;
         // A task of that client: it runs only while the client lives (task_guard), never under this lock.
-        client_scheduler::instance().at(now, std::move(guard), e.round_trip);
+        client_scheduler::instance().at(now, std::move(guard), it->second.round_trip);
         return;
     }
 }

@@ -9,10 +9,12 @@
 #include "client_scheduler.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <vector>
+#include <unordered_map>
 
 namespace mqtt_presence::detail {
 
@@ -34,12 +36,20 @@ public:
 
 private:
     paho_wake() = default;
+    void forget(const task_guard* guard) noexcept;  // mutex_ held
     struct entry {
+        entry(const std::shared_ptr<task_guard>& g, std::function<void()> fn)
+            : guard(g), key(g.get()), round_trip(std::move(fn)) {}
         std::weak_ptr<task_guard> guard;
+        const task_guard* key;  // where age_of_ finds it
         std::function<void()> round_trip;
     };
     std::mutex mutex_;
-    std::vector<entry> connected_;  // in the order they connected
+    // Connected clients, oldest first, and where each is: gone() runs on Paho's thread at every lost connection, so
+    // it finds its entry without a walk (a broker restart loses every connection of the process at once).
+    std::map<std::uint64_t, entry> by_age_;
+    std::unordered_map<const task_guard*, std::uint64_t> age_of_;
+    std::uint64_t next_age_ = 0;
     std::chrono::steady_clock::time_point last_request_{};
 };
 

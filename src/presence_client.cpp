@@ -178,6 +178,7 @@ void presence_client::schedule_connect(std::chrono::milliseconds delay) {
 
 namespace {
 constexpr std::chrono::milliseconds connect_check{100};  // how often a connect in flight looks at its progress
+constexpr int connect_checks = 9;  // for its first second: Paho's poll times out after a second anyway
 }  // namespace
 
 void presence_client::attempt_connect() {
@@ -218,14 +219,13 @@ void presence_client::attempt_connect() {
 }
 
 // A connect still in flight may wait on Paho's poll (paho_wake.hpp): a connected client of the process wakes it.
-// Every 100 ms for the first second of the attempt: Paho's poll times out after a second anyway.
 void presence_client::check_connect(std::uint64_t attempt, int check) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!connect_in_flight_ || attempts_ != attempt || stopping_) return;
     }
     detail::paho_wake::instance().request();
-    if (check < 9)
+    if (check < connect_checks)
         post(std::chrono::steady_clock::now() + connect_check,
              [this, attempt, check] { check_connect(attempt, check + 1); });
 }

@@ -503,9 +503,6 @@ std::size_t threads_of(pid_t pid) {
     return n;
 }
 
-// 2,000 sensors in one command (four worker processes of the default 500, connecting in turn): every birth, every
-// will when the process is SIGKILLed (its workers die with it), every clean stop on SIGINT; a handful of threads per
-// process.
 // A connect in flight wakes Paho's poll with a connected client's UNSUBSCRIBE of a filter nobody uses
 // (src/paho_wake.hpp). A fleet of MQTT 5 clients in one process connects, and the round trips change
 // nothing anybody sees: no message but the statuses and the app's, every client keeps its own subscription, and
@@ -565,6 +562,9 @@ TEST(presence, a_fleet_in_one_process_connects_and_waking_paho_changes_nothing_v
     EXPECT_EQ(stop_all(all_clients), static_cast<std::size_t>(n));
 }
 
+// 2,000 sensors in one command (four worker processes of the default 500, connecting in turn): every birth, every
+// will when the process is SIGKILLed (its workers die with it), every clean stop on SIGINT; a handful of threads per
+// process.
 TEST(presence, a_fleet_of_2000_is_born_dies_by_its_wills_and_stops_cleanly) {
     const int port = broker_port();
     const auto prefix = unique_prefix();
