@@ -72,30 +72,4 @@ inline mqtt::connect_options base_connect_options(const broker_options& o) {
     return opts;
 }
 
-/// After an MQTT 5 connect failed: true if the same broker accepts MQTT 3.1.1, so the failure is a refusal of
-/// MQTT 5 (a broker that closes the socket at a version-5 CONNECT, as RabbitMQ before 3.13 does, looks to Paho like
-/// a dead broker). One bounded probe connection with a client id of its own; blocks, so never on Paho's thread.
-inline bool accepts_mqtt311(broker_options o) {
-    o.mqtt_version = 4;
-    try {
-        mqtt::async_client probe(parse_server_uri(o.server_uri).for_paho(),
-                                 "mqtt-presence-probe-" + std::to_string(std::chrono::steady_clock::now()
-                                                                             .time_since_epoch().count() % 1000000007));
-        if (!probe.connect(base_connect_options(o))->wait_for(o.connect_timeout + std::chrono::seconds(1)))
-            return false;
-        probe.disconnect()->wait_for(std::chrono::seconds(2));
-        return true;
-    } catch (const std::exception&) {
-        return false;
-    }
-}
-
-/// The words for a connect failure: a refusal of MQTT 5 said as such, anything else with `hint`.
-inline std::string connect_failure_text(const broker_options& o, const std::string& what, const std::string& hint) {
-    if (o.mqtt_version == 5 && accepts_mqtt311(o))
-        return "the broker at " + o.server_uri + " refused MQTT 5 (" + what +
-               ") but accepts MQTT 3.1.1: it does not speak MQTT 5 (RabbitMQ before 3.13 and aedes 1.x do not); use MQTT 3.1.1 (-V 3)";
-    return "cannot connect to the broker at " + o.server_uri + ": " + what + hint;
-}
-
 }  // namespace mqtt_presence::detail

@@ -2,24 +2,22 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <optional>
 #include <random>
 
+#include <mqtt_presence/connection_table.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/status_codec.hpp>
 
-#include <mqtt_presence/connection_table.hpp>
-
-#include <cstdio>
-
 #include "clean_stop.hpp"
-#include <map>
-
 #include "client_scheduler.hpp"
+#include "connect_failure.hpp"
 #include "error_log.hpp"
 #include "net_util.hpp"
 #include "paho_sockets.hpp"
-#include "paho_wake.hpp"
 #include "paho_util.hpp"
+#include "paho_wake.hpp"
 
 namespace mqtt_presence {
 namespace {
@@ -212,7 +210,7 @@ void presence_client::attempt_connect() {
         client_->connect(opts, nullptr, connect_listener_);
     } catch (const mqtt::exception& e) {
         end_connect_trace();
-        connect_failed(e.what());
+        connect_failed(e.get_return_code(), e.get_reason_code(), e.what());
         return;
     }
     post(std::chrono::steady_clock::now() + connect_check, [this, attempt] { check_connect(attempt, 1); });
@@ -244,47 +242,38 @@ void presence_client::wake_round_trip() {
 }
 
 // Paho's thread (the connect listener) or the scheduler's: records the failure, the next attempt is a task.
-void presence_client::connect_failed(const std::string& what) noexcept {
+// `what`: Paho's text, or null for the one Paho's return and reason codes make.
+void presence_client::connect_failed(int rc, int reason_code, const char* what) noexcept {
+    std::string text;
     try {
+        text = what ? what : mqtt::exception(rc, static_cast<mqtt::ReasonCode>(reason_code)).what();
         {
             std::lock_guard<std::mutex> lock(mutex_);
             connect_in_flight_ = false;
             if (stopping_) return;
-            last_failure_ = what;
+            last_failure_rc_ = rc;
+            last_failure_ = text;
         }
         post(std::chrono::steady_clock::now(), &presence_client::after_failure);
     } catch (...) {
         // out of memory for a task: the client stays down, and says so below if it can
-        report_error("connect to " + options_.broker.server_uri + " failed: " + what + "; no retry scheduled");
+        report_error("connect to " + options_.broker.server_uri + " failed: " + text + "; no retry scheduled");
     }
 }
-
-namespace {
-// One probe per broker for the whole process: a fleet of MQTT 5 clients refused together probes once, not once each
-// (a probe blocks the scheduler's thread for up to a connect timeout).
-bool refuses_mqtt5(const broker_options& broker) {
-    static std::mutex mutex;
-    static std::map<std::string, bool> known;
-    std::lock_guard<std::mutex> lock(mutex);
-    const auto it = known.find(broker.server_uri);
-    if (it != known.end()) return it->second;
-    return known[broker.server_uri] = detail::accepts_mqtt311(broker);
-}
-}  // namespace
 
 void presence_client::after_failure() {
-    std::string what;
+    detail::connect_failure failure;
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        what = last_failure_;
+        failure = {last_failure_rc_, last_failure_};
     }
-    // Once: a broker that refuses MQTT 5 is told apart from one that is down (a probe connection).
-    if (options_.broker.mqtt_version == 5 && !version_probed_) {
-        version_probed_ = true;
-        mqtt5_refused_ = refuses_mqtt5(options_.broker);
-    }
-    report_error(mqtt5_refused_ ? detail::connect_failure_text(options_.broker, what, "")
-                                : "connect to " + options_.broker.server_uri + " failed: " + what);
+    // A version-5 connect the broker did not answer: refused MQTT 5, or down? One probe per broker for the whole
+    // process, on a thread of its own; until it answers, the failure is reported as it is.
+    std::optional<bool> speaks_311;
+    if (options_.broker.mqtt_version == 5 && !detail::refusal_reason(failure.rc))
+        speaks_311 = detail::speaks_mqtt311_cached(options_.broker, client_->get_client_id() + "-probe");
+    report_error(detail::connect_failure_text(options_.broker, failure, speaks_311,
+                                              "connect to " + options_.broker.server_uri + " failed", ""));
     retry_after_backoff();
 }
 

@@ -3,11 +3,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <random>
 
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/status_codec.hpp>
 
+#include "connect_failure.hpp"
 #include "error_log.hpp"
 #include "paho_util.hpp"
 #include "text_util.hpp"
@@ -112,7 +114,12 @@ void scanner::start() {
             throw error("no answer from the broker at " + options_.broker.server_uri + " within " +
                         std::to_string(options_.broker.connect_timeout.count()) + " s");
     } catch (const mqtt::exception& e) {
-        throw error(detail::connect_failure_text(options_.broker, e.what(),
+        const detail::connect_failure failure{e.get_return_code(), e.what()};
+        std::optional<bool> speaks_311;  // a version-5 connect without an answer: refused MQTT 5, or down?
+        if (options_.broker.mqtt_version == 5 && !detail::refusal_reason(failure.rc))
+            speaks_311 = detail::speaks_mqtt311(options_.broker, owned_->get_client_id() + "-probe");
+        throw error(detail::connect_failure_text(options_.broker, failure, speaks_311,
+                                                 "cannot connect to the broker at " + options_.broker.server_uri,
                                                  " (is it running? try mosquitto_sub -h HOST -p PORT -t '#')"));
     }
 }

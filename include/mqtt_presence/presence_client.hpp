@@ -137,7 +137,7 @@ private:
     void post(std::chrono::steady_clock::time_point when, std::function<void()> task);
     void schedule_connect(std::chrono::milliseconds delay);
     void attempt_connect();
-    void connect_failed(const std::string& what) noexcept;
+    void connect_failed(int rc, int reason_code, const char* what) noexcept;
     void after_failure();
     void check_connect(std::uint64_t attempt, int check);
     void wake_round_trip();
@@ -160,8 +160,6 @@ private:
     std::condition_variable wake_;
     bool running_ = false;
     bool stopping_ = false;
-    bool version_probed_ = false;  // after the first failed MQTT 5 connect: does the broker take 3.1.1?
-    bool mqtt5_refused_ = false;   // it does: it refuses MQTT 5, it is not down
     bool connected_ = false;
     bool connect_in_flight_ = false;
     std::uint64_t attempts_ = 0;  // connect attempts so far: a check of a connect in flight belongs to one
@@ -178,6 +176,7 @@ private:
     int short_sessions_ = 0;
     bool had_long_session_ = false;
     bool takeover_reported_ = false;
+    int last_failure_rc_ = 0;  // Paho's return code of the last failed connect (a refusal: its CONNACK code)
     std::string last_failure_;
     std::uint64_t session_ = 0;  // connections so far (mutex_): a heartbeat belongs to one
     std::chrono::steady_clock::time_point session_start_{};
@@ -190,7 +189,7 @@ private:
         explicit connect_listener(presence_client& c) : client(c) {}
         void on_failure(const mqtt::token& tok) override {
             client.end_connect_trace();
-            client.connect_failed(mqtt::exception(tok.get_return_code(), tok.get_reason_code()).what());
+            client.connect_failed(tok.get_return_code(), tok.get_reason_code(), nullptr);
         }
         void on_success(const mqtt::token&) override { client.end_connect_trace(); }
         presence_client& client;

@@ -8,6 +8,10 @@
 // burst. Neither speaks MQTT 5, which is reported as a refusal, not as a dead broker.
 #include "harness.hpp"
 
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
 #include <nlohmann/json.hpp>
 
 #include <mqtt/async_client.h>
@@ -132,13 +136,80 @@ TEST(interop, live_changes_reach_the_events_stream) {
     EXPECT_TRUE(events.wait_stdout(live_is("disconnected"), 15s)) << events.stdout_text();
 }
 
+// aedes answers an MQTT 5 CONNECT with CONNACK 1 (unacceptable protocol version); RabbitMQ closes the socket, which
+// a probe connection with MQTT 3.1.1 tells apart from a dead broker.
 TEST(interop, mqtt5_refused_is_reported_as_such) {
     const int p = port();
     const auto r = scanner_once(p, unique_prefix() + "/{client}", {"-V", "5"});
     EXPECT_EQ(r.rc, 4) << r.err;
     EXPECT_NE(r.err.find("refused MQTT 5"), std::string::npos) << r.err;
-    EXPECT_NE(r.err.find("accepts MQTT 3.1.1"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(is_rabbit() ? "accepts MQTT 3.1.1" : "CONNACK return code 1: Unacceptable protocol version"),
+              std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("use MQTT 3.1.1 (-V 3)"), std::string::npos) << r.err;
     EXPECT_EQ(r.err.find("is it running"), std::string::npos) << "not taken for a dead broker: " << r.err;
+}
+
+// The client ids of the probe connections that reached the broker, for clients whose ids begin with `prefix`, once
+// the broker has seen the connection of `marker` (every earlier connection is then recorded too): RabbitMQ logs each
+// connection's client id; aedes publishes it on $SYS/<id>/new/clients, which `sys` (an observer of that) saw.
+std::vector<std::string> probes_seen(const std::string& prefix, const std::string& marker, observer& sys) {
+    std::vector<std::string> found;
+    const auto is_probe = [&](const std::string& id) {
+        return id.compare(0, prefix.size(), prefix) == 0 && id.size() > 6 && id.compare(id.size() - 6, 6, "-probe") == 0;
+    };
+    if (!is_rabbit()) {
+        sys.expect_any(contains(" " + marker), "the marker's connection on $SYS");
+        for (const auto& line : sys.lines()) {
+            const auto id = line.substr(line.find(' ') + 1);
+            if (is_probe(id)) found.push_back(id);
+        }
+        return found;
+    }
+    const auto logs = std::filesystem::path(env_or_fail(BROKER_DIR_ENV)) / "log";
+    const auto deadline = steady::now() + 10s;
+    for (;;) {
+        std::vector<std::string> ids;
+        bool marked = false;
+        for (const auto& file : std::filesystem::directory_iterator(logs)) {
+            std::ifstream in(file.path());
+            for (std::string line; std::getline(in, line);) {
+                const auto at = line.find("client id: ");
+                if (at == std::string::npos) continue;
+                auto id = line.substr(at + 11);
+                id = id.substr(0, id.find(')'));
+                if (id == marker) marked = true;
+                if (is_probe(id)) ids.push_back(id);
+            }
+        }
+        if (marked) return ids;
+        if (steady::now() > deadline) {
+            ADD_FAILURE() << "RabbitMQ's log never showed the marker's connection " << marker << " in " << logs;
+            return ids;
+        }
+        std::this_thread::sleep_for(50ms);  // polling a log file: no event to wait on
+    }
+}
+
+// A fleet refused MQTT 5 is told why by every client, and the process asks the broker at most once whether it speaks
+// MQTT 3.1.1 (before, every failure of every client opened a probe connection, on the thread that runs every
+// client's tasks).
+TEST(interop, an_mqtt5_fleet_refused_is_told_why_with_one_probe_per_process) {
+    const int p = port();
+    const auto prefix = unique_prefix();
+    observer sys(p, "$SYS/+/new/clients");  // aedes only; RabbitMQ has no $SYS
+    child fleet({SENSOR_BIN, "--broker", broker_uri(p), "--topic", prefix + "/{client}", "--name", prefix, "--count",
+                 "3", "-V", "5"});
+    for (int i = 0; i < 6; ++i)  // two failed attempts of each client at least
+        ASSERT_TRUE(fleet.wait_stderr(contains("refused MQTT 5"), 30s))
+            << "refusal " << i + 1 << " of 6:\n" << fleet.stderr_text();
+    EXPECT_NE(fleet.stderr_text().find("use MQTT 3.1.1 (-V 3)"), std::string::npos) << fleet.stderr_text();
+    fleet.signal(SIGINT);
+    EXPECT_TRUE(fleet.wait_exit(15s)) << fleet.stderr_text();
+    observer marker(p, prefix + "/marker", {"-i", prefix + "-marker"});
+    const auto probes = probes_seen(prefix, prefix + "-marker", sys);
+    // aedes answers with a CONNACK, which says it all; RabbitMQ closes the socket: one probe for the process.
+    EXPECT_EQ(probes.size(), is_rabbit() ? 1u : 0u) << "probe connections: " << testing::PrintToString(probes);
 }
 
 }  // namespace
