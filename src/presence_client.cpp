@@ -36,7 +36,7 @@ void fenced(const Report& report, const char* what, F&& fn) noexcept {
 
 // Backoff jitter must differ between clients: one random seed per process, and a stream of its own per client
 // (a random_device per client costs system calls that showed in the start-up profile of large fleets).
-void seed_jitter(std::mt19937_64& rng) {
+void seed_jitter(std::minstd_rand& rng) {
     static const std::uint32_t process_seed = std::random_device{}();
     static std::atomic<std::uint32_t> clients{0};
     std::seed_seq seq{process_seed, clients.fetch_add(1)};
