@@ -29,6 +29,7 @@
 #include <sstream>
 
 #include "cli_options.hpp"
+#include "help_formatter.hpp"
 #include "scanner_service.hpp"
 
 using namespace mqtt_presence;
@@ -524,19 +525,20 @@ int main(int argc, char** argv) {
                  "Sparkplug STATE, mqtt-smarthome 0/1/2).",
                  "mqtt-presence-scanner"};
     app.set_help_flag("--help", "Print this help message and exit");
+    app.formatter(std::make_shared<cli::help_formatter>());  // before the groups and subcommands: they copy it
     app.footer(R"(Examples:
-  mqtt-presence-scanner                                  # live table of sensors/connected/+ on localhost
+  mqtt-presence-scanner                                  # live table of sensors/connected/+
   mqtt-presence-scanner once                             # snapshot, then exit (also: --once)
   mqtt-presence-scanner once --format json | jq '.clients[] | select(.state=="disconnected")'
   mqtt-presence-scanner --convention homie --convention tasmota
-  mqtt-presence-scanner --convention all                 # every known convention (README: Brokers, conventions)
+  mqtt-presence-scanner --convention all                 # every convention README lists
   mqtt-presence-scanner -t '$CONNECTED/{client}' -t 'sensors/{client}/connected'
   mqtt-presence-scanner events                           # NDJSON stream of changes (also: --events)
   mqtt-presence-scanner once --require gw-1,gw-2 || alert   # exit 3 if one is not connected
   mqtt-presence-scanner once --format prometheus > /var/lib/node_exporter/mqtt.prom
   mqtt-presence-scanner purge --older-than 7d --dry-run  # which dead statuses would be cleared
   mqtt-presence-scanner -h broker.lan -p 8883 --cafile ca.crt -u monitor --pw-env MQTT_PASSWORD
-  mqtt-presence-scanner serve --db /var/lib/mqtt-presence/history.db --notary   # the service; see README
+  mqtt-presence-scanner serve --db /var/lib/mqtt-presence/history.db --notary   # the service
   mqtt-presence-scanner history kitchen --since 2d       # when kitchen connected, died, and why
   mqtt-presence-scanner uptime --window 7d --sort uptime --format csv
 

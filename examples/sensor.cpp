@@ -7,6 +7,7 @@
 #include <MQTTAsync.h>
 
 #include "cli_options.hpp"
+#include "help_formatter.hpp"
 #include "sensor_workers.hpp"
 
 #include <signal.h>
@@ -121,15 +122,16 @@ std::optional<int> parse_command_line(int argc, char** argv, sensor_settings& s)
                  "(re)connect, a retained \"disconnected\" Last Will, and a clean \"disconnected\" on SIGINT/SIGTERM.",
                  "mqtt-presence-sensor"};
     app.set_help_flag("--help", "Print this help message and exit");
+    app.formatter(std::make_shared<cli::help_formatter>());  // before the groups and subcommands: they copy it
     app.footer(R"(Examples:
-  mqtt-presence-sensor                                   # name = host name, sensors/connected/<host>, "1"/"0"
+  mqtt-presence-sensor                       # name = host name, sensors/connected/<host>, "1"/"0"
   mqtt-presence-sensor --name kitchen --format json --heartbeat 30
   mqtt-presence-sensor --topic '$CONNECTED/{client}' --name gw-1
   mqtt-presence-sensor --topic 'homie/{client}/$state' --format text --name lamp
   mqtt-presence-sensor --broker ssl://broker:8883 --cafile ca.crt -u alice --pw-env MQTT_PASSWORD
-  mqtt-presence-sensor --count 1000 --name sim        # sim-000001 ... sim-001000 (two workers of 500)
-  mqtt-presence-sensor --count 10000 --connect-rate 2000 --name sim   # paced: 5 s to connect them all
-  mqtt-presence-sensor --topic 'zigbee2mqtt/{client+}/availability' --name 'kitchen/lamp' --format text
+  mqtt-presence-sensor --count 1000 --name sim                      # sim-000001 ... sim-001000
+  mqtt-presence-sensor --count 10000 --connect-rate 2000 --name sim  # paced: 5 s to connect all
+  mqtt-presence-sensor --topic 'zigbee2mqtt/{client+}/availability' --name kitchen/lamp -f text
 
 Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad options.)");
 

@@ -679,6 +679,8 @@ TEST(presence, bad_options_exit_2_with_a_clear_error) {
     child help({SENSOR_BIN, "--help"});
     EXPECT_EQ(help.wait_exit(5s), 0);
     EXPECT_NE(help.stdout_text().find("Examples:"), std::string::npos);
+    for (const auto& line : help.stdout_lines())  // not a terminal: 100 columns, descriptions wrapped at words
+        EXPECT_LE(line.size(), 100u) << line;
 }
 
 }  // namespace

@@ -425,6 +425,13 @@ TEST(scanner, bad_options_and_unreachable_broker) {
     EXPECT_EQ(help.wait_exit(5s), 0);
     for (const char* mode : {"once", "events", "purge", "--require", "--older-than", "prometheus"})
         EXPECT_NE(help.stdout_text().find(mode), std::string::npos) << "help lacks an example of " << mode;
+    // Not a terminal: 100 columns, descriptions wrapped at words (the presets' list was one line of 250).
+    child serve_help({SCANNER_BIN, "serve", "--help"});
+    EXPECT_EQ(serve_help.wait_exit(5s), 0);
+    for (auto* h : {&help, &serve_help})
+        for (const auto& line : h->stdout_lines()) EXPECT_LE(line.size(), 100u) << line;
+    EXPECT_NE(help.stdout_text().find("Preset, repeatable: sensors, connected"), std::string::npos)
+        << help.stdout_text();
 }
 
 TEST(scanner, modes_are_subcommands_and_the_old_flags_still_work) {
