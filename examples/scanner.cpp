@@ -225,12 +225,23 @@ int run_purge(scanner& scan, const settings& s) {
     return rc;
 }
 
-// How many table rows fit the terminal beside the title, header, "more" and counts lines and the cursor line.
+// How many table rows fit the terminal beside the title, header, "more", counts and broker's count lines and the
+// cursor line. More would scroll the title, and with it the scanner's own state, off the screen.
 std::size_t visible_rows() {
     winsize ws{};
     if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_row == 0) return SIZE_MAX;
-    return ws.ws_row > 9 ? std::size_t{ws.ws_row} - 5 : 4;
+    return ws.ws_row > 7 ? std::size_t{ws.ws_row} - 6 : 1;
 }
+
+// While the live table is drawn the terminal does not wrap long lines (DECAWM off): a row wider than the terminal is
+// cut at its edge instead of taking two lines, so a frame is as many lines as it has rows. Restored on the way out.
+class no_line_wrap {
+public:
+    no_line_wrap() { std::cout << "\x1b[?7l" << std::flush; }
+    ~no_line_wrap() { std::cout << "\x1b[?7h" << std::flush; }
+    no_line_wrap(const no_line_wrap&) = delete;
+    no_line_wrap& operator=(const no_line_wrap&) = delete;
+};
 
 // Wakes the live table when a change arrives (the delivery thread marks it).
 class redraw_signal {
@@ -265,6 +276,7 @@ int run_live_table(scanner& scan, const settings& s, redraw_signal& changed, std
     for (const auto& scheme : scan.schemes())
         filters += (filters.empty() ? "" : " ") + scheme.filter() + (scheme.filters().size() > 1 ? "…" : "");
     auto drawn = std::chrono::steady_clock::time_point{};
+    const no_line_wrap unwrapped;
     while (!interrupted) {
         // Wakes for a change, for the one-second tick, and at least every 200 ms to see a signal.
         const auto tick = std::chrono::duration_cast<std::chrono::milliseconds>(

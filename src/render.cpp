@@ -384,9 +384,9 @@ std::string render_table(const scan_result& r, time_point now, bool color) {
     }
     out += "\n";
     if (r.scanner && r.scanner->broker_clients)
-        out += "the broker's own count: " + std::to_string(*r.scanner->broker_clients) +
-               " clients connected (its $SYS, renewed every sys_interval; this scanner included), " +
-               std::to_string(r.counts.connected) + " announce a status\n";
+        out += "the broker counts " + std::to_string(*r.scanner->broker_clients) +
+               " clients ($SYS, every sys_interval; this scanner included); " + std::to_string(r.counts.connected) +
+               " announce a status\n";
     return out;
 }
 
