@@ -1,9 +1,9 @@
 // The MQTT.js side of bench/publisher: the same job as `mqtt-presence-sensor --count N`, in one Node process.
 // Each client registers a retained "0" will (QoS 1) on PREFIX/<name>, publishes a retained "1" (QoS 1) at every
-// connect, republishes it every HEARTBEAT seconds, and on SIGINT publishes a retained "0", waits for its
-// acknowledgement and disconnects. Like the sensor, each client heals its status: it subscribes to its own topic
-// (QoS 0; no-local on MQTT 5) and answers anything but "1" there with "1" while it runs. SELF_HEAL 0 leaves that
-// out: a peer that does less than the sensor.
+// connect, republishes it every HEARTBEAT seconds (on MQTT 5 with a message expiry of three beats), and on SIGINT
+// publishes a retained "0", waits for its acknowledgement and disconnects. Like the sensor, each client heals its
+// status: it subscribes to its own topic (QoS 0; no-local on MQTT 5) and answers anything but "1" there with "1"
+// while it runs. SELF_HEAL 0 leaves that out: a peer that does less than the sensor.
 // Usage: node fleet.mjs URL PREFIX N HEARTBEAT_SECONDS [MQTT_VERSION: 4 (3.1.1, the default) or 5] [SELF_HEAL: 1 or 0]
 import mqtt from 'mqtt'
 
@@ -30,7 +30,9 @@ for (let i = 1; i <= count; i++) {
     reconnectPeriod: 1000,
     will: { topic, payload: '0', qos: 1, retain: true }
   })
-  const announce = () => client.publish(topic, '1', { qos: 1, retain: true })
+  // Like the sensor on MQTT 5 with a heartbeat: a retained "1" expires after three missed beats.
+  const expiry = version === 5 && heartbeat > 0 ? { properties: { messageExpiryInterval: 3 * heartbeat / 1000 } } : {}
+  const announce = () => client.publish(topic, '1', { qos: 1, retain: true, ...expiry })
   client.on('connect', () => {
     if (selfHeal) client.subscribe(topic, version === 5 ? { qos: 0, nl: true } : { qos: 0 })
     announce()
