@@ -30,6 +30,10 @@ std::optional<std::string> refusal_reason(int rc) {
     return std::nullopt;
 }
 
+bool unanswered_mqtt5(const broker_options& broker, const connect_failure& failure) {
+    return broker.mqtt_version == 5 && !refusal_reason(failure.rc);
+}
+
 bool speaks_mqtt311(broker_options broker, const std::string& probe_id) {
     broker.mqtt_version = 4;
     try {

@@ -21,6 +21,10 @@ struct connect_failure {
 /// from 0x80 (named by Paho). nullopt when the broker gave no answer (down, socket closed, timeout).
 std::optional<std::string> refusal_reason(int rc);
 
+/// A version-5 connect that the broker did not answer (no CONNACK): it may refuse MQTT 5 by closing the socket, or
+/// be down. Only then is a probe worth its connection.
+bool unanswered_mqtt5(const broker_options& broker, const connect_failure& failure);
+
 /// Whether the broker at `broker` speaks MQTT 3.1.1: it answers a 3.1.1 CONNECT with a CONNACK of any kind. One
 /// connection with client id `probe_id`, bounded by the connect timeout; blocks.
 bool speaks_mqtt311(broker_options broker, const std::string& probe_id);

@@ -270,7 +270,7 @@ void presence_client::after_failure() {
     // A version-5 connect the broker did not answer: refused MQTT 5, or down? One probe per broker for the whole
     // process, on a thread of its own; until it answers, the failure is reported as it is.
     std::optional<bool> speaks_311;
-    if (options_.broker.mqtt_version == 5 && !detail::refusal_reason(failure.rc))
+    if (detail::unanswered_mqtt5(options_.broker, failure))
         speaks_311 = detail::speaks_mqtt311_cached(options_.broker, client_->get_client_id() + "-probe");
     report_error(detail::connect_failure_text(options_.broker, failure, speaks_311,
                                               "connect to " + options_.broker.server_uri + " failed", ""));

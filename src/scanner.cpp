@@ -115,8 +115,8 @@ void scanner::start() {
                         std::to_string(options_.broker.connect_timeout.count()) + " s");
     } catch (const mqtt::exception& e) {
         const detail::connect_failure failure{e.get_return_code(), e.what()};
-        std::optional<bool> speaks_311;  // a version-5 connect without an answer: refused MQTT 5, or down?
-        if (options_.broker.mqtt_version == 5 && !detail::refusal_reason(failure.rc))
+        std::optional<bool> speaks_311;
+        if (detail::unanswered_mqtt5(options_.broker, failure))
             speaks_311 = detail::speaks_mqtt311(options_.broker, owned_->get_client_id() + "-probe");
         throw error(detail::connect_failure_text(options_.broker, failure, speaks_311,
                                                  "cannot connect to the broker at " + options_.broker.server_uri,

@@ -156,7 +156,9 @@ TEST(interop, mqtt5_refused_is_reported_as_such) {
 std::vector<std::string> probes_seen(const std::string& prefix, const std::string& marker, observer& sys) {
     std::vector<std::string> found;
     const auto is_probe = [&](const std::string& id) {
-        return id.compare(0, prefix.size(), prefix) == 0 && id.size() > 6 && id.compare(id.size() - 6, 6, "-probe") == 0;
+        const std::string suffix = "-probe";
+        return id.compare(0, prefix.size(), prefix) == 0 && id.size() > suffix.size() &&
+               id.compare(id.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
     if (!is_rabbit()) {
         sys.expect_any(contains(" " + marker), "the marker's connection on $SYS");

@@ -580,9 +580,18 @@ TEST(scanner, the_live_table_fits_the_terminal_and_keeps_its_title_in_view) {
     };
     read_until([&] { return out.find("40 messages") != std::string::npos; }, 20s);
     kill(pid, SIGINT);
-    read_until([] { return false; }, 10s);
+    read_until([] { return false; }, 10s);  // to the end of its output: EIO once it has exited
     int status = 0;
-    waitpid(pid, &status, 0);
+    const auto exit_deadline = steady::now() + 5s;  // its terminal closes a moment before it can be reaped
+    while (waitpid(pid, &status, WNOHANG) != pid) {
+        if (steady::now() > exit_deadline) {
+            ADD_FAILURE() << "the scanner did not exit after SIGINT";
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        std::this_thread::sleep_for(10ms);  // polling a child's exit, as harness::child::wait_exit does
+    }
     close(fd);
 
     const std::string clear = "\x1b[H\x1b[2J", nowrap = "\x1b[?7l", wrap = "\x1b[?7h";
