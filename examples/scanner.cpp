@@ -2,7 +2,8 @@
 // Modes (subcommands; the old flags --once, --events, --purge-... still work): watch (default), once, events, purge,
 // and the service's: serve, history, uptime (scanner_service.cpp).
 // Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a --require'd client is not connected,
-//             4 broker unreachable (or lost during once), 5 once: sync incomplete, unverified or partial.
+//             4 broker unreachable (or lost during once), 5 once: sync incomplete, unverified or partial,
+//             6 serve: in use (the history, the port or the notary's template is held by another instance).
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
@@ -38,6 +39,8 @@ namespace {
 
 std::atomic<bool> interrupted{false};
 void on_signal(int) { interrupted = true; }
+std::atomic<bool> reload{false};
+void on_reload(int) { reload = true; }
 
 enum class mode { watch, once, events, purge, serve, history, uptime };
 
@@ -557,7 +560,9 @@ int main(int argc, char** argv) {
 Durations: 500ms, 5s, 10m, 2h, 7d.
 Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 bad options,
             3 a required client is not connected, 4 broker unreachable or lost during once,
-            5 once: sync incomplete, unverified or partial (no table unless --allow-partial).)");
+            5 once: sync incomplete, unverified or partial (no table unless --allow-partial),
+            6 serve: the history, the port or the notary's template is held by another instance.
+serve waits for a broker that is not there yet; SIGHUP re-reads its alert settings.)");
     app.require_subcommand(0, 1);
 
     settings s;
@@ -577,7 +582,10 @@ Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 b
     if (s.run == mode::uptime) return service_cli::run_uptime(s.service);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
-    if (s.run == mode::serve) return service_cli::run_serve(s.opts, s.service, interrupted);
+    if (s.run == mode::serve) {
+        std::signal(SIGHUP, on_reload);  // re-read the alert settings, never a stop
+        return service_cli::run_serve(s.opts, s.service, interrupted, reload);
+    }
     const bool live_table = s.run == mode::watch && s.format == "table" && isatty(STDOUT_FILENO) != 0;
     try {
         scanner scan(s.opts);

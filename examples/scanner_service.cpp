@@ -1,6 +1,7 @@
 #include "scanner_service.hpp"
 
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,14 +31,10 @@ namespace {
 
 std::string db_of(const settings& s) { return s.db.empty() ? default_db_path() : s.db; }
 
-// serve creates the folder of a default path (~/.local/state/mqtt-presence); a path given is the user's to make.
-void make_parent(const std::string& path) {
-    const auto slash = path.rfind('/');
-    if (slash == std::string::npos || slash == 0) return;
-    const auto dir = path.substr(0, slash);
-    const auto up = dir.rfind('/');
-    if (up != std::string::npos && up > 0) ::mkdir(dir.substr(0, up).c_str(), 0755);
-    ::mkdir(dir.c_str(), 0755);
+// serve creates the folders of the history's path, as `mkdir -p` would (a fresh home has no ~/.local/state).
+void make_parents(const std::string& path) {
+    for (auto slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1))
+        ::mkdir(path.substr(0, slash).c_str(), 0755);  // EEXIST for those that are there; open() says the rest
 }
 
 std::string seconds_text(std::chrono::milliseconds d) { return std::to_string(d.count() / 1000); }
@@ -175,18 +172,73 @@ service_options service_settings(const scanner_options& opts, const settings& s)
 
 }  // namespace
 
-int run_serve(const scanner_options& opts, const settings& s, const std::atomic<bool>& interrupted) {
-    // Each of the dashboard's 64 HTTP threads would otherwise keep a malloc arena of its own, holding on to the
-    // largest answer it ever built (a 100,000-row sort: 35 MiB a thread).
+namespace {
+
+// Waits `d`, or less when a signal asks to stop.
+void pause_unless(const std::atomic<bool>& interrupted, std::chrono::milliseconds d) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (!interrupted && std::chrono::steady_clock::now() < until) usleep(50'000);
+}
+
+// Starts the service; a broker that is not there yet (a boot race, a restart) is waited for, with a line per
+// attempt and a back-off from 0.5 s doubling to 5 s. Returns an exit code when the service must not run.
+std::optional<int> start_with_retry(presence_service& svc, const std::atomic<bool>& interrupted, std::mutex& out) {
+    std::chrono::milliseconds backoff{500};
+    for (int attempt = 1; !interrupted; ++attempt) {
+        try {
+            svc.start();
+            return std::nullopt;
+        } catch (const notary_conflict& e) {
+            std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+            return exit_in_use;
+        } catch (const error& e) {
+            std::lock_guard<std::mutex> lock(out);
+            std::cerr << "mqtt-presence-scanner: attempt " << attempt << ": " << terminal_safe(e.what(), 400)
+                      << "; retrying in " << backoff.count() << " ms\n";
+        }
+        pause_unless(interrupted, backoff);
+        backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
+    }
+    return std::nullopt;
+}
+
+// SIGHUP: the alert settings are read again (the --alert-config file and the command line over it).
+void reload_alerts(presence_service& svc, const scanner_options& opts, const settings& s, std::mutex& out) {
+    std::string line;
+    try {
+        const auto fresh = service_settings(opts, s);
+        line = svc.reload_alerts(fresh.alerts, fresh.sinks);
+    } catch (const error& e) {
+        line = std::string("SIGHUP: the alert settings were not changed: ") + e.what();
+    }
+    std::lock_guard<std::mutex> lock(out);
+    std::cerr << "mqtt-presence-scanner: " << terminal_safe(line, 400) << "\n";
+}
+
+}  // namespace
+
+int run_serve(const scanner_options& opts, const settings& s, const std::atomic<bool>& interrupted,
+              std::atomic<bool>& reload) {
+    // Each HTTP thread would otherwise keep a malloc arena of its own, holding on to the largest answer it ever
+    // built (a 100,000-row sort: 35 MiB a thread).
     mallopt(M_ARENA_MAX, 4);
+    // Every dashboard connection is a descriptor: the soft limit (often 1024) up to the hard one.
+    rlimit files{};
+    if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &files);
+    }
     service_options o;
     std::optional<http_options> http;
     std::unique_ptr<presence_service> svc;
     try {
         http = http_settings(s);
         o = service_settings(opts, s);
-        if (s.db.empty()) make_parent(o.history.path);
+        make_parents(o.history.path);
         svc = std::make_unique<presence_service>(o);
+    } catch (const history_locked& e) {
+        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+        return exit_in_use;
     } catch (const error& e) {
         std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
         return 2;
@@ -200,6 +252,9 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
     if (http) {
         try {
             web = std::make_unique<dashboard>(*svc, *http);  // before start(): its live feed sees every commit
+        } catch (const address_in_use& e) {
+            std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+            return exit_in_use;
         } catch (const error& e) {
             std::cerr << "mqtt-presence-scanner: " << e.what() << " (--listen HOST:PORT, or --listen off)\n";
             return 2;
@@ -211,22 +266,22 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
     std::cerr << "mqtt-presence-scanner: serving " << o.scan.broker.server_uri << ", history in " << o.history.path
               << (o.notary ? ", notary on " + svc->notary()->filter() : std::string()) << "\n";
     if (web) std::cerr << "mqtt-presence-scanner: dashboard: " << web->url() << "\n";
-    try {
-        svc->start();
-    } catch (const notary_conflict& e) {
-        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-        return 1;
-    } catch (const error& e) {
-        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-        return 4;
+    if (const auto refused = start_with_retry(*svc, interrupted, out)) return *refused;
+    while (!interrupted) {
+        usleep(50'000);
+        if (reload.exchange(false)) reload_alerts(*svc, opts, s, out);
     }
-    while (!interrupted) usleep(100'000);
     if (web) web->stop();
     svc->stop();
     const auto h = svc->history().stats();
+    const bool lost = h.dropped > 0 || h.queued > 0;
     std::cerr << "mqtt-presence-scanner: stopped; " << h.written << " changes written"
-              << (h.dropped > 0 ? ", " + std::to_string(h.dropped) + " dropped (the history has a gap)" : "") << "\n";
-    return 0;
+              << (h.dropped > 0 ? ", " + std::to_string(h.dropped) + " dropped (the history has a gap)" : "")
+              << (h.queued > 0 ? ", " + std::to_string(h.queued) + " not written (" +
+                                     terminal_safe(h.last_error, 300) + ")"
+                               : "")
+              << "\n";
+    return lost ? 1 : 0;
 }
 
 int run_history(const settings& s) {

@@ -106,7 +106,8 @@ void scanner::start() {
     // The only will clears the scanner's retained sync tail, the same at every connection, so Paho's reconnect
     // (which reuses the first CONNECT) is fine here.
     opts.set_will(mqtt::will_options(tail_topic_, std::string(), 1, true));
-    opts.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30));
+    // At most 2 s between tries: a monitor is back within 2 s of the broker's return (one CONNECT per try).
+    opts.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(2));
     start_threads();
     try {
         auto token = owned_->connect(opts);

@@ -104,9 +104,20 @@ void alert_sinks::stop() noexcept {
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_) return;
         stopping_ = true;
+        stop_deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+}
+
+alert_sinks::backlog alert_sinks::pending() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    backlog b;
+    b.count = queue_.size() + (in_flight_ ? 1 : 0);
+    b.given_up = given_up_;
+    if (in_flight_) b.oldest = in_flight_since_;
+    else if (!queue_.empty()) b.oldest = queue_.front().time;
+    return b;
 }
 
 void alert_sinks::loop() {
@@ -114,25 +125,53 @@ void alert_sinks::loop() {
     for (;;) {
         cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
         if (queue_.empty()) return;
+        if (stopping_ && std::chrono::steady_clock::now() >= stop_deadline_) {
+            // A stop waits about a second for the receiver, then says what it could not deliver.
+            given_up_ += queue_.size();
+            const auto left = queue_.size();
+            const auto first = queue_.front().kind + " " + queue_.front().client;
+            queue_.clear();
+            lock.unlock();
+            if (warn_)
+                warn_("stopping: " + std::to_string(left) + " alerts not delivered (first: " + first +
+                      "); the history's alerts table has them");
+            return;
+        }
         alert a = std::move(queue_.front());
         queue_.pop_front();
+        in_flight_ = true;
+        in_flight_since_ = a.time;
         lock.unlock();
-        try {
-            if (!options_.exec.empty()) run_exec(a);
-            if (!options_.webhook.empty()) {
-                auto wait = std::chrono::seconds(1);
-                while (!post(a)) {
-                    std::unique_lock<std::mutex> pause(mutex_);
-                    if (stopping_) break;  // one more try was given; a stopping service cannot wait for a receiver
-                    cv_.wait_for(pause, wait, [this] { return stopping_; });
-                    wait = std::min<std::chrono::seconds>(wait * 2, std::chrono::seconds(60));
-                }
-            }
-        } catch (const std::exception& e) {
-            if (warn_) warn_(std::string("alert not delivered: ") + e.what());
-        }
+        deliver(a);
         lock.lock();
+        in_flight_ = false;
+    }
+}
+
+// One alert to each sink; a webhook is retried with a capped back-off until a 2xx or the stop.
+void alert_sinks::deliver(const alert& a) noexcept {
+    try {
+        if (!options_.exec.empty()) run_exec(a);
+        if (!options_.webhook.empty()) {
+            auto wait = std::chrono::seconds(1);
+            while (!post(a)) {
+                std::unique_lock<std::mutex> pause(mutex_);
+                if (stopping_) {  // one more try was given; a stopping service cannot wait for a receiver
+                    ++given_up_;
+                    pause.unlock();
+                    if (warn_) warn_("stopping: alert " + a.kind + " " + a.client + " not delivered");
+                    return;
+                }
+                cv_.wait_for(pause, wait, [this] { return stopping_; });
+                wait = std::min<std::chrono::seconds>(wait * 2, std::chrono::seconds(60));
+            }
+        }
+        std::lock_guard<std::mutex> lock(mutex_);
         ++delivered_;
+    } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++given_up_;
+        if (warn_) warn_(std::string("alert not delivered: ") + e.what());
     }
 }
 
@@ -189,8 +228,10 @@ void alert_sinks::run_exec(const alert& a) {
 bool alert_sinks::post(const alert& a) {
     const auto url = split_url(options_.webhook);
     httplib::Client client(url.origin);
-    client.set_connection_timeout(5, 0);
-    client.set_read_timeout(10, 0);
+    // Short: a hung receiver must not hold a stopping service (the alert is retried while the service runs).
+    client.set_connection_timeout(1, 0);
+    client.set_read_timeout(2, 0);
+    client.set_write_timeout(2, 0);
     client.enable_server_certificate_verification(true);
     if (!options_.ca_file.empty()) client.set_ca_cert_path(options_.ca_file.c_str());
     const auto body = options_.template_text.empty() ? a.json() : fill_template(options_.template_text, a);

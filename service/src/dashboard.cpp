@@ -1,6 +1,9 @@
 #include <mqtt_presence/service/dashboard.hpp>
 
 #include <httplib.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -20,6 +23,9 @@
 #include <mqtt_presence/service/history_reader.hpp>
 
 #include "change_feed.hpp"
+#include "connection_guard.hpp"
+#include "http_pool.hpp"
+#include "service_health.hpp"
 #include "sink_stream.hpp"
 #include "web_assets.hpp"
 
@@ -51,6 +57,7 @@ void http_options::validate() const {
         throw error("Basic auth needs both a user (--http-user) and a password (--http-pw-env)");
     if (cert_file.empty() != key_file.empty()) throw error("HTTPS needs both --http-cert and --http-key");
     if (threads < 2) throw error("the HTTP server needs at least 2 threads");
+    if (max_viewers < 1 || max_viewers >= threads) throw error("live viewers must be at least 1 and fewer than threads");
 }
 
 bool http_options::loopback() const { return host == "127.0.0.1" || host == "::1" || host == "localhost"; }
@@ -60,6 +67,40 @@ bool http_options::loopback() const { return host == "127.0.0.1" || host == "::1
 namespace {
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// "Basic <token>" with the scheme in any case (RFC 7617, RFC 9110: schemes are case-insensitive) and the token
+// compared in constant time.
+bool authorized(const std::string& header, const std::string& expected) {
+    std::size_t at = 0;
+    while (at < header.size() && header[at] == ' ') ++at;
+    constexpr std::string_view scheme = "basic";
+    if (header.size() < at + scheme.size() + 1) return false;
+    for (std::size_t i = 0; i < scheme.size(); ++i)
+        if (std::tolower(static_cast<unsigned char>(header[at + i])) != scheme[i]) return false;
+    at += scheme.size();
+    if (header[at] != ' ') return false;
+    while (at < header.size() && header[at] == ' ') ++at;
+    auto end = header.size();
+    while (end > at && header[end - 1] == ' ') --end;
+    const auto given = std::string_view(header).substr(at, end - at);
+    return given.size() == expected.size() && CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0;
+}
+
+// Whether binding host:port fails because something listens there (httplib's bind does not keep errno).
+bool port_taken(const std::string& host, int port) {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+    addrinfo* found = nullptr;
+    if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0 || !found) return false;
+    const int fd = ::socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    const bool taken = fd >= 0 && ::bind(fd, found->ai_addr, found->ai_addrlen) != 0 && errno == EADDRINUSE;
+    if (fd >= 0) ::close(fd);
+    ::freeaddrinfo(found);
+    return taken;
+}
 
 json time_or_null(const std::optional<time_point>& t) { return t ? json(format_iso8601(*t)) : json(nullptr); }
 
@@ -133,6 +174,7 @@ struct dashboard::impl {
     http_options options;
     history_reader reader;
     detail::change_feed feed;
+    std::unique_ptr<detail::connection_guard> guard;
     std::unique_ptr<httplib::Server> server;
     std::thread listener;
     int port = 0;
@@ -437,7 +479,15 @@ void dashboard::impl::events(const httplib::Request& req, httplib::Response& res
         std::int64_t sent = -1;  // the last event id sent
         bool started = false;
     };
+    if (feed.viewers() >= static_cast<std::size_t>(options.max_viewers)) {
+        res.status = 503;
+        res.set_header("Retry-After", "10");
+        res.set_content("too many live viewers (" + std::to_string(options.max_viewers) + "); try again later\n",
+                        "text/plain; charset=utf-8");
+        return;
+    }
     auto v = std::make_shared<viewer>();
+    guard->streaming(req.remote_addr, req.remote_port, true);
     feed.viewer(+1);          // first: from here on the feed renders what the history commits
     v->cursor = feed.head();  // then: what it publishes from now on is followed; what came before is read
     res.set_header("Cache-Control", "no-cache");
@@ -492,7 +542,10 @@ void dashboard::impl::events(const httplib::Request& req, httplib::Response& res
             if (out.empty()) return true;
             return sink.write(out.data(), out.size());
         },
-        [this](bool) { feed.viewer(-1); });
+        [this, addr = req.remote_addr, port = req.remote_port](bool) {
+            feed.viewer(-1);
+            guard->streaming(addr, port, false);
+        });
 }
 
 void dashboard::impl::metrics(httplib::Response& res) {
@@ -512,6 +565,10 @@ void dashboard::impl::metrics(httplib::Response& res) {
     });
     const auto st = table.status();
     const auto h = svc.history().stats();
+    const bool has_notary = svc.notary() != nullptr;
+    const auto notary = has_notary ? svc.notary()->stats() : notary_stats{};
+    const auto alerts = svc.alerts_pending();
+    const auto health = detail::assess(svc);
     std::string out;
     const auto family = [&out](const char* name, const char* type, const char* help, const std::string& samples) {
         out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + samples;
@@ -542,29 +599,38 @@ void dashboard::impl::metrics(httplib::Response& res) {
                     stats.malformed},
              scalar{"mqtt_presence_late_wills_ignored_total", "counter", "Wills of an earlier connection, ignored.",
                     stats.stale_deaths_ignored},
-             scalar{"mqtt_presence_history_queue_depth", "gauge", "Changes waiting for the history's disk.", h.queued},
+             scalar{"mqtt_presence_history_backlog", "gauge", "Changes waiting for the history's disk.", h.queued},
+             scalar{"mqtt_presence_history_write_errors_total", "counter", "Commits to the history that failed.",
+                    h.write_errors},
+             scalar{"mqtt_presence_history_failing", "gauge", "1 while the history cannot be written.",
+                    h.failing ? 1u : 0u},
+             scalar{"mqtt_presence_notary_connected", "gauge", "1 while the notary is connected (absent: no notary).",
+                    has_notary ? (notary.connected ? 1u : 0u) : 2u},
+             scalar{"mqtt_presence_notary_pending", "gauge", "Notary records waiting for the broker.",
+                    notary.pending},
+             scalar{"mqtt_presence_alerts_pending", "gauge", "Alerts waiting for their receiver.", alerts.count},
+             scalar{"mqtt_presence_alerts_given_up_total", "counter", "Alerts never delivered.", alerts.given_up},
+             scalar{"mqtt_presence_healthy", "gauge", "1 when /healthz says ok.", health.ok() ? 1u : 0u},
              scalar{"mqtt_presence_history_written_total", "counter", "Changes committed to the history.", h.written},
              scalar{"mqtt_presence_history_dropped_total", "counter", "Changes the history could not keep (a gap).",
                     h.dropped},
              scalar{"mqtt_presence_http_viewers", "gauge", "Live dashboard viewers connected.", feed.viewers()},
          })
-        family(m.name, m.type, m.help, std::string(m.name) + " " + std::to_string(m.value) + "\n");
+        if (m.value != 2u || std::string_view(m.name) != "mqtt_presence_notary_connected")
+            family(m.name, m.type, m.help, std::string(m.name) + " " + std::to_string(m.value) + "\n");
+    if (alerts.oldest)
+        family("mqtt_presence_alerts_oldest_pending_seconds", "gauge", "Age of the oldest alert not yet delivered.",
+               "mqtt_presence_alerts_oldest_pending_seconds " +
+                   std::to_string(std::chrono::duration_cast<std::chrono::seconds>(clock::now() - *alerts.oldest).count()) +
+                   "\n");
     res.set_content(out, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 void dashboard::impl::healthz(httplib::Response& res) {
-    const auto st = svc.table().status();
-    std::string why;
-    if (!st.connected) why = "not connected to the broker";
-    else if (st.sync == sync_state::syncing) why = "syncing";
-    else if (st.sync == sync_state::unverified) why = "sync not verified: the broker may have dropped statuses";
-    if (!why.empty() && st.since) why += " (since " + format_iso8601(*st.since) + ")";
-    res.status = why.empty() ? 200 : 503;
-    // Partial is how this broker works (RabbitMQ), not a fault: healthy, and said.
-    const std::string ok = st.sync == sync_state::partial
-                               ? "ok; partial sync: the broker sends no retained status to a wildcard subscription\n"
-                               : "ok\n";
-    res.set_content(why.empty() ? ok : why + "\n", "text/plain; charset=utf-8");
+    const auto h = detail::assess(svc);
+    res.status = h.ok() ? 200 : 503;
+    res.set_header("Cache-Control", "no-store");
+    res.set_content(h.json_text() + "\n", "application/json");
 }
 
 // --- lifetime --------------------------------------------------------------------------------------------------
@@ -580,8 +646,14 @@ dashboard::dashboard(presence_service& service, http_options options)
     } else {
         d.server = std::make_unique<httplib::Server>();
     }
-    const int threads = d.options.threads;
-    d.server->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+    const auto threads = static_cast<std::size_t>(d.options.threads);
+    d.server->new_task_queue = [threads] { return new detail::http_pool(threads); };
+    d.server->set_payload_max_length(d.options.max_body);
+    d.server->set_read_timeout(5, 0);
+    d.server->set_write_timeout(5, 0);
+    d.server->set_keep_alive_timeout(5);
+    d.server->set_keep_alive_max_count(1000);
+    std::string expected;  // the credentials, base64, when a login is asked for
     if (!d.options.user.empty()) {
         const std::string credentials = d.options.user + ":" + d.options.password;
         std::string encoded(4 * ((credentials.size() + 2) / 3) + 1, '\0');
@@ -589,17 +661,28 @@ dashboard::dashboard(presence_service& service, http_options options)
                                       reinterpret_cast<const unsigned char*>(credentials.data()),
                                       static_cast<int>(credentials.size()));
         encoded.resize(static_cast<std::size_t>(n));
-        const std::string expected = "Basic " + encoded;
-        d.server->set_pre_routing_handler([expected](const httplib::Request& req, httplib::Response& res) {
-            const auto given = req.get_header_value("Authorization");
-            if (given.size() == expected.size() && CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0)
-                return httplib::Server::HandlerResponse::Unhandled;
-            res.status = 401;
-            res.set_header("WWW-Authenticate", "Basic realm=\"mqtt-presence\", charset=\"UTF-8\"");
-            res.set_content("authentication required\n", "text/plain");
-            return httplib::Server::HandlerResponse::Handled;
-        });
+        expected = encoded;
     }
+    // Before the routes and before any byte of a body is read: the guard learns a request began, the login is
+    // checked.
+    d.server->set_pre_routing_handler([&d, expected](const httplib::Request& req, httplib::Response& res) {
+        if (d.guard) d.guard->request_began(req.remote_addr, req.remote_port);
+        if (expected.empty() || authorized(req.get_header_value("Authorization"), expected))
+            return httplib::Server::HandlerResponse::Unhandled;
+        // A body larger than the cap is left to httplib, which answers 413 without reading it and closes. (After a
+        // 401 it would read an unread body as the next request line, into a buffer without a bound.)
+        const auto length = req.get_header_value("Content-Length");
+        if (!length.empty() && (length.size() > 18 || !all_digits(length) || std::stoull(length) > d.options.max_body))
+            return httplib::Server::HandlerResponse::Unhandled;
+        res.status = 401;
+        res.set_header("Connection", "close");
+        res.set_header("WWW-Authenticate", "Basic realm=\"mqtt-presence\", charset=\"UTF-8\"");
+        res.set_content("authentication required\n", "text/plain");
+        return httplib::Server::HandlerResponse::Handled;
+    });
+    d.server->set_post_routing_handler([&d](const httplib::Request& req, httplib::Response&) {
+        if (d.guard) d.guard->request_ended(req.remote_addr, req.remote_port);
+    });
     d.routes();
     service.history().on_commit([&d](const std::vector<history_store::committed>& batch) {
         // With nobody watching, nothing to render (a viewer follows from when it connects, or reads the file).
@@ -613,15 +696,33 @@ dashboard::dashboard(presence_service& service, http_options options)
         d.feed.publish_changes(std::move(changes), skip > 0 ? batch.size() : 0);
     });
     service.on_self([&d](const scanner_status& st) { d.feed.publish_state(render_scanner_json(st)); });
+    // httplib's default also sets SO_REUSEPORT, which lets a second service bind the same port and share its
+    // requests: SO_REUSEADDR only (a restart may bind while old connections linger in TIME_WAIT).
+    int listening = -1;
+    d.server->set_socket_options([&listening](int sock) {
+        int yes = 1;
+        ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+        listening = sock;
+    });
     if (d.options.port == 0) {
         d.port = d.server->bind_to_any_port(d.options.host);
         if (d.port <= 0) throw error("cannot listen on " + d.options.host + " (any port)");
     } else {
-        if (!d.server->bind_to_port(d.options.host, d.options.port))
-            throw error("cannot listen on " + d.options.host + ":" + std::to_string(d.options.port) +
-                        " (in use, or not an address of this machine)");
+        if (!d.server->bind_to_port(d.options.host, d.options.port)) {
+            const auto where = d.options.host + ":" + std::to_string(d.options.port);
+            if (port_taken(d.options.host, d.options.port))
+                throw address_in_use("cannot listen on " + where + ": the port is in use (another serve, or "
+                                     "another program); stop it, or give another --listen");
+            throw error("cannot listen on " + where + " (not an address of this machine?)");
+        }
         d.port = d.options.port;
     }
+    // httplib listens with a backlog of 5: a burst of connections (viewers reconnecting after a restart, a flood)
+    // would overflow it. Linux takes a second listen() on the bound socket as the new backlog.
+    if (listening >= 0) ::listen(listening, 1024);
+    d.guard = std::make_unique<detail::connection_guard>(
+        d.port, detail::connection_guard::limits{std::chrono::seconds(5), std::chrono::milliseconds(500),
+                                                 static_cast<std::size_t>(d.options.threads) * 3 / 4});
     d.listener = std::thread([&d] { d.server->listen_after_bind(); });
 }
 
@@ -642,6 +743,7 @@ void dashboard::stop() noexcept {
     d.feed.close();
     d.server->stop();
     if (d.listener.joinable()) d.listener.join();
+    d.guard.reset();
 }
 
 }  // namespace mqtt_presence

@@ -96,7 +96,8 @@ void death_notary::start(time_point observed_since) {
     client_ = detail::make_client(broker_.server_uri, id, broker_.mqtt_version);
     auto opts = detail::base_connect_options(broker_);
     opts.set_will(mqtt::will_options(lock_topic_, lock_json(false), 1, true));
-    opts.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30));
+    // At most 2 s between tries: a monitor is back within 2 s of the broker's return (one CONNECT per try).
+    opts.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(2));
 
     // Read the lock: its retained record arrives before the marker published after the SUBSCRIBE comes back.
     std::mutex m;
@@ -110,6 +111,14 @@ void death_notary::start(time_point observed_since) {
         else if (msg->get_topic() == lock_topic_) holder = msg->get_payload_str();
         cv.notify_all();
     });
+    // Every way out of start() below before the lock is taken leaves no callback pointing at this frame.
+    struct callbacks_off {
+        mqtt::async_client& c;
+        bool armed = true;
+        ~callbacks_off() {
+            if (armed) c.disable_callbacks();
+        }
+    } guard{*client_};
     try {
         if (!client_->connect(opts)->wait_for(broker_.connect_timeout + std::chrono::seconds(1)))
             throw error("the notary's connection to " + broker_.server_uri + " got no answer");
@@ -130,6 +139,7 @@ void death_notary::start(time_point observed_since) {
         }
     }
     client_->set_message_callback([](mqtt::const_message_ptr) {});
+    guard.armed = false;
     try {
         client_->unsubscribe(lock_topic_)->wait_for(std::chrono::seconds(5));
         client_->unsubscribe(marker)->wait_for(std::chrono::seconds(5));
@@ -138,25 +148,43 @@ void death_notary::start(time_point observed_since) {
     }
     if (holder && !holder->empty()) {
         const auto j = nlohmann::json::parse(*holder, nullptr, false);
-        const bool held = j.is_object() && j.value("state", "") == "connected";
-        const std::string other = j.is_object() ? j.value("observer", "") : "";
+        // The lock is read from the network: a field of another type reads as absent, never a throw.
+        const auto text = [&j](const char* key, const char* otherwise) {
+            return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>()
+                                                                          : std::string(otherwise);
+        };
+        const bool held = text("state", "") == "connected";
+        const std::string other = text("observer", "");
         if (held && other != options_.observer) {
             try {  // a plain DISCONNECT: our will must not release the other notary's lock
                 client_->disconnect()->wait_for(std::chrono::seconds(2));
             } catch (...) {
             }
             throw notary_conflict("another death notary (observer " + terminal_safe(other) + ", since " +
-                        terminal_safe(j.value("observed_since", "?")) + ") holds " + lock_topic_ + " and writes " +
+                        terminal_safe(text("observed_since", "?")) + ") holds " + lock_topic_ + " and writes " +
                         scheme_.filter() + "; two notaries would overwrite each other's records. Stop it, or give "
                         "this one another --notary template; if it is gone for good, release its lock: "
                         "mosquitto_pub -r -n -t '" + lock_topic_ + "'");
         }
     }
     const auto lock_payload = lock_json(true);
+    // Paho's thread: flags only (a publish there is queued by Paho, never waited for).
     client_->set_connected_handler([this, lock_payload](const std::string&) {
         try {  // after an automatic reconnect, the lock again (the will may have released it)
             client_->publish(mqtt::message::create(lock_topic_, lock_payload, 1, true));
         } catch (...) {
+        }
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            connected_ = true;
+        }
+        cv_.notify_all();
+    });
+    client_->set_connection_lost_handler([this](const std::string& cause) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            connected_ = false;
+            lost_cause_ = cause;
         }
         cv_.notify_all();
     });
@@ -164,6 +192,11 @@ void death_notary::start(time_point observed_since) {
         client_->publish(mqtt::message::create(lock_topic_, lock_payload, 1, true))->wait_for(std::chrono::seconds(5));
     } catch (const mqtt::exception& e) {
         throw error("the notary cannot take its lock " + lock_topic_ + ": " + e.what());
+    }
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        connected_ = client_->is_connected();
+        said_connected_ = true;
     }
     thread_ = std::thread([this] { publish_loop(); });
 }
@@ -183,43 +216,71 @@ void death_notary::record(const change& c) noexcept {
     }
 }
 
+void death_notary::say(const std::string& line) noexcept {
+    try {
+        if (on_line_) on_line_(line);
+    } catch (...) {
+        // a line that cannot be shown
+    }
+}
+
+// A line when the connection went or came back since the last one; called and returns with the lock held.
+void death_notary::say_connection_change(std::unique_lock<std::mutex>& lock) {
+    if (connected_ == said_connected_) return;
+    said_connected_ = connected_;
+    const auto line = connected_ ? "notary: reconnected; " + std::to_string(pending_.size()) + " records to publish"
+                                 : "notary: connection lost" + (lost_cause_.empty() ? std::string() : ": " + lost_cause_) +
+                                       "; " + std::to_string(pending_.size()) +
+                                       " records wait for the broker (newer ones replace older)";
+    lock.unlock();
+    say(line);
+    lock.lock();
+}
+
 void death_notary::publish_loop() {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
-        cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_ || !pending_.empty(); });
-        const bool last = stopping_;
-        if (!pending_.empty() && client_->is_connected()) {
-            std::map<std::string, std::string> batch;
-            batch.swap(pending_);
-            lock.unlock();
-            mqtt::delivery_token_ptr tail;
-            std::uint64_t ok = 0, failed = 0;
-            auto it = batch.begin();
-            for (; it != batch.end(); ++it) {
-                try {
-                    tail = client_->publish(mqtt::message::create(it->first, it->second, options_.qos, true));
-                    ++ok;
-                } catch (const mqtt::exception&) {
-                    ++failed;  // too many in flight, or the connection just went: the rest waits for the next round
-                    break;
-                }
-            }
-            // Pace by the broker: the last token acknowledged means those before it are too (in-order delivery).
-            if (tail) tail->wait_for(std::chrono::seconds(5));
-            lock.lock();
-            for (; it != batch.end(); ++it) pending_.emplace(it->first, std::move(it->second));  // newer ones win
-            stats_.published += ok;
-            stats_.failed += failed;
-            if (failed > 0 && !last) cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; });
-        }
-        if (last) return;
+        // Wakes for a record while connected, a connection change or the stop; never spins while disconnected.
+        cv_.wait_for(lock, std::chrono::milliseconds(100), [this] {
+            return stopping_ || connected_ != said_connected_ || (connected_ && !pending_.empty());
+        });
+        say_connection_change(lock);
+        if (stopping_) return;
+        if (connected_ && !pending_.empty()) publish_batch(lock, std::chrono::seconds(5));
     }
+}
+
+// Publishes what is pending, without the lock; what does not go out goes back (newer records win). Called and
+// returns with the lock held.
+void death_notary::publish_batch(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds ack_wait) {
+    std::map<std::string, std::string> batch;
+    batch.swap(pending_);
+    lock.unlock();
+    mqtt::delivery_token_ptr tail;
+    std::uint64_t ok = 0, failed = 0;
+    auto it = batch.begin();
+    try {
+        for (; it != batch.end(); ++it) {
+            tail = client_->publish(mqtt::message::create(it->first, it->second, options_.qos, true));
+            ++ok;
+        }
+        // Pace by the broker: the last token acknowledged means those before it are too (in-order delivery).
+        if (tail) tail->wait_for(ack_wait);
+    } catch (const std::exception&) {
+        ++failed;  // too many in flight, or the connection just went: the rest waits for the next round
+    }
+    lock.lock();
+    for (; it != batch.end(); ++it) pending_.emplace(it->first, std::move(it->second));
+    stats_.published += ok;
+    stats_.failed += failed;
+    if (failed > 0 && !stopping_) cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; });
 }
 
 notary_stats death_notary::stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
     auto s = stats_;
     s.pending = pending_.size();
+    s.connected = connected_;
     return s;
 }
 
@@ -231,9 +292,22 @@ void death_notary::stop() noexcept {
     }
     cv_.notify_all();
     thread_.join();
+    // The last records, the lock's release and the DISCONNECT, each bounded: a frozen broker costs about 1.5 s.
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (connected_ && !pending_.empty()) publish_batch(lock, std::chrono::milliseconds(500));
+    const auto unpublished = stats_.unpublished_at_stop = pending_.size();
+    const bool connected = connected_;
+    lock.unlock();
+    if (unpublished > 0)
+        say("notary: stopped with " + std::to_string(unpublished) + " records not published (the broker " +
+            (connected ? "did not acknowledge in time" : "is gone") + "); the history has every change");
     try {
-        client_->publish(mqtt::message::create(lock_topic_, lock_json(false), 1, true))->wait_for(std::chrono::seconds(2));
-        client_->disconnect()->wait_for(std::chrono::seconds(2));
+        client_->disable_callbacks();
+        if (connected) {
+            client_->publish(mqtt::message::create(lock_topic_, lock_json(false), 1, true))
+                ->wait_for(std::chrono::milliseconds(500));
+            client_->disconnect()->wait_for(std::chrono::milliseconds(500));
+        }
     } catch (...) {
         // the will releases the lock
     }

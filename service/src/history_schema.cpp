@@ -118,6 +118,15 @@ std::unique_ptr<SQLite::Database> open_history(const std::string& path, bool wri
             if (version < 1) throw error(path + " holds no history yet");
             return db;
         }
+        // A damaged page found now is a clear refusal, not a write that fails hours later (docs/operations.md has
+        // the recovery: sqlite3 FILE .recover).
+        if (!empty) {
+            const auto check = db->execAndGet("PRAGMA quick_check(1)").getString();
+            if (check != "ok")
+                throw error(path + " is damaged (SQLite's quick_check: " + check.substr(0, 200) +
+                            "); recover it with: sqlite3 " + path + " .recover | sqlite3 " + path +
+                            ".recovered, then give --db " + path + ".recovered (see docs/operations.md)");
+        }
         db->exec("PRAGMA journal_mode=WAL");
         db->exec("PRAGMA synchronous=NORMAL");  // WAL + NORMAL: consistent after a crash; the last commit may be lost
         db->exec("PRAGMA cache_size=-65536");   // 64 MiB: the client index of a large fleet stays in memory

@@ -1,5 +1,12 @@
 #include <mqtt_presence/service/history_store.hpp>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <unordered_map>
 
 #include <mqtt_presence/error.hpp>
@@ -163,7 +170,33 @@ struct history_store::writer {
 
 history_store::history_store(history_options options) : options_(std::move(options)) {
     if (options_.queue_limit == 0) throw error("the history queue needs room for at least one change");
-    writer_ = std::make_unique<writer>(options_.path);
+    // The lock before SQLite touches the file: a second writer must not even migrate it. flock locks are apart from
+    // SQLite's POSIX locks, and this descriptor stays open until SQLite's connection is closed (closing another
+    // descriptor of the file would drop SQLite's POSIX locks).
+    lock_fd_ = ::open(options_.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0)
+        throw error("cannot open the history file " + options_.path + ": " + std::strerror(errno));
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+        ::close(lock_fd_);
+        lock_fd_ = -1;
+        if (e == EWOULDBLOCK)
+            throw history_locked("the history " + options_.path + " is in use by another mqtt-presence-scanner serve "
+                                 "(one writer per file); stop it, or give this one another --db");
+        throw error("cannot lock the history file " + options_.path + ": " + std::strerror(e));
+    }
+    struct stat st {};
+    if (::fstat(lock_fd_, &st) == 0) {
+        inode_ = static_cast<std::uint64_t>(st.st_ino);
+        device_ = static_cast<std::uint64_t>(st.st_dev);
+    }
+    try {
+        writer_ = std::make_unique<writer>(options_.path);
+    } catch (...) {
+        ::close(lock_fd_);
+        lock_fd_ = -1;
+        throw;
+    }
     if (options_.max_bytes > 0) {
         const auto page = writer_->db->execAndGet("PRAGMA page_size").getInt64();
         writer_->db->execAndGet("PRAGMA max_page_count=" +
@@ -171,7 +204,41 @@ history_store::history_store(history_options options) : options_(std::move(optio
     }
 }
 
-history_store::~history_store() noexcept { end_session(); }
+history_store::~history_store() noexcept {
+    end_session();
+    writer_.reset();  // SQLite's connection first: then the flock's descriptor can close
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+// The file the service writes is still the one it opened: deleted or replaced, the history goes nowhere a reader
+// finds it (SQLite would go on writing the unlinked inode without an error).
+void history_store::check_file() {
+    struct stat st {};
+    std::string problem;
+    if (::stat(options_.path.c_str(), &st) != 0)
+        problem = "the history file " + options_.path + " was deleted under the service; changes go to an unlinked "
+                  "file that nobody can read (restart the service to write a new one)";
+    else if (static_cast<std::uint64_t>(st.st_ino) != inode_ || static_cast<std::uint64_t>(st.st_dev) != device_)
+        problem = "the history file " + options_.path + " was replaced under the service; it writes the file it "
+                  "opened, which is no longer at that path (restart the service)";
+    if (problem.empty()) return;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (file_gone_) return;  // said once; it stays failing until a restart
+        file_gone_ = true;
+    }
+    failed(problem);
+}
+
+void history_store::failed(const std::string& why) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.failing = true;
+        stats_.last_error = why;
+        stats_.last_error_at = clock::now();
+    }
+    warn("history store: " + why);
+}
 
 void history_store::for_each_current_row(const std::function<void(const client_status&)>& visit) const {
     try {
@@ -417,6 +484,8 @@ void history_store::writer_loop() {
                 std::lock_guard<std::mutex> lock(mutex_);
                 stats_.written += changes;
                 ++stats_.batches;
+                stats_.failing = file_gone_;
+                stats_.last_commit_at = clock::now();
                 retrying_ = 0;
                 if (gap_from) {
                     first_drop_.reset();
@@ -446,14 +515,16 @@ void history_store::writer_loop() {
             for (auto* s : {w.insert_event.get(), w.upsert_client.get(), w.rewrite_client.get(),
                             w.remove_client.get(), w.last_event.get(), w.alive.get(), w.watch_extend.get()})
                 s->tryReset();  // reset() would throw the error again
+            std::size_t held = 0;
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 ++stats_.write_errors;
                 retrying_ = 0;
                 for (const auto& it : batch) retrying_ += it.what == item::kind::change ? 1 : 0;
+                held = retrying_;
             }
-            warn("history store: cannot write " + options_.path + " (" + e.what() + "); " +
-                 std::to_string(batch.size()) + " changes kept in memory and retried; the live table goes on");
+            failed("cannot write " + options_.path + " (" + e.what() + "); " + std::to_string(held) +
+                   " changes kept in memory and retried; the live table goes on");
             if (last) return;  // stopping: nothing more can be done
             std::unique_lock<std::mutex> lock(mutex_);
             cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
@@ -466,6 +537,7 @@ void history_store::writer_loop() {
             continue;
         }
         if (last) return;
+        check_file();
         if (std::chrono::steady_clock::now() - last_prune > std::chrono::minutes(10)) {
             prune(clock::now());
             last_prune = std::chrono::steady_clock::now();

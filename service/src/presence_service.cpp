@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <set>
 
+#include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
 
@@ -77,12 +78,12 @@ presence_service::presence_service(service_options options) : options_(std::move
         std::vector<std::string> filters;
         for (const auto& scheme : scanner_->schemes()) filters.push_back(scheme.filter());
         engine_ = std::make_unique<alert_engine>(*options_.alerts, std::move(filters));
-        sinks_ = std::make_unique<alert_sinks>(options_.sinks, [this](const std::string& w) { say(w); });
+        sinks_ = std::make_shared<alert_sinks>(options_.sinks, [this](const std::string& w) { say(w); });
     }
     scanner_->on_change([this](const change& c) {
-        if (engine_) {
+        {
             std::lock_guard<std::mutex> lock(alert_mutex_);
-            if (engine_seeded_) emit(engine_->on_change(c, c.at));
+            if (engine_ && engine_seeded_) emit(engine_->on_change(c, c.at));
         }
         if (cause_of(c) == cause::unseen) ++unseen_;
         store_->record(c);
@@ -92,23 +93,15 @@ presence_service::presence_service(service_options options) : options_(std::move
     scanner_->on_state([this](const scanner_status& st) {
         const bool watching = st.connected && st.sync != sync_state::syncing;
         store_->watching(watching, clock::now());
-        if (engine_) {
+        {
             std::lock_guard<std::mutex> lock(alert_mutex_);
+            watching_ = watching;
             const auto now = clock::now();
             if (watching && !engine_seeded_) {
-                // The table as the first sync found it, with the "down"s sent before a restart (not sent again).
-                std::set<std::pair<std::string, std::string>> sent;
-                try {
-                    for (auto& key : history_reader(options_.history.path).down_alerted()) sent.insert(std::move(key));
-                } catch (const std::exception& e) {
-                    say(std::string("alerts sent before this start could not be read: ") + e.what());
-                }
-                scanner_->for_each_sorted([&](const client_status& row) {
-                    engine_->seed(row, sent.count({row.client, row.topic}) > 0, now);
-                });
-                engine_seeded_ = true;
+                if (engine_) seed_engine(now);
+                engine_seeded_ = true;  // also without alerts: a reload that turns them on seeds from the table
             }
-            if (engine_seeded_) emit(engine_->on_service(watching, now));
+            if (engine_ && engine_seeded_) emit(engine_->on_service(watching, now));
             alert_cv_.notify_all();
         }
         if (on_self_) on_self_(st);
@@ -135,6 +128,88 @@ presence_service::presence_service(service_options options) : options_(std::move
 
 presence_service::~presence_service() noexcept { stop(); }
 
+// The table as the first sync found it, with the "down"s sent before a restart (not sent again). Caller holds
+// alert_mutex_.
+void presence_service::seed_engine(time_point now) {
+    std::set<std::pair<std::string, std::string>> sent;
+    try {
+        for (auto& key : history_reader(options_.history.path).down_alerted()) sent.insert(std::move(key));
+    } catch (const std::exception& e) {
+        say(std::string("alerts sent before this start could not be read: ") + e.what());
+    }
+    scanner_->for_each_sorted(
+        [&](const client_status& row) { engine_->seed(row, sent.count({row.client, row.topic}) > 0, now); });
+}
+
+namespace {
+std::string list_text(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& x : v) out += (out.empty() ? "" : ",") + x;
+    return out.empty() ? "-" : out;
+}
+
+// What differs between two alert settings, as "name old -> new; ..." (empty: nothing).
+std::string alert_changes(const std::optional<alert_options>& a, const alert_sink_options& as,
+                          const std::optional<alert_options>& b, const alert_sink_options& bs) {
+    std::string out;
+    const auto field = [&out](const char* name, const std::string& x, const std::string& y) {
+        if (x != y) out += std::string(out.empty() ? "" : "; ") + name + " " + x + " -> " + y;
+    };
+    const auto ms = [](std::chrono::milliseconds d) { return format_duration(d); };
+    field("alerts", a ? "on" : "off", b ? "on" : "off");
+    const alert_options none;
+    const auto& x = a ? *a : none;
+    const auto& y = b ? *b : none;
+    field("after", ms(x.after), ms(y.after));
+    field("flap-count", std::to_string(x.flap_count), std::to_string(y.flap_count));
+    field("flap-window", ms(x.flap_window), ms(y.flap_window));
+    field("outage-percent", std::to_string(x.outage_percent), std::to_string(y.outage_percent));
+    field("only", list_text(x.only), list_text(y.only));
+    field("exclude", list_text(x.exclude), list_text(y.exclude));
+    field("on-new", x.on_new ? "yes" : "no", y.on_new ? "yes" : "no");
+    field("on-removed", x.on_removed ? "yes" : "no", y.on_removed ? "yes" : "no");
+    field("exec", as.exec.empty() ? "-" : as.exec, bs.exec.empty() ? "-" : bs.exec);
+    field("exec-timeout", ms(as.exec_timeout), ms(bs.exec_timeout));
+    field("webhook", as.webhook.empty() ? "-" : as.webhook, bs.webhook.empty() ? "-" : bs.webhook);
+    field("template", as.template_text.empty() ? "-" : "set", bs.template_text.empty() ? "-" : "set");
+    if (as.template_text != bs.template_text && !as.template_text.empty() && !bs.template_text.empty())
+        out += std::string(out.empty() ? "" : "; ") + "template changed";
+    field("cafile", as.ca_file.empty() ? "-" : as.ca_file, bs.ca_file.empty() ? "-" : bs.ca_file);
+    return out;
+}
+}  // namespace
+
+std::string presence_service::reload_alerts(std::optional<alert_options> rules, alert_sink_options sinks) {
+    if (rules) rules->validate();
+    sinks.validate();
+    std::shared_ptr<alert_sinks> old;
+    std::string changed;
+    {
+        std::lock_guard<std::mutex> lock(alert_mutex_);
+        changed = alert_changes(options_.alerts, options_.sinks, rules, sinks);
+        if (changed.empty()) return "SIGHUP: the alert settings are unchanged";
+        old = std::move(sinks_);
+        engine_.reset();
+        if (rules) {
+            std::vector<std::string> filters;
+            for (const auto& scheme : scanner_->schemes()) filters.push_back(scheme.filter());
+            sinks_ = std::make_shared<alert_sinks>(sinks, [this](const std::string& w) { say(w); });
+            engine_ = std::make_unique<alert_engine>(*rules, std::move(filters));
+            if (engine_seeded_) {  // the rows as they are now are what is, not news
+                const auto now = clock::now();
+                seed_engine(now);
+                emit(engine_->on_service(watching_, now));
+            }
+        }
+        options_.alerts = std::move(rules);
+        options_.sinks = std::move(sinks);
+        alert_cv_.notify_all();
+    }
+    if (old) old->stop();  // what it holds is delivered within about a second, or said
+    if (started_ && !alert_thread_.joinable()) alert_thread_ = std::thread([this] { alert_loop(); });
+    return "SIGHUP: alert settings re-read: " + changed;
+}
+
 void presence_service::emit(std::vector<alert> alerts) noexcept {
     for (auto& a : alerts) {
         try {
@@ -143,7 +218,7 @@ void presence_service::emit(std::vector<alert> alerts) noexcept {
             auto kind = a.kind, client = a.client, topic = a.topic, json = a.json();
             const auto at = a.time;
             store_->record_alert(std::move(kind), std::move(client), std::move(topic), std::move(json), at,
-                                 [this, sent = std::move(a)]() mutable { sinks_->send(std::move(sent)); });
+                                 [sinks = sinks_, sent = std::move(a)]() mutable { sinks->send(std::move(sent)); });
         } catch (...) {
             // an alert that cannot be built is lost; the next change or tick tries again
         }
@@ -153,6 +228,10 @@ void presence_service::emit(std::vector<alert> alerts) noexcept {
 void presence_service::alert_loop() {
     std::unique_lock<std::mutex> lock(alert_mutex_);
     while (!alert_stopping_) {
+        if (!engine_) {  // alerts turned off by a reload
+            alert_cv_.wait_for(lock, std::chrono::milliseconds(250), [this] { return alert_stopping_; });
+            continue;
+        }
         const auto due = engine_->next_due();
         const auto now = clock::now();
         // Wake when something is due, and at least every 250 ms (outages end, flapping silences lapse).
@@ -160,8 +239,17 @@ void presence_service::alert_loop() {
         const auto wait = std::clamp<clock::duration>(due > now ? due - now : clock::duration::zero(),
                                                       std::chrono::milliseconds(20), std::chrono::milliseconds(250));
         alert_cv_.wait_for(lock, wait, [this] { return alert_stopping_; });
-        if (engine_seeded_) emit(engine_->tick(clock::now()));
+        if (engine_ && engine_seeded_) emit(engine_->tick(clock::now()));
     }
+}
+
+alert_sinks::backlog presence_service::alerts_pending() const {
+    std::shared_ptr<alert_sinks> sinks;
+    {
+        std::lock_guard<std::mutex> lock(alert_mutex_);
+        sinks = sinks_;
+    }
+    return sinks ? sinks->pending() : alert_sinks::backlog{};
 }
 
 void presence_service::on_line(std::function<void(const std::string&)> callback) { on_line_ = std::move(callback); }
@@ -175,21 +263,31 @@ void presence_service::say(const std::string& line) noexcept {
 }
 
 void presence_service::start() {
-    std::string topics;
-    for (const auto& t : options_.scan.topics) topics += (topics.empty() ? "" : " ") + t;
-    scanner* scan = scanner_.get();
-    store_->begin_session(options_.scan.broker.server_uri, topics, options_.observer,
-                          [scan](const std::function<void(const client_status&)>& visit) { scan->for_each_sorted(visit); },
-                          [this](const std::string& w) { say(w); });
-    started_ = true;
-    if (restored_ > 0)
-        say("restored " + std::to_string(restored_) + " clients from " + options_.history.path);
+    if (!started_) {
+        std::string topics;
+        for (const auto& t : options_.scan.topics) topics += (topics.empty() ? "" : " ") + t;
+        scanner* scan = scanner_.get();
+        store_->begin_session(
+            options_.scan.broker.server_uri, topics, options_.observer,
+            [scan](const std::function<void(const client_status&)>& visit) { scan->for_each_sorted(visit); },
+            [this](const std::string& w) { say(w); });
+        started_ = true;
+        if (restored_ > 0) say("restored " + std::to_string(restored_) + " clients from " + options_.history.path);
+        if (engine_) alert_thread_ = std::thread([this] { alert_loop(); });
+    }
     // The notary first: a conflict refuses before the service has read or written anything. (Its connection makes
     // the scanner's, the second Paho client of the process, take about 2 s: Paho C 1.3.12's receive thread polls
-    // the first socket for a second at a time before it sees the second.)
-    if (notary_) notary_->start(clock::now());
-    if (engine_) alert_thread_ = std::thread([this] { alert_loop(); });
-    scanner_->start();
+    // the first socket for a second at a time before it sees the second.) A step that failed is tried again by
+    // the next call; one that succeeded is not repeated.
+    if (notary_ && !notary_started_) {
+        notary_->on_line([this](const std::string& line) { say(line); });
+        notary_->start(clock::now());
+        notary_started_ = true;
+    }
+    if (!scanner_started_) {
+        scanner_->start();
+        scanner_started_ = true;
+    }
 }
 
 void presence_service::stop() noexcept {
@@ -204,7 +302,12 @@ void presence_service::stop() noexcept {
         alert_cv_.notify_all();
         alert_thread_.join();
     }
-    if (sinks_) sinks_->stop();
+    std::shared_ptr<alert_sinks> sinks;
+    {
+        std::lock_guard<std::mutex> lock(alert_mutex_);
+        sinks = sinks_;
+    }
+    if (sinks) sinks->stop();
     store_->watching(false, clock::now());
     if (notary_) notary_->stop();
     store_->end_session();

@@ -14,12 +14,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string db_path() {
-    const std::string path = std::string(TEST_TMP_DIR) + "/" + unique_prefix() + ".db";
-    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
-    return path;
-}
-
 // serve with its dashboard on a free port; url() once it printed it.
 struct service {
     service(int port, const std::string& templ, std::vector<std::string> extra = {})
@@ -199,7 +193,7 @@ TEST(dashboard_api, metrics_pass_prometheus_parser_and_names_are_escaped) {
                  "from prometheus_client.parser import text_string_to_metric_families\n"
                  "fams = {f.name: f for f in text_string_to_metric_families(sys.argv[1])}\n"
                  "for name in ['mqtt_presence_up', 'mqtt_presence_clients', 'mqtt_presence_scanner_connected',\n"
-                 "             'mqtt_presence_transitions', 'mqtt_presence_history_queue_depth']:\n"
+                 "             'mqtt_presence_transitions', 'mqtt_presence_history_backlog']:\n"
                  "    assert name in fams, name\n"
                  "labels = [s.labels['client'] for s in fams['mqtt_presence_up'].samples]\n"
                  "print(repr(labels))\n",

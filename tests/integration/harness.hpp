@@ -51,6 +51,13 @@ inline std::string unique_prefix() {
     return std::string("t") + std::to_string(getpid()) + "-" + info->name();
 }
 
+/// A history file of the test's own, with no file (nor WAL, nor shared memory) left from an earlier run.
+inline std::string db_path() {
+    const std::string path = std::string(TEST_TMP_DIR) + "/" + unique_prefix() + ".db";
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+    return path;
+}
+
 /// A child process with its stdout and stderr in pipes, read line by line with bounded waits.
 class child {
 public:

@@ -15,12 +15,6 @@ namespace {
 
 using sys = std::chrono::system_clock;
 
-std::string db_path() {
-    const std::string path = std::string(TEST_TMP_DIR) + "/" + unique_prefix() + ".db";
-    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
-    return path;
-}
-
 std::int64_t parse_iso_ms(const std::string& iso) {
     std::tm tm{};
     int ms = 0;
@@ -267,7 +261,7 @@ TEST(service, the_notary_testifies_and_a_second_notary_refuses) {
 
     child second({SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ, "--db", db_path() + "2",
                   "--notary", notary, "--listen", "off"});
-    EXPECT_EQ(second.wait_exit(20s), 1);
+    EXPECT_EQ(second.wait_exit(20s), 6) << "in use: another instance holds the template";
     EXPECT_NE(second.stderr_text().find("another death notary"), std::string::npos) << second.stderr_text();
     EXPECT_EQ(json::parse(records.payloads(prefix + "-notary").back())["state"], "connected")
         << "the refused notary must not release the first one's lock";

@@ -45,12 +45,20 @@ public:
 
     /// Queues an alert. Never blocks.
     void send(alert a) noexcept;
-    /// Delivers what is queued (each webhook given one more try) and stops. Idempotent.
+    /// Delivers what is queued within about a second (a webhook given one more try), says what it could not,
+    /// and stops. Idempotent.
     void stop() noexcept;
     [[nodiscard]] std::uint64_t delivered() const;
+    struct backlog {
+        std::size_t count = 0;             ///< alerts waiting or being delivered
+        std::optional<time_point> oldest;  ///< the time of the oldest of them
+        std::uint64_t given_up = 0;        ///< alerts never delivered (a stop, a failing command)
+    };
+    [[nodiscard]] backlog pending() const;
 
 private:
     void loop();
+    void deliver(const alert& a) noexcept;
     void run_exec(const alert& a);
     bool post(const alert& a);  // true: delivered (2xx)
 
@@ -60,7 +68,11 @@ private:
     std::condition_variable cv_;
     std::deque<alert> queue_;
     std::uint64_t delivered_ = 0;
+    std::uint64_t given_up_ = 0;
+    bool in_flight_ = false;
+    time_point in_flight_since_{};
     bool stopping_ = false;
+    std::chrono::steady_clock::time_point stop_deadline_{};
     std::thread thread_;
 };
 

@@ -9,9 +9,13 @@
 //   GET /api/events              Server-Sent Events: the changes as the history commits them (ids from the file, so
 //                                a reconnect with Last-Event-ID misses nothing), batched per commit (~100 ms)
 //   GET /metrics                 Prometheus text format
-//   GET /healthz                 200 when connected and synced, else 503 with the reason
+//   GET /healthz                 200 when every part is well (connected and synced, the history written, the notary
+//                                connected, alerts delivered), else 503; a JSON body names each part and problem
 // Read-only. Loopback by default; Basic auth and TLS optional. HTTP threads read copies of rows (the scanner's
 // short-locked chunked reads), never the table under its lock while writing to a socket.
+// Not exhaustible by idle, slow or greedy clients: bodies are capped (checked after the login, before a byte of the
+// body is read), a connection outside a request is closed after 5 s of quiet (0.5 s when connections outnumber the
+// threads), waiting connections are served newest first, live viewers are capped; /healthz and /metrics answer.
 
 #include <cstdint>
 #include <memory>
@@ -28,13 +32,21 @@ struct http_options {
     std::string password;
     std::string cert_file;           ///< with key_file: HTTPS
     std::string key_file;
-    int threads = 64;                ///< each live viewer holds one while connected
+    int threads = 256;               ///< at most; made as connections need them (each live viewer holds one)
+    int max_viewers = 64;            ///< live viewers (/api/events) at once; more get 503
+    std::size_t max_body = 16 * 1024;  ///< request bodies (the API is GET-only); larger: 413, never read
 
     /// Parses "HOST:PORT" (or ":PORT", "[::1]:PORT"); throws mqtt_presence::error.
     void parse_listen(const std::string& text);
     /// Throws mqtt_presence::error naming the bad field.
     void validate() const;
     [[nodiscard]] bool loopback() const;
+};
+
+/// The HTTP port is taken (by another service or another program).
+class address_in_use : public error {
+public:
+    using error::error;
 };
 
 class dashboard {

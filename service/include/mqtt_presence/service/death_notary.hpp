@@ -14,10 +14,16 @@
 // without its {client} level, e.g. mqtt-presence/clients) with a Last Will that releases it. A notary that finds
 // the lock held by another observer refuses to start. Records are published from the notary's own thread,
 // coalesced per client (a burst of changes publishes each client's last record once).
+//
+// Threads: record() and stats() from any thread, never blocking. The notary's own thread publishes, with no lock
+// held across a Paho call, and waits at most 100 ms at a time; while the broker is gone it waits for the connection
+// (records coalesce meanwhile) instead of retrying. Paho's callbacks only set flags; the lines for on_line() are
+// said on the notary's thread.
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -52,6 +58,8 @@ struct notary_stats {
     std::uint64_t published = 0;  ///< records the broker acknowledged or accepted for delivery
     std::uint64_t failed = 0;     ///< publishes that failed (retried while connected)
     std::size_t pending = 0;      ///< clients whose latest record is not yet published
+    bool connected = false;       ///< the notary's own connection is up
+    std::uint64_t unpublished_at_stop = 0;  ///< records still pending when stop() gave up (said on on_line)
 };
 
 class death_notary {
@@ -65,9 +73,13 @@ public:
     /// Connects, checks the lock (throws mqtt_presence::error when another observer holds it, or the broker cannot
     /// be reached) and takes it. `observed_since`: when the observer began watching, for every record.
     void start(time_point observed_since);
+    /// One line per change of the notary's own connection and for what a stop could not publish; on the notary's
+    /// thread (or stop()'s caller), never on Paho's. Set before start().
+    void on_line(std::function<void(const std::string&)> callback) { on_line_ = std::move(callback); }
     /// Queues the client's record after a change. Never blocks.
     void record(const change& c) noexcept;
-    /// Publishes what is queued (bounded), releases the lock and disconnects. Idempotent.
+    /// Publishes what is queued, releases the lock and disconnects, within about 1.5 s even with the broker frozen;
+    /// says how many records it could not publish. Idempotent.
     void stop() noexcept;
 
     /// The lock's topic: the template's parent, never a client's record topic.
@@ -82,6 +94,9 @@ public:
 
 private:
     void publish_loop();
+    void publish_batch(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds ack_wait);
+    void say_connection_change(std::unique_lock<std::mutex>& lock);
+    void say(const std::string& line) noexcept;
     [[nodiscard]] std::string lock_json(bool held) const;
 
     broker_options broker_;
@@ -96,6 +111,10 @@ private:
     std::map<std::string, std::string> pending_;  // record topic -> its latest record
     notary_stats stats_;
     bool stopping_ = false;
+    bool connected_ = false;      // set by Paho's callbacks (under mutex_), said by the notary's thread
+    bool said_connected_ = true;  // what the last line said
+    std::string lost_cause_;
+    std::function<void(const std::string&)> on_line_;
     std::thread thread_;
 };
 

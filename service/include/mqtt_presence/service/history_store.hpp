@@ -26,6 +26,7 @@
 #include <vector>
 
 #include <mqtt_presence/connection_table.hpp>
+#include <mqtt_presence/error.hpp>
 #include <mqtt_presence/service/history_event.hpp>
 
 namespace mqtt_presence {
@@ -45,6 +46,17 @@ struct history_stats {
     std::uint64_t batches = 0;       ///< transactions committed
     std::uint64_t write_errors = 0;  ///< failed commits (retried)
     std::size_t queued = 0;          ///< changes waiting now (queued, or held for a retry)
+    bool failing = false;            ///< the last commit failed (the file cannot be written now)
+    std::string last_error;          ///< why the last failed commit failed, or what is wrong with the file; "" if none
+    std::optional<time_point> last_error_at;
+    std::optional<time_point> last_commit_at;
+};
+
+/// Another process (or another store in this one) writes this history file: two writers would interleave sessions
+/// and release each other's state. Any path to the same file is the same file.
+class history_locked : public error {
+public:
+    using error::error;
 };
 
 class history_store {
@@ -66,7 +78,9 @@ public:
     /// Receives the store's warnings (a full queue, a failed write), at most one a second, on the writer thread.
     using warning_sink = std::function<void(const std::string&)>;
 
-    /// Opens (creating or migrating) the file; throws mqtt_presence::error saying what is wrong with it.
+    /// Opens (creating or migrating) the file, checks its pages (PRAGMA quick_check) and takes an exclusive lock on it
+    /// (flock, held until destruction; readers are not affected). Throws history_locked when another writer holds
+    /// it, mqtt_presence::error saying what is wrong with the file otherwise.
     explicit history_store(history_options options);
     ~history_store() noexcept;
     history_store(const history_store&) = delete;
@@ -105,7 +119,13 @@ private:
 
     void writer_loop();
     void warn(const std::string& text);
+    void failed(const std::string& why);
+    void check_file();
 
+    int lock_fd_ = -1;           // the flock on the file: one writer per history
+    std::uint64_t inode_ = 0;    // the file opened, to notice it deleted or replaced
+    std::uint64_t device_ = 0;
+    bool file_gone_ = false;     // deleted or replaced: failing for good (under mutex_)
     history_options options_;
     std::unique_ptr<writer> writer_;  // the writer thread's connection and prepared statements
     table_source table_;

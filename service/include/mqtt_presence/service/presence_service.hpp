@@ -63,10 +63,18 @@ public:
     /// Also called with the service's own state (connected, synced, lost), on the delivery thread. Set before start().
     void on_self(std::function<void(const scanner_status&)> callback) { on_self_ = std::move(callback); }
     /// Starts the history session, connects the scanner and, if asked, the notary. Throws mqtt_presence::error
-    /// when the broker cannot be reached or another notary holds the template.
+    /// when the broker cannot be reached (call again to retry: what succeeded is kept) or notary_conflict when
+    /// another notary holds the template.
     void start();
     /// Delivers what is queued, writes it, releases the notary and disconnects. Idempotent.
     void stop() noexcept;
+
+    /// New alert rules and sinks (nullopt rules: alerts off), e.g. at SIGHUP. The engine is seeded with the table as
+    /// it is (no alert for what is already so); the old sinks deliver what they hold. Returns a line saying what
+    /// changed. Throws mqtt_presence::error for bad settings (the old ones stay).
+    std::string reload_alerts(std::optional<alert_options> rules, alert_sink_options sinks);
+    /// Alerts waiting for their receiver (none when alerts are off).
+    [[nodiscard]] alert_sinks::backlog alerts_pending() const;
 
     [[nodiscard]] scanner& table() noexcept { return *scanner_; }
     [[nodiscard]] history_store& history() noexcept { return *store_; }
@@ -79,6 +87,7 @@ private:
     void say(const std::string& line) noexcept;
     void emit(std::vector<alert> alerts) noexcept;  // caller holds alert_mutex_
     void alert_loop();
+    void seed_engine(time_point now);  // caller holds alert_mutex_
 
     service_options options_;
     std::unique_ptr<history_store> store_;
@@ -90,12 +99,15 @@ private:
     std::function<void(const scanner_status&)> on_self_;
     std::size_t restored_ = 0;
     std::size_t unseen_ = 0;  // changes learned at a sync that happened while nobody watched (delivery thread)
-    bool started_ = false;
+    bool started_ = false;          // the history's session is open
+    bool notary_started_ = false;   // the notary holds its lock
+    bool scanner_started_ = false;  // the scanner's first connection succeeded (Paho reconnects after that)
 
     // Alerts: the engine is fed on the delivery thread (changes, the service's own state) and by a timer thread.
     std::unique_ptr<alert_engine> engine_;
-    std::unique_ptr<alert_sinks> sinks_;
-    std::mutex alert_mutex_;
+    std::shared_ptr<alert_sinks> sinks_;  // shared: an alert on its way to the disk keeps its sinks (a reload)
+    mutable std::mutex alert_mutex_;
+    bool watching_ = false;
     std::condition_variable alert_cv_;
     bool engine_seeded_ = false;  // the first sync's rows are what is, not news
     bool alert_stopping_ = false;

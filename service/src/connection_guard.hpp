@@ -1,0 +1,66 @@
+#pragma once
+// connection_guard: keeps the dashboard's HTTP threads for requests. cpp-httplib 0.11 gives a connection a thread
+// from accept() on and has no deadline for a request's headers (its read timeout is per read, so a client that
+// sends a byte every few seconds holds a thread forever) and no per-request hook before the headers are complete.
+// The guard closes, from a thread of its own, every connection of the server that is not inside a request and has
+// been quiet too long: 5 s normally, 0.5 s once more connections are open than threads can serve. Requests report
+// their start and end (pre- and post-routing handlers), live streams their whole life.
+//
+// The connections are found as the process's sockets whose local port is the server's. A socket is shut down
+// through a duplicate of its descriptor whose local and peer addresses were checked first: the pair is unique per
+// connection, and the duplicate keeps that very socket, so a descriptor number that httplib closed and reused
+// meanwhile is never touched. Private to the service library.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace mqtt_presence::detail {
+
+class connection_guard {
+public:
+    struct limits {
+        std::chrono::milliseconds quiet{5000};                ///< a connection outside a request, at most
+        std::chrono::milliseconds quiet_under_pressure{500};  ///< the same when connections outnumber `pressure_at`
+        std::size_t pressure_at = 192;
+    };
+    connection_guard(int port, limits l);
+    ~connection_guard() noexcept;
+    connection_guard(const connection_guard&) = delete;
+    connection_guard& operator=(const connection_guard&) = delete;
+
+    /// From the request's thread (peer address and port as httplib reports them).
+    void request_began(const std::string& addr, int port);
+    void request_ended(const std::string& addr, int port);
+    void streaming(const std::string& addr, int port, bool on);
+
+    /// Connections closed for being quiet too long, and connections open now.
+    [[nodiscard]] std::uint64_t closed() const;
+    [[nodiscard]] std::size_t open() const;
+
+private:
+    struct connection {
+        std::chrono::steady_clock::time_point last_activity;
+        int requests_in_progress = 0;
+        bool streaming = false;
+        bool seen = false;  // found by the last sweep
+    };
+    void loop();
+    void sweep();
+
+    int port_;
+    limits limits_;
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    std::map<std::string, connection> connections_;  // "peer address|peer port"
+    std::uint64_t closed_ = 0;
+    std::size_t open_ = 0;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+}  // namespace mqtt_presence::detail

@@ -1,0 +1,87 @@
+#include "service_health.hpp"
+
+#include <mqtt_presence/render.hpp>
+
+namespace mqtt_presence::detail {
+
+using json = nlohmann::json;
+
+namespace {
+
+json time_or_null(const std::optional<time_point>& t) { return t ? json(format_iso8601(*t)) : json(nullptr); }
+
+void broker_part(presence_service& svc, service_health& h) {
+    const auto st = svc.table().status();
+    std::string why;
+    if (!st.connected) why = "not connected to the broker";
+    else if (st.sync == sync_state::syncing) why = "syncing";
+    else if (st.sync == sync_state::unverified) why = "sync not verified: the broker may have dropped statuses";
+    if (!why.empty() && st.since) why += " (since " + format_iso8601(*st.since) + ")";
+    if (!why.empty()) h.problems.push_back(why);
+    if (st.sync == sync_state::partial)  // how this broker works (RabbitMQ), not a fault: healthy, and said
+        h.notes.push_back("partial sync: the broker sends no retained status to a wildcard subscription");
+    h.parts["broker"] = {{"uri", svc.options().scan.broker.server_uri},
+                         {"connected", st.connected},
+                         {"sync", std::string(to_string(st.sync))},
+                         {"since", time_or_null(st.since)}};
+}
+
+void history_part(presence_service& svc, service_health& h) {
+    const auto s = svc.history().stats();
+    if (s.failing) h.problems.push_back("history: " + s.last_error);
+    h.parts["history"] = {{"path", svc.history().path()},
+                          {"failing", s.failing},
+                          {"backlog", s.queued},
+                          {"written", s.written},
+                          {"dropped", s.dropped},
+                          {"write_errors", s.write_errors},
+                          {"last_error", s.last_error.empty() ? json(nullptr) : json(s.last_error)},
+                          {"last_error_at", time_or_null(s.last_error_at)},
+                          {"last_commit_at", time_or_null(s.last_commit_at)}};
+}
+
+void notary_part(presence_service& svc, service_health& h) {
+    const auto* notary = svc.notary();
+    if (!notary) {
+        h.parts["notary"] = nullptr;
+        return;
+    }
+    const auto s = notary->stats();
+    if (!s.connected) h.problems.push_back("notary: not connected; " + std::to_string(s.pending) + " records wait");
+    h.parts["notary"] = {{"connected", s.connected}, {"pending", s.pending}, {"published", s.published},
+                         {"failed", s.failed}};
+}
+
+void alerts_part(presence_service& svc, service_health& h) {
+    if (!svc.options().alerts) {
+        h.parts["alerts"] = nullptr;
+        return;
+    }
+    const auto b = svc.alerts_pending();
+    if (b.oldest && clock::now() - *b.oldest > alert_delivery_limit)
+        h.problems.push_back("alerts: " + std::to_string(b.count) + " not delivered, the oldest since " +
+                             format_iso8601(*b.oldest));
+    h.parts["alerts"] = {{"pending", b.count}, {"oldest", time_or_null(b.oldest)}, {"given_up", b.given_up}};
+}
+
+}  // namespace
+
+std::string service_health::json_text() const {
+    json j = parts;
+    j["status"] = ok() ? "ok" : "failing";
+    j["problems"] = problems;
+    j["notes"] = notes;
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+service_health assess(presence_service& svc) {
+    service_health h;
+    h.parts = json::object();
+    broker_part(svc, h);
+    history_part(svc, h);
+    notary_part(svc, h);
+    alerts_part(svc, h);
+    return h;
+}
+
+}  // namespace mqtt_presence::detail

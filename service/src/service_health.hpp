@@ -1,0 +1,30 @@
+#pragma once
+// service_health: one verdict on every part of a running service (broker and sync, history writes, notary, alert
+// delivery), for /healthz, /metrics and the log. Private to the service library.
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <mqtt_presence/service/presence_service.hpp>
+
+namespace mqtt_presence::detail {
+
+struct service_health {
+    std::vector<std::string> problems;  ///< empty: healthy; else one sentence per failing part
+    std::vector<std::string> notes;     ///< healthy but worth saying (a partial sync on RabbitMQ)
+    nlohmann::json parts;               ///< {"broker":{...},"history":{...},"notary":{...},"alerts":{...}}
+
+    [[nodiscard]] bool ok() const noexcept { return problems.empty(); }
+    /// {"status":"ok"|"failing","problems":[...],"notes":[...], ...parts}
+    [[nodiscard]] std::string json_text() const;
+};
+
+/// Alerts waiting longer than this for their receiver make the service unhealthy.
+constexpr std::chrono::seconds alert_delivery_limit{60};
+
+/// Reads each part's state (short locks, no I/O). Thread-safe.
+[[nodiscard]] service_health assess(presence_service& svc);
+
+}  // namespace mqtt_presence::detail

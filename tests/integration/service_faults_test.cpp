@@ -1,0 +1,284 @@
+// The service under faults, with real processes and a real mosquitto: the broker killed, frozen or absent, the
+// history file held, damaged, deleted or full, the port taken, SIGHUP. In every state serve says what happened at
+// once (a log line, /healthz), never spins, and a SIGTERM ends it within 3 s.
+#include "harness.hpp"
+
+#include <httplib.h>
+#include <mqtt/async_client.h>
+#include <sys/mount.h>
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <filesystem>
+#include <regex>
+
+using namespace harness;
+using json = nlohmann::json;
+
+namespace {
+
+// CPU seconds (user + system) a process has used, from /proc.
+double cpu_seconds(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::istringstream rest(text.substr(text.rfind(')') + 2));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+        if (i == 14) utime = std::stoull(field);
+        if (i == 15) stime = std::stoull(field);
+    }
+    return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// serve with its dashboard on a free port.
+struct service {
+    service(int port, const std::string& templ, const std::string& db, std::vector<std::string> extra = {},
+            bool wait_synced = true)
+        : proc(args(port, templ, db, std::move(extra))) {
+        const auto line = proc.wait_stderr(contains("dashboard: "), 15s);
+        if (!line) throw std::runtime_error("serve printed no dashboard URL:\n" + proc.stderr_text());
+        std::smatch m;
+        std::regex_search(*line, m, std::regex(R"(://([^:/]+):(\d+)/)"));
+        http_port = std::stoi(m[2]);
+        if (wait_synced && !proc.wait_stderr(contains("synced"), 15s))
+            throw std::runtime_error("serve did not sync:\n" + proc.stderr_text());
+    }
+    static std::vector<std::string> args(int port, const std::string& templ, const std::string& db,
+                                         std::vector<std::string> extra) {
+        std::vector<std::string> a{SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ, "--db", db,
+                                   "--listen", "127.0.0.1:0"};
+        a.insert(a.end(), extra.begin(), extra.end());
+        return a;
+    }
+    // GET /healthz: the status (0: no answer within 1 s) and the body.
+    std::pair<int, json> health() const {
+        httplib::Client c("127.0.0.1", http_port);
+        c.set_connection_timeout(1, 0);
+        c.set_read_timeout(1, 0);
+        auto res = c.Get("/healthz");
+        if (!res) return {0, json()};
+        return {res->status, json::parse(res->body, nullptr, false)};
+    }
+    // Waits until /healthz answers `status`; how long that took, or fails with the last body.
+    std::chrono::milliseconds until_health(int status, std::chrono::milliseconds within, const std::string& what) {
+        const auto start = steady::now();
+        std::pair<int, json> last;
+        while (steady::now() - start < within) {
+            last = health();
+            if (last.first == status) break;
+            std::this_thread::sleep_for(20ms);  // another process's state: polled
+        }
+        EXPECT_EQ(last.first, status) << what << "; last /healthz: " << last.second.dump();
+        return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start);
+    }
+    // SIGTERM, and how long the exit took (fails after `within`).
+    std::chrono::milliseconds stop(std::chrono::milliseconds within = 3s, std::optional<int> code = 0) {
+        const auto start = steady::now();
+        proc.signal(SIGTERM);
+        const auto rc = proc.wait_exit(within + 7s);
+        const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start);
+        EXPECT_TRUE(rc) << "serve did not exit after SIGTERM:\n" << proc.stderr_text();
+        EXPECT_LE(took, within) << "SIGTERM took " << took.count() << " ms:\n" << proc.stderr_text();
+        if (code && rc) {
+            EXPECT_EQ(*rc, *code) << proc.stderr_text();
+        }
+        return took;
+    }
+    child proc;
+    int http_port = 0;
+};
+
+// `n` retained "1"s on prefix/c0..c(n-1), published without waiting (a burst of changes for the service).
+void burst(int port, const std::string& prefix, int n) {
+    mqtt::async_client pub(broker_uri(port), prefix + "-burst");
+    pub.connect()->wait();
+    for (int i = 0; i < n; ++i) {
+        auto token = pub.publish(prefix + "/c" + std::to_string(i), "1", 1, true);
+        if (i % 100 == 99) token->wait_for(5s);  // within Paho's buffer of messages in flight
+    }
+    pub.disconnect()->wait_for(5s);
+}
+
+TEST(service_faults, the_broker_killed_in_a_burst_is_said_at_once_costs_no_cpu_and_sigterm_ends_it) {
+    for (int round = 0; round < 2; ++round) {
+        SCOPED_TRACE("round " + std::to_string(round));
+        private_broker broker;
+        const auto prefix = unique_prefix() + std::to_string(round);
+        service svc(broker.port(), prefix + "/{client}", db_path(), {"--notary", prefix + "-notary/{client}"});
+        ASSERT_EQ(svc.health().first, 200);
+        burst(broker.port(), prefix, 500);  // the statuses of a small fleet, and as many notary records
+        ASSERT_EQ(kill(broker.pid(), SIGKILL), 0);
+        const auto killed = steady::now();  // the kernel closes its sockets now (crash() also waits for the reaping)
+        broker.crash();
+        const auto line = svc.proc.wait_stderr(contains("connection lost"), 2s);
+        ASSERT_TRUE(line) << "no line about the lost broker:\n" << svc.proc.stderr_text();
+        // Paho calls connection_lost about 1.1-1.9 s after the kill when the connections carry a burst (16 ms
+        // without one): the line follows Paho's callback at once.
+        const auto said = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - killed);
+        std::cout << "connection lost said " << said.count() << " ms after the kill\n";
+        EXPECT_LE(said, 2500ms) << "the loss was said late:\n" << svc.proc.stderr_text();
+        EXPECT_LE(svc.until_health(503, 2s, "the lost broker on /healthz"), 500ms) << "after the line";
+        const auto [status, body] = svc.health();
+        EXPECT_EQ(body["broker"]["connected"], false) << body.dump();
+        EXPECT_EQ(body["notary"]["connected"], false) << body.dump();
+        // Nothing to do while the broker is gone: waiting, not spinning.
+        const double before = cpu_seconds(svc.proc.pid());
+        std::this_thread::sleep_for(1s);  // a CPU-time sample needs an interval of wall time
+        EXPECT_LT(cpu_seconds(svc.proc.pid()) - before, 0.2) << "serve spins while the broker is gone";
+        svc.stop();
+        EXPECT_EQ(svc.proc.stderr_text().find("terminate called"), std::string::npos) << svc.proc.stderr_text();
+    }
+}
+
+TEST(service_faults, sigterm_with_the_broker_frozen_ends_within_3_s) {
+    private_broker broker;
+    const auto prefix = unique_prefix();
+    service svc(broker.port(), prefix + "/{client}", db_path(),
+                {"--notary", prefix + "-notary/{client}", "--keepalive", "10", "--alert-after", "1s"});
+    burst(broker.port(), prefix, 500);
+    ASSERT_EQ(kill(broker.pid(), SIGSTOP), 0);
+    svc.stop(3s, std::nullopt);
+    kill(broker.pid(), SIGCONT);
+}
+
+TEST(service_faults, a_broker_absent_at_start_is_waited_for_and_a_return_is_seen_within_2_s) {
+    private_broker broker;
+    const auto prefix = unique_prefix();
+    broker.crash();
+    service svc(broker.port(), prefix + "/{client}", db_path(), {"--keepalive", "2"}, false);
+    ASSERT_TRUE(svc.proc.wait_stderr(contains("attempt 2:"), 10s)) << svc.proc.stderr_text();
+    EXPECT_EQ(svc.health().first, 503) << "the dashboard answers while the broker is awaited";
+    broker.restart();
+    const auto back = steady::now();
+    ASSERT_TRUE(svc.proc.wait_stderr(contains("synced"), 10s)) << svc.proc.stderr_text();
+    EXPECT_LE(steady::now() - back, 6s) << "the first connection waits at most one back-off (5 s)";
+    svc.until_health(200, 2s, "healthy once the broker is there");
+
+    // After the first connection, a broker's return is seen within 2 s.
+    broker.crash();
+    svc.until_health(503, 2s, "the loss");
+    broker.restart();
+    const auto returned = steady::now();
+    svc.until_health(200, 6s, "healthy again after the broker's return");
+    // Paho's automatic reconnect tries every 2 s at most, checked on its own timer: about 3.5 s measured here.
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - returned);
+    std::cout << "healthy again " << took.count() << " ms after the broker's return\n";
+    EXPECT_LE(took, 4500ms) << svc.proc.stderr_text();
+    svc.stop();
+}
+
+TEST(service_faults, sighup_rereads_the_alert_settings_and_does_not_stop) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const std::string config = std::string(TEST_TMP_DIR) + "/" + prefix + "-alerts.json";
+    std::ofstream(config) << R"({"after": "1m", "exec": "true"})";
+    service svc(port, prefix + "/{client}", db_path(), {"--alert-config", config});
+    std::ofstream(config) << R"({"after": "5s", "exec": "true"})";
+    svc.proc.signal(SIGHUP);
+    const auto line = svc.proc.wait_stderr(contains("SIGHUP"), 5s);
+    ASSERT_TRUE(line) << svc.proc.stderr_text();
+    EXPECT_NE(line->find("after 1m00s -> 5s"), std::string::npos) << *line;
+    svc.proc.signal(SIGHUP);
+    EXPECT_TRUE(svc.proc.wait_stderr(contains("unchanged"), 5s)) << svc.proc.stderr_text();
+    std::ofstream(config) << R"({"after": "soon"})";
+    svc.proc.signal(SIGHUP);
+    EXPECT_TRUE(svc.proc.wait_stderr(contains("were not changed"), 5s)) << svc.proc.stderr_text();
+    EXPECT_EQ(svc.health().first, 200) << "still serving";
+    svc.stop();
+}
+
+TEST(service_faults, one_writer_per_history_and_one_service_per_port) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto db = db_path();
+    service first(port, prefix + "/{client}", db);
+    // The same file by another path: relative to a working directory of its own.
+    const auto rel = std::filesystem::relative(db, std::filesystem::current_path()).string();
+    child second({SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", prefix + "/{client}", "--db", rel,
+                  "--listen", "off"});
+    EXPECT_EQ(second.wait_exit(10s), 6) << second.stderr_text();
+    EXPECT_NE(second.stderr_text().find("in use by another"), std::string::npos) << second.stderr_text();
+
+    child same_port({SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", prefix + "/{client}", "--db",
+                     db + "-other", "--listen", "127.0.0.1:" + std::to_string(first.http_port)});
+    EXPECT_EQ(same_port.wait_exit(10s), 6) << same_port.stderr_text();
+    EXPECT_NE(same_port.stderr_text().find("the port is in use"), std::string::npos) << same_port.stderr_text();
+
+    // Readers are not writers: history and once --db read the file while the service holds it.
+    child reader({SCANNER_BIN, "uptime", "--db", db});
+    EXPECT_EQ(reader.wait_exit(10s), 0) << reader.stderr_text();
+    first.stop();
+}
+
+TEST(service_faults, a_damaged_history_is_refused_with_the_recovery_and_a_deleted_one_is_reported) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto db = db_path();
+    {
+        service svc(port, prefix + "/{client}", db);
+        burst(port, prefix, 2000);
+        svc.stop();
+    }
+    ASSERT_GT(std::filesystem::file_size(db), 40'000u) << "a file of many pages";
+    {
+        std::fstream f(db, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(db) / 2 / 4096 * 4096));
+        const std::string garbage(4096, '\xA5');
+        f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+    }
+    child damaged({SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", prefix + "/{client}", "--db", db,
+                   "--listen", "off"});
+    EXPECT_EQ(damaged.wait_exit(20s), 2) << damaged.stderr_text();
+    EXPECT_NE(damaged.stderr_text().find("is damaged"), std::string::npos) << damaged.stderr_text();
+    EXPECT_NE(damaged.stderr_text().find(".recover"), std::string::npos) << damaged.stderr_text();
+
+    const auto fresh = db_path() + "-fresh";
+    service svc(port, prefix + "/{client}", fresh);
+    std::filesystem::remove(fresh);
+    EXPECT_LE(svc.until_health(503, 3s, "the deleted history on /healthz"), 2s);
+    EXPECT_NE(svc.health().second["problems"].dump().find("was deleted"), std::string::npos);
+    EXPECT_TRUE(svc.proc.wait_stderr(contains("was deleted"), 2s)) << svc.proc.stderr_text();
+    svc.stop(3s, std::nullopt);
+}
+
+TEST(service_faults, a_full_disk_shows_on_healthz_and_the_stop_says_what_it_could_not_write) {
+    const auto dir = std::string(TEST_TMP_DIR) + "/" + unique_prefix() + "-tmpfs";
+    std::filesystem::create_directories(dir);
+    if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=400k") != 0)
+        GTEST_SKIP() << "cannot mount a small tmpfs here (" << std::strerror(errno) << "): needs root";
+    struct unmount {
+        std::string d;
+        ~unmount() { ::umount2(d.c_str(), MNT_DETACH); }
+    } guard{dir};
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    service svc(port, prefix + "/{client}", dir + "/history.db");
+    burst(port, prefix, 20000);  // about 2 MB of history: more than the disk holds
+    EXPECT_LE(svc.until_health(503, 15s, "the full disk on /healthz"), 15s);
+    const auto body = svc.health().second;
+    EXPECT_EQ(body["history"]["failing"], true) << body.dump();
+    EXPECT_GT(body["history"]["backlog"].get<int>(), 0) << body.dump();
+    httplib::Client c("127.0.0.1", svc.http_port);
+    const auto metrics = c.Get("/metrics");
+    ASSERT_TRUE(metrics);
+    EXPECT_NE(metrics->body.find("mqtt_presence_history_failing 1"), std::string::npos);
+    EXPECT_EQ(metrics->body.find("mqtt_presence_history_write_errors_total 0\n"), std::string::npos);
+    svc.stop(3s, 1);
+    EXPECT_NE(svc.proc.stderr_text().find("not written"), std::string::npos) << svc.proc.stderr_text();
+}
+
+TEST(service_faults, the_default_history_folder_is_created_under_a_fresh_home) {
+    const auto home = std::string(TEST_TMP_DIR) + "/" + unique_prefix() + "-home";
+    std::filesystem::remove_all(home);
+    std::filesystem::create_directories(home);
+    const int port = broker_port();
+    child svc({"env", "-u", "MQTT_PRESENCE_DB", "-u", "XDG_STATE_HOME", "HOME=" + home, SCANNER_BIN, "serve",
+               "--broker", broker_uri(port), "--topic", unique_prefix() + "/{client}", "--listen", "off"});
+    ASSERT_TRUE(svc.wait_stderr(contains("synced"), 15s)) << svc.stderr_text();
+    EXPECT_TRUE(std::filesystem::exists(home + "/.local/state/mqtt-presence/history.db"));
+    svc.signal(SIGTERM);
+    EXPECT_EQ(svc.wait_exit(5s), 0) << svc.stderr_text();
+}
+
+}  // namespace
