@@ -3,6 +3,8 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +15,10 @@ namespace mqtt_presence {
 namespace {
 
 constexpr std::size_t sample_size = 5;
+// A scheme's outage is announced once no client fell for this long (its count is then the whole outage's) ...
+constexpr std::chrono::seconds outage_settle{1};
+// ... and over once no client returned for this long (a fleet coming back at its own pace is one recovery).
+constexpr std::chrono::seconds recovery_settle{5};
 
 bool is_down(const client_status& r) { return r.status == state::disconnected || (r.status == state::connected && r.stale); }
 bool is_up(const client_status& r) { return r.status == state::connected && !r.stale; }
@@ -38,6 +44,42 @@ std::string alert::json() const {
         j["reason"] = reason;
     }
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+namespace {
+std::optional<time_point> iso_time(const nlohmann::json& v) {
+    if (!v.is_string()) return std::nullopt;
+    std::tm tm{};
+    int ms = 0;
+    if (std::sscanf(v.get<std::string>().c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                    &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
+        return std::nullopt;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return time_point(std::chrono::seconds(timegm(&tm)) + std::chrono::milliseconds(ms));
+}
+}  // namespace
+
+std::optional<alert> alert::from_json(const std::string& text) {
+    const auto j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_object() || !j.contains("alert") || !j["alert"].is_string()) return std::nullopt;
+    const auto str = [&j](const char* key) {
+        return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+    };
+    alert a;
+    a.kind = str("alert");
+    a.client = str("client");
+    a.topic = str("topic");
+    const auto t = iso_time(j.value("time", nlohmann::json()));
+    if (!t) return std::nullopt;
+    a.time = *t;
+    a.since = iso_time(j.value("since", nlohmann::json()));
+    if (j.contains("count") && j["count"].is_number_unsigned()) a.count = j["count"].get<std::size_t>();
+    if (j.contains("sample") && j["sample"].is_array())
+        for (const auto& s : j["sample"])
+            if (s.is_string()) a.sample.push_back(s.get<std::string>());
+    a.reason = str("reason");
+    return a;
 }
 
 alert_engine::alert_engine(alert_options options, std::vector<std::string> scheme_filters)
@@ -115,6 +157,8 @@ void alert_engine::went_down(client_state& s, std::optional<time_point> since, t
     s.down_at = now;
     s.down_sent = false;
     s.held = false;
+    s.covered = false;
+    s.member = schemes_[s.scheme].active;
     // Flapping: the disconnects within the window.
     s.disconnects.push_back(now);
     while (!s.disconnects.empty() && now - s.disconnects.front() > options_.flap_window) s.disconnects.pop_front();
@@ -129,10 +173,13 @@ void alert_engine::went_down(client_state& s, std::optional<time_point> since, t
 
 void alert_engine::came_back(client_state& s, std::optional<time_point> since, time_point now,
                              std::vector<alert>& out) {
-    const bool was_sent = s.down_sent;
+    const bool was_sent = s.down_sent && !s.covered;  // an outage-over stood for its "down": no "recovered"
     set_down(s, false);
     s.down_sent = false;
     s.held = false;
+    s.covered = false;
+    s.member = false;
+    schemes_[s.scheme].last_up = now;
     if (was_sent && !s.flapping && watched(s.client)) {
         auto a = make("recovered", s, now);
         a.since = since;  // when its connection began, if known
@@ -144,16 +191,42 @@ void alert_engine::came_back(client_state& s, std::optional<time_point> since, t
 void alert_engine::check_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out) {
     auto& sc = schemes_[scheme];
     while (!sc.downs.empty() && now - sc.downs.front() > options_.outage_window) sc.downs.pop_front();
-    if (sc.clients < options_.outage_min_clients) return;
     const double limit = options_.outage_percent / 100.0 * static_cast<double>(sc.clients);
-    const auto down_here = [scheme](const client_state& s) { return s.scheme == scheme && s.down; };
-    if (!sc.active && static_cast<double>(sc.downs.size()) > limit) {
+    const auto members_down = [scheme](const client_state& s) { return s.scheme == scheme && s.down && s.member; };
+    if (!sc.active) {
+        if (sc.clients < options_.outage_min_clients || static_cast<double>(sc.downs.size()) <= limit) return;
         sc.active = true;
+        sc.announced = false;
+        sc.detected = now;
+        for (auto& [key, s] : clients_)  // the ones that made it: members (once per outage, not per change)
+            if (s.scheme == scheme && s.down && !s.down_sent) s.member = true;
+        return;
+    }
+    if (!sc.announced) {
+        const auto last_down = sc.downs.empty() ? sc.detected : sc.downs.back();
+        if (now - last_down < outage_settle && now - sc.detected < options_.after) return;
+        sc.announced = true;
         out.push_back(outage("outage", scheme < scheme_filters_.size() ? scheme_filters_[scheme] : std::string(), now,
-                             down_here));
-    } else if (sc.active && static_cast<double>(sc.down) <= limit && sc.downs.empty()) {
-        sc.active = false;
-        out.push_back(outage("outage-over", {}, now, down_here));
+                             members_down));
+        return;
+    }
+    if (static_cast<double>(sc.down) <= limit && sc.downs.empty() && now - sc.last_up >= recovery_settle)
+        end_outage(scheme, now, out);
+}
+
+// The scheme is back: one summary of the members still down, which stands for their own "down".
+void alert_engine::end_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out) {
+    auto& sc = schemes_[scheme];
+    sc.active = false;
+    out.push_back(outage("outage-over", scheme < scheme_filters_.size() ? scheme_filters_[scheme] : std::string(), now,
+                         [scheme](const client_state& s) { return s.scheme == scheme && s.down && s.member; }));
+    for (auto& [key, s] : clients_) {
+        if (s.scheme != scheme || !s.member) continue;
+        s.member = false;
+        if (!s.down) continue;
+        s.down_sent = true;
+        s.covered = true;
+        s.held = false;
     }
 }
 

@@ -76,8 +76,9 @@ std::string fill_template(const std::string& text, const alert& a) {
     return out;
 }
 
-alert_sinks::alert_sinks(alert_sink_options options, std::function<void(const std::string&)> warn)
-    : options_(std::move(options)), warn_(std::move(warn)) {
+alert_sinks::alert_sinks(alert_sink_options options, std::function<void(const std::string&)> warn,
+                         std::function<void(const alert&)> delivered)
+    : options_(std::move(options)), warn_(std::move(warn)), delivered_callback_(std::move(delivered)) {
     options_.validate();
     thread_ = std::thread([this] { loop(); });
 }
@@ -134,7 +135,7 @@ void alert_sinks::loop() {
             lock.unlock();
             if (warn_)
                 warn_("stopping: " + std::to_string(left) + " alerts not delivered (first: " + first +
-                      "); the history's alerts table has them");
+                      "); the next start delivers them");
             return;
         }
         alert a = std::move(queue_.front());
@@ -159,15 +160,21 @@ void alert_sinks::deliver(const alert& a) noexcept {
                 if (stopping_) {  // one more try was given; a stopping service cannot wait for a receiver
                     ++given_up_;
                     pause.unlock();
-                    if (warn_) warn_("stopping: alert " + a.kind + " " + a.client + " not delivered");
+                    if (warn_)
+                        warn_("stopping: alert " + a.kind + " " + a.client +
+                              " not delivered; the next start delivers it");
                     return;
                 }
                 cv_.wait_for(pause, wait, [this] { return stopping_; });
                 wait = std::min<std::chrono::seconds>(wait * 2, std::chrono::seconds(60));
             }
         }
-        std::lock_guard<std::mutex> lock(mutex_);
-        ++delivered_;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++delivered_;
+        }
+        if (warn_) warn_("alert delivered: " + a.kind + (a.client.empty() ? "" : " " + a.client));
+        if (delivered_callback_) delivered_callback_(a);
     } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(mutex_);
         ++given_up_;

@@ -130,6 +130,16 @@ std::vector<std::string> history_reader::alerts(std::size_t limit) const {
     });
 }
 
+std::vector<std::pair<std::int64_t, std::string>> history_reader::undelivered_alerts(std::size_t limit) const {
+    return locked([&](SQLite::Database& db) {
+        std::vector<std::pair<std::int64_t, std::string>> out;
+        SQLite::Statement q(db, "SELECT id, json FROM alerts WHERE delivered_ms IS NULL ORDER BY id LIMIT ?");
+        q.bind(1, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+        while (q.executeStep()) out.emplace_back(q.getColumn(0).getInt64(), q.getColumn(1).getString());
+        return out;
+    });
+}
+
 std::vector<std::pair<std::string, std::string>> history_reader::down_alerted() const {
     return locked([](SQLite::Database& db) {
         std::vector<std::pair<std::string, std::string>> out;

@@ -79,6 +79,13 @@ const char* const migrations[] = {
         topic TEXT,
         json TEXT NOT NULL);
     )sql",
+    R"sql(
+    -- The alerts table is an outbox: an alert is delivered once every sink took it (a webhook's 2xx); a restart
+    -- delivers what is not. Alerts written by older binaries count as delivered.
+    ALTER TABLE alerts ADD COLUMN delivered_ms INTEGER;
+    UPDATE alerts SET delivered_ms = time_ms;
+    CREATE INDEX alerts_undelivered ON alerts(id) WHERE delivered_ms IS NULL;
+    )sql",
 };
 constexpr int known_version = static_cast<int>(sizeof migrations / sizeof migrations[0]);
 static_assert(known_version == history_store::schema_version, "a migration per schema version");

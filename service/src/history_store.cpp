@@ -20,14 +20,16 @@ using detail::to_ms;
 
 struct history_store::alert_record {
     std::string kind, client, topic, json;
-    std::function<void()> on_disk;  // sends it: once it is on disk, so that a restart never sends it again
+    std::function<void(std::int64_t)> on_disk;  // sends it: once it is in the outbox, so a restart finds it
+    std::int64_t id = 0;                        // its row; set when written
 };
 
 struct history_store::item {
-    enum class kind : std::uint8_t { change, watch_on, watch_off, alert } what = kind::change;
+    enum class kind : std::uint8_t { change, watch_on, watch_off, alert, delivered } what = kind::change;
     time_point at;
     change changed;                        // kind::change
     std::unique_ptr<alert_record> alerted;  // kind::alert (a pointer: the queue's items stay small)
+    std::int64_t delivered_id = 0;          // kind::delivered
 };
 
 namespace {
@@ -271,6 +273,7 @@ void history_store::begin_session(const std::string& broker, const std::string& 
     }
     prune(clock::now());
     stopping_ = false;
+    stats_.writer_alive = std::chrono::steady_clock::now();
     thread_ = std::thread([this] { writer_loop(); });
 }
 
@@ -287,7 +290,7 @@ bool history_store::record(const change& c) noexcept {
                 if (!first_drop_) first_drop_ = observed;
                 dropped = true;
             } else {
-                queue_.push_back(item{item::kind::change, observed, c, nullptr});
+                queue_.push_back(item{item::kind::change, observed, c, nullptr, 0});
                 ++queued_changes_;
                 wake = queue_.size() == 1;
             }
@@ -302,12 +305,24 @@ bool history_store::record(const change& c) noexcept {
     }
 }
 
+void history_store::alert_delivered(std::int64_t id, time_point at) noexcept {
+    try {
+        item it{item::kind::delivered, at, {}, nullptr, id};
+        std::lock_guard<std::mutex> lock(mutex_);
+        queue_.push_back(std::move(it));
+    } catch (...) {
+        // out of memory: a restart delivers it again
+    }
+    cv_.notify_one();
+}
+
 void history_store::record_alert(std::string kind, std::string client, std::string topic, std::string json,
-                                 time_point at, std::function<void()> on_disk) noexcept {
+                                 time_point at, std::function<void(std::int64_t)> on_disk) noexcept {
     try {
         item it{item::kind::alert, at, {},
                 std::make_unique<alert_record>(alert_record{std::move(kind), std::move(client), std::move(topic),
-                                                            std::move(json), std::move(on_disk)})};
+                                                            std::move(json), std::move(on_disk), 0}),
+                0};
         std::lock_guard<std::mutex> lock(mutex_);
         queue_.push_back(std::move(it));
     } catch (...) {
@@ -319,7 +334,7 @@ void history_store::record_alert(std::string kind, std::string client, std::stri
 void history_store::watching(bool on, time_point at) noexcept {
     try {
         std::lock_guard<std::mutex> lock(mutex_);
-        queue_.push_back(item{on ? item::kind::watch_on : item::kind::watch_off, at, {}, nullptr});
+        queue_.push_back(item{on ? item::kind::watch_on : item::kind::watch_off, at, {}, nullptr, 0});
     } catch (...) {
         // out of memory: the interval stays open until the next one, a few ms more of "watched"
     }
@@ -381,6 +396,7 @@ void history_store::writer_loop() {
         bool last = false;
         {
             std::unique_lock<std::mutex> lock(mutex_);
+            stats_.writer_alive = std::chrono::steady_clock::now();
             // Sleep until there is something to write, then gather for up to one batch interval.
             cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || !queue_.empty(); });
             if (!stopping_ && !queue_.empty())
@@ -409,7 +425,7 @@ void history_store::writer_loop() {
             std::vector<committed> done;
             if (commit_sink_) done.reserve(batch.size());
             std::size_t changes = 0;
-            for (const auto& it : batch) {
+            for (auto& it : batch) {
                 switch (it.what) {
                     case item::kind::change: {
                         const auto& row = it.changed.current;
@@ -443,6 +459,14 @@ void history_store::writer_loop() {
                         else a.bind(4, r.topic);
                         a.bind(5, r.json);
                         a.exec();
+                        it.alerted->id = w.db->getLastInsertRowid();
+                        break;
+                    }
+                    case item::kind::delivered: {
+                        SQLite::Statement d(*w.db, "UPDATE alerts SET delivered_ms=? WHERE id=?");
+                        d.bind(1, static_cast<std::int64_t>(to_ms(it.at)));
+                        d.bind(2, it.delivered_id);
+                        d.exec();
                         break;
                     }
                     case item::kind::watch_off:
@@ -495,7 +519,7 @@ void history_store::writer_loop() {
             for (auto& it : batch) {
                 if (!it.alerted || !it.alerted->on_disk) continue;
                 try {
-                    it.alerted->on_disk();
+                    it.alerted->on_disk(it.alerted->id);
                 } catch (...) {
                     // the callback's own failure: the record is on disk all the same
                 }

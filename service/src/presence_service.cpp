@@ -78,7 +78,7 @@ presence_service::presence_service(service_options options) : options_(std::move
         std::vector<std::string> filters;
         for (const auto& scheme : scanner_->schemes()) filters.push_back(scheme.filter());
         engine_ = std::make_unique<alert_engine>(*options_.alerts, std::move(filters));
-        sinks_ = std::make_shared<alert_sinks>(options_.sinks, [this](const std::string& w) { say(w); });
+        sinks_ = make_sinks(options_.sinks);
     }
     scanner_->on_change([this](const change& c) {
         {
@@ -127,6 +127,35 @@ presence_service::presence_service(service_options options) : options_(std::move
 }
 
 presence_service::~presence_service() noexcept { stop(); }
+
+std::shared_ptr<alert_sinks> presence_service::make_sinks(const alert_sink_options& o) {
+    return std::make_shared<alert_sinks>(
+        o, [this](const std::string& w) { say(w); },
+        [this](const alert& a) {
+            if (a.outbox_id > 0) store_->alert_delivered(a.outbox_id, clock::now());
+        });
+}
+
+// The outbox: alerts recorded before a restart that no sink took yet go out first, in order.
+void presence_service::deliver_outbox() {
+    if (!sinks_) return;
+    std::vector<std::pair<std::int64_t, std::string>> rows;
+    try {
+        rows = history_reader(options_.history.path).undelivered_alerts(10000);
+    } catch (const std::exception& e) {
+        say(std::string("the alerts not yet delivered could not be read: ") + e.what());
+        return;
+    }
+    std::size_t n = 0;
+    for (auto& [id, text] : rows) {
+        auto a = alert::from_json(text);
+        if (!a) continue;
+        a->outbox_id = id;
+        sinks_->send(std::move(*a));
+        ++n;
+    }
+    if (n > 0) say(std::to_string(n) + " alerts from before this start were not delivered: delivering them");
+}
 
 // The table as the first sync found it, with the "down"s sent before a restart (not sent again). Caller holds
 // alert_mutex_.
@@ -193,7 +222,7 @@ std::string presence_service::reload_alerts(std::optional<alert_options> rules, 
         if (rules) {
             std::vector<std::string> filters;
             for (const auto& scheme : scanner_->schemes()) filters.push_back(scheme.filter());
-            sinks_ = std::make_shared<alert_sinks>(sinks, [this](const std::string& w) { say(w); });
+            sinks_ = make_sinks(sinks);
             engine_ = std::make_unique<alert_engine>(*rules, std::move(filters));
             if (engine_seeded_) {  // the rows as they are now are what is, not news
                 const auto now = clock::now();
@@ -218,7 +247,10 @@ void presence_service::emit(std::vector<alert> alerts) noexcept {
             auto kind = a.kind, client = a.client, topic = a.topic, json = a.json();
             const auto at = a.time;
             store_->record_alert(std::move(kind), std::move(client), std::move(topic), std::move(json), at,
-                                 [sinks = sinks_, sent = std::move(a)]() mutable { sinks->send(std::move(sent)); });
+                                 [sinks = sinks_, sent = std::move(a)](std::int64_t id) mutable {
+                                     sent.outbox_id = id;  // delivered: out of the outbox
+                                     sinks->send(std::move(sent));
+                                 });
         } catch (...) {
             // an alert that cannot be built is lost; the next change or tick tries again
         }
@@ -273,6 +305,7 @@ void presence_service::start() {
             [this](const std::string& w) { say(w); });
         started_ = true;
         if (restored_ > 0) say("restored " + std::to_string(restored_) + " clients from " + options_.history.path);
+        deliver_outbox();
         if (engine_) alert_thread_ = std::thread([this] { alert_loop(); });
     }
     // The notary first: a conflict refuses before the service has read or written anything. (Its connection makes

@@ -71,27 +71,60 @@ TEST(alert_engine, flapping_is_one_alert_and_silence_until_stable) {
     EXPECT_EQ(kinds(f.engine.tick(t0 + 23min)), (std::vector<std::string>{"down w"})) << "alerts again";
 }
 
-TEST(alert_engine, a_mass_outage_is_one_alert_and_holds_the_individual_ones) {
+TEST(alert_engine, a_mass_outage_is_one_alert_counted_when_it_settles_and_one_summary_at_its_end) {
     alert_options o;
     o.after = 10s;
     o.outage_percent = 20;
     fleet f(o);
     for (int i = 0; i < 20; ++i) f.apply("c" + std::to_string(i), "1", t0);
     std::vector<alert> all;
-    for (int i = 0; i < 10; ++i) {
+    for (int i = 0; i < 10; ++i) {  // one a second: the fifth crosses 20 % of 20, five more follow
         auto a = f.apply("c" + std::to_string(i), "0", t0 + 1min + std::chrono::seconds(i));
         all.insert(all.end(), a.begin(), a.end());
     }
-    ASSERT_EQ(all.size(), 1u);
-    EXPECT_EQ(all[0].kind, "outage");
-    EXPECT_EQ(all[0].count, 5u) << "the fifth down crossed 20 % of 20";
-    EXPECT_EQ(all[0].sample.size(), 5u);
-    EXPECT_TRUE(f.engine.tick(t0 + 1min + 20s).empty()) << "individual alerts held";
-    EXPECT_EQ(f.engine.next_due(), time_point::max()) << "held alerts are not due: nothing to wake up for";
-    // Most come back; the outage ends; those still down get their own alert.
-    for (int i = 0; i < 8; ++i) f.apply("c" + std::to_string(i), "1", t0 + 2min);
-    const auto after = f.engine.tick(t0 + 3min);
-    EXPECT_EQ(kinds(after), (std::vector<std::string>{"outage-over", "down c8", "down c9"}));
+    EXPECT_TRUE(all.empty()) << "announced once the downs settle, not at the fifth";
+    EXPECT_TRUE(f.engine.tick(t0 + 1min + 9s + 500ms).empty()) << "a down half a second ago: not settled";
+    const auto outage = f.engine.tick(t0 + 1min + 10s + 100ms);
+    ASSERT_EQ(kinds(outage), (std::vector<std::string>{"outage"}));
+    EXPECT_EQ(outage[0].count, 10u) << "the whole outage, not the count when it was detected";
+    EXPECT_EQ(outage[0].sample.size(), 5u);
+    EXPECT_TRUE(f.engine.tick(t0 + 1min + 30s).empty()) << "individual alerts held";
+    // Most come back, one a second; the outage ends 5 s after the last return, with one summary of who is still down.
+    for (int i = 0; i < 8; ++i) {
+        EXPECT_TRUE(f.apply("c" + std::to_string(i), "1", t0 + 2min + std::chrono::seconds(i)).empty());
+        EXPECT_TRUE(f.engine.tick(t0 + 2min + std::chrono::seconds(i) + 500ms).empty()) << "not over while returning";
+    }
+    EXPECT_TRUE(f.engine.tick(t0 + 2min + 10s).empty()) << "a return 3 s ago";
+    const auto over = f.engine.tick(t0 + 2min + 13s);
+    ASSERT_EQ(kinds(over), (std::vector<std::string>{"outage-over"}));
+    EXPECT_EQ(over[0].count, 2u) << "still down: c8, c9";
+    EXPECT_EQ(over[0].sample, (std::vector<std::string>{"c8", "c9"}));
+    EXPECT_TRUE(f.engine.tick(t0 + 10min).empty()) << "the summary stands for their own down";
+    EXPECT_TRUE(f.apply("c8", "1", t0 + 11min).empty()) << "no recovered for a down that was never sent";
+    // A member back for good is a client like any other: its next death is its own alert.
+    f.apply("c8", "0", t0 + 12min);
+    EXPECT_EQ(kinds(f.engine.tick(t0 + 12min + 11s)), (std::vector<std::string>{"down c8"}));
+}
+
+TEST(alert_engine, a_fleet_that_recovers_at_its_own_pace_is_two_alerts) {
+    // 200 of 512 die within a second and come back at 20 a second: one outage (of 200) and one outage-over.
+    alert_options o;
+    o.after = 30s;
+    fleet f(o);
+    for (int i = 0; i < 512; ++i) f.apply("s" + std::to_string(i), "1", t0);
+    std::vector<alert> all;
+    const auto add = [&all](std::vector<alert> a) { all.insert(all.end(), a.begin(), a.end()); };
+    for (int i = 0; i < 200; ++i) add(f.apply("s" + std::to_string(i), "0", t0 + 1min + std::chrono::milliseconds(5 * i)));
+    for (int ms = 0; ms <= 5000; ms += 250) add(f.engine.tick(t0 + 1min + std::chrono::milliseconds(ms)));
+    for (int i = 0; i < 200; ++i) {
+        const auto at = t0 + 2min + std::chrono::milliseconds(50 * i);
+        add(f.apply("s" + std::to_string(i), "1", at));
+        if (i % 5 == 0) add(f.engine.tick(at));
+    }
+    for (int s = 0; s <= 120; ++s) add(f.engine.tick(t0 + 2min + 10s + std::chrono::seconds(s)));
+    ASSERT_EQ(kinds(all), (std::vector<std::string>{"outage", "outage-over"}));
+    EXPECT_EQ(all[0].count, 200u);
+    EXPECT_EQ(all[1].count, 0u);
 }
 
 TEST(alert_engine, the_services_own_outage_after_the_debounce_and_its_end) {

@@ -7,8 +7,11 @@
 //  - flapping: `flap_count` disconnects within `flap_window` send one "flapping" and silence the client until it
 //    has been stable (no disconnect) for the window.
 //  - outage: when the service itself is cut off from the broker for `after`, or when more than `outage_percent` of a
-//    topic scheme's clients go down within `outage_window`, one "outage" (a count and a sample of names) instead of
-//    one alert per client; their individual alerts are held until "outage-over", then sent for those still down.
+//    topic scheme's clients go down within `outage_window`, one "outage" instead of one alert per client. It is
+//    sent once the downs settle (a second without another, or `after` at most), so its count and sample are of the
+//    whole outage. Its members (down when it began, or going down during it) get no alert of their own: when the
+//    scheme is back (its downs under the threshold, none for `outage_window`, no return for 5 s), one
+//    "outage-over" counts and samples those still down, and that stands for their "down" (no "recovered" follows).
 //  - watch lists: `only` (names or globs that matter; empty: all) and `exclude`.
 //  - a new or removed client is an event, not an alert, unless `on_new` / `on_removed`.
 
@@ -50,9 +53,12 @@ struct alert {
     std::size_t count = 0;            ///< outages: how many clients
     std::vector<std::string> sample;  ///< outages: a few of their names
     std::string reason;               ///< outages: "broker" (the service lost it) or the scheme's topic filter
+    std::int64_t outbox_id = 0;       ///< its row in the history's outbox (0: none)
 
     /// {"alert","client","topic","time","since","count","sample","reason"}; times ISO 8601, null when unknown.
     [[nodiscard]] std::string json() const;
+    /// The alert json() wrote (an outbox row read back after a restart); nullopt if it is not one.
+    [[nodiscard]] static std::optional<alert> from_json(const std::string& text);
 };
 
 class alert_engine {
@@ -82,9 +88,14 @@ private:
         bool held = false;             // its down alert waits for an outage to end
         std::deque<time_point> disconnects;
         bool flapping = false;
+        bool member = false;   // down during its scheme's outage: the outage speaks for it
+        bool covered = false;  // still down when the outage ended: its "down" was the outage-over's summary
     };
     struct scheme_outage {
         bool active = false;
+        bool announced = false;         // the "outage" went out
+        time_point detected{};
+        time_point last_up{};           // the latest return in this scheme
         std::deque<time_point> downs;  // recent downs in this scheme
         std::size_t clients = 0;       // kept as clients come, go, fall and return: no walk over the fleet per change
         std::size_t down = 0;
@@ -99,6 +110,7 @@ private:
     template <class Pick>
     [[nodiscard]] alert outage(const char* kind, std::string reason, time_point now, Pick counted) const;
     void check_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out);
+    void end_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out);
     client_state& track(const std::string& client, std::uint16_t scheme);  // creates it, counted in its scheme
     void set_down(client_state& s, bool down);                              // keeps the scheme's count
 

@@ -38,7 +38,9 @@ struct alert_sink_options {
 
 class alert_sinks {
 public:
-    alert_sinks(alert_sink_options options, std::function<void(const std::string&)> warn);
+    /// `delivered`: called on the sinks' thread for each alert every sink took (a webhook's 2xx).
+    alert_sinks(alert_sink_options options, std::function<void(const std::string&)> warn,
+                std::function<void(const alert&)> delivered = {});
     ~alert_sinks() noexcept;
     alert_sinks(const alert_sinks&) = delete;
     alert_sinks& operator=(const alert_sinks&) = delete;
@@ -64,6 +66,7 @@ private:
 
     alert_sink_options options_;
     std::function<void(const std::string&)> warn_;
+    std::function<void(const alert&)> delivered_callback_;
     mutable std::mutex mutex_;
     std::condition_variable cv_;
     std::deque<alert> queue_;

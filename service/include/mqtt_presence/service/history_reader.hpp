@@ -33,6 +33,8 @@ public:
     [[nodiscard]] std::vector<history_event> events_after(std::int64_t id, std::size_t limit) const;
     /// The latest alerts, newest first, as the JSON each was sent with.
     [[nodiscard]] std::vector<std::string> alerts(std::size_t limit) const;
+    /// The outbox: alerts not yet delivered to every sink, oldest first, as (id, JSON), at most `limit`.
+    [[nodiscard]] std::vector<std::pair<std::int64_t, std::string>> undelivered_alerts(std::size_t limit) const;
     /// (client, topic) of every client whose latest per-client alert was "down": sent, and not yet recovered.
     [[nodiscard]] std::vector<std::pair<std::string, std::string>> down_alerted() const;
     /// The last row of every client (topic filled).

@@ -50,6 +50,8 @@ struct history_stats {
     std::string last_error;          ///< why the last failed commit failed, or what is wrong with the file; "" if none
     std::optional<time_point> last_error_at;
     std::optional<time_point> last_commit_at;
+    /// The writer thread last went round its loop (at least once a second while it lives and is not stuck).
+    std::chrono::steady_clock::time_point writer_alive{};
 };
 
 /// Another process (or another store in this one) writes this history file: two writers would interleave sessions
@@ -62,7 +64,7 @@ public:
 class history_store {
 public:
     /// The schema this binary writes.
-    static constexpr int schema_version = 2;
+    static constexpr int schema_version = 3;
 
     /// Calls `visit` with every row of the live table (scanner::for_each_sorted): how the store rewrites its
     /// `clients` table after it had to drop changes.
@@ -98,10 +100,12 @@ public:
     /// Queues a change (observed at c.at, the table's time for it). Never blocks on the disk; false when the queue is
     /// full (the change is counted as dropped).
     bool record(const change& c) noexcept;
-    /// Queues an alert (kind, client, topic, its JSON) for the alerts table; `on_disk` runs on the writer thread
-    /// once it is on disk. Never blocks.
+    /// Queues an alert (kind, client, topic, its JSON) for the alerts table, the outbox; `on_disk` runs on the writer
+    /// thread once it is on disk, with its id there. Never blocks.
     void record_alert(std::string kind, std::string client, std::string topic, std::string json, time_point at,
-                      std::function<void()> on_disk = {}) noexcept;
+                      std::function<void(std::int64_t id)> on_disk = {}) noexcept;
+    /// The alert with this id reached every sink: it leaves the outbox. Never blocks.
+    void alert_delivered(std::int64_t id, time_point at) noexcept;
     /// The service became connected and synced (true), or lost the broker (false), at `at`: the intervals it watched.
     void watching(bool on, time_point at) noexcept;
     /// Writes what is queued, closes the session and stops the writer thread. Idempotent.

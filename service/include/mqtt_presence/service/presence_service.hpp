@@ -88,6 +88,8 @@ private:
     void emit(std::vector<alert> alerts) noexcept;  // caller holds alert_mutex_
     void alert_loop();
     void seed_engine(time_point now);  // caller holds alert_mutex_
+    std::shared_ptr<alert_sinks> make_sinks(const alert_sink_options& o);
+    void deliver_outbox();
 
     service_options options_;
     std::unique_ptr<history_store> store_;
