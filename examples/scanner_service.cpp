@@ -1,4 +1,5 @@
 #include "scanner_service.hpp"
+#include "service_notify.hpp"
 
 #include <malloc.h>
 #include <sys/resource.h>
@@ -174,15 +175,20 @@ service_options service_settings(const scanner_options& opts, const settings& s)
 
 namespace {
 
-// Waits `d`, or less when a signal asks to stop.
-void pause_unless(const std::atomic<bool>& interrupted, std::chrono::milliseconds d) {
+// Waits `d`, or less when a signal asks to stop; systemd hears from the service meanwhile.
+void pause_unless(const std::atomic<bool>& interrupted, std::chrono::milliseconds d, presence_service& svc,
+                  service_notify& notify) {
     const auto until = std::chrono::steady_clock::now() + d;
-    while (!interrupted && std::chrono::steady_clock::now() < until) usleep(50'000);
+    while (!interrupted && std::chrono::steady_clock::now() < until) {
+        usleep(50'000);
+        notify.tick(svc);
+    }
 }
 
 // Starts the service; a broker that is not there yet (a boot race, a restart) is waited for, with a line per
 // attempt and a back-off from 0.5 s doubling to 5 s. Returns an exit code when the service must not run.
-std::optional<int> start_with_retry(presence_service& svc, const std::atomic<bool>& interrupted, std::mutex& out) {
+std::optional<int> start_with_retry(presence_service& svc, const std::atomic<bool>& interrupted, std::mutex& out,
+                                    service_notify& notify) {
     std::chrono::milliseconds backoff{500};
     for (int attempt = 1; !interrupted; ++attempt) {
         try {
@@ -196,7 +202,7 @@ std::optional<int> start_with_retry(presence_service& svc, const std::atomic<boo
             std::cerr << "mqtt-presence-scanner: attempt " << attempt << ": " << terminal_safe(e.what(), 400)
                       << "; retrying in " << backoff.count() << " ms\n";
         }
-        pause_unless(interrupted, backoff);
+        pause_unless(interrupted, backoff, svc, notify);
         backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
     }
     return std::nullopt;
@@ -266,11 +272,15 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
     std::cerr << "mqtt-presence-scanner: serving " << o.scan.broker.server_uri << ", history in " << o.history.path
               << (o.notary ? ", notary on " + svc->notary()->filter() : std::string()) << "\n";
     if (web) std::cerr << "mqtt-presence-scanner: dashboard: " << web->url() << "\n";
-    if (const auto refused = start_with_retry(*svc, interrupted, out)) return *refused;
+    service_notify notify;
+    notify.tick(*svc);
+    if (const auto refused = start_with_retry(*svc, interrupted, out, notify)) return *refused;
     while (!interrupted) {
         usleep(50'000);
+        notify.tick(*svc);
         if (reload.exchange(false)) reload_alerts(*svc, opts, s, out);
     }
+    notify.stopping();
     if (web) web->stop();
     svc->stop();
     const auto h = svc->history().stats();

@@ -6,6 +6,7 @@
 #include <httplib.h>
 #include <mqtt/async_client.h>
 #include <sys/mount.h>
+#include <sys/un.h>
 #include <nlohmann/json.hpp>
 
 #include <cstring>
@@ -279,6 +280,82 @@ TEST(service_faults, the_default_history_folder_is_created_under_a_fresh_home) {
     EXPECT_TRUE(std::filesystem::exists(home + "/.local/state/mqtt-presence/history.db"));
     svc.signal(SIGTERM);
     EXPECT_EQ(svc.wait_exit(5s), 0) << svc.stderr_text();
+}
+
+}  // namespace
+
+namespace {
+
+// A datagram socket where serve's sd_notify messages arrive, as systemd's would.
+class notify_socket {
+public:
+    explicit notify_socket(const std::string& path) : path_(path) {
+        if (path.size() >= sizeof(sockaddr_un::sun_path)) throw std::runtime_error("socket path too long: " + path);
+        std::remove(path.c_str());
+        fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+        if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("cannot bind " + path);
+    }
+    ~notify_socket() {
+        close(fd_);
+        std::remove(path_.c_str());
+    }
+    /// Waits for a message containing `what`; every message read is kept.
+    bool wait_for(const std::string& what, std::chrono::milliseconds timeout) {
+        const auto deadline = steady::now() + timeout;
+        for (;;) {
+            for (const auto& m : seen_)
+                if (m.find(what) != std::string::npos) return true;
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+            if (left.count() <= 0) return false;
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+            char buf[4096];
+            const auto n = recv(fd_, buf, sizeof buf, 0);
+            if (n > 0) seen_.emplace_back(buf, static_cast<std::size_t>(n));
+        }
+    }
+    [[nodiscard]] std::size_t count(const std::string& what) const {
+        std::size_t n = 0;
+        for (const auto& m : seen_) n += m.find(what) != std::string::npos ? 1 : 0;
+        return n;
+    }
+    std::string all() const {
+        std::string out;
+        for (const auto& m : seen_) out += m + " | ";
+        return out;
+    }
+
+private:
+    std::string path_;
+    int fd_ = -1;
+    std::vector<std::string> seen_;
+};
+
+TEST(service_faults, systemd_hears_ready_after_the_sync_a_status_watchdog_pings_and_the_stop) {
+    private_broker broker;
+    const auto prefix = unique_prefix();
+    broker.crash();  // absent at start: no READY until the first sync
+    const auto path = "/tmp/mqtt-presence-" + std::to_string(getpid()) + ".notify";  // sun_path holds 108 bytes
+    notify_socket sd(path);
+    setenv("NOTIFY_SOCKET", path.c_str(), 1);
+    setenv("WATCHDOG_USEC", "400000", 1);
+    service svc(broker.port(), prefix + "/{client}", db_path(), {}, false);
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    ASSERT_TRUE(sd.wait_for("STATUS=waiting for the broker", 5s)) << sd.all();
+    ASSERT_TRUE(sd.wait_for("WATCHDOG=1", 2s)) << "pinged while the broker is awaited: " << sd.all();
+    EXPECT_EQ(sd.count("READY=1"), 0u) << "not ready before the first sync";
+    broker.restart();
+    ASSERT_TRUE(sd.wait_for("READY=1", 15s)) << sd.all();
+    ASSERT_TRUE(sd.wait_for("STATUS=watching", 2s)) << sd.all();
+    const auto pings = sd.count("WATCHDOG=1");
+    sd.wait_for("never", 1s);  // a second of pings, read as they come
+    EXPECT_GE(sd.count("WATCHDOG=1"), pings + 3) << "a ping every 200 ms: " << sd.all();
+    svc.stop();
+    EXPECT_TRUE(sd.wait_for("STOPPING=1", 1s)) << sd.all();
 }
 
 }  // namespace
