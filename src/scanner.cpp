@@ -106,7 +106,9 @@ void scanner::start() {
     // The only will clears the scanner's retained sync tail, the same at every connection, so Paho's reconnect
     // (which reuses the first CONNECT) is fine here.
     opts.set_will(mqtt::will_options(tail_topic_, std::string(), 1, true));
-    // At most 2 s between tries: a monitor is back within 2 s of the broker's return (one CONNECT per try).
+    // At most 2 s between tries (one CONNECT per try). Measured: healthy again 3.6-3.8 s after the broker is back, as
+    // Paho C's loop runs the retry and reads the CONNACK on its own 1 s poll (strace: tries 3 s apart, CONNACK
+    // handled 1.1 s after the TCP connect).
     opts.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(2));
     start_threads();
     try {

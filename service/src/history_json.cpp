@@ -37,6 +37,7 @@ json uptime_object(const uptime_figures& f) {
             {"down_s", f.down.count() / 1000},
             {"unknown_s", f.unknown.count() / 1000},
             {"disconnects", f.disconnects},
+            {"unseen_disconnects", f.unseen_disconnects},
             {"flaps", f.flaps},
             {"longest_outage_s", f.longest_outage.count() / 1000},
             {"last_seen", time_or_null(f.last_seen)}};

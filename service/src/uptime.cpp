@@ -123,7 +123,10 @@ uptime_figures compute_uptime(const std::string& client, const std::string& topi
         const health next = health_after(e);
         if (next != health::down) outage = std::chrono::milliseconds{0};
         h = next;
-        if (e.status == state::disconnected && e.previous == state::connected && e.why != cause::removed) {
+        if (e.status == state::connected && e.previous == state::connected && e.why == cause::unseen) {
+            ++f.disconnects;  // a newer connection than the one watched: the old one ended unseen
+            ++f.unseen_disconnects;
+        } else if (e.status == state::disconnected && e.previous == state::connected && e.why != cause::removed) {
             ++f.disconnects;
             for (std::size_t j = i + 1; j < events.size(); ++j) {
                 if (events[j].status != state::connected || events[j].why == cause::removed) continue;

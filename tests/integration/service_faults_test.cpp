@@ -143,7 +143,7 @@ TEST(service_faults, sigterm_with_the_broker_frozen_ends_within_3_s) {
     kill(broker.pid(), SIGCONT);
 }
 
-TEST(service_faults, a_broker_absent_at_start_is_waited_for_and_a_return_is_seen_within_2_s) {
+TEST(service_faults, a_broker_absent_at_start_is_waited_for_and_its_return_is_seen) {
     private_broker broker;
     const auto prefix = unique_prefix();
     broker.crash();
@@ -356,6 +356,38 @@ TEST(service_faults, systemd_hears_ready_after_the_sync_a_status_watchdog_pings_
     EXPECT_GE(sd.count("WATCHDOG=1"), pings + 3) << "a ping every 200 ms: " << sd.all();
     svc.stop();
     EXPECT_TRUE(sd.wait_for("STOPPING=1", 1s)) << sd.all();
+}
+
+}  // namespace
+
+namespace {
+
+TEST(service_faults, a_client_that_died_and_came_back_while_serve_was_down_counts_as_a_disconnect) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto db = db_path();
+    observer watch(port, prefix + "/#");
+    auto first = std::make_unique<service>(port, templ, db);
+    auto sensor = std::make_unique<child>(std::vector<std::string>{
+        SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "pump", "--format", "json"});
+    watch.expect(prefix + "/pump", contains("\"status\":1"), "the birth");
+    first->stop();
+    first.reset();
+    // While nobody watches: it dies (its will) and comes back under a new connection.
+    sensor->signal(SIGKILL);
+    watch.expect(prefix + "/pump", contains("\"status\":0"), "the will");
+    sensor = std::make_unique<child>(std::vector<std::string>{
+        SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "pump", "--format", "json"});
+    watch.expect(prefix + "/pump", contains("\"status\":1"), "the new connection");
+    service second(port, templ, db);
+    second.stop();
+    child uptime({SCANNER_BIN, "uptime", "--db", db, "--format", "json"});
+    ASSERT_EQ(uptime.wait_exit(10s), 0) << uptime.stderr_text();
+    const auto j = json::parse(uptime.stdout_text());
+    ASSERT_EQ(j["clients"].size(), 1u) << j.dump();
+    EXPECT_EQ(j["clients"][0]["disconnects"], 1) << "the connection that ended unseen: " << j.dump();
+    EXPECT_EQ(j["clients"][0]["unseen_disconnects"], 1) << j.dump();
 }
 
 }  // namespace

@@ -27,6 +27,10 @@ struct uptime_figures {
     std::chrono::milliseconds down{0};     ///< watched while disconnected or stale
     std::chrono::milliseconds unknown{0};  ///< not watched, or the state was unknown (or the client absent)
     std::uint32_t disconnects = 0;         ///< connected -> disconnected within the window (seen or not)
+    /// Of those, connections that ended while nobody watched: the service found the client connected again under a
+    /// newer epoch (it died and came back meanwhile; when is unknown, between the last watched time and the new
+    /// connection's start).
+    std::uint32_t unseen_disconnects = 0;
     std::uint32_t flaps = 0;               ///< disconnects followed by a connect within the flap interval
     std::chrono::milliseconds longest_outage{0};  ///< the longest watched run of down time
     std::optional<time_point> last_seen;
