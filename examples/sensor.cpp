@@ -271,9 +271,14 @@ int main(int argc, char** argv) {
     bool worker = false;
     if (count > s.per_process) {
         const auto base = s.opts.status.name;
+        // The supervisor writes its lines itself (one write each): it starts no thread, so that every fork, also a
+        // restart of a dead worker, is a copy of a single-threaded process.
         const auto outcome = sensor_workers::run(count, s.per_process, connect_rate,
                                                  [&base](int i) { return numbered(base, i); },
-                                                 [](const std::string& l) { log(l); });
+                                                 [](const std::string& l) {
+                                                     const auto line = "mqtt-presence-sensor: " + l + "\n";
+                                                     (void)!::write(STDERR_FILENO, line.data(), line.size());
+                                                 });
         if (!outcome.worker) return outcome.exit_code;
         worker = true;  // this process is a fork of the parent: it runs its slice
         first = outcome.worker->first;

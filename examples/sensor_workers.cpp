@@ -18,9 +18,15 @@ struct worker {
     pid_t pid = -1;
     slice part;
     bool running = false;
+    std::chrono::steady_clock::time_point started{};
+    std::chrono::steady_clock::time_point restart_at = std::chrono::steady_clock::time_point::max();  // dead: when
+    std::chrono::seconds backoff{1};
+    int quick_deaths = 0;  // in a row, each within quick_death of its start
 };
 
 constexpr auto turn_timeout = std::chrono::seconds(2);  // a worker that cannot get half up does not hold up the rest
+constexpr auto quick_death = std::chrono::seconds(10);
+constexpr int restarts_given_up_after = 3;  // deaths in a row, each soon after its start
 
 std::string describe(int status) {
     if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
@@ -64,25 +70,34 @@ outcome run(int count, int per_process, double connect_rate, const std::function
     sigaddset(&worker_mask, SIGUSR2);
     std::fflush(nullptr);  // nothing buffered is written twice
     std::vector<std::string> started;  // logged once every worker is forked: logging starts a thread
+    // 0 in the new worker, its pid in the parent, -1 when it could not be made.
+    const auto start = [&](worker& wk) -> pid_t {
+        const pid_t pid = fork();
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);  // the parent's death (even SIGKILL) ends the worker: wills fire
+            if (getppid() != parent) _exit(1);
+            pthread_sigmask(SIG_SETMASK, &worker_mask, nullptr);
+            return 0;
+        }
+        if (pid < 0) {
+            log("cannot start worker " + std::to_string(wk.part.index) + ": " + std::strerror(errno));
+            return -1;
+        }
+        wk.pid = pid;
+        wk.running = true;
+        wk.started = std::chrono::steady_clock::now();
+        wk.restart_at = std::chrono::steady_clock::time_point::max();
+        return pid;
+    };
     for (int w = 0; w < n_workers; ++w) {
         auto& wk = workers[static_cast<std::size_t>(w)];
         wk.part.index = w + 1;
         wk.part.first = 1 + w * per_process;
         wk.part.count = std::min(per_process, count - w * per_process);
         wk.part.connect_rate = connect_rate / 2;  // about two workers connect at a time
-        const pid_t pid = fork();
-        if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);  // the parent's death (even SIGKILL) ends the worker: wills fire
-            if (getppid() != parent) _exit(1);
-            pthread_sigmask(SIG_SETMASK, &worker_mask, nullptr);
-            return {0, wk.part};
-        }
-        if (pid < 0) {
-            log("cannot start worker " + std::to_string(w + 1) + ": " + std::strerror(errno));
-            break;
-        }
-        wk.pid = pid;
-        wk.running = true;
+        const pid_t pid = start(wk);
+        if (pid == 0) return {0, wk.part};
+        if (pid < 0) break;
         started.push_back("worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) +
                           "): " + names_of(wk.part));
     }
@@ -101,6 +116,7 @@ outcome run(int count, int per_process, double connect_rate, const std::function
 
     int rc = 0;
     bool stopping = false;
+    bool gave_up = false;  // restarts kept failing: the supervisor stops and exits 1
     auto deadline = std::chrono::steady_clock::time_point::max();
     for (;;) {
         // Reap every worker that ended; one that ended before the stop took its clients down with it.
@@ -116,16 +132,53 @@ outcome run(int count, int per_process, double connect_rate, const std::function
                     rc = 1;
                     auto text = "worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) + ") " +
                                 describe(status);
-                    if (!stopping)
+                    if (!stopping) {
+                        const auto now = std::chrono::steady_clock::now();
+                        wk.quick_deaths = now - wk.started < quick_death ? wk.quick_deaths + 1 : 1;
+                        wk.backoff = wk.quick_deaths > 1 ? std::min(wk.backoff * 2, std::chrono::seconds(30))
+                                                         : std::chrono::seconds(1);
                         text += ": the broker sends the wills of its " + std::to_string(wk.part.count) +
                                 " clients, " + names_of(wk.part);
+                        if (wk.quick_deaths >= restarts_given_up_after) {
+                            text += "; it died " + std::to_string(wk.quick_deaths) + " times in a row within " +
+                                    std::to_string(quick_death.count()) + " s of its start: stopping";
+                            gave_up = true;
+                        } else {
+                            wk.restart_at = now + wk.backoff;
+                            text += "; restarting it in " + std::to_string(wk.backoff.count()) + " s";
+                        }
+                    }
                     log(text);
                 }
             }
         }
-        std::size_t alive = 0;
-        for (const auto& wk : workers) alive += wk.running ? 1 : 0;
-        if (alive == 0) break;
+        // Dead workers come back; one that keeps dying ends the supervisor, which a service manager then sees.
+        for (auto& wk : workers) {
+            if (stopping || gave_up || wk.running || std::chrono::steady_clock::now() < wk.restart_at) continue;
+            const pid_t again = start(wk);
+            if (again == 0) return {0, wk.part};
+            if (again > 0) {
+                kill(again, SIGUSR2);  // its turn at once: the others are up
+                log("worker " + std::to_string(wk.part.index) + " restarted (pid " + std::to_string(again) + "): " +
+                    names_of(wk.part));
+            }
+        }
+        if (gave_up && !stopping) {
+            stopping = true;
+            for (auto& w : workers) w.restart_at = std::chrono::steady_clock::time_point::max();
+            deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            for (const auto& w : workers)
+                if (w.running) kill(w.pid, SIGTERM);
+        }
+        std::size_t alive = 0, coming_back = 0;
+        for (const auto& wk : workers) {
+            alive += wk.running ? 1 : 0;
+            coming_back += !wk.running && !stopping &&
+                                   wk.restart_at != std::chrono::steady_clock::time_point::max()
+                               ? 1
+                               : 0;
+        }
+        if (alive == 0 && coming_back == 0) break;
         if (stopping && std::chrono::steady_clock::now() > deadline) {
             for (const auto& wk : workers)
                 if (wk.running) kill(wk.pid, SIGKILL);
@@ -152,7 +205,7 @@ outcome run(int count, int per_process, double connect_rate, const std::function
         }
     }
     log(std::string("all workers stopped") + (rc == 0 ? "" : " (see above)"));
-    return {stopping ? rc : 1, std::nullopt};
+    return {stopping && !gave_up ? rc : 1, std::nullopt};
 }
 
 }  // namespace sensor_workers

@@ -15,7 +15,10 @@
 //
 // Workers die with their parent (PR_SET_PDEATHSIG): a SIGKILLed parent takes them along and the broker sends every
 // will. SIGINT/SIGTERM to the parent stops all workers cleanly, in parallel. A worker that ends on its own (killed,
-// crashed) is reported with the names its clients had: the broker sends their wills.
+// crashed) is reported with the names its clients had (the broker sends their wills) and started again after a
+// back-off (1 s doubling to 30 s); when restarts keep failing (three deaths in a row, each within 10 s of its start)
+// the supervisor stops the rest and exits 1 at once, so that its service manager sees the failure. The supervisor
+// starts no thread: every fork, a restart too, copies a single-threaded process.
 
 #include <functional>
 #include <optional>

@@ -1,8 +1,8 @@
 #include "clean_stop.hpp"
 
 #include <algorithm>
+#include <thread>
 
-#include "paho_sockets.hpp"
 #include "paho_util.hpp"
 #include "uri.hpp"
 
@@ -14,6 +14,19 @@ std::chrono::milliseconds left_until(std::chrono::steady_clock::time_point deadl
                                                       deadline - std::chrono::steady_clock::now()));
 }
 }  // namespace
+
+bool end_keeping_will_311(mqtt::async_client& client, std::chrono::milliseconds wait) noexcept {
+    try {
+        // QoS 0: nothing for Paho to wait for or resend; the broker closes the connection on reading it.
+        client.publish(mqtt::message::create(std::string(protocol_error_topic), std::string(), 0, false));
+    } catch (...) {
+        return !client.is_connected();
+    }
+    const auto until = std::chrono::steady_clock::now() + wait;
+    while (client.is_connected() && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // Paho has no event for a connection it lost
+    return !client.is_connected();
+}
 
 bool begin_end_of_connection(mqtt::async_client& client, const mqtt::delivery_token_ptr& clean_status, bool mqtt5,
                              std::chrono::steady_clock::time_point deadline, std::string& problem,
@@ -34,10 +47,12 @@ bool begin_end_of_connection(mqtt::async_client& client, const mqtt::delivery_to
             ending = client.disconnect(0);
         } else if (mqtt5) {
             ending = client.disconnect(disconnect_keeping_will());  // the broker publishes the will
-        } else if (!drop_connection(client.get_client_id(), parse_server_uri(client.get_server_uri()).port)) {
-            // 3.1.1 has no "disconnect with will": only a connection that ends without DISCONNECT keeps it.
-            problem = "the clean \"disconnected\" was not acknowledged and the connection could not be ended "
-                      "without DISCONNECT; the broker drops the will";
+        } else if (!end_keeping_will_311(client, reserve)) {
+            // Not closed yet (a slow network, or a broker that tolerates the error): a DISCONNECT after it, in order,
+            // so that the client is gone either way. A broker that closes on the error never reads it.
+            problem = "the clean \"disconnected\" was not acknowledged and the broker had not closed the connection " +
+                      std::to_string(reserve.count()) + " ms after a protocol error meant to keep the will; a "
+                      "broker that tolerates the error drops the will at the DISCONNECT that follows";
             ending = client.disconnect(0);
         }
     } catch (...) {

@@ -15,7 +15,6 @@
 #include "connect_failure.hpp"
 #include "error_log.hpp"
 #include "net_util.hpp"
-#include "paho_sockets.hpp"
 #include "paho_util.hpp"
 #include "paho_wake.hpp"
 
@@ -80,18 +79,6 @@ presence_client::~presence_client() noexcept {
     } catch (...) {
     }
     client_.reset();  // before the connect listener it may still call
-    end_connect_trace();  // a connect that never reported back
-}
-
-// Only 3.1.1 needs the socket: to end a connection without DISCONNECT when the clean stop failed.
-void presence_client::begin_connect_trace() {
-    if (options_.broker.mqtt_version == 5) return;
-    detail::begin_tracked_connect(client_->get_client_id());
-    if (connect_traced_.exchange(true)) detail::end_tracked_connect();  // the last attempt never reported back
-}
-
-void presence_client::end_connect_trace() noexcept {
-    if (connect_traced_.exchange(false)) detail::end_tracked_connect();
 }
 
 void presence_client::start() {
@@ -187,8 +174,7 @@ void presence_client::attempt_connect() {
     }
     auto opts = detail::base_connect_options(options_.broker);
     opts.set_automatic_reconnect(false);  // our own loop: a fresh will per connection
-    // A fresh epoch for this connection. Not add_will(): that keeps Paho's trace on for good, for an app that
-    // connects its client itself (paho_sockets.hpp); this client traces its own connects only.
+    // A fresh epoch for this connection (add_will() is for an app's own connect options).
     announcer_.next_epoch();
     auto will = announcer_.will();
     if (options_.broker.mqtt_version == 5 && options_.will_delay.count() > 0) {
@@ -206,10 +192,8 @@ void presence_client::attempt_connect() {
     }
     try {
         // Paho's connect timeout bounds the attempt; its failure comes to connect_failed through the listener.
-        begin_connect_trace();
         client_->connect(opts, nullptr, connect_listener_);
     } catch (const mqtt::exception& e) {
-        end_connect_trace();
         connect_failed(e.get_return_code(), e.get_reason_code(), e.what());
         return;
     }

@@ -9,7 +9,6 @@
 #include "text_util.hpp"
 #include "net_util.hpp"
 #include "clean_stop.hpp"
-#include "paho_sockets.hpp"
 
 namespace mqtt_presence {
 namespace {
@@ -81,7 +80,6 @@ std::string status_announcer::payload(state s, std::string_view reason) const {
 
 void status_announcer::add_will(mqtt::connect_options& options) {
     mqtt5_ = options.get_mqtt_version() == MQTTVERSION_5;
-    if (!mqtt5_) detail::track_paho_sockets();  // see disconnect()
     next_epoch();
     options.set_will(will());
 }

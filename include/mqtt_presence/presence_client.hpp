@@ -182,18 +182,14 @@ private:
     std::string last_failure_;
     std::uint64_t session_ = 0;  // connections so far (mutex_): a heartbeat belongs to one
     std::chrono::steady_clock::time_point session_start_{};
-    std::atomic<bool> connect_traced_{false};  // a 3.1.1 connect in flight keeps Paho's trace on (paho_sockets.hpp)
-    void begin_connect_trace();
-    void end_connect_trace() noexcept;
 
     // Paho reports a failed connect here (its thread): the retry is a task.
     struct connect_listener final : mqtt::iaction_listener {
         explicit connect_listener(presence_client& c) : client(c) {}
         void on_failure(const mqtt::token& tok) override {
-            client.end_connect_trace();
             client.connect_failed(tok.get_return_code(), tok.get_reason_code(), nullptr);
         }
-        void on_success(const mqtt::token&) override { client.end_connect_trace(); }
+        void on_success(const mqtt::token&) override {}
         presence_client& client;
     } connect_listener_{*this};
 };

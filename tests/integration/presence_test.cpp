@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 
+#include "clean_stop.hpp"
 #include "harness.hpp"
 
 using namespace harness;
@@ -238,6 +239,65 @@ TEST(presence, a_clean_stop_that_is_not_acknowledged_keeps_the_will) {
         obs.expect(topic, contains("\"reason\":\"clean\""), "the clean status, read late");
         obs.expect(topic, contains("\"reason\":\"lost\""), "the will: the connection ended without dropping it");
     }
+}
+
+// The mechanism under a 3.1.1 clean stop that was not acknowledged, held directly: Paho C sends a PUBLISH to a
+// wildcard topic (it does not check), and the broker closes the connection on it and publishes the will. Fails if
+// either changes.
+TEST(presence, a_wildcard_publish_ends_a_311_connection_with_its_will) {
+    const int port = broker_port();
+    const auto topic = "sensors/connected/" + unique_prefix();
+    observer obs(port, topic);
+    mqtt::async_client client(broker_uri(port), unique_prefix());
+    mqtt::connect_options opts;
+    opts.set_mqtt_version(MQTTVERSION_3_1_1);
+    opts.set_will(mqtt::will_options(topic, std::string("0"), 1, true));
+    client.connect(opts)->wait();
+    client.publish(topic, "1", 1, true)->wait();
+    obs.expect(topic, equals("1"), "connected");
+    ASSERT_TRUE(mqtt_presence::detail::end_keeping_will_311(client, 5s)) << "the broker kept the connection";
+    obs.expect(topic, equals("0"), "the will, published by the broker that closed the connection");
+}
+
+// The pid a sensor's supervisor logged for worker `index` ("worker 2 (pid 1234)" or "worker 2 restarted (pid 1234)").
+pid_t worker_pid(child& sensors, int index, const std::string& how, std::chrono::milliseconds timeout = 15s) {
+    const auto line = sensors.wait_stderr(contains("worker " + std::to_string(index) + how + "(pid "), timeout);
+    if (!line) return -1;
+    return static_cast<pid_t>(std::stol(line->substr(line->find("(pid ") + 5)));
+}
+
+TEST(presence, a_dead_worker_is_restarted_and_its_clients_come_back) {
+    private_broker broker;
+    const auto name = unique_prefix();
+    const auto topic = "sensors/connected/" + name + "-000150";  // a client of worker 2
+    observer obs(broker.port(), topic);
+    child sensors(sensor_args(broker.port(), name, {"--count", "300", "--per-process", "100"}));
+    const pid_t second = worker_pid(sensors, 2, " ");
+    ASSERT_GT(second, 0) << sensors.stderr_text();
+    obs.expect(topic, equals("1"), "worker 2's client connected");
+    ASSERT_EQ(kill(second, SIGKILL), 0);
+    obs.expect(topic, equals("0"), "its will");
+    EXPECT_TRUE(sensors.wait_stderr(contains("restarting it in 1 s"), 5s)) << sensors.stderr_text();
+    EXPECT_GT(worker_pid(sensors, 2, " restarted "), 0) << sensors.stderr_text();
+    obs.expect(topic, equals("1"), "connected again, from the restarted worker", 20s);
+    sensors.signal(SIGTERM);
+    EXPECT_EQ(sensors.wait_exit(15s), 1) << "a worker died during the run:\n" << sensors.stderr_text();
+}
+
+TEST(presence, a_worker_that_keeps_dying_ends_the_supervisor_at_once) {
+    private_broker broker;
+    const auto name = unique_prefix();
+    child sensors(sensor_args(broker.port(), name, {"--count", "200", "--per-process", "100"}));
+    pid_t pid = worker_pid(sensors, 2, " ");
+    for (int death = 1; death <= 3; ++death) {
+        ASSERT_GT(pid, 0) << "death " << death << ":\n" << sensors.stderr_text();
+        ASSERT_EQ(kill(pid, SIGKILL), 0);
+        if (death < 3) pid = worker_pid(sensors, 2, " restarted ");
+    }
+    const auto started = steady::now();
+    EXPECT_EQ(sensors.wait_exit(15s), 1) << sensors.stderr_text();
+    EXPECT_LT(steady::now() - started, 12s) << "the supervisor ends at once, not at a stop";
+    EXPECT_NE(sensors.stderr_text().find("died 3 times in a row"), std::string::npos) << sensors.stderr_text();
 }
 
 TEST(presence, stopping_many_clients_is_parallel) {
