@@ -142,8 +142,20 @@ bool sync(scanner& scan, std::chrono::milliseconds timeout) {
 
 // once: a snapshot that is complete or says it is not. The machine formats stream straight from the table (a
 // million rows need no copy of it); the human table needs every row first for its column widths.
+// Rows whose retained heartbeat is overdue by the sender's own clock are judged on ours (a clock behind is not a
+// death): the snapshot waits until each is heard live, or goes stale after 1.5 of its intervals.
+void wait_for_live_beats(scanner& scan) {
+    const auto waiting = scan.counts().awaiting;
+    if (waiting == 0) return;
+    std::cerr << "mqtt-presence-scanner: " << waiting << " client(s) last beat longer ago than their heartbeat by "
+              << "their own clock; waiting for a live beat (1.5 intervals at most)\n";
+    const auto until = std::chrono::steady_clock::now() + std::chrono::minutes(10);  // the table decides sooner
+    while (scan.counts().awaiting > 0 && !interrupted && std::chrono::steady_clock::now() < until) usleep(50'000);
+}
+
 int run_once(scanner& scan, const settings& s) {
     const bool synced = sync(scan, s.timeout);
+    if (synced) wait_for_live_beats(scan);
     const auto st = scan.status();
     int rc = 0;
     if (!st.connected) {

@@ -1,5 +1,7 @@
 #include <mqtt_presence/connection_table.hpp>
 
+#include <climits>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -72,6 +74,9 @@ struct connection_table::entry {
     bool stale = false;
     bool future_time = false;
     bool restored = false;
+    bool awaiting_beat = false;  // retained and overdue by the sender's clock: judged by ours, within 1.5 intervals
+    bool has_skew = false;
+    std::int32_t skew_ms = 0;    // the sender's clock minus ours, from its last live "connected"
     std::uint32_t transitions = 0;
     std::uint32_t generation = 0;  // the re-sync that last confirmed this row
     std::uint32_t heartbeat_s = 0;
@@ -181,6 +186,7 @@ void connection_table::count(const entry& e, int delta) noexcept {
         case state::unknown: bump(counts_.unknown); break;
     }
     if (e.stale) bump(counts_.stale);
+    if (e.awaiting_beat) bump(counts_.awaiting);
 }
 
 void connection_table::fill_row(const entry& e, client_status& r) {
@@ -197,6 +203,8 @@ void connection_table::fill_row(const entry& e, client_status& r) {
     r.transitions = e.transitions;
     r.source = e.source;
     r.future_time = e.future_time;
+    r.awaiting_beat = e.awaiting_beat;
+    r.clock_skew = e.has_skew ? std::optional<std::chrono::milliseconds>(e.skew_ms) : std::nullopt;
     e.text.read({&r.detail, &r.reason, &r.ip, &r.host, &r.meta, &r.raw});
 }
 
@@ -319,14 +327,26 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     else if (has_stamp && (e.last_seen == unknown_time || stamp > e.last_seen)) e.last_seen = stamp;
     else if (state_changed || new_connection) e.last_seen = has_stamp ? stamp : unknown_time;
     e.heartbeat_s = record.heartbeat ? static_cast<std::uint32_t>(record.heartbeat->count()) : 0;
+    if (!retained && has_stamp && record.status == state::connected) {
+        // A live "connected" is stamped when sent: its stamp against our receive time is the sender's clock skew.
+        const auto skew = std::chrono::duration_cast<std::chrono::milliseconds>(stamp - now).count();
+        e.skew_ms = static_cast<std::int32_t>(std::clamp<std::int64_t>(skew, INT32_MIN, INT32_MAX));
+        e.has_skew = true;
+    }
     e.stale = false;
+    e.awaiting_beat = false;
     e.deadline = unknown_time;
     if (e.heartbeat_s > 0 && e.status == state::connected) {
+        const auto interval = std::chrono::seconds(e.heartbeat_s);
         const auto base = e.last_seen != unknown_time ? e.last_seen : now;
-        e.deadline = base + 3 * std::chrono::seconds(e.heartbeat_s);
-        // A status that is overdue when it arrives (a retained one read at start-up) is stale at once.
-        if (e.deadline <= now) e.stale = true;
-        else next_deadline_ = std::min(next_deadline_, e.deadline);
+        e.deadline = base + 3 * interval;
+        if (retained && e.deadline <= now) {
+            // Overdue by the sender's clock alone (its time stamp): a dead client, or a clock behind ours. Liveness
+            // is judged on our receive times: a live one beats within an interval; stale if none comes in 1.5.
+            e.awaiting_beat = true;
+            e.deadline = now + interval * 3 / 2;
+        }
+        next_deadline_ = std::min(next_deadline_, e.deadline);
     }
     e.text.assign({record.detail, record.reason, record.ip, record.host, record.meta, record.raw});
     count(e, +1);
@@ -382,6 +402,7 @@ std::vector<change> connection_table::expire(time_point now) {
         if (e.deadline <= now) {
             count(e, -1);
             e.stale = true;
+            e.awaiting_beat = false;
             count(e, +1);
             out.push_back(change{change_kind::stale, e.status, row(e), true, now});
         } else {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "text_util.hpp"
@@ -59,6 +60,14 @@ std::string detail_text(const client_status& c) {
         d = d.empty() ? c.reason : d + ", " + c.reason;
     if (!c.raw.empty()) d += (d.empty() ? "raw: " : "; raw: ") + c.raw;
     if (c.future_time) d += d.empty() ? "time ahead of this clock: ignored" : "; time ahead of this clock: ignored";
+    const auto add = [&d](const std::string& text) { d += (d.empty() ? "" : "; ") + text; };
+    if (c.awaiting_beat) add("heartbeat overdue by its own clock: waiting for a live one");
+    if (c.clock_skew && std::abs(c.clock_skew->count()) >= clock_skew_shown.count()) {
+        char text[64];
+        std::snprintf(text, sizeof text, "clock %.1f s %s", std::abs(static_cast<double>(c.clock_skew->count())) / 1000.0,
+                      c.clock_skew->count() < 0 ? "behind" : "ahead");
+        add(text);
+    }
     return d;
 }
 
@@ -127,6 +136,15 @@ void append_client_json(std::string& out, const client_status& c, const std::str
     out += c.retained ? ",\"retained\":true"sv : ",\"retained\":false"sv;
     out += c.stale ? ",\"stale\":true"sv : ",\"stale\":false"sv;
     out += c.will_only() ? ",\"liveness\":\"will-only\""sv : ",\"liveness\":\"heartbeat\""sv;
+    if (c.awaiting_beat) out += ",\"awaiting_beat\":true"sv;
+    out += ",\"clock_skew_s\":"sv;
+    if (c.clock_skew) {
+        char skew[32];
+        std::snprintf(skew, sizeof skew, "%.1f", static_cast<double>(c.clock_skew->count()) / 1000.0);
+        out += skew;
+    } else {
+        out += "null"sv;
+    }
     out += ",\"epoch\":"sv;
     if (c.epoch) out += std::to_string(*c.epoch);
     else out += "null"sv;

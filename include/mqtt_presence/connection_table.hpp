@@ -60,6 +60,13 @@ struct client_status {
     bool future_time = false;
     /// Restored from a history (connection_table::restore) and not confirmed by a message since.
     bool restored = false;
+    /// A retained "connected" whose heartbeat is overdue by the sender's own time stamp: a dead client or a clock
+    /// behind ours. Not stale yet: liveness is judged on the scanner's receive times, so it is stale if no live
+    /// message comes within 1.5 heartbeat intervals, fresh when one does.
+    bool awaiting_beat = false;
+    /// The sender's clock minus the scanner's, measured on its last live "connected" (stamped when sent); nullopt
+    /// until one arrives. Reported, never a reason to call a client stale.
+    std::optional<std::chrono::milliseconds> clock_skew;
     std::string detail;  ///< Homie/smarthome detail, or why the payload was unreadable
     std::string reason;  ///< "clean" / "lost" for a JSON "disconnected"
     std::string ip;
@@ -77,6 +84,7 @@ struct table_counts {
     std::size_t disconnected = 0;
     std::size_t unknown = 0;
     std::size_t stale = 0;  ///< connected clients whose heartbeat is overdue (also counted as connected)
+    std::size_t awaiting = 0;  ///< connected clients with client_status::awaiting_beat (also counted as connected)
     [[nodiscard]] std::size_t total() const noexcept { return connected + disconnected + unknown; }
 };
 

@@ -2,15 +2,18 @@
 // Renderers: snapshots and changes to text (table, JSON, NDJSON, CSV, Prometheus). Pure: no MQTT.
 //
 // JSON snapshot shape (stable):
-// {"clients":[{"client","state","since","last_seen","retained","stale","liveness","epoch","ip","detail","topic",
-//               "meta"}...],
+// {"clients":[{"client","state","since","last_seen","retained","stale","liveness",["awaiting_beat",]"clock_skew_s",
+//               "epoch","ip","detail","topic","meta"}...],
 //  "counts":{"connected","disconnected","unknown","stale"},
 //  "stats":{"messages","malformed","stale_deaths_ignored","stale_connects_ignored","future_times","unmatched"},
 //  "scanner":{"connected","since","sync","broker_dropped","broker_clients","unmatched_examples"}}
 //                                                               (scanner: only when a scanner fed the table)
 // state is "connected" | "disconnected" | "unknown"; times are ISO 8601 UTC or null when unknown; epoch, ip and
-// detail are null when absent; meta is the client's extra JSON members (an object) or null.
+// detail are null when absent; meta is the client's extra JSON members (an object) or null. clock_skew_s is the
+// sender's clock minus the scanner's (seconds, from its last live "connected"), null until measured; awaiting_beat
+// (only when true) marks a retained heartbeat overdue by the sender's clock, judged within 1.5 intervals.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -23,6 +26,9 @@
 #include <mqtt_presence/scanner_status.hpp>
 
 namespace mqtt_presence {
+
+/// A sender's clock skew at least this large is said in a row's detail (the table, the JSON's detail).
+constexpr std::chrono::milliseconds clock_skew_shown{2000};
 
 /// What a renderer shows: the rows (each with its topic) and the table's counters.
 struct scan_result {

@@ -210,8 +210,10 @@ void alert_engine::check_outage(std::uint16_t scheme, time_point now, std::vecto
                              members_down));
         return;
     }
-    if (static_cast<double>(sc.down) <= limit && sc.downs.empty() && now - sc.last_up >= recovery_settle)
-        end_outage(scheme, now, out);
+    // Back: every client up again, or few enough down and no new death for the outage window; either once no
+    // client returned for recovery_settle.
+    const bool back = sc.down == 0 || (static_cast<double>(sc.down) <= limit && sc.downs.empty());
+    if (back && now - sc.last_up >= recovery_settle) end_outage(scheme, now, out);
 }
 
 // The scheme is back: one summary of the members still down, which stands for their own "down".

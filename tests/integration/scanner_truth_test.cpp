@@ -53,10 +53,11 @@ scanner_options options_for(int port, const std::string& prefix) {
 TEST(scanner_truth, an_overdue_heartbeat_read_at_start_up_is_stale_in_every_output) {
     const int port = broker_port();
     const auto prefix = unique_prefix();
-    // The client promised a heartbeat every 10 s and was last heard of an hour ago: it died while the broker was
-    // down, and its retained "connected" outlived it.
+    // The client promised a heartbeat every 2 s and was last heard of an hour ago: it died while the broker was
+    // down, and its retained "connected" outlived it (or its clock is an hour behind: a live beat would say so
+    // within 1.5 intervals; none comes, so it is stale).
     publish_retained(port, prefix + "/ghost",
-                     "{\"status\":1,\"hb\":10,\"epoch\":" + std::to_string(now_ms() - 3'600'000) +
+                     "{\"status\":1,\"hb\":2,\"epoch\":" + std::to_string(now_ms() - 3'600'000) +
                          ",\"ts\":" + std::to_string(now_ms() - 3'600'000) + "}");
     const auto topic_args = std::vector<std::string>{"--topic", prefix + "/{client}", "--once"};
 
@@ -80,6 +81,57 @@ TEST(scanner_truth, an_overdue_heartbeat_read_at_start_up_is_stale_in_every_outp
     r = run_scanner(port, args);
     EXPECT_EQ(r.code, 3) << "a stale client is not what --require asks for\n" << r.err;
     EXPECT_NE(r.err.find("ghost is stale"), std::string::npos) << r.err;
+}
+
+// A sensor (or the scanner) whose wall clock is skewed (libfaketime; the monotonic clock, which a skewed machine
+// still counts right, is left alone): liveness is judged on the scanner's receive times, the skew is
+// reported per client, and a live client is never stale for it (libfaketime shifts one process's clock).
+TEST(scanner_truth, a_skewed_clock_is_reported_and_never_makes_a_live_client_stale) {
+    const int port = broker_port();
+    const std::string faketime = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    ASSERT_EQ(access(faketime.c_str(), R_OK), 0) << "libfaketime is missing (scripts/bootstrap installs faketime)";
+    struct skew {
+        const char* offset;
+        double seconds;
+        bool sensor;  // the sensor's clock is shifted, else the scanner's
+    };
+    int round = 0;
+    for (const auto& k : {skew{"-30s", -30, true}, skew{"-1h", -3600, true}, skew{"-15m", -900, true},
+                          skew{"+15m", 900, true}, skew{"-30s", 30, false}}) {
+        SCOPED_TRACE(std::string(k.sensor ? "sensor " : "scanner ") + k.offset);
+        const auto prefix = unique_prefix() + "-" + std::to_string(++round);
+        const auto shifted = std::vector<std::string>{"env", "LD_PRELOAD=" + faketime, std::string("FAKETIME=") + k.offset,
+                                                      "FAKETIME_DONT_RESET=1", "DONT_FAKE_MONOTONIC=1"};
+        auto sensor_cmd = k.sensor ? shifted : std::vector<std::string>{};
+        for (const auto& a : {std::string(SENSOR_BIN), std::string("--broker"), broker_uri(port),
+                              std::string("--topic"), prefix + "/{client}", std::string("--name"),
+                              std::string("clock"), std::string("--format"), std::string("json"),
+                              std::string("--heartbeat"), std::string("2")})
+            sensor_cmd.push_back(a);
+        child sensor(sensor_cmd);
+        observer watch(port, prefix + "/clock");
+        watch.expect(prefix + "/clock", contains("\"status\":1"), "the sensor's status");
+        std::this_thread::sleep_for(3s);  // its retained status is now older than a beat by its own clock
+        auto once_cmd = k.sensor ? std::vector<std::string>{} : shifted;
+        for (const auto& a : {std::string(SCANNER_BIN), std::string("once"), std::string("--broker"), broker_uri(port),
+                              std::string("--topic"), prefix + "/{client}", std::string("--format"),
+                              std::string("json"), std::string("--require"), std::string("clock")})
+            once_cmd.push_back(a);
+        child once(once_cmd);
+        ASSERT_EQ(once.wait_exit(30s), 0) << "a live client with a skewed clock is connected:\n" << once.stderr_text();
+        const auto j = json::parse(once.stdout_text());
+        ASSERT_EQ(j["clients"].size(), 1u) << j.dump();
+        const auto& row = j["clients"][0];
+        EXPECT_EQ(row["stale"], false) << row.dump();
+        // A sensor behind by less than the 10-minute tolerance: once waited for its live beat and measured it. (A
+        // scanner behind sees the status as fresh at once: nothing to wait for, nothing measured.)
+        if (k.sensor && k.seconds < 0) {
+            ASSERT_TRUE(row["clock_skew_s"].is_number()) << row.dump();
+            EXPECT_NEAR(row["clock_skew_s"].get<double>(), k.seconds, 2.0) << row.dump();
+        }
+        sensor.signal(SIGINT);
+        sensor.wait_exit(10s);
+    }
 }
 
 TEST(scanner_truth, a_resync_removes_statuses_the_broker_lost) {

@@ -391,3 +391,64 @@ TEST(service_faults, a_client_that_died_and_came_back_while_serve_was_down_count
 }
 
 }  // namespace
+
+namespace {
+
+// The broker ended (SIGTERM), killed (SIGKILL) or frozen (SIGSTOP past the keepalive) under a fleet of 20, with
+// every part of serve on: the loss said, /healthz 503, one outage alert, healthy again after the broker's return,
+// outage-over, and a SIGTERM that ends serve within 3 s; never an abort.
+TEST(service_faults, the_broker_ended_killed_or_frozen_under_a_fleet_with_every_part_on) {
+    for (const int fault : {SIGTERM, SIGKILL, SIGSTOP}) {
+        SCOPED_TRACE(std::string("broker ") + strsignal(fault));
+        private_broker broker;
+        const auto prefix = unique_prefix() + "-" + std::to_string(fault);
+        const auto dir = std::string(TEST_TMP_DIR) + "/" + prefix;
+        std::filesystem::create_directories(dir);
+        std::remove((dir + "/alerts.jsonl").c_str());
+        child fleet({SENSOR_BIN, "--broker", broker_uri(broker.port()), "--topic", prefix + "/{client}", "--name", "s",
+                     "--count", "20", "--keepalive", "2"});
+        service svc(broker.port(), prefix + "/{client}", db_path(),
+                    {"--notary", prefix + "-notary/{client}", "--ha-discovery", prefix + "-ha", "--keepalive", "2",
+                     "--alert-after", "1s", "--alert-exec", "cat >> '" + dir + "/alerts.jsonl'"});
+        const auto alerts = [&dir] {
+            std::vector<std::string> kinds;
+            std::ifstream in(dir + "/alerts.jsonl");
+            std::string line;
+            while (std::getline(in, line))
+                if (!line.empty()) kinds.push_back(json::parse(line).value("alert", "?"));
+            return kinds;
+        };
+        ASSERT_EQ(kill(broker.pid(), fault), 0);
+        const auto faulted = steady::now();
+        ASSERT_TRUE(svc.proc.wait_stderr(contains("connection lost"), 8s)) << svc.proc.stderr_text();
+        std::cout << strsignal(fault) << ": loss said after "
+                  << std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - faulted).count() << " ms\n";
+        svc.until_health(503, 2s, "the lost broker");
+        const auto outage_until = steady::now() + 10s;
+        while (alerts().empty() && steady::now() < outage_until) std::this_thread::sleep_for(50ms);  // a file
+        ASSERT_FALSE(alerts().empty()) << "no outage alert";
+        EXPECT_EQ(alerts().front(), "outage");
+        if (fault == SIGSTOP) {
+            kill(broker.pid(), SIGCONT);
+        } else {
+            if (fault == SIGKILL) broker.crash();  // reaped
+            broker.restart();
+        }
+        svc.until_health(200, 15s, "healthy after the broker's return");
+        // One outage-over for each outage (a broker that ends cleanly sends its clients' wills first: then the
+        // scheme's outage and the broker's are two), and nothing per client.
+        const auto balanced = [&alerts] {
+            const auto a = alerts();
+            const auto outages = std::count(a.begin(), a.end(), "outage");
+            return outages > 0 && outages == std::count(a.begin(), a.end(), "outage-over") &&
+                   outages * 2 == static_cast<long>(a.size());
+        };
+        const auto over_until = steady::now() + 15s;
+        while (!balanced() && steady::now() < over_until) std::this_thread::sleep_for(50ms);  // a file
+        EXPECT_TRUE(balanced()) << ::testing::PrintToString(alerts());
+        svc.stop();
+        EXPECT_EQ(svc.proc.stderr_text().find("terminate called"), std::string::npos) << svc.proc.stderr_text();
+    }
+}
+
+}  // namespace

@@ -134,15 +134,33 @@ TEST(connection_table, heartbeat_overdue_marks_stale_and_a_message_freshens) {
     EXPECT_EQ(t.expire(t0 + 72s).size(), 1u);
 }
 
-TEST(connection_table, retained_connected_with_an_old_heartbeat_is_stale_at_once) {
+TEST(connection_table, a_retained_heartbeat_overdue_by_its_own_stamp_is_judged_on_our_clock) {
     connection_table t;
-    // The client died while the broker was down: its retained "connected" outlived it.
+    // Last heard of an hour ago by its own stamp: dead while the broker was down, or a clock an hour behind ours.
     auto c = t.apply("ghost", rec(json_status(1, 1, unix_ms(t0 - 1h), ",\"hb\":10")), true, t0);
     ASSERT_TRUE(c);
-    EXPECT_TRUE(c->current.stale) << "judged when it arrives, not at the next expiry tick";
-    EXPECT_TRUE(t.find("ghost")->stale);
+    EXPECT_FALSE(c->current.stale) << "the sender's clock alone never makes a client stale";
+    EXPECT_TRUE(c->current.awaiting_beat);
+    EXPECT_EQ(t.counts().awaiting, 1u);
+    EXPECT_TRUE(t.expire(t0 + 14s).empty()) << "a live one beats within an interval: 1.5 are given";
+    const auto stale = t.expire(t0 + 15s);
+    ASSERT_EQ(stale.size(), 1u);
+    EXPECT_EQ(stale[0].kind, change_kind::stale);
     EXPECT_EQ(t.counts().stale, 1u);
-    EXPECT_TRUE(t.expire(t0).empty()) << "already reported as stale";
+    EXPECT_EQ(t.counts().awaiting, 0u);
+
+    // The same with a live beat in time: fresh, and the skew measured (an hour behind).
+    connection_table u;
+    u.apply("late", rec(json_status(1, 1, unix_ms(t0 - 1h), ",\"hb\":10")), true, t0);
+    u.apply("late", rec(json_status(1, 1, unix_ms(t0 + 5s - 1h), ",\"hb\":10")), false, t0 + 5s);
+    const auto row = u.find("late");
+    ASSERT_TRUE(row);
+    EXPECT_FALSE(row->stale);
+    EXPECT_FALSE(row->awaiting_beat);
+    ASSERT_TRUE(row->clock_skew);
+    EXPECT_EQ(*row->clock_skew, -std::chrono::milliseconds(1h));
+    EXPECT_TRUE(u.expire(t0 + 20s).empty()) << "its next deadline runs from our receive time";
+    EXPECT_EQ(u.counts().awaiting, 0u);
 }
 
 TEST(connection_table, an_older_connected_does_not_lower_the_epoch) {

@@ -44,7 +44,7 @@ TEST(render, json_has_the_documented_shape) {
     std::vector<std::string> keys;
     for (const auto& [key, v] : k.items()) keys.push_back(key);
     EXPECT_EQ(keys, (std::vector<std::string>{"client", "state", "since", "last_seen", "retained", "stale",
-                                              "liveness", "epoch", "ip", "detail", "topic", "meta"}));
+                                              "liveness", "clock_skew_s", "epoch", "ip", "detail", "topic", "meta"}));
     EXPECT_EQ(k["liveness"], "will-only") << "no heartbeat promised";
     EXPECT_EQ(k["state"], "connected");
     EXPECT_EQ(k["since"], "2023-11-14T22:13:20.123Z");

@@ -10,7 +10,8 @@
 //    topic scheme's clients go down within `outage_window`, one "outage" instead of one alert per client. It is
 //    sent once the downs settle (a second without another, or `after` at most), so its count and sample are of the
 //    whole outage. Its members (down when it began, or going down during it) get no alert of their own: when the
-//    scheme is back (its downs under the threshold, none for `outage_window`, no return for 5 s), one
+//    scheme is back (every client up, or its downs under the threshold and none for `outage_window`; then no
+//    return for 5 s), one
 //    "outage-over" counts and samples those still down, and that stands for their "down" (no "recovered" follows).
 //  - watch lists: `only` (names or globs that matter; empty: all) and `exclude`.
 //  - a new or removed client is an event, not an alert, unless `on_new` / `on_removed`.
