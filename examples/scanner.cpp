@@ -284,6 +284,10 @@ private:
 // watch on a terminal: the live table, redrawn as soon as a change arrives (at most once every 20 ms, so a storm of
 // changes costs 50 redraws a second) and every second, as the ages move on. Only a screenful of rows is copied out of
 // the table, so a million clients cost little to watch.
+// The scanner's probe comes back every second: three without a word from the broker is a cut connection (the
+// keepalive declares it lost later).
+constexpr std::chrono::seconds no_news_after{3};
+
 int run_live_table(scanner& scan, const settings& s, redraw_signal& changed, std::mutex& out_mutex) {
     constexpr auto min_gap = std::chrono::milliseconds(20);
     sync(scan, s.timeout);
@@ -309,6 +313,12 @@ int run_live_table(scanner& scan, const settings& s, redraw_signal& changed, std
                 note = std::string(s.no_color ? "" : "\x1b[1;31m") + "  DISCONNECTED" +
                        (st.since ? " since " + format_iso8601(*st.since).substr(11, 8) + " UTC" : "") +
                        ": rows as of then; reconnecting" + (s.no_color ? "" : "\x1b[0m");
+            else if (st.last_heard && clock::now() - *st.last_heard >= no_news_after)  // cut, not yet declared lost
+                note = std::string(s.no_color ? "" : "\x1b[1;33m") + "  NO NEWS from the broker for " +
+                       std::to_string(std::chrono::duration_cast<std::chrono::seconds>(clock::now() - *st.last_heard)
+                                          .count()) +
+                       " s: rows as of " + format_iso8601(*st.last_heard).substr(11, 8) + " UTC" +
+                       (s.no_color ? "" : "\x1b[0m");
             else if (st.sync == sync_state::syncing) note = "  (syncing)";
             else if (st.sync == sync_state::unverified) note = "  (sync not verified: rows may be missing)";
             else if (st.sync == sync_state::partial) note = "  (partial: this broker sends no retained status to a "
@@ -398,6 +408,8 @@ struct command_line {
 };
 
 void define_options(CLI::App& app, settings& s, command_line& c) {
+    // A scanner's keepalive bounds how long it can be cut off unawares (one PINGREQ per interval is the cost).
+    c.broker.keepalive = 10;
     cli::add_broker_options(app, s.opts.broker, c.broker);
     auto* what = app.add_option_group("Statuses", "Which status topics to read");
     what->add_option("-t,--topic", c.topics, "Status topic template, repeatable (default sensors/connected/{client})");

@@ -225,6 +225,8 @@ std::string render_scanner_json(const scanner_status& s) {
     out += s.connected ? "true" : "false";
     out += ",\"since\":";
     append_time(out, s.since);
+    out += ",\"last_heard\":";
+    append_time(out, s.last_heard);
     out += ",\"sync\":\"" + std::string(to_string(s.sync)) + "\",\"broker_dropped\":" +
            std::to_string(s.broker_dropped) + ",\"broker_clients\":" +
            (s.broker_clients ? std::to_string(*s.broker_clients) : std::string("null")) + ",\"unmatched_examples\":[";

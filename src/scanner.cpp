@@ -157,7 +157,9 @@ void scanner::on_connected() noexcept {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         connected_ = true;
-        connection_since_ = clock::now();
+        const auto now = std::chrono::time_point_cast<std::chrono::milliseconds>(clock::now());
+        connection_since_ = now;
+        last_heard_ms_.store(now.time_since_epoch().count(), std::memory_order_relaxed);  // the CONNACK: a round trip
         marker = ++marker_sent_;
         sync_ = sync_state::syncing;
         dropped_at_sync_.reset();
@@ -287,7 +289,10 @@ void scanner::on_connection_lost(const std::string& cause) noexcept {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         connected_ = false;
-        connection_since_ = clock::now();
+        // The table is as of the last word from the broker, which a keepalive notices only later.
+        const auto heard = last_heard_ms_.load(std::memory_order_relaxed);
+        const auto heard_at = time_point(std::chrono::milliseconds(heard));
+        connection_since_ = heard > 0 && (!connection_since_ || heard_at >= *connection_since_) ? heard_at : clock::now();
         if (sync_ == sync_state::syncing) sync_ = sync_state::unverified;
         ++version_;
         queue_state();
@@ -303,6 +308,12 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
         const auto& topic = msg->get_topic();
         if (topic == marker_topic_) {
             const auto& payload = msg->get_payload_str();
+            if (payload == "probe") {  // a round trip: what the scanner sends reaches the broker, and back
+                last_heard_ms_.store(
+                    std::chrono::duration_cast<std::chrono::milliseconds>(clock::now().time_since_epoch()).count(),
+                    std::memory_order_relaxed);
+                return true;
+            }
             if (payload.rfind("purge-", 0) == 0) {
                 {
                     std::lock_guard<std::mutex> lock(mutex_);
@@ -518,7 +529,24 @@ void scanner::expiry_loop() {
         if (stopping_) break;
         judge_now();
         end_burst_if_tail_overdue(lock);
+        probe_broker(lock);
     }
+}
+
+// A round trip through the broker now and then: last_heard stays fresh in a quiet fleet, and goes stale when the
+// connection is cut but not yet declared lost. Called and returns with the lock held; publishes without it.
+void scanner::probe_broker(std::unique_lock<std::mutex>& lock) {
+    const auto now = std::chrono::steady_clock::now();
+    if (options_.probe_interval.count() <= 0 || !connected_ || !client_ || now - last_probe_ < options_.probe_interval)
+        return;
+    last_probe_ = now;
+    lock.unlock();
+    try {
+        client_->publish(mqtt::message::create(marker_topic_, std::string("probe"), 0, false));
+    } catch (const std::exception&) {
+        // not connected after all: the connection's loss is said on its own
+    }
+    lock.lock();
 }
 
 bool scanner::wait_synced(std::chrono::milliseconds timeout) {
@@ -692,6 +720,8 @@ scanner_status scanner::status_locked() const {
     scanner_status s;
     s.connected = connected_;
     s.since = connection_since_;
+    if (const auto heard = last_heard_ms_.load(std::memory_order_relaxed); heard > 0)
+        s.last_heard = time_point(std::chrono::milliseconds(heard));
     s.sync = sync_;
     if (dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_)
         s.broker_dropped = *dropped_now_ - *dropped_at_sync_;

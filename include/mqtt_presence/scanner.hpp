@@ -58,6 +58,10 @@ struct scanner_options {
     /// Fallback for brokers that do not keep order: synced after this long without a status message.
     std::chrono::milliseconds quiet_period{1000};
     std::chrono::milliseconds expire_interval{1000};  ///< how often heartbeat staleness is checked
+    /// A round trip through the broker this often (a QoS 0 message on the scanner's own marker topic) while
+    /// connected, so that scanner_status::last_heard says how fresh the table is even in a quiet fleet; 0: none.
+    /// (Paho shows no PINGRESP: a cut connection is otherwise silent until the keepalive declares it lost.)
+    std::chrono::milliseconds probe_interval{1000};
     /// Clients asked for by their exact topics (in every scheme) at every sync: their retained statuses arrive even
     /// from a broker that sends none to a wildcard subscription (RabbitMQ), so --require is right everywhere.
     std::vector<std::string> named_clients;
@@ -178,6 +182,7 @@ private:
     // The retained burst of marker `seq` ended (`second`: the exact-topic confirmations' too): either asks for
     // unconfirmed and named rows by their topics (returned, for after_burst) or ends the sync. Caller holds mutex_.
     std::vector<std::string> burst_ended_locked(std::uint64_t seq, bool second);
+    void probe_broker(std::unique_lock<std::mutex>& lock);
     // Subscribes the topics to confirm and sends the second marker; unsubscribes the last round's. Without mutex_.
     void after_burst(std::vector<std::string> confirm) noexcept;
     // When the marker came back a quiet period ago and the retained tail never did: notes that wildcards get no
@@ -197,6 +202,8 @@ private:
     mutable std::condition_variable delivery_cv_;
     std::condition_variable timer_cv_;           // the expiry timer's sleep; stop
     std::atomic<int> condition_waiters_{0};      // threads in wait_for(): only then does a message wake cv_
+    std::atomic<std::int64_t> last_heard_ms_{0};  // Unix ms of the last round trip (connect, probe); 0: none yet
+    std::chrono::steady_clock::time_point last_probe_{};  // expiry thread only
     mutable connection_table table_;  // mutable: a const snapshot first judges heartbeats at that moment
     mutable std::deque<delivery> deliveries_;
     std::uint64_t version_ = 0;  // bumped at every message: wait_for() re-checks its condition

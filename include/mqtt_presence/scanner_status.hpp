@@ -26,7 +26,13 @@ enum class sync_state : std::uint8_t {
 /// The scanner's own connection, as every output reports it beside the table.
 struct scanner_status {
     bool connected = false;
-    std::optional<time_point> since;  ///< when it connected, or when it lost the connection; nullopt: never connected
+    /// When it connected; when it lost the connection, the last time it heard from the broker (the table is as of
+    /// then, not as of the moment the loss was noticed); nullopt: never connected.
+    std::optional<time_point> since;
+    /// The last round trip through the broker (the connect, or the scanner's own probe coming back, every second):
+    /// what it sends reaches the broker and what the broker sends reaches it. nullopt before the first. While
+    /// connected, a gap of a few seconds means the connection is cut and not yet declared lost.
+    std::optional<time_point> last_heard;
     sync_state sync = sync_state::syncing;
     std::uint64_t broker_dropped = 0;  ///< messages the broker says it dropped since the sync began ($SYS), if known
     /// Clients connected to the broker by its own count (mosquitto's $SYS/broker/clients/connected, this scanner

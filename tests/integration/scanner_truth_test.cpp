@@ -189,6 +189,67 @@ TEST(scanner_truth, the_scanners_own_disconnection_is_visible) {
     scan.stop();
 }
 
+// A cut connection (the network stops carrying the scanner's packets; the broker sees nothing wrong) is visible
+// before the keepalive declares it lost: the scanner's probe stops coming back, so last_heard stops moving. Once
+// lost, the table is "as of" the last word from the broker, not the moment the loss was noticed.
+TEST(scanner_truth, a_cut_connection_shows_before_it_is_declared_lost_and_the_table_is_as_of_the_last_word) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    tcp_proxy net(port);
+    scanner_options o;
+    o.broker.server_uri = broker_uri(net.port());
+    o.broker.keepalive = std::chrono::seconds(6);
+    o.topics = {prefix + "/{client}"};
+    scanner scan(o);
+    std::mutex lines_mutex;
+    std::string lines;
+    scan.on_status([&](const std::string& l) {
+        std::lock_guard<std::mutex> lock(lines_mutex);
+        lines += format_iso8601(clock::now()) + " " + l + "\n";
+    });
+    scan.start();
+    ASSERT_TRUE(scan.wait_synced(10s));
+    ASSERT_TRUE(scan.wait_for(
+        [&] {
+            const auto st = scan.status();
+            return st.last_heard && st.since && *st.last_heard > *st.since;  // a probe came back after the connect
+        },
+        5s))
+        << "the probe never came back";
+    net.hold();
+    const auto cut = clock::now();
+    const auto quiet = [&](std::chrono::milliseconds gap) {
+        const auto st = scan.status();
+        return st.connected && st.last_heard && clock::now() - *st.last_heard >= gap;
+    };
+    const auto noticed = steady::now();
+    ASSERT_TRUE(scan.wait_for([&] { return quiet(2s); }, 5s)) << "last_heard kept moving, or the loss came first";
+    std::cerr << "no news for 2 s seen " << std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - noticed).count()
+              << " ms after the cut, while still connected\n";
+    scanner_status st;
+    ASSERT_TRUE(scan.wait_for(
+        [&] {
+            st = scan.status();
+            return !st.connected;
+        },
+        20s))
+        << "never declared lost";
+    ASSERT_TRUE(st.since);
+    const auto ms = [&cut](const std::optional<time_point>& t) {
+        return t ? std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(*t - cut).count()) + " ms"
+                 : std::string("none");
+    };
+    EXPECT_LE(*st.since, cut + 1500ms) << "as of the last word from the broker, not of the detection: since "
+                                       << ms(st.since) << ", last heard " << ms(st.last_heard) << " after the cut; cut at "
+                                       << format_iso8601(cut) << "\n" << [&] {
+                                              std::lock_guard<std::mutex> lock(lines_mutex);
+                                              return lines;
+                                          }();
+    EXPECT_GE(*st.since, cut - 2500ms);
+    net.release();
+    scan.stop();
+}
+
 TEST(scanner_truth, the_live_table_says_when_it_lost_the_broker_and_shows_hostile_text_harmlessly) {
     private_broker broker;
     // A status whose ip sets the terminal's title, writes the clipboard (OSC 52) and clears the screen.
