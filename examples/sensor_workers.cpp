@@ -28,6 +28,21 @@ constexpr auto turn_timeout = std::chrono::seconds(2);  // a worker that cannot 
 constexpr auto quick_death = std::chrono::seconds(10);
 constexpr int restarts_given_up_after = 3;  // deaths in a row, each soon after its start
 
+// A worker died while the fleet ran: when it comes back (restart_at), or that restarts keep failing. Returns what to
+// add to the line that reports the death.
+std::string schedule_restart(worker& wk, bool& gave_up) {
+    const auto now = std::chrono::steady_clock::now();
+    wk.quick_deaths = now - wk.started < quick_death ? wk.quick_deaths + 1 : 1;
+    wk.backoff = wk.quick_deaths > 1 ? std::min(wk.backoff * 2, std::chrono::seconds(30)) : std::chrono::seconds(1);
+    if (wk.quick_deaths >= restarts_given_up_after) {
+        gave_up = true;
+        return "; it died " + std::to_string(wk.quick_deaths) + " times in a row within " +
+               std::to_string(quick_death.count()) + " s of its start: stopping";
+    }
+    wk.restart_at = now + wk.backoff;
+    return "; restarting it in " + std::to_string(wk.backoff.count()) + " s";
+}
+
 std::string describe(int status) {
     if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
     return "exited with code " + std::to_string(WEXITSTATUS(status));
@@ -118,6 +133,14 @@ outcome run(int count, int per_process, double connect_rate, const std::function
     bool stopping = false;
     bool gave_up = false;  // restarts kept failing: the supervisor stops and exits 1
     auto deadline = std::chrono::steady_clock::time_point::max();
+    const auto stop_workers = [&] {  // each stops its clients in parallel; none comes back
+        stopping = true;
+        deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        for (auto& wk : workers) {
+            wk.restart_at = std::chrono::steady_clock::time_point::max();
+            if (wk.running) kill(wk.pid, SIGTERM);
+        }
+    };
     for (;;) {
         // Reap every worker that ended; one that ended before the stop took its clients down with it.
         int status = 0;
@@ -132,29 +155,16 @@ outcome run(int count, int per_process, double connect_rate, const std::function
                     rc = 1;
                     auto text = "worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) + ") " +
                                 describe(status);
-                    if (!stopping) {
-                        const auto now = std::chrono::steady_clock::now();
-                        wk.quick_deaths = now - wk.started < quick_death ? wk.quick_deaths + 1 : 1;
-                        wk.backoff = wk.quick_deaths > 1 ? std::min(wk.backoff * 2, std::chrono::seconds(30))
-                                                         : std::chrono::seconds(1);
+                    if (!stopping)
                         text += ": the broker sends the wills of its " + std::to_string(wk.part.count) +
-                                " clients, " + names_of(wk.part);
-                        if (wk.quick_deaths >= restarts_given_up_after) {
-                            text += "; it died " + std::to_string(wk.quick_deaths) + " times in a row within " +
-                                    std::to_string(quick_death.count()) + " s of its start: stopping";
-                            gave_up = true;
-                        } else {
-                            wk.restart_at = now + wk.backoff;
-                            text += "; restarting it in " + std::to_string(wk.backoff.count()) + " s";
-                        }
-                    }
+                                " clients, " + names_of(wk.part) + schedule_restart(wk, gave_up);
                     log(text);
                 }
             }
         }
         // Dead workers come back; one that keeps dying ends the supervisor, which a service manager then sees.
         for (auto& wk : workers) {
-            if (stopping || gave_up || wk.running || std::chrono::steady_clock::now() < wk.restart_at) continue;
+            if (gave_up || wk.running || std::chrono::steady_clock::now() < wk.restart_at) continue;
             const pid_t again = start(wk);
             if (again == 0) return {0, wk.part};
             if (again > 0) {
@@ -163,20 +173,11 @@ outcome run(int count, int per_process, double connect_rate, const std::function
                     names_of(wk.part));
             }
         }
-        if (gave_up && !stopping) {
-            stopping = true;
-            for (auto& w : workers) w.restart_at = std::chrono::steady_clock::time_point::max();
-            deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-            for (const auto& w : workers)
-                if (w.running) kill(w.pid, SIGTERM);
-        }
+        if (gave_up && !stopping) stop_workers();
         std::size_t alive = 0, coming_back = 0;
         for (const auto& wk : workers) {
             alive += wk.running ? 1 : 0;
-            coming_back += !wk.running && !stopping &&
-                                   wk.restart_at != std::chrono::steady_clock::time_point::max()
-                               ? 1
-                               : 0;
+            coming_back += !wk.running && wk.restart_at != std::chrono::steady_clock::time_point::max() ? 1 : 0;
         }
         if (alive == 0 && coming_back == 0) break;
         if (stopping && std::chrono::steady_clock::now() > deadline) {
@@ -197,11 +198,8 @@ outcome run(int count, int per_process, double connect_rate, const std::function
         const int sig = sigtimedwait(&wanted, &info, &tick);
         if (sig == SIGUSR2 && !stopping && turns_given > 0 && info.si_pid == workers[turns_given - 1].pid) give_turn();
         if ((sig == SIGINT || sig == SIGTERM) && !stopping) {
-            stopping = true;
-            deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
             log(std::string("stopping ") + std::to_string(alive) + " workers on " + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
-            for (const auto& wk : workers)
-                if (wk.running) kill(wk.pid, SIGTERM);  // each stops its clients in parallel
+            stop_workers();
         }
     }
     log(std::string("all workers stopped") + (rc == 0 ? "" : " (see above)"));

@@ -23,6 +23,10 @@ std::string default_client_id() {
     return "mqtt-presence-scanner-" + std::to_string(getpid()) + "-" + std::to_string(rd() % 100000);
 }
 
+std::int64_t unix_ms(time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
 }  // namespace
 
 void scanner_options::validate() const {
@@ -159,7 +163,7 @@ void scanner::on_connected() noexcept {
         connected_ = true;
         const auto now = std::chrono::time_point_cast<std::chrono::milliseconds>(clock::now());
         connection_since_ = now;
-        last_heard_ms_.store(now.time_since_epoch().count(), std::memory_order_relaxed);  // the CONNACK: a round trip
+        last_heard_ms_.store(unix_ms(now), std::memory_order_relaxed);  // the CONNACK: a round trip
         marker = ++marker_sent_;
         sync_ = sync_state::syncing;
         dropped_at_sync_.reset();
@@ -299,7 +303,7 @@ void scanner::on_connection_lost(const std::string& cause) noexcept {
     }
     cv_.notify_all();
     status_line("connection lost" + (cause.empty() ? std::string() : ": " + cause) +
-                "; the table is as of now; reconnecting");
+                "; the table is as of the last round trip through the broker; reconnecting");
 }
 
 bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
@@ -309,9 +313,7 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
         if (topic == marker_topic_) {
             const auto& payload = msg->get_payload_str();
             if (payload == "probe") {  // a round trip: what the scanner sends reaches the broker, and back
-                last_heard_ms_.store(
-                    std::chrono::duration_cast<std::chrono::milliseconds>(clock::now().time_since_epoch()).count(),
-                    std::memory_order_relaxed);
+                last_heard_ms_.store(unix_ms(clock::now()), std::memory_order_relaxed);
                 return true;
             }
             if (payload.rfind("purge-", 0) == 0) {

@@ -200,6 +200,8 @@ struct dashboard::impl {
     }
 
     void routes();
+    void limit_and_guard();  // threads, timeouts, body cap, the login; before routes()
+    void bind();             // the port (throws address_in_use or error) and its backlog
     void clients(const httplib::Request& req, httplib::Response& res);
     std::string page_history(const std::vector<client_status>& rows);
     void one_client(const httplib::Request& req, httplib::Response& res);
@@ -563,12 +565,10 @@ void dashboard::impl::metrics(httplib::Response& res) {
         if (c.since) since += "mqtt_presence_state_since_timestamp_seconds" + labels + " " + seconds(*c.since) + "\n";
         transitions += "mqtt_presence_transitions_total" + labels + " " + std::to_string(c.transitions) + "\n";
     });
-    const auto st = table.status();
-    const auto h = svc.history().stats();
-    const bool has_notary = svc.notary() != nullptr;
-    const auto notary = has_notary ? svc.notary()->stats() : notary_stats{};
-    const auto alerts = svc.alerts_pending();
-    const auto health = detail::assess(svc);
+    const auto health = detail::assess(svc);  // every part read once, for the figures below too
+    const auto& st = health.broker;
+    const auto& h = health.history;
+    const auto& alerts = health.alerts;
     std::string out;
     const auto family = [&out](const char* name, const char* type, const char* help, const std::string& samples) {
         out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + samples;
@@ -604,10 +604,6 @@ void dashboard::impl::metrics(httplib::Response& res) {
                     h.write_errors},
              scalar{"mqtt_presence_history_failing", "gauge", "1 while the history cannot be written.",
                     h.failing ? 1u : 0u},
-             scalar{"mqtt_presence_notary_connected", "gauge", "1 while the notary is connected (absent: no notary).",
-                    has_notary ? (notary.connected ? 1u : 0u) : 2u},
-             scalar{"mqtt_presence_notary_pending", "gauge", "Notary records waiting for the broker.",
-                    notary.pending},
              scalar{"mqtt_presence_alerts_pending", "gauge", "Alerts waiting for their receiver.", alerts.count},
              scalar{"mqtt_presence_alerts_given_up_total", "counter", "Alerts never delivered.", alerts.given_up},
              scalar{"mqtt_presence_healthy", "gauge", "1 when /healthz says ok.", health.ok() ? 1u : 0u},
@@ -616,8 +612,13 @@ void dashboard::impl::metrics(httplib::Response& res) {
                     h.dropped},
              scalar{"mqtt_presence_http_viewers", "gauge", "Live dashboard viewers connected.", feed.viewers()},
          })
-        if (m.value != 2u || std::string_view(m.name) != "mqtt_presence_notary_connected")
-            family(m.name, m.type, m.help, std::string(m.name) + " " + std::to_string(m.value) + "\n");
+        family(m.name, m.type, m.help, std::string(m.name) + " " + std::to_string(m.value) + "\n");
+    if (health.notary) {  // absent without a notary
+        family("mqtt_presence_notary_connected", "gauge", "1 while the notary is connected.",
+               "mqtt_presence_notary_connected " + std::string(health.notary->connected ? "1" : "0") + "\n");
+        family("mqtt_presence_notary_pending", "gauge", "Notary records waiting for the broker.",
+               "mqtt_presence_notary_pending " + std::to_string(health.notary->pending) + "\n");
+    }
     if (alerts.oldest)
         family("mqtt_presence_alerts_oldest_pending_seconds", "gauge", "Age of the oldest alert not yet delivered.",
                "mqtt_presence_alerts_oldest_pending_seconds " +
@@ -635,6 +636,75 @@ void dashboard::impl::healthz(httplib::Response& res) {
 
 // --- lifetime --------------------------------------------------------------------------------------------------
 
+// What no client can exhaust, and the login (see the header). The guard reads the requests' start and end.
+void dashboard::impl::limit_and_guard() {
+    const auto threads = static_cast<std::size_t>(options.threads);
+    server->new_task_queue = [threads] { return new detail::http_pool(threads); };
+    server->set_payload_max_length(options.max_body);
+    server->set_read_timeout(5, 0);
+    server->set_write_timeout(5, 0);
+    server->set_keep_alive_timeout(5);
+    server->set_keep_alive_max_count(1000);
+    std::string expected;  // the credentials, base64, when a login is asked for
+    if (!options.user.empty()) {
+        const std::string credentials = options.user + ":" + options.password;
+        std::string encoded(4 * ((credentials.size() + 2) / 3) + 1, '\0');
+        const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
+                                      reinterpret_cast<const unsigned char*>(credentials.data()),
+                                      static_cast<int>(credentials.size()));
+        encoded.resize(static_cast<std::size_t>(n));
+        expected = encoded;
+    }
+    // Before the routes and before any byte of a body is read: the guard learns a request began, the login is
+    // checked.
+    server->set_pre_routing_handler([this, expected](const httplib::Request& req, httplib::Response& res) {
+        if (guard) guard->request_began(req.remote_addr, req.remote_port);
+        if (expected.empty() || authorized(req.get_header_value("Authorization"), expected))
+            return httplib::Server::HandlerResponse::Unhandled;
+        // A body larger than the cap is left to httplib, which answers 413 without reading it and closes. (After a
+        // 401 it would read an unread body as the next request line, into a buffer without a bound.)
+        const auto length = req.get_header_value("Content-Length");
+        if (!length.empty() && (length.size() > 18 || !all_digits(length) || std::stoull(length) > options.max_body))
+            return httplib::Server::HandlerResponse::Unhandled;
+        res.status = 401;
+        res.set_header("Connection", "close");
+        res.set_header("WWW-Authenticate", "Basic realm=\"mqtt-presence\", charset=\"UTF-8\"");
+        res.set_content("authentication required\n", "text/plain");
+        return httplib::Server::HandlerResponse::Handled;
+    });
+    server->set_post_routing_handler([this](const httplib::Request& req, httplib::Response&) {
+        if (guard) guard->request_ended(req.remote_addr, req.remote_port);
+    });
+}
+
+// Binds the port. httplib's socket options are replaced (see below); a taken port is address_in_use.
+void dashboard::impl::bind() {
+    // httplib's default also sets SO_REUSEPORT, which lets a second service bind the same port and share its
+    // requests: SO_REUSEADDR only (a restart may bind while old connections linger in TIME_WAIT).
+    int listening = -1;
+    server->set_socket_options([&listening](int sock) {
+        int yes = 1;
+        ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+        listening = sock;
+    });
+    if (options.port == 0) {
+        port = server->bind_to_any_port(options.host);
+        if (port <= 0) throw error("cannot listen on " + options.host + " (any port)");
+    } else {
+        if (!server->bind_to_port(options.host, options.port)) {
+            const auto where = options.host + ":" + std::to_string(options.port);
+            if (port_taken(options.host, options.port))
+                throw address_in_use("cannot listen on " + where + ": the port is in use (another serve, or "
+                                     "another program); stop it, or give another --listen");
+            throw error("cannot listen on " + where + " (not an address of this machine?)");
+        }
+        port = options.port;
+    }
+    // httplib listens with a backlog of 5: a burst of connections (viewers reconnecting after a restart, a flood)
+    // would overflow it. Linux takes a second listen() on the bound socket as the new backlog.
+    if (listening >= 0) ::listen(listening, 1024);
+}
+
 dashboard::dashboard(presence_service& service, http_options options)
     : impl_(std::make_unique<impl>(service, std::move(options))) {
     auto& d = *impl_;
@@ -646,43 +716,7 @@ dashboard::dashboard(presence_service& service, http_options options)
     } else {
         d.server = std::make_unique<httplib::Server>();
     }
-    const auto threads = static_cast<std::size_t>(d.options.threads);
-    d.server->new_task_queue = [threads] { return new detail::http_pool(threads); };
-    d.server->set_payload_max_length(d.options.max_body);
-    d.server->set_read_timeout(5, 0);
-    d.server->set_write_timeout(5, 0);
-    d.server->set_keep_alive_timeout(5);
-    d.server->set_keep_alive_max_count(1000);
-    std::string expected;  // the credentials, base64, when a login is asked for
-    if (!d.options.user.empty()) {
-        const std::string credentials = d.options.user + ":" + d.options.password;
-        std::string encoded(4 * ((credentials.size() + 2) / 3) + 1, '\0');
-        const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
-                                      reinterpret_cast<const unsigned char*>(credentials.data()),
-                                      static_cast<int>(credentials.size()));
-        encoded.resize(static_cast<std::size_t>(n));
-        expected = encoded;
-    }
-    // Before the routes and before any byte of a body is read: the guard learns a request began, the login is
-    // checked.
-    d.server->set_pre_routing_handler([&d, expected](const httplib::Request& req, httplib::Response& res) {
-        if (d.guard) d.guard->request_began(req.remote_addr, req.remote_port);
-        if (expected.empty() || authorized(req.get_header_value("Authorization"), expected))
-            return httplib::Server::HandlerResponse::Unhandled;
-        // A body larger than the cap is left to httplib, which answers 413 without reading it and closes. (After a
-        // 401 it would read an unread body as the next request line, into a buffer without a bound.)
-        const auto length = req.get_header_value("Content-Length");
-        if (!length.empty() && (length.size() > 18 || !all_digits(length) || std::stoull(length) > d.options.max_body))
-            return httplib::Server::HandlerResponse::Unhandled;
-        res.status = 401;
-        res.set_header("Connection", "close");
-        res.set_header("WWW-Authenticate", "Basic realm=\"mqtt-presence\", charset=\"UTF-8\"");
-        res.set_content("authentication required\n", "text/plain");
-        return httplib::Server::HandlerResponse::Handled;
-    });
-    d.server->set_post_routing_handler([&d](const httplib::Request& req, httplib::Response&) {
-        if (d.guard) d.guard->request_ended(req.remote_addr, req.remote_port);
-    });
+    d.limit_and_guard();
     d.routes();
     service.history().on_commit([&d](const std::vector<history_store::committed>& batch) {
         // With nobody watching, nothing to render (a viewer follows from when it connects, or reads the file).
@@ -696,30 +730,7 @@ dashboard::dashboard(presence_service& service, http_options options)
         d.feed.publish_changes(std::move(changes), skip > 0 ? batch.size() : 0);
     });
     service.on_self([&d](const scanner_status& st) { d.feed.publish_state(render_scanner_json(st)); });
-    // httplib's default also sets SO_REUSEPORT, which lets a second service bind the same port and share its
-    // requests: SO_REUSEADDR only (a restart may bind while old connections linger in TIME_WAIT).
-    int listening = -1;
-    d.server->set_socket_options([&listening](int sock) {
-        int yes = 1;
-        ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-        listening = sock;
-    });
-    if (d.options.port == 0) {
-        d.port = d.server->bind_to_any_port(d.options.host);
-        if (d.port <= 0) throw error("cannot listen on " + d.options.host + " (any port)");
-    } else {
-        if (!d.server->bind_to_port(d.options.host, d.options.port)) {
-            const auto where = d.options.host + ":" + std::to_string(d.options.port);
-            if (port_taken(d.options.host, d.options.port))
-                throw address_in_use("cannot listen on " + where + ": the port is in use (another serve, or "
-                                     "another program); stop it, or give another --listen");
-            throw error("cannot listen on " + where + " (not an address of this machine?)");
-        }
-        d.port = d.options.port;
-    }
-    // httplib listens with a backlog of 5: a burst of connections (viewers reconnecting after a restart, a flood)
-    // would overflow it. Linux takes a second listen() on the bound socket as the new backlog.
-    if (listening >= 0) ::listen(listening, 1024);
+    d.bind();
     d.guard = std::make_unique<detail::connection_guard>(
         d.port, detail::connection_guard::limits{std::chrono::seconds(5), std::chrono::milliseconds(500),
                                                  static_cast<std::size_t>(d.options.threads) * 3 / 4});

@@ -167,6 +167,12 @@ void death_notary::start(time_point observed_since) {
                         "mosquitto_pub -r -n -t '" + lock_topic_ + "'");
         }
     }
+    take_lock_and_publish();
+}
+
+// Takes the lock (retained, with the will that releases it), watches the connection from Paho's callbacks and
+// starts the publishing thread.
+void death_notary::take_lock_and_publish() {
     const auto lock_payload = lock_json(true);
     // Paho's thread: flags only (a publish there is queued by Paho, never waited for).
     client_->set_connected_handler([this, lock_payload](const std::string&) {

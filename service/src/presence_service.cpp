@@ -75,9 +75,7 @@ presence_service::presence_service(service_options options) : options_(std::move
     }
 
     if (options_.alerts) {
-        std::vector<std::string> filters;
-        for (const auto& scheme : scanner_->schemes()) filters.push_back(scheme.filter());
-        engine_ = std::make_unique<alert_engine>(*options_.alerts, std::move(filters));
+        engine_ = make_engine(*options_.alerts);
         sinks_ = make_sinks(options_.sinks);
     }
     scanner_->on_change([this](const change& c) {
@@ -127,6 +125,13 @@ presence_service::presence_service(service_options options) : options_(std::move
 }
 
 presence_service::~presence_service() noexcept { stop(); }
+
+// The rules over this service's schemes (their filters name a scheme's outage).
+std::unique_ptr<alert_engine> presence_service::make_engine(const alert_options& rules) const {
+    std::vector<std::string> filters;
+    for (const auto& scheme : scanner_->schemes()) filters.push_back(scheme.filter());
+    return std::make_unique<alert_engine>(rules, std::move(filters));
+}
 
 std::shared_ptr<alert_sinks> presence_service::make_sinks(const alert_sink_options& o) {
     return std::make_shared<alert_sinks>(
@@ -220,10 +225,8 @@ std::string presence_service::reload_alerts(std::optional<alert_options> rules, 
         old = std::move(sinks_);
         engine_.reset();
         if (rules) {
-            std::vector<std::string> filters;
-            for (const auto& scheme : scanner_->schemes()) filters.push_back(scheme.filter());
             sinks_ = make_sinks(sinks);
-            engine_ = std::make_unique<alert_engine>(*rules, std::move(filters));
+            engine_ = make_engine(*rules);
             if (engine_seeded_) {  // the rows as they are now are what is, not news
                 const auto now = clock::now();
                 seed_engine(now);

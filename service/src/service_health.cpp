@@ -11,7 +11,7 @@ namespace {
 json time_or_null(const std::optional<time_point>& t) { return t ? json(format_iso8601(*t)) : json(nullptr); }
 
 void broker_part(presence_service& svc, service_health& h) {
-    const auto st = svc.table().status();
+    const auto& st = h.broker = svc.table().status();
     std::string why;
     if (!st.connected) why = "not connected to the broker";
     else if (st.sync == sync_state::syncing) why = "syncing";
@@ -27,7 +27,7 @@ void broker_part(presence_service& svc, service_health& h) {
 }
 
 void history_part(presence_service& svc, service_health& h) {
-    const auto s = svc.history().stats();
+    const auto& s = h.history = svc.history().stats();
     if (s.failing) h.problems.push_back("history: " + s.last_error);
     h.parts["history"] = {{"path", svc.history().path()},
                           {"failing", s.failing},
@@ -46,7 +46,7 @@ void notary_part(presence_service& svc, service_health& h) {
         h.parts["notary"] = nullptr;
         return;
     }
-    const auto s = notary->stats();
+    const auto& s = *(h.notary = notary->stats());
     if (!s.connected) h.problems.push_back("notary: not connected; " + std::to_string(s.pending) + " records wait");
     h.parts["notary"] = {{"connected", s.connected}, {"pending", s.pending}, {"published", s.published},
                          {"failed", s.failed}};
@@ -57,7 +57,7 @@ void alerts_part(presence_service& svc, service_health& h) {
         h.parts["alerts"] = nullptr;
         return;
     }
-    const auto b = svc.alerts_pending();
+    const auto& b = h.alerts = svc.alerts_pending();
     if (b.oldest && clock::now() - *b.oldest > alert_delivery_limit)
         h.problems.push_back("alerts: " + std::to_string(b.count) + " not delivered, the oldest since " +
                              format_iso8601(*b.oldest));

@@ -12,6 +12,12 @@
 namespace mqtt_presence::detail {
 
 struct service_health {
+    // Each part as read once (short locks), for /metrics to show without reading it again.
+    scanner_status broker;
+    history_stats history;
+    std::optional<notary_stats> notary;  ///< nullopt: no notary
+    alert_sinks::backlog alerts;         ///< empty when alerts are off
+
     std::vector<std::string> problems;  ///< empty: healthy; else one sentence per failing part
     std::vector<std::string> notes;     ///< healthy but worth saying (a partial sync on RabbitMQ)
     nlohmann::json parts;               ///< {"broker":{...},"history":{...},"notary":{...},"alerts":{...}}

@@ -111,7 +111,9 @@ TEST(scanner_truth, a_skewed_clock_is_reported_and_never_makes_a_live_client_sta
         child sensor(sensor_cmd);
         observer watch(port, prefix + "/clock");
         watch.expect(prefix + "/clock", contains("\"status\":1"), "the sensor's status");
-        std::this_thread::sleep_for(3s);  // its retained status is now older than a beat by its own clock
+        // Not a synchronisation: a sensor's first beat comes one to two intervals after its connect, and once grants
+        // 1.5 intervals from when it reads the status, so the beats are given time to settle into their interval.
+        std::this_thread::sleep_for(3s);
         auto once_cmd = k.sensor ? std::vector<std::string>{} : shifted;
         for (const auto& a : {std::string(SCANNER_BIN), std::string("once"), std::string("--broker"), broker_uri(port),
                               std::string("--topic"), prefix + "/{client}", std::string("--format"),

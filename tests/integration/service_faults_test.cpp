@@ -282,9 +282,6 @@ TEST(service_faults, the_default_history_folder_is_created_under_a_fresh_home) {
     EXPECT_EQ(svc.wait_exit(5s), 0) << svc.stderr_text();
 }
 
-}  // namespace
-
-namespace {
 
 // A datagram socket where serve's sd_notify messages arrive, as systemd's would.
 class notify_socket {
@@ -358,9 +355,6 @@ TEST(service_faults, systemd_hears_ready_after_the_sync_a_status_watchdog_pings_
     EXPECT_TRUE(sd.wait_for("STOPPING=1", 1s)) << sd.all();
 }
 
-}  // namespace
-
-namespace {
 
 TEST(service_faults, a_client_that_died_and_came_back_while_serve_was_down_counts_as_a_disconnect) {
     const int port = broker_port();
@@ -390,9 +384,6 @@ TEST(service_faults, a_client_that_died_and_came_back_while_serve_was_down_count
     EXPECT_EQ(j["clients"][0]["unseen_disconnects"], 1) << j.dump();
 }
 
-}  // namespace
-
-namespace {
 
 // The broker ended (SIGTERM), killed (SIGKILL) or frozen (SIGSTOP past the keepalive) under a fleet of 20, with
 // every part of serve on: the loss said, /healthz 503, one outage alert, healthy again after the broker's return,

@@ -93,6 +93,7 @@ public:
                                                  time_point observed_since);
 
 private:
+    void take_lock_and_publish();
     void publish_loop();
     void publish_batch(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds ack_wait);
     void say_connection_change(std::unique_lock<std::mutex>& lock);
