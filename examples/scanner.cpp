@@ -284,9 +284,6 @@ private:
 // watch on a terminal: the live table, redrawn as soon as a change arrives (at most once every 20 ms, so a storm of
 // changes costs 50 redraws a second) and every second, as the ages move on. Only a screenful of rows is copied out of
 // the table, so a million clients cost little to watch.
-// The scanner's probe comes back every second: three without a word from the broker is a cut connection (the
-// keepalive declares it lost later).
-constexpr std::chrono::seconds no_news_after{3};
 
 int run_live_table(scanner& scan, const settings& s, redraw_signal& changed, std::mutex& out_mutex) {
     constexpr auto min_gap = std::chrono::milliseconds(20);
@@ -313,7 +310,7 @@ int run_live_table(scanner& scan, const settings& s, redraw_signal& changed, std
                 note = std::string(s.no_color ? "" : "\x1b[1;31m") + "  DISCONNECTED" +
                        (st.since ? " since " + format_iso8601(*st.since).substr(11, 8) + " UTC" : "") +
                        ": rows as of then; reconnecting" + (s.no_color ? "" : "\x1b[0m");
-            else if (st.last_heard && clock::now() - *st.last_heard >= no_news_after)  // cut, not yet declared lost
+            else if (st.no_news(clock::now()))  // cut, not yet declared lost
                 note = std::string(s.no_color ? "" : "\x1b[1;33m") + "  NO NEWS from the broker for " +
                        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(clock::now() - *st.last_heard)
                                           .count()) +

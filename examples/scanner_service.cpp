@@ -175,6 +175,20 @@ service_options service_settings(const scanner_options& opts, const settings& s)
 
 namespace {
 
+// A frozen broker or a cut path keeps the connection open until the keepalive gives up (1.5 keepalives): the
+// scanner's probe says it sooner. One line when the silence passes no_news_after, one when the broker answers again.
+void say_broker_silence(const scanner_status& st, bool& said) {
+    const bool silent = st.no_news(clock::now());
+    if (silent == said || (!silent && !st.connected)) return;  // a lost connection has its own line
+    said = silent;
+    if (silent)
+        std::cerr << "mqtt-presence-scanner: no round trip through the broker for " << no_news_after.count()
+                  << " s (last heard " << format_iso8601(*st.last_heard)
+                  << "): frozen or cut; the table is as of then\n";
+    else
+        std::cerr << "mqtt-presence-scanner: the broker answers again\n";
+}
+
 // Waits `d`, or less when a signal asks to stop; systemd hears from the service meanwhile.
 void pause_unless(const std::atomic<bool>& interrupted, std::chrono::milliseconds d, presence_service& svc,
                   service_notify& notify) {
@@ -275,9 +289,11 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
     service_notify notify;
     notify.tick(*svc);
     if (const auto refused = start_with_retry(*svc, interrupted, out, notify)) return *refused;
+    bool said_no_news = false;
     while (!interrupted) {
         usleep(50'000);
         notify.tick(*svc);
+        say_broker_silence(svc->table().status(), said_no_news);
         if (reload.exchange(false)) reload_alerts(*svc, opts, s, out);
     }
     notify.stopping();

@@ -12,6 +12,7 @@
 #include "connect_failure.hpp"
 #include "error_log.hpp"
 #include "paho_util.hpp"
+#include "reconnect_driver.hpp"
 #include "text_util.hpp"
 #include "uri.hpp"
 
@@ -97,10 +98,14 @@ void scanner::start_threads() {
 
 void scanner::init_callbacks() {
     owned_->set_connected_handler([this](const std::string&) {
+        if (reconnect_) reconnect_->connected();
         on_connected();  // first: whoever reads the status line finds status() already connected
         status_line("connected to " + options_.broker.server_uri);
     });
-    owned_->set_connection_lost_handler([this](const std::string& cause) { on_connection_lost(cause); });
+    owned_->set_connection_lost_handler([this](const std::string& cause) {
+        if (reconnect_) reconnect_->lost();
+        on_connection_lost(cause);
+    });
     owned_->set_message_callback([this](mqtt::const_message_ptr msg) { handle_message(msg); });
 }
 
@@ -110,10 +115,8 @@ void scanner::start() {
     // The only will clears the scanner's retained sync tail, the same at every connection, so Paho's reconnect
     // (which reuses the first CONNECT) is fine here.
     opts.set_will(mqtt::will_options(tail_topic_, std::string(), 1, true));
-    // At most 2 s between tries (one CONNECT per try). Measured: healthy again 3.6-3.8 s after the broker is back, as
-    // Paho C's loop runs the retry and reads the CONNACK on its own 1 s poll (strace: tries 3 s apart, CONNACK
-    // handled 1.1 s after the TCP connect).
-    opts.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(2));
+    // Tries after a loss come from the expiry thread, sooner than Paho's automatic reconnect (reconnect_driver.hpp).
+    reconnect_ = std::make_unique<detail::reconnect_driver>(*owned_, opts);
     start_threads();
     try {
         auto token = owned_->connect(opts);
@@ -140,6 +143,7 @@ void scanner::stop() noexcept {
     cv_.notify_all();
     timer_cv_.notify_all();
     delivery_cv_.notify_all();
+    if (reconnect_) reconnect_->stop();
     if (expiry_.joinable()) expiry_.join();
     if (delivery_.joinable()) delivery_.join();  // delivers what is queued first
     if (owned_) {
@@ -526,9 +530,20 @@ void scanner::delivery_loop() {
 
 void scanner::expiry_loop() {
     std::unique_lock<std::mutex> lock(mutex_);
+    auto wait = options_.expire_interval;
+    auto last_judged = std::chrono::steady_clock::now();
     while (!stopping_) {
-        timer_cv_.wait_for(lock, options_.expire_interval, [this] { return stopping_; });
+        timer_cv_.wait_for(lock, wait, [this] { return stopping_; });
         if (stopping_) break;
+        wait = options_.expire_interval;
+        if (reconnect_) {  // Paho's call in tick() without the lock
+            lock.unlock();
+            wait = reconnect_->tick(wait);
+            lock.lock();
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_judged < options_.expire_interval) continue;  // woken for a reconnect try only
+        last_judged = now;
         judge_now();
         end_burst_if_tail_overdue(lock);
         probe_broker(lock);

@@ -48,6 +48,10 @@
 #include <mqtt_presence/topic_scheme.hpp>
 
 namespace mqtt_presence {
+namespace detail {
+class reconnect_driver;
+}
+
 
 struct scanner_options {
     scanner_options() { broker.connect_timeout = std::chrono::seconds(5); }
@@ -193,6 +197,7 @@ private:
     scanner_options options_;
     std::vector<topic_scheme> schemes_;
     std::unique_ptr<mqtt::async_client> owned_;
+    std::unique_ptr<detail::reconnect_driver> reconnect_;  // an owned client's tries after a loss (expiry thread)
     mqtt::async_client* client_ = nullptr;
     std::string marker_topic_;
     std::string tail_topic_;  // retained, last in the SUBSCRIBE: its arrival ends the burst; empty (borrowed client)

@@ -2,6 +2,7 @@
 // What the scanner says about itself beside the table: its own connection and how complete its sync is. Pure: the
 // renderers show it without knowing about MQTT.
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -23,6 +24,10 @@ enum class sync_state : std::uint8_t {
 };
 [[nodiscard]] std::string_view to_string(sync_state s) noexcept;
 
+/// No round trip through the broker for this long while connected (the probe comes back every second): the scanner
+/// is blind (the broker frozen, the path cut) before the keepalive declares the loss. Every output says so.
+inline constexpr std::chrono::seconds no_news_after{3};
+
 /// The scanner's own connection, as every output reports it beside the table.
 struct scanner_status {
     bool connected = false;
@@ -42,6 +47,9 @@ struct scanner_status {
     /// The first few topics that matched a status filter but no template (stats.unmatched counts them all),
     /// printable and bounded.
     std::vector<std::string> unmatched_examples;
+
+    /// Connected, but nothing heard through the broker for no_news_after or longer (as of `now`).
+    [[nodiscard]] bool no_news(time_point now) const { return connected && last_heard && now - *last_heard >= no_news_after; }
 };
 
 }  // namespace mqtt_presence

@@ -12,6 +12,7 @@
 #include <mqtt_presence/render.hpp>
 
 #include "paho_util.hpp"
+#include "reconnect_driver.hpp"
 
 namespace mqtt_presence {
 namespace {
@@ -96,8 +97,8 @@ void death_notary::start(time_point observed_since) {
     client_ = detail::make_client(broker_.server_uri, id, broker_.mqtt_version);
     auto opts = detail::base_connect_options(broker_);
     opts.set_will(mqtt::will_options(lock_topic_, lock_json(false), 1, true));
-    // At most 2 s between tries: a monitor is back within 2 s of the broker's return (one CONNECT per try).
-    opts.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(2));
+    // Tries after a loss come from the publishing thread, sooner than Paho's automatic reconnect.
+    reconnect_ = std::make_unique<detail::reconnect_driver>(*client_, opts);
 
     // Read the lock: its retained record arrives before the marker published after the SUBSCRIBE comes back.
     std::mutex m;
@@ -176,7 +177,8 @@ void death_notary::take_lock_and_publish() {
     const auto lock_payload = lock_json(true);
     // Paho's thread: flags only (a publish there is queued by Paho, never waited for).
     client_->set_connected_handler([this, lock_payload](const std::string&) {
-        try {  // after an automatic reconnect, the lock again (the will may have released it)
+        reconnect_->connected();
+        try {  // after a reconnect, the lock again (the will may have released it)
             client_->publish(mqtt::message::create(lock_topic_, lock_payload, 1, true));
         } catch (...) {
         }
@@ -187,6 +189,7 @@ void death_notary::take_lock_and_publish() {
         cv_.notify_all();
     });
     client_->set_connection_lost_handler([this](const std::string& cause) {
+        reconnect_->lost();
         {
             std::lock_guard<std::mutex> lock(mutex_);
             connected_ = false;
@@ -246,8 +249,11 @@ void death_notary::say_connection_change(std::unique_lock<std::mutex>& lock) {
 void death_notary::publish_loop() {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
+        lock.unlock();
+        const auto wait = reconnect_->tick(std::chrono::milliseconds(100));  // Paho's call, without the lock
+        lock.lock();
         // Wakes for a record while connected, a connection change or the stop; never spins while disconnected.
-        cv_.wait_for(lock, std::chrono::milliseconds(100), [this] {
+        cv_.wait_for(lock, wait, [this] {
             return stopping_ || connected_ != said_connected_ || (connected_ && !pending_.empty());
         });
         say_connection_change(lock);
@@ -270,8 +276,12 @@ void death_notary::publish_batch(std::unique_lock<std::mutex>& lock, std::chrono
             tail = client_->publish(mqtt::message::create(it->first, it->second, options_.qos, true));
             ++ok;
         }
-        // Pace by the broker: the last token acknowledged means those before it are too (in-order delivery).
-        if (tail) tail->wait_for(ack_wait);
+        // Pace by the broker: the last token acknowledged means those before it are too (in-order delivery). In
+        // slices: a token of a connection that went may never complete, and the reconnect waits for this thread.
+        const auto until = std::chrono::steady_clock::now() + ack_wait;
+        while (tail && !tail->wait_for(std::chrono::milliseconds(100)) && client_->is_connected() &&
+               std::chrono::steady_clock::now() < until) {
+        }
     } catch (const std::exception&) {
         ++failed;  // too many in flight, or the connection just went: the rest waits for the next round
     }
@@ -296,6 +306,7 @@ void death_notary::stop() noexcept {
         if (stopping_ || !thread_.joinable()) return;
         stopping_ = true;
     }
+    reconnect_->stop();
     cv_.notify_all();
     thread_.join();
     // The last records, the lock's release and the DISCONNECT, each bounded: a frozen broker costs about 1.5 s.

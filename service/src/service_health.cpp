@@ -13,15 +13,21 @@ json time_or_null(const std::optional<time_point>& t) { return t ? json(format_i
 void broker_part(presence_service& svc, service_health& h) {
     const auto& st = h.broker = svc.table().status();
     std::string why;
+    const auto now = clock::now();
     if (!st.connected) why = "not connected to the broker";
+    else if (st.no_news(now))
+        why = "no round trip through the broker for " +
+              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - *st.last_heard).count()) +
+              " s: frozen or cut, not yet declared lost (last heard " + format_iso8601(*st.last_heard) + ")";
     else if (st.sync == sync_state::syncing) why = "syncing";
     else if (st.sync == sync_state::unverified) why = "sync not verified: the broker may have dropped statuses";
-    if (!why.empty() && st.since) why += " (since " + format_iso8601(*st.since) + ")";
+    if (!why.empty() && st.since && !st.no_news(now)) why += " (since " + format_iso8601(*st.since) + ")";
     if (!why.empty()) h.problems.push_back(why);
     if (st.sync == sync_state::partial)  // how this broker works (RabbitMQ), not a fault: healthy, and said
         h.notes.push_back("partial sync: the broker sends no retained status to a wildcard subscription");
     h.parts["broker"] = {{"uri", svc.options().scan.broker.server_uri},
                          {"connected", st.connected},
+                         {"last_heard", time_or_null(st.last_heard)},
                          {"sync", std::string(to_string(st.sync))},
                          {"since", time_or_null(st.since)}};
 }

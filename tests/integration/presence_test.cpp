@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "clean_stop.hpp"
+#include "reconnect_driver.hpp"
 #include "harness.hpp"
 
 using namespace harness;
@@ -744,3 +745,41 @@ TEST(presence, bad_options_exit_2_with_a_clear_error) {
 }
 
 }  // namespace
+
+// The reconnect driver behind the scanner and the notary: after a loss, a try at once, then 50-500 ms apart (never a
+// storm of CONNECTs at a dead broker), and none once the connection is back.
+TEST(reconnect_driver, tries_at_once_then_spaced_and_none_once_connected) {
+    private_broker broker;
+    mqtt::async_client client(broker_uri(broker.port()), unique_prefix());
+    mqtt::connect_options opts;
+    opts.set_clean_session(true);
+    opts.set_connect_timeout(2);
+    mqtt_presence::detail::reconnect_driver driver(client, opts);
+    std::atomic<bool> lost{false};
+    client.set_connection_lost_handler([&](const std::string&) {
+        driver.lost();
+        lost = true;
+    });
+    client.set_connected_handler([&](const std::string&) { driver.connected(); });
+    client.connect(opts)->wait_for(5s);
+    ASSERT_TRUE(client.is_connected());
+    EXPECT_EQ(driver.tick(100ms), 100ms) << "connected: nothing due";
+    broker.crash();
+    const auto lost_until = steady::now() + 5s;
+    while (!lost && steady::now() < lost_until) std::this_thread::sleep_for(10ms);  // Paho's callback, awaited
+    ASSERT_TRUE(lost) << "Paho did not report the lost connection";
+    // The owner's loop, for 3 s of a dead broker: the tries it makes.
+    const auto until = steady::now() + 3s;
+    while (steady::now() < until) std::this_thread::sleep_for(driver.tick(100ms));
+    const auto tries = driver.tries();
+    EXPECT_GE(tries, 4u) << "first at once, then at most 500 ms apart: about 7 in 3 s";
+    EXPECT_LE(tries, 31u) << "at least 50 ms apart and one at a time";
+    broker.restart();
+    const auto back_until = steady::now() + 5s;
+    while (!client.is_connected() && steady::now() < back_until) std::this_thread::sleep_for(driver.tick(100ms));
+    ASSERT_TRUE(client.is_connected()) << "no try reached the broker's return";
+    const auto at_return = driver.tries();
+    for (int i = 0; i < 5; ++i) std::this_thread::sleep_for(driver.tick(100ms));
+    EXPECT_EQ(driver.tries(), at_return) << "tries after the connection came back";
+    client.disconnect()->wait_for(2s);
+}
