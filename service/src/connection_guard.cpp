@@ -3,11 +3,14 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/tcp.h>  // struct tcp_info with tcpi_bytes_received (glibc's netinet/tcp.h lacks it)
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdlib>
+#include <optional>
 #include <vector>
 
 namespace mqtt_presence::detail {
@@ -38,6 +41,16 @@ std::string peer_of(int fd, int port) {
         peer_port = ntohs(a.sin6_port);
     }
     return key_of(text, peer_port);
+}
+
+// Bytes the kernel has received on the connection so far; nullopt where TCP_INFO cannot say.
+std::optional<std::uint64_t> bytes_received(int fd) {
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+        len < offsetof(tcp_info, tcpi_bytes_received) + sizeof info.tcpi_bytes_received)
+        return std::nullopt;
+    return info.tcpi_bytes_received;
 }
 
 // The process's descriptors that are sockets.
@@ -126,12 +139,27 @@ void connection_guard::loop() {
     }
 }
 
+// Between requests, httplib reads a request line and headers into a buffer without a bound: more than max_head
+// bytes received since the connection was last at rest is a head no request needs.
+bool connection_guard::oversized_head(connection& c, std::optional<std::uint64_t> received) const {
+    if (!received) return false;
+    if (c.rest_mark != c.last_activity) {  // at rest since a request ended (or since it was first seen)
+        c.rest_mark = c.last_activity;
+        c.rest_bytes = *received;
+        return false;
+    }
+    return *received - c.rest_bytes > limits_.max_head;
+}
+
 void connection_guard::sweep() {
     const auto now = std::chrono::steady_clock::now();
     std::vector<std::pair<int, std::string>> found;
+    std::map<std::string, std::optional<std::uint64_t>> received;
     for (const int fd : socket_descriptors()) {
         auto key = peer_of(fd, port_);
-        if (!key.empty()) found.emplace_back(fd, std::move(key));
+        if (key.empty()) continue;
+        received[key] = bytes_received(fd);
+        found.emplace_back(fd, std::move(key));
     }
     std::vector<std::pair<int, std::string>> quiet;
     {
@@ -147,11 +175,11 @@ void connection_guard::sweep() {
         open_ = found.size();
         const auto limit = found.size() > limits_.pressure_at ? limits_.quiet_under_pressure : limits_.quiet;
         for (const auto& [fd, key] : found) {
-            const auto& c = connections_[key];
+            auto& c = connections_[key];
             // A request that never reported its end (a path httplib answers without the hook) is busy for 60 s.
             const bool busy = c.requests_in_progress > 0 && now - c.last_activity < std::chrono::seconds(60);
-            if (!busy && !c.streaming && now - c.last_activity > limit)
-                quiet.emplace_back(fd, key);
+            if (busy || c.streaming) continue;
+            if (now - c.last_activity > limit || oversized_head(c, received[key])) quiet.emplace_back(fd, key);
         }
     }
     std::uint64_t n = 0;

@@ -3,7 +3,9 @@
 // from accept() on and has no deadline for a request's headers (its read timeout is per read, so a client that
 // sends a byte every few seconds holds a thread forever) and no per-request hook before the headers are complete.
 // The guard closes, from a thread of its own, every connection of the server that is not inside a request and has
-// been quiet too long: 5 s normally, 0.5 s once more connections are open than threads can serve. Requests report
+// been quiet too long: 5 s normally, 0.5 s once more connections are open than threads can serve; and one that has
+// sent more than 64 KiB since it was last at rest (a request line or headers without end, which httplib would
+// buffer without a bound), checked every 100 ms by the kernel's count of bytes received (TCP_INFO). Requests report
 // their start and end (pre- and post-routing handlers), live streams their whole life.
 //
 // The connections are found as the process's sockets whose local port is the server's. A socket is shut down
@@ -16,6 +18,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -27,6 +30,8 @@ public:
         std::chrono::milliseconds quiet{5000};                ///< a connection outside a request, at most
         std::chrono::milliseconds quiet_under_pressure{500};  ///< the same when connections outnumber `pressure_at`
         std::size_t pressure_at = 192;
+        /// Bytes a connection may send between requests (a request line and headers) before it is closed.
+        std::uint64_t max_head = 64 * 1024;
     };
     connection_guard(int port, limits l);
     ~connection_guard() noexcept;
@@ -48,7 +53,10 @@ private:
         int requests_in_progress = 0;
         bool streaming = false;
         bool seen = false;  // found by the last sweep
+        std::chrono::steady_clock::time_point rest_mark{};  // the last_activity that rest_bytes was taken at
+        std::uint64_t rest_bytes = 0;  // bytes received (TCP_INFO) when the connection was last at rest
     };
+    bool oversized_head(connection& c, std::optional<std::uint64_t> received) const;
     void loop();
     void sweep();
 

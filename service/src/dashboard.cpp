@@ -644,7 +644,10 @@ void dashboard::impl::limit_and_guard() {
     server->set_read_timeout(5, 0);
     server->set_write_timeout(5, 0);
     server->set_keep_alive_timeout(5);
-    server->set_keep_alive_max_count(1000);
+    // One request per connection, answered with "Connection: close": httplib reads a pipelined second request
+    // into the first one's buffer and then waits for the socket, so it would never be answered; closed at once,
+    // a pipelining client retries it on a new connection (RFC 9112, 9.3.2).
+    server->set_keep_alive_max_count(1);
     std::string expected;  // the credentials, base64, when a login is asked for
     if (!options.user.empty()) {
         const std::string credentials = options.user + ":" + options.password;

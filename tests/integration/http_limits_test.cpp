@@ -177,4 +177,72 @@ TEST(http_limits, a_huge_body_is_refused_before_it_is_read_with_or_without_a_log
     close(fd);
 }
 
+// Everything the server sends on `fd` until it closes the connection, read for at most `within`; `closed` says
+// whether the close came.
+std::string read_to_close(int fd, std::chrono::milliseconds within, bool& closed) {
+    std::string got;
+    closed = false;
+    const auto until = steady::now() + within;
+    while (steady::now() < until) {
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, 50) <= 0) continue;
+        char buf[4096];
+        const auto n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) {
+            closed = true;
+            break;
+        }
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got;
+}
+
+TEST(http_limits, a_pipelined_request_is_never_left_waiting) {
+    service svc;
+    const int fd = connect_to(svc.http_port);
+    send_text(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    bool closed = false;
+    const auto got = read_to_close(fd, 3s, closed);
+    close(fd);
+    // One request per connection: the first answered with "Connection: close" and the connection closed at once,
+    // so the client knows the second was not taken and sends it again (not a wait for a keep-alive timeout).
+    EXPECT_NE(got.find("HTTP/1.1 200"), std::string::npos) << got;
+    EXPECT_NE(got.find("Connection: close"), std::string::npos) << got;
+    EXPECT_TRUE(closed) << "the connection stayed open after the first answer";
+    EXPECT_EQ(svc.get("/metrics"), 200) << "the second request, sent again";
+}
+
+TEST(http_limits, a_request_line_without_end_is_cut_off_and_costs_little) {
+    service svc;
+    const long before = svc.rss_kib();
+    const int fd = connect_to(svc.http_port);
+    send_text(fd, "GET /");
+    const std::string chunk(64 * 1024, 'a');
+    std::size_t sent = 0;
+    bool refused = false;
+    const auto until = steady::now() + 8s;
+    while (!refused && steady::now() < until) {  // as fast as the server takes it, until it closes
+        pollfd p{fd, POLLOUT | POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0) continue;
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            char buf[256];
+            refused = recv(fd, buf, sizeof buf, MSG_DONTWAIT) <= 0;
+        }
+        if (!refused && (p.revents & POLLOUT)) {
+            const auto n = send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0) sent += static_cast<std::size_t>(n);
+            else if (errno != EAGAIN) refused = true;
+        }
+    }
+    close(fd);
+    const long grown = svc.rss_kib() - before;
+    std::cout << "sent " << (sent >> 10) << " KiB before the close; RSS +" << grown << " KiB\n";
+    EXPECT_TRUE(refused) << "the server kept reading an endless request line";
+    // The guard closes a connection 64 KiB past its last rest, checked every 100 ms: what the kernel buffers and
+    // one sweep's worth, never the whole stream (httplib alone buffers every byte for 5 s: 150 MiB and more).
+    EXPECT_LT(sent, 48u << 20) << "bytes taken before the close";
+    EXPECT_LT(grown, 48 * 1024) << "KiB more after an endless request line";
+    probes_answer(svc, 1, "an endless request line");
+}
+
 }  // namespace
