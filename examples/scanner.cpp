@@ -373,6 +373,7 @@ void check_modes(const CLI::App& app, const settings& s) {
                                            {"--http-pw-env", {mode::serve}, "serve"},
                                            {"--http-cert", {mode::serve}, "serve"},
                                            {"--http-key", {mode::serve}, "serve"},
+                                           {"--http-max-per-address", {mode::serve}, "serve"},
                                            {"--since", {mode::history}, "history"},
                                            {"--window", {mode::uptime}, "uptime"},
                                            {"--flap-interval", {mode::uptime}, "uptime"},
@@ -468,6 +469,10 @@ void define_options(CLI::App& app, settings& s, command_line& c) {
     service->add_option("--http-pw-env", svc.http_pw_env, "serve: the environment variable holding its password");
     service->add_option("--http-cert", svc.http_cert, "serve: HTTPS certificate file (with --http-key)");
     service->add_option("--http-key", svc.http_key, "serve: HTTPS private key file");
+    service->add_option("--http-max-per-address", svc.http_max_per_address,
+                        "serve: open connections from one address; beyond it 503 except /healthz and /metrics (0: "
+                        "no cap, e.g. behind a reverse proxy)")
+        ->capture_default_str();
     service->add_option("--since", svc.since, "history: how far back")->capture_default_str();
     auto* alerts = app.add_option_group("serve: alerts", "When a client (or the broker) goes away, tell someone, once");
     alerts->add_option("--alert-config", svc.alert_config, "A JSON file with these settings (keys after, flap_count, "

@@ -127,6 +127,7 @@ std::optional<http_options> http_settings(const settings& s) {
         http.password = pw;
     }
     http.cert_file = s.http_cert;
+    http.max_per_address = s.http_max_per_address;
     http.key_file = s.http_key;
     http.validate();
     return http;

@@ -25,6 +25,7 @@ struct settings {
     std::string format = "table";
     std::string listen = "127.0.0.1:8080";  ///< serve: the dashboard and API; "off": none
     std::string http_user, http_pw_env, http_cert, http_key;
+    int http_max_per_address = 64;
     // serve: alerts
     std::string alert_config;  ///< a JSON file with the same settings; the command line wins
     std::string alert_after, alert_flap_window, alert_exec_timeout, alert_flap_count, alert_outage_percent;

@@ -128,6 +128,12 @@ std::size_t connection_guard::open() const {
     return open_;
 }
 
+std::size_t connection_guard::open_from(const std::string& addr) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = open_by_address_.find(addr);
+    return it == open_by_address_.end() ? 0 : it->second;
+}
+
 void connection_guard::loop() {
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stopping_) {
@@ -173,9 +179,14 @@ void connection_guard::sweep() {
         for (auto it = connections_.begin(); it != connections_.end();)
             it = it->second.seen ? std::next(it) : connections_.erase(it);  // closed meanwhile
         open_ = found.size();
-        const auto limit = found.size() > limits_.pressure_at ? limits_.quiet_under_pressure : limits_.quiet;
+        open_by_address_.clear();
+        for (const auto& [fd, key] : found) ++open_by_address_[key.substr(0, key.rfind('|'))];
+        const auto pressed = found.size() > limits_.pressure_at;
         for (const auto& [fd, key] : found) {
             auto& c = connections_[key];
+            const bool crowded = limits_.max_per_address > 0 &&
+                                 open_by_address_[key.substr(0, key.rfind('|'))] > limits_.max_per_address;
+            const auto limit = pressed || crowded ? limits_.quiet_under_pressure : limits_.quiet;
             // A request that never reported its end (a path httplib answers without the hook) is busy for 60 s.
             const bool busy = c.requests_in_progress > 0 && now - c.last_activity < std::chrono::seconds(60);
             if (busy || c.streaming) continue;

@@ -32,6 +32,9 @@ public:
         std::size_t pressure_at = 192;
         /// Bytes a connection may send between requests (a request line and headers) before it is closed.
         std::uint64_t max_head = 64 * 1024;
+        /// Open connections from one peer address before its quiet ones are closed after quiet_under_pressure;
+        /// 0: no cap.
+        std::size_t max_per_address = 0;
     };
     connection_guard(int port, limits l);
     ~connection_guard() noexcept;
@@ -46,6 +49,8 @@ public:
     /// Connections closed for being quiet too long, and connections open now.
     [[nodiscard]] std::uint64_t closed() const;
     [[nodiscard]] std::size_t open() const;
+    /// Connections open from `addr` (as httplib reports a peer address) at the last sweep.
+    [[nodiscard]] std::size_t open_from(const std::string& addr) const;
 
 private:
     struct connection {
@@ -67,6 +72,7 @@ private:
     std::map<std::string, connection> connections_;  // "peer address|peer port"
     std::uint64_t closed_ = 0;
     std::size_t open_ = 0;
+    std::map<std::string, std::size_t> open_by_address_;  // at the last sweep
     bool stopping_ = false;
     std::thread thread_;
 };

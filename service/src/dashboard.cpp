@@ -58,6 +58,7 @@ void http_options::validate() const {
     if (cert_file.empty() != key_file.empty()) throw error("HTTPS needs both --http-cert and --http-key");
     if (threads < 2) throw error("the HTTP server needs at least 2 threads");
     if (max_viewers < 1 || max_viewers >= threads) throw error("live viewers must be at least 1 and fewer than threads");
+    if (max_per_address < 0) throw error("--http-max-per-address must be 0 (no cap) or more");
 }
 
 bool http_options::loopback() const { return host == "127.0.0.1" || host == "::1" || host == "localhost"; }
@@ -202,6 +203,7 @@ struct dashboard::impl {
     void routes();
     void limit_and_guard();  // threads, timeouts, body cap, the login; before routes()
     void bind();             // the port (throws address_in_use or error) and its backlog
+    bool over_address_cap(const httplib::Request& req, httplib::Response& res) const;
     void clients(const httplib::Request& req, httplib::Response& res);
     std::string page_history(const std::vector<client_status>& rows);
     void one_client(const httplib::Request& req, httplib::Response& res);
@@ -662,6 +664,7 @@ void dashboard::impl::limit_and_guard() {
     // checked.
     server->set_pre_routing_handler([this, expected](const httplib::Request& req, httplib::Response& res) {
         if (guard) guard->request_began(req.remote_addr, req.remote_port);
+        if (over_address_cap(req, res)) return httplib::Server::HandlerResponse::Handled;
         if (expected.empty() || authorized(req.get_header_value("Authorization"), expected))
             return httplib::Server::HandlerResponse::Unhandled;
         // A body larger than the cap is left to httplib, which answers 413 without reading it and closes. (After a
@@ -678,6 +681,20 @@ void dashboard::impl::limit_and_guard() {
     server->set_post_routing_handler([this](const httplib::Request& req, httplib::Response&) {
         if (guard) guard->request_ended(req.remote_addr, req.remote_port);
     });
+}
+
+// One address holding more connections than the cap: 503 for all but the probes, which must always answer.
+bool dashboard::impl::over_address_cap(const httplib::Request& req, httplib::Response& res) const {
+    if (!guard || options.max_per_address == 0 || req.path == "/healthz" || req.path == "/metrics") return false;
+    const auto open = guard->open_from(req.remote_addr);
+    if (open <= static_cast<std::size_t>(options.max_per_address)) return false;
+    res.status = 503;
+    res.set_header("Retry-After", "1");
+    res.set_header("Connection", "close");
+    res.set_content("too many connections from " + req.remote_addr + " (" + std::to_string(open) + ", at most " +
+                        std::to_string(options.max_per_address) + ")\n",
+                    "text/plain");
+    return true;
 }
 
 // Binds the port. httplib's socket options are replaced (see below); a taken port is address_in_use.
@@ -736,7 +753,8 @@ dashboard::dashboard(presence_service& service, http_options options)
     d.bind();
     d.guard = std::make_unique<detail::connection_guard>(
         d.port, detail::connection_guard::limits{std::chrono::seconds(5), std::chrono::milliseconds(500),
-                                                 static_cast<std::size_t>(d.options.threads) * 3 / 4});
+                                                 static_cast<std::size_t>(d.options.threads) * 3 / 4,
+                                                 64 * 1024, static_cast<std::size_t>(d.options.max_per_address)});
     d.listener = std::thread([&d] { d.server->listen_after_bind(); });
 }
 

@@ -245,4 +245,35 @@ TEST(http_limits, a_request_line_without_end_is_cut_off_and_costs_little) {
     probes_answer(svc, 1, "an endless request line");
 }
 
+TEST(http_limits, one_address_over_its_connection_cap_gets_503_and_the_probes_still_answer) {
+    service svc({"--http-max-per-address", "8"});
+    std::vector<int> viewers;
+    for (int i = 0; i < 10; ++i) {  // live viewers hold their connections (never closed for being quiet)
+        const int fd = connect_to(svc.http_port);
+        send_text(fd, "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n");
+        viewers.push_back(fd);
+    }
+    // The guard counts connections every 100 ms: polled until it has seen them.
+    const auto answer = [&svc](const std::string& path) {
+        httplib::Client c("127.0.0.1", svc.http_port);
+        c.set_read_timeout(1, 0);
+        const auto res = c.Get(path.c_str());
+        return res ? std::make_pair(res->status, res->body) : std::make_pair(0, std::string());
+    };
+    auto got = answer("/api/clients");
+    for (const auto until = steady::now() + 3s; got.first != 503 && steady::now() < until;) {
+        std::this_thread::sleep_for(50ms);  // the guard's next sweep
+        got = answer("/api/clients");
+    }
+    EXPECT_EQ(got.first, 503) << got.second;
+    EXPECT_NE(got.second.find("too many connections from 127.0.0.1"), std::string::npos) << got.second;
+    probes_answer(svc, 2, "one address over its cap");
+    for (const int fd : viewers) close(fd);
+    for (const auto until = steady::now() + 3s; got.first != 200 && steady::now() < until;) {
+        std::this_thread::sleep_for(50ms);  // the guard's next sweep
+        got = answer("/api/clients");
+    }
+    EXPECT_EQ(got.first, 200) << "after the viewers left: " << got.second;
+}
+
 }  // namespace

@@ -35,6 +35,9 @@ struct http_options {
     int threads = 256;               ///< at most; made as connections need them (each live viewer holds one)
     int max_viewers = 64;            ///< live viewers (/api/events) at once; more get 503
     std::size_t max_body = 16 * 1024;  ///< request bodies (the API is GET-only); larger: 413, never read
+    /// Open connections from one client address; beyond it every request but /healthz and /metrics gets 503 and
+    /// its quiet connections are closed sooner. 0: no cap (behind a reverse proxy, every client is one address).
+    int max_per_address = 64;
 
     /// Parses "HOST:PORT" (or ":PORT", "[::1]:PORT"); throws mqtt_presence::error.
     void parse_listen(const std::string& text);
