@@ -73,6 +73,7 @@ struct connection_table::entry {
     bool retained = false;
     bool stale = false;
     bool future_time = false;
+    bool epoch_future = false;  // the epoch lay beyond the horizon when it came: compared only with such epochs
     bool restored = false;
     bool awaiting_beat = false;  // retained and overdue by the sender's clock: judged by ours, within 1.5 intervals
     bool has_skew = false;
@@ -238,14 +239,17 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     }
     if (record.malformed()) ++stats_.malformed;
 
-    // Epochs and time stamps are Unix ms: one beyond our clock plus the skew is forged or broken, and ignored.
+    // Epochs and time stamps are Unix ms: one beyond our clock plus the skew is forged, broken, or our own clock
+    // is behind. A future time stamp is ignored; a future epoch still orders the messages of its side of the
+    // horizon (a scanner whose clock is behind sees every epoch there), but never outranks an epoch within it: a
+    // forged epoch cannot silence the real client's statuses.
     const auto horizon = now + max_clock_skew_;
     const auto horizon_ms = std::chrono::duration_cast<std::chrono::milliseconds>(horizon.time_since_epoch()).count();
     const bool future_epoch =
         record.epoch && *record.epoch > static_cast<std::uint64_t>(std::max<std::int64_t>(horizon_ms, 0));
     const bool future_stamp = record.timestamp && *record.timestamp > horizon;
     const bool future = future_epoch || future_stamp;
-    const bool has_epoch = record.epoch && !future_epoch;
+    const bool has_epoch = record.epoch.has_value();
     const std::uint64_t epoch = record.epoch.value_or(0);
     const bool has_stamp = record.timestamp && !future_stamp;
     const time_point stamp = record.timestamp.value_or(unknown_time);
@@ -269,7 +273,8 @@ bool connection_table::apply(std::string_view client, const status_record& recor
 
     // A message from an older connection than the live one: a late will, or a "connected" resent after a broker
     // restart. The live state and its (largest) epoch stay.
-    if (!inserted && e.status == state::connected && e.has_epoch && has_epoch && epoch < e.epoch) {
+    if (!inserted && e.status == state::connected && e.has_epoch && has_epoch && epoch < e.epoch &&
+        e.epoch_future == future_epoch) {
         if (record.status == state::disconnected) {
             ++stats_.stale_deaths_ignored;
             return false;
@@ -290,7 +295,8 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     const std::optional<state> previous = inserted ? std::nullopt : std::optional<state>(e.status);
     const bool was_stale = e.stale;
     const bool new_connection = !inserted && record.status == state::connected && e.status == state::connected &&
-                                has_epoch && (!e.has_epoch || epoch > e.epoch);
+                                has_epoch &&
+                                (!e.has_epoch || (e.epoch_future == future_epoch ? epoch > e.epoch : e.epoch_future));
     if (!inserted) count(e, -1);
 
     const bool state_changed = inserted || e.status != record.status;
@@ -316,10 +322,13 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     } else if (state_changed) {
         e.has_session = false;
     }
-    if (has_epoch) {
+    // A future epoch never replaces a believed one of the same state (the forged "connected" above).
+    const bool keeps_believed = e.has_epoch && !e.epoch_future && future_epoch && !state_changed;
+    if (has_epoch && !keeps_believed) {
         e.epoch = epoch;
         e.has_epoch = true;
-    } else if (state_changed) {
+        e.epoch_future = future_epoch;
+    } else if (state_changed && !has_epoch) {
         e.has_epoch = false;  // an epoch of an earlier state must not judge the next messages
     }
     // A retained status is as old as its stamp: it never moves last_seen back (a restored row may know better).
@@ -327,9 +336,10 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     else if (has_stamp && (e.last_seen == unknown_time || stamp > e.last_seen)) e.last_seen = stamp;
     else if (state_changed || new_connection) e.last_seen = has_stamp ? stamp : unknown_time;
     e.heartbeat_s = record.heartbeat ? static_cast<std::uint32_t>(record.heartbeat->count()) : 0;
-    if (!retained && has_stamp && record.status == state::connected) {
-        // A live "connected" is stamped when sent: its stamp against our receive time is the sender's clock skew.
-        const auto skew = std::chrono::duration_cast<std::chrono::milliseconds>(stamp - now).count();
+    if (!retained && record.timestamp && record.status == state::connected) {
+        // A live "connected" is stamped when sent: its stamp against our receive time is the sender's clock skew
+        // (measured also beyond the horizon: a scanner whose clock is behind shows every sender ahead).
+        const auto skew = std::chrono::duration_cast<std::chrono::milliseconds>(*record.timestamp - now).count();
         e.skew_ms = static_cast<std::int32_t>(std::clamp<std::int64_t>(skew, INT32_MIN, INT32_MAX));
         e.has_skew = true;
     }

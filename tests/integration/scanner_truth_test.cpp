@@ -136,6 +136,34 @@ TEST(scanner_truth, a_skewed_clock_is_reported_and_never_makes_a_live_client_sta
     }
 }
 
+// A scanner whose clock is 15 minutes behind sees every epoch beyond its horizon: they still order one client's
+// messages, so a late will of an older connection is ignored and the live client does not flap.
+TEST(scanner_truth, a_scanner_far_behind_still_ignores_a_late_will) {
+    const int port = broker_port();
+    const std::string faketime = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    ASSERT_EQ(access(faketime.c_str(), R_OK), 0) << "libfaketime is missing (scripts/bootstrap installs faketime)";
+    const auto prefix = unique_prefix();
+    observer watch(port, prefix + "/#");
+    child sensor({SENSOR_BIN, "--broker", broker_uri(port), "--topic", prefix + "/{client}", "--name", "late",
+                  "--format", "json"});
+    const auto born = json::parse(watch.expect(prefix + "/late", contains("\"status\":1"), "the sensor's status"));
+    const auto epoch = born["epoch"].get<std::uint64_t>();
+    child events({"env", "LD_PRELOAD=" + faketime, "FAKETIME=-15m", "FAKETIME_DONT_RESET=1", "DONT_FAKE_MONOTONIC=1",
+                  SCANNER_BIN, "--broker", broker_uri(port), "--topic", prefix + "/{client}", "--events"});
+    ASSERT_TRUE(events.wait_stdout(contains("\"client\":\"late\""), 10s)) << events.stderr_text();
+    // The will of an older connection, arriving late; then a marker, whose event says the will was read.
+    publish_retained(port, prefix + "/late",
+                     "{\"status\":0,\"epoch\":" + std::to_string(epoch - 60000) + ",\"reason\":\"lost\"}");
+    publish_retained(port, prefix + "/marker", "1");
+    ASSERT_TRUE(events.wait_stdout(contains("\"client\":\"marker\""), 10s)) << events.stdout_text();
+    for (const auto& line : events.stdout_lines())
+        EXPECT_FALSE(line.find("\"client\":\"late\"") != std::string::npos &&
+                     line.find("\"disconnected\"") != std::string::npos)
+            << "the late will was taken for a death:\n" << events.stdout_text();
+    sensor.signal(SIGINT);
+    sensor.wait_exit(10s);
+}
+
 TEST(scanner_truth, a_resync_removes_statuses_the_broker_lost) {
     private_broker broker;  // no persistence: a restart loses every retained status
     publish_retained(broker.port(), "sensors/connected/before", "1");

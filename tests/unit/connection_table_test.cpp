@@ -447,3 +447,25 @@ TEST(connection_table, a_live_death_records_last_down) {
     t.apply("s1", rec("1"), false, t0 + 5s);
     EXPECT_EQ(t.find("s1")->last_down, t0 + 3s) << "the latest outage stays known after the return";
 }
+
+// A scanner whose clock is behind sees every epoch beyond its horizon: they order one another (a late will is
+// ignored, a newer connection counts), and a believed epoch is never outranked by one of them.
+TEST(connection_table, epochs_beyond_the_horizon_order_one_another) {
+    connection_table t(10min);
+    const auto behind = t0 - 15min;  // the scanner's clock
+    const auto real = static_cast<std::uint64_t>(unix_ms(t0));
+    t.apply("s1", rec(json_status(1, real, unix_ms(t0))), false, behind);
+    EXPECT_EQ(t.find("s1")->epoch, real) << "kept, to order what follows";
+    EXPECT_FALSE(t.apply("s1", rec(json_status(0, real - 60'000, unix_ms(t0 - 1min))), false, behind + 1s))
+        << "a late will of an older connection";
+    EXPECT_EQ(t.stats().stale_deaths_ignored, 1u);
+    EXPECT_EQ(t.find("s1")->status, state::connected);
+    auto c = t.apply("s1", rec(json_status(1, real + 5'000, unix_ms(t0 + 5s))), false, behind + 5s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->kind, change_kind::reconnected);
+    ASSERT_TRUE(t.find("s1")->clock_skew);
+    EXPECT_NEAR(static_cast<double>(t.find("s1")->clock_skew->count()), 15 * 60'000.0, 1'000.0) << "measured";
+    c = t.apply("s1", rec(json_status(0, real + 5'000, unix_ms(t0 + 6s), ",\"reason\":\"lost\"")), false, behind + 6s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->current.status, state::disconnected) << "the will of the live connection";
+}
