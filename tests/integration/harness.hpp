@@ -293,6 +293,12 @@ private:
             if (fds[0].revents & POLLIN) {
                 const int c = accept(listen_, nullptr, nullptr);
                 if (client >= 0) { close(c); } else {
+                    if (upstream >= 0) {  // a reconnect: the old connection's held bytes never arrive, as in a cut
+                        close(upstream);
+                        pending.clear();
+                        upstream_shut = false;
+                        client_closed_ = false;
+                    }
                     client = c;
                     upstream = socket(AF_INET, SOCK_STREAM, 0);
                     sockaddr_in a{};

@@ -276,7 +276,17 @@ TEST(scanner_truth, a_cut_connection_shows_before_it_is_declared_lost_and_the_ta
                                               return lines;
                                           }();
     EXPECT_GE(*st.since, cut - 2500ms);
+    // A change while cut off, then the path heals: the truth is back within a reconnect try and a sync.
+    publish_retained(port, prefix + "/during", "1");
     net.release();
+    const auto healed = steady::now();
+    ASSERT_TRUE(scan.wait_for(
+        [&] { return scan.status().connected && scan.status().sync == sync_state::complete && scan.find("during"); },
+        10s))
+        << "the change made during the cut never showed";
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - healed);
+    std::cerr << "the truth back " << took.count() << " ms after the path healed\n";
+    EXPECT_LE(took, 3000ms) << "a reconnect try within 0.5 s, its CONNACK within Paho's 1 s poll, then the sync";
     scan.stop();
 }
 
