@@ -384,6 +384,10 @@ void presence_client::publish_connected() noexcept {
         }
         auto msg = mqtt::message::create(announcer_.topic(), announcer_.payload(state::connected),
                                          options_.status.qos, true);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++connected_sent_;  // before the publish: its echo may come before publish() returns
+        }
         if (options_.broker.mqtt_version == 5 && options_.status.heartbeat.count() > 0) {
             // A retained "connected" must not outlive a client that died while the broker was down.
             msg->set_properties({{mqtt::property::MESSAGE_EXPIRY_INTERVAL,
@@ -406,6 +410,8 @@ void presence_client::on_connected(const std::string&) noexcept {
         ++session_;
         session_start_ = std::chrono::steady_clock::now();
         conflict_ = false;  // a new connection looks again: the other publisher may be gone
+        connected_sent_ = connected_heard_ = 0;
+        plain_conflict_reported_ = false;
         try {
             subscriptions = options_.subscriptions;
         } catch (...) {
@@ -499,6 +505,9 @@ void presence_client::on_message(mqtt::const_message_ptr msg) noexcept {
             // conflict, the other publisher's status went away: say "connected" again.
             conflict_ = false;
             heal = true;
+        } else if (!record.epoch && !msg->is_retained()) {
+            description = plain_conflict_locked();
+            report = options_.on_conflict;
         }
     }
     if (!description.empty()) {
@@ -506,6 +515,19 @@ void presence_client::on_message(mqtt::const_message_ptr msg) noexcept {
         else report_error(description);
     }
     if (heal) publish_connected();
+}
+
+// A live "connected" without an epoch on our topic (mutex_ held): another publisher's when this connection did not
+// send as many (MQTT 5's no-local spares us our own). Its description the first time, else empty.
+std::string presence_client::plain_conflict_locked() {
+    ++connected_heard_;
+    if (plain_conflict_reported_ || (options_.broker.mqtt_version != 5 && connected_heard_ <= connected_sent_))
+        return {};
+    plain_conflict_reported_ = true;
+    return "another client publishes \"connected\" on " + announcer_.topic() +
+           " (a status this client did not send; a payload without an epoch cannot say which is newer): two "
+           "processes may use the name \"" + options_.status.name + "\"; give each its own name, or use a JSON "
+           "payload";
 }
 
 bool presence_client::stop() noexcept {

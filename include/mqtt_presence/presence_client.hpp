@@ -129,6 +129,7 @@ public:
 private:
     friend std::size_t stop_all(const std::vector<presence_client*>& clients) noexcept;
     void request_stop() noexcept;
+    std::string plain_conflict_locked();
     // finish_stop() in halves, so that stop_all() sends every DISCONNECT before it waits for any.
     bool begin_ending(std::chrono::steady_clock::time_point deadline, mqtt::token_ptr& ending) noexcept;
     void ended() noexcept;
@@ -165,6 +166,11 @@ private:
     std::uint64_t attempts_ = 0;  // connect attempts so far: a check of a connect in flight belongs to one
     bool conflict_ = false;
     bool client_id_conflict_ = false;
+    // "connected" statuses without an epoch this connection sent and heard live on its topic: one heard beyond
+    // those sent (MQTT 3.1.1 echoes our own) is another publisher's, reported once per connection.
+    std::uint32_t connected_sent_ = 0;
+    std::uint32_t connected_heard_ = 0;
+    bool plain_conflict_reported_ = false;
     std::vector<std::string> unhandled_errors_;  // for stderr, written by a task (no on_error set)
     bool flush_posted_ = false;
     mqtt::delivery_token_ptr stop_token_;

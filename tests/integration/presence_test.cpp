@@ -783,3 +783,26 @@ TEST(reconnect_driver, tries_at_once_then_spaced_and_none_once_connected) {
     EXPECT_EQ(driver.tries(), at_return) << "tries after the connection came back";
     client.disconnect()->wait_for(2s);
 }
+
+// Two processes under one name with a plain payload ("1"/"0", no epoch): the status this client did not send is
+// reported (MQTT 3.1.1, which echoes our own, and MQTT 5); alone, its own beats never are.
+TEST(presence, a_plain_payload_name_conflict_is_reported_and_a_lone_client_never_is) {
+    const int port = broker_port();
+    for (const char* version : {"4", "5"}) {
+        SCOPED_TRACE(std::string("MQTT version ") + version);
+        const auto name = unique_prefix() + "-twin" + version;
+        observer watch(port, "sensors/connected/" + name);
+        child first(sensor_args(port, name, {"-V", version, "--heartbeat", "1", "--client-id", name + "-a"}));
+        watch.expect("sensors/connected/" + name, equals("1"), "the first one's status");
+        for (int beat = 0; beat < 3; ++beat)  // its own beats, echoed (3.1.1) or not (5)
+            watch.expect("sensors/connected/" + name, equals("1"), "a beat");
+        EXPECT_EQ(first.stderr_text().find("another client publishes"), std::string::npos) << first.stderr_text();
+        child second(sensor_args(port, name, {"-V", version, "--client-id", name + "-b"}));
+        const auto line = first.wait_stderr(contains("another client publishes \"connected\""), 10s);
+        EXPECT_TRUE(line) << "no word of the other publisher:\n" << first.stderr_text();
+        second.signal(SIGINT);
+        second.wait_exit(10s);
+        first.signal(SIGINT);
+        first.wait_exit(10s);
+    }
+}
