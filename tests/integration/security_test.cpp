@@ -173,4 +173,38 @@ TEST_F(acl_broker, a_second_users_forged_status_is_refused_and_purge_reports_onl
     obs.expect("sensors/connected/s2", equals("(null)"), "the broker's cleared status (mosquitto_sub prints an empty payload so)");
 }
 
+// README's recipe ties a status topic to a user, not a client id to a user: a running monitor and a cron `once`
+// under one user keep their own connections, and a fleet under one user (each sensor its own client id) writes
+// below its user name without fighting.
+TEST_F(acl_broker, two_monitors_and_a_fleet_under_one_user_each_keep_their_connections) {
+    auto args = as("fleet1");
+    args.insert(args.begin(), SENSOR_BIN);
+    args.insert(args.end(), {"--name", "sim", "--count", "5", "--topic", "sensors/connected/fleet1/{client}"});
+    child fleet(args);
+    auto watch_args = as("monitor");
+    watch_args.insert(watch_args.begin(), SCANNER_BIN);
+    watch_args.insert(watch_args.end(), {"--topic", "sensors/connected/{client+}", "--events"});
+    child watching(watch_args);
+    ASSERT_TRUE(watching.wait_stdout(contains("\"client\":\"fleet1/sim-000005\""), 15s))
+        << watching.stdout_text() << watching.stderr_text();
+    for (int run = 0; run < 2; ++run) {  // a cron job beside the running monitor, under the same user
+        auto once_args = as("monitor");
+        once_args.insert(once_args.begin(), SCANNER_BIN);
+        once_args.insert(once_args.end(), {"once", "--topic", "sensors/connected/{client+}", "--require",
+                                           "fleet1/sim-000001,fleet1/sim-000005"});
+        child once(once_args);
+        EXPECT_EQ(once.wait_exit(20s), 0) << once.stdout_text() << once.stderr_text();
+    }
+    // The running monitor was not taken over: a probe round trip after the cron jobs, and no loss said.
+    {
+        child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port_), "-u", "fleet1", "-P", "secret",
+                   "-r", "-q", "1", "-t", "sensors/connected/fleet1/late", "-m", "1"});
+        ASSERT_EQ(pub.wait_exit(10s), 0) << pub.stderr_text();
+    }
+    EXPECT_TRUE(watching.wait_stdout(contains("\"client\":\"fleet1/late\""), 10s)) << watching.stdout_text();
+    EXPECT_EQ(watching.stderr_text().find("connection lost"), std::string::npos) << watching.stderr_text();
+    EXPECT_EQ(fleet.stderr_text().find("connection lost"), std::string::npos) << fleet.stderr_text();
+    EXPECT_EQ(fleet.stderr_text().find("conflict"), std::string::npos) << fleet.stderr_text();
+}
+
 }  // namespace
