@@ -158,6 +158,9 @@ int run_once(scanner& scan, const settings& s) {
     if (synced) wait_for_live_beats(scan);
     const auto st = scan.status();
     int rc = 0;
+    if (st.sync_tail_refused)
+        std::cerr << "mqtt-presence-scanner: warning: the broker refused the scanner's publish to its sync tail (an "
+                     "ACL? let the scanner write mqtt-presence-sync/#); the sync ended with its marker\n";
     if (!st.connected) {
         std::cerr << "mqtt-presence-scanner: lost the connection to " << s.opts.broker.server_uri
                   << " during the sync; no table printed\n";
@@ -169,8 +172,10 @@ int run_once(scanner& scan, const settings& s) {
                   << "never completes it)\n";
         rc = 5;
     } else if (st.sync == sync_state::partial) {
-        std::cerr << "mqtt-presence-scanner: the table is partial: this broker delivers no retained message to a "
-                     "wildcard subscription (RabbitMQ is one), so it holds only the clients heard live"
+        std::cerr << "mqtt-presence-scanner: the table is partial: no retained status came through the wildcard "
+                     "subscription and the sync tail never came back: this broker delivers no retained message to a "
+                     "wildcard subscription (RabbitMQ is one), or it refused the scanner's publish to its sync tail "
+                     "(an ACL: let it write mqtt-presence-sync/#); the table holds only the clients heard live"
                   << (s.required.empty() ? "" : " and those named with --require (asked for by their topics)")
                   << ". For the whole table run `mqtt-presence-scanner serve`, whose history keeps it across "
                      "restarts, or name the clients you need: once --require NAME[,NAME...]\n";

@@ -234,7 +234,9 @@ std::string render_scanner_json(const scanner_status& s) {
         if (i > 0) out += ',';
         append_string(out, s.unmatched_examples[i]);
     }
-    out += "]}";
+    out += ']';
+    if (s.sync_tail_refused) out += ",\"sync_tail_refused\":true";
+    out += '}';
     return out;
 }
 

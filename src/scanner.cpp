@@ -174,6 +174,8 @@ void scanner::on_connected() noexcept {
         dropped_now_.reset();
         broker_clients_.reset();
         tail_seen_ = false;
+        retained_in_burst_ = false;
+        tail_refused_ = false;
         marker_back_at_.reset();
         subscribed_at_ = std::chrono::steady_clock::now();
         last_status_message_ = subscribed_at_;
@@ -285,9 +287,19 @@ bool scanner::end_burst_if_tail_overdue(std::unique_lock<std::mutex>& lock) {
     if (!marker_back_at_ || tail_seen_ || sync_ != sync_state::syncing || !connected_) return false;
     if (std::chrono::steady_clock::now() - std::max(*marker_back_at_, last_status_message_) < options_.quiet_period)
         return false;
-    wildcard_retained_ = false;  // the marker is back, the tail is not coming: RabbitMQ
+    // The marker is back, the tail is not coming. Retained statuses came through the wildcards: the broker sends
+    // them, so it refused the tail's publish (an ACL), and the marker, sent after the SUBSCRIBE, ended the burst.
+    // None came: the broker sends no retained message to a wildcard subscription (RabbitMQ), or the fleet is empty.
+    wildcard_retained_ = retained_in_burst_;
+    const bool say_refused = retained_in_burst_;
+    tail_refused_ = retained_in_burst_;
     auto confirm = burst_ended_locked(marker_sent_, false);
     lock.unlock();
+    if (say_refused)
+        status_line("the sync tail " + tail_topic_ + " never came back although retained statuses did: the broker "
+                    "refused the scanner's publish to it (an ACL? let the scanner write mqtt-presence-sync/#); the "
+                    "sync ends with its marker instead",
+                    true);
     after_burst(std::move(confirm));
     lock.lock();
     return true;
@@ -414,6 +426,7 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 last_status_message_ = std::chrono::steady_clock::now();
+                if (msg->is_retained() && sync_ == sync_state::syncing) retained_in_burst_ = true;
                 ++version_;
                 if (on_change_) {  // the change is built in its place in the queue: in table order
                     deliveries_.emplace_back();
@@ -744,6 +757,7 @@ scanner_status scanner::status_locked() const {
         s.broker_dropped = *dropped_now_ - *dropped_at_sync_;
     s.broker_clients = broker_clients_;
     s.unmatched_examples = unmatched_examples_;
+    s.sync_tail_refused = tail_refused_;
     return s;
 }
 

@@ -219,6 +219,8 @@ private:
     std::vector<std::string> unconfirm_;   // the last round's exact topics, to unsubscribe
     std::uint64_t confirm_seq_ = 0;
     bool tail_seen_ = false;                     // this connection's retained tail arrived
+    bool retained_in_burst_ = false;             // a retained status came through the wildcards in this burst
+    bool tail_refused_ = false;  // this connection's sync tail was refused (see scanner_status)
     std::optional<std::chrono::steady_clock::time_point> marker_back_at_;  // marker back before the tail (aedes)
     std::optional<bool> wildcard_retained_;  // whether the broker sends retained messages to wildcard subscriptions
     std::optional<std::uint64_t> broker_clients_;  // $SYS/broker/clients/connected

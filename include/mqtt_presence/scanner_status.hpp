@@ -47,6 +47,9 @@ struct scanner_status {
     /// The first few topics that matched a status filter but no template (stats.unmatched counts them all),
     /// printable and bounded.
     std::vector<std::string> unmatched_examples;
+    /// The scanner's sync tail never came back although retained statuses did: the broker refused its publish to
+    /// mqtt-presence-sync/<id>/tail (an ACL), and the sync ended with its marker.
+    bool sync_tail_refused = false;
 
     /// Connected, but nothing heard through the broker for no_news_after or longer (as of `now`).
     [[nodiscard]] bool no_news(time_point now) const { return connected && last_heard && now - *last_heard >= no_news_after; }

@@ -23,8 +23,12 @@ void broker_part(presence_service& svc, service_health& h) {
     else if (st.sync == sync_state::unverified) why = "sync not verified: the broker may have dropped statuses";
     if (!why.empty() && st.since && !st.no_news(now)) why += " (since " + format_iso8601(*st.since) + ")";
     if (!why.empty()) h.problems.push_back(why);
+    if (st.sync_tail_refused)  // the sync still ends (its marker): healthy, and said
+        h.notes.push_back("the broker refused the scanner's sync tail (an ACL? let it write mqtt-presence-sync/#)");
     if (st.sync == sync_state::partial)  // how this broker works (RabbitMQ), not a fault: healthy, and said
-        h.notes.push_back("partial sync: the broker sends no retained status to a wildcard subscription");
+        h.notes.push_back("partial sync: no retained status came through the wildcard and the sync tail never came "
+                          "back: the broker sends none to a wildcard subscription (RabbitMQ), or refused the tail "
+                          "(an ACL)");
     h.parts["broker"] = {{"uri", svc.options().scan.broker.server_uri},
                          {"connected", st.connected},
                          {"last_heard", time_or_null(st.last_heard)},

@@ -207,4 +207,23 @@ TEST_F(acl_broker, two_monitors_and_a_fleet_under_one_user_each_keep_their_conne
     EXPECT_EQ(fleet.stderr_text().find("conflict"), std::string::npos) << fleet.stderr_text();
 }
 
+// A monitor the ACL lets write its sync marker but not its sync tail: the retained statuses that came through the
+// wildcard show the broker sends them, so the missing tail is named as refused and the marker ends the sync.
+TEST_F(acl_broker, a_refused_sync_tail_is_named_and_the_marker_ends_the_sync) {
+    auto args = as("s1");
+    args.insert(args.begin(), SENSOR_BIN);
+    args.insert(args.end(), {"--name", "s1"});
+    child s1(args);
+    observer obs(port_, "sensors/connected/+", {"-u", "auditor", "-P", "secret"});
+    obs.expect("sensors/connected/s1", equals("1"), "s1's own status");
+    auto once_args = as("tailless");
+    once_args.insert(once_args.begin(), SCANNER_BIN);
+    once_args.insert(once_args.end(), {"once", "--format", "json"});
+    child once(once_args);
+    EXPECT_EQ(once.wait_exit(20s), 0) << once.stderr_text();
+    EXPECT_NE(once.stderr_text().find("refused the scanner's publish"), std::string::npos) << once.stderr_text();
+    EXPECT_EQ(once.stderr_text().find("RabbitMQ"), std::string::npos) << once.stderr_text();
+    EXPECT_NE(once.stdout_text().find("\"s1\""), std::string::npos) << once.stdout_text();
+}
+
 }  // namespace
