@@ -100,10 +100,13 @@ public:
         for (std::size_t i = 0; i < names_.size(); ++i) {
             if (c.client != names_[i]) continue;
             seen_[i] = true;
-            if (c.status != state::connected || c.stale)
+            if (c.status != state::connected || c.stale || c.unconfirmed)
                 problems_ += "mqtt-presence-scanner: required client " + terminal_safe(c.client) + " is " +
-                             (c.stale ? "stale" : std::string(to_string(c.status))) + " (" + terminal_safe(c.topic) +
-                             ")\n";
+                             (c.stale         ? std::string("stale")
+                              : c.unconfirmed ? std::string("unconfirmed: its last word predates the broker's "
+                                                            "restart, and a will is lost if it died meanwhile")
+                                              : std::string(to_string(c.status))) +
+                             " (" + terminal_safe(c.topic) + ")\n";
         }
     }
 
@@ -153,9 +156,38 @@ void wait_for_live_beats(scanner& scan) {
     while (scan.counts().awaiting > 0 && !interrupted && std::chrono::steady_clock::now() < until) usleep(50'000);
 }
 
+// Within 30 s of a broker start, a required will-only client may not have re-announced yet, and the start itself is
+// known to within a sys_interval (10 s) until a live uptime comes: the snapshot waits until each such row spoke
+// after the start, or the 30 s have passed. Then an unconfirmed row is not connected.
+void wait_for_confirmations(scanner& scan, const std::vector<std::string>& required) {
+    constexpr auto grace = std::chrono::seconds(30);
+    constexpr auto sys_interval = std::chrono::seconds(10);
+    if (required.empty() || !scan.status().broker_started) return;
+    const auto unsure = [&scan, &required, sys_interval](time_point started) {
+        for (const auto& name : required) {
+            const auto r = scan.find(name);
+            if (r && r->status == state::connected && r->will_only() &&
+                (r->unconfirmed || !r->last_seen || *r->last_seen <= started + sys_interval))
+                return true;
+        }
+        return false;
+    };
+    bool said = false;
+    for (;;) {
+        const auto started = *scan.status().broker_started;
+        if (interrupted || clock::now() >= started + grace || !unsure(started)) return;
+        if (!said)
+            std::cerr << "mqtt-presence-scanner: the broker started at " << format_iso8601(started).substr(11, 8)
+                      << " UTC; waiting for required clients to speak since (until 30 s after its start)\n";
+        said = true;
+        usleep(50'000);
+    }
+}
+
 int run_once(scanner& scan, const settings& s) {
     const bool synced = sync(scan, s.timeout);
     if (synced) wait_for_live_beats(scan);
+    if (synced) wait_for_confirmations(scan, s.required);
     const auto st = scan.status();
     int rc = 0;
     if (st.sync_tail_refused)

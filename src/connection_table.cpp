@@ -85,6 +85,7 @@ struct connection_table::entry {
     time_point last_seen = unknown_time;
     time_point deadline = unknown_time;  // heartbeat: stale after this; unknown_time when none
     time_point last_down = unknown_time;
+    time_point first_seen = unknown_time;  // when the table first held the row (the scanner's clock)
     std::uint64_t epoch = 0;
     std::uint64_t session = 0;
     bool has_session = false;
@@ -190,7 +191,11 @@ void connection_table::count(const entry& e, int delta) noexcept {
     if (e.awaiting_beat) bump(counts_.awaiting);
 }
 
-void connection_table::fill_row(const entry& e, client_status& r) {
+void connection_table::broker_started(time_point at) noexcept {
+    if (!broker_started_ || at > *broker_started_) broker_started_ = at;
+}
+
+void connection_table::fill_row(const entry& e, client_status& r) const {
     r.client = e.name;
     r.status = e.status;
     r.stale = e.stale;
@@ -205,11 +210,14 @@ void connection_table::fill_row(const entry& e, client_status& r) {
     r.source = e.source;
     r.future_time = e.future_time;
     r.awaiting_beat = e.awaiting_beat;
+    const auto last_word = e.last_seen != unknown_time ? e.last_seen : e.first_seen;
+    r.unconfirmed = broker_started_ && e.status == state::connected && e.heartbeat_s == 0 &&
+                    last_word != unknown_time && last_word < *broker_started_;
     r.clock_skew = e.has_skew ? std::optional<std::chrono::milliseconds>(e.skew_ms) : std::nullopt;
     e.text.read({&r.detail, &r.reason, &r.ip, &r.host, &r.meta, &r.raw});
 }
 
-client_status connection_table::row(const entry& e) {
+client_status connection_table::row(const entry& e) const {
     client_status r;
     fill_row(e, r);
     return r;
@@ -265,6 +273,7 @@ bool connection_table::apply(std::string_view client, const status_record& recor
         }
         rows_.emplace_back();
         rows_.back().name.assign(client.data(), client.size());
+        rows_.back().first_seen = now;
         rows_.back().source = source;
         slots_[slot] = ((hash >> 32) << 32) | rows_.size();
     }
@@ -294,20 +303,24 @@ bool connection_table::apply(std::string_view client, const status_record& recor
 
     const std::optional<state> previous = inserted ? std::nullopt : std::optional<state>(e.status);
     const bool was_stale = e.stale;
+    // A newer epoch in the same state: a new connection ("connected" again), or, "disconnected" again, a whole
+    // connection that began and ended unseen (while the scanner reconnected): both are reported, never dropped.
+    const bool newer_epoch = !inserted && record.status == e.status && has_epoch && e.has_epoch &&
+                             (e.epoch_future == future_epoch ? epoch > e.epoch : e.epoch_future);
     const bool new_connection = !inserted && record.status == state::connected && e.status == state::connected &&
-                                has_epoch &&
-                                (!e.has_epoch || (e.epoch_future == future_epoch ? epoch > e.epoch : e.epoch_future));
+                                has_epoch && (!e.has_epoch || newer_epoch);
+    const bool ended_unseen = newer_epoch && record.status == state::disconnected;
     if (!inserted) count(e, -1);
 
     const bool state_changed = inserted || e.status != record.status;
-    if (state_changed || new_connection) {
+    if (state_changed || new_connection || ended_unseen) {
         if (!inserted && state_changed) ++e.transitions;
         if (record.status == state::connected && has_stamp) e.since = stamp;
         else if (!retained) e.since = now;
         else if (record.status == state::disconnected && record.reason == "clean" && has_stamp)
             e.since = stamp;  // a clean stop's payload is made at the moment of the stop
         else e.since = unknown_time;
-        if (record.status == state::disconnected && state_changed) e.last_down = e.since;
+        if (record.status == state::disconnected && (state_changed || ended_unseen)) e.last_down = e.since;
     } else if (e.since == unknown_time && record.status == state::connected && has_stamp) {
         e.since = stamp;  // first time this connection's start is known
     }
@@ -324,7 +337,9 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     }
     // A future epoch never replaces a believed one of the same state (the forged "connected" above).
     const bool keeps_believed = e.has_epoch && !e.epoch_future && future_epoch && !state_changed;
-    if (has_epoch && !keeps_believed) {
+    // Nor does an older one of the same state (a late will on a disconnected row): the newest connection's stays.
+    const bool keeps_newer = !state_changed && e.has_epoch && e.epoch_future == future_epoch && epoch < e.epoch;
+    if (has_epoch && !keeps_believed && !keeps_newer) {
         e.epoch = epoch;
         e.has_epoch = true;
         e.epoch_future = future_epoch;
@@ -334,7 +349,7 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     // A retained status is as old as its stamp: it never moves last_seen back (a restored row may know better).
     if (!retained) e.last_seen = now;
     else if (has_stamp && (e.last_seen == unknown_time || stamp > e.last_seen)) e.last_seen = stamp;
-    else if (state_changed || new_connection) e.last_seen = has_stamp ? stamp : unknown_time;
+    else if (state_changed || new_connection || ended_unseen) e.last_seen = has_stamp ? stamp : unknown_time;
     e.heartbeat_s = record.heartbeat ? static_cast<std::uint32_t>(record.heartbeat->count()) : 0;
     if (!retained && record.timestamp && record.status == state::connected) {
         // A live "connected" is stamped when sent: its stamp against our receive time is the sender's clock skew
@@ -361,9 +376,9 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     e.text.assign({record.detail, record.reason, record.ip, record.host, record.meta, record.raw});
     count(e, +1);
 
-    if (!state_changed && !new_connection && was_stale == e.stale) return false;  // a heartbeat refresh
+    if (!state_changed && !new_connection && !ended_unseen && was_stale == e.stale) return false;  // a refresh
     if (out) {
-        out->kind = state_changed    ? (inserted ? change_kind::added : change_kind::changed)
+        out->kind = state_changed || ended_unseen ? (inserted ? change_kind::added : change_kind::changed)
                     : new_connection ? change_kind::reconnected
                     : e.stale        ? change_kind::stale
                                      : change_kind::fresh;

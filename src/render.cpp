@@ -62,6 +62,7 @@ std::string detail_text(const client_status& c) {
     if (c.future_time) d += d.empty() ? "time ahead of this clock: ignored" : "; time ahead of this clock: ignored";
     const auto add = [&d](const std::string& text) { d += (d.empty() ? "" : "; ") + text; };
     if (c.awaiting_beat) add("heartbeat overdue by its own clock: waiting for a live one");
+    if (c.unconfirmed) add("unconfirmed since the broker restarted: a will is lost if it died meanwhile");
     if (c.clock_skew && std::abs(c.clock_skew->count()) >= clock_skew_shown.count()) {
         char text[64];
         std::snprintf(text, sizeof text, "clock %.1f s %s", std::abs(static_cast<double>(c.clock_skew->count())) / 1000.0,
@@ -137,6 +138,7 @@ void append_client_json(std::string& out, const client_status& c, const std::str
     out += c.stale ? ",\"stale\":true"sv : ",\"stale\":false"sv;
     out += c.will_only() ? ",\"liveness\":\"will-only\""sv : ",\"liveness\":\"heartbeat\""sv;
     if (c.awaiting_beat) out += ",\"awaiting_beat\":true"sv;
+    if (c.unconfirmed) out += ",\"unconfirmed\":true"sv;
     out += ",\"clock_skew_s\":"sv;
     if (c.clock_skew) {
         char skew[32];
@@ -236,6 +238,8 @@ std::string render_scanner_json(const scanner_status& s) {
     }
     out += ']';
     if (s.sync_tail_refused) out += ",\"sync_tail_refused\":true";
+    out += ",\"broker_started\":";
+    append_time(out, s.broker_started);
     out += '}';
     return out;
 }

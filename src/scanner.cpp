@@ -66,6 +66,8 @@ std::vector<mqtt::string_collection_ptr> in_batches(const std::vector<std::strin
 constexpr std::string_view dropped_topic = "$SYS/broker/publish/messages/dropped";
 // mosquitto's own count of connected clients: beside the table, it shows clients that announce no status.
 constexpr std::string_view broker_clients_topic = "$SYS/broker/clients/connected";
+// mosquitto's uptime ("N seconds"), retained and renewed every sys_interval (10 s by default): when it started.
+constexpr std::string_view uptime_topic = "$SYS/broker/uptime";
 constexpr std::size_t max_unmatched_examples = 5;
 }  // namespace
 
@@ -196,6 +198,7 @@ void scanner::on_connected() noexcept {
     };
     add(std::string(dropped_topic), 0);
     add(std::string(broker_clients_topic), 0);
+    add(std::string(uptime_topic), 0);
     for (const auto& s : schemes_)
         for (const auto& f : s.filters()) add(f, options_.qos);
     if (!message_topic_.empty()) add(message_topic_, 1);
@@ -383,6 +386,7 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
             cv_.notify_all();
             return true;
         }
+        if (topic == uptime_topic) return read_uptime(*msg);
         if (topic == broker_clients_topic) {
             {
                 std::lock_guard<std::mutex> lock(mutex_);
@@ -469,6 +473,25 @@ void scanner::queue_changes(std::vector<change>&& changes) const {
     if (changes.empty() || !on_change_) return;
     for (auto& c : changes) deliveries_.push_back(delivery{std::move(c), {}, std::nullopt, std::nullopt});
     delivery_cv_.notify_one();
+}
+
+// The broker's start: a live uptime was published just now; a retained one up to a sys_interval ago, so its start
+// is taken a sys_interval earlier (10 s, mosquitto's default) until a live one says exactly. Only a later start moves
+// the table's (a restart while this scanner watched).
+bool scanner::read_uptime(const mqtt::message& msg) {
+    const auto& text = msg.get_payload_str();
+    char* end = nullptr;
+    const auto seconds = std::strtoull(text.c_str(), &end, 10);
+    if (text.empty() || !end || std::string_view(end) != " seconds") return true;
+    auto started = clock::now() - std::chrono::seconds(seconds);
+    if (msg.is_retained()) started -= std::chrono::seconds(10);
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        table_.broker_started(started);
+        ++version_;
+    }
+    cv_.notify_all();
+    return true;
 }
 
 void scanner::queue_state() const {
@@ -758,6 +781,7 @@ scanner_status scanner::status_locked() const {
     s.broker_clients = broker_clients_;
     s.unmatched_examples = unmatched_examples_;
     s.sync_tail_refused = tail_refused_;
+    s.broker_started = table_.broker_started();
     return s;
 }
 

@@ -64,6 +64,11 @@ struct client_status {
     /// behind ours. Not stale yet: liveness is judged on the scanner's receive times, so it is stale if no live
     /// message comes within 1.5 heartbeat intervals, fresh when one does.
     bool awaiting_beat = false;
+    /// Will-only and "connected", but its last word (a live message, or the time stamp of a retained one; the
+    /// scanner's first sight of it when neither is known) predates the broker's last start: if it died while the
+    /// broker was down, no will was ever sent. Confirmed by its next message (a live client re-announces when it
+    /// reconnects). See connection_table::broker_started.
+    bool unconfirmed = false;
     /// The sender's clock minus the scanner's, measured on its last live "connected" (stamped when sent); nullopt
     /// until one arrives. Reported, never a reason to call a client stale.
     std::optional<std::chrono::milliseconds> clock_skew;
@@ -147,6 +152,10 @@ public:
     /// Starts a re-sync (the status filters were just subscribed again): rows are marked unconfirmed until a
     /// message about them arrives.
     void begin_resync() noexcept;
+    /// When the broker last started (from its uptime): will-only "connected" rows whose last word predates it are
+    /// client_status::unconfirmed. Only a later start moves it.
+    void broker_started(time_point at) noexcept;
+    [[nodiscard]] std::optional<time_point> broker_started() const noexcept { return broker_started_; }
     /// Ends the re-sync begun last (call once the retained burst is known complete): removes the rows no message
     /// confirmed since begin_resync() and returns them as `removed` changes (at `now`). Nothing without a
     /// begin_resync().
@@ -191,8 +200,8 @@ private:
     void remove_row(std::size_t slot, client_status* last_row);
     void count(const entry& e, int delta) noexcept;
     [[nodiscard]] std::vector<std::uint32_t> sorted_rows(std::size_t limit) const;  // row indices, by name
-    [[nodiscard]] static client_status row(const entry& e);
-    static void fill_row(const entry& e, client_status& out);
+    [[nodiscard]] client_status row(const entry& e) const;
+    void fill_row(const entry& e, client_status& out) const;
 
     // An open-addressing index (linear probing, load <= 1/2) over a dense vector of entries: two cache misses a
     // lookup at a million clients, where std::unordered_map's node chain costs three.
@@ -202,6 +211,7 @@ private:
     table_stats stats_;
     time_point next_deadline_ = time_point::max();
     std::chrono::milliseconds max_clock_skew_;
+    std::optional<time_point> broker_started_;
     std::uint32_t generation_ = 0;  // begin_resync() count: a row's generation says which sync confirmed it
     bool resyncing_ = false;
 };

@@ -50,6 +50,8 @@ struct scanner_status {
     /// The scanner's sync tail never came back although retained statuses did: the broker refused its publish to
     /// mqtt-presence-sync/<id>/tail (an ACL), and the sync ended with its marker.
     bool sync_tail_refused = false;
+    /// When the broker last started, from its uptime ($SYS/broker/uptime: mosquitto); nullopt where unknown.
+    std::optional<time_point> broker_started;
 
     /// Connected, but nothing heard through the broker for no_news_after or longer (as of `now`).
     [[nodiscard]] bool no_news(time_point now) const { return connected && last_heard && now - *last_heard >= no_news_after; }

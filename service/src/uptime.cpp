@@ -123,8 +123,10 @@ uptime_figures compute_uptime(const std::string& client, const std::string& topi
         const health next = health_after(e);
         if (next != health::down) outage = std::chrono::milliseconds{0};
         h = next;
-        if (e.status == state::connected && e.previous == state::connected && e.why == cause::unseen) {
-            ++f.disconnects;  // a newer connection than the one watched: the old one ended unseen
+        if (e.status == e.previous && e.status != state::unknown && e.why == cause::unseen) {
+            // Connected again under a newer connection (the watched one ended unseen), or disconnected again under
+            // a newer one (a whole connection began and ended unseen): one disconnect nobody saw, either way.
+            ++f.disconnects;
             ++f.unseen_disconnects;
         } else if (e.status == state::disconnected && e.previous == state::connected && e.why != cause::removed) {
             ++f.disconnects;

@@ -389,6 +389,7 @@ public:
         stop.wait_exit(20s);
     }
     [[nodiscard]] int port() const { return port_; }
+    [[nodiscard]] const std::string& dir() const { return dir_; }
     [[nodiscard]] pid_t pid() const {
         std::ifstream in(dir_ + "/pid");
         pid_t p = 0;

@@ -16,6 +16,8 @@
 
 #include "harness.hpp"
 
+#include <filesystem>
+
 using namespace harness;
 using json = nlohmann::json;
 using namespace mqtt_presence;
@@ -392,6 +394,82 @@ TEST(scanner_truth, a_client_that_dies_while_the_broker_is_down) {
     for (const auto& c : j["clients"])
         if (c["client"] == "plain") found = c["liveness"] == "will-only";
     EXPECT_TRUE(found) << j.dump();
+    scan.stop();
+}
+
+// Watched across the outage: will-only clients that died while the broker was down keep their retained
+// "connected" forever, since no will was sent. Their last word predates the broker's new start, so they are
+// unconfirmed; a live one re-announces when it reconnects and is confirmed. --require waits out a grace of 30 s
+// after the start, then takes unconfirmed for not connected.
+TEST(scanner_truth, will_only_clients_from_before_a_broker_restart_are_unconfirmed_until_they_speak) {
+    private_broker broker("start-persistent");
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    observer obs(broker.port(), prefix + "/+");
+    const auto sensor = [&](const std::string& name, const std::string& format) {
+        return std::make_unique<child>(std::vector<std::string>{SENSOR_BIN, "--broker", broker_uri(broker.port()),
+                                                                "--topic", templ, "--name", name, "--format", format});
+    };
+    auto gone = sensor("gone", "plain");
+    auto gone_json = sensor("gonej", "json");
+    auto alive = sensor("alive", "plain");
+    auto o = options_for(broker.port(), prefix);
+    o.broker.keepalive = std::chrono::seconds(2);
+    scanner scan(o);
+    scan.start();
+    ASSERT_TRUE(scan.wait_synced(10s));
+    ASSERT_TRUE(scan.wait_for([&] { return scan.find("gone") && scan.find("gonej") && scan.find("alive"); }, 10s));
+    // The broker's autosave (every second) after the statuses: its file, newer than them, holds them.
+    const auto seen = std::filesystem::file_time_type::clock::now();
+    const auto saved = [&] {
+        std::error_code ec;
+        const auto t = std::filesystem::last_write_time(broker.dir() + "/mosquitto.db", ec);
+        return !ec && t > seen;
+    };
+    for (const auto until = steady::now() + 10s; !saved() && steady::now() < until;)
+        std::this_thread::sleep_for(50ms);  // a file another process writes
+    ASSERT_TRUE(saved()) << "the broker never saved its retained store";
+    broker.crash();
+    gone->signal(SIGKILL);
+    gone_json->signal(SIGKILL);
+    gone->wait_exit(5s);
+    gone_json->wait_exit(5s);
+    broker.restart();
+    ASSERT_TRUE(scan.wait_for(
+        [&] {
+            const auto g = scan.find("gone"), j = scan.find("gonej"), a = scan.find("alive");
+            return g && j && a && g->unconfirmed && j->unconfirmed && !a->unconfirmed &&
+                   a->status == state::connected;
+        },
+        25s))
+        << "after the broker's restart: gone " << (scan.find("gone") && scan.find("gone")->unconfirmed)
+        << ", gonej " << (scan.find("gonej") && scan.find("gonej")->unconfirmed) << ", alive "
+        << (scan.find("alive") && scan.find("alive")->unconfirmed) << "; scanner "
+        << render_scanner_json(scan.status()) << "; rows " << render_json([&] {
+               scan_result r;
+               r.clients = scan.snapshot();
+               return r;
+           }());
+    EXPECT_TRUE(scan.status().broker_started) << "the broker's start, from its uptime";
+    const auto require = [&](const std::string& name) {
+        return std::make_unique<child>(std::vector<std::string>{SCANNER_BIN, "once", "--broker",
+                                                                broker_uri(broker.port()), "--topic", templ,
+                                                                "--require", name});
+    };
+    auto ok = require("alive");
+    EXPECT_EQ(ok->wait_exit(40s), 0) << ok->stderr_text();
+    auto dead = require("gonej");  // a fresh scanner: the time stamp of its retained status predates the start
+    EXPECT_EQ(dead->wait_exit(40s), 3) << dead->stderr_text();
+    EXPECT_NE(dead->stderr_text().find("unconfirmed"), std::string::npos) << dead->stderr_text();
+    const auto j = json::parse(render_json([&] {
+        scan_result r;
+        r.clients = scan.snapshot();
+        return r;
+    }()));
+    for (const auto& c : j["clients"])
+        if (c["client"] == "gone") {
+            EXPECT_EQ(c.value("unconfirmed", false), true) << c.dump();
+        }
     scan.stop();
 }
 

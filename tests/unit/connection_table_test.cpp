@@ -469,3 +469,42 @@ TEST(connection_table, epochs_beyond_the_horizon_order_one_another) {
     ASSERT_TRUE(c);
     EXPECT_EQ(c->current.status, state::disconnected) << "the will of the live connection";
 }
+
+// A will-only "connected" whose last word predates the broker's last start is unconfirmed (its will is lost if it
+// died while the broker was down) until it speaks again; a heartbeat client and a disconnected one never are.
+TEST(connection_table, will_only_rows_from_before_a_broker_start_are_unconfirmed_until_they_speak) {
+    connection_table t;
+    t.apply("plain", rec("1"), false, t0);                                       // heard live at t0
+    t.apply("stamped", rec(json_status(1, 1, unix_ms(t0 - 1min))), true, t0);   // retained, stamped a minute ago
+    t.apply("beating", rec(json_status(1, 2, unix_ms(t0), ",\"hb\":5")), false, t0);
+    t.apply("down", rec("0"), false, t0);
+    EXPECT_FALSE(t.find("plain")->unconfirmed) << "no broker start known";
+    t.broker_started(t0 + 10s);
+    EXPECT_TRUE(t.find("plain")->unconfirmed);
+    EXPECT_TRUE(t.find("stamped")->unconfirmed);
+    EXPECT_FALSE(t.find("beating")->unconfirmed) << "a heartbeat says whether it lives";
+    EXPECT_FALSE(t.find("down")->unconfirmed);
+    t.broker_started(t0 - 1h);
+    EXPECT_TRUE(t.find("plain")->unconfirmed) << "only a later start moves it";
+    t.apply("plain", rec("1"), false, t0 + 20s);  // it re-announces after the start
+    EXPECT_FALSE(t.find("plain")->unconfirmed);
+    t.apply("late", rec("1"), true, t0 + 30s);  // first seen after the start, no time stamp: nothing says otherwise
+    EXPECT_FALSE(t.find("late")->unconfirmed);
+}
+
+// "Disconnected" again under a newer epoch: a whole connection began and ended while the scanner did not watch (it
+// reconnected meanwhile). Reported, not dropped; an older epoch's is not.
+TEST(connection_table, a_connection_that_began_and_ended_unseen_is_a_change) {
+    connection_table t;
+    t.apply("s", rec(json_status(0, 100, unix_ms(t0), ",\"reason\":\"lost\"")), false, t0);
+    auto c = t.apply("s", rec(json_status(0, 200, unix_ms(t0 + 5s), ",\"reason\":\"lost\"")), true, t0 + 10s);
+    ASSERT_TRUE(c) << "the newer connection's will";
+    EXPECT_EQ(c->kind, change_kind::changed);
+    EXPECT_EQ(c->previous, state::disconnected);
+    EXPECT_EQ(c->current.epoch, 200u);
+    EXPECT_FALSE(c->live);
+    EXPECT_FALSE(t.apply("s", rec(json_status(0, 150, unix_ms(t0 + 5s), ",\"reason\":\"lost\"")), true, t0 + 11s))
+        << "an older connection's will changes nothing";
+    EXPECT_FALSE(t.apply("s", rec(json_status(0, 200, unix_ms(t0 + 5s), ",\"reason\":\"lost\"")), true, t0 + 12s))
+        << "the same one again (a re-sync) changes nothing";
+}
