@@ -30,6 +30,7 @@
 #include <sstream>
 
 #include "cli_options.hpp"
+#include "exit_codes.hpp"
 #include "help_formatter.hpp"
 #include "scanner_service.hpp"
 
@@ -118,7 +119,7 @@ public:
                 text += "mqtt-presence-scanner: required client " + terminal_safe(names_[i]) +
                         " is unknown (no status read)\n";
         std::cerr << text;
-        return text.empty() ? 0 : 3;
+        return text.empty() ? exit_code::ok : exit_code::not_connected;
     }
 
 private:
@@ -196,13 +197,13 @@ int run_once(scanner& scan, const settings& s) {
     if (!st.connected) {
         std::cerr << "mqtt-presence-scanner: lost the connection to " << s.opts.broker.server_uri
                   << " during the sync; no table printed\n";
-        rc = 4;
+        rc = exit_code::unreachable;
     } else if (!synced) {
         std::cerr << "mqtt-presence-scanner: sync not complete after " << s.timeout_text << " ("
                   << scan.stats().messages << " statuses read); the table would be partial (a longer --timeout for "
                   << "a large fleet; a broker that drops messages, e.g. mosquitto below its max_queued_messages, "
                   << "never completes it)\n";
-        rc = 5;
+        rc = exit_code::incomplete;
     } else if (st.sync == sync_state::partial) {
         std::cerr << "mqtt-presence-scanner: the table is partial: no retained status came through the wildcard "
                      "subscription and the sync tail never came back: this broker delivers no retained message to a "
@@ -211,7 +212,7 @@ int run_once(scanner& scan, const settings& s) {
                   << (s.required.empty() ? "" : " and those named with --require (asked for by their topics)")
                   << ". For the whole table run `mqtt-presence-scanner serve`, whose history keeps it across "
                      "restarts, or name the clients you need: once --require NAME[,NAME...]\n";
-        rc = s.required.empty() ? 5 : 0;  // the named clients were each asked for: --require's answer is true
+        rc = s.required.empty() ? exit_code::incomplete : exit_code::ok;  // the named clients were each asked for: --require's answer is true
     } else if (st.sync != sync_state::complete) {
         std::cerr << "mqtt-presence-scanner: the sync is not verified: "
                   << (st.broker_dropped > 0
@@ -219,7 +220,7 @@ int run_once(scanner& scan, const settings& s) {
                           : std::string("the sync marker did not come back"))
                   << "; the broker may have dropped statuses (mosquitto: raise max_queued_messages, or set it to 0 "
                      "with max_queued_bytes 0, above the fleet size); the table may be partial\n";
-        rc = 5;
+        rc = exit_code::incomplete;
     }
     required_clients check(s.required);
     const bool partial = st.sync == sync_state::partial;
@@ -263,7 +264,7 @@ int run_purge(scanner& scan, const settings& s) {
     for (const auto& row : purged.refused)
         std::cerr << "mqtt-presence-scanner: not cleared (the broker refused the write, or the client published "
                      "again): " << terminal_safe(scan.topic_of(row)) << "\n";
-    const int rc = purged.refused.empty() ? 0 : 1;
+    const int rc = purged.refused.empty() ? exit_code::ok : exit_code::failure;
     const auto r = result_of(scan, std::move(purged.cleared));
     if (s.format != "table") {
         std::cout << render_snapshot(r, machine_format(s.format));
@@ -635,10 +636,10 @@ serve waits for a broker that is not there yet; SIGHUP re-reads its alert settin
         app.parse(argc, argv);
         finish_options(app, s, c);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e) == 0 ? 0 : 2;
+        return app.exit(e) == 0 ? exit_code::ok : exit_code::usage;
     } catch (const error& e) {
         std::cerr << "mqtt-presence-scanner: " << e.what() << "\n(see --help)\n";
-        return 2;
+        return exit_code::usage;
     }
 
     if (s.run == mode::history) return service_cli::run_history(s.service);  // the file only, no broker
@@ -660,14 +661,14 @@ serve waits for a broker that is not there yet; SIGHUP re-reads its alert settin
                 service_cli::restore(scan, s.service);
             } catch (const error& e) {
                 std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-                return 2;
+                return exit_code::usage;
             }
         }
         try {
             scan.start();
         } catch (const error& e) {
             std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-            return 4;
+            return exit_code::unreachable;
         }
         switch (s.run) {
             case mode::once: return run_once(scan, s);
@@ -680,7 +681,7 @@ serve waits for a broker that is not there yet; SIGHUP re-reads its alert settin
         }
     } catch (const error& e) {
         std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-        return 1;
+        return exit_code::failure;
     }
-    return 0;
+    return exit_code::ok;
 }

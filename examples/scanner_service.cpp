@@ -1,4 +1,5 @@
 #include "scanner_service.hpp"
+#include "exit_codes.hpp"
 #include "service_notify.hpp"
 
 #include <malloc.h>
@@ -211,7 +212,7 @@ std::optional<int> start_with_retry(presence_service& svc, const std::atomic<boo
             return std::nullopt;
         } catch (const notary_conflict& e) {
             std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-            return exit_in_use;
+            return exit_code::in_use;
         } catch (const error& e) {
             std::lock_guard<std::mutex> lock(out);
             std::cerr << "mqtt-presence-scanner: attempt " << attempt << ": " << terminal_safe(e.what(), 400)
@@ -259,10 +260,10 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
         svc = std::make_unique<presence_service>(o);
     } catch (const history_locked& e) {
         std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-        return exit_in_use;
+        return exit_code::in_use;
     } catch (const error& e) {
         std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-        return 2;
+        return exit_code::usage;
     }
     std::mutex out;
     svc->on_line([&out](const std::string& line) {
@@ -275,10 +276,10 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
             web = std::make_unique<dashboard>(*svc, *http);  // before start(): its live feed sees every commit
         } catch (const address_in_use& e) {
             std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-            return exit_in_use;
+            return exit_code::in_use;
         } catch (const error& e) {
             std::cerr << "mqtt-presence-scanner: " << e.what() << " (--listen HOST:PORT, or --listen off)\n";
-            return 2;
+            return exit_code::usage;
         }
         if (!http->loopback() && http->user.empty())
             std::cerr << "mqtt-presence-scanner: warning: the dashboard listens on " << http->host
@@ -308,7 +309,7 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
                                      terminal_safe(h.last_error, 300) + ")"
                                : "")
               << "\n";
-    return lost ? 1 : 0;
+    return lost ? exit_code::failure : exit_code::ok;
 }
 
 int run_history(const settings& s) {
@@ -318,7 +319,7 @@ int run_history(const settings& s) {
         events = reader.events_of(s.client, clock::now() - parse_duration(s.since));
     } catch (const error& e) {
         std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-        return 2;
+        return exit_code::usage;
     }
     if (events.empty())
         std::cerr << "mqtt-presence-scanner: no events of " << terminal_safe(s.client) << " in the last " << s.since
@@ -346,7 +347,7 @@ int run_history(const settings& s) {
                       << terminal_safe(e.topic) << "\n";
         }
     }
-    return 0;
+    return exit_code::ok;
 }
 
 int run_uptime(const settings& s) {
@@ -359,7 +360,7 @@ int run_uptime(const settings& s) {
         rows = reader.uptime(to - window, to, parse_duration(s.flap_interval));
     } catch (const error& e) {
         std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-        return 2;
+        return exit_code::usage;
     }
     const auto pct = [](const uptime_figures& f) { return f.uptime_percent().value_or(-1.0); };
     if (s.sort == "uptime")  // worst first: the ones to look at
@@ -401,7 +402,7 @@ int run_uptime(const settings& s) {
         }
         std::cerr << rows.size() << " clients over the last " << s.window << "; UNKNOWN: time nobody watched\n";
     }
-    return 0;
+    return exit_code::ok;
 }
 
 }  // namespace service_cli

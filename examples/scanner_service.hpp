@@ -41,13 +41,9 @@ std::string default_db_path();
 /// times of death the history knows. Throws mqtt_presence::error for a missing or bad file.
 void restore(mqtt_presence::scanner& scan, const settings& s);
 
-/// serve's exit code when another instance holds what it needs: the history file (another serve writes it), the
-/// HTTP port, or the notary's template. Restarting soon will not help; the unit does not.
-constexpr int exit_in_use = 6;
-
 /// Runs until `interrupted`; re-reads the alert settings when `reload` is set (SIGHUP). A broker that cannot be
 /// reached is retried. Exit codes: 0 stopped with everything written, 1 stopped with changes it could not write
-/// (said on stderr), 2 a bad option or history file, 6 in use (exit_in_use).
+/// (said on stderr), 2 a bad option or history file, 6 in use (exit_codes.hpp).
 int run_serve(const mqtt_presence::scanner_options& opts, const settings& s, const std::atomic<bool>& interrupted,
               std::atomic<bool>& reload);
 /// Exit codes: 0 events listed (or none in the window: a line on stderr says so), 2 no such history file.

@@ -7,6 +7,7 @@
 #include <MQTTAsync.h>
 
 #include "cli_options.hpp"
+#include "exit_codes.hpp"
 #include "help_formatter.hpp"
 #include "sensor_workers.hpp"
 
@@ -173,10 +174,10 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
         // The default name is this machine's host name, as the announcer resolves it.
         if (opts.status.name.empty()) opts.status.name = mqtt_presence::status_announcer(opts.status).options().name;
     } catch (const CLI::ParseError& e) {
-        return app.exit(e) == 0 ? 0 : 2;
+        return app.exit(e) == 0 ? exit_code::ok : exit_code::usage;
     } catch (const mqtt_presence::error& e) {
         std::cerr << "mqtt-presence-sensor: " << e.what() << "\n(see --help)\n";
-        return 2;
+        return exit_code::usage;
     }
     return std::nullopt;
 }
@@ -300,11 +301,11 @@ int main(int argc, char** argv) {
         mqtt_presence::presence_client::set_connect_rate(connect_rate);
     } catch (const mqtt_presence::error& e) {
         std::cerr << "mqtt-presence-sensor: " << e.what() << "\n";
-        return 2;
+        return exit_code::usage;
     } catch (const std::system_error& e) {  // out of threads or memory for this many clients
         std::cerr << "mqtt-presence-sensor: cannot start " << clients.size() + 1 << " clients: " << e.what() << "\n";
         for (auto& c : clients) c->stop();
-        return 1;
+        return exit_code::failure;
     }
 
     const int sig = connect_and_wait(clients, s.opts.broker.server_uri, worker, stop_signals);

@@ -1,4 +1,5 @@
 #include "sensor_workers.hpp"
+#include "exit_codes.hpp"
 
 #include <signal.h>
 #include <sys/prctl.h>
@@ -152,7 +153,7 @@ outcome run(int count, int per_process, double connect_rate, const std::function
                 if (!stopping && turns_given > 0 && workers[turns_given - 1].pid == pid) give_turn();
                 const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
                 if (!stopping || !clean) {
-                    rc = 1;
+                    rc = exit_code::failure;
                     auto text = "worker " + std::to_string(wk.part.index) + " (pid " + std::to_string(pid) + ") " +
                                 describe(status);
                     if (!stopping)
@@ -184,7 +185,7 @@ outcome run(int count, int per_process, double connect_rate, const std::function
             for (const auto& wk : workers)
                 if (wk.running) kill(wk.pid, SIGKILL);
             log("workers that did not stop within 10 s were killed (their wills fire)");
-            rc = 1;
+            rc = exit_code::failure;
             deadline = std::chrono::steady_clock::time_point::max();
         }
         const bool turns_left = !stopping && turns_given < workers.size();

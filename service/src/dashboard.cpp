@@ -606,6 +606,8 @@ void dashboard::impl::metrics(httplib::Response& res) {
                     h.write_errors},
              scalar{"mqtt_presence_history_failing", "gauge", "1 while the history cannot be written.",
                     h.failing ? 1u : 0u},
+             scalar{"mqtt_presence_history_cache_bytes", "gauge",
+                    "The history writer's page cache (grows with the file, 64 MiB at most).", h.cache_bytes},
              scalar{"mqtt_presence_alerts_pending", "gauge", "Alerts waiting for their receiver.", alerts.count},
              scalar{"mqtt_presence_alerts_given_up_total", "counter", "Alerts never delivered.", alerts.given_up},
              scalar{"mqtt_presence_healthy", "gauge", "1 when /healthz says ok.", health.ok() ? 1u : 0u},

@@ -13,6 +13,8 @@
 
 #include "history_schema.hpp"
 
+#include <sqlite3.h>
+
 namespace mqtt_presence {
 
 using detail::from_ms;
@@ -161,6 +163,14 @@ struct history_store::writer {
         watch_extend->bind(3, static_cast<std::int64_t>(*watch_from));
         watch_extend->exec();
         watch_extend->reset();
+    }
+
+    // SQLite's count of the page cache's memory for this connection.
+    [[nodiscard]] std::uint64_t cache_bytes() const {
+        int current = 0, highwater = 0;
+        if (sqlite3_db_status(db->getHandle(), SQLITE_DBSTATUS_CACHE_USED, &current, &highwater, 0) != SQLITE_OK)
+            return 0;
+        return static_cast<std::uint64_t>(current);
     }
 
     std::unique_ptr<SQLite::Database> db;
@@ -510,6 +520,7 @@ void history_store::writer_loop() {
                 ++stats_.batches;
                 stats_.failing = file_gone_;
                 stats_.last_commit_at = clock::now();
+                stats_.cache_bytes = w.cache_bytes();
                 retrying_ = 0;
                 if (gap_from) {
                     first_drop_.reset();

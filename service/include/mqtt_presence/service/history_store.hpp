@@ -50,6 +50,9 @@ struct history_stats {
     std::string last_error;          ///< why the last failed commit failed, or what is wrong with the file; "" if none
     std::optional<time_point> last_error_at;
     std::optional<time_point> last_commit_at;
+    /// Memory of the writer's page cache (SQLite's own count, after the last commit): grows with the file up to
+    /// 64 MiB (PRAGMA cache_size), so the service's RSS does too.
+    std::uint64_t cache_bytes = 0;
     /// The writer thread last went round its loop (at least once a second while it lives and is not stuck).
     std::chrono::steady_clock::time_point writer_alive{};
 };
