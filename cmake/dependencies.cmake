@@ -7,17 +7,20 @@ endif()
 if(NOT TARGET nlohmann_json::nlohmann_json)
   find_package(nlohmann_json 3.10 REQUIRED)
 endif()
-# The service's history store (SQLite through SQLiteCpp): found here so that tests can open the files it writes.
-if(NOT TARGET SQLiteCpp)
-  find_package(SQLiteCpp REQUIRED)
-endif()
-# The dashboard's HTTP server: Debian's cpp-httplib, whose header must see the definitions pkg-config gives (OpenSSL,
-# zlib, brotli), or its classes differ from the compiled library's.
 find_package(PkgConfig REQUIRED)
-if(NOT TARGET PkgConfig::HTTPLIB)
-  pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib)
+# The service only (a core-only build needs Paho and nothing else).
+if(MQTT_PRESENCE_BUILD_SERVICE)
+  # The history store (SQLite through SQLiteCpp): found here so that tests can open the files it writes.
+  if(NOT TARGET SQLiteCpp)
+    find_package(SQLiteCpp REQUIRED)
+  endif()
+  # The dashboard's HTTP server: Debian's cpp-httplib, whose header must see the definitions pkg-config gives
+  # (OpenSSL, zlib, brotli), or its classes differ from the compiled library's.
+  if(NOT TARGET PkgConfig::HTTPLIB)
+    pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib)
+  endif()
+  find_package(OpenSSL REQUIRED)
 endif()
-find_package(OpenSSL REQUIRED)
 # Sparkplug B edge node payloads (protobuf) through Debian's nanopb: on by default where it is installed.
 if(NOT TARGET nanopb::protobuf-nanopb-static)
   find_package(nanopb CONFIG QUIET)
