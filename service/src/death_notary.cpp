@@ -12,6 +12,7 @@
 #include <mqtt_presence/render.hpp>
 
 #include "paho_util.hpp"
+#include "paho_wake.hpp"
 #include "reconnect_driver.hpp"
 
 namespace mqtt_presence {
@@ -298,6 +299,14 @@ notary_stats death_notary::stats() const {
     s.pending = pending_.size();
     s.connected = connected_;
     return s;
+}
+
+void death_notary::wake_paho() noexcept {
+    try {
+        if (client_ && client_->is_connected()) client_->unsubscribe(detail::paho_wake::filter);
+    } catch (...) {
+        // not connected after all: nothing to wake
+    }
 }
 
 void death_notary::stop() noexcept {

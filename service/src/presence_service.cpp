@@ -311,19 +311,43 @@ void presence_service::start() {
         deliver_outbox();
         if (engine_) alert_thread_ = std::thread([this] { alert_loop(); });
     }
-    // The notary first: a conflict refuses before the service has read or written anything. (Its connection makes
-    // the scanner's, the second Paho client of the process, take about 2 s: Paho C 1.3.12's receive thread polls
-    // the first socket for a second at a time before it sees the second.) A step that failed is tried again by
-    // the next call; one that succeeded is not repeated.
+    // The notary first: a conflict refuses before the service has read or written anything. A step that failed is
+    // tried again by the next call; one that succeeded is not repeated.
     if (notary_ && !notary_started_) {
         notary_->on_line([this](const std::string& line) { say(line); });
         notary_->start(clock::now());
         notary_started_ = true;
     }
     if (!scanner_started_) {
-        scanner_->start();
+        start_scanner_waking_paho();
         scanner_started_ = true;
     }
+}
+
+// Paho C 1.3.12's receive thread polls the sockets it had when its poll began, up to a second at a time: with the
+// notary connected, the scanner's connect (the second socket) waited two such polls, about 2 s. The notary's round
+// trips every 100 ms end them (src/paho_wake.hpp).
+void presence_service::start_scanner_waking_paho() {
+    std::atomic<bool> connecting{true};
+    std::thread waker;
+    if (notary_ && notary_started_)
+        waker = std::thread([this, &connecting] {
+            while (connecting) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                if (connecting) notary_->wake_paho();
+            }
+        });
+    const auto done = [&] {
+        connecting = false;
+        if (waker.joinable()) waker.join();
+    };
+    try {
+        scanner_->start();
+    } catch (...) {
+        done();
+        throw;
+    }
+    done();
 }
 
 void presence_service::stop() noexcept {

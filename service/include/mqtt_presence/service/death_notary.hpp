@@ -84,6 +84,9 @@ public:
     /// Publishes what is queued, releases the lock and disconnects, within about 1.5 s even with the broker frozen;
     /// says how many records it could not publish. Idempotent.
     void stop() noexcept;
+    /// A round trip on the notary's connection (an UNSUBSCRIBE of a filter nobody holds), so that Paho's receive
+    /// thread ends its poll and sees a connection this process added meanwhile (the scanner's). Non-blocking.
+    void wake_paho() noexcept;
 
     /// The lock's topic: the template's parent, never a client's record topic.
     [[nodiscard]] const std::string& lock_topic() const noexcept { return lock_topic_; }

@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <atomic>
 #include <thread>
 #include <vector>
 #include <memory>
@@ -87,6 +88,7 @@ private:
     void say(const std::string& line) noexcept;
     void emit(std::vector<alert> alerts) noexcept;  // caller holds alert_mutex_
     void alert_loop();
+    void start_scanner_waking_paho();
     void seed_engine(time_point now);  // caller holds alert_mutex_
     [[nodiscard]] std::unique_ptr<alert_engine> make_engine(const alert_options& rules) const;
     std::shared_ptr<alert_sinks> make_sinks(const alert_sink_options& o);
