@@ -158,8 +158,9 @@ void wait_for_live_beats(scanner& scan) {
 }
 
 // Within 30 s of a broker start, a required will-only client may not have re-announced yet, and the start itself is
-// known to within a sys_interval (10 s) until a live uptime comes: the snapshot waits until each such row spoke
-// after the start, or the 30 s have passed. Then an unconfirmed row is not connected.
+// known to within a sys_interval (10 s) until a live uptime comes: the snapshot waits while such a row is
+// unconfirmed, or its last word lies that close to the start, until the 30 s have passed. Then an unconfirmed row is
+// not connected. (A retained plain "1" has no time: nothing to wait for.)
 void wait_for_confirmations(scanner& scan, const std::vector<std::string>& required) {
     constexpr auto grace = std::chrono::seconds(30);
     constexpr auto sys_interval = std::chrono::seconds(10);
@@ -168,15 +169,17 @@ void wait_for_confirmations(scanner& scan, const std::vector<std::string>& requi
         for (const auto& name : required) {
             const auto r = scan.find(name);
             if (r && r->status == state::connected && r->will_only() &&
-                (r->unconfirmed || !r->last_seen || *r->last_seen <= started + sys_interval))
+                (r->unconfirmed || (r->last_seen && *r->last_seen <= started + sys_interval)))
                 return true;
         }
         return false;
     };
     bool said = false;
     for (;;) {
+        // The start may be taken a sys_interval early (from a retained uptime): the wait is that much longer, so a
+        // live uptime comes and says it exactly before the grace ends.
         const auto started = *scan.status().broker_started;
-        if (interrupted || clock::now() >= started + grace || !unsure(started)) return;
+        if (interrupted || clock::now() >= started + grace + sys_interval || !unsure(started)) return;
         if (!said)
             std::cerr << "mqtt-presence-scanner: the broker started at " << format_iso8601(started).substr(11, 8)
                       << " UTC; waiting for required clients to speak since (until 30 s after its start)\n";

@@ -364,6 +364,16 @@ TEST(service_faults, a_client_that_died_and_came_back_while_serve_was_down_count
     auto sensor = std::make_unique<child>(std::vector<std::string>{
         SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "pump", "--format", "json"});
     watch.expect(prefix + "/pump", contains("\"status\":1"), "the birth");
+    // The first service has the birth in its history (committed) before it stops: polled through its API.
+    const auto in_history = [&first] {
+        httplib::Client c("127.0.0.1", first->http_port);
+        c.set_read_timeout(1, 0);
+        const auto res = c.Get("/api/clients/pump/history");
+        return res && res->status == 200 && res->body.find("connected") != std::string::npos;
+    };
+    for (const auto until = steady::now() + 10s; !in_history() && steady::now() < until;)
+        std::this_thread::sleep_for(50ms);  // another process's commit
+    ASSERT_TRUE(in_history()) << "the first service never recorded the birth:\n" << first->proc.stderr_text();
     first->stop();
     first.reset();
     // While nobody watches: it dies (its will) and comes back under a new connection.
