@@ -182,7 +182,7 @@ void wait_for_confirmations(scanner& scan, const std::vector<std::string>& requi
         if (interrupted || clock::now() >= started + grace + sys_interval || !unsure(started)) return;
         if (!said)
             std::cerr << "mqtt-presence-scanner: the broker started at " << format_iso8601(started).substr(11, 8)
-                      << " UTC; waiting for required clients to speak since (until 30 s after its start)\n";
+                      << " UTC (within a sys_interval); waiting for required clients to speak since, 30 s at most\n";
         said = true;
         usleep(50'000);
     }
