@@ -215,7 +215,8 @@ int run_once(scanner& scan, const settings& s) {
                   << (s.required.empty() ? "" : " and those named with --require (asked for by their topics)")
                   << ". For the whole table run `mqtt-presence-scanner serve`, whose history keeps it across "
                      "restarts, or name the clients you need: once --require NAME[,NAME...]\n";
-        rc = s.required.empty() ? exit_code::incomplete : exit_code::ok;  // the named clients were each asked for: --require's answer is true
+        // The named clients were each asked for by their topics: --require's answer is true.
+        rc = s.required.empty() ? exit_code::incomplete : exit_code::ok;
     } else if (st.sync != sync_state::complete) {
         std::cerr << "mqtt-presence-scanner: the sync is not verified: "
                   << (st.broker_dropped > 0
