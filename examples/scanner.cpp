@@ -165,11 +165,11 @@ void wait_for_confirmations(scanner& scan, const std::vector<std::string>& requi
     constexpr auto grace = std::chrono::seconds(30);
     constexpr auto sys_interval = std::chrono::seconds(10);
     if (required.empty() || !scan.status().broker_started) return;
-    const auto unsure = [&scan, &required, sys_interval](time_point started) {
+    const auto unsure = [&scan, &required, sys_interval](time_point started, bool exact) {
         for (const auto& name : required) {
             const auto r = scan.find(name);
             if (r && r->status == state::connected && r->will_only() &&
-                (r->unconfirmed || (r->last_seen && *r->last_seen <= started + sys_interval)))
+                (r->unconfirmed || (!exact && r->last_seen && *r->last_seen <= started + sys_interval)))
                 return true;
         }
         return false;
@@ -178,8 +178,10 @@ void wait_for_confirmations(scanner& scan, const std::vector<std::string>& requi
     for (;;) {
         // The start may be taken a sys_interval early (from a retained uptime): the wait is that much longer, so a
         // live uptime comes and says it exactly before the grace ends.
-        const auto started = *scan.status().broker_started;
-        if (interrupted || clock::now() >= started + grace + sys_interval || !unsure(started)) return;
+        const auto st = scan.status();
+        const auto started = *st.broker_started;
+        const auto until = started + grace + (st.broker_started_exact ? std::chrono::seconds(0) : sys_interval);
+        if (interrupted || clock::now() >= until || !unsure(started, st.broker_started_exact)) return;
         if (!said)
             std::cerr << "mqtt-presence-scanner: the broker started at " << format_iso8601(started).substr(11, 8)
                       << " UTC (within a sys_interval); waiting for required clients to speak since, 30 s at most\n";

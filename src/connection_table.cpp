@@ -191,8 +191,14 @@ void connection_table::count(const entry& e, int delta) noexcept {
     if (e.awaiting_beat) bump(counts_.awaiting);
 }
 
-void connection_table::broker_started(time_point at) noexcept {
-    if (!broker_started_ || at > *broker_started_) broker_started_ = at;
+void connection_table::broker_started(time_point at, bool exact) noexcept {
+    // An estimate is early by up to a sys_interval: an exact start within that of it is the same start.
+    const bool refines = exact && !broker_started_exact_ && broker_started_ &&
+                         at > *broker_started_ - std::chrono::seconds(1);
+    if (!broker_started_ || at > *broker_started_ || refines) {
+        broker_started_ = at;
+        broker_started_exact_ = exact;
+    }
 }
 
 void connection_table::fill_row(const entry& e, client_status& r) const {

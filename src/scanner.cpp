@@ -487,7 +487,7 @@ bool scanner::read_uptime(const mqtt::message& msg) {
     if (msg.is_retained()) started -= std::chrono::seconds(10);
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        table_.broker_started(started);
+        table_.broker_started(started, !msg.is_retained());
         ++version_;
     }
     cv_.notify_all();
@@ -782,6 +782,7 @@ scanner_status scanner::status_locked() const {
     s.unmatched_examples = unmatched_examples_;
     s.sync_tail_refused = tail_refused_;
     s.broker_started = table_.broker_started();
+    s.broker_started_exact = table_.broker_started_exact();
     return s;
 }
 

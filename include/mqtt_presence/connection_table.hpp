@@ -153,9 +153,11 @@ public:
     /// message about them arrives.
     void begin_resync() noexcept;
     /// When the broker last started (from its uptime): will-only "connected" rows whose last word predates it are
-    /// client_status::unconfirmed. Only a later start moves it.
-    void broker_started(time_point at) noexcept;
+    /// client_status::unconfirmed. Only a later start moves it, or an exact one an estimate. `exact`: said to the
+    /// second (a live uptime), else an early estimate (a retained one).
+    void broker_started(time_point at, bool exact = true) noexcept;
     [[nodiscard]] std::optional<time_point> broker_started() const noexcept { return broker_started_; }
+    [[nodiscard]] bool broker_started_exact() const noexcept { return broker_started_exact_; }
     /// Ends the re-sync begun last (call once the retained burst is known complete): removes the rows no message
     /// confirmed since begin_resync() and returns them as `removed` changes (at `now`). Nothing without a
     /// begin_resync().
@@ -212,6 +214,7 @@ private:
     time_point next_deadline_ = time_point::max();
     std::chrono::milliseconds max_clock_skew_;
     std::optional<time_point> broker_started_;
+    bool broker_started_exact_ = false;
     std::uint32_t generation_ = 0;  // begin_resync() count: a row's generation says which sync confirmed it
     bool resyncing_ = false;
 };

@@ -52,6 +52,8 @@ struct scanner_status {
     bool sync_tail_refused = false;
     /// When the broker last started, from its uptime ($SYS/broker/uptime: mosquitto); nullopt where unknown.
     std::optional<time_point> broker_started;
+    /// broker_started is said to the second (a live uptime), not an early estimate from a retained one.
+    bool broker_started_exact = false;
 
     /// Connected, but nothing heard through the broker for no_news_after or longer (as of `now`).
     [[nodiscard]] bool no_news(time_point now) const { return connected && last_heard && now - *last_heard >= no_news_after; }
