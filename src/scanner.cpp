@@ -294,11 +294,10 @@ bool scanner::end_burst_if_tail_overdue(std::unique_lock<std::mutex>& lock) {
     // them, so it refused the tail's publish (an ACL), and the marker, sent after the SUBSCRIBE, ended the burst.
     // None came: the broker sends no retained message to a wildcard subscription (RabbitMQ), or the fleet is empty.
     wildcard_retained_ = retained_in_burst_;
-    const bool say_refused = retained_in_burst_;
-    tail_refused_ = retained_in_burst_;
+    const bool refused = tail_refused_ = retained_in_burst_;  // read again after the unlock
     auto confirm = burst_ended_locked(marker_sent_, false);
     lock.unlock();
-    if (say_refused)
+    if (refused)
         status_line("the sync tail " + tail_topic_ + " never came back although retained statuses did: the broker "
                     "refused the scanner's publish to it (an ACL? let the scanner write mqtt-presence-sync/#); the "
                     "sync ends with its marker instead",
@@ -482,7 +481,9 @@ bool scanner::read_uptime(const mqtt::message& msg) {
     const auto& text = msg.get_payload_str();
     char* end = nullptr;
     const auto seconds = std::strtoull(text.c_str(), &end, 10);
-    if (text.empty() || !end || std::string_view(end) != " seconds") return true;
+    // The payload comes from the network: a number of seconds that a duration can hold (a century), or nothing.
+    constexpr unsigned long long century = 100ULL * 366 * 24 * 3600;
+    if (text.empty() || !end || std::string_view(end) != " seconds" || seconds > century) return true;
     auto started = clock::now() - std::chrono::seconds(seconds);
     if (msg.is_retained()) started -= std::chrono::seconds(10);
     {
