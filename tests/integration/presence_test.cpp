@@ -746,7 +746,7 @@ TEST(presence, bad_options_exit_2_with_a_clear_error) {
 
 }  // namespace
 
-// The reconnect driver behind the scanner and the notary: after a loss, a try at once, then 50-500 ms apart (never a
+// The reconnect driver behind the scanner and the notary: after a loss, a try at once, then 50-250 ms apart (never a
 // storm of CONNECTs at a dead broker), and none once the connection is back.
 TEST(reconnect_driver, tries_at_once_then_spaced_and_none_once_connected) {
     private_broker broker;
@@ -772,7 +772,7 @@ TEST(reconnect_driver, tries_at_once_then_spaced_and_none_once_connected) {
     const auto until = steady::now() + 3s;
     while (steady::now() < until) std::this_thread::sleep_for(driver.tick(100ms));
     const auto tries = driver.tries();
-    EXPECT_GE(tries, 4u) << "first at once, then at most 500 ms apart: about 7 in 3 s";
+    EXPECT_GE(tries, 4u) << "first at once, then at most 250 ms apart: about 15 in 3 s";
     EXPECT_LE(tries, 31u) << "at least 50 ms apart and one at a time";
     broker.restart();
     const auto back_until = steady::now() + 5s;

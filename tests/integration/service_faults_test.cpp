@@ -160,7 +160,7 @@ TEST(service_faults, a_broker_absent_at_start_is_waited_for_and_its_return_is_se
     broker.restart();
     const auto returned = steady::now();
     svc.until_health(200, 6s, "healthy again after the broker's return");
-    // The first try at once, then 0.1 s doubling to 0.5 s; Paho reads the CONNACK on its next poll (up to 1 s).
+    // The first try at once, then 0.1 s doubling to 0.25 s; Paho reads the CONNACK on its next poll (up to 1 s).
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - returned);
     std::cout << "healthy again " << took.count() << " ms after the broker's return\n";
     EXPECT_LE(took, 2000ms) << svc.proc.stderr_text();
