@@ -4,12 +4,18 @@
 
 #include <mqtt_presence/broker_options.hpp>
 #include <mqtt_presence/error.hpp>
+#include <mqtt_presence/version.hpp>
 
 #include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace cli {
 
@@ -18,8 +24,90 @@ struct broker_flags {
     std::string host;
     int port = 0;
     std::string pw_env;
+    std::string pw_file;
     int keepalive = 30;
 };
+
+/// The configuration file both tools read (CLI11's TOML/INI reader): the keys both share (the broker's) at the
+/// top, each tool's own under [scanner] or [sensor]. Every long option is a key, without its dashes; the command
+/// line wins over the file. `before_reading` runs once the command line is parsed and before the file's values are
+/// applied: the moment to note what the command line itself gave.
+class config_file : public CLI::ConfigTOML {
+public:
+    config_file(std::string section, std::function<void()> before_reading)
+        : section_(std::move(section)), before_reading_(std::move(before_reading)) {}
+
+    std::vector<CLI::ConfigItem> from_config(std::istream& in) const override {
+        if (before_reading_) before_reading_();
+        std::vector<CLI::ConfigItem> kept;
+        for (auto& item : CLI::ConfigTOML::from_config(in)) {
+            if (item.parents.empty()) {
+                kept.push_back(std::move(item));
+            } else if (item.parents.front() == section_) {
+                if (item.parents.size() == 1 && item.name == "--") continue;  // the section's end marker
+                item.parents.erase(item.parents.begin());
+                kept.push_back(std::move(item));
+            } else if (item.parents.front() != "scanner" && item.parents.front() != "sensor") {
+                kept.push_back(std::move(item));  // an unknown section: reported as an unknown key
+            }
+        }
+        return kept;
+    }
+
+private:
+    std::string section_;
+    std::function<void()> before_reading_;
+};
+
+/// The default configuration file, read when it exists (--config or $MQTT_PRESENCE_CONFIG name another).
+inline constexpr const char* default_config = "/etc/mqtt-presence/config.toml";
+
+/// --version, and --config FILE: $MQTT_PRESENCE_CONFIG when set (then the file must exist), else
+/// /etc/mqtt-presence/config.toml when it exists. `section` is the tool's own part of the file ("scanner", "sensor").
+inline void add_version_and_config(CLI::App& app, const std::string& section,
+                                   std::function<void()> before_reading = {}) {
+    app.set_version_flag("--version", app.get_name() + " " + mqtt_presence::version);
+    const char* env = std::getenv("MQTT_PRESENCE_CONFIG");
+    const bool from_env = env != nullptr && *env != '\0';
+    app.set_config("--config", from_env ? env : default_config,
+                   "Read options from this TOML file: every long option is a key (host = \"broker.lan\"); the "
+                   "scanner's own under [scanner], the sensor's under [sensor]; the command line wins. Default "
+                   "$MQTT_PRESENCE_CONFIG, else " + std::string(default_config) + " if it exists",
+                   from_env);
+    app.config_formatter(std::make_shared<config_file>(section, std::move(before_reading)));
+    app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error, not a silent default
+}
+
+/// A ConfigError's message for a person: which file and which key, and where a key belongs.
+inline std::string config_error_text(const CLI::App& app, const CLI::ConfigError& e) {
+    std::string what = e.what();
+    const std::string unknown = "INI was not able to parse ";
+    const auto section_mark = what.size() > 3 ? what.substr(what.size() - 3) : std::string();
+    if (what.rfind(unknown, 0) == 0 && (section_mark == ".++" || section_mark == ".--"))
+        what = "no section [" + what.substr(unknown.size(), what.size() - unknown.size() - 3) + "] (the sections "
+               "are [scanner] and [sensor])";
+    else if (what.rfind(unknown, 0) == 0)
+        what = "no option " + what.substr(unknown.size()) + " in " + app.get_name() + " (a key is a long option "
+               "without its dashes; the broker's keys at the top, the scanner's under [scanner], the sensor's "
+               "under [sensor])";
+    std::string file;
+    try {
+        if (const auto* config = app.get_config_ptr()) file = config->as<std::string>();
+    } catch (const CLI::Error&) {  // no name to give
+    }
+    return "the configuration file" + (file.empty() ? std::string() : " " + file) + ": " + what;
+}
+
+/// The first line of a secret file, without its line end: a password kept off the command line and the
+/// environment. Throws mqtt_presence::error when it cannot be read.
+inline std::string read_secret_file(const std::string& option, const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw mqtt_presence::error(option + " " + path + ": cannot read it");
+    std::string line;
+    std::getline(in, line);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return line;
+}
 
 /// Adds the "Broker" option group. The app's help flag must be --help alone (-h is the host, as in mosquitto_sub).
 inline void add_broker_options(CLI::App& app, mqtt_presence::broker_options& b, broker_flags& f) {
@@ -36,7 +124,9 @@ inline void add_broker_options(CLI::App& app, mqtt_presence::broker_options& b, 
     g->add_option("-k,--keepalive", f.keepalive, "Keepalive in seconds: a dead connection is noticed after ~1.5x")
         ->check(CLI::Range(1, 65535))->capture_default_str();
     g->add_option("-u,--username", b.username, "User name");
-    g->add_option("--pw-env", f.pw_env, "Name of the environment variable that holds the password");
+    auto* pw_env = g->add_option("--pw-env", f.pw_env, "Name of the environment variable that holds the password");
+    g->add_option("--pw-file", f.pw_file, "A file whose first line is the password (e.g. mode 0600)")
+        ->excludes(pw_env);
     g->add_option("--cafile", b.cafile, "CA certificate file (TLS)");
     auto* cert = g->add_option("--cert", b.certfile, "Client certificate file (TLS)");
     g->add_option("--key", b.keyfile, "Client private key file (TLS)")->needs(cert);
@@ -57,6 +147,7 @@ inline void finish_broker_options(mqtt_presence::broker_options& b, const broker
         if (pw == nullptr) throw mqtt_presence::error("--pw-env " + f.pw_env + ": that environment variable is not set");
         b.password = pw;
     }
+    if (!f.pw_file.empty()) b.password = read_secret_file("--pw-file", f.pw_file);
 }
 
 }  // namespace cli

@@ -27,6 +27,7 @@
 #include <iostream>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "cli_options.hpp"
@@ -382,47 +383,53 @@ int run_stream(scanner& scan) {
     return 0;
 }
 
-// Which options go with which modes: given anywhere else, they are refused (exit 2) instead of ignored.
-void check_modes(const CLI::App& app, const settings& s) {
-    struct rule {
-        const char* option;
-        std::vector<mode> modes;
-        const char* says;
-    };
-    for (const auto& r : std::vector<rule>{{"--require", {mode::once}, "once"},
-                                           {"--allow-partial", {mode::once}, "once"},
-                                           {"--timeout", {mode::once, mode::purge, mode::watch}, "once or purge"},
-                                           {"--dry-run", {mode::purge}, "purge"},
-                                           {"--db", {mode::serve, mode::history, mode::uptime, mode::once}, "serve, history, uptime or once"},
-                                           {"--keep", {mode::serve}, "serve"},
-                                           {"--notary", {mode::serve}, "serve"},
-                                           {"--observer", {mode::serve}, "serve"},
-                                           {"--listen", {mode::serve}, "serve"},
-                                           {"--ha-discovery", {mode::serve}, "serve"},
-                                           {"--alert-after", {mode::serve}, "serve"},
-                                           {"--alert-config", {mode::serve}, "serve"},
-                                           {"--alert-flap-count", {mode::serve}, "serve"},
-                                           {"--alert-flap-window", {mode::serve}, "serve"},
-                                           {"--alert-outage-percent", {mode::serve}, "serve"},
-                                           {"--alert-only", {mode::serve}, "serve"},
-                                           {"--alert-exclude", {mode::serve}, "serve"},
-                                           {"--alert-on-new", {mode::serve}, "serve"},
-                                           {"--alert-on-removed", {mode::serve}, "serve"},
-                                           {"--alert-exec", {mode::serve}, "serve"},
-                                           {"--alert-exec-timeout", {mode::serve}, "serve"},
-                                           {"--alert-webhook", {mode::serve}, "serve"},
-                                           {"--alert-template", {mode::serve}, "serve"},
-                                           {"--alert-cafile", {mode::serve}, "serve"},
-                                           {"--http-user", {mode::serve}, "serve"},
-                                           {"--http-pw-env", {mode::serve}, "serve"},
-                                           {"--http-cert", {mode::serve}, "serve"},
-                                           {"--http-key", {mode::serve}, "serve"},
-                                           {"--http-max-per-address", {mode::serve}, "serve"},
-                                           {"--since", {mode::history}, "history"},
-                                           {"--window", {mode::uptime}, "uptime"},
-                                           {"--flap-interval", {mode::uptime}, "uptime"},
-                                           {"--sort", {mode::uptime}, "uptime"}}) {
-        if (app.count(r.option) == 0) continue;
+// Options that belong to some modes only. Given on the command line to another mode, they are an error; from the
+// configuration file (which serves every mode), they are simply not used.
+struct mode_rule {
+    const char* option;
+    std::vector<mode> modes;
+    const char* says;
+};
+const std::vector<mode_rule>& mode_rules() {
+    const std::vector<mode> once{mode::once}, purge{mode::purge}, serve{mode::serve}, history{mode::history},
+        uptime{mode::uptime};
+    static const std::vector<mode_rule> rules{
+        {"--require", once, "once"},
+        {"--allow-partial", once, "once"},
+        {"--timeout", {mode::once, mode::purge, mode::watch}, "once or purge"},
+        {"--dry-run", purge, "purge"},
+        {"--db", {mode::serve, mode::history, mode::uptime, mode::once}, "serve, history, uptime or once"},
+        {"--keep", serve, "serve"}, {"--notary", serve, "serve"}, {"--observer", serve, "serve"},
+        {"--listen", serve, "serve"}, {"--ha-discovery", serve, "serve"},
+        {"--ha-discovery-exclude", serve, "serve"}, {"--ha-discovery-remove", serve, "serve"},
+        {"--alert-after", serve, "serve"},
+        {"--alert-config", serve, "serve"}, {"--alert-flap-count", serve, "serve"},
+        {"--alert-flap-window", serve, "serve"}, {"--alert-outage-percent", serve, "serve"},
+        {"--alert-only", serve, "serve"}, {"--alert-exclude", serve, "serve"}, {"--alert-on-new", serve, "serve"},
+        {"--alert-on-removed", serve, "serve"}, {"--alert-exec", serve, "serve"},
+        {"--alert-exec-timeout", serve, "serve"}, {"--alert-webhook", serve, "serve"},
+        {"--alert-template", serve, "serve"}, {"--alert-cafile", serve, "serve"},
+        {"--alert-header", serve, "serve"}, {"--public-url", serve, "serve"}, {"--http-user", serve, "serve"},
+        {"--http-pw-env", serve, "serve"}, {"--http-pw-file", serve, "serve"}, {"--http-cert", serve, "serve"},
+        {"--http-key", serve, "serve"}, {"--http-max-per-address", serve, "serve"},
+        {"--since", history, "history"}, {"--window", uptime, "uptime"}, {"--flap-interval", uptime, "uptime"},
+        {"--sort", uptime, "uptime"}};
+    return rules;
+}
+
+// The options of mode_rules() (and --format) that the command line itself gave.
+using given_options = std::set<std::string>;
+given_options given_on_command_line(const CLI::App& app) {
+    given_options given;
+    for (const auto& r : mode_rules())
+        if (app.count(r.option) > 0) given.insert(r.option);
+    if (app.count("--format") > 0) given.insert("--format");
+    return given;
+}
+
+void check_modes(const given_options& given, const settings& s) {
+    for (const auto& r : mode_rules()) {
+        if (given.count(r.option) == 0) continue;
         if (std::find(r.modes.begin(), r.modes.end(), s.run) == r.modes.end())
             throw error(std::string(r.option) + " goes with " + r.says);
     }
@@ -433,7 +440,7 @@ void check_modes(const CLI::App& app, const settings& s) {
     if (s.run == mode::purge && s.format == "prometheus") throw error("--format prometheus is not for a purge");
     if ((s.run == mode::history || s.run == mode::uptime) && s.format == "prometheus")
         throw error("--format prometheus is for snapshots of the live table (once)");
-    if (s.run == mode::serve && app.count("--format") > 0)
+    if (s.run == mode::serve && given.count("--format") > 0)
         throw error("serve prints no table: it records every change in --db (read it with history and uptime)");
     if (s.run == mode::purge && s.older_than_text.empty() && !s.all_disconnected)
         throw error("purge needs --older-than DUR (--purge-older-than) or --all-disconnected");
@@ -447,6 +454,8 @@ struct command_line {
     CLI::App *once = nullptr, *events = nullptr, *purge = nullptr, *serve = nullptr, *history = nullptr,
              *uptime = nullptr;
     CLI::Option *once_flag = nullptr, *events_flag = nullptr, *older = nullptr, *all = nullptr;
+    given_options given;  // what the command line itself gave (before the configuration file's values)
+    bool given_noted = false;
 };
 
 void define_options(CLI::App& app, settings& s, command_line& c) {
@@ -487,7 +496,8 @@ void define_options(CLI::App& app, settings& s, command_line& c) {
     c.all = mode_opts->add_flag("--all-disconnected,--purge-all-disconnected", s.all_disconnected,
                                     "purge: every disconnected or unreadable status, dated or not (plain 0, wills)");
     c.older->excludes(c.all);
-    mode_opts->add_flag("--dry-run", s.dry_run, "purge: only list what would be cleared");
+    auto* dry_run = mode_opts->add_flag("--dry-run", s.dry_run, "purge: only list what would be cleared");
+    for (auto* o : {c.once_flag, c.events_flag, c.older, c.all, dry_run}) o->configurable(false);  // they choose a mode
 
     auto& svc = s.service;
     c.serve = app.add_subcommand("serve", "Keep the table and its history (--db) until SIGINT/SIGTERM")->fallthrough();
@@ -505,12 +515,21 @@ void define_options(CLI::App& app, settings& s, command_line& c) {
     service->add_option("--ha-discovery", svc.ha_prefix, "serve: every client as a Home Assistant connectivity "
                                                      "binary_sensor (MQTT discovery; default prefix homeassistant)")
         ->expected(0, 1);
+    service->add_option("--ha-discovery-exclude", svc.ha_exclude, "serve: no entity for this convention's clients "
+                                                                  "(Home Assistant knows them already: tasmota, "
+                                                                  "zigbee2mqtt ...); repeatable");
+    service->add_flag("--ha-discovery-remove", svc.ha_remove, "serve: clear every client's discovery config and "
+                                                              "state under the prefix, then exit")
+        ->configurable(false);
     service->add_option("--observer", svc.observer, "serve: who watches, in the history and the notary's records "
                                                     "(default HOST:DB-PATH)");
     service->add_option("--listen", svc.listen, "serve: the dashboard, API and /metrics on HOST:PORT (port 0: any "
                                                 "free one; off: none)")->capture_default_str();
     service->add_option("--http-user", svc.http_user, "serve: Basic auth user for the dashboard");
-    service->add_option("--http-pw-env", svc.http_pw_env, "serve: the environment variable holding its password");
+    auto* http_pw_env = service->add_option("--http-pw-env", svc.http_pw_env,
+                                            "serve: the environment variable holding its password");
+    service->add_option("--http-pw-file", svc.http_pw_file, "serve: a file whose first line is its password")
+        ->excludes(http_pw_env);
     service->add_option("--http-cert", svc.http_cert, "serve: HTTPS certificate file (with --http-key)");
     service->add_option("--http-key", svc.http_key, "serve: HTTPS private key file");
     service->add_option("--http-max-per-address", svc.http_max_per_address,
@@ -538,9 +557,14 @@ void define_options(CLI::App& app, settings& s, command_line& c) {
                                                        "in MQTT_PRESENCE_* variables");
     alerts->add_option("--alert-exec-timeout", svc.alert_exec_timeout, "Kill CMD after this long (default 10s)");
     alerts->add_option("--alert-webhook", svc.alert_webhook, "POST each alert to this http(s) URL (retried)");
-    alerts->add_option("--alert-template", svc.alert_template, "The webhook's body, e.g. '{\"text\":\"{{client}} is "
-                                                               "{{alert}}\"}' (default: the alert's JSON)");
+    alerts->add_option("--alert-template", svc.alert_template, "The webhook's body, e.g. '{\"text\":\"{{title}}: "
+                                                               "{{message}}\"}' (default: the alert's JSON; README "
+                                                               "lists the placeholders)");
     alerts->add_option("--alert-cafile", svc.alert_cafile, "CA file for an https webhook (default: the system's)");
+    alerts->add_option("--alert-header", svc.alert_headers, "A header of each webhook POST, 'Name: value' "
+                                                           "(repeatable); $VAR in the value from the environment");
+    alerts->add_option("--public-url", svc.public_url, "The dashboard as people reach it "
+                                                       "(https://presence.lan/): each alert links to its client");
     service->add_option("--window", svc.window, "uptime: the window (24h, 7d, 30d)")->capture_default_str();
     service->add_option("--flap-interval", svc.flap_interval, "uptime: a reconnect this soon after a disconnect "
                                                               "is a flap")->capture_default_str();
@@ -569,9 +593,14 @@ void finish_options(const CLI::App& app, settings& s, command_line& c) {
 #endif
     s.opts.named_clients = s.required;  // asked for by their exact topics: right even where wildcards get no retained
     s.service.format = s.format;
+    for (auto* o : {&s.service.notary, &s.service.ha_prefix}) {  // `notary = true` in the configuration file
+        if (*o == "true") o->emplace();
+        else if (*o == "false") o->reset();
+    }
     for (const auto* d : {&s.service.keep, &s.service.since, &s.service.window, &s.service.flap_interval})
         (void)parse_duration(*d);
-    check_modes(app, s);
+    if (!c.given_noted) c.given = given_on_command_line(app);  // no configuration file was read
+    check_modes(c.given, s);
     s.opts.validate();
 }
 
@@ -620,7 +649,7 @@ int main(int argc, char** argv) {
   mqtt-presence-scanner -t '$CONNECTED/{client}' -t 'sensors/{client}/connected'
   mqtt-presence-scanner events                           # NDJSON stream of changes (also: --events)
   mqtt-presence-scanner once --require gw-1,gw-2 || alert   # exit 3 if one is not connected
-  mqtt-presence-scanner once --format prometheus > /var/lib/node_exporter/mqtt.prom
+  mqtt-presence-scanner once --format prometheus > mqtt.prom.tmp && mv mqtt.prom.tmp mqtt.prom
   mqtt-presence-scanner purge --older-than 7d --dry-run  # which dead statuses would be cleared
   mqtt-presence-scanner -h broker.lan -p 8883 --cafile ca.crt -u monitor --pw-env MQTT_PASSWORD
   mqtt-presence-scanner serve --db /var/lib/mqtt-presence/history.db --notary   # the service
@@ -638,9 +667,16 @@ serve waits for a broker that is not there yet; SIGHUP re-reads its alert settin
     settings s;
     command_line c;
     define_options(app, s, c);
+    cli::add_version_and_config(app, "scanner", [&app, &c] {
+        c.given = given_on_command_line(app);
+        c.given_noted = true;
+    });
     try {
         app.parse(argc, argv);
         finish_options(app, s, c);
+    } catch (const CLI::ConfigError& e) {
+        std::cerr << "mqtt-presence-scanner: " << cli::config_error_text(app, e) << "\n";
+        return exit_code::usage;
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? exit_code::ok : exit_code::usage;
     } catch (const error& e) {

@@ -1,4 +1,5 @@
 #include "scanner_service.hpp"
+#include "cli_options.hpp"
 #include "exit_codes.hpp"
 #include "service_notify.hpp"
 
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <cstdio>
@@ -20,6 +22,7 @@
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
+#include <mqtt_presence/topic_scheme.hpp>
 #include <mqtt_presence/service/dashboard.hpp>
 #include <mqtt_presence/service/ha_discovery.hpp>
 #include <mqtt_presence/service/history_json.hpp>
@@ -51,6 +54,31 @@ double number(const std::string& text, const char* what) {
     throw error(std::string("the alert ") + what + " must be a number, not " + text);
 }
 
+// `text` with $NAME and ${NAME} replaced by the environment's values (a receiver's token kept off the command line
+// and out of files); an unset one is an error naming `option`.
+std::string with_environment(const std::string& text, const char* option) {
+    std::string out;
+    for (std::size_t i = 0; i < text.size();) {
+        if (text[i] != '$') {
+            out += text[i++];
+            continue;
+        }
+        const bool braced = i + 1 < text.size() && text[i + 1] == '{';
+        std::size_t end = i + (braced ? 2 : 1);
+        while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_')) ++end;
+        const auto name = text.substr(i + (braced ? 2 : 1), end - i - (braced ? 2 : 1));
+        if (name.empty() || (braced && (end >= text.size() || text[end] != '}'))) {
+            out += text[i++];  // a lone '$' is itself
+            continue;
+        }
+        const char* value = std::getenv(name.c_str());
+        if (value == nullptr) throw error(std::string(option) + ": the environment variable " + name + " is not set");
+        out += value;
+        i = end + (braced ? 1 : 0);
+    }
+    return out;
+}
+
 // The alert settings: the --alert-config file's, then the command line's over them.
 settings alert_settings(const settings& cli) {
     settings s = cli;
@@ -62,7 +90,7 @@ settings alert_settings(const settings& cli) {
         throw error("--alert-config " + cli.alert_config + ": not a JSON object (see README, Alerts)");
     static const std::vector<std::string> known{"after", "flap_count", "flap_window", "outage_percent", "only",
                                                 "exclude", "on_new", "on_removed", "exec", "exec_timeout",
-                                                "webhook", "template", "cafile"};
+                                                "webhook", "template", "cafile", "headers", "public_url"};
     for (const auto& [key, value] : j.items())
         if (std::find(known.begin(), known.end(), key) == known.end())
             throw error("--alert-config " + cli.alert_config + ": unknown setting \"" + key + "\"");
@@ -82,6 +110,7 @@ settings alert_settings(const settings& cli) {
     text("webhook", s.alert_webhook);
     text("template", s.alert_template);
     text("cafile", s.alert_cafile);
+    text("public_url", s.public_url);
     const auto list = [&](const char* key, std::vector<std::string>& field) {
         if (!field.empty() || !j.contains(key)) return;
         if (!j[key].is_array()) throw error("--alert-config: \"" + std::string(key) + "\" must be a list of names");
@@ -92,6 +121,7 @@ settings alert_settings(const settings& cli) {
     };
     list("only", s.alert_only);
     list("exclude", s.alert_exclude);
+    list("headers", s.alert_headers);
     const auto flag = [&](const char* key, bool& field) {
         if (field || !j.contains(key)) return;
         if (!j[key].is_boolean()) throw error("--alert-config: \"" + std::string(key) + "\" must be true or false");
@@ -127,6 +157,7 @@ std::optional<http_options> http_settings(const settings& s) {
         if (!pw || !*pw) throw error("--http-pw-env " + s.http_pw_env + ": that environment variable is not set");
         http.password = pw;
     }
+    if (!s.http_pw_file.empty()) http.password = cli::read_secret_file("--http-pw-file", s.http_pw_file);
     http.cert_file = s.http_cert;
     http.max_per_address = s.http_max_per_address;
     http.key_file = s.http_key;
@@ -155,6 +186,8 @@ void alert_settings_into(const settings& s, service_options& o) {
     o.sinks.webhook = rules.alert_webhook;
     o.sinks.template_text = rules.alert_template;
     o.sinks.ca_file = rules.alert_cafile;
+    for (const auto& h : rules.alert_headers) o.sinks.headers.push_back(with_environment(h, "--alert-header"));
+    o.sinks.public_url = rules.public_url;
     o.sinks.validate();
 }
 
@@ -169,6 +202,8 @@ service_options service_settings(const scanner_options& opts, const settings& s)
         if (!s.notary->empty()) o.notary->topic_template = *s.notary;
     }
     if (s.ha_prefix) o.ha_prefix = s.ha_prefix->empty() ? std::string(ha_discovery::default_prefix) : *s.ha_prefix;
+    o.ha_exclude = s.ha_exclude;
+    for (const auto& name : s.ha_exclude) (void)topic_scheme::convention_templates(name);  // an unknown one: exit 2
     alert_settings_into(s, o);
     return o;
 }
@@ -239,8 +274,34 @@ void reload_alerts(presence_service& svc, const scanner_options& opts, const set
 
 }  // namespace
 
+namespace {
+
+// serve --ha-discovery-remove: the configs and states of every client the broker holds a status of, cleared.
+int remove_ha_discovery(const scanner_options& opts, const settings& s) {
+    const std::string prefix = s.ha_prefix && !s.ha_prefix->empty() ? *s.ha_prefix : ha_discovery::default_prefix;
+    try {
+        scanner scan(opts);
+        ha_discovery ha(scan, prefix);
+        scan.start();
+        if (!scan.wait_synced(std::chrono::seconds(10)))
+            std::cerr << "mqtt-presence-scanner: the sync did not end within 10 s: clearing what it found so far\n";
+        const auto n = ha.remove_all();
+        const bool acknowledged = scan.wait_published(std::chrono::seconds(10));
+        scan.stop();
+        std::cerr << "mqtt-presence-scanner: cleared the Home Assistant discovery of " << n << " clients under "
+                  << terminal_safe(prefix) << (acknowledged ? "" : " (not all acknowledged by the broker)") << "\n";
+        return acknowledged ? exit_code::ok : exit_code::failure;
+    } catch (const error& e) {
+        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+        return exit_code::unreachable;
+    }
+}
+
+}  // namespace
+
 int run_serve(const scanner_options& opts, const settings& s, const std::atomic<bool>& interrupted,
               std::atomic<bool>& reload) {
+    if (s.ha_remove) return remove_ha_discovery(opts, s);
     // Each HTTP thread would otherwise keep a malloc arena of its own, holding on to the largest answer it ever
     // built (a 100,000-row sort: 35 MiB a thread).
     mallopt(M_ARENA_MAX, 4);

@@ -16,6 +16,8 @@ struct settings {
     std::string keep = "30d";  ///< serve: events older than this are pruned
     std::optional<std::string> notary;  ///< serve: the notary's template ("" for the default)
     std::optional<std::string> ha_prefix;  ///< serve: Home Assistant discovery prefix ("" for the default)
+    std::vector<std::string> ha_exclude;   ///< serve: conventions left out of the discovery
+    bool ha_remove = false;                ///< serve: clear every discovery config and state, then exit
     std::string observer;      ///< serve: who watches (default host:db-path)
     std::string client;        ///< history: the client's name
     std::string since = "7d";  ///< history: how far back
@@ -24,7 +26,7 @@ struct settings {
     std::string sort = "client";        ///< uptime: client, uptime, disconnects, flaps, outage
     std::string format = "table";
     std::string listen = "127.0.0.1:8080";  ///< serve: the dashboard and API; "off": none
-    std::string http_user, http_pw_env, http_cert, http_key;
+    std::string http_user, http_pw_env, http_pw_file, http_cert, http_key;
     int http_max_per_address = 64;
     // serve: alerts
     std::string alert_config;  ///< a JSON file with the same settings; the command line wins
@@ -32,6 +34,8 @@ struct settings {
     std::vector<std::string> alert_only, alert_exclude;
     bool alert_on_new = false, alert_on_removed = false;
     std::string alert_exec, alert_webhook, alert_template, alert_cafile;
+    std::vector<std::string> alert_headers;  ///< "Name: value"; $VAR and ${VAR} in a value from the environment
+    std::string public_url;                  ///< the dashboard as people reach it: alerts link there
 };
 
 /// $MQTT_PRESENCE_DB, else $XDG_STATE_HOME/mqtt-presence/history.db, else ~/.local/state/mqtt-presence/history.db.

@@ -142,6 +142,7 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
     int heartbeat = 0;
     int will_delay = 0;
     cli::add_broker_options(app, opts.broker, broker);
+    cli::add_version_and_config(app, "sensor");
     app.add_option("-n,--name", opts.status.name, "Client name in the status topic (default: host name)");
     app.add_option("-t,--topic", opts.status.topic_template,
                    "Status topic template: one {client} level, or {client+} for names with '/'")
@@ -166,6 +167,8 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
 
     try {
         app.parse(argc, argv);
+        if (app.count("--name") > 0 && opts.status.name.empty())
+            throw mqtt_presence::error("--name is empty: give a name, or leave the option out for the host name");
         cli::finish_broker_options(opts.broker, broker);
         opts.status.format = mqtt_presence::parse_payload_format(format);
         opts.status.heartbeat = std::chrono::seconds(heartbeat);
@@ -173,6 +176,9 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
         opts.validate();
         // The default name is this machine's host name, as the announcer resolves it.
         if (opts.status.name.empty()) opts.status.name = mqtt_presence::status_announcer(opts.status).options().name;
+    } catch (const CLI::ConfigError& e) {
+        std::cerr << "mqtt-presence-sensor: " << cli::config_error_text(app, e) << "\n";
+        return exit_code::usage;
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? exit_code::ok : exit_code::usage;
     } catch (const mqtt_presence::error& e) {

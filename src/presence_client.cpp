@@ -256,9 +256,33 @@ void presence_client::after_failure() {
     std::optional<bool> speaks_311;
     if (detail::unanswered_mqtt5(options_.broker, failure))
         speaks_311 = detail::speaks_mqtt311_cached(options_.broker, client_->get_client_id() + "-probe");
-    report_error(detail::connect_failure_text(options_.broker, failure, speaks_311,
-                                              "connect to " + options_.broker.server_uri + " failed", ""));
+    say_failure(detail::connect_failure_text(options_.broker, failure, speaks_311,
+                                             "connect to " + options_.broker.server_uri + " failed", ""));
     retry_after_backoff();
+}
+
+// A failure is said when it is new (another text, or the first since a connection); the same one again once a
+// minute at most, saying how often it recurred: a refusal that lasts is not a line every few seconds forever.
+void presence_client::say_failure(const std::string& text) {
+    std::uint64_t session = 0;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        session = session_;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (text != said_failure_ || session != said_failure_session_) {
+        said_failure_ = text;
+        said_failure_session_ = session;
+        failures_unsaid_ = 0;
+        said_failure_at_ = now;
+        report_error(text);
+    } else if (now - said_failure_at_ >= std::chrono::minutes(1)) {
+        report_error(text + " (again; " + std::to_string(failures_unsaid_ + 1) + " tries since it was last said)");
+        failures_unsaid_ = 0;
+        said_failure_at_ = now;
+    } else {
+        ++failures_unsaid_;
+    }
 }
 
 void presence_client::retry_after_backoff() {

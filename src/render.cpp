@@ -250,14 +250,68 @@ std::string format_iso8601(time_point t) {
     return out;
 }
 
+std::string prometheus_up_sample(const client_status& c) {
+    return "mqtt_presence_up{client=\"" + prometheus_label(c.client) + "\",topic=\"" + prometheus_label(c.topic) +
+           "\"} " + (c.status == state::connected && !c.stale ? "1" : "0") + "\n";
+}
+
+std::string prometheus_seconds(time_point t) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%lld.%03lld", static_cast<long long>(ms / 1000),
+                  static_cast<long long>(ms % 1000));
+    return buf;
+}
+
+std::string render_prometheus_summary(const table_counts& counts, const table_stats& stats,
+                                      const scanner_status* scanner) {
+    std::string out;
+    const auto family = [&out](const char* name, const char* type, const char* help, const std::string& samples) {
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + samples;
+    };
+    const auto one = [&family](const char* name, const char* type, const char* help, const std::string& value) {
+        family(name, type, help, std::string(name) + " " + value + "\n");
+    };
+    const auto n = [](auto v) { return std::to_string(v); };
+    // The states partition the clients (a sum is the total); stale is a count of its own, among the connected.
+    family("mqtt_presence_clients", "gauge", "Clients by connection state.",
+           "mqtt_presence_clients{state=\"connected\"} " + n(counts.connected) +
+               "\nmqtt_presence_clients{state=\"disconnected\"} " + n(counts.disconnected) +
+               "\nmqtt_presence_clients{state=\"unknown\"} " + n(counts.unknown) + "\n");
+    one("mqtt_presence_stale_clients", "gauge", "Connected clients whose heartbeat is overdue.", n(counts.stale));
+    one("mqtt_presence_messages_total", "counter", "Status messages read.", n(stats.messages));
+    one("mqtt_presence_malformed_messages_total", "counter", "Status payloads that could not be read.",
+        n(stats.malformed));
+    one("mqtt_presence_late_wills_ignored_total", "counter", "Wills of an earlier connection, ignored.",
+        n(stats.stale_deaths_ignored));
+    one("mqtt_presence_late_connects_ignored_total", "counter", "\"Connected\" statuses of an earlier connection, "
+        "ignored.", n(stats.stale_connects_ignored));
+    one("mqtt_presence_future_times_total", "counter", "Statuses whose epoch or ts lay beyond the clock skew.",
+        n(stats.future_times));
+    one("mqtt_presence_unmatched_messages_total", "counter", "Messages under a status filter that fit no template.",
+        n(stats.unmatched));
+    if (scanner == nullptr) return out;
+    one("mqtt_presence_scanner_connected", "gauge", "1 while the scanner is connected to the broker; 0: the values "
+        "above are as of mqtt_presence_scanner_connection_change_timestamp_seconds.", scanner->connected ? "1" : "0");
+    if (scanner->since)
+        one("mqtt_presence_scanner_connection_change_timestamp_seconds", "gauge", "When the scanner last connected "
+            "or lost its connection.", prometheus_seconds(*scanner->since));
+    one("mqtt_presence_scanner_synced", "gauge", "1 once the sync of the current connection is known complete.",
+        scanner->sync == sync_state::complete ? "1" : "0");
+    if (scanner->broker_clients)
+        one("mqtt_presence_broker_clients", "gauge", "Clients connected to the broker by its own count ($SYS), the "
+            "scanner included.", n(*scanner->broker_clients));
+    return out;
+}
+
 snapshot_writer::snapshot_writer(std::ostream& out, snapshot_format format) : out_(out), format_(format) {
     buffer_.reserve(flush_at + 4096);
     switch (format_) {
         case snapshot_format::json: buffer_ += "{\"clients\":["; break;
         case snapshot_format::csv: buffer_ += "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness\n"; break;
         case snapshot_format::prometheus:
-            buffer_ += "# HELP mqtt_presence_client_up 1 if the client is connected and not stale.\n"
-                       "# TYPE mqtt_presence_client_up gauge\n";
+            buffer_ += "# HELP mqtt_presence_up 1 if the client is connected and not stale, else 0.\n"
+                       "# TYPE mqtt_presence_up gauge\n";
             break;
         case snapshot_format::ndjson: break;
     }
@@ -282,10 +336,8 @@ void snapshot_writer::row(const client_status& c) {
                        csv_field(detail_text(c)) + "," + csv_field(topic) + "," + std::string(liveness(c)) + "\n";
             break;
         case snapshot_format::prometheus:
-            // The topic label keeps one name under two topic schemes two series.
-            buffer_ += "mqtt_presence_client_up{client=\"" + prometheus_label(c.client) + "\",topic=\"" +
-                       prometheus_label(topic) + "\",state=\"" + std::string(to_string(c.status)) + "\"} " +
-                       (c.status == state::connected && !c.stale ? "1" : "0") + "\n";
+            // The topic label keeps one name under two topic schemes two series; no label changes with the state.
+            buffer_ += prometheus_up_sample(c);
             break;
     }
     ++rows_;
@@ -309,53 +361,7 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
         buffer_ += extra_members;
         buffer_ += "}\n";
     } else if (format_ == snapshot_format::prometheus) {
-        buffer_ += "# HELP mqtt_presence_clients Clients by connection state.\n# TYPE mqtt_presence_clients gauge\n"
-                   "mqtt_presence_clients{state=\"connected\"} " + n(counts.connected) + "\n"
-                   "mqtt_presence_clients{state=\"disconnected\"} " + n(counts.disconnected) + "\n"
-                   "mqtt_presence_clients{state=\"unknown\"} " + n(counts.unknown) + "\n"
-                   "# HELP mqtt_presence_stale_clients Connected clients whose heartbeat is overdue.\n"
-                   "# TYPE mqtt_presence_stale_clients gauge\nmqtt_presence_stale_clients " + n(counts.stale) + "\n"
-                   "# HELP mqtt_presence_messages_total Status messages read.\n"
-                   "# TYPE mqtt_presence_messages_total counter\nmqtt_presence_messages_total " +
-                   n(stats.messages) + "\n"
-                   "# HELP mqtt_presence_malformed_total Unreadable status payloads.\n"
-                   "# TYPE mqtt_presence_malformed_total counter\nmqtt_presence_malformed_total " +
-                   n(stats.malformed) + "\n"
-                   "# HELP mqtt_presence_stale_deaths_ignored_total Late wills of older connections, ignored.\n"
-                   "# TYPE mqtt_presence_stale_deaths_ignored_total counter\n"
-                   "mqtt_presence_stale_deaths_ignored_total " + n(stats.stale_deaths_ignored) + "\n"
-                   "# HELP mqtt_presence_stale_connects_ignored_total \"Connected\" statuses of older connections, ignored.\n"
-                   "# TYPE mqtt_presence_stale_connects_ignored_total counter\n"
-                   "mqtt_presence_stale_connects_ignored_total " + n(stats.stale_connects_ignored) + "\n"
-                   "# HELP mqtt_presence_future_times_total Statuses whose epoch or ts lay beyond the clock skew.\n"
-                   "# TYPE mqtt_presence_future_times_total counter\n"
-                   "mqtt_presence_future_times_total " + n(stats.future_times) + "\n"
-                   "# HELP mqtt_presence_unmatched_total Messages under a status filter that fit no template.\n"
-                   "# TYPE mqtt_presence_unmatched_total counter\n"
-                   "mqtt_presence_unmatched_total " + n(stats.unmatched) + "\n";
-        if (scanner) {
-            buffer_ += "# HELP mqtt_presence_scanner_connected 1 while the scanner is connected to the broker; 0: the "
-                       "values above are as of mqtt_presence_scanner_connection_change_timestamp_seconds.\n"
-                       "# TYPE mqtt_presence_scanner_connected gauge\nmqtt_presence_scanner_connected " +
-                       std::string(scanner->connected ? "1" : "0") + "\n";
-            if (scanner->since) {
-                const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(scanner->since->time_since_epoch());
-                char buf[32];
-                std::snprintf(buf, sizeof buf, "%lld.%03lld", static_cast<long long>(ms.count() / 1000),
-                              static_cast<long long>(ms.count() % 1000));
-                buffer_ += "# HELP mqtt_presence_scanner_connection_change_timestamp_seconds When the scanner last "
-                           "connected or lost its connection.\n"
-                           "# TYPE mqtt_presence_scanner_connection_change_timestamp_seconds gauge\n"
-                           "mqtt_presence_scanner_connection_change_timestamp_seconds " + std::string(buf) + "\n";
-            }
-            buffer_ += "# HELP mqtt_presence_scanner_sync_complete 1 if the last sync is known complete.\n"
-                       "# TYPE mqtt_presence_scanner_sync_complete gauge\nmqtt_presence_scanner_sync_complete " +
-                       std::string(scanner->sync == sync_state::complete ? "1" : "0") + "\n";
-            if (scanner->broker_clients)
-                buffer_ += "# HELP mqtt_presence_broker_clients Clients connected to the broker by its own count "
-                           "($SYS), the scanner included.\n# TYPE mqtt_presence_broker_clients gauge\n"
-                           "mqtt_presence_broker_clients " + n(*scanner->broker_clients) + "\n";
-        }
+        buffer_ += render_prometheus_summary(counts, stats, scanner);
     }
     out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
     buffer_.clear();

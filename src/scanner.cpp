@@ -687,6 +687,20 @@ bool scanner::publish(const std::string& topic, const std::string& payload, int 
     }
 }
 
+bool scanner::wait_published(std::chrono::milliseconds timeout) noexcept {
+    try {
+        if (!client_ || !client_->is_connected()) return false;
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        for (const auto& token : client_->get_pending_delivery_tokens()) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0 || !token->wait_for(left)) return false;
+        }
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
 std::size_t scanner::restore(std::vector<client_status> rows) {
     std::size_t restored = 0;
     std::lock_guard<std::mutex> lock(mutex_);

@@ -71,7 +71,7 @@ void mark_unreadable(status_record& r, std::string_view payload, std::string why
     r.raw = detail::printable(payload, max_raw_copy);
 }
 
-// The members of the contract (DESIGN.md "Payloads"); everything else is metadata.
+// The members of the contract (README.md, "The contract: topics and payloads"); everything else is metadata.
 enum class status_member : std::uint8_t {
     extra, status, online, state, client, epoch, ts, timestamp, ip, host, hb, reason, value, time
 };

@@ -8,11 +8,11 @@
 //   client.mqtt().publish(...);
 //   // ~presence_client: publishes "0" (reason clean), waits (bounded), disconnects
 //
-// Lifecycle (DESIGN.md): a fresh epoch and will at every CONNECT; its own reconnect loop with backoff and jitter
-// (not Paho's automatic reconnect, which would reuse the first will); self-heal: it watches its own status topic
-// and republishes "connected" when it sees a "disconnected" or an older epoch while connected. A newer epoch from
-// another process is a name conflict: reported, and this client keeps quiet until that status goes away (the other
-// process stopped or died: it republishes) or it reconnects. An epoch beyond the clock skew is forged, not a
+// Lifecycle (README.md, "Lifecycle contract"): a fresh epoch and will at every CONNECT; its own reconnect loop with
+// backoff and jitter (not Paho's automatic reconnect, which would reuse the first will); self-heal: it watches its own
+// status topic and republishes "connected" when it sees a "disconnected" or an older epoch while connected. A newer
+// epoch from another process is a name conflict: reported, and this client keeps quiet until that status goes away (the
+// other process stopped or died: it republishes) or it reconnects. An epoch beyond the clock skew is forged, not a
 // conflict: it heals. The app's subscriptions (`subscriptions`, or subscribe()) are made again at every connect.
 //
 // Stopping: "disconnected" (reason clean) is published and its acknowledgement awaited, all within stop_timeout.
@@ -140,6 +140,7 @@ private:
     void attempt_connect();
     void connect_failed(int rc, int reason_code, const char* what) noexcept;
     void after_failure();
+    void say_failure(const std::string& text);
     void check_connect(std::uint64_t attempt, int check);
     void wake_round_trip();
     void retry_after_backoff();
@@ -186,6 +187,11 @@ private:
     bool takeover_reported_ = false;
     int last_failure_rc_ = 0;  // Paho's return code of the last failed connect (a refusal: its CONNACK code)
     std::string last_failure_;
+    // The failure last said: the same one again is said once a minute at most, with how often it recurred.
+    std::string said_failure_;
+    std::chrono::steady_clock::time_point said_failure_at_{};
+    std::uint64_t said_failure_session_ = 0;
+    unsigned failures_unsaid_ = 0;
     std::uint64_t session_ = 0;  // connections so far (mutex_): a heartbeat belongs to one
     std::chrono::steady_clock::time_point session_start_{};
 

@@ -52,6 +52,16 @@ struct scan_result {
 /// A Prometheus label value: escaped as terminal_safe() does, then backslash, quote and newline per the text format.
 [[nodiscard]] std::string prometheus_label(const std::string& raw);
 
+/// One client's `mqtt_presence_up{client="…",topic="…"} 1|0` line (connected and not stale: 1).
+[[nodiscard]] std::string prometheus_up_sample(const client_status& c);
+/// A time as Prometheus seconds since the epoch, to the millisecond ("1796582805.177").
+[[nodiscard]] std::string prometheus_seconds(time_point t);
+/// The families after the per-client ones, the same in `once --format prometheus` and the service's /metrics:
+/// clients by state, stale clients, the message counters, and (given a scanner) its connection, sync and the
+/// broker's client count.
+[[nodiscard]] std::string render_prometheus_summary(const table_counts& counts, const table_stats& stats,
+                                                    const scanner_status* scanner);
+
 /// The machine formats of a snapshot.
 enum class snapshot_format : std::uint8_t { json, ndjson, csv, prometheus };
 

@@ -127,6 +127,9 @@ public:
     void on_message(std::string topic, std::function<void(const std::string& payload)> callback);
     /// Publishes through the scanner's connection without waiting; false when not connected or not queued.
     bool publish(const std::string& topic, const std::string& payload, int qos, bool retained) noexcept;
+    /// Waits, at most `timeout`, until the broker acknowledged every QoS 1 or 2 message publish() queued: before
+    /// a stop that must not lose them. False on timeout or when not connected.
+    bool wait_published(std::chrono::milliseconds timeout) noexcept;
     /// Puts back rows remembered from an earlier run (each row's `topic` says its scheme and name; rows under no
     /// scheme of this scanner are skipped). Call before start(): the first sync confirms, changes (live=false) or
     /// removes them. Returns how many were restored.

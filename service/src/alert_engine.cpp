@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include <mqtt_presence/error.hpp>
+#include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/render.hpp>
+#include <mqtt_presence/service/history_event.hpp>
 
 namespace mqtt_presence {
 namespace {
@@ -32,17 +34,83 @@ void alert_options::validate() const {
     if (!(outage_percent > 0 && outage_percent <= 100)) throw error("--alert-outage-percent must be in (0, 100]");
 }
 
+namespace {
+
+const char* cause_words(const std::string& cause) {
+    if (cause == "lost") return "lost: its connection dropped and the broker published its will";
+    if (cause == "clean") return "clean: it said it was going";
+    if (cause == "stale") return "stale: its heartbeats stopped";
+    if (cause == "unseen") return "unseen: it changed while the service was not watching";
+    return "cause unknown";
+}
+
+std::string when(const std::optional<time_point>& t) { return t ? format_iso8601(*t) : std::string("an unknown time"); }
+
+std::string names(const std::vector<std::string>& sample, std::size_t count) {
+    std::string out;
+    for (const auto& n : sample) out += (out.empty() ? "" : ", ") + n;
+    if (count > sample.size()) out += ", ... (" + std::to_string(count - sample.size()) + " more)";
+    return out;
+}
+
+}  // namespace
+
+std::string alert::title() const {
+    const auto of = reason == "broker" ? std::string("the broker") : reason;
+    if (kind == "down") return client + " is down";
+    if (kind == "recovered") return client + " is back";
+    if (kind == "flapping") return client + " is flapping";
+    if (kind == "new") return client + " is new";
+    if (kind == "removed") return client + " was removed";
+    if (kind == "outage")
+        return reason == "broker" ? "the service lost the broker" : std::to_string(count) + " clients of " + of + " are down";
+    if (kind == "outage-over")
+        return reason == "broker" ? "the service has the broker again" : "the outage of " + of + " is over";
+    if (kind == "already-down") return std::to_string(count) + " clients were already down at the service's first start";
+    return kind + (client.empty() ? "" : " " + client);
+}
+
+std::string alert::message() const {
+    if (kind == "down")
+        return client + " (" + topic + ") disconnected at " + when(since) + " (" + cause_words(cause) + ").";
+    if (kind == "recovered")
+        return client + " (" + topic + ") is connected again" +
+               (down_for ? " after " + format_duration(*down_for) + " down." : "; how long it was down is unknown.");
+    if (kind == "flapping")
+        return client + " (" + topic + ") keeps disconnecting (the last: " + cause_words(cause) +
+               "); no more alerts about it until it is stable.";
+    if (kind == "new" || kind == "removed") return client + " (" + topic + ")";
+    if (kind == "outage" && reason == "broker")
+        return "The service lost " + (broker.empty() ? std::string("the broker") : broker) + " at " + when(since) +
+               "; the " + std::to_string(count) + " clients up then are unknown now.";
+    if (kind == "outage")
+        return std::to_string(count) + " clients went down at once: " + names(sample, count) + ".";
+    if (kind == "outage-over")
+        return count == 0 ? std::string("Every client is back.")
+                          : std::to_string(count) + " still down: " + names(sample, count) + ".";
+    if (kind == "already-down")
+        return "Down when the service first looked: " + names(sample, count) + ". They alert again only once back.";
+    return title();
+}
+
 std::string alert::json() const {
+    const auto text_or_null = [](const std::string& t) { return t.empty() ? nlohmann::json(nullptr) : nlohmann::json(t); };
     nlohmann::json j{{"alert", kind},
-                     {"client", client.empty() ? nlohmann::json(nullptr) : nlohmann::json(client)},
-                     {"topic", topic.empty() ? nlohmann::json(nullptr) : nlohmann::json(topic)},
+                     {"cause", text_or_null(cause)},
+                     {"client", text_or_null(client)},
+                     {"topic", text_or_null(topic)},
+                     {"scheme", text_or_null(scheme)},
+                     {"broker", text_or_null(broker)},
                      {"time", format_iso8601(time)},
-                     {"since", since ? nlohmann::json(format_iso8601(*since)) : nlohmann::json(nullptr)}};
-    if (kind == "outage" || kind == "outage-over") {
-        j["count"] = count;
-        j["sample"] = sample;
-        j["reason"] = reason;
-    }
+                     {"since", since ? nlohmann::json(format_iso8601(*since)) : nlohmann::json(nullptr)},
+                     {"count", count},
+                     {"title", title()},
+                     {"message", message()},
+                     {"url", text_or_null(url)}};
+    if (kind == "recovered")
+        j["down_for_s"] = down_for ? nlohmann::json(static_cast<double>(down_for->count()) / 1000.0) : nlohmann::json(nullptr);
+    if (!sample.empty() || kind == "outage" || kind == "outage-over" || kind == "already-down") j["sample"] = sample;
+    if (!reason.empty()) j["reason"] = reason;
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -79,6 +147,12 @@ std::optional<alert> alert::from_json(const std::string& text) {
         for (const auto& s : j["sample"])
             if (s.is_string()) a.sample.push_back(s.get<std::string>());
     a.reason = str("reason");
+    a.cause = str("cause");
+    a.scheme = str("scheme");
+    a.broker = str("broker");
+    a.url = str("url");
+    if (j.contains("down_for_s") && j["down_for_s"].is_number())
+        a.down_for = std::chrono::milliseconds(static_cast<std::int64_t>(j["down_for_s"].get<double>() * 1000.0 + 0.5));
     return a;
 }
 
@@ -106,6 +180,9 @@ alert alert_engine::make(const std::string& kind, const client_state& s, time_po
     a.topic = s.topic;
     a.time = now;
     a.since = s.down_since;
+    a.cause = s.down_cause;
+    a.count = 1;
+    if (s.scheme < scheme_filters_.size()) a.scheme = scheme_filters_[s.scheme];
     return a;
 }
 
@@ -131,6 +208,8 @@ alert alert_engine::outage(const char* kind, std::string reason, time_point now,
     alert a;
     a.kind = kind;
     a.time = now;
+    a.cause = reason == "broker" ? "broker" : "scheme";
+    if (reason != "broker") a.scheme = reason;
     a.reason = std::move(reason);
     for (const auto& [key, s] : clients_) {
         if (!counted(s)) continue;
@@ -145,15 +224,33 @@ void alert_engine::seed(const client_status& row, bool down_sent, time_point now
     s.topic = row.topic;
     set_down(s, is_down(row));
     s.down_since = s.down ? row.since : std::nullopt;
+    s.down_cause = row.stale ? "stale" : row.reason == "lost" || row.reason == "clean" ? row.reason : "unknown";
     // A death the history dated counts from then: one due while the service was down is sent at the next tick.
     s.down_at = s.down && row.since ? *row.since : now;
     s.down_sent = s.down && down_sent;
 }
 
-void alert_engine::went_down(client_state& s, std::optional<time_point> since, time_point now,
+std::optional<alert> alert_engine::already_down(const std::vector<client_status>& down_rows, time_point now) {
+    constexpr std::size_t named = 20;
+    alert a;
+    a.kind = "already-down";
+    a.cause = "unknown";
+    a.time = now;
+    for (const auto& row : down_rows) {
+        seed(row, true, now);  // alerted: this summary stands for its "down"
+        if (!watched(row.client)) continue;
+        ++a.count;
+        if (a.sample.size() < named) a.sample.push_back(row.client);
+    }
+    if (a.count == 0) return std::nullopt;
+    return a;
+}
+
+void alert_engine::went_down(client_state& s, std::optional<time_point> since, std::string cause, time_point now,
                              std::vector<alert>& out) {
     set_down(s, true);
     s.down_since = since;  // unknown stays unknown (a death learned after the fact)
+    s.down_cause = std::move(cause);
     s.down_at = now;
     s.down_sent = false;
     s.held = false;
@@ -182,7 +279,11 @@ void alert_engine::came_back(client_state& s, std::optional<time_point> since, t
     schemes_[s.scheme].last_up = now;
     if (was_sent && !s.flapping && watched(s.client)) {
         auto a = make("recovered", s, now);
+        a.cause = s.down_cause == "stale" ? "fresh" : "connected";
         a.since = since;  // when its connection began, if known
+        const auto back_at = since.value_or(now);
+        if (s.down_since && back_at >= *s.down_since)
+            a.down_for = std::chrono::duration_cast<std::chrono::milliseconds>(back_at - *s.down_since);
         out.push_back(std::move(a));
     }
     s.down_since.reset();
@@ -251,7 +352,9 @@ std::vector<alert> alert_engine::on_change(const change& c, time_point now) {
     s.topic = r.topic;
     if (!known && c.kind == change_kind::added && options_.on_new && watched(r.client)) out.push_back(make("new", s, now));
     // Down since: a disconnect's own time (unknown when it happened unseen), or when heartbeats were judged missing.
-    if (is_down(r) && !s.down) went_down(s, r.status == state::disconnected ? r.since : std::optional(c.at), now, out);
+    if (is_down(r) && !s.down)
+        went_down(s, r.status == state::disconnected ? r.since : std::optional(c.at), std::string(to_string(cause_of(c))),
+                  now, out);
     else if (is_up(r) && s.down) came_back(s, r.since, now, out);
     return out;
 }

@@ -7,11 +7,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <regex>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
 
@@ -41,22 +45,80 @@ url_parts split_url(const std::string& url) {
 
 }  // namespace
 
+namespace {
+
+struct header {
+    std::string name, value;
+};
+
+// "Name: value" split; throws for what HTTP would not carry as one header.
+header split_header(const std::string& text) {
+    const auto colon = text.find(':');
+    const auto bad = [&text](const char* why) {
+        return error("--alert-header '" + text + "': " + why + " (give 'Name: value', e.g. 'Authorization: Bearer "
+                     "$TOKEN')");
+    };
+    if (colon == std::string::npos || colon == 0) throw bad("no name before a colon");
+    header h{text.substr(0, colon), text.substr(colon + 1)};
+    for (const unsigned char c : h.name)
+        if (!std::isalnum(c) && std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) == std::string::npos)
+            throw bad("the name is not an HTTP token");
+    if (h.value.find_first_of("\r\n") != std::string::npos) throw bad("a line break in the value");
+    h.value.erase(0, h.value.find_first_not_of(" \t"));
+    return h;
+}
+
+}  // namespace
+
+const std::vector<std::string>& template_placeholders() {
+    static const std::vector<std::string> names{
+        "{{alert}}", "{{cause}}",    "{{client}}",     "{{topic}}", "{{scheme}}",  "{{broker}}",
+        "{{time}}",  "{{since}}",    "{{down_for}}",   "{{down_for_s}}", "{{count}}", "{{sample}}",
+        "{{title}}", "{{message}}",  "{{url}}",        "{{json}}"};
+    return names;
+}
+
 void alert_sink_options::validate() const {
     if (!webhook.empty()) (void)split_url(webhook);
     if (exec_timeout.count() <= 0) throw error("--alert-exec-timeout must be positive");
+    for (const auto& h : headers) (void)split_header(h);
+    if (!public_url.empty() && public_url.rfind("http://", 0) != 0 && public_url.rfind("https://", 0) != 0)
+        throw error("--public-url " + public_url + ": give http(s)://HOST[:PORT][/PATH]");
+    const auto& known = template_placeholders();
+    for (auto at = template_text.find("{{"); at != std::string::npos; at = template_text.find("{{", at + 2)) {
+        const auto end = template_text.find("}}", at);
+        const auto name = template_text.substr(at, end == std::string::npos ? std::string::npos : end + 2 - at);
+        if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+        std::string list;
+        for (const auto& k : known) list += (list.empty() ? "" : " ") + k;
+        throw error("--alert-template: unknown placeholder " + name.substr(0, 40) + " (known: " + list + ")");
+    }
 }
 
 std::string fill_template(const std::string& text, const alert& a) {
     std::string sample;
     for (const auto& s : a.sample) sample += (sample.empty() ? "" : ", ") + s;
+    const auto seconds = [](std::chrono::milliseconds d) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(d.count()) / 1000.0);
+        return std::string(buf);
+    };
     const std::pair<const char*, std::string> fields[] = {
         {"{{alert}}", escaped(a.kind)},
+        {"{{cause}}", escaped(a.cause)},
         {"{{client}}", escaped(a.client)},
         {"{{topic}}", escaped(a.topic)},
+        {"{{scheme}}", escaped(a.scheme)},
+        {"{{broker}}", escaped(a.broker)},
         {"{{time}}", format_iso8601(a.time)},
         {"{{since}}", a.since ? format_iso8601(*a.since) : "unknown"},
+        {"{{down_for}}", a.down_for ? format_duration(*a.down_for) : "unknown"},
+        {"{{down_for_s}}", a.down_for ? seconds(*a.down_for) : "null"},
         {"{{count}}", std::to_string(a.count)},
         {"{{sample}}", escaped(sample)},
+        {"{{title}}", escaped(a.title())},
+        {"{{message}}", escaped(a.message())},
+        {"{{url}}", escaped(a.url)},
         {"{{json}}", escaped(a.json())},
     };
     std::string out;
@@ -191,6 +253,10 @@ void alert_sinks::run_exec(const alert& a) {
     env.push_back("MQTT_PRESENCE_TOPIC=" + a.topic);
     env.push_back("MQTT_PRESENCE_TIME=" + format_iso8601(a.time));
     env.push_back("MQTT_PRESENCE_SINCE=" + (a.since ? format_iso8601(*a.since) : std::string()));
+    env.push_back("MQTT_PRESENCE_CAUSE=" + a.cause);
+    env.push_back("MQTT_PRESENCE_TITLE=" + a.title());
+    env.push_back("MQTT_PRESENCE_MESSAGE=" + a.message());
+    env.push_back("MQTT_PRESENCE_URL=" + a.url);
     env.push_back("MQTT_PRESENCE_JSON=" + json);
     std::vector<char*> envp;
     for (auto& e : env) envp.push_back(e.data());
@@ -243,7 +309,12 @@ bool alert_sinks::post(const alert& a) {
     if (!options_.ca_file.empty()) client.set_ca_cert_path(options_.ca_file.c_str());
     const auto body = options_.template_text.empty() ? a.json() : fill_template(options_.template_text, a);
     const bool is_json = !body.empty() && body.front() == '{';
-    auto res = client.Post(url.path.c_str(), body, is_json ? "application/json" : "text/plain; charset=utf-8");
+    httplib::Headers headers;
+    for (const auto& h : options_.headers) {
+        auto [name, value] = split_header(h);
+        headers.emplace(std::move(name), std::move(value));
+    }
+    auto res = client.Post(url.path.c_str(), headers, body, is_json ? "application/json" : "text/plain; charset=utf-8");
     if (res && res->status >= 200 && res->status < 300) return true;
     if (warn_)
         warn_("alert webhook " + url.origin + ": " +

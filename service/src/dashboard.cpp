@@ -21,6 +21,7 @@
 #include <mqtt_presence/render.hpp>
 #include <mqtt_presence/service/history_json.hpp>
 #include <mqtt_presence/service/history_reader.hpp>
+#include <mqtt_presence/version.hpp>
 
 #include "change_feed.hpp"
 #include "connection_guard.hpp"
@@ -226,7 +227,8 @@ void dashboard::impl::routes() {
     s.Get("/api/info", [this](const httplib::Request&, httplib::Response& res) {
         json filters = json::array();
         for (const auto& scheme : svc.table().schemes()) filters.push_back(scheme.filter());
-        res.set_content(dump({{"broker", svc.options().scan.broker.server_uri},
+        res.set_content(dump({{"version", mqtt_presence::version},
+                              {"broker", svc.options().scan.broker.server_uri},
                               {"topics", filters},
                               {"observer", svc.options().observer},
                               {"scanner", json::parse(render_scanner_json(svc.table().status()))}}) + "\n",
@@ -554,17 +556,14 @@ void dashboard::impl::events(const httplib::Request& req, httplib::Response& res
 
 void dashboard::impl::metrics(httplib::Response& res) {
     std::string up, seen, since, transitions;
-    const auto seconds = [](time_point t) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(ms_of(t)) / 1000.0);
-        return std::string(buf);
-    };
     auto& table = svc.table();
     const auto [counts, stats] = table.for_each_sorted([&](const client_status& c) {
         const auto labels = "{client=\"" + prometheus_label(c.client) + "\",topic=\"" + prometheus_label(c.topic) + "\"}";
-        up += "mqtt_presence_up" + labels + (c.status == state::connected && !c.stale ? " 1\n" : " 0\n");
-        if (c.last_seen) seen += "mqtt_presence_last_seen_timestamp_seconds" + labels + " " + seconds(*c.last_seen) + "\n";
-        if (c.since) since += "mqtt_presence_state_since_timestamp_seconds" + labels + " " + seconds(*c.since) + "\n";
+        up += prometheus_up_sample(c);
+        if (c.last_seen)
+            seen += "mqtt_presence_last_seen_timestamp_seconds" + labels + " " + prometheus_seconds(*c.last_seen) + "\n";
+        if (c.since)
+            since += "mqtt_presence_state_since_timestamp_seconds" + labels + " " + prometheus_seconds(*c.since) + "\n";
         transitions += "mqtt_presence_transitions_total" + labels + " " + std::to_string(c.transitions) + "\n";
     });
     const auto health = detail::assess(svc);  // every part read once, for the figures below too
@@ -575,16 +574,14 @@ void dashboard::impl::metrics(httplib::Response& res) {
     const auto family = [&out](const char* name, const char* type, const char* help, const std::string& samples) {
         out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + samples;
     };
+    family("mqtt_presence_build_info", "gauge", "Always 1; the version of the service in a label.",
+           std::string("mqtt_presence_build_info{version=\"") + mqtt_presence::version + "\"} 1\n");
     family("mqtt_presence_up", "gauge", "1 if the client is connected and not stale, else 0.", up);
     family("mqtt_presence_last_seen_timestamp_seconds", "gauge", "When the client's last message arrived.", seen);
     family("mqtt_presence_state_since_timestamp_seconds", "gauge", "When the client's current state began.", since);
     family("mqtt_presence_transitions_total", "counter", "State changes of the client since the history began.",
            transitions);
-    family("mqtt_presence_clients", "gauge", "Clients by state (stale ones are also connected).",
-           "mqtt_presence_clients{state=\"connected\"} " + std::to_string(counts.connected) +
-               "\nmqtt_presence_clients{state=\"disconnected\"} " + std::to_string(counts.disconnected) +
-               "\nmqtt_presence_clients{state=\"unknown\"} " + std::to_string(counts.unknown) +
-               "\nmqtt_presence_clients{state=\"stale\"} " + std::to_string(counts.stale) + "\n");
+    out += render_prometheus_summary(counts, stats, &st);  // the same families as once --format prometheus
     struct scalar {
         const char* name;
         const char* type;
@@ -592,15 +589,6 @@ void dashboard::impl::metrics(httplib::Response& res) {
         std::uint64_t value;
     };
     for (const auto& m : {
-             scalar{"mqtt_presence_scanner_connected", "gauge", "1 while the service is connected to the broker.",
-                    st.connected ? 1u : 0u},
-             scalar{"mqtt_presence_scanner_synced", "gauge", "1 once the sync of the current connection is complete.",
-                    st.sync == sync_state::complete ? 1u : 0u},
-             scalar{"mqtt_presence_messages_total", "counter", "Status messages read.", stats.messages},
-             scalar{"mqtt_presence_malformed_messages_total", "counter", "Status payloads that could not be read.",
-                    stats.malformed},
-             scalar{"mqtt_presence_late_wills_ignored_total", "counter", "Wills of an earlier connection, ignored.",
-                    stats.stale_deaths_ignored},
              scalar{"mqtt_presence_history_backlog", "gauge", "Changes waiting for the history's disk.", h.queued},
              scalar{"mqtt_presence_history_write_errors_total", "counter", "Commits to the history that failed.",
                     h.write_errors},

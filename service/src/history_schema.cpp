@@ -1,6 +1,9 @@
 #include "history_schema.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <sqlite3.h>
 
@@ -95,6 +98,35 @@ bool is_file(const std::string& path) {
     return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+// A file: URI for `path`, with the characters a URI gives meaning to escaped.
+std::string file_uri(const std::string& path, const char* query) {
+    std::string uri = "file:";
+    for (const char c : path) {
+        if (c == '%' || c == '?' || c == '#') {
+            char hex[4];
+            std::snprintf(hex, sizeof hex, "%%%02X", static_cast<unsigned char>(c));
+            uri += hex;
+        } else {
+            uri += c;
+        }
+    }
+    return uri + "?" + query;
+}
+
+// How a reader opens the history. A WAL file needs its -shm index, which a reader creates when it is missing (the
+// service has stopped and removed it). A reader that may not write into the directory (another user than the
+// service's) cannot: when no -wal is there either, every change is in the main file, and it is opened immutable
+// (no index, no lock: the read takes milliseconds; a service starting meanwhile writes into a -wal it never sees).
+std::string reader_uri(const std::string& path) {
+    const auto slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    if (is_file(path + "-shm") || ::access(dir.c_str(), W_OK) == 0) return file_uri(path, "mode=ro");
+    if (is_file(path + "-wal"))
+        throw error("cannot read the history " + path + " as this user: its -wal file has changes and no -shm index "
+                    "is there (run as the service's user, or with sudo)");
+    return file_uri(path, "immutable=1");
+}
+
 }  // namespace
 
 std::int64_t to_ms(time_point t) noexcept {
@@ -108,10 +140,11 @@ std::unique_ptr<SQLite::Database> open_history(const std::string& path, bool wri
         throw error("no history at " + path + " (a service writes one: mqtt-presence-scanner serve --db " + path + ")");
     std::unique_ptr<SQLite::Database> db;
     try {
-        db = std::make_unique<SQLite::Database>(
-            // NOMUTEX: each connection is used by one thread at a time (the writer's, or the reader's behind a lock).
-            path, (writable ? SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE : SQLite::OPEN_READONLY) | SQLITE_OPEN_NOMUTEX,
-            5000);
+        // NOMUTEX: each connection is used by one thread at a time (the writer's, or the reader's behind a lock).
+        db = writable ? std::make_unique<SQLite::Database>(
+                            path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLITE_OPEN_NOMUTEX, 5000)
+                      : std::make_unique<SQLite::Database>(
+                            reader_uri(path), SQLite::OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, 5000);
         const int app = db->execAndGet("PRAGMA application_id").getInt();
         const int version = db->execAndGet("PRAGMA user_version").getInt();
         const bool empty = db->execAndGet("SELECT count(*) FROM sqlite_master").getInt() == 0;

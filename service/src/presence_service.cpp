@@ -1,6 +1,7 @@
 #include <mqtt_presence/service/presence_service.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <cstdlib>
 #include <set>
@@ -27,7 +28,7 @@ bool reads_back(const std::string& templ, const std::string& ours) {
 void service_options::validate() const {
     scan.validate();
     if (ha_prefix) {
-        const auto configs = *ha_prefix + "/binary_sensor/mqtt_presence/+/config";
+        const auto configs = *ha_prefix + "/binary_sensor/mqtt_presence/+/+";  // config and state
         for (const auto& t : scan.topics)
             if (reads_back(t, configs))
                 throw error("the Home Assistant configs go to " + configs + ", which the status topic " + t +
@@ -67,7 +68,7 @@ presence_service::presence_service(service_options options) : options_(std::move
     restored_ = restore_table(*store_, *scanner_);
     if (options_.notary) notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
     if (options_.ha_prefix) {
-        ha_ = std::make_unique<ha_discovery>(*scanner_, *options_.ha_prefix);
+        ha_ = std::make_unique<ha_discovery>(*scanner_, *options_.ha_prefix, options_.ha_exclude);
         scanner_->on_message(ha_->status_topic(), [this](const std::string& payload) {
             // Home Assistant (re)started; a broker without persistence may have lost the retained configs.
             if (payload == "online") ha_->publish_all();
@@ -171,8 +172,52 @@ void presence_service::seed_engine(time_point now) {
     } catch (const std::exception& e) {
         say(std::string("alerts sent before this start could not be read: ") + e.what());
     }
-    scanner_->for_each_sorted(
-        [&](const client_status& row) { engine_->seed(row, sent.count({row.client, row.topic}) > 0, now); });
+    // The first start (nothing restored): what is down now died before the service existed, when is unknown.
+    // One summary says so, instead of a "down" for each of them.
+    std::vector<client_status> down_before;
+    scanner_->for_each_sorted([&](const client_status& row) {
+        const bool down = row.status == state::disconnected || (row.status == state::connected && row.stale);
+        if (restored_ == 0 && down) down_before.push_back(row);
+        else engine_->seed(row, sent.count({row.client, row.topic}) > 0, now);
+    });
+    if (down_before.empty()) return;
+    auto summary = engine_->already_down(down_before, now);
+    // Each of them counts as alerted, across restarts too: a "down" row in the outbox, delivered at once.
+    for (const auto& row : down_before) {
+        alert covered;
+        covered.kind = "down";
+        covered.cause = "unknown";
+        covered.client = row.client;
+        covered.topic = row.topic;
+        covered.time = now;
+        covered.reason = "already-down";
+        store_->record_alert("down", row.client, row.topic, covered.json(), now,
+                             [store = store_.get(), now](std::int64_t id) { store->alert_delivered(id, now); });
+    }
+    if (summary) emit({std::move(*summary)});
+}
+
+// The alert's broker and, with --public-url, its link: the client's panel on the dashboard.
+void presence_service::address(alert& a) const {
+    a.broker = options_.scan.broker.server_uri;
+    const auto& base = options_.sinks.public_url;
+    if (base.empty()) return;
+    const auto encoded = [](const std::string& text) {
+        static const char* hex = "0123456789ABCDEF";
+        std::string out;
+        for (const unsigned char ch : text) {
+            if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+                out += static_cast<char>(ch);
+            } else {
+                out += '%';
+                out += hex[ch >> 4];
+                out += hex[ch & 15];
+            }
+        }
+        return out;
+    };
+    a.url = base + (base.back() == '/' ? "" : "/");
+    if (!a.client.empty()) a.url += "#client=" + encoded(a.client) + "&topic=" + encoded(a.topic);
 }
 
 namespace {
@@ -245,6 +290,7 @@ std::string presence_service::reload_alerts(std::optional<alert_options> rules, 
 void presence_service::emit(std::vector<alert> alerts) noexcept {
     for (auto& a : alerts) {
         try {
+            address(a);
             // Sent once recorded: a "down" that went out is never sent again after a restart.
             // (The fields are copied before the alert moves into the callback: argument order is unspecified.)
             auto kind = a.kind, client = a.client, topic = a.topic, json = a.json();

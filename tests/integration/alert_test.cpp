@@ -14,8 +14,9 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string test_dir() {
-    const auto dir = std::string(TEST_TMP_DIR) + "/" + unique_prefix() + "-alerts";  // (a private broker's is without)
+std::string test_dir(const std::string& suffix = "") {
+    // (a private broker's is without "-alerts")
+    const auto dir = std::string(TEST_TMP_DIR) + "/" + unique_prefix() + "-alerts" + suffix;
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     return dir;
@@ -108,6 +109,155 @@ child sensor(int port, const std::string& templ, const std::string& name, std::v
                                "--format", "json"};
     a.insert(a.end(), extra.begin(), extra.end());
     return child(a);
+}
+
+// What a receiver got: the path, the headers and the body of each POST.
+struct request_seen {
+    std::string path, body;
+    httplib::Headers headers;
+};
+
+class any_receiver {
+public:
+    explicit any_receiver(httplib::Server& server) {
+        server.Post(".*", [this](const httplib::Request& req, httplib::Response& res) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            seen_.push_back({req.path, req.body, req.headers});
+            res.set_content("{}", "application/json");
+        });
+    }
+    std::vector<request_seen> on(const std::string& path) const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        std::vector<request_seen> out;
+        for (const auto& r : seen_)
+            if (r.path == path) out.push_back(r);
+        return out;
+    }
+    bool wait_for(const std::string& path, std::size_t n, std::chrono::milliseconds timeout) const {
+        const auto deadline = steady::now() + timeout;
+        while (on(path).size() < n) {
+            if (steady::now() >= deadline) return false;
+            std::this_thread::sleep_for(20ms);  // another process posts
+        }
+        return true;
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::vector<request_seen> seen_;
+};
+
+// A JSON string's text without its quotes, as a template's placeholder is filled.
+// (null, as the alert's JSON says an empty field, is empty text in a template.)
+std::string esc(const json& value) {
+    const auto quoted = json(value.is_null() ? std::string() : value.get<std::string>()).dump();
+    return quoted.substr(1, quoted.size() - 2);
+}
+
+// README's recipes, each served by its own `serve` and checked body for body: the body is the template filled in
+// from the alert the same service handed to --alert-exec (its JSON), the headers carry the tokens from the
+// environment.
+TEST(alerts, the_ntfy_gotify_and_slack_recipes_get_their_exact_bodies_and_headers) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    httplib::Server server;
+    any_receiver receiver(server);
+    const int hook_port = server.bind_to_any_port("127.0.0.1");
+    std::thread serving([&] { server.listen_after_bind(); });
+    const auto base = "http://127.0.0.1:" + std::to_string(hook_port);
+    setenv("NTFY_TOKEN", "tk_ntfy", 1);
+    setenv("GOTIFY_TOKEN", "AbCdEf", 1);
+    struct recipe {
+        std::string path;
+        std::vector<std::string> options;
+        std::function<std::string(const json&)> body;
+        std::pair<std::string, std::string> header;
+    };
+    const std::vector<recipe> recipes{
+        {"/", {"--alert-template", R"({"topic":"mqtt-presence","title":"{{title}}","message":"{{message}}",)"
+                                   R"("tags":["{{alert}}"],"click":"{{url}}"})",
+               "--alert-header", "Authorization: Bearer $NTFY_TOKEN", "--public-url", "https://presence.example/"},
+         [](const json& a) {
+             return R"({"topic":"mqtt-presence","title":")" + esc(a["title"]) + R"(","message":")" +
+                    esc(a["message"]) + R"(","tags":[")" + esc(a["alert"]) + R"("],"click":")" + esc(a["url"]) +
+                    R"("})";
+         },
+         {"Authorization", "Bearer tk_ntfy"}},
+        {"/message", {"--alert-template", R"({"title":"{{title}}","message":"{{message}}","priority":8})",
+                      "--alert-header", "X-Gotify-Key: ${GOTIFY_TOKEN}"},
+         [](const json& a) {
+             return R"({"title":")" + esc(a["title"]) + R"(","message":")" + esc(a["message"]) + R"(","priority":8})";
+         },
+         {"X-Gotify-Key", "AbCdEf"}},
+        {"/services/T0/B0/x", {"--alert-template", R"({"text":"*{{title}}*\n{{message}}"})"},
+         [](const json& a) { return R"({"text":"*)" + esc(a["title"]) + R"(*\n)" + esc(a["message"]) + R"("})"; },
+         {"Content-Type", "application/json"}}};
+    std::vector<std::string> dirs;
+    std::vector<std::unique_ptr<child>> services;
+    for (const auto& r : recipes) {
+        dirs.push_back(test_dir("-" + std::to_string(dirs.size())));
+        auto options = r.options;
+        options.insert(options.end(), {"--alert-after", "0s", "--alert-webhook", base + r.path});
+        services.push_back(serve(port, templ, dirs.back(), options));
+    }
+    observer watch(port, prefix + "/#");
+    {
+        auto s = sensor(port, templ, "boiler");
+        watch.expect(prefix + "/boiler", contains("\"status\":1"), "birth");
+        s.signal(SIGKILL);
+        watch.expect(prefix + "/boiler", contains("\"status\":0"), "will");
+    }
+    for (const auto& r : recipes) ASSERT_TRUE(receiver.wait_for(r.path, 1, 15s)) << "no down at " << r.path;
+    auto back = sensor(port, templ, "boiler");
+    for (const auto& r : recipes) ASSERT_TRUE(receiver.wait_for(r.path, 2, 15s)) << "no recovered at " << r.path;
+    server.stop();
+    serving.join();
+    for (std::size_t i = 0; i < recipes.size(); ++i) {
+        const auto sent = wait_alerts(dirs[i], 2, "the alerts the exec sink saw");
+        const auto got = receiver.on(recipes[i].path);
+        ASSERT_EQ(got.size(), 2u) << recipes[i].path;
+        for (std::size_t k = 0; k < 2; ++k) {
+            EXPECT_EQ(got[k].body, recipes[i].body(sent[k])) << recipes[i].path << " alert " << k;
+            const auto h = got[k].headers.find(recipes[i].header.first);
+            ASSERT_NE(h, got[k].headers.end()) << recipes[i].path << " lacks " << recipes[i].header.first;
+            EXPECT_EQ(h->second, recipes[i].header.second) << recipes[i].path;
+        }
+        EXPECT_EQ(sent[0]["cause"], "lost");
+        EXPECT_EQ(sent[1]["alert"], "recovered");
+        EXPECT_TRUE(sent[1]["down_for_s"].is_number()) << sent[1].dump();
+        EXPECT_EQ(sent[0]["broker"], broker_uri(port));
+    }
+    const auto ntfy = receiver.on("/");
+    EXPECT_NE(ntfy[0].body.find(R"("click":"https://presence.example/#client=boiler&topic=)"), std::string::npos)
+        << ntfy[0].body;
+}
+
+// The first start of a service: clients that died before it existed are one summary, not a page each; after a
+// restart, they are still not paged; one that comes back is "recovered".
+TEST(alerts, the_dead_found_at_the_first_start_are_one_already_down_summary) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto dir = test_dir();
+    for (const char* name : {"old-1", "old-2", "old-3"}) publish_retained(port, prefix + "/" + name, "0");
+    {
+        auto svc = serve(port, templ, dir, {"--alert-after", "0s"});
+        const auto got = wait_alerts(dir, 1, "the summary");
+        ASSERT_EQ(got.size(), 1u);
+        EXPECT_EQ(got[0]["alert"], "already-down");
+        EXPECT_EQ(got[0]["count"], 3);
+        EXPECT_EQ(got[0]["sample"], json({"old-1", "old-2", "old-3"}));
+        EXPECT_NE(got[0]["title"].get<std::string>().find("3 clients were already down"), std::string::npos);
+        outbox_empty(dir);
+        svc->signal(SIGTERM);
+        ASSERT_EQ(svc->wait_exit(15s), 0) << svc->stderr_text();
+    }
+    auto again = serve(port, templ, dir, {"--alert-after", "0s"});
+    publish_retained(port, prefix + "/old-2", "1");
+    const auto got = wait_alerts(dir, 2, "old-2's recovery");
+    EXPECT_EQ(kinds(got), (std::vector<std::string>{"already-down", "recovered"})) << "no \"down\" after the restart";
+    EXPECT_EQ(got[1]["client"], "old-2");
 }
 
 TEST(alerts, one_down_after_the_debounce_one_recovered_and_nothing_for_a_short_disconnect) {

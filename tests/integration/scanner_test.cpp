@@ -3,6 +3,7 @@
 #include <mqtt_presence/scanner.hpp>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 
 #include <poll.h>
@@ -436,6 +437,28 @@ TEST(scanner, bad_options_and_unreachable_broker) {
         for (const auto& line : h->stdout_lines()) EXPECT_LE(line.size(), 100u) << line;
     EXPECT_NE(help.stdout_text().find("Preset, repeatable: sensors, connected"), std::string::npos)
         << help.stdout_text();
+}
+
+// once --format prometheus: the families and names of the service's /metrics, one series per client whatever its
+// state, and Prometheus' own linter (Debian's promtool) finds nothing to say.
+TEST(scanner, prometheus_snapshot_passes_promtool) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    publish_retained(port, prefix + "/up", "1");
+    publish_retained(port, prefix + "/down", "0");
+    publish_retained(port, prefix + "/q\"uote\\back", "1");
+    const auto r = run_scanner(port, {"once", "--topic", prefix + "/{client}", "--format", "prometheus"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("mqtt_presence_up{client=\"down\",topic=\"" + prefix + "/down\"} 0"), std::string::npos)
+        << r.out;
+    for (const char* family : {"mqtt_presence_clients{state=\"disconnected\"} 1", "mqtt_presence_stale_clients 0",
+                               "mqtt_presence_malformed_messages_total 0", "mqtt_presence_late_wills_ignored_total 0",
+                               "mqtt_presence_scanner_synced 1", "mqtt_presence_unmatched_messages_total 0"})
+        EXPECT_NE(r.out.find(family), std::string::npos) << family << " missing:\n" << r.out;
+    const std::string file = std::string(TEST_TMP_DIR) + "/" + prefix + ".prom";
+    std::ofstream(file) << r.out;
+    child lint({"sh", "-c", "promtool check metrics < '" + file + "'"});
+    EXPECT_EQ(lint.wait_exit(20s), 0) << lint.stdout_text() << lint.stderr_text() << "\n" << r.out;
 }
 
 TEST(scanner, modes_are_subcommands_and_the_old_flags_still_work) {

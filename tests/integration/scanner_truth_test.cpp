@@ -75,8 +75,8 @@ TEST(scanner_truth, an_overdue_heartbeat_read_at_start_up_is_stale_in_every_outp
     args = topic_args;
     args.insert(args.end(), {"--format", "prometheus"});
     r = run_scanner(port, args);
-    EXPECT_NE(r.out.find("mqtt_presence_client_up{client=\"ghost\""), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("state=\"connected\"} 0"), std::string::npos) << "not up:\n" << r.out;
+    EXPECT_NE(r.out.find("mqtt_presence_up{client=\"ghost\",topic=\"" + prefix + "/ghost\"} 0"), std::string::npos)
+        << "not up:\n" << r.out;
 
     args = topic_args;
     args.insert(args.end(), {"--require", "ghost"});

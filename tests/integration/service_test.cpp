@@ -339,20 +339,29 @@ TEST(service, home_assistant_discovery_configs_appear_come_back_and_go) {
     service svc(port, templ, db_path(), {"--ha-discovery", ha});
     svc.expect_synced();
 
-    // The config of a client that was there before the service started, found in the first sync.
+    // The config of a client that was there before the service started, found in the first sync: Home Assistant's
+    // current schema, the state from the scanner's own verdict.
     const auto line = configs.expect_any(contains("\"device_class\":\"connectivity\""), "the lamp's config");
     const auto topic = line.substr(0, line.find(' '));
     EXPECT_EQ(topic.rfind(ha + "/binary_sensor/mqtt_presence/mp_lamp_", 0), 0u) << topic;
     const auto config = json::parse(line.substr(line.find(' ') + 1));
-    EXPECT_EQ(config["state_topic"], prefix + "/lamp");
+    const auto id = topic.substr(topic.find("mp_"), topic.size() - topic.find("mp_") - 7);
+    EXPECT_EQ(config["unique_id"], id);
+    EXPECT_EQ(config["default_entity_id"], "binary_sensor." + id);
+    EXPECT_FALSE(config.contains("object_id")) << "deprecated by Home Assistant 2025.10";
+    EXPECT_TRUE(config["name"].is_null()) << "the device's main entity: named by the device, not \"lamp lamp\"";
+    EXPECT_EQ(config["device"]["name"], "lamp");
+    EXPECT_EQ(config["origin"]["name"], "mqtt-presence");
+    const auto state = ha + "/binary_sensor/mqtt_presence/" + id + "/state";
+    EXPECT_EQ(config["state_topic"], state);
     EXPECT_EQ(config["payload_on"], "ON");
     EXPECT_EQ(config["payload_off"], "OFF");
-    EXPECT_TRUE(config["value_template"].is_string());
-    EXPECT_EQ(config["unique_id"], topic.substr(topic.find("mp_"), topic.size() - topic.find("mp_") - 7));
+    EXPECT_FALSE(config.contains("value_template")) << "the verdict needs none";
+    configs.expect(state, equals("ON"), "the lamp's verdict");
 
     // A new client gets its config as it appears.
     child second({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "fan"});
-    configs.expect_any(contains("\"state_topic\":\"" + prefix + "/fan\""), "the fan's config");
+    configs.expect_any(contains("\"name\":\"fan\""), "the fan's config");
 
     // Home Assistant's birth message asks for every config again.
     const auto before = configs.payloads(topic).size();
@@ -361,12 +370,45 @@ TEST(service, home_assistant_discovery_configs_appear_come_back_and_go) {
     configs.expect(topic, contains("connectivity"), "the lamp's config again after Home Assistant's birth");
     EXPECT_GT(configs.payloads(topic).size(), before);
 
-    // A purged client's config is cleared.
+    // Its death is OFF; a purged client's config and state are cleared.
     sensor.signal(SIGKILL);
     watch.expect(prefix + "/lamp", contains("\"status\":0"), "the will");
+    configs.expect(state, equals("OFF"), "the lamp's verdict after its death");
     child purge({SCANNER_BIN, "purge", "--all-disconnected", "--broker", broker_uri(port), "--topic", templ});
     ASSERT_EQ(purge.wait_exit(20s), 0) << purge.stderr_text();
     configs.expect(topic, equals("(null)"), "the lamp's config cleared (an empty retained message)");
+    configs.expect(state, equals("(null)"), "the lamp's state cleared");
+
+    // A service that stops for good takes its entities with it: serve --ha-discovery-remove.
+    std::string fan_topic;
+    for (const auto& l : configs.lines())
+        if (l.find("\"name\":\"fan\"") != std::string::npos) fan_topic = l.substr(0, l.find(' '));
+    ASSERT_FALSE(fan_topic.empty()) << "the fan's config was never seen";
+    child remove({SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ, "--ha-discovery", ha,
+                  "--ha-discovery-remove"});
+    EXPECT_EQ(remove.wait_exit(20s), 0) << remove.stderr_text();
+    EXPECT_NE(remove.stderr_text().find("cleared the Home Assistant discovery of 1 clients"), std::string::npos)
+        << remove.stderr_text();
+    configs.expect(fan_topic, equals("(null)"), "the fan's config cleared by --ha-discovery-remove");
+}
+
+// Devices Home Assistant already knows (a Tasmota with its own discovery) are left out.
+TEST(service, home_assistant_discovery_leaves_out_excluded_conventions) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto ha = prefix + "-ha";
+    observer configs(port, ha + "/binary_sensor/#");
+    const auto plug = "aaa-" + prefix;  // sorts before the lamp: an entity of its own would come first
+    publish_retained(port, "tele/" + plug + "/LWT", "Online");
+    publish_retained(port, prefix + "/lamp", "1");
+    service svc(port, prefix + "/{client}", db_path(), {"--convention", "tasmota", "--ha-discovery", ha,
+                                                          "--ha-discovery-exclude", "tasmota"});
+    svc.expect_synced();
+    // Configs go out in the order of the names: the plug's, if it had one, before the lamp's.
+    configs.expect_any(contains("\"name\":\"lamp\""), "the lamp's config");
+    for (const auto& l : configs.lines()) EXPECT_EQ(l.find(plug), std::string::npos) << "the plug got an entity: " << l;
+    child bad({SCANNER_BIN, "serve", "--db", db_path(), "--ha-discovery", "--ha-discovery-exclude", "nosuch"});
+    EXPECT_EQ(bad.wait_exit(10s), 2) << bad.stderr_text();
 }
 
 }  // namespace

@@ -179,3 +179,111 @@ TEST(alert_engine, a_seeded_death_is_due_from_its_time_and_a_sent_one_is_not_rep
 }
 
 }  // namespace
+
+namespace {
+
+// Every alert says why, in fields and in words: the cause, the time of death, how long it was down, for one client.
+TEST(alert_engine, an_alert_says_its_cause_its_times_and_how_long_the_client_was_down) {
+    alert_options o;
+    o.after = 10s;
+    fleet f(o);
+    f.apply("boiler", R"({"status":1,"epoch":1})", t0);
+    f.apply("boiler", R"({"status":0,"epoch":1,"reason":"lost"})", t0 + 5s);
+    const auto down = f.engine.tick(t0 + 16s);
+    ASSERT_EQ(kinds(down), (std::vector<std::string>{"down boiler"}));
+    EXPECT_EQ(down[0].cause, "lost");
+    EXPECT_EQ(down[0].count, 1u) << "a client's own alert is about one client";
+    EXPECT_EQ(down[0].title(), "boiler is down");
+    EXPECT_NE(down[0].message().find("broker published its will"), std::string::npos) << down[0].message();
+    const auto back = f.apply("boiler", R"({"status":1,"epoch":2})", t0 + 95s);
+    ASSERT_EQ(kinds(back), (std::vector<std::string>{"recovered boiler"}));
+    EXPECT_EQ(back[0].cause, "connected");
+    ASSERT_TRUE(back[0].down_for);
+    EXPECT_EQ(*back[0].down_for, 90s);
+    EXPECT_NE(back[0].json().find("\"down_for_s\":90.0"), std::string::npos) << back[0].json();
+    EXPECT_NE(back[0].message().find("after 1m30s down"), std::string::npos) << back[0].message();
+    const auto again = alert::from_json(back[0].json());  // an outbox row read back after a restart
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->cause, "connected");
+    EXPECT_EQ(again->down_for, back[0].down_for);
+
+    f.apply("pump", "1", t0);
+    f.apply("pump", "0", t0 + 1s);  // a plain 0: no reason given
+    const auto plain = f.engine.tick(t0 + 12s);
+    ASSERT_EQ(kinds(plain), (std::vector<std::string>{"down pump"}));
+    EXPECT_EQ(plain[0].cause, "unknown");
+}
+
+// The first start: the dead of before are one summary, and each of them counts as alerted.
+TEST(alert_engine, clients_down_at_the_first_start_are_one_already_down_summary) {
+    alert_options o;
+    o.after = 10s;
+    o.exclude = {"ignored-*"};
+    alert_engine engine(o);
+    std::vector<client_status> down;
+    for (int i = 0; i < 25; ++i) {
+        client_status r;
+        r.client = "dead-" + std::to_string(100 + i);
+        r.topic = "s/" + r.client;
+        r.status = state::disconnected;
+        down.push_back(r);
+    }
+    client_status ignored;
+    ignored.client = "ignored-1";
+    ignored.status = state::disconnected;
+    down.push_back(ignored);
+    const auto summary = engine.already_down(down, t0);
+    ASSERT_TRUE(summary);
+    EXPECT_EQ(summary->kind, "already-down");
+    EXPECT_EQ(summary->count, 25u) << "watched ones only";
+    EXPECT_EQ(summary->sample.size(), 20u);
+    EXPECT_EQ(summary->sample.front(), "dead-100");
+    EXPECT_NE(summary->message().find("(5 more)"), std::string::npos) << summary->message();
+    EXPECT_TRUE(engine.tick(t0 + 1h).empty()) << "no \"down\" for each of them";
+    EXPECT_FALSE(engine.already_down({}, t0)) << "nothing down: no summary";
+}
+
+}  // namespace
+
+#include <mqtt_presence/error.hpp>
+#include <mqtt_presence/service/alert_sinks.hpp>
+
+namespace {
+
+TEST(alert_sinks, a_template_with_an_unknown_placeholder_or_a_bad_header_is_refused_at_the_start) {
+    alert_sink_options o;
+    o.webhook = "http://127.0.0.1:9/hook";
+    o.template_text = R"({"text":"{{title}} ({{cause}}) {{count}} {{down_for}} {{url}}"})";
+    o.headers = {"Authorization: Bearer abc", "X-Gotify-Key:abc"};
+    EXPECT_NO_THROW(o.validate());
+    o.template_text = R"({"text":"{{client}} is {{state}}"})";
+    try {
+        o.validate();
+        ADD_FAILURE() << "an unknown placeholder was taken";
+    } catch (const error& e) {
+        EXPECT_NE(std::string(e.what()).find("{{state}}"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("{{title}}"), std::string::npos) << "the known ones listed: " << e.what();
+    }
+    o.template_text.clear();
+    for (const char* bad : {"no colon", ": value", "Bad Name: v", "X-Split: a\r\nInjected: b"}) {
+        o.headers = {bad};
+        EXPECT_THROW(o.validate(), error) << bad;
+    }
+    o.headers.clear();
+    o.public_url = "presence.lan";
+    EXPECT_THROW(o.validate(), error) << "a public URL without its scheme";
+}
+
+TEST(alert_sinks, a_template_is_filled_json_safe_and_count_is_one_for_a_client) {
+    alert a;
+    a.kind = "down";
+    a.cause = "lost";
+    a.client = "pump \"7\"";
+    a.topic = "s/pump \"7\"";
+    a.time = t0;
+    a.count = 1;
+    const auto body = fill_template(R"({"t":"{{title}}","n":{{count}},"d":{{down_for_s}}})", a);
+    EXPECT_EQ(body, R"({"t":"pump \"7\" is down","n":1,"d":null})");
+}
+
+}  // namespace

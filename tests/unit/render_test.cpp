@@ -69,11 +69,11 @@ TEST(render, ndjson_csv_prometheus_and_table) {
     EXPECT_NE(csv.find("\"bad,\"\"name\",unknown"), std::string::npos) << csv;
     const auto prom = render_prometheus(r);
     EXPECT_NE(prom.find("mqtt_presence_clients{state=\"connected\"} 1"), std::string::npos);
-    EXPECT_NE(prom.find("mqtt_presence_client_up{client=\"bad,\\\"name\",topic=\"sensors/connected/bad,\\\"name\","
-                        "state=\"unknown\"} 0"),
+    EXPECT_NE(prom.find("mqtt_presence_up{client=\"bad,\\\"name\",topic=\"sensors/connected/bad,\\\"name\"} 0"),
               std::string::npos)
         << prom;
-    EXPECT_NE(prom.find("mqtt_presence_malformed_total 1"), std::string::npos);
+    EXPECT_EQ(prom.find(",state="), std::string::npos) << "no label of a client's series changes with its state";
+    EXPECT_NE(prom.find("mqtt_presence_malformed_messages_total 1"), std::string::npos);
     const auto table = render_table(r, t0 + 65s, false);
     EXPECT_EQ(table.substr(0, 6), "CLIENT");
     EXPECT_NE(table.find("1m05s ago"), std::string::npos) << table;

@@ -46,17 +46,29 @@ struct alert_options {
 };
 
 struct alert {
-    std::string kind;  ///< down, recovered, flapping, outage, outage-over, new, removed
+    std::string kind;  ///< down, recovered, flapping, outage, outage-over, already-down, new, removed
+    /// Why. down, flapping: the disconnect's cause (lost, clean, stale, unseen, unknown); recovered: connected or
+    /// fresh; outage and outage-over: broker or scheme; already-down: unknown.
+    std::string cause;
     std::string client;
     std::string topic;
+    std::string scheme;  ///< the client's (or the outage's) topic scheme: its subscription filter
+    std::string broker;  ///< the broker's URI (the service sets it)
+    std::string url;     ///< the client (or the dashboard) for a person, with --public-url; empty without
     time_point time;
     std::optional<time_point> since;  ///< when the state it reports began (unknown: nullopt)
-    std::size_t count = 0;            ///< outages: how many clients
-    std::vector<std::string> sample;  ///< outages: a few of their names
+    std::optional<std::chrono::milliseconds> down_for;  ///< recovered: how long it was down (unknown: nullopt)
+    std::size_t count = 0;            ///< how many clients: 1 for a client's own alert
+    std::vector<std::string> sample;  ///< outages and already-down: some of their names
     std::string reason;               ///< outages: "broker" (the service lost it) or the scheme's topic filter
     std::int64_t outbox_id = 0;       ///< its row in the history's outbox (0: none)
 
-    /// {"alert","client","topic","time","since","count","sample","reason"}; times ISO 8601, null when unknown.
+    /// One line for a person: "kitchen is down", "12 of sensors/connected/+ are down (outage)".
+    [[nodiscard]] std::string title() const;
+    /// A sentence or two with the cause, the times and the topic.
+    [[nodiscard]] std::string message() const;
+    /// {"alert","cause","client","topic","scheme","broker","time","since","down_for_s","count","sample","reason",
+    /// "title","message","url"}; times ISO 8601, null when unknown.
     [[nodiscard]] std::string json() const;
     /// The alert json() wrote (an outbox row read back after a restart); nullopt if it is not one.
     [[nodiscard]] static std::optional<alert> from_json(const std::string& text);
@@ -70,6 +82,9 @@ public:
     /// A row the service already knows (after its first sync, or restored): `down_sent` when a "down" was sent for
     /// it before a restart (it is not sent again).
     void seed(const client_status& row, bool down_sent, time_point now);
+    /// At the service's first start (no history yet): the clients the first sync found down, watched ones, as one
+    /// "already-down" alert (their count and the first 20 names); each is then seeded as alerted. nullopt: none.
+    std::optional<alert> already_down(const std::vector<client_status>& down_rows, time_point now);
     std::vector<alert> on_change(const change& c, time_point now);
     /// The service's own connection: watching = connected and synced.
     std::vector<alert> on_service(bool watching, time_point now);
@@ -84,6 +99,7 @@ private:
         std::uint16_t scheme = 0;
         bool down = false;             // disconnected or stale now
         std::optional<time_point> down_since;
+        std::string down_cause = "unknown";  // the disconnect's cause, for its "down" and "flapping"
         time_point down_at{};          // when this engine saw it go down (the debounce runs from here)
         bool down_sent = false;
         bool held = false;             // its down alert waits for an outage to end
@@ -104,7 +120,8 @@ private:
 
     [[nodiscard]] bool watched(const std::string& client) const;
     [[nodiscard]] bool in_outage(const client_state& s) const;
-    void went_down(client_state& s, std::optional<time_point> since, time_point now, std::vector<alert>& out);
+    void went_down(client_state& s, std::optional<time_point> since, std::string cause, time_point now,
+                   std::vector<alert>& out);
     void came_back(client_state& s, std::optional<time_point> since, time_point now, std::vector<alert>& out);
     [[nodiscard]] alert make(const std::string& kind, const client_state& s, time_point now) const;
     /// An outage alert counting (and sampling) the clients `counted` picks: built only when one is sent.

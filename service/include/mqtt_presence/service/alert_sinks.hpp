@@ -6,8 +6,10 @@
 //    run time: killed after `exec_timeout`.
 //  - webhook: an HTTP(S) POST of the alert (or of `template_text` filled in), retried with backoff (1 s doubling to
 //    60 s) until the receiver answers 2xx; https verifies the certificate. Alerts go out in order.
-// Template placeholders {{alert}} {{client}} {{topic}} {{time}} {{since}} {{count}} {{sample}} {{json}} are replaced
-// by the JSON-escaped text without quotes, so a template that is JSON stays JSON.
+// Template placeholders (template_placeholders(): {{alert}} {{cause}} {{client}} {{topic}} {{scheme}} {{broker}}
+// {{time}} {{since}} {{down_for}} {{down_for_s}} {{count}} {{sample}} {{title}} {{message}} {{url}} {{json}}) are
+// replaced by the JSON-escaped text without quotes, so a template that is JSON stays JSON; an unknown one is an
+// error at the start. Headers ("Name: value", e.g. a receiver's token) go with every POST.
 
 #include <chrono>
 #include <condition_variable>
@@ -17,6 +19,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <mqtt_presence/service/alert_engine.hpp>
 
@@ -28,11 +31,16 @@ struct alert_sink_options {
     std::string webhook;                                ///< http:// or https:// URL; empty: none
     std::string template_text;                          ///< the webhook's body; empty: the alert's JSON
     std::string ca_file;                                ///< https: a CA file instead of the system's
+    std::vector<std::string> headers;                   ///< "Name: value" for each POST
+    std::string public_url;                             ///< the dashboard as people reach it: alerts link to it
 
-    /// Throws mqtt_presence::error for a URL that is not http(s)://HOST[:PORT][/PATH].
+    /// Throws mqtt_presence::error for a URL that is not http(s)://HOST[:PORT][/PATH], a header that is not
+    /// "Name: value" (a token name, no line break), or a template placeholder that is not one of the list.
     void validate() const;
 };
 
+/// The placeholders a template may use, with their braces.
+[[nodiscard]] const std::vector<std::string>& template_placeholders();
 /// The template with the alert's fields filled in (see above).
 [[nodiscard]] std::string fill_template(const std::string& text, const alert& a);
 

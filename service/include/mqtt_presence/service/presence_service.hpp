@@ -39,6 +39,7 @@ struct service_options {
     std::optional<notary_options> notary;  ///< set: publish a retained record per client on every transition
     std::string observer;                  ///< who watches, for the history and the notary; empty: host:db-path
     std::optional<std::string> ha_prefix;  ///< set: Home Assistant discovery configs under this prefix
+    std::vector<std::string> ha_exclude;   ///< conventions whose clients Home Assistant already knows: no entity
     std::optional<alert_options> alerts;   ///< set: alert rules (and `sinks` says where alerts go)
     alert_sink_options sinks;
 
@@ -89,6 +90,7 @@ private:
     void emit(std::vector<alert> alerts) noexcept;  // caller holds alert_mutex_
     void alert_loop();
     void start_scanner_waking_paho();
+    void address(alert& a) const;
     void seed_engine(time_point now);  // caller holds alert_mutex_
     [[nodiscard]] std::unique_ptr<alert_engine> make_engine(const alert_options& rules) const;
     std::shared_ptr<alert_sinks> make_sinks(const alert_sink_options& o);
