@@ -191,6 +191,21 @@ void wait_for_confirmations(scanner& scan, const std::vector<std::string>& requi
     }
 }
 
+// Rows (a subset of the table) as once prints them: the table, or a machine format with their own counts.
+void print_rows(const scanner& scan, const settings& s, std::vector<client_status> rows, const scanner_status& st) {
+    scan_result r = result_of(scan, std::move(rows));
+    r.counts = {};
+    for (const auto& c : r.clients) {
+        if (c.status == state::connected) ++r.counts.connected;
+        else if (c.status == state::disconnected) ++r.counts.disconnected;
+        else ++r.counts.unknown;
+        if (c.stale) ++r.counts.stale;
+    }
+    r.scanner = st;
+    if (s.format == "table") std::cout << render_table(r, clock::now(), isatty(STDOUT_FILENO) != 0 && !s.no_color);
+    else std::cout << render_snapshot(r, machine_format(s.format));
+}
+
 int run_once(scanner& scan, const settings& s) {
     const bool synced = sync(scan, s.timeout);
     if (synced) wait_for_live_beats(scan);
@@ -231,8 +246,15 @@ int run_once(scanner& scan, const settings& s) {
     }
     required_clients check(s.required);
     const bool partial = st.sync == sync_state::partial;
-    if (rc == 0 && partial && !s.allow_partial) {  // --require's answer, without printing a partial table
-        scan.for_each_sorted([&](const client_status& c) { check.see(c); });
+    if (rc == 0 && partial && !s.allow_partial) {
+        // --require's answer: the named clients (each asked for by its topic) in the format asked for; never the
+        // rest of a partial table.
+        std::vector<client_status> named;
+        scan.for_each_sorted([&](const client_status& c) {
+            check.see(c);
+            if (std::find(s.required.begin(), s.required.end(), c.client) != s.required.end()) named.push_back(c);
+        });
+        print_rows(scan, s, std::move(named), st);
     } else if (rc == 0 || s.allow_partial) {
         if (s.format == "table") {
             const auto r = result_of(scan);
@@ -248,6 +270,12 @@ int run_once(scanner& scan, const settings& s) {
         }
     }
     if (rc == 0) rc = check.report();  // a partial table cannot say a client is missing: exit 5, not 3
+    const auto& nodes = topic_scheme::convention_templates("sparkplug-nodes");
+    for (const auto& t : s.opts.topics)
+        if (std::find(nodes.begin(), nodes.end(), t) != nodes.end())
+            std::cerr << "mqtt-presence-scanner: note: Sparkplug edge nodes' NBIRTH is not retained, so a snapshot "
+                         "shows only the nodes whose birth or death it heard while it ran; watch or serve keep "
+                         "them\n";
     // The output is out and the connection closed cleanly: leave without freeing a large table and without Paho's
     // destructor (100-200 ms). A scanner has no will, so nothing is lost.
     std::cout.flush();
@@ -605,22 +633,40 @@ void finish_options(const CLI::App& app, settings& s, command_line& c) {
 }
 
 // Status lines and changes arrive on the scanner's delivery thread, in order: never on Paho's.
+// What a stream says on stderr when its sync ends without being known complete: its rows are not the whole truth.
+std::string sync_warning(const scanner_status& st) {
+    if (st.sync == sync_state::partial)
+        return "the table is partial: this broker sends no retained status to a wildcard subscription (RabbitMQ is "
+               "one), so only clients heard live are shown; `serve` keeps the whole table in its history, and once "
+               "--require NAME asks for a client by its topic";
+    return std::string("the sync is not verified: ") +
+           (st.broker_dropped > 0 ? "the broker reports " + std::to_string(st.broker_dropped) + " dropped messages"
+                                  : std::string("the sync marker did not come back")) +
+           "; a status may be missing until the next re-sync (mosquitto: raise max_queued_messages)";
+}
+
 void attach_outputs(scanner& scan, const settings& s, bool live_table, std::mutex& out_mutex,
                     redraw_signal& changed) {
     const bool json_lines = s.format == "json" || s.format == "ndjson";
-    scan.on_status([&scan, &s, &out_mutex, &changed, live_table, json_lines](const std::string& line) {
+    scan.on_status([&s, &out_mutex, &changed](const std::string& line) {
         if (s.run == mode::once || s.run == mode::purge) return;  // a snapshot reports through its exit code
         changed.mark();
         std::lock_guard<std::mutex> lock(out_mutex);
         std::cerr << "mqtt-presence-scanner: " << terminal_safe(line, 400) << "\n";
-        if (!live_table && json_lines) {  // the stream says when its data stops being live
-            const auto st = scan.status();
-            std::cout << "{\"event\":\"scanner\",\"scanner\":{\"connected\":" << (st.connected ? "true" : "false")
-                      << ",\"since\":" << (st.since ? "\"" + format_iso8601(*st.since) + "\"" : "null") << "}}\n"
-                      << std::flush;
-        }
     });
     if (s.run != mode::watch && s.run != mode::events) return;  // a snapshot or a purge builds no change rows
+    // The scanner's own state, in order with the changes: a JSON stream says when its data stops being live or
+    // whole ({"event":"scanner",...}); human lines say a sync that ended partial or unverified on stderr.
+    scan.on_state([&out_mutex, &changed, live_table, json_lines](const scanner_status& st) {
+        changed.mark();
+        if (live_table) return;  // the title says it
+        std::lock_guard<std::mutex> lock(out_mutex);
+        if (json_lines) {
+            std::cout << "{\"event\":\"scanner\",\"scanner\":" << render_scanner_json(st) << "}\n" << std::flush;
+        } else if (st.connected && st.sync != sync_state::syncing && st.sync != sync_state::complete) {
+            std::cerr << "mqtt-presence-scanner: " << sync_warning(st) << "\n";
+        }
+    });
     scan.on_change([&out_mutex, &changed, live_table, json_lines](const change& c) {
         changed.mark();
         if (live_table) return;

@@ -125,7 +125,7 @@ std::optional<int> parse_command_line(int argc, char** argv, sensor_settings& s)
     app.set_help_flag("--help", "Print this help message and exit");
     app.formatter(std::make_shared<cli::help_formatter>());  // before the groups and subcommands: they copy it
     app.footer(R"(Examples:
-  mqtt-presence-sensor                       # name = host name, sensors/connected/<host>, "1"/"0"
+  mqtt-presence-sensor                       # sensors/connected/<short host name>, "1"/"0"
   mqtt-presence-sensor --name kitchen --format json --heartbeat 30
   mqtt-presence-sensor --topic '$CONNECTED/{client}' --name gw-1
   mqtt-presence-sensor --topic 'homie/{client}/$state' --format text --name lamp
@@ -174,8 +174,15 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
         opts.status.heartbeat = std::chrono::seconds(heartbeat);
         opts.will_delay = std::chrono::seconds(will_delay);
         opts.validate();
-        // The default name is this machine's host name, as the announcer resolves it.
-        if (opts.status.name.empty()) opts.status.name = mqtt_presence::status_announcer(opts.status).options().name;
+        // The default name is this machine's short host name (a '.' would be a level on RabbitMQ, see below).
+        if (opts.status.name.empty()) {
+            auto host = mqtt_presence::status_announcer(opts.status).options().name;
+            opts.status.name = host.substr(0, host.find('.'));
+        }
+        if (opts.status.name.find('.') != std::string::npos)
+            std::cerr << "mqtt-presence-sensor: warning: the name " << opts.status.name << " has a '.': RabbitMQ's "
+                      << "MQTT plugin turns it into '/', so a scanner there reads another topic than this one (a "
+                      << "name without dots is read the same on every broker)\n";
     } catch (const CLI::ConfigError& e) {
         std::cerr << "mqtt-presence-sensor: " << cli::config_error_text(app, e) << "\n";
         return exit_code::usage;

@@ -231,7 +231,8 @@ std::string render_scanner_json(const scanner_status& s) {
     append_time(out, s.last_heard);
     out += ",\"sync\":\"" + std::string(to_string(s.sync)) + "\",\"broker_dropped\":" +
            std::to_string(s.broker_dropped) + ",\"broker_clients\":" +
-           (s.broker_clients ? std::to_string(*s.broker_clients) : std::string("null")) + ",\"unmatched_examples\":[";
+           (s.broker_clients ? std::to_string(*s.broker_clients) : std::string("null")) +
+           ",\"broker_clients_live\":" + (s.broker_clients_live ? "true" : "false") + ",\"unmatched_examples\":[";
     for (std::size_t i = 0; i < s.unmatched_examples.size(); ++i) {
         if (i > 0) out += ',';
         append_string(out, s.unmatched_examples[i]);
@@ -415,10 +416,18 @@ std::string render_table(const scan_result& r, time_point now, bool color) {
             out += " (e.g. " + terminal_safe(r.scanner->unmatched_examples.front(), 80) + ")";
     }
     out += "\n";
-    if (r.scanner && r.scanner->broker_clients)
-        out += "the broker counts " + std::to_string(*r.scanner->broker_clients) +
-               " clients ($SYS, every sys_interval; this scanner included); " + std::to_string(r.counts.connected) +
-               " announce a status\n";
+    if (r.scanner && r.scanner->broker_clients) {
+        const auto& st = *r.scanner;
+        const auto n = std::to_string(*st.broker_clients);
+        // A retained sample was taken before this scanner connected: it neither includes it nor is it current.
+        out += st.broker_clients_live
+                   ? "the broker counts " + n + " clients ($SYS, sampled " +
+                         age(st.broker_clients_at, now) +
+                         "; this scanner included); "
+                   : "the broker counted " + n + " clients before this scanner connected ($SYS's last sample; a "
+                     "new one comes every sys_interval); ";
+        out += std::to_string(r.counts.connected) + " announce a status\n";
+    }
     return out;
 }
 

@@ -175,6 +175,8 @@ void scanner::on_connected() noexcept {
         dropped_at_sync_.reset();
         dropped_now_.reset();
         broker_clients_.reset();
+        broker_clients_at_.reset();
+        broker_clients_live_ = false;
         tail_seen_ = false;
         retained_in_burst_ = false;
         tail_refused_ = false;
@@ -392,7 +394,11 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
                 char* end = nullptr;
                 const auto& text = msg->get_payload_str();
                 const auto n = std::strtoull(text.c_str(), &end, 10);
-                if (!text.empty() && end && *end == '\0') broker_clients_ = n;
+                if (!text.empty() && end && *end == '\0') {
+                    broker_clients_ = n;
+                    broker_clients_at_ = clock::now();
+                    broker_clients_live_ = !msg->is_retained();  // retained: sampled before this connection
+                }
                 ++version_;
             }
             cv_.notify_all();
@@ -794,6 +800,8 @@ scanner_status scanner::status_locked() const {
     if (dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_)
         s.broker_dropped = *dropped_now_ - *dropped_at_sync_;
     s.broker_clients = broker_clients_;
+    s.broker_clients_at = broker_clients_at_;
+    s.broker_clients_live = broker_clients_live_;
     s.unmatched_examples = unmatched_examples_;
     s.sync_tail_refused = tail_refused_;
     s.broker_started = table_.broker_started();

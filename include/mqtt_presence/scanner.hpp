@@ -228,6 +228,8 @@ private:
     std::optional<std::chrono::steady_clock::time_point> marker_back_at_;  // marker back before the tail (aedes)
     std::optional<bool> wildcard_retained_;  // whether the broker sends retained messages to wildcard subscriptions
     std::optional<std::uint64_t> broker_clients_;  // $SYS/broker/clients/connected
+    std::optional<time_point> broker_clients_at_;
+    bool broker_clients_live_ = false;
     std::uint64_t unmatched_ = 0;
     std::vector<std::string> unmatched_examples_;
     std::chrono::steady_clock::time_point last_status_message_{};

@@ -44,6 +44,10 @@ struct scanner_status {
     /// included); nullopt where the broker publishes no such topic. Beside the table's connected count it shows
     /// how many clients connect without announcing a status.
     std::optional<std::uint64_t> broker_clients;
+    /// When that count arrived, and whether it was sampled after this connection began (a live message); a
+    /// retained one is the broker's last sample, taken before the scanner connected (up to a sys_interval ago).
+    std::optional<time_point> broker_clients_at;
+    bool broker_clients_live = false;
     /// The first few topics that matched a status filter but no template (stats.unmatched counts them all),
     /// printable and bounded.
     std::vector<std::string> unmatched_examples;

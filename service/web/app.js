@@ -115,7 +115,13 @@ function showScanner(st) {
     banner.hidden = false;
   } else if (st.sync !== "complete") {
     banner.textContent = st.sync === "syncing" ? "Syncing with the broker: the table may be incomplete."
-                                               : "The sync is not verified: the broker may have dropped statuses.";
+      : st.sync === "partial"
+        ? "Partial: this broker sends no retained status to a wildcard subscription (RabbitMQ is one). The table " +
+          "holds the clients this service's history knows (asked for by their topics) and those heard live; a " +
+          "client it never heard of appears when it next speaks."
+        : "The sync is not verified: " + (st.broker_dropped > 0 ? "the broker reports " + st.broker_dropped +
+          " dropped messages" : "the sync marker did not come back") + ", so a status may be missing or out of " +
+          "date until the next re-sync (mosquitto: raise max_queued_messages above the fleet size).";
     banner.hidden = false;
   } else {
     banner.hidden = true;

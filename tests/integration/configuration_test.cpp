@@ -160,6 +160,20 @@ TEST(configuration, a_bad_file_or_key_is_a_clear_error_with_exit_2) {
     EXPECT_NE(no_http_pw.err.find("--http-pw-file"), std::string::npos) << no_http_pw.err;
 }
 
+// The sensor's default name is the short host name; a '.' in a name is read differently on RabbitMQ, and said.
+TEST(configuration, a_dotted_sensor_name_is_warned_about) {
+    child dotted({SENSOR_BIN, "--broker", broker_uri(broker_port()), "--topic", unique_prefix() + "/{client}", "-n",
+                  "kitchen.lan"});
+    EXPECT_TRUE(dotted.wait_stderr(contains("has a '.'"), 10s)) << dotted.stderr_text();
+    EXPECT_NE(dotted.stderr_text().find("RabbitMQ"), std::string::npos) << dotted.stderr_text();
+    child plain({SENSOR_BIN, "--broker", broker_uri(broker_port()), "--topic", unique_prefix() + "/{client}"});
+    const auto started = plain.wait_stderr(contains("status topic"), 10s);
+    ASSERT_TRUE(started) << plain.stderr_text();
+    const auto topic = started->substr(started->find("status topic ") + 13);
+    EXPECT_EQ(topic.find('.'), std::string::npos) << "the default name is the short host name: " << topic;
+    EXPECT_EQ(plain.stderr_text().find("has a '.'"), std::string::npos) << plain.stderr_text();
+}
+
 TEST(configuration, the_brokers_password_from_a_file) {
     private_broker acl("start-acl");
     const auto dir = test_dir(unique_prefix());

@@ -110,6 +110,11 @@ TEST(interop, require_answers_right_for_named_clients) {
     const auto templ = prefix + "/{client}";
     const auto up = scanner_once(p, templ, {"--require", "c0,c2"});
     EXPECT_EQ(up.rc, 0) << up.err;
+    // The answer is printed in the format asked for: on RabbitMQ the named rows only (the rest would be partial).
+    const auto rows = json::parse(up.out, nullptr, false);
+    ASSERT_TRUE(rows.is_object()) << "--require --format json printed no JSON: " << up.out << up.err;
+    EXPECT_EQ(rows["clients"].size(), is_rabbit() ? 2u : 4u) << up.out;
+    EXPECT_EQ(rows["clients"][0]["client"], "c0") << up.out;
     const auto down = scanner_once(p, templ, {"--require", "c0,c1"});
     EXPECT_EQ(down.rc, 3) << down.err;
     EXPECT_NE(down.err.find("required client c1 is disconnected"), std::string::npos) << down.err;
@@ -138,6 +143,21 @@ TEST(interop, live_changes_reach_the_events_stream) {
 
 // aedes answers an MQTT 5 CONNECT with CONNACK 1 (unacceptable protocol version); RabbitMQ closes the socket, which
 // a probe connection with MQTT 3.1.1 tells apart from a dead broker.
+// Every mode says a sync that is not whole: the events stream as an event, a piped watch on stderr.
+TEST(interop, events_and_a_piped_watch_say_how_the_sync_ended) {
+    const int p = port();
+    const auto prefix = unique_prefix();
+    seed(p, prefix, 2);
+    const auto templ = prefix + "/{client}";
+    const std::string sync = is_rabbit() ? "partial" : "complete";
+    child events({SCANNER_BIN, "events", "--broker", broker_uri(p), "--topic", templ});
+    EXPECT_TRUE(events.wait_stdout(contains("\"event\":\"scanner\""), 20s)) << events.stderr_text();
+    EXPECT_TRUE(events.wait_stdout(contains("\"sync\":\"" + sync + "\""), 20s)) << events.stdout_text();
+    if (!is_rabbit()) return;
+    child watch({SCANNER_BIN, "--broker", broker_uri(p), "--topic", templ});  // stdout is a pipe: lines
+    EXPECT_TRUE(watch.wait_stderr(contains("the table is partial"), 20s)) << watch.stderr_text();
+}
+
 TEST(interop, mqtt5_refused_is_reported_as_such) {
     const int p = port();
     const auto r = scanner_once(p, unique_prefix() + "/{client}", {"-V", "5"});

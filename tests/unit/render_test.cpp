@@ -255,3 +255,25 @@ TEST(duration, parse_and_format) {
 }
 
 }  // namespace
+
+namespace {
+
+// The broker's own count of its clients, with its age: a retained sample predates the scanner's connection.
+TEST(render, the_brokers_client_count_says_how_old_it_is) {
+    auto r = sample();
+    scanner_status st;
+    st.connected = true;
+    st.sync = sync_state::complete;
+    st.broker_clients = 7;
+    st.broker_clients_at = t0;
+    r.scanner = st;
+    const auto before = render_table(r, t0 + 4s, false);
+    EXPECT_NE(before.find("the broker counted 7 clients before this scanner connected"), std::string::npos) << before;
+    r.scanner->broker_clients_live = true;
+    const auto live = render_table(r, t0 + 4s, false);
+    EXPECT_NE(live.find("the broker counts 7 clients ($SYS, sampled 4s ago; this scanner included)"),
+              std::string::npos)
+        << live;
+}
+
+}  // namespace
