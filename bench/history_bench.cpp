@@ -3,6 +3,8 @@
 //   history_bench intake URI PREFIX N RUNS   a scanner's sync of N retained statuses with the store off and on
 //   history_bench build FILE CLIENTS EVENTS  writes a history of that size (for restore)
 //   history_bench restore FILE               time and peak RSS to open it and restore the table from it
+//   history_bench resync FILE URI            restore it, then sync with a broker that lost every status (its
+//                                            retained store empty): the time to the sync's end and peak RSS
 // bench/history runs them all against a private broker.
 #include <mqtt_presence/scanner.hpp>
 #include <mqtt_presence/service/history_store.hpp>
@@ -178,6 +180,33 @@ int restore(const std::string& path) {
     return 0;
 }
 
+// After a broker restart without persistence: every restored row is gone from the broker, which the sync must
+// find out (each becomes a removal).
+int resync(const std::string& path, const std::string& uri) {
+    history_store store(history_options{path});
+    scanner_options o;
+    o.broker.server_uri = uri;
+    o.topics = {"bench/{client}"};
+    scanner scan(o);
+    std::atomic<std::size_t> removed{0};
+    scan.on_change([&removed](const change& c) {
+        if (c.kind == change_kind::removed) removed.fetch_add(1, std::memory_order_relaxed);
+    });
+    const auto restored = restore_table(store, scan);
+    const double before = peak_rss_mib();
+    const auto t = steady::now();
+    scan.start();
+    const bool synced = scan.wait_synced(std::chrono::minutes(15));
+    const double sync_s = seconds_since(t);
+    while (removed.load() < restored && seconds_since(t) < 900) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::printf("resync: %zu restored clients, none on the broker: %s in %.2f s, %zu removals delivered in %.2f s; "
+                "peak RSS %.0f MiB (%.0f MiB after the restore)\n",
+                restored, synced ? "synced" : "NOT synced", sync_s, removed.load(), seconds_since(t), peak_rss_mib(),
+                before);
+    scan.stop();
+    return synced ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -188,7 +217,8 @@ int main(int argc, char** argv) {
     if (what == "build" && argc == 5)
         return build(argv[2], std::strtoull(argv[3], nullptr, 10), std::strtoull(argv[4], nullptr, 10));
     if (what == "restore" && argc == 3) return restore(argv[2]);
+    if (what == "resync" && argc == 4) return resync(argv[2], argv[3]);
     std::fprintf(stderr, "usage: history_bench persist N | intake URI PREFIX N RUNS | build FILE CLIENTS EVENTS | "
-                         "restore FILE\n");
+                         "restore FILE | resync FILE URI\n");
     return 2;
 }

@@ -78,6 +78,18 @@ inline void add_version_and_config(CLI::App& app, const std::string& section,
     app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error, not a silent default
 }
 
+/// Every option given a value (on the command line or in the configuration file) that is empty: refused, naming
+/// it. An empty client id, user, file or name is never what was meant. Options whose value is optional (--notary)
+/// are left alone. Throws mqtt_presence::error.
+inline void refuse_empty_values(const CLI::App& app) {
+    for (const auto* opt : app.get_options()) {
+        if (opt->count() == 0 || opt->get_expected_min() == 0 || opt->get_positional()) continue;
+        for (const auto& value : opt->results())
+            if (value.empty()) throw mqtt_presence::error(opt->get_name() + " is empty: give a value, or leave it out");
+    }
+    for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; })) refuse_empty_values(*sub);
+}
+
 /// A ConfigError's message for a person: which file and which key, and where a key belongs.
 inline std::string config_error_text(const CLI::App& app, const CLI::ConfigError& e) {
     std::string what = e.what();

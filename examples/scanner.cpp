@@ -627,6 +627,7 @@ void finish_options(const CLI::App& app, settings& s, command_line& c) {
     }
     for (const auto* d : {&s.service.keep, &s.service.since, &s.service.window, &s.service.flap_interval})
         (void)parse_duration(*d);
+    cli::refuse_empty_values(app);
     if (!c.given_noted) c.given = given_on_command_line(app);  // no configuration file was read
     check_modes(c.given, s);
     s.opts.validate();

@@ -57,6 +57,10 @@ std::string ha_discovery::state_topic(const client_status& row) const {
     return prefix_ + "/binary_sensor/mqtt_presence/" + object_id(row) + "/state";
 }
 
+std::string ha_discovery::availability_topic() const {
+    return prefix_ + "/binary_sensor/mqtt_presence/service/availability";
+}
+
 const char* ha_discovery::verdict(const client_status& row) noexcept {
     return row.status == state::connected && !row.stale ? "ON" : "OFF";
 }
@@ -68,6 +72,9 @@ std::string ha_discovery::config_json(const client_status& row) const {
                      {"unique_id", id},
                      {"default_entity_id", "binary_sensor." + id},
                      {"state_topic", state_topic(row)},
+                     {"availability_topic", availability_topic()},
+                     {"payload_available", "online"},
+                     {"payload_not_available", "offline"},
                      {"device_class", "connectivity"},
                      {"payload_on", "ON"},
                      {"payload_off", "OFF"},

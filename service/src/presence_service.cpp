@@ -12,6 +12,8 @@
 
 #include <mqtt_presence/service/history_reader.hpp>
 
+#include "ha_availability.hpp"
+
 #include "net_util.hpp"
 
 namespace mqtt_presence {
@@ -69,6 +71,7 @@ presence_service::presence_service(service_options options) : options_(std::move
     if (options_.notary) notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
     if (options_.ha_prefix) {
         ha_ = std::make_unique<ha_discovery>(*scanner_, *options_.ha_prefix, options_.ha_exclude);
+        ha_online_ = std::make_unique<detail::ha_availability>(options_.scan.broker, ha_->availability_topic());
         scanner_->on_message(ha_->status_topic(), [this](const std::string& payload) {
             // Home Assistant (re)started; a broker without persistence may have lost the retained configs.
             if (payload == "online") ha_->publish_all();
@@ -368,6 +371,7 @@ void presence_service::start() {
         start_scanner_waking_paho();
         scanner_started_ = true;
     }
+    if (ha_online_) ha_online_->start();
 }
 
 // Paho C 1.3.12's receive thread polls the sockets it had when its poll began, up to a second at a time: with the
@@ -399,6 +403,7 @@ void presence_service::start_scanner_waking_paho() {
 void presence_service::stop() noexcept {
     if (!started_) return;
     started_ = false;
+    if (ha_online_) ha_online_->stop();  // Home Assistant's entities: unavailable from now
     scanner_->stop();  // delivers what is queued: into the history and the notary
     if (alert_thread_.joinable()) {
         {

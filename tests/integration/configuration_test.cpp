@@ -148,6 +148,17 @@ TEST(configuration, a_bad_file_or_key_is_a_clear_error_with_exit_2) {
     const auto from_env = run({SENSOR_BIN, "--broker", "tcp://127.0.0.1:1"});
     unsetenv("MQTT_PRESENCE_CONFIG");
     EXPECT_EQ(from_env.code, 2) << from_env.err;
+    // Empty values, on either tool, are refused by name rather than taken for "none".
+    for (const auto& empty : std::vector<std::vector<std::string>>{
+             {SCANNER_BIN, "once", "--require", ""}, {SCANNER_BIN, "once", "-i", ""}, {SCANNER_BIN, "history", "x",
+             "--db", ""}, {SCANNER_BIN, "serve", "--alert-webhook", ""}, {SENSOR_BIN, "-u", ""},
+             {SENSOR_BIN, "--ip", ""}, {SENSOR_BIN, "--client-id", ""}}) {
+        auto argv = empty;
+        argv.insert(argv.begin() + 1, {"--broker", "tcp://127.0.0.1:1"});
+        const auto r = run(argv);
+        EXPECT_EQ(r.code, 2) << argv.back() << " " << argv[argv.size() - 2] << ": " << r.err;
+        EXPECT_NE(r.err.find(" is empty"), std::string::npos) << r.err;
+    }
     const auto empty_name = run({SENSOR_BIN, "--broker", "tcp://127.0.0.1:1", "-n", ""});
     EXPECT_EQ(empty_name.code, 2);
     EXPECT_NE(empty_name.err.find("--name is empty"), std::string::npos) << empty_name.err;

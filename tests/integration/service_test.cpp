@@ -358,6 +358,9 @@ TEST(service, home_assistant_discovery_configs_appear_come_back_and_go) {
     EXPECT_EQ(config["payload_off"], "OFF");
     EXPECT_FALSE(config.contains("value_template")) << "the verdict needs none";
     configs.expect(state, equals("ON"), "the lamp's verdict");
+    const auto availability = ha + "/binary_sensor/mqtt_presence/service/availability";
+    EXPECT_EQ(config["availability_topic"], availability);
+    EXPECT_EQ(config["payload_not_available"], "offline");
 
     // A new client gets its config as it appears.
     child second({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "fan"});
@@ -390,6 +393,28 @@ TEST(service, home_assistant_discovery_configs_appear_come_back_and_go) {
     EXPECT_NE(remove.stderr_text().find("cleared the Home Assistant discovery of 1 clients"), std::string::npos)
         << remove.stderr_text();
     configs.expect(fan_topic, equals("(null)"), "the fan's config cleared by --ha-discovery-remove");
+}
+
+// The entities' availability is the service's own: online while it runs, offline after a stop and after a kill -9
+// (the will of its availability connection), so Home Assistant never shows a dead service's last verdicts as current.
+TEST(service, home_assistant_entities_are_unavailable_when_the_service_is_gone) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto ha = prefix + "-ha";
+    const auto availability = ha + "/binary_sensor/mqtt_presence/service/availability";
+    observer seen(port, availability);
+    const auto db = db_path();
+    {
+        service svc(port, prefix + "/{client}", db, {"--ha-discovery", ha});
+        seen.expect(availability, equals("online"), "online while the service runs");
+        svc.proc.signal(SIGTERM);
+        EXPECT_EQ(svc.proc.wait_exit(15s), 0) << svc.proc.stderr_text();
+        seen.expect(availability, equals("offline"), "offline after a stop");
+    }
+    service svc(port, prefix + "/{client}", db, {"--ha-discovery", ha});
+    seen.expect(availability, equals("online"), "online again");
+    svc.proc.signal(SIGKILL);
+    seen.expect(availability, equals("offline"), "offline after a kill -9: the will", 30s);
 }
 
 // Devices Home Assistant already knows (a Tasmota with its own discovery) are left out.

@@ -4,6 +4,8 @@
 // origin). The service publishes, retained, per client:
 //   <prefix>/binary_sensor/mqtt_presence/<object id>/config   the entity and its device
 //   <prefix>/binary_sensor/mqtt_presence/<object id>/state    the scanner's own verdict, ON or OFF
+//   <prefix>/binary_sensor/mqtt_presence/service/availability the service's online/offline, on a connection of
+//                                                              its own with an "offline" will (ha_availability)
 // so every payload form the scanner reads (and its liveness rules: a stale client is OFF) maps right, with no value
 // template in Home Assistant. Configs are published after the first sync and for each new client, again when Home
 // Assistant announces itself (<prefix>/status "online"); a purged client's config and state are cleared (empty
@@ -31,6 +33,8 @@ public:
     /// The config's topic and payload for a row (its topic filled).
     [[nodiscard]] std::string config_topic(const client_status& row) const;
     [[nodiscard]] std::string state_topic(const client_status& row) const;
+    /// The service's own online/offline (retained; its will says offline): every entity's availability.
+    [[nodiscard]] std::string availability_topic() const;
     [[nodiscard]] std::string config_json(const client_status& row) const;
     /// ON for a client that is connected and not stale, else OFF.
     [[nodiscard]] static const char* verdict(const client_status& row) noexcept;

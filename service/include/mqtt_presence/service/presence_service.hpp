@@ -33,6 +33,10 @@
 
 namespace mqtt_presence {
 
+namespace detail {
+class ha_availability;
+}
+
 struct service_options {
     scanner_options scan;
     history_options history;
@@ -101,6 +105,7 @@ private:
     std::unique_ptr<scanner> scanner_;
     std::unique_ptr<death_notary> notary_;
     std::unique_ptr<ha_discovery> ha_;
+    std::unique_ptr<detail::ha_availability> ha_online_;  // the entities' availability (service/src)
     bool ha_published_ = false;  // the configs of the first sync's rows went out
     std::function<void(const std::string&)> on_line_;
     std::function<void(const scanner_status&)> on_self_;
