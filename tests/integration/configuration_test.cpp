@@ -197,19 +197,26 @@ TEST(configuration, the_brokers_password_from_a_file) {
 }
 
 // The service's user writes the history; an operator's shell (another user, no write access to the directory)
-// reads it, also after the service stopped and removed its -shm index.
+// reads it, also after the service stopped and removed its -shm index. Under /tmp, with a copy of the tool: the
+// clone may live where another user cannot enter (a home of mode 0700).
 TEST(configuration, another_user_reads_the_history_read_only) {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root to run the reader as another user (setpriv)";
     const int port = broker_port();
     const auto prefix = unique_prefix();
-    const auto dir = test_dir(prefix);
+    const auto dir = (std::filesystem::temp_directory_path() / prefix).string();
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    ::chmod(dir.c_str(), 0755);
     const auto db = dir + "/history.db";
+    const auto tool = dir + "/mqtt-presence-scanner";
+    std::filesystem::copy_file(SCANNER_BIN, tool);
+    ::chmod(tool.c_str(), 0755);
     child serve({SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", prefix + "/{client}", "--db", db,
                  "--listen", "off"});
     ASSERT_TRUE(serve.wait_stderr(contains("synced"), 15s)) << serve.stderr_text();
     publish_retained(port, prefix + "/pantry", "1");
     const std::vector<std::string> as_nobody{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                             SCANNER_BIN, "history", "pantry", "--db", db, "--format", "json"};
+                                             tool, "history", "pantry", "--db", db, "--format", "json"};
     const auto reads_pantry = [&] {
         const auto r = run(as_nobody);
         return r.code == 0 && r.out.find("\"connected\"") != std::string::npos;
@@ -224,6 +231,7 @@ TEST(configuration, another_user_reads_the_history_read_only) {
     EXPECT_EQ(after.code, 0) << "after the service stopped: " << after.err;
     EXPECT_NE(after.out.find("\"connected\""), std::string::npos) << after.out;
     EXPECT_FALSE(std::filesystem::exists(db + "-shm")) << "the reader wrote nothing beside the file";
+    std::filesystem::remove_all(dir);
 }
 
 }  // namespace
