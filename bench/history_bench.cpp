@@ -198,7 +198,8 @@ int resync(const std::string& path, const std::string& uri) {
     scan.start();
     const bool synced = scan.wait_synced(std::chrono::minutes(15));
     const double sync_s = seconds_since(t);
-    while (removed.load() < restored && seconds_since(t) < 900) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    while (removed.load() < restored && seconds_since(t) < 900)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
     std::printf("resync: %zu restored clients, none on the broker: %s in %.2f s, %zu removals delivered in %.2f s; "
                 "peak RSS %.0f MiB (%.0f MiB after the restore)\n",
                 restored, synced ? "synced" : "NOT synced", sync_s, removed.load(), seconds_since(t), peak_rss_mib(),

@@ -195,12 +195,7 @@ void wait_for_confirmations(scanner& scan, const std::vector<std::string>& requi
 void print_rows(const scanner& scan, const settings& s, std::vector<client_status> rows, const scanner_status& st) {
     scan_result r = result_of(scan, std::move(rows));
     r.counts = {};
-    for (const auto& c : r.clients) {
-        if (c.status == state::connected) ++r.counts.connected;
-        else if (c.status == state::disconnected) ++r.counts.disconnected;
-        else ++r.counts.unknown;
-        if (c.stale) ++r.counts.stale;
-    }
+    for (const auto& c : r.clients) r.counts.tally(c.status, c.stale, c.awaiting_beat);
     r.scanner = st;
     if (s.format == "table") std::cout << render_table(r, clock::now(), isatty(STDOUT_FILENO) != 0 && !s.no_color);
     else std::cout << render_snapshot(r, machine_format(s.format));
@@ -270,10 +265,9 @@ int run_once(scanner& scan, const settings& s) {
         }
     }
     if (rc == 0) rc = check.report();  // a partial table cannot say a client is missing: exit 5, not 3
-    const auto& nodes = topic_scheme::convention_templates("sparkplug-nodes");
-    for (const auto& t : s.opts.topics)
-        if (std::find(nodes.begin(), nodes.end(), t) != nodes.end())
-            std::cerr << "mqtt-presence-scanner: note: Sparkplug edge nodes' NBIRTH is not retained, so a snapshot "
+    const auto& schemes = scan.schemes();
+    if (std::any_of(schemes.begin(), schemes.end(), [](const topic_scheme& t) { return t.sparkplug_nodes(); }))
+        std::cerr << "mqtt-presence-scanner: note: Sparkplug edge nodes' NBIRTH is not retained, so a snapshot "
                          "shows only the nodes whose birth or death it heard while it ran; watch or serve keep "
                          "them\n";
     // The output is out and the connection closed cleanly: leave without freeing a large table and without Paho's
@@ -486,6 +480,84 @@ struct command_line {
     bool given_noted = false;
 };
 
+// serve, history and uptime: their subcommands and their options.
+void define_service_options(CLI::App& app, service_cli::settings& svc, command_line& c) {
+    c.serve = app.add_subcommand("serve", "Keep the table and its history (--db) until SIGINT/SIGTERM")->fallthrough();
+    c.history = app.add_subcommand("history", "A client's transitions from the history, newest first")->fallthrough();
+    c.history->add_option("name", svc.client, "The client's name")->required();
+    c.uptime = app.add_subcommand("uptime", "Uptime, disconnects, flaps and outages per client")->fallthrough();
+    auto* service = app.add_option_group("serve, history and uptime");
+    service->add_option("--db", svc.db, "History file (default $MQTT_PRESENCE_DB, else "
+                                        "~/.local/state/mqtt-presence/history.db); once --db: since and "
+                                        "last_seen as the history knows them");
+    service->add_option("--keep", svc.keep, "serve: prune events older than DUR")->capture_default_str();
+    service->add_option("--notary", svc.notary, "serve: publish a retained record per client on every transition "
+                                                "(default template mqtt-presence/clients/{client})")
+        ->expected(0, 1);
+    service->add_option("--ha-discovery", svc.ha_prefix, "serve: every client as a Home Assistant connectivity "
+                                                     "binary_sensor (MQTT discovery; default prefix homeassistant)")
+        ->expected(0, 1);
+    service->add_option("--ha-discovery-exclude", svc.ha_exclude, "serve: no entity for this convention's clients "
+                                                                  "(Home Assistant knows them already: tasmota, "
+                                                                  "zigbee2mqtt ...); repeatable");
+    service->add_flag("--ha-discovery-remove", svc.ha_remove, "serve: clear every client's discovery config and "
+                                                              "state under the prefix, then exit")
+        ->configurable(false);
+    service->add_option("--observer", svc.observer, "serve: who watches, in the history and the notary's records "
+                                                    "(default HOST:DB-PATH)");
+    service->add_option("--listen", svc.listen, "serve: the dashboard, API and /metrics on HOST:PORT (port 0: any "
+                                                "free one; off: none)")->capture_default_str();
+    service->add_option("--http-user", svc.http_user, "serve: Basic auth user for the dashboard");
+    auto* http_pw_env = service->add_option("--http-pw-env", svc.http_pw_env,
+                                            "serve: the environment variable holding its password");
+    service->add_option("--http-pw-file", svc.http_pw_file, "serve: a file whose first line is its password")
+        ->excludes(http_pw_env);
+    service->add_option("--http-cert", svc.http_cert, "serve: HTTPS certificate file (with --http-key)");
+    service->add_option("--http-key", svc.http_key, "serve: HTTPS private key file");
+    service->add_option("--http-max-per-address", svc.http_max_per_address,
+                        "serve: open connections from one address; beyond it 503 except /healthz and /metrics (0: "
+                        "no cap, e.g. behind a reverse proxy)")
+        ->capture_default_str();
+    service->add_option("--since", svc.since, "history: how far back")->capture_default_str();
+    service->add_option("--window", svc.window, "uptime: the window (24h, 7d, 30d)")->capture_default_str();
+    service->add_option("--flap-interval", svc.flap_interval, "uptime: a reconnect this soon after a disconnect "
+                                                              "is a flap")->capture_default_str();
+    service->add_option("--sort", svc.sort, "uptime: client, uptime (worst first), disconnects, flaps, outage")
+        ->check(CLI::IsMember({"client", "uptime", "disconnects", "flaps", "outage"}))->capture_default_str();
+}
+
+// serve's alert rules and sinks.
+void define_alert_options(CLI::App& app, service_cli::settings& svc) {
+    auto* alerts = app.add_option_group("serve: alerts", "When a client (or the broker) goes away, tell someone, once");
+    alerts->add_option("--alert-config", svc.alert_config, "A JSON file with these settings (keys after, flap_count, "
+                                                           "flap_window, outage_percent, only, exclude, on_new, "
+                                                           "on_removed, exec, exec_timeout, webhook, template, "
+                                                           "cafile, headers, public_url); the command line wins");
+    alerts->add_option("--alert-after", svc.alert_after, "A client is down after this long disconnected (default 1m)");
+    alerts->add_option("--alert-flap-count", svc.alert_flap_count, "Disconnects within the flap window that make "
+                                                                  "one flapping alert (default 5)");
+    alerts->add_option("--alert-flap-window", svc.alert_flap_window, "The flap window (default 10m)");
+    alerts->add_option("--alert-outage-percent", svc.alert_outage_percent, "One outage alert when more than this "
+                                                                          "share of a scheme goes down at once "
+                                                                          "(default 20)");
+    alerts->add_option("--alert-only", svc.alert_only, "Only these names or globs (repeatable)");
+    alerts->add_option("--alert-exclude", svc.alert_exclude, "Never these names or globs (repeatable)");
+    alerts->add_flag("--alert-on-new", svc.alert_on_new, "A client seen for the first time is an alert too");
+    alerts->add_flag("--alert-on-removed", svc.alert_on_removed, "A removed (purged) client is an alert too");
+    alerts->add_option("--alert-exec", svc.alert_exec, "Run CMD (by /bin/sh -c) with the alert's JSON on stdin and "
+                                                       "in MQTT_PRESENCE_* variables");
+    alerts->add_option("--alert-exec-timeout", svc.alert_exec_timeout, "Kill CMD after this long (default 10s)");
+    alerts->add_option("--alert-webhook", svc.alert_webhook, "POST each alert to this http(s) URL (retried)");
+    alerts->add_option("--alert-template", svc.alert_template, "The webhook's body, e.g. '{\"text\":\"{{title}}: "
+                                                               "{{message}}\"}' (default: the alert's JSON; README "
+                                                               "lists the placeholders)");
+    alerts->add_option("--alert-cafile", svc.alert_cafile, "CA file for an https webhook (default: the system's)");
+    alerts->add_option("--alert-header", svc.alert_headers, "A header of each webhook POST, 'Name: value' "
+                                                           "(repeatable); $VAR in the value from the environment");
+    alerts->add_option("--public-url", svc.public_url, "The dashboard as people reach it "
+                                                       "(https://presence.lan/): each alert links to its client");
+}
+
 void define_options(CLI::App& app, settings& s, command_line& c) {
     // A scanner's keepalive bounds how long it can be cut off unawares (one PINGREQ per interval is the cost).
     c.broker.keepalive = 10;
@@ -526,78 +598,8 @@ void define_options(CLI::App& app, settings& s, command_line& c) {
     c.older->excludes(c.all);
     auto* dry_run = mode_opts->add_flag("--dry-run", s.dry_run, "purge: only list what would be cleared");
     for (auto* o : {c.once_flag, c.events_flag, c.older, c.all, dry_run}) o->configurable(false);  // they choose a mode
-
-    auto& svc = s.service;
-    c.serve = app.add_subcommand("serve", "Keep the table and its history (--db) until SIGINT/SIGTERM")->fallthrough();
-    c.history = app.add_subcommand("history", "A client's transitions from the history, newest first")->fallthrough();
-    c.history->add_option("name", svc.client, "The client's name")->required();
-    c.uptime = app.add_subcommand("uptime", "Uptime, disconnects, flaps and outages per client")->fallthrough();
-    auto* service = app.add_option_group("serve, history and uptime");
-    service->add_option("--db", svc.db, "History file (default $MQTT_PRESENCE_DB, else "
-                                        "~/.local/state/mqtt-presence/history.db); once --db: since and "
-                                        "last_seen as the history knows them");
-    service->add_option("--keep", svc.keep, "serve: prune events older than DUR")->capture_default_str();
-    service->add_option("--notary", svc.notary, "serve: publish a retained record per client on every transition "
-                                                "(default template mqtt-presence/clients/{client})")
-        ->expected(0, 1);
-    service->add_option("--ha-discovery", svc.ha_prefix, "serve: every client as a Home Assistant connectivity "
-                                                     "binary_sensor (MQTT discovery; default prefix homeassistant)")
-        ->expected(0, 1);
-    service->add_option("--ha-discovery-exclude", svc.ha_exclude, "serve: no entity for this convention's clients "
-                                                                  "(Home Assistant knows them already: tasmota, "
-                                                                  "zigbee2mqtt ...); repeatable");
-    service->add_flag("--ha-discovery-remove", svc.ha_remove, "serve: clear every client's discovery config and "
-                                                              "state under the prefix, then exit")
-        ->configurable(false);
-    service->add_option("--observer", svc.observer, "serve: who watches, in the history and the notary's records "
-                                                    "(default HOST:DB-PATH)");
-    service->add_option("--listen", svc.listen, "serve: the dashboard, API and /metrics on HOST:PORT (port 0: any "
-                                                "free one; off: none)")->capture_default_str();
-    service->add_option("--http-user", svc.http_user, "serve: Basic auth user for the dashboard");
-    auto* http_pw_env = service->add_option("--http-pw-env", svc.http_pw_env,
-                                            "serve: the environment variable holding its password");
-    service->add_option("--http-pw-file", svc.http_pw_file, "serve: a file whose first line is its password")
-        ->excludes(http_pw_env);
-    service->add_option("--http-cert", svc.http_cert, "serve: HTTPS certificate file (with --http-key)");
-    service->add_option("--http-key", svc.http_key, "serve: HTTPS private key file");
-    service->add_option("--http-max-per-address", svc.http_max_per_address,
-                        "serve: open connections from one address; beyond it 503 except /healthz and /metrics (0: "
-                        "no cap, e.g. behind a reverse proxy)")
-        ->capture_default_str();
-    service->add_option("--since", svc.since, "history: how far back")->capture_default_str();
-    auto* alerts = app.add_option_group("serve: alerts", "When a client (or the broker) goes away, tell someone, once");
-    alerts->add_option("--alert-config", svc.alert_config, "A JSON file with these settings (keys after, flap_count, "
-                                                           "flap_window, outage_percent, only, exclude, on_new, "
-                                                           "on_removed, exec, exec_timeout, webhook, template, "
-                                                           "cafile); the command line wins");
-    alerts->add_option("--alert-after", svc.alert_after, "A client is down after this long disconnected (default 1m)");
-    alerts->add_option("--alert-flap-count", svc.alert_flap_count, "Disconnects within the flap window that make "
-                                                                  "one flapping alert (default 5)");
-    alerts->add_option("--alert-flap-window", svc.alert_flap_window, "The flap window (default 10m)");
-    alerts->add_option("--alert-outage-percent", svc.alert_outage_percent, "One outage alert when more than this "
-                                                                          "share of a scheme goes down at once "
-                                                                          "(default 20)");
-    alerts->add_option("--alert-only", svc.alert_only, "Only these names or globs (repeatable)");
-    alerts->add_option("--alert-exclude", svc.alert_exclude, "Never these names or globs (repeatable)");
-    alerts->add_flag("--alert-on-new", svc.alert_on_new, "A client seen for the first time is an alert too");
-    alerts->add_flag("--alert-on-removed", svc.alert_on_removed, "A removed (purged) client is an alert too");
-    alerts->add_option("--alert-exec", svc.alert_exec, "Run CMD (by /bin/sh -c) with the alert's JSON on stdin and "
-                                                       "in MQTT_PRESENCE_* variables");
-    alerts->add_option("--alert-exec-timeout", svc.alert_exec_timeout, "Kill CMD after this long (default 10s)");
-    alerts->add_option("--alert-webhook", svc.alert_webhook, "POST each alert to this http(s) URL (retried)");
-    alerts->add_option("--alert-template", svc.alert_template, "The webhook's body, e.g. '{\"text\":\"{{title}}: "
-                                                               "{{message}}\"}' (default: the alert's JSON; README "
-                                                               "lists the placeholders)");
-    alerts->add_option("--alert-cafile", svc.alert_cafile, "CA file for an https webhook (default: the system's)");
-    alerts->add_option("--alert-header", svc.alert_headers, "A header of each webhook POST, 'Name: value' "
-                                                           "(repeatable); $VAR in the value from the environment");
-    alerts->add_option("--public-url", svc.public_url, "The dashboard as people reach it "
-                                                       "(https://presence.lan/): each alert links to its client");
-    service->add_option("--window", svc.window, "uptime: the window (24h, 7d, 30d)")->capture_default_str();
-    service->add_option("--flap-interval", svc.flap_interval, "uptime: a reconnect this soon after a disconnect "
-                                                              "is a flap")->capture_default_str();
-    service->add_option("--sort", svc.sort, "uptime: client, uptime (worst first), disconnects, flaps, outage")
-        ->check(CLI::IsMember({"client", "uptime", "disconnects", "flaps", "outage"}))->capture_default_str();
+    define_service_options(app, s.service, c);
+    define_alert_options(app, s.service);
 }
 
 // After parsing: the mode, the broker, the topics, the durations; then the checks. Throws mqtt_presence::error.
@@ -633,7 +635,6 @@ void finish_options(const CLI::App& app, settings& s, command_line& c) {
     s.opts.validate();
 }
 
-// Status lines and changes arrive on the scanner's delivery thread, in order: never on Paho's.
 // What a stream says on stderr when its sync ends without being known complete: its rows are not the whole truth.
 std::string sync_warning(const scanner_status& st) {
     if (st.sync == sync_state::partial)
@@ -646,6 +647,7 @@ std::string sync_warning(const scanner_status& st) {
            "; a status may be missing until the next re-sync (mosquitto: raise max_queued_messages)";
 }
 
+// Status lines and changes arrive on the scanner's delivery thread, in order: never on Paho's.
 void attach_outputs(scanner& scan, const settings& s, bool live_table, std::mutex& out_mutex,
                     redraw_signal& changed) {
     const bool json_lines = s.format == "json" || s.format == "ndjson";
@@ -680,14 +682,8 @@ void attach_outputs(scanner& scan, const settings& s, bool live_table, std::mute
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    CLI::App app{"Shows which MQTT clients are connected, since when, and which died, from their retained status "
-                 "topics (this project's sensors, Home Assistant/Tasmota online/offline, Homie $state, "
-                 "Sparkplug STATE, mqtt-smarthome 0/1/2).",
-                 "mqtt-presence-scanner"};
-    app.set_help_flag("--help", "Print this help message and exit");
-    app.formatter(std::make_shared<cli::help_formatter>());  // before the groups and subcommands: they copy it
-    app.footer(R"(Examples:
+// --help's examples, durations and exit codes.
+constexpr const char* help_footer = R"(Examples:
   mqtt-presence-scanner                                  # live table of sensors/connected/+
   mqtt-presence-scanner once                             # snapshot, then exit (also: --once)
   mqtt-presence-scanner once --format json | jq '.clients[] | select(.state=="disconnected")'
@@ -708,7 +704,16 @@ Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 b
             3 a required client is not connected, 4 broker unreachable or lost during once,
             5 once: sync incomplete, unverified or partial (no table unless --allow-partial),
             6 serve: the history, the port or the notary's template is held by another instance.
-serve waits for a broker that is not there yet; SIGHUP re-reads its alert settings.)");
+serve waits for a broker that is not there yet; SIGHUP re-reads its alert settings.)";
+
+int main(int argc, char** argv) {
+    CLI::App app{"Shows which MQTT clients are connected, since when, and which died, from their retained status "
+                 "topics (this project's sensors, Home Assistant/Tasmota online/offline, Homie $state, "
+                 "Sparkplug STATE, mqtt-smarthome 0/1/2).",
+                 "mqtt-presence-scanner"};
+    app.set_help_flag("--help", "Print this help message and exit");
+    app.formatter(std::make_shared<cli::help_formatter>());  // before the groups and subcommands: they copy it
+    app.footer(help_footer);
     app.require_subcommand(0, 1);
 
     settings s;

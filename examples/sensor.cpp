@@ -167,8 +167,6 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad option
 
     try {
         app.parse(argc, argv);
-        if (app.count("--name") > 0 && opts.status.name.empty())
-            throw mqtt_presence::error("--name is empty: give a name, or leave the option out for the host name");
         cli::refuse_empty_values(app);
         cli::finish_broker_options(opts.broker, broker);
         opts.status.format = mqtt_presence::parse_payload_format(format);

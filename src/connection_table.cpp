@@ -180,15 +180,19 @@ void connection_table::remove_row(std::size_t slot, client_status* last_row) {
 
 // --- policy ----------------------------------------------------------------------------------------------------
 
-void connection_table::count(const entry& e, int delta) noexcept {
+void table_counts::tally(state status, bool is_stale, bool awaiting_beat, int delta) noexcept {
     auto bump = [delta](std::size_t& n) { n = delta > 0 ? n + 1 : n - 1; };
-    switch (e.status) {
-        case state::connected: bump(counts_.connected); break;
-        case state::disconnected: bump(counts_.disconnected); break;
-        case state::unknown: bump(counts_.unknown); break;
+    switch (status) {
+        case state::connected: bump(connected); break;
+        case state::disconnected: bump(disconnected); break;
+        case state::unknown: bump(unknown); break;
     }
-    if (e.stale) bump(counts_.stale);
-    if (e.awaiting_beat) bump(counts_.awaiting);
+    if (is_stale) bump(stale);
+    if (awaiting_beat) bump(awaiting);
+}
+
+void connection_table::count(const entry& e, int delta) noexcept {
+    counts_.tally(e.status, e.stale, e.awaiting_beat, delta);
 }
 
 void connection_table::broker_started(time_point at, bool exact) noexcept {

@@ -391,22 +391,7 @@ bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
             return true;
         }
         if (topic == uptime_topic) return read_uptime(*msg);
-        if (topic == broker_clients_topic) {
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                char* end = nullptr;
-                const auto& text = msg->get_payload_str();
-                const auto n = std::strtoull(text.c_str(), &end, 10);
-                if (!text.empty() && end && *end == '\0') {
-                    broker_clients_ = n;
-                    broker_clients_at_ = clock::now();
-                    broker_clients_live_ = !msg->is_retained();  // retained: sampled before this connection
-                }
-                ++version_;
-            }
-            cv_.notify_all();
-            return true;
-        }
+        if (topic == broker_clients_topic) return read_broker_clients(*msg);
         if (!message_topic_.empty() && topic == message_topic_) {
             {
                 std::lock_guard<std::mutex> lock(mutex_);
@@ -481,6 +466,27 @@ void scanner::queue_changes(std::vector<change>&& changes) const {
     if (changes.empty() || !on_change_) return;
     for (auto& c : changes) deliveries_.push_back(delivery{std::move(c), {}, std::nullopt, std::nullopt});
     delivery_cv_.notify_one();
+}
+
+// mosquitto's own count of its clients. A retained one was sampled before this connection (up to a sys_interval
+// ago), so it neither includes this scanner nor is it current: said as such.
+bool scanner::read_broker_clients(const mqtt::message& msg) {
+    const auto& text = msg.get_payload_str();
+    char* end = nullptr;
+    const auto n = std::strtoull(text.c_str(), &end, 10);
+    const bool readable = !text.empty() && end && *end == '\0';
+    const auto now = clock::now();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (readable) {
+            broker_clients_ = n;
+            broker_clients_at_ = now;
+            broker_clients_live_ = !msg.is_retained();
+        }
+        ++version_;
+    }
+    cv_.notify_all();
+    return true;
 }
 
 // The broker's start: a live uptime was published just now; a retained one up to a sys_interval ago, so its start
@@ -701,7 +707,8 @@ bool scanner::wait_published(std::chrono::milliseconds timeout) noexcept {
         if (!client_ || !client_->is_connected()) return false;
         const auto deadline = std::chrono::steady_clock::now() + timeout;
         for (const auto& token : client_->get_pending_delivery_tokens()) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            const auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
             if (left.count() <= 0 || !token->wait_for(left)) return false;
         }
         return true;

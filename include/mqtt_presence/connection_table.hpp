@@ -91,6 +91,8 @@ struct table_counts {
     std::size_t stale = 0;  ///< connected clients whose heartbeat is overdue (also counted as connected)
     std::size_t awaiting = 0;  ///< connected clients with client_status::awaiting_beat (also counted as connected)
     [[nodiscard]] std::size_t total() const noexcept { return connected + disconnected + unknown; }
+    /// A row of this state counted in (delta 1) or out (delta -1).
+    void tally(state status, bool is_stale, bool awaiting_beat, int delta = 1) noexcept;
 };
 
 struct table_stats {

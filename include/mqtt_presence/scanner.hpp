@@ -186,6 +186,7 @@ private:
     [[nodiscard]] scanner_status status_locked() const;
     [[nodiscard]] table_stats stats_locked() const;
     bool read_uptime(const mqtt::message& msg);
+    bool read_broker_clients(const mqtt::message& msg);
     void read_sparkplug(const mqtt::message& msg, status_record& record) const;
     // The retained burst of marker `seq` ended (`second`: the exact-topic confirmations' too): either asks for
     // unconfirmed and named rows by their topics (returned, for after_burst) or ends the sync. Caller holds mutex_.

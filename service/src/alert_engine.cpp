@@ -63,10 +63,12 @@ std::string alert::title() const {
     if (kind == "new") return client + " is new";
     if (kind == "removed") return client + " was removed";
     if (kind == "outage")
-        return reason == "broker" ? "the service lost the broker" : std::to_string(count) + " clients of " + of + " are down";
+        return reason == "broker" ? "the service lost the broker"
+                                  : std::to_string(count) + " clients of " + of + " are down";
     if (kind == "outage-over")
         return reason == "broker" ? "the service has the broker again" : "the outage of " + of + " is over";
-    if (kind == "already-down") return std::to_string(count) + " clients were already down at the service's first start";
+    if (kind == "already-down")
+        return std::to_string(count) + " clients were already down at the service's first start";
     return kind + (client.empty() ? "" : " " + client);
 }
 
@@ -94,7 +96,9 @@ std::string alert::message() const {
 }
 
 std::string alert::json() const {
-    const auto text_or_null = [](const std::string& t) { return t.empty() ? nlohmann::json(nullptr) : nlohmann::json(t); };
+    const auto text_or_null = [](const std::string& t) {
+        return t.empty() ? nlohmann::json(nullptr) : nlohmann::json(t);
+    };
     nlohmann::json j{{"alert", kind},
                      {"cause", text_or_null(cause)},
                      {"client", text_or_null(client)},
@@ -108,7 +112,8 @@ std::string alert::json() const {
                      {"message", message()},
                      {"url", text_or_null(url)}};
     if (kind == "recovered")
-        j["down_for_s"] = down_for ? nlohmann::json(static_cast<double>(down_for->count()) / 1000.0) : nlohmann::json(nullptr);
+        j["down_for_s"] =
+            down_for ? nlohmann::json(static_cast<double>(down_for->count()) / 1000.0) : nlohmann::json(nullptr);
     if (!sample.empty() || kind == "outage" || kind == "outage-over" || kind == "already-down") j["sample"] = sample;
     if (!reason.empty()) j["reason"] = reason;
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -229,6 +234,8 @@ void alert_engine::seed(const client_status& row, bool down_sent, time_point now
     s.down_at = s.down && row.since ? *row.since : now;
     s.down_sent = s.down && down_sent;
 }
+
+bool alert_engine::down(const client_status& row) noexcept { return is_down(row); }
 
 std::optional<alert> alert_engine::already_down(const std::vector<client_status>& down_rows, time_point now) {
     constexpr std::size_t named = 20;
@@ -353,8 +360,8 @@ std::vector<alert> alert_engine::on_change(const change& c, time_point now) {
     if (!known && c.kind == change_kind::added && options_.on_new && watched(r.client)) out.push_back(make("new", s, now));
     // Down since: a disconnect's own time (unknown when it happened unseen), or when heartbeats were judged missing.
     if (is_down(r) && !s.down)
-        went_down(s, r.status == state::disconnected ? r.since : std::optional(c.at), std::string(to_string(cause_of(c))),
-                  now, out);
+        went_down(s, r.status == state::disconnected ? r.since : std::optional(c.at),
+                  std::string(to_string(cause_of(c))), now, out);
     else if (is_up(r) && s.down) came_back(s, r.since, now, out);
     return out;
 }

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <regex>
 #include <vector>
 
@@ -70,11 +71,54 @@ header split_header(const std::string& text) {
 
 }  // namespace
 
-const std::vector<std::string>& template_placeholders() {
-    static const std::vector<std::string> names{
-        "{{alert}}", "{{cause}}",    "{{client}}",     "{{topic}}", "{{scheme}}",  "{{broker}}",
-        "{{time}}",  "{{since}}",    "{{down_for}}",   "{{down_for_s}}", "{{count}}", "{{sample}}",
-        "{{title}}", "{{message}}",  "{{url}}",        "{{json}}"};
+namespace {
+
+// Each placeholder and its text for an alert, JSON-escaped without quotes (times and numbers need none). One table
+// for the check at the start and for the filling: only the placeholders a template uses are computed.
+struct template_field {
+    const char* name;
+    std::string (*text)(const alert&);
+};
+
+std::string seconds_text(std::chrono::milliseconds d) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(d.count()) / 1000.0);
+    return buf;
+}
+
+const std::vector<template_field>& template_fields() {
+    static const std::vector<template_field> fields{
+        {"{{alert}}", [](const alert& a) { return escaped(a.kind); }},
+        {"{{cause}}", [](const alert& a) { return escaped(a.cause); }},
+        {"{{client}}", [](const alert& a) { return escaped(a.client); }},
+        {"{{topic}}", [](const alert& a) { return escaped(a.topic); }},
+        {"{{scheme}}", [](const alert& a) { return escaped(a.scheme); }},
+        {"{{broker}}", [](const alert& a) { return escaped(a.broker); }},
+        {"{{time}}", [](const alert& a) { return format_iso8601(a.time); }},
+        {"{{since}}", [](const alert& a) { return a.since ? format_iso8601(*a.since) : std::string("unknown"); }},
+        {"{{down_for}}",
+         [](const alert& a) { return a.down_for ? format_duration(*a.down_for) : std::string("unknown"); }},
+        {"{{down_for_s}}", [](const alert& a) { return a.down_for ? seconds_text(*a.down_for) : std::string("null"); }},
+        {"{{count}}", [](const alert& a) { return std::to_string(a.count); }},
+        {"{{sample}}",
+         [](const alert& a) {
+             std::string sample;
+             for (const auto& s : a.sample) sample += (sample.empty() ? "" : ", ") + s;
+             return escaped(sample);
+         }},
+        {"{{title}}", [](const alert& a) { return escaped(a.title()); }},
+        {"{{message}}", [](const alert& a) { return escaped(a.message()); }},
+        {"{{url}}", [](const alert& a) { return escaped(a.url); }},
+        {"{{json}}", [](const alert& a) { return escaped(a.json()); }},
+    };
+    return fields;
+}
+
+}  // namespace
+
+std::vector<std::string> template_placeholders() {
+    std::vector<std::string> names;
+    for (const auto& f : template_fields()) names.emplace_back(f.name);
     return names;
 }
 
@@ -84,64 +128,52 @@ void alert_sink_options::validate() const {
     for (const auto& h : headers) (void)split_header(h);
     if (!public_url.empty() && public_url.rfind("http://", 0) != 0 && public_url.rfind("https://", 0) != 0)
         throw error("--public-url " + public_url + ": give http(s)://HOST[:PORT][/PATH]");
-    const auto& known = template_placeholders();
+    const auto& fields = template_fields();
     for (auto at = template_text.find("{{"); at != std::string::npos; at = template_text.find("{{", at + 2)) {
         const auto end = template_text.find("}}", at);
         const auto name = template_text.substr(at, end == std::string::npos ? std::string::npos : end + 2 - at);
-        if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+        if (std::any_of(fields.begin(), fields.end(), [&name](const template_field& f) { return name == f.name; }))
+            continue;
         std::string list;
-        for (const auto& k : known) list += (list.empty() ? "" : " ") + k;
+        for (const auto& f : fields) list += (list.empty() ? "" : " ") + std::string(f.name);
         throw error("--alert-template: unknown placeholder " + name.substr(0, 40) + " (known: " + list + ")");
     }
 }
 
 std::string fill_template(const std::string& text, const alert& a) {
-    std::string sample;
-    for (const auto& s : a.sample) sample += (sample.empty() ? "" : ", ") + s;
-    const auto seconds = [](std::chrono::milliseconds d) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(d.count()) / 1000.0);
-        return std::string(buf);
-    };
-    const std::pair<const char*, std::string> fields[] = {
-        {"{{alert}}", escaped(a.kind)},
-        {"{{cause}}", escaped(a.cause)},
-        {"{{client}}", escaped(a.client)},
-        {"{{topic}}", escaped(a.topic)},
-        {"{{scheme}}", escaped(a.scheme)},
-        {"{{broker}}", escaped(a.broker)},
-        {"{{time}}", format_iso8601(a.time)},
-        {"{{since}}", a.since ? format_iso8601(*a.since) : "unknown"},
-        {"{{down_for}}", a.down_for ? format_duration(*a.down_for) : "unknown"},
-        {"{{down_for_s}}", a.down_for ? seconds(*a.down_for) : "null"},
-        {"{{count}}", std::to_string(a.count)},
-        {"{{sample}}", escaped(sample)},
-        {"{{title}}", escaped(a.title())},
-        {"{{message}}", escaped(a.message())},
-        {"{{url}}", escaped(a.url)},
-        {"{{json}}", escaped(a.json())},
-    };
     std::string out;
     for (std::size_t i = 0; i < text.size();) {
-        bool replaced = false;
-        for (const auto& [key, value] : fields) {
-            const std::string_view k(key);
-            if (text.compare(i, k.size(), k) == 0) {
-                out += value;
-                i += k.size();
-                replaced = true;
-                break;
-            }
+        const auto& fields = template_fields();
+        const auto field = std::find_if(fields.begin(), fields.end(), [&](const template_field& f) {
+            return text.compare(i, std::strlen(f.name), f.name) == 0;
+        });
+        if (field == fields.end()) {
+            out += text[i++];
+            continue;
         }
-        if (!replaced) out += text[i++];
+        out += field->text(a);
+        i += std::strlen(field->name);
     }
     return out;
+}
+
+std::string client_link(const std::string& base, const std::string& client, const std::string& topic) {
+    if (base.empty()) return {};
+    auto url = base + (base.back() == '/' ? "" : "/");
+    if (!client.empty())
+        url += "#client=" + httplib::detail::encode_query_param(client) +
+               "&topic=" + httplib::detail::encode_query_param(topic);
+    return url;
 }
 
 alert_sinks::alert_sinks(alert_sink_options options, std::function<void(const std::string&)> warn,
                          std::function<void(const alert&)> delivered)
     : options_(std::move(options)), warn_(std::move(warn)), delivered_callback_(std::move(delivered)) {
     options_.validate();
+    for (const auto& h : options_.headers) {
+        auto [name, value] = split_header(h);
+        headers_.emplace_back(std::move(name), std::move(value));
+    }
     thread_ = std::thread([this] { loop(); });
 }
 
@@ -309,11 +341,7 @@ bool alert_sinks::post(const alert& a) {
     if (!options_.ca_file.empty()) client.set_ca_cert_path(options_.ca_file.c_str());
     const auto body = options_.template_text.empty() ? a.json() : fill_template(options_.template_text, a);
     const bool is_json = !body.empty() && body.front() == '{';
-    httplib::Headers headers;
-    for (const auto& h : options_.headers) {
-        auto [name, value] = split_header(h);
-        headers.emplace(std::move(name), std::move(value));
-    }
+    const httplib::Headers headers(headers_.begin(), headers_.end());
     auto res = client.Post(url.path.c_str(), headers, body, is_json ? "application/json" : "text/plain; charset=utf-8");
     if (res && res->status >= 200 && res->status < 300) return true;
     if (warn_)

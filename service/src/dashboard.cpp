@@ -561,7 +561,8 @@ void dashboard::impl::metrics(httplib::Response& res) {
         const auto labels = "{client=\"" + prometheus_label(c.client) + "\",topic=\"" + prometheus_label(c.topic) + "\"}";
         up += prometheus_up_sample(c);
         if (c.last_seen)
-            seen += "mqtt_presence_last_seen_timestamp_seconds" + labels + " " + prometheus_seconds(*c.last_seen) + "\n";
+            seen += "mqtt_presence_last_seen_timestamp_seconds" + labels + " " + prometheus_seconds(*c.last_seen) +
+                    "\n";
         if (c.since)
             since += "mqtt_presence_state_since_timestamp_seconds" + labels + " " + prometheus_seconds(*c.since) + "\n";
         transitions += "mqtt_presence_transitions_total" + labels + " " + std::to_string(c.transitions) + "\n";

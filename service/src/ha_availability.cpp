@@ -13,6 +13,8 @@ ha_availability::ha_availability(const broker_options& broker, std::string topic
     client_ = make_client(broker.server_uri, id, broker.mqtt_version);
     options_ = base_connect_options(broker);
     options_.set_will(mqtt::will_options(topic_, std::string("offline"), 1, true));
+    // Paho C 1.3.12 also retries a first connect that failed (a broker gone between the scanner's connect and this
+    // one): its will is the same at every connect, so Paho's own reconnect serves.
     options_.set_automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30));
     // Paho's thread: publish only queues the message.
     client_->set_connected_handler([this](const std::string&) {
@@ -32,7 +34,7 @@ void ha_availability::start() {
     try {
         client_->connect(options_);  // not waited for: a broker that is away is retried by Paho
     } catch (const mqtt::exception&) {
-        // bad options were refused by the scanner's own connect already; the reconnect tries again
+        // options Paho refuses were refused by the scanner's own connect first, with the same broker options
     }
 }
 

@@ -1,7 +1,6 @@
 #include <mqtt_presence/service/presence_service.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <climits>
 #include <cstdlib>
 #include <set>
@@ -179,8 +178,7 @@ void presence_service::seed_engine(time_point now) {
     // One summary says so, instead of a "down" for each of them.
     std::vector<client_status> down_before;
     scanner_->for_each_sorted([&](const client_status& row) {
-        const bool down = row.status == state::disconnected || (row.status == state::connected && row.stale);
-        if (restored_ == 0 && down) down_before.push_back(row);
+        if (restored_ == 0 && alert_engine::down(row)) down_before.push_back(row);
         else engine_->seed(row, sent.count({row.client, row.topic}) > 0, now);
     });
     if (down_before.empty()) return;
@@ -203,24 +201,7 @@ void presence_service::seed_engine(time_point now) {
 // The alert's broker and, with --public-url, its link: the client's panel on the dashboard.
 void presence_service::address(alert& a) const {
     a.broker = options_.scan.broker.server_uri;
-    const auto& base = options_.sinks.public_url;
-    if (base.empty()) return;
-    const auto encoded = [](const std::string& text) {
-        static const char* hex = "0123456789ABCDEF";
-        std::string out;
-        for (const unsigned char ch : text) {
-            if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-                out += static_cast<char>(ch);
-            } else {
-                out += '%';
-                out += hex[ch >> 4];
-                out += hex[ch & 15];
-            }
-        }
-        return out;
-    };
-    a.url = base + (base.back() == '/' ? "" : "/");
-    if (!a.client.empty()) a.url += "#client=" + encoded(a.client) + "&topic=" + encoded(a.topic);
+    a.url = client_link(options_.sinks.public_url, a.client, a.topic);
 }
 
 namespace {

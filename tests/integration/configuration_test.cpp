@@ -30,23 +30,9 @@ std::string write_file(const std::string& path, const std::string& text) {
     return path;
 }
 
-struct run_result {
-    int code = -1;
-    std::string out, err;
-};
-
-run_result run(const std::vector<std::string>& argv, std::chrono::seconds timeout = 20s) {
-    child c(argv);
-    run_result r;
-    r.code = c.wait_exit(timeout).value_or(-1);
-    r.out = c.stdout_text();
-    r.err = c.stderr_text();
-    return r;
-}
-
 TEST(configuration, version_on_every_tool_and_in_the_services_info_and_metrics) {
     for (const char* tool : {SENSOR_BIN, SCANNER_BIN}) {
-        const auto r = run({tool, "--version"});
+        const auto r = run_to_end({tool, "--version"});
         EXPECT_EQ(r.code, 0) << tool << ": " << r.err;
         EXPECT_NE(r.out.find(std::string(" ") + PROJECT_VERSION), std::string::npos) << tool << ": " << r.out;
     }
@@ -96,7 +82,7 @@ TEST(configuration, one_file_serves_the_sensor_and_every_mode_of_the_scanner) {
 
     // The environment names the file just as well; the command line wins over it.
     setenv("MQTT_PRESENCE_CONFIG", config.c_str(), 1);
-    const auto once = run({SCANNER_BIN, "once", "--format", "json"});
+    const auto once = run_to_end({SCANNER_BIN, "once", "--format", "json"});
     EXPECT_EQ(once.code, 0) << once.err;
     const auto snapshot = json::parse(once.out, nullptr, false);
     ASSERT_FALSE(snapshot.is_discarded()) << once.out;
@@ -106,14 +92,14 @@ TEST(configuration, one_file_serves_the_sensor_and_every_mode_of_the_scanner) {
     sensor.signal(SIGTERM);
     ASSERT_EQ(sensor.wait_exit(15s), 0) << sensor.stderr_text();
     const auto history_has = [&] {
-        const auto h = run({SCANNER_BIN, "history", "kitchen", "--format", "json"});  // --db from the file
+        const auto h = run_to_end({SCANNER_BIN, "history", "kitchen", "--format", "json"});  // --db from the file
         return h.code == 0 && h.out.find("\"disconnected\"") != std::string::npos;
     };
     const auto until = steady::now() + 10s;
     while (!history_has() && steady::now() < until) std::this_thread::sleep_for(100ms);  // another process writes
     EXPECT_TRUE(history_has()) << "history kitchen read " << db << " through MQTT_PRESENCE_CONFIG";
     // A mode's own option from the command line still goes with its mode only.
-    const auto misplaced = run({SCANNER_BIN, "once", "--listen", "127.0.0.1:0"});
+    const auto misplaced = run_to_end({SCANNER_BIN, "once", "--listen", "127.0.0.1:0"});
     EXPECT_EQ(misplaced.code, 2);
     EXPECT_NE(misplaced.err.find("--listen goes with serve"), std::string::npos) << misplaced.err;
     unsetenv("MQTT_PRESENCE_CONFIG");
@@ -137,15 +123,15 @@ TEST(configuration, a_bad_file_or_key_is_a_clear_error_with_exit_2) {
              {SCANNER_BIN, "[scanner]\nolder-than = \"1d\"\n", "not allowed in a configuration file"},
              {SENSOR_BIN, "[sensor]\nname = \"\"\n", "--name is empty"}}) {
         const auto file = write_file(dir + "/bad.toml", bad.text);
-        const auto r = run({bad.tool, "--config", file, "--broker", "tcp://127.0.0.1:1"});
+        const auto r = run_to_end({bad.tool, "--config", file, "--broker", "tcp://127.0.0.1:1"});
         EXPECT_EQ(r.code, 2) << bad.text << r.err;
         EXPECT_NE(r.err.find(bad.says), std::string::npos) << bad.text << ": " << r.err;
     }
-    const auto missing = run({SCANNER_BIN, "--config", dir + "/none.toml", "once"});
+    const auto missing = run_to_end({SCANNER_BIN, "--config", dir + "/none.toml", "once"});
     EXPECT_EQ(missing.code, 2);
     EXPECT_NE(missing.err.find("none.toml"), std::string::npos) << missing.err;
     setenv("MQTT_PRESENCE_CONFIG", (dir + "/none.toml").c_str(), 1);  // named, so it must be there
-    const auto from_env = run({SENSOR_BIN, "--broker", "tcp://127.0.0.1:1"});
+    const auto from_env = run_to_end({SENSOR_BIN, "--broker", "tcp://127.0.0.1:1"});
     unsetenv("MQTT_PRESENCE_CONFIG");
     EXPECT_EQ(from_env.code, 2) << from_env.err;
     // Empty values, on either tool, are refused by name rather than taken for "none".
@@ -155,18 +141,18 @@ TEST(configuration, a_bad_file_or_key_is_a_clear_error_with_exit_2) {
              {SENSOR_BIN, "--ip", ""}, {SENSOR_BIN, "--client-id", ""}}) {
         auto argv = empty;
         argv.insert(argv.begin() + 1, {"--broker", "tcp://127.0.0.1:1"});
-        const auto r = run(argv);
+        const auto r = run_to_end(argv);
         EXPECT_EQ(r.code, 2) << argv.back() << " " << argv[argv.size() - 2] << ": " << r.err;
         EXPECT_NE(r.err.find(" is empty"), std::string::npos) << r.err;
     }
-    const auto empty_name = run({SENSOR_BIN, "--broker", "tcp://127.0.0.1:1", "-n", ""});
+    const auto empty_name = run_to_end({SENSOR_BIN, "--broker", "tcp://127.0.0.1:1", "-n", ""});
     EXPECT_EQ(empty_name.code, 2);
     EXPECT_NE(empty_name.err.find("--name is empty"), std::string::npos) << empty_name.err;
-    const auto no_pw_file = run({SENSOR_BIN, "--broker", "tcp://127.0.0.1:1", "--pw-file", dir + "/no.pw"});
+    const auto no_pw_file = run_to_end({SENSOR_BIN, "--broker", "tcp://127.0.0.1:1", "--pw-file", dir + "/no.pw"});
     EXPECT_EQ(no_pw_file.code, 2);
     EXPECT_NE(no_pw_file.err.find("no.pw: cannot read it"), std::string::npos) << no_pw_file.err;
-    const auto no_http_pw = run({SCANNER_BIN, "serve", "--db", dir + "/h.db", "--http-user", "u", "--http-pw-file",
-                                 dir + "/no.pw", "--broker", "tcp://127.0.0.1:1"});
+    const auto no_http_pw = run_to_end({SCANNER_BIN, "serve", "--db", dir + "/h.db", "--http-user", "u",
+                                        "--http-pw-file", dir + "/no.pw", "--broker", "tcp://127.0.0.1:1"});
     EXPECT_EQ(no_http_pw.code, 2);
     EXPECT_NE(no_http_pw.err.find("--http-pw-file"), std::string::npos) << no_http_pw.err;
 }
@@ -177,7 +163,14 @@ TEST(configuration, a_dotted_sensor_name_is_warned_about) {
                   "kitchen.lan"});
     EXPECT_TRUE(dotted.wait_stderr(contains("has a '.'"), 10s)) << dotted.stderr_text();
     EXPECT_NE(dotted.stderr_text().find("RabbitMQ"), std::string::npos) << dotted.stderr_text();
-    child plain({SENSOR_BIN, "--broker", broker_uri(broker_port()), "--topic", unique_prefix() + "/{client}"});
+    // The default name under a dotted host name (a UTS namespace of its own, where the suite may make one): without
+    // it, a machine whose name has no dot could not show a default name that keeps one.
+    std::vector<std::string> argv{SENSOR_BIN, "--broker", broker_uri(broker_port()), "--topic",
+                                  unique_prefix() + "/{client}"};
+    if (run_to_end({"unshare", "--uts", "true"}).code == 0)
+        argv.insert(argv.begin(),
+                    {"unshare", "--uts", "sh", "-c", "hostname kitchen.example.lan && exec \"$0\" \"$@\""});
+    child plain(argv);
     const auto started = plain.wait_stderr(contains("status topic"), 10s);
     ASSERT_TRUE(started) << plain.stderr_text();
     const auto topic = started->substr(started->find("status topic ") + 13);
@@ -192,7 +185,8 @@ TEST(configuration, the_brokers_password_from_a_file) {
     const auto wrong = write_file(dir + "/wrong.pw", "not-it\n");
     child sensor({SENSOR_BIN, "--broker", broker_uri(acl.port()), "-u", "fleet1", "--pw-file", good, "-n", "fleet1"});
     EXPECT_TRUE(sensor.wait_stderr(contains("fleet1: connected"), 15s)) << sensor.stderr_text();
-    child refused({SENSOR_BIN, "--broker", broker_uri(acl.port()), "-u", "fleet1", "--pw-file", wrong, "-n", "fleet1x"});
+    child refused(
+        {SENSOR_BIN, "--broker", broker_uri(acl.port()), "-u", "fleet1", "--pw-file", wrong, "-n", "fleet1x"});
     EXPECT_TRUE(refused.wait_stderr(contains("Not authorized"), 15s)) << refused.stderr_text();
 }
 
@@ -218,16 +212,16 @@ TEST(configuration, another_user_reads_the_history_read_only) {
     const std::vector<std::string> as_nobody{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                                              tool, "history", "pantry", "--db", db, "--format", "json"};
     const auto reads_pantry = [&] {
-        const auto r = run(as_nobody);
+        const auto r = run_to_end(as_nobody);
         return r.code == 0 && r.out.find("\"connected\"") != std::string::npos;
     };
     const auto until = steady::now() + 10s;
     while (!reads_pantry() && steady::now() < until) std::this_thread::sleep_for(100ms);  // another process writes
-    EXPECT_TRUE(reads_pantry()) << "while the service runs: " << run(as_nobody).err;
+    EXPECT_TRUE(reads_pantry()) << "while the service runs: " << run_to_end(as_nobody).err;
     serve.signal(SIGTERM);
     ASSERT_EQ(serve.wait_exit(15s), 0) << serve.stderr_text();
     ASSERT_FALSE(std::filesystem::exists(db + "-shm")) << "the service's stop removes its index";
-    const auto after = run(as_nobody);
+    const auto after = run_to_end(as_nobody);
     EXPECT_EQ(after.code, 0) << "after the service stopped: " << after.err;
     EXPECT_NE(after.out.find("\"connected\""), std::string::npos) << after.out;
     EXPECT_FALSE(std::filesystem::exists(db + "-shm")) << "the reader wrote nothing beside the file";

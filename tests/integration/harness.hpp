@@ -182,6 +182,22 @@ private:
     std::string partial_out_, partial_err_;
 };
 
+/// What a child process said and how it ended.
+struct finished {
+    int code = -1;  ///< the exit code (128 + signal), or -1 when it did not end within the bound
+    std::string out, err;
+};
+
+/// Runs `argv` to its end (bounded by `timeout`) and keeps its output.
+inline finished run_to_end(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 20s) {
+    child c(argv);
+    finished r;
+    r.code = c.wait_exit(timeout).value_or(-1);
+    r.out = c.stdout_text();
+    r.err = c.stderr_text();
+    return r;
+}
+
 /// An independent observer of a topic filter: mosquitto_sub printing "topic payload" lines, retained ones first.
 class observer {
 public:

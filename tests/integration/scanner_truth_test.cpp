@@ -24,20 +24,10 @@ using namespace mqtt_presence;
 
 namespace {
 
-struct run_result {
-    int code = -1;
-    std::string out, err;
-};
-
-run_result run_scanner(int port, std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
+finished run_scanner(int port, std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
     std::vector<std::string> argv{SCANNER_BIN, "--broker", broker_uri(port)};
     argv.insert(argv.end(), args.begin(), args.end());
-    child c(argv);
-    run_result r;
-    r.code = c.wait_exit(timeout).value_or(-1);
-    r.out = c.stdout_text();
-    r.err = c.stderr_text();
-    return r;
+    return run_to_end(argv, timeout);
 }
 
 std::int64_t now_ms() {

@@ -405,9 +405,9 @@ std::vector<std::string> alert_kinds(const std::string& file) {
 
 // The broker ended (SIGTERM), killed (SIGKILL) or frozen (SIGSTOP past the keepalive: 30 s once, 4 s after) under a
 // fleet of 20, five rounds of each, with every part of serve on: the loss said within 1 s of the broker's going
-// (frozen: its silence within 3.5 s, as three probes go unanswered), /healthz 503 within 1 s of the line, one outage alert, healthy again within 3 s of the
-// broker's return (about 1 s: two of Paho C's 1 s polls at most), an outage-over for each outage and nothing per client, then a SIGTERM that ends serve within
-// 3 s; never an abort.
+// (frozen: its silence within 3.5 s, as three probes go unanswered), /healthz 503 within 1 s of the line, one outage
+// alert, healthy again within 3 s of the broker's return (about 1 s: two of Paho C's 1 s polls at most), an outage-over
+// for each outage and nothing per client, then a SIGTERM that ends serve within 3 s; never an abort.
 TEST(service_faults, the_broker_ended_killed_or_frozen_five_times_under_a_fleet_with_every_part_on) {
     private_broker broker;
     const auto prefix = unique_prefix();

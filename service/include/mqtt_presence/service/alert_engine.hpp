@@ -82,6 +82,8 @@ public:
     /// A row the service already knows (after its first sync, or restored): `down_sent` when a "down" was sent for
     /// it before a restart (it is not sent again).
     void seed(const client_status& row, bool down_sent, time_point now);
+    /// Down, for these rules: disconnected, or connected with its heartbeats overdue (stale).
+    [[nodiscard]] static bool down(const client_status& row) noexcept;
     /// At the service's first start (no history yet): the clients the first sync found down, watched ones, as one
     /// "already-down" alert (their count and the first 20 names); each is then seeded as alerted. nullopt: none.
     std::optional<alert> already_down(const std::vector<client_status>& down_rows, time_point now);

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <mqtt_presence/service/alert_engine.hpp>
@@ -40,7 +41,10 @@ struct alert_sink_options {
 };
 
 /// The placeholders a template may use, with their braces.
-[[nodiscard]] const std::vector<std::string>& template_placeholders();
+[[nodiscard]] std::vector<std::string> template_placeholders();
+/// The client's panel on the dashboard reached at `base` (--public-url); the dashboard itself for an alert about no
+/// one client; empty without a base.
+[[nodiscard]] std::string client_link(const std::string& base, const std::string& client, const std::string& topic);
 /// The template with the alert's fields filled in (see above).
 [[nodiscard]] std::string fill_template(const std::string& text, const alert& a);
 
@@ -85,6 +89,7 @@ private:
     bool stopping_ = false;
     std::chrono::steady_clock::time_point stop_deadline_{};
     std::thread thread_;
+    std::vector<std::pair<std::string, std::string>> headers_;  // options_.headers, parsed once
 };
 
 }  // namespace mqtt_presence
