@@ -11,6 +11,7 @@
 #include <mqtt_presence/status_codec.hpp>
 
 #include "clean_stop.hpp"
+#include "client_id_claim.hpp"
 #include "client_scheduler.hpp"
 #include "connect_failure.hpp"
 #include "error_log.hpp"
@@ -42,6 +43,12 @@ void seed_jitter(std::minstd_rand& rng) {
     rng.seed(seq);
 }
 
+std::uint64_t unix_ms_now() {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+}
+
 }  // namespace
 
 void presence_options::validate() const {
@@ -63,9 +70,11 @@ presence_client::presence_client(presence_options options)
           if (status.ip.empty() && status.format == payload_format::json)
               status.ip = detail::local_address_for(options_.broker.server_uri);
           return status;
-      }()) {
+      }()),
+      created_ms_(unix_ms_now()) {
     seed_jitter(rng_);
     const auto id = options_.broker.client_id.empty() ? announcer_.options().name : options_.broker.client_id;
+    claim_topic_ = detail::claim_topic(id);
     client_ = detail::make_client(options_.broker.server_uri, id, options_.broker.mqtt_version);
     client_->set_connected_handler([this](const std::string& cause) { on_connected(cause); });
     client_->set_connection_lost_handler([this](const std::string& cause) { on_lost(cause); });
@@ -346,7 +355,8 @@ void presence_client::session_began() {
 }
 
 // A session ended (scheduled by on_lost). Two live processes with one client id make the broker drop each in turn:
-// sessions that end within seconds. The newcomer (no long session yet) stops; the incumbent reports it once.
+// sessions that end within seconds. From the first such session on, this client claims its id at each connect; the
+// newcomer (client_id_claim.hpp) stops, the incumbent reports it once.
 void presence_client::session_ended() {
     std::chrono::steady_clock::time_point started;
     {
@@ -357,17 +367,19 @@ void presence_client::session_ended() {
     const bool short_session = std::chrono::steady_clock::now() - started < std::chrono::seconds(3);
     if (short_session) {
         ++short_sessions_;
+        std::lock_guard<std::mutex> lock(mutex_);
+        while (claim_token_ == 0 && !claim_topic_.empty())
+            claim_token_ = (static_cast<std::uint64_t>(rng_()) << 32) ^ rng_() ^ created_ms_;
     } else {
         short_sessions_ = 0;
         had_long_session_ = true;
         backoff_ = options_.reconnect_min;
     }
     const auto id = client_->get_client_id();
-    if (!had_long_session_ && options_.stop_on_client_id_conflict && short_sessions_ >= 2) {
-        const auto description =
-            "another client connected with the client id \"" + id + "\" (" + std::to_string(short_sessions_) +
-            " sessions in a row ended within seconds of connecting); this client, the newcomer, stops "
-            "(give each process its own client id)";
+    std::string why;
+    if (options_.stop_on_client_id_conflict && is_takeover_newcomer(short_session, why)) {
+        const auto description = "another client connected with the client id \"" + id + "\" (" + why +
+                                 "); this client, the newcomer, stops (give each process its own client id)";
         {
             std::lock_guard<std::mutex> guard(mutex_);
             client_id_conflict_ = true;
@@ -387,6 +399,32 @@ void presence_client::session_ended() {
                      "\" (give each process its own --client-id)");
     }
     retry_after_backoff();
+}
+
+// Decided by the rival's claim when a fresh one was read: the process created later is the newcomer, whatever the
+// length of the session that just ended (the incumbent's backoff grows, so the newcomer's sessions may last longer
+// than 3 s). Without one (claims denied, or an id that cannot be a topic): a client that never had a longer session
+// is the newcomer after four short sessions in a row. `why` says which.
+bool presence_client::is_takeover_newcomer(bool short_session, std::string& why) {
+    detail::client_id_claim mine{created_ms_, 0, 0};
+    detail::client_id_claim rival;
+    bool known = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        mine.token = claim_token_;
+        known = rival_known_;
+        rival = {rival_started_ms_, rival_token_, rival_at_ms_};
+    }
+    if (known && detail::is_fresh(rival, unix_ms_now())) {
+        if (!detail::is_newcomer(mine, rival)) return false;
+        why = "that process started " + std::to_string(mine.started_ms - std::min(mine.started_ms, rival.started_ms)) +
+              " ms before this one, by its claim on " + claim_topic_;
+        return true;
+    }
+    if (!short_session || had_long_session_ || short_sessions_ < 4) return false;
+    why = std::to_string(short_sessions_) + " sessions in a row ended within seconds of connecting, and no claim of "
+          "the other process was read" + (claim_topic_.empty() ? std::string() : " on " + claim_topic_);
+    return true;
 }
 
 // Unhandled errors go to stderr from the scheduler's thread or the owner's, never from Paho's.
@@ -423,6 +461,40 @@ void presence_client::publish_connected() noexcept {
     }
 }
 
+// After a short session (a takeover suspected): subscribe to the claim topic, whose retained message is the other
+// process's claim, then claim the id for this client (client_id_claim.hpp). Paho's thread: nothing waits.
+void presence_client::publish_claim() noexcept {
+    detail::client_id_claim claim{created_ms_, 0, unix_ms_now()};
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (claim_token_ == 0) return;
+        claim.token = claim_token_;
+        claim_published_ = true;
+    }
+    try {
+        client_->subscribe(claim_topic_, 1);
+        auto msg = mqtt::message::create(claim_topic_, detail::encode_claim(claim), 1, true);
+        if (options_.broker.mqtt_version == 5)  // a dead process's claim does not stay on the broker
+            msg->set_properties({{mqtt::property::MESSAGE_EXPIRY_INTERVAL,
+                                  static_cast<int>(2 * detail::claim_freshness.count())}});
+        client_->publish(msg);
+    } catch (const std::exception& e) {
+        report_error(std::string("claiming the client id failed: ") + e.what());
+    }
+}
+
+// A claim on our claim topic: our own echo (our token), or the other process's.
+void presence_client::on_claim(const mqtt::const_message_ptr& msg) noexcept {
+    const auto claim = detail::decode_claim(msg->get_payload_str());
+    if (!claim) return;  // cleared, or not a claim: nothing to weigh
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (claim->token == claim_token_) return;
+    rival_known_ = true;
+    rival_started_ms_ = claim->started_ms;
+    rival_token_ = claim->token;
+    rival_at_ms_ = claim->at_ms;
+}
+
 void presence_client::on_connected(const std::string&) noexcept {
     std::vector<std::pair<std::string, int>> subscriptions;
     std::shared_ptr<detail::task_guard> guard;
@@ -453,6 +525,7 @@ void presence_client::on_connected(const std::string&) noexcept {
     } catch (const std::exception& e) {
         report_error(std::string("subscribing to the status topic failed: ") + e.what());
     }
+    publish_claim();
     // The session is clean: the app's subscriptions are made again at every connect.
     for (const auto& [filter, qos] : subscriptions) {
         try {
@@ -497,6 +570,10 @@ void presence_client::on_lost(const std::string& cause) noexcept {
 
 void presence_client::on_message(mqtt::const_message_ptr msg) noexcept {
     if (!msg) return;
+    if (!claim_topic_.empty() && msg->get_topic().rfind(detail::claim_topic_prefix, 0) == 0) {
+        on_claim(msg);
+        return;
+    }
     if (msg->get_topic() != announcer_.topic()) {
         if (options_.on_message) fenced([this](const std::string& m) { report_error(m); }, "on_message", [&] { options_.on_message(msg); });
         return;
@@ -586,6 +663,17 @@ void presence_client::begin_stop() noexcept {
         detail::paho_wake::instance().gone(guard);
         std::lock_guard<std::mutex> hold(guard->mutex);
         guard->alive = false;
+    }
+    bool clear_claim = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        clear_claim = claim_published_ && !client_id_conflict_;
+    }
+    try {
+        if (clear_claim && client_->is_connected())  // acknowledged before the status below (one QoS 1 stream)
+            client_->publish(mqtt::message::create(claim_topic_, std::string(), 1, true));
+    } catch (const std::exception& e) {
+        report_error(std::string("clearing the client id claim failed: ") + e.what());
     }
     try {
         if (client_->is_connected() && !stopped_by_client_id_conflict())

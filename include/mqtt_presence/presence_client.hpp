@@ -17,14 +17,16 @@
 //
 // Stopping: "disconnected" (reason clean) is published and its acknowledgement awaited, all within stop_timeout.
 // If it is not acknowledged, the will must survive: MQTT 5 disconnects with reason 0x04 (disconnect with will
-// message); MQTT 3.1.1 ends the TCP connection without a DISCONNECT packet. For that, the library learns Paho's
-// socket from Paho C's protocol trace: a process with a 3.1.1 presence_client has Paho's trace callback set.
+// message); MQTT 3.1.1 ends the connection with a protocol error instead of a DISCONNECT packet (clean_stop.hpp).
 // stop_all() stops many clients in parallel, bounded by one stop_timeout.
 //
-// Client ids: two processes with one client id make the broker drop each in turn. When this client's first two
-// sessions each end within 3 s of connecting, it is the newcomer: it stops, and on_client_id_conflict says why
-// (unless stop_on_client_id_conflict is false). A client that had a longer session first (the incumbent) goes on
-// and reports it after three short sessions.
+// Client ids: two processes with one client id make the broker drop each in turn. After a session that ended within
+// 3 s of connecting, a client claims its id at each connect (a retained message on mqtt-presence/claim/<client id>
+// with the time it was created; client_id_claim.hpp) and reads the other process's claim. The one created later is
+// the newcomer: at the end of its next session it stops, and on_client_id_conflict says why (unless
+// stop_on_client_id_conflict is false). The other (the incumbent) goes on, and reports it after three short
+// sessions. Without a readable claim (an ACL that denies the topic), a client that never had a longer session
+// stops after four short sessions in a row. A clean stop clears the claim it published.
 //
 // Threads: no thread per client. Every presence_client of a process shares one scheduler thread for its timed work
 // (connect attempts, backoff, heartbeats, writing unhandled errors), and connects are paced process-wide
@@ -152,6 +154,9 @@ private:
     void on_lost(const std::string& cause) noexcept;
     void on_message(mqtt::const_message_ptr msg) noexcept;
     void publish_connected() noexcept;
+    void publish_claim() noexcept;
+    void on_claim(const mqtt::const_message_ptr& msg) noexcept;
+    bool is_takeover_newcomer(bool short_session, std::string& why);
     void report_error(const std::string& what) noexcept;
 
     presence_options options_;
@@ -172,6 +177,15 @@ private:
     std::uint32_t connected_sent_ = 0;
     std::uint32_t connected_heard_ = 0;
     bool plain_conflict_reported_ = false;
+    // The client id claim (client_id_claim.hpp): created at construction, claimed after a short session.
+    const std::uint64_t created_ms_;
+    std::string claim_topic_;          // empty: the client id cannot be a topic level, no claims
+    std::uint64_t claim_token_ = 0;    // 0 until this client claims its id (after its first short session)
+    bool claim_published_ = false;     // a clean stop clears it
+    bool rival_known_ = false;         // a fresh claim of another process was read
+    std::uint64_t rival_started_ms_ = 0;
+    std::uint64_t rival_token_ = 0;
+    std::uint64_t rival_at_ms_ = 0;
     std::vector<std::string> unhandled_errors_;  // for stderr, written by a task (no on_error set)
     bool flush_posted_ = false;
     mqtt::delivery_token_ptr stop_token_;

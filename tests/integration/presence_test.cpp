@@ -514,6 +514,36 @@ TEST(presence, the_newcomer_of_two_processes_with_one_client_id_stops) {
     }
 }
 
+// `sensor -n twin & sleep 1; sensor -n twin &`: the first process's first session is short too (the second ended
+// it), so who stops must not depend on who counts two short sessions first but on who started last.
+TEST(presence, the_process_started_last_stops_even_when_the_first_had_no_long_session) {
+    for (const char* version : {"3", "5"}) {
+        const int port = broker_port();
+        const auto name = unique_prefix() + "-twin-v" + version;
+        const auto topic = "sensors/connected/" + name;
+        const auto claim = "mqtt-presence/claim/" + name;
+        observer obs(port, topic);
+        observer claims(port, claim);
+        child first(sensor_args(port, name, {"-V", version}));
+        obs.expect(topic, equals("1"), "the first process connected");
+        child second(sensor_args(port, name, {"-V", version}));  // within a second: the first's session is short
+        const auto started = steady::now();
+        EXPECT_EQ(second.wait_exit(30s), 1) << "MQTT " << version << ", the second:\n" << second.stderr_text()
+                                             << "\nthe first:\n" << first.stderr_text();
+        EXPECT_NE(second.stderr_text().find("the newcomer, stops"), std::string::npos) << second.stderr_text();
+        EXPECT_NE(second.stderr_text().find("by its claim on " + claim), std::string::npos) << second.stderr_text();
+        std::cerr << "MQTT " << version << ": the process started last stopped after "
+                  << std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started).count() << " ms\n";
+        EXPECT_EQ(first.wait_exit(0ms), std::nullopt) << "the first keeps running:\n" << first.stderr_text();
+        EXPECT_EQ(first.stderr_text().find("newcomer"), std::string::npos) << first.stderr_text();
+        claims.expect(claim, contains("\"started\""), "the claims of the takeover");
+        first.signal(SIGINT);
+        EXPECT_EQ(first.wait_exit(10s), 0) << first.stderr_text();
+        claims.expect(claim, equals("(null)"), "the claim cleared by the clean stop (mosquitto_sub prints an empty payload so)");
+        obs.expect(topic, equals("0"), "the first's clean stop");
+    }
+}
+
 // A fleet's statuses as an independent subscriber sees them: the last payload of every topic under a prefix.
 class fleet_view {
 public:
