@@ -164,7 +164,7 @@ void wait_for_live_beats(scanner& scan) {
 // not connected. (A retained plain "1" has no time: nothing to wait for.)
 void wait_for_confirmations(scanner& scan, const std::vector<std::string>& required) {
     constexpr auto grace = std::chrono::seconds(30);
-    constexpr auto sys_interval = std::chrono::seconds(10);
+    constexpr auto sys_interval = mosquitto_sys_interval;
     if (required.empty() || !scan.status().broker_started) return;
     const auto unsure = [&scan, &required, sys_interval](time_point started, bool exact) {
         for (const auto& name : required) {
@@ -191,6 +191,21 @@ void wait_for_confirmations(scanner& scan, const std::vector<std::string>& requi
     }
 }
 
+// The table's $SYS line is for a person at a terminal: mosquitto's retained client count predates this connection
+// (mosquitto renews it every sys_interval, when it changed), so wait for the next one, which counts this scanner, a
+// sys_interval and a second at most. Piped or in a machine format, the sample is said to predate the connection.
+void wait_for_fresh_broker_count(scanner& scan) {
+    constexpr auto sys_interval = mosquitto_sys_interval;
+    const auto st = scan.status();
+    if (!st.broker_clients || st.broker_clients_live) return;
+    std::cerr << "mqtt-presence-scanner: waiting up to " << (sys_interval + std::chrono::seconds(1)).count()
+              << " s for the broker's next client count ($SYS; the one it kept predates this connection); Ctrl-C "
+                 "prints the table now\n";
+    const auto until = std::chrono::steady_clock::now() + sys_interval + std::chrono::seconds(1);
+    while (!interrupted && !scan.status().broker_clients_live && std::chrono::steady_clock::now() < until)
+        usleep(50'000);
+}
+
 // Rows (a subset of the table) as once prints them: the table, or a machine format with their own counts.
 void print_rows(const scanner& scan, const settings& s, std::vector<client_status> rows, const scanner_status& st) {
     scan_result r = result_of(scan, std::move(rows));
@@ -205,6 +220,7 @@ int run_once(scanner& scan, const settings& s) {
     const bool synced = sync(scan, s.timeout);
     if (synced) wait_for_live_beats(scan);
     if (synced) wait_for_confirmations(scan, s.required);
+    if (synced && s.format == "table" && isatty(STDOUT_FILENO) != 0) wait_for_fresh_broker_count(scan);
     const auto st = scan.status();
     int rc = 0;
     if (st.sync_tail_refused)

@@ -202,7 +202,7 @@ void scanner::on_connected() noexcept {
     add(std::string(broker_clients_topic), 0);
     add(std::string(uptime_topic), 0);
     for (const auto& s : schemes_)
-        for (const auto& f : s.filters()) add(f, options_.qos);
+        for (const auto& f : s.subscription_filters()) add(f, options_.qos);
     if (!message_topic_.empty()) add(message_topic_, 1);
     if (!tail_topic_.empty()) add(marker_topic_ + "/+", 1);
     add(marker_topic_, options_.qos);
@@ -500,7 +500,7 @@ bool scanner::read_uptime(const mqtt::message& msg) {
     constexpr unsigned long long century = 100ULL * 366 * 24 * 3600;
     if (text.empty() || !end || std::string_view(end) != " seconds" || seconds > century) return true;
     auto started = clock::now() - std::chrono::seconds(seconds);
-    if (msg.is_retained()) started -= std::chrono::seconds(10);
+    if (msg.is_retained()) started -= mosquitto_sys_interval;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         table_.broker_started(started, !msg.is_retained());
@@ -749,6 +749,11 @@ std::vector<client_status> scanner::snapshot(std::size_t limit) const {
     }
     for (auto& r : rows) r.topic = topic_of(r);
     return rows;
+}
+
+std::uint64_t scanner::version() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return version_;
 }
 
 std::pair<table_counts, table_stats> scanner::for_each_sorted(

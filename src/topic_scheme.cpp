@@ -67,6 +67,16 @@ topic_scheme topic_scheme::parse(std::string_view templ) {
     s.multi_ = multi;
     if (!multi) {
         s.filters_.push_back(s.prefix_ + "+" + s.suffix_);
+        // Under a fixed level, deeper topics are subscribed too, to be counted (topic_scheme.hpp).
+        if (s.prefix_.find_first_not_of('/') != std::string::npos) {
+            if (s.suffix_.empty()) {
+                s.subscriptions_.push_back(s.prefix_ + "#");
+            } else {
+                std::string levels = "+";
+                for (std::size_t depth = 1; depth <= max_name_levels; ++depth, levels += "/+")
+                    s.subscriptions_.push_back(s.prefix_ + levels + s.suffix_);
+            }
+        }
     } else if (s.suffix_.empty()) {
         s.filters_.push_back(s.prefix_ + "#");  // '#' may end a filter: names of any depth
     } else {

@@ -134,6 +134,9 @@ public:
     /// scheme of this scanner are skipped). Call before start(): the first sync confirms, changes (live=false) or
     /// removes them. Returns how many were restored.
     std::size_t restore(std::vector<client_status> rows);
+    /// Moves at every message the table took and every change of the scanner's own state: what was read at one
+    /// version holds until it moves (only ages, such as a heartbeat's, move on meanwhile).
+    [[nodiscard]] std::uint64_t version() const;
     /// Changes and status lines queued for the delivery thread and not yet delivered.
     [[nodiscard]] std::size_t pending_deliveries() const;
 

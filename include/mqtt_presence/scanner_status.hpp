@@ -13,6 +13,9 @@
 
 namespace mqtt_presence {
 
+/// mosquitto renews its retained $SYS topics every sys_interval (10 s by default): a retained sample may be that old.
+inline constexpr std::chrono::seconds mosquitto_sys_interval{10};
+
 /// How far the scanner trusts its table.
 enum class sync_state : std::uint8_t {
     syncing,     ///< subscribed (or not yet connected); the retained burst is still arriving

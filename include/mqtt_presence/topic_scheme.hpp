@@ -50,6 +50,15 @@ public:
     [[nodiscard]] const std::string& filter() const noexcept { return filters_.front(); }
     /// Every filter the scheme needs: one, or one per depth for a {client+} before a suffix.
     [[nodiscard]] const std::vector<std::string>& filters() const noexcept { return filters_; }
+    /// What the scanner subscribes: filters(), except for a one-level {client} under a fixed level: it also takes
+    /// the deeper topics, "prefix/#" at the end of a template, else one filter per depth up to max_name_levels
+    /// ("tele/+/LWT", "tele/+/+/LWT", ...; '#' cannot stand before a suffix). Such a topic fits no name, but
+    /// arrives and is counted as unmatched with an example instead of never being delivered: RabbitMQ turns a '.'
+    /// in a name into a '/' ("a.b" arrives as "prefix/a/b"), and statuses a level too deep are a misconfigured
+    /// template.
+    [[nodiscard]] const std::vector<std::string>& subscription_filters() const noexcept {
+        return subscriptions_.empty() ? filters_ : subscriptions_;
+    }
     /// True for a {client+} scheme: names may contain '/'.
     [[nodiscard]] bool multi_level() const noexcept { return multi_; }
     [[nodiscard]] const std::string& template_text() const noexcept { return template_; }
@@ -74,6 +83,7 @@ private:
     std::string prefix_;  // text before {client}
     std::string suffix_;  // text after {client}
     std::vector<std::string> filters_;
+    std::vector<std::string> subscriptions_;  // empty: filters_
     bool multi_ = false;
     bool sparkplug_ = false;
 };

@@ -10,9 +10,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -201,6 +204,75 @@ struct dashboard::impl {
         return uptime;
     }
 
+    // Pages of GET /api/clients, shared by every viewer: one is built at a time, so HTTP work never takes both cores
+    // from the intake, and a page built for the same query less than a second ago is served as it was built while
+    // it holds everything viewers were told: the table has not changed since (same version), or the live feed has
+    // said nothing since (same head; the table takes a change before the feed tells it). In a storm the table
+    // changes thousands of times a second, the feed about ten.
+    struct moment {
+        std::uint64_t table_version = 0;
+        std::uint64_t feed_head = 0;
+    };
+    struct built_page {
+        moment as_of;
+        std::chrono::steady_clock::time_point at{};
+        std::string body;
+    };
+    static constexpr std::size_t max_built_pages = 64;
+    std::timed_mutex page_build_mutex;  // bounded: a request waits 10 s at most, then gets 503
+    std::mutex pages_mutex;
+    std::map<std::string, built_page> pages;  // by the query's canonical text
+    std::atomic<std::uint64_t> pages_built{0}, pages_shared{0};
+
+    moment now_moment() { return {svc.table().version(), feed.head()}; }
+    std::optional<std::string> built(const std::string& key, const moment& m) {
+        std::lock_guard<std::mutex> lock(pages_mutex);
+        const auto it = pages.find(key);
+        if (it == pages.end() || std::chrono::steady_clock::now() - it->second.at >= std::chrono::seconds(1) ||
+            (it->second.as_of.table_version != m.table_version && it->second.as_of.feed_head != m.feed_head))
+            return std::nullopt;
+        ++pages_shared;
+        return it->second.body;
+    }
+    void keep(const std::string& key, const moment& m, const std::string& body) {
+        std::lock_guard<std::mutex> lock(pages_mutex);
+        if (pages.size() >= max_built_pages && pages.find(key) == pages.end()) {
+            const auto oldest = std::min_element(pages.begin(), pages.end(), [](const auto& a, const auto& b) {
+                return a.second.at < b.second.at;
+            });
+            pages.erase(oldest);
+        }
+        pages[key] = built_page{m, std::chrono::steady_clock::now(), body};
+    }
+
+    // A row's 24-hour figures (read from the history file), reused for 2 s while nothing of that row was committed
+    // since: in a storm every build of a page would read the file again for each of its rows. Ages of 2 s on a
+    // 24-hour strip do not show; a commit of the row reads it again (the history writer says which rows it
+    // committed; a row's figures read between its change and the commit are not reused).
+    struct kept_figures {
+        std::int64_t commit = 0;  // the row's last commit when they were read
+        std::uint64_t generation = 0;
+        std::chrono::steady_clock::time_point at{};
+        json figures;
+    };
+    static constexpr std::size_t max_kept_figures = 8192;
+    static constexpr std::size_t max_commits_kept = 65536;
+    static constexpr std::chrono::seconds figures_reuse{2};
+    std::mutex figures_mutex;
+    std::map<std::pair<std::string, std::string>, kept_figures> figures;  // by (client, topic)
+    std::map<std::pair<std::string, std::string>, std::int64_t> last_commit;  // of each row committed lately
+    std::uint64_t commits_generation = 0;  // moves when last_commit is cleared (bounded): every kept figure is stale
+
+    // The history writer's thread, after each commit.
+    void committed(const std::vector<history_store::committed>& batch) {
+        std::lock_guard<std::mutex> lock(figures_mutex);
+        if (last_commit.size() + batch.size() > max_commits_kept) {
+            last_commit.clear();
+            ++commits_generation;
+        }
+        for (const auto& c : batch) last_commit[{c.what->current.client, c.what->current.topic}] = c.id;
+    }
+
     void routes();
     void limit_and_guard();  // threads, timeouts, body cap, the login; before routes()
     void bind();             // the port (throws address_in_use or error) and its backlog
@@ -323,6 +395,15 @@ struct clients_query {
     }
 
     [[nodiscard]] bool by_name() const { return sort == sort_key::client && !descending; }
+    [[nodiscard]] bool unfiltered() const { return states.empty() && q.empty() && topic.empty(); }
+
+    // The query as one text, equal for equal queries (the shared pages' key).
+    [[nodiscard]] std::string key() const {
+        std::string k = std::to_string(limit) + '\0' + std::to_string(offset) + '\0' + q + '\0' + topic + '\0' +
+                        std::to_string(static_cast<int>(sort)) + (descending ? "-" : "+") + (with_history ? "h" : "");
+        for (const auto& st : states) k += '\0' + st;
+        return k;
+    }
 
     [[nodiscard]] bool passes(const client_status& c) const {
         if (!states.empty() && std::find(states.begin(), states.end(), state_of(c)) == states.end()) return false;
@@ -336,6 +417,73 @@ struct clients_query {
                ",\"limit\":" + (limit == SIZE_MAX ? std::string("null") : std::to_string(limit));
     }
 };
+
+using uptime_map = std::map<std::pair<std::string, std::string>, uptime_figures>;  // by (client, topic)
+
+// The rows of one page of GET /api/clients, with the counts of the whole table and the total that match. By name,
+// only the page's rows are copied; any other order needs every matching row first.
+std::vector<client_status> page_rows(scanner& table, const clients_query& query,
+                                     const std::function<uptime_map()>& fleet_uptime, std::size_t& total,
+                                     table_counts& counts, table_stats& stats) {
+    if (query.by_name() && query.unfiltered() && query.limit != SIZE_MAX) {
+        // The page everyone opens: the first rows by name, found by a partial sort under the scanner's lock instead
+        // of a copy of every row (a storm's intake waits on that lock).
+        const std::size_t want = query.offset > SIZE_MAX - query.limit ? SIZE_MAX : query.offset + query.limit;
+        auto rows = table.snapshot(want);
+        counts = table.counts();
+        stats = table.stats();
+        total = counts.total();
+        rows.erase(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(std::min(query.offset, rows.size())));
+        return rows;
+    }
+    std::vector<client_status> rows;
+    std::tie(counts, stats) = table.for_each_sorted([&](const client_status& c) {
+        if (!query.passes(c)) return;
+        const std::size_t at = total++;
+        if (!query.by_name() || (at >= query.offset && at - query.offset < query.limit)) rows.push_back(c);
+    });
+    if (!query.by_name()) {
+        uptime_map figures;
+        if (query.sort == sort_key::uptime || query.sort == sort_key::flaps) figures = fleet_uptime();
+        const auto figure = [&figures](const client_status& c) -> const uptime_figures* {
+            const auto it = figures.find({c.client, c.topic});
+            return it == figures.end() ? nullptr : &it->second;
+        };
+        const auto less = [&](const client_status& a, const client_status& b) -> bool {
+            switch (query.sort) {
+                case sort_key::client: return false;  // already by name: descending reverses below
+                case sort_key::state: return state_of(a) < state_of(b);
+                case sort_key::since: return a.since.value_or(time_point::min()) < b.since.value_or(time_point::min());
+                case sort_key::last_seen:
+                    return a.last_seen.value_or(time_point::min()) < b.last_seen.value_or(time_point::min());
+                case sort_key::ip: return a.ip < b.ip;
+                case sort_key::topic: return a.topic < b.topic;
+                case sort_key::flaps: {
+                    const auto *fa = figure(a), *fb = figure(b);
+                    return (fa ? fa->flaps : 0) < (fb ? fb->flaps : 0);
+                }
+                case sort_key::uptime: break;
+            }
+            const auto *fa = figure(a), *fb = figure(b);
+            return (fa ? fa->uptime_percent().value_or(-1) : -1) < (fb ? fb->uptime_percent().value_or(-1) : -1);
+        };
+        // Sort indices, not rows (a row is a dozen strings), then move out the page.
+        std::vector<std::uint32_t> order(rows.size());
+        for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+        if (query.sort == sort_key::client) std::reverse(order.begin(), order.end());
+        else
+            std::stable_sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+                return query.descending ? less(rows[b], rows[a]) : less(rows[a], rows[b]);
+            });
+        const std::size_t first = std::min(query.offset, order.size());
+        const std::size_t last = query.limit == SIZE_MAX ? order.size() : std::min(order.size(), first + query.limit);
+        std::vector<client_status> page;
+        page.reserve(last - first);
+        for (std::size_t i = first; i < last; ++i) page.push_back(std::move(rows[order[i]]));
+        rows.swap(page);
+    }
+    return rows;
+}
 
 }  // namespace
 
@@ -362,54 +510,30 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
             return;
         }
 
-        // A page: by name, only its rows are copied; any other order needs every matching row first.
-        std::vector<client_status> rows;
-        std::size_t total = 0;
-        const auto [counts, stats] = table.for_each_sorted([&](const client_status& c) {
-            if (!query.passes(c)) return;
-            const std::size_t at = total++;
-            if (!query.by_name() || (at >= query.offset && at - query.offset < query.limit)) rows.push_back(c);
-        });
-        if (!query.by_name()) {
-            std::map<std::pair<std::string, std::string>, uptime_figures> figures;
-            if (query.sort == sort_key::uptime || query.sort == sort_key::flaps) figures = fleet_uptime();
-            const auto figure = [&figures](const client_status& c) -> const uptime_figures* {
-                const auto it = figures.find({c.client, c.topic});
-                return it == figures.end() ? nullptr : &it->second;
-            };
-            const auto less = [&](const client_status& a, const client_status& b) -> bool {
-                switch (query.sort) {
-                    case sort_key::client: return false;  // already by name: descending reverses below
-                    case sort_key::state: return state_of(a) < state_of(b);
-                    case sort_key::since: return a.since.value_or(time_point::min()) < b.since.value_or(time_point::min());
-                    case sort_key::last_seen:
-                        return a.last_seen.value_or(time_point::min()) < b.last_seen.value_or(time_point::min());
-                    case sort_key::ip: return a.ip < b.ip;
-                    case sort_key::topic: return a.topic < b.topic;
-                    case sort_key::flaps: {
-                        const auto *fa = figure(a), *fb = figure(b);
-                        return (fa ? fa->flaps : 0) < (fb ? fb->flaps : 0);
-                    }
-                    case sort_key::uptime: break;
-                }
-                const auto *fa = figure(a), *fb = figure(b);
-                return (fa ? fa->uptime_percent().value_or(-1) : -1) < (fb ? fb->uptime_percent().value_or(-1) : -1);
-            };
-            // Sort indices, not rows (a row is a dozen strings), then move out the page.
-            std::vector<std::uint32_t> order(rows.size());
-            for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-            if (query.sort == sort_key::client) std::reverse(order.begin(), order.end());
-            else
-                std::stable_sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
-                    return query.descending ? less(rows[b], rows[a]) : less(rows[a], rows[b]);
-                });
-            const std::size_t first = std::min(query.offset, order.size());
-            const std::size_t last = query.limit == SIZE_MAX ? order.size() : std::min(order.size(), first + query.limit);
-            std::vector<client_status> page;
-            page.reserve(last - first);
-            for (std::size_t i = first; i < last; ++i) page.push_back(std::move(rows[order[i]]));
-            rows.swap(page);
+        // One page built at a time, shared by every viewer that asks for the same one meanwhile.
+        const auto key = query.key();
+        auto shared = built(key, now_moment());
+        if (shared) {
+            res.set_content(std::move(*shared), "application/json");
+            return;
         }
+        std::unique_lock<std::timed_mutex> one_at_a_time(page_build_mutex, std::defer_lock);
+        if (!one_at_a_time.try_lock_for(std::chrono::seconds(10))) {
+            res.status = 503;
+            res.set_header("Retry-After", "1");
+            res.set_content(R"({"error":"the service is busy building pages; retry"})", "application/json");
+            return;
+        }
+        const auto read_at = now_moment();  // before the read: a change during it makes the next ask rebuild
+        shared = built(key, read_at);
+        if (shared) {
+            res.set_content(std::move(*shared), "application/json");
+            return;
+        }
+        std::size_t total = 0;
+        table_counts counts;
+        table_stats stats;
+        auto rows = page_rows(table, query, [this] { return fleet_uptime(); }, total, counts, stats);
         std::string extra_members = query.paging(total);
         if (query.with_history) extra_members += ",\"history\":" + page_history(rows);
         std::ostringstream out;
@@ -419,6 +543,8 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
             const auto st = table.status();
             writer.finish(counts, stats, &st, extra_members);
         }
+        ++pages_built;
+        keep(key, read_at, out.str());
         res.set_content(out.str(), "application/json");
     } catch (const error& e) {
         bad_request(res, e.what());
@@ -429,28 +555,55 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
 std::string dashboard::impl::page_history(const std::vector<client_status>& rows) {
     const auto now = clock::now();
     const auto day = now - std::chrono::hours(24);
-    // The file's watched intervals end at its last commit (at most a second ago): while the service watches, the
-    // strip reaches now.
-    auto watched = reader.watched(day, now);
-    const auto live = svc.table().status();
-    if (live.connected && live.sync != sync_state::syncing && !watched.empty() &&
-        now - watched.back().to < std::chrono::seconds(5))
-        watched.back().to = now;
+    std::optional<std::vector<interval>> watched;  // read once, and only if a row's figures are not at hand
+    const auto watched_now = [&]() -> const std::vector<interval>& {
+        if (watched) return *watched;
+        // The file's watched intervals end at its last commit (at most a second ago): while the service watches,
+        // the strip reaches now.
+        watched = reader.watched(day, now);
+        const auto live = svc.table().status();
+        if (live.connected && live.sync != sync_state::syncing && !watched->empty() &&
+            now - watched->back().to < std::chrono::seconds(5))
+            watched->back().to = now;
+        return *watched;
+    };
     json extra = json::array();
     for (const auto& row : rows) {
+        // The lock only around the lookups: the history writer takes it after every commit.
+        const auto key = std::make_pair(row.client, row.topic);
+        kept_figures fresh;
+        {
+            std::lock_guard<std::mutex> lock(figures_mutex);
+            const auto commit = last_commit.find(key);
+            fresh.commit = commit == last_commit.end() ? 0 : commit->second;
+            fresh.generation = commits_generation;
+            const auto kept = figures.find(key);
+            if (kept != figures.end() && kept->second.commit == fresh.commit &&
+                kept->second.generation == fresh.generation &&
+                std::chrono::steady_clock::now() - kept->second.at < figures_reuse) {
+                extra.push_back(kept->second.figures);
+                continue;
+            }
+        }
         auto events = reader.events_of(row.client, day, row.topic);
         std::reverse(events.begin(), events.end());  // oldest first
-        const auto f = compute_uptime(row.client, row.topic, row, events, watched, day, now, std::chrono::minutes(1));
+        const auto f = compute_uptime(row.client, row.topic, row, events, watched_now(), day, now,
+                                      std::chrono::minutes(1));
         json strip = json::array();
-        for (const auto& seg : compute_timeline(row, events, watched, day, now))
+        for (const auto& seg : compute_timeline(row, events, watched_now(), day, now))
             strip.push_back(json::array({ms_of(seg.from), ms_of(seg.to), to_string(seg.health)}));
         const auto p = f.uptime_percent();
-        extra.push_back({{"uptime_percent", p ? json(std::round(*p * 10) / 10) : json(nullptr)},
+        fresh.at = std::chrono::steady_clock::now();
+        fresh.figures = {{"uptime_percent", p ? json(std::round(*p * 10) / 10) : json(nullptr)},
                          {"flaps", f.flaps},
                          {"disconnects", f.disconnects},
                          {"last_down", time_or_null(row.last_down)},
                          {"transitions", row.transitions},
-                         {"timeline", strip}});
+                         {"timeline", strip}};
+        extra.push_back(fresh.figures);
+        std::lock_guard<std::mutex> lock(figures_mutex);
+        if (figures.size() >= max_kept_figures) figures.clear();
+        figures[key] = std::move(fresh);
     }
     return dump(extra);
 }
@@ -604,6 +757,11 @@ void dashboard::impl::metrics(httplib::Response& res) {
              scalar{"mqtt_presence_history_dropped_total", "counter", "Changes the history could not keep (a gap).",
                     h.dropped},
              scalar{"mqtt_presence_http_viewers", "gauge", "Live dashboard viewers connected.", feed.viewers()},
+             scalar{"mqtt_presence_http_pages_built_total", "counter", "Pages of /api/clients built from the table.",
+                    pages_built.load()},
+             scalar{"mqtt_presence_http_pages_shared_total", "counter",
+                    "Pages of /api/clients served as built for an earlier request (same query, same table version).",
+                    pages_shared.load()},
          })
         family(m.name, m.type, m.help, std::string(m.name) + " " + std::to_string(m.value) + "\n");
     if (health.notary) {  // absent without a notary
@@ -730,6 +888,7 @@ dashboard::dashboard(presence_service& service, http_options options)
     d.limit_and_guard();
     d.routes();
     service.history().on_commit([&d](const std::vector<history_store::committed>& batch) {
+        d.committed(batch);
         // With nobody watching, nothing to render (a viewer follows from when it connects, or reads the file).
         if (d.feed.viewers() == 0) return;
         constexpr std::size_t most = 1000;  // a storm: the viewers reload instead of drowning

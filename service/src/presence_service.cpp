@@ -18,10 +18,10 @@
 namespace mqtt_presence {
 
 namespace {
-// True if any of the filters `templ` subscribes (one per depth for {client+}) matches topics of `ours`.
+// True if any of the filters the scanner subscribes for `templ` matches topics of `ours`.
 bool reads_back(const std::string& templ, const std::string& ours) {
     const auto scheme = topic_scheme::parse(templ);
-    return std::any_of(scheme.filters().begin(), scheme.filters().end(),
+    return std::any_of(scheme.subscription_filters().begin(), scheme.subscription_filters().end(),
                        [&](const std::string& f) { return filters_overlap(f, ours); });
 }
 }  // namespace

@@ -56,17 +56,40 @@ function stateCell(c) {
   if (c.liveness === "will-only" && s === "connected") badge.title = "connected on the client's word: no heartbeat";
   return badge;
 }
+const DAY_MS = 86400000;
+function hours(ms) { return ms >= 3600000 ? Math.round(ms / 3600000) + " h" : Math.max(1, Math.round(ms / 60000)) + " min"; }
+// The last 24 h as the history saw them: the strip spans the time the service watched (not a day of grey before
+// it started), every segment at least a sliver wide, unknown hatched (never the background), and says how much of
+// the day it covers.
 function strip(segments) {
+  const wrap = el("div", "stripwrap");
   const box = el("div", "strip");
-  if (!segments || !segments.length) return box;
-  const from = segments[0][0], to = segments[segments.length - 1][1], span = Math.max(1, to - from);
-  box.title = "last 24 h: green up, red down, grey unknown";
-  for (const [a, b, h] of segments) {
+  wrap.appendChild(box);
+  if (!segments || !segments.length) { box.classList.add("empty"); box.title = "no history yet"; return wrap; }
+  let first = segments.findIndex((s) => s[2] !== "unknown");
+  if (first < 0) first = 0;
+  const shown = segments.slice(first);
+  const from = shown[0][0], to = shown[shown.length - 1][1], span = Math.max(1, to - from);
+  const watched = shown.reduce((n, [a, b, h]) => n + (h === "unknown" ? 0 : b - a), 0);
+  const lines = ["from " + new Date(from).toLocaleString() + " to " + new Date(to).toLocaleString()];
+  for (const [a, b, h] of shown) {
     const part = el("span", h);
     part.style.flexGrow = String((b - a) / span);
+    part.title = h + ": " + new Date(a).toLocaleTimeString() + "–" + new Date(b).toLocaleTimeString() +
+      " (" + hours(b - a) + ")";
     box.appendChild(part);
   }
-  return box;
+  box.title = lines.concat(["green up, red down, hatched unknown (nobody watched)"]).join("\n");
+  if (to - from < DAY_MS - 60000) wrap.appendChild(el("span", "watched muted", hours(watched) + " of 24 h"));
+  return wrap;
+}
+// The time of a death in the row itself: "lost 14:02, 3m ago".
+function sinceText(c) {
+  const s = stateOf(c);
+  if (s !== "disconnected" || !c.since) return ago(c.since);
+  const t = new Date(c.since);
+  const clock = t.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return (c.detail || "down") + " " + clock + ", " + ago(c.since);
 }
 function renderRow(c, x) {
   const tr = el("tr");
@@ -74,7 +97,8 @@ function renderRow(c, x) {
   if (c.client === view.client && c.topic === view.topic) tr.classList.add("selected");
   tr.appendChild(el("td", "name", c.client));
   const st = el("td"); st.appendChild(stateCell(c)); tr.appendChild(st);
-  const since = el("td", "since", ago(c.since)); since.dataset.iso = c.since || ""; since.title = local(c.since); tr.appendChild(since);
+  const since = el("td", "since", sinceText(c)); since.dataset.iso = c.since || ""; since.title = local(c.since);
+  since.dataset.down = stateOf(c) === "disconnected" ? (c.detail || "down") : ""; tr.appendChild(since);
   const seen = el("td", "seen wide", ago(c.last_seen)); seen.dataset.iso = c.last_seen || ""; seen.title = local(c.last_seen); tr.appendChild(seen);
   tr.appendChild(el("td", "", x && x.uptime_percent !== null && x.uptime_percent !== undefined ? x.uptime_percent + " %" : "?"));
   tr.appendChild(el("td", "wide", x && x.flaps !== null && x.flaps !== undefined ? x.flaps : "?"));
@@ -94,6 +118,7 @@ function render(data) {
   rows.forEach((c, i) => fresh.appendChild(renderRow(c, extra[i])));
   body.replaceChildren(fresh);
   for (const s of ["connected", "disconnected", "unknown", "stale"]) $("n-" + s).textContent = data.counts[s];
+  showDown(data.counts.disconnected + data.counts.stale);
   const first = data.total ? data.offset + 1 : 0, last = data.offset + rows.length;
   $("range").textContent = first + "–" + last + " of " + data.total;
   $("prev").disabled = view.page === 0;
@@ -104,6 +129,16 @@ function render(data) {
     th.classList.toggle("sorted", on);
     th.classList.toggle("desc", on && view.sort.startsWith("-"));
   }
+}
+// The tab says what is down, so a background tab still tells: "(2 down) mqtt-presence · broker", and a red icon.
+let titleBase = "mqtt-presence";
+function showDown(down) {
+  document.title = (down > 0 ? "(" + down + " down) " : "") + titleBase;
+  const colour = down > 0 ? "%23c62828" : "%231a7f37";
+  const icon = "data:image/svg+xml," + "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'>" +
+    "<circle cx='8' cy='8' r='7' fill='" + colour + "'/></svg>";
+  const link = document.querySelector("link[rel=icon]");
+  if (link.getAttribute("href") !== icon) link.setAttribute("href", icon);
 }
 function showScanner(st) {
   if (!st) return;
@@ -144,7 +179,7 @@ async function loadAlerts() {
   }
   $("alerts").hidden = data.alerts.length === 0;
 }
-async function load() {
+async function fetchPage() {
   loadAlerts().catch(() => {});
   const p = new URLSearchParams({ limit: String(PAGE), offset: String(view.page * PAGE), sort: view.sort, history: "1" });
   if (view.q) p.set("q", view.q);
@@ -153,9 +188,27 @@ async function load() {
   if (!res.ok) return;
   render(await res.json());
 }
+// One load at a time: a load asked for while one is in flight runs once, after it (so the page ends up current):
+// at once when the person asked for it (`now`), else as a refresh of the live feed.
+let loading = null, loadAgain = "", lastLoad = 0;
+function load(now = true) {
+  if (loading) { if (loadAgain !== "now") loadAgain = now ? "now" : "feed"; return loading; }
+  lastLoad = Date.now();
+  loading = fetchPage().catch(() => {}).finally(() => {
+    loading = null;
+    const again = loadAgain;
+    loadAgain = "";
+    if (again === "now") load(); else if (again) refreshSoon(0);
+  });
+  return loading;
+}
+// A refresh the live feed asks for: after `ms`, and at most one a second while changes keep coming (a storm's
+// resets and batches must not turn every viewer into a load on the service exactly when it is busiest).
+const MIN_GAP = 1000;
 function refreshSoon(ms) {
   if (refreshTimer) return;
-  refreshTimer = setTimeout(() => { refreshTimer = null; load().catch(() => {}); }, ms);
+  const wait = Math.max(ms, lastLoad + MIN_GAP - Date.now());
+  refreshTimer = setTimeout(() => { refreshTimer = null; load(false); }, wait);
 }
 
 // --- a client's history ----------------------------------------------------------------------------------------------
@@ -197,7 +250,16 @@ function applyChange(ch) {
     fresh.classList.add("flash");
     tr.replaceWith(fresh);
   }
-  if (view.client === c.client && view.topic === c.topic) select(c.client, c.topic);
+  if (view.client === c.client && view.topic === c.topic) detailSoon();
+}
+// The selected client's history after a change of it: at most one fetch a second, none overlapping.
+let detailTimer = null;
+function detailSoon() {
+  if (detailTimer) return;
+  detailTimer = setTimeout(async () => {
+    try { if (view.client) await select(view.client, view.topic); } catch (e) { /* the next change retries */ }
+    detailTimer = null;
+  }, MIN_GAP);
 }
 function listen() {
   const source = new EventSource("api/events");
@@ -242,7 +304,12 @@ function bind() {
   $("detail-close").addEventListener("click", closeDetail);
   // Ages move on without a reload.
   setInterval(() => {
-    for (const td of document.querySelectorAll("td.since, td.seen")) td.textContent = ago(td.dataset.iso);
+    for (const td of document.querySelectorAll("td.since, td.seen")) {
+      td.textContent = td.dataset.down && td.dataset.iso
+        ? td.dataset.down + " " + new Date(td.dataset.iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) +
+          ", " + ago(td.dataset.iso)
+        : ago(td.dataset.iso);
+    }
   }, 1000);
 }
 
@@ -252,7 +319,8 @@ async function start() {
   try {
     const info = await (await fetch("api/info")).json();
     $("broker").textContent = info.broker + "  " + info.topics.join(" ");
-    document.title = "mqtt-presence · " + info.broker;
+    titleBase = "mqtt-presence · " + info.broker;
+    document.title = titleBase;
   } catch (e) { /* the table still works */ }
   await load();
   if (view.client) select(view.client, view.topic);

@@ -114,6 +114,29 @@ def main():
         print("will -> row disconnected: %.0f ms" % ((time.monotonic() - killed) * 1000))
         if driver.execute_script("return window.__marker") != 1:
             fail("the page reloaded to show the change")
+        # The time of the death in the row, the tab's title and icon say what is down.
+        garage_since = ("for (const tr of document.querySelectorAll('#clients tbody tr'))"
+                        "  if (tr.cells[0].textContent === 'garage') return tr.cells[2].textContent;"
+                        "return null;")
+        since = wait("garage's row says when it went down", lambda: (lambda t: t if t and re.match(
+            r"(lost|down) \d{1,2}:\d\d( [AP]M)?, \d+s ago", t) else None)(driver.execute_script(garage_since)))
+        print("garage row: " + since)
+        wait("the tab's title counts one down", lambda: driver.title.startswith("(1 down) mqtt-presence"))
+        if "c62828" not in driver.execute_script("return document.querySelector('link[rel=icon]').href"):
+            fail("the tab's icon is not red while a client is down")
+        # The strip spans the time the service watched, with garage's outage visible, and says how much of a day.
+        strip = wait("garage's strip with its outage", lambda: driver.execute_script("""
+            for (const tr of document.querySelectorAll('#clients tbody tr')) {
+              if (tr.cells[0].textContent !== 'garage') continue;
+              const down = tr.querySelector('.strip span.down'), up = tr.querySelector('.strip span.up');
+              const note = tr.querySelector('.watched');
+              if (down && up && down.offsetWidth >= 2 && up.offsetWidth >= 2 && note)
+                return [up.offsetWidth, down.offsetWidth, note.textContent];
+            }
+            return null;"""), timeout=5.0)
+        print("garage's strip: up %d px, down %d px, %s" % tuple(strip))
+        if not strip[2].endswith("of 24 h"):
+            fail("the strip does not say how much of the day was watched: " + strip[2])
         wait("garage's down alert listed on the page",
              lambda: "garage" in driver.find_element(By.ID, "alerts").text and
              "down" in driver.find_element(By.ID, "alerts").text, timeout=5.0)
@@ -154,6 +177,9 @@ def main():
         wait("garage's history with its death", lambda: "lost" in driver.find_element(By.ID, "detail").text or
              "unknown" in driver.find_element(By.ID, "detail").text)
 
+        panel = driver.execute_script("const d = document.getElementById('detail'); return [d.scrollWidth, d.clientWidth]")
+        if panel[0] > panel[1] + 1:
+            fail("the history panel overflows sideways: %d px in %d" % tuple(panel))
         shot = os.path.join(OUT, "dashboard-history.png")
         driver.save_screenshot(shot)
         print("screenshot: " + shot)
@@ -163,6 +189,16 @@ def main():
         driver.find_element(By.ID, "detail-close").click()
         wait("the ip column hidden on a narrow screen",
              lambda: not driver.find_element(By.CSS_SELECTOR, "#clients thead th:nth-child(8)").is_displayed())
+        cut = driver.execute_script(
+            "return [...document.querySelectorAll('#clients tbody td:nth-child(2)')]"
+            ".filter(td => td.scrollWidth > td.clientWidth + 1).map(td => td.textContent)")
+        if cut:
+            fail("states cut off on a phone: %r" % cut)
+        wide = driver.execute_script("return document.documentElement.scrollWidth")
+        table = driver.execute_script("const w = document.querySelector('.tablewrap'); return [w.scrollWidth, w.clientWidth]")
+        if wide > 390 + 1 or table[0] > table[1] + 1:
+            fail("the page or its table scrolls sideways on a phone: page %d px, table %d px in %d" %
+                 (wide, table[0], table[1]))
         shot = os.path.join(OUT, "dashboard-phone.png")
         driver.save_screenshot(shot)
         print("screenshot: " + shot)
@@ -179,6 +215,35 @@ def main():
         shot = os.path.join(OUT, "dashboard-dark.png")
         driver.save_screenshot(shot)
         print("screenshot: " + shot)
+
+        # A storm of changes: the page loads at most about once a second, never two loads at once, and ends on the
+        # storm's last word.
+        driver.execute_script("performance.setResourceTimingBufferSize(100000); performance.clearResourceTimings()")
+        storm = subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", PORT, "-q", "0", "-l", "-t",
+                                  PREFIX + "/storm"], stdin=subprocess.PIPE, text=True)
+        began = time.monotonic()
+        sent = 0
+        while time.monotonic() - began < 5.0:
+            storm.stdin.write("%d\n" % (sent % 2))
+            sent += 1
+            if sent % 20 == 0:
+                storm.stdin.flush()
+                time.sleep(0.01)
+        storm.stdin.write("1\n")
+        storm.stdin.close()
+        storm.wait(10)
+        seconds = time.monotonic() - began
+        wait("the storm's client listed connected", lambda: rows(driver).get("storm") == "connected", timeout=5.0)
+        loads = driver.execute_script(
+            "return performance.getEntriesByType('resource').filter(e => e.name.includes('api/clients?'))"
+            ".map(e => [e.startTime, e.responseEnd])")
+        print("a storm of %d changes in %.1f s: the page loaded %d times" % (sent + 1, seconds, len(loads)))
+        if len(loads) > seconds + 3:
+            fail("the page loaded %d times during a %.1f s storm (at most one a second)" % (len(loads), seconds))
+        loads.sort()
+        for (a_start, a_end), (b_start, _) in zip(loads, loads[1:]):
+            if b_start < a_end:
+                fail("two loads of the page overlapped: %r" % loads)
     finally:
         driver.quit()
         for p in processes:

@@ -8,6 +8,8 @@
 
 #include <filesystem>
 #include <regex>
+#include <thread>
+#include <atomic>
 
 using namespace harness;
 using json = nlohmann::json;
@@ -210,6 +212,64 @@ TEST(dashboard_api, metrics_pass_prometheus_parser_and_names_are_escaped) {
 
     const auto listing = svc.get_json("/api/clients");
     EXPECT_EQ(listing["clients"][0]["client"], hostile) << "JSON carries the exact text";
+}
+
+// A page of /api/clients is built once for every viewer that asks for it while the table stands still, and never
+// outlives a change: the next ask after a death shows it.
+TEST(dashboard_api, viewers_share_a_page_until_the_table_changes) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    service svc(port, prefix + "/{client}");
+    for (const char* name : {"alpha", "bravo"}) publish_retained(port, prefix + "/" + name, "1");
+    const std::string page = "/api/clients?limit=100&offset=0&sort=client&history=1";
+    until(svc, page, [](const json& j) { return j["counts"]["connected"] == 2; }, "two connected");
+    const auto counter = [&svc](const std::string& name) {
+        auto c = svc.client();
+        const auto res = c.Get("/metrics");
+        if (!res) throw std::runtime_error("no /metrics");
+        std::smatch m;
+        if (!std::regex_search(res->body, m, std::regex("\n" + name + " (\\d+)\n")))
+            throw std::runtime_error(name + " not in /metrics");
+        return std::stoull(m[1]);
+    };
+    const auto built = counter("mqtt_presence_http_pages_built_total");
+    const auto shared = counter("mqtt_presence_http_pages_shared_total");
+    std::vector<std::thread> viewers;
+    std::atomic<int> answered{0};
+    for (int v = 0; v < 20; ++v)
+        viewers.emplace_back([&] {
+            auto c = svc.client();
+            const auto res = c.Get(page.c_str());
+            if (res && res->status == 200 && json::parse(res->body)["counts"]["connected"] == 2) ++answered;
+        });
+    for (auto& t : viewers) t.join();
+    EXPECT_EQ(answered, 20);
+    const auto built_now = counter("mqtt_presence_http_pages_built_total") - built;
+    const auto shared_now = counter("mqtt_presence_http_pages_shared_total") - shared;
+    EXPECT_EQ(built_now + shared_now, 20u);
+    std::cerr << "20 viewers: the page built " << built_now << " times, shared " << shared_now << " times\n";
+    EXPECT_LE(built_now, 3u) << "20 viewers asking for one page of a table standing still: built " << built_now
+                             << " times, shared " << shared_now;
+
+    // A viewer told of a change by the live feed never gets a page from before it.
+    std::string told;
+    std::thread viewer([&] {
+        told = read_feed(svc, "", [](const std::string& t) {
+            return t.find("\"client\":\"bravo\"") != std::string::npos &&
+                   t.find("\"state\":\"disconnected\"") != std::string::npos;
+        });
+    });
+    const auto deadline = steady::now() + 10s;
+    while (counter("mqtt_presence_http_viewers") != 1) {
+        ASSERT_LT(steady::now(), deadline) << "the viewer never connected";
+        std::this_thread::sleep_for(20ms);  // polling another process
+    }
+    EXPECT_EQ(svc.get_json(page)["counts"]["connected"], 2) << "a page built before the change, to be shared";
+    publish_retained(port, prefix + "/bravo", "0");
+    viewer.join();
+    ASSERT_NE(told.find("\"client\":\"bravo\""), std::string::npos) << told;
+    const auto after = svc.get_json(page);
+    EXPECT_EQ(after["counts"]["disconnected"], 1) << "a page from before what the feed told: " << after.dump();
 }
 
 TEST(dashboard_api, healthz_turns_503_when_the_broker_goes) {

@@ -8,6 +8,8 @@
 // burst. Neither speaks MQTT 5, which is reported as a refusal, not as a dead broker.
 #include "harness.hpp"
 
+#include <mqtt_presence/scanner.hpp>
+
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -139,6 +141,36 @@ TEST(interop, live_changes_reach_the_events_stream) {
     EXPECT_TRUE(events.wait_stdout(live_is("connected"), 15s)) << events.stdout_text();
     s.signal(SIGKILL);
     EXPECT_TRUE(events.wait_stdout(live_is("disconnected"), 15s)) << events.stdout_text();
+}
+
+// A topic that fits no name is counted as unmatched with its example on every broker, RabbitMQ's '.'-to-'/'
+// mapping included ("a.b" arrives as "prefix/a/b"): where {client} ends the template the scanner subscribes '#'.
+TEST(interop, a_dotted_name_or_a_deeper_topic_is_counted_as_unmatched_with_its_example) {
+    const int p = port();
+    const auto prefix = unique_prefix();
+    mqtt_presence::scanner_options o;
+    o.broker.server_uri = broker_uri(p);
+    o.topics = {prefix + "/{client}", prefix + "-s/{client}/status"};
+    mqtt_presence::scanner scan(o);
+    scan.start();
+    ASSERT_TRUE(scan.wait_synced(20s)) << "no sync";
+    for (const char* topic : {"/a.b", "/deep/er", "-s/c.d/status"}) {
+        child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(p), "-q", "1", "-t", prefix + topic,
+                   "-m", "1"});
+        ASSERT_EQ(pub.wait_exit(10s), 0) << pub.stderr_text();
+    }
+    const std::uint64_t unmatched = is_rabbit() ? 3 : 1;
+    EXPECT_TRUE(scan.wait_for([&] { return scan.stats().unmatched >= unmatched; }, 10s))
+        << "unmatched: " << scan.stats().unmatched;
+    const auto examples = scan.status().unmatched_examples;
+    if (is_rabbit()) {
+        EXPECT_EQ(examples, (std::vector<std::string>{prefix + "/a/b", prefix + "/deep/er", prefix + "-s/c/d/status"}));
+    } else {
+        EXPECT_EQ(examples, (std::vector<std::string>{prefix + "/deep/er"}));
+        EXPECT_TRUE(scan.find("a.b")) << "a '.' is an ordinary character here";
+        EXPECT_TRUE(scan.find("c.d", 1));
+    }
+    scan.stop();
 }
 
 // aedes answers an MQTT 5 CONNECT with CONNACK 1 (unacceptable protocol version); RabbitMQ closes the socket, which

@@ -36,6 +36,68 @@ scan_output run_scanner(int port, std::vector<std::string> args) {
     return o;
 }
 
+// A tool on a terminal of its own (forkpty): what it writes, read as it comes.
+struct on_terminal {
+    on_terminal(const std::vector<std::string>& argv, unsigned short rows, unsigned short cols) {
+        winsize size{};
+        size.ws_row = rows;
+        size.ws_col = cols;
+        std::vector<char*> args;
+        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        pid = forkpty(&fd, nullptr, nullptr, &size);
+        if (pid < 0) throw std::runtime_error("forkpty failed");
+        if (pid == 0) {
+            execv(args[0], args.data());
+            _exit(127);
+        }
+    }
+    ~on_terminal() {
+        if (pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, nullptr, 0);
+        }
+        if (fd >= 0) close(fd);
+    }
+    on_terminal(const on_terminal&) = delete;
+    on_terminal& operator=(const on_terminal&) = delete;
+
+    /// Reads until `done` or the timeout; stops early when the tool has closed its terminal (EIO).
+    void read_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+        const auto deadline = steady::now() + timeout;
+        while (!done() && steady::now() < deadline) {
+            pollfd p{fd, POLLIN, 0};
+            if (poll(&p, 1, 100) <= 0) continue;
+            char buf[65536];
+            const auto n = read(fd, buf, sizeof buf);
+            if (n <= 0) return;
+            out.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+    /// Reads to the end of its output and reaps it: its exit code, or -1 (killed after `timeout`).
+    int finish(std::chrono::milliseconds timeout) {
+        read_until([] { return false; }, timeout);
+        int status = 0;
+        const auto exit_deadline = steady::now() + 5s;  // its terminal closes a moment before it can be reaped
+        while (waitpid(pid, &status, WNOHANG) != pid) {
+            if (steady::now() > exit_deadline) {
+                ADD_FAILURE() << "the tool did not exit:\n" << out;
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                pid = -1;
+                return -1;
+            }
+            std::this_thread::sleep_for(10ms);  // polling a child's exit, as harness::child::wait_exit does
+        }
+        pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+
+    std::string out;
+    pid_t pid = -1;
+    int fd = -1;
+};
+
 json once_json(int port, std::vector<std::string> args) {
     args.insert(args.end(), {"--once", "--format", "json"});
     const auto o = run_scanner(port, args);
@@ -553,6 +615,36 @@ TEST(scanner, class_with_a_borrowed_client) {
     app.disconnect()->wait();
 }
 
+// Where {client} ends the template the scanner subscribes "prefix/#": a status one level too deep (a fleet under a
+// template without {client+}) is counted as unmatched with its example instead of never being delivered.
+TEST(scanner, a_topic_one_level_too_deep_is_counted_as_unmatched_with_its_example) {
+    const int port = broker_port();
+    const auto p = unique_prefix();
+    publish_retained(port, p + "/ok", "1");
+    publish_retained(port, p + "/lab/sim-1", "1");
+    const auto j = once_json(port, {"--topic", p + "/{client}"});
+    EXPECT_EQ(j["clients"].size(), 1u) << j.dump();
+    EXPECT_EQ(j["stats"]["unmatched"], 1) << j.dump();
+    EXPECT_EQ(j["scanner"]["unmatched_examples"], json::array({p + "/lab/sim-1"})) << j.dump();
+}
+
+// Once on a terminal: mosquitto's retained $SYS client count predates the scanner's connection, so the table waits
+// (a sys_interval at most) for the next, which counts the scanner, and says so. A private broker: only this
+// scanner's connection changes its count, so mosquitto publishes a new one at its next sys_interval.
+TEST(scanner, once_on_a_terminal_waits_for_a_client_count_newer_than_its_connection) {
+    private_broker broker;
+    const int port = broker.port();
+    publish_retained(port, "sensors/connected/kitchen", "1");
+    // The broker's retained count is renewed every sys_interval: one exists before the scanner connects.
+    observer sys(port, "$SYS/broker/clients/connected");
+    sys.expect("$SYS/broker/clients/connected", [](const std::string&) { return true; }, "mosquitto's count", 15s);
+    on_terminal once({SCANNER_BIN, "once", "-b", broker_uri(port), "--no-color"}, 30, 120);
+    EXPECT_EQ(once.finish(20s), 0) << once.out;
+    EXPECT_NE(once.out.find("waiting up to 11 s for the broker's next client count"), std::string::npos) << once.out;
+    EXPECT_NE(once.out.find("this scanner included"), std::string::npos) << once.out;
+    EXPECT_EQ(once.out.find("before this scanner connected"), std::string::npos) << once.out;
+}
+
 TEST(scanner, survives_a_broker_restart_and_resyncs) {
     const std::string dir = std::string(TEST_TMP_DIR) + "/" + unique_prefix();
     child start({TEST_BROKER_SCRIPT, "start", dir});
@@ -580,45 +672,13 @@ TEST(scanner, the_live_table_fits_the_terminal_and_keeps_its_title_in_view) {
     for (int i = 0; i < 40; ++i)  // every third one malformed: its DETAIL makes the row wider than 100 columns
         publish_retained(port, prefix + "/c" + std::to_string(10 + i),
                          i % 3 == 0 ? R"({"status":"1","ip":"127.0.0.1"})" : "1");
-    winsize size{};
-    size.ws_row = 15;
-    size.ws_col = 100;
-    int fd = -1;
     const auto uri = broker_uri(port);
     const auto templ = prefix + "/{client}";
-    const pid_t pid = forkpty(&fd, nullptr, nullptr, &size);
-    ASSERT_GE(pid, 0) << "forkpty failed";
-    if (pid == 0) {
-        execl(SCANNER_BIN, SCANNER_BIN, "-b", uri.c_str(), "-t", templ.c_str(), "--no-color", nullptr);
-        _exit(127);
-    }
-    std::string out;
-    const auto read_until = [&](const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-        const auto deadline = steady::now() + timeout;
-        while (!done() && steady::now() < deadline) {
-            pollfd p{fd, POLLIN, 0};
-            if (poll(&p, 1, 100) <= 0) continue;
-            char buf[65536];
-            const auto n = read(fd, buf, sizeof buf);
-            if (n <= 0) return;  // EIO: the scanner has exited
-            out.append(buf, static_cast<std::size_t>(n));
-        }
-    };
-    read_until([&] { return out.find("40 messages") != std::string::npos; }, 20s);
-    kill(pid, SIGINT);
-    read_until([] { return false; }, 10s);  // to the end of its output: EIO once it has exited
-    int status = 0;
-    const auto exit_deadline = steady::now() + 5s;  // its terminal closes a moment before it can be reaped
-    while (waitpid(pid, &status, WNOHANG) != pid) {
-        if (steady::now() > exit_deadline) {
-            ADD_FAILURE() << "the scanner did not exit after SIGINT";
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            break;
-        }
-        std::this_thread::sleep_for(10ms);  // polling a child's exit, as harness::child::wait_exit does
-    }
-    close(fd);
+    on_terminal scanner({SCANNER_BIN, "-b", uri, "-t", templ, "--no-color"}, 15, 100);
+    scanner.read_until([&] { return scanner.out.find("40 messages") != std::string::npos; }, 20s);
+    kill(scanner.pid, SIGINT);
+    scanner.finish(10s);  // to the end of its output: EIO once it has exited
+    const auto& out = scanner.out;
 
     const std::string clear = "\x1b[H\x1b[2J", nowrap = "\x1b[?7l", wrap = "\x1b[?7h";
     const auto first = out.find(clear), last = out.rfind(clear);

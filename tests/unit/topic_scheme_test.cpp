@@ -130,3 +130,22 @@ TEST(topic_scheme_multi_level, shapes_that_cannot_be_subscribed_are_refused) {
 }
 
 }  // namespace
+
+TEST(topic_scheme, a_client_ending_the_template_is_subscribed_with_hash_so_deeper_topics_are_seen) {
+    const auto end = topic_scheme::parse("sensors/connected/{client}");
+    EXPECT_EQ(end.filter(), "sensors/connected/+");
+    EXPECT_EQ(end.subscription_filters(), std::vector<std::string>{"sensors/connected/#"});
+    EXPECT_FALSE(end.match("sensors/connected/lab/sim-1")) << "subscribed, but no name: counted as unmatched";
+    EXPECT_EQ(topic_scheme::parse("$CONNECTED/{client}").subscription_filters(),
+              std::vector<std::string>{"$CONNECTED/#"});
+    // A suffix cannot follow '#': one filter per depth; a template without a fixed level would take too much.
+    const auto middle = topic_scheme::parse("sensors/{client}/connected");
+    ASSERT_EQ(middle.subscription_filters().size(), topic_scheme::max_name_levels);
+    EXPECT_EQ(middle.subscription_filters()[0], "sensors/+/connected");
+    EXPECT_EQ(middle.subscription_filters()[1], "sensors/+/+/connected");
+    EXPECT_EQ(middle.filters(), std::vector<std::string>{"sensors/+/connected"});
+    EXPECT_FALSE(middle.match("sensors/a/b/connected"));
+    EXPECT_EQ(topic_scheme::parse("{client}/status").subscription_filters(), std::vector<std::string>{"+/status"});
+    EXPECT_EQ(topic_scheme::parse("zigbee2mqtt/{client+}").subscription_filters(),
+              std::vector<std::string>{"zigbee2mqtt/#"});
+}
