@@ -3,8 +3,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <optional>
 #include <random>
+#include <thread>
+#include <variant>
 
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/status_codec.hpp>
@@ -13,6 +19,7 @@
 #include "error_log.hpp"
 #include "paho_util.hpp"
 #include "reconnect_driver.hpp"
+#include "sync_tracker.hpp"
 #include "text_util.hpp"
 #include "uri.hpp"
 
@@ -69,36 +76,148 @@ constexpr std::string_view broker_clients_topic = "$SYS/broker/clients/connected
 // mosquitto's uptime ("N seconds"), retained and renewed every sys_interval (10 s by default): when it started.
 constexpr std::string_view uptime_topic = "$SYS/broker/uptime";
 constexpr std::size_t max_unmatched_examples = 5;
+
+// One call queued for the delivery thread, in the order the table changed.
+struct status_text {
+    std::string text;
+};
+struct message_payload {
+    std::string payload;
+};
+using delivery = std::variant<change, status_text, scanner_status, message_payload>;
+
+// The user's callbacks, copied out of the lock for each batch of deliveries.
+struct callbacks {
+    scanner::change_callback change;
+    std::function<void(const std::string&)> status;
+    std::function<void(const scanner_status&)> state;
+    std::function<void(const std::string&)> message;
+};
+
 }  // namespace
 
-scanner::scanner(scanner_options options) : options_(std::move(options)) {
-    options_.validate();
-    if (options_.broker.client_id.empty()) options_.broker.client_id = default_client_id();
+struct scanner::impl {
+    impl(scanner_options options, mqtt::async_client* borrowed);
+    ~impl() noexcept { stop(); }
+
+    void start();
+    void stop() noexcept;
+    void on_connected() noexcept;
+    bool handle_message(const mqtt::const_message_ptr& msg) noexcept;
+    void on_connection_lost(const std::string& cause) noexcept;
+    bool wait_synced(std::chrono::milliseconds timeout);
+    [[nodiscard]] bool synced() const;
+    bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+    void on_change(change_callback callback);
+    void on_status(std::function<void(const std::string&)> callback);
+    void on_state(std::function<void(const scanner_status&)> callback);
+    void on_message(std::string topic, std::function<void(const std::string&)> callback);
+    bool publish(const std::string& topic, const std::string& payload, int qos, bool retained) noexcept;
+    bool wait_published(std::chrono::milliseconds timeout) noexcept;
+    std::size_t restore(std::vector<client_status> rows);
+    [[nodiscard]] std::uint64_t version() const;
+    [[nodiscard]] std::size_t pending_deliveries() const;
+    [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit) const;
+    std::pair<table_counts, table_stats> for_each_sorted(const std::function<void(const client_status&)>& visit) const;
+    [[nodiscard]] std::optional<client_status> find(std::string_view client, std::uint16_t source) const;
+    [[nodiscard]] table_counts counts() const;
+    [[nodiscard]] table_stats stats() const;
+    [[nodiscard]] scanner_status status() const;
+    [[nodiscard]] std::string topic_of(const client_status& row) const;
+    [[nodiscard]] std::string topic_of(std::string_view client, std::uint16_t source) const;
+    [[nodiscard]] bool connected() const;
+    purge_result purge(const std::function<bool(const client_status&)>& select, bool dry_run);
+
+    void init_callbacks();
+    void start_threads();
+    void expiry_loop();
+    void delivery_loop();
+    void deliver(delivery& d, const callbacks& to) const;
+    void judge_now() const;  // marks overdue heartbeats stale, queues the changes; caller holds mutex_
+    void queue_changes(std::vector<change>&& changes) const;  // caller holds mutex_
+    void status_line(std::string text, bool is_error = false) noexcept;
+    void queue_state() const;  // caller holds mutex_
+    [[nodiscard]] scanner_status status_locked() const;
+    [[nodiscard]] table_stats stats_locked() const;
+    bool read_marker(const mqtt::message& msg);
+    bool read_tail(const mqtt::message& msg);
+    bool read_uptime(const mqtt::message& msg);
+    bool read_broker_clients(const mqtt::message& msg);
+    bool read_dropped(const mqtt::message& msg);
+    bool read_status(std::size_t scheme, std::string_view name, const mqtt::message& msg);
+    void count_unmatched(const std::string& topic);
+    void read_sparkplug(const mqtt::message& msg, status_record& record) const;
+    // The exact topics of the rows the wildcard burst did not confirm, and of the named clients. Caller holds mutex_.
+    [[nodiscard]] std::vector<std::string> topics_to_confirm() const;
+    // Carries out the table's side of a burst's end. Caller holds mutex_.
+    void burst_ended_locked(const detail::sync_tracker::burst_end& end);
+    void probe_broker(std::unique_lock<std::mutex>& lock);
+    // Subscribes the topics to confirm with the second marker; unsubscribes the last round's. Without mutex_.
+    void after_burst(const detail::sync_tracker::burst_end& end) noexcept;
+    // When the tail is overdue (sync_tracker::tick), ends the burst, unlocking `lock` for after_burst. True if so.
+    bool end_burst_if_tail_overdue(std::unique_lock<std::mutex>& lock);
+
+    scanner_options options_;
+    std::vector<topic_scheme> schemes_;
+    std::unique_ptr<mqtt::async_client> owned_;
+    std::unique_ptr<detail::reconnect_driver> reconnect_;  // an owned client's tries after a loss (expiry thread)
+    mqtt::async_client* client_ = nullptr;
+    std::string marker_topic_;
+    std::string tail_topic_;  // retained, last in the SUBSCRIBE: its arrival ends the burst; empty (borrowed client)
+
+    mutable std::mutex mutex_;
+    mutable std::condition_variable cv_;         // table, sync and connection changes; stop
+    mutable std::condition_variable delivery_cv_;
+    std::condition_variable timer_cv_;           // the expiry timer's sleep; stop
+    std::atomic<int> condition_waiters_{0};      // threads in wait_for(): only then does a message wake cv_
+    std::atomic<std::int64_t> last_heard_ms_{0};  // Unix ms of the last round trip (connect, probe); 0: none yet
+    std::chrono::steady_clock::time_point last_probe_{};  // expiry thread only
+    mutable connection_table table_;  // mutable: a const snapshot first judges heartbeats at that moment
+    mutable std::deque<delivery> deliveries_;
+    std::uint64_t version_ = 0;  // bumped at every message: wait_for() re-checks its condition
+    detail::sync_tracker sync_;
+    std::uint64_t purge_marker_sent_ = 0;  // "purge-N" on the marker topic: the clears before it are all back
+    std::uint64_t purge_marker_seen_ = 0;
+    std::optional<std::uint64_t> broker_clients_;  // $SYS/broker/clients/connected
+    std::optional<time_point> broker_clients_at_;
+    bool broker_clients_live_ = false;
+    std::uint64_t unmatched_ = 0;
+    std::vector<std::string> unmatched_examples_;
+    std::optional<time_point> connection_since_;
+    bool stopping_ = false;
+    callbacks callbacks_;
+    std::string message_topic_;
+    std::thread expiry_;
+    std::thread delivery_;
+};
+
+namespace {
+}  // namespace
+
+scanner::impl::impl(scanner_options options, mqtt::async_client* borrowed)
+    : options_((options.validate(), std::move(options))),
+      sync_(borrowed == nullptr, options_.quiet_period) {
+    if (options_.broker.client_id.empty())
+        options_.broker.client_id = borrowed ? borrowed->get_client_id() : default_client_id();
     for (const auto& t : options_.topics) schemes_.push_back(topic_scheme::parse(t));
+    marker_topic_ = "mqtt-presence-sync/" + options_.broker.client_id;
+    if (borrowed) {
+        client_ = borrowed;
+        start_threads();
+        return;
+    }
     owned_ = detail::make_client(options_.broker.server_uri, options_.broker.client_id, options_.broker.mqtt_version);
     client_ = owned_.get();
-    marker_topic_ = "mqtt-presence-sync/" + options_.broker.client_id;
     tail_topic_ = marker_topic_ + "/tail";
     init_callbacks();
 }
 
-scanner::scanner(mqtt::async_client& client, scanner_options options) : options_(std::move(options)) {
-    options_.validate();
-    if (options_.broker.client_id.empty()) options_.broker.client_id = client.get_client_id();
-    for (const auto& t : options_.topics) schemes_.push_back(topic_scheme::parse(t));
-    client_ = &client;
-    marker_topic_ = "mqtt-presence-sync/" + options_.broker.client_id;
-    start_threads();
-}
-
-scanner::~scanner() noexcept { stop(); }
-
-void scanner::start_threads() {
+void scanner::impl::start_threads() {
     if (!expiry_.joinable()) expiry_ = std::thread([this] { expiry_loop(); });
     if (!delivery_.joinable()) delivery_ = std::thread([this] { delivery_loop(); });
 }
 
-void scanner::init_callbacks() {
+void scanner::impl::init_callbacks() {
     owned_->set_connected_handler([this](const std::string&) {
         if (reconnect_) reconnect_->connected();
         on_connected();  // first: whoever reads the status line finds status() already connected
@@ -111,7 +230,7 @@ void scanner::init_callbacks() {
     owned_->set_message_callback([this](mqtt::const_message_ptr msg) { handle_message(msg); });
 }
 
-void scanner::start() {
+void scanner::impl::start() {
     if (!owned_) throw error("start() is for a scanner that owns its client; with a borrowed client call on_connected()");
     auto opts = detail::base_connect_options(options_.broker);
     // The only will clears the scanner's retained sync tail, the same at every connection, so Paho's reconnect
@@ -136,7 +255,7 @@ void scanner::start() {
     }
 }
 
-void scanner::stop() noexcept {
+void scanner::impl::stop() noexcept {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_) return;
@@ -161,28 +280,18 @@ void scanner::stop() noexcept {
     }
 }
 
-void scanner::on_connected() noexcept {
+void scanner::impl::on_connected() noexcept {
     std::uint64_t marker = 0;
     std::vector<std::string> filters;
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        connected_ = true;
         const auto now = std::chrono::time_point_cast<std::chrono::milliseconds>(clock::now());
         connection_since_ = now;
         last_heard_ms_.store(unix_ms(now), std::memory_order_relaxed);  // the CONNACK: a round trip
-        marker = ++marker_sent_;
-        sync_ = sync_state::syncing;
-        dropped_at_sync_.reset();
-        dropped_now_.reset();
+        marker = sync_.connected(std::chrono::steady_clock::now());
         broker_clients_.reset();
         broker_clients_at_.reset();
         broker_clients_live_ = false;
-        tail_seen_ = false;
-        retained_in_burst_ = false;
-        tail_refused_ = false;
-        marker_back_at_.reset();
-        subscribed_at_ = std::chrono::steady_clock::now();
-        last_status_message_ = subscribed_at_;
         table_.begin_resync();
         ++version_;
         queue_state();
@@ -218,7 +327,7 @@ void scanner::on_connected() noexcept {
 }
 
 // An NBIRTH or NDEATH: the topic says birth or death, the payload (when a reader is set) its session and time.
-void scanner::read_sparkplug(const mqtt::message& msg, status_record& record) const {
+void scanner::impl::read_sparkplug(const mqtt::message& msg, status_record& record) const {
     record = status_record{};
     const bool death = topic_scheme::is_sparkplug_death(msg.get_topic());
     if (!options_.sparkplug_reader) {
@@ -232,95 +341,65 @@ void scanner::read_sparkplug(const mqtt::message& msg, status_record& record) co
         record.status = state::unknown;
 }
 
-std::vector<std::string> scanner::burst_ended_locked(std::uint64_t seq, bool second) {
+std::vector<std::string> scanner::impl::topics_to_confirm() const {
     std::vector<std::string> confirm;
-    marker_back_at_.reset();
-    const bool drops = dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_;
-    // Rows the wildcard burst did not confirm, and named clients: asked for by their exact topics, unless this
-    // broker proved that it sends retained messages to a wildcard subscription (the tail came through one): then
-    // the burst was the whole retained store, and a row it did not bring is gone (a broker that lost its store:
-    // a million exact SUBSCRIBEs took minutes).
-    if (!second && !drops && wildcard_retained_ != true) {
-        for (const auto& [name, source] : table_.unconfirmed()) {
+    for (const auto& [name, source] : table_.unconfirmed()) {
+        auto exact = topic_of(name, source);
+        if (!exact.empty()) confirm.push_back(std::move(exact));  // else it stays unconfirmed
+    }
+    for (const auto& name : options_.named_clients)
+        for (std::uint16_t source = 0; source < schemes_.size(); ++source) {
             auto exact = topic_of(name, source);
-            if (!exact.empty()) confirm.push_back(std::move(exact));  // else it stays unconfirmed
+            if (!exact.empty()) confirm.push_back(std::move(exact));
         }
-        for (const auto& name : options_.named_clients)
-            for (std::uint16_t source = 0; source < schemes_.size(); ++source) {
-                auto exact = topic_of(name, source);
-                if (!exact.empty()) confirm.push_back(std::move(exact));
-            }
-        std::sort(confirm.begin(), confirm.end());
-        confirm.erase(std::unique(confirm.begin(), confirm.end()), confirm.end());
-    }
-    if (confirm.empty()) {
-        sync_ = drops ? sync_state::unverified : wildcard_retained_ == false ? sync_state::partial : sync_state::complete;
-        // Only a burst known complete (or every row asked for by its topic) says which rows the broker no longer
-        // holds.
-        if (!drops) queue_changes(table_.finish_resync(clock::now()));
-        queue_state();
-        unconfirm_.swap(confirming_);
-    } else {
-        confirming_ = confirm;
-        confirm_seq_ = seq;
-    }
-    ++version_;
     return confirm;
 }
 
-void scanner::after_burst(std::vector<std::string> confirm) noexcept {
-    std::vector<std::string> done;
-    std::uint64_t seq = 0;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        done.swap(unconfirm_);
-        seq = confirm_seq_;
-    }
+void scanner::impl::burst_ended_locked(const detail::sync_tracker::burst_end& end) {
+    if (end.remove_unconfirmed) queue_changes(table_.finish_resync(clock::now()));
+    if (end.state_changed) queue_state();
+    ++version_;
+}
+
+void scanner::impl::after_burst(const detail::sync_tracker::burst_end& end) noexcept {
     cv_.notify_all();
     // Outside the lock: Paho only queues these.
     try {
-        for (const auto& topics : in_batches(confirm))
+        for (const auto& topics : in_batches(end.confirm))
             client_->subscribe(topics, std::vector<int>(topics->size(), options_.qos));
-        if (!confirm.empty())
-            client_->publish(mqtt::message::create(marker_topic_, "confirm-" + std::to_string(seq), options_.qos,
+        if (!end.confirm.empty())
+            client_->publish(mqtt::message::create(marker_topic_, "confirm-" + std::to_string(end.seq), options_.qos,
                                                    false));
-        for (const auto& topics : in_batches(done)) client_->unsubscribe(topics);
+        for (const auto& topics : in_batches(end.unsubscribe)) client_->unsubscribe(topics);
     } catch (const std::exception& e) {
         status_line(std::string("confirming rows by their topics failed: ") + e.what(), true);
     }
 }
 
-bool scanner::end_burst_if_tail_overdue(std::unique_lock<std::mutex>& lock) {
-    // marker_back_at_ is reset at every connect and when a burst ends: set, it is this connection's marker.
-    if (!marker_back_at_ || tail_seen_ || sync_ != sync_state::syncing || !connected_) return false;
-    if (std::chrono::steady_clock::now() - std::max(*marker_back_at_, last_status_message_) < options_.quiet_period)
-        return false;
-    // The marker is back, the tail is not coming. Retained statuses came through the wildcards: the broker sends
-    // them, so it refused the tail's publish (an ACL), and the marker, sent after the SUBSCRIBE, ended the burst.
-    // None came: the broker sends no retained message to a wildcard subscription (RabbitMQ), or the fleet is empty.
-    wildcard_retained_ = retained_in_burst_;
-    const bool refused = tail_refused_ = retained_in_burst_;  // read again after the unlock
-    auto confirm = burst_ended_locked(marker_sent_, false);
+bool scanner::impl::end_burst_if_tail_overdue(std::unique_lock<std::mutex>& lock) {
+    const auto end = sync_.tick(std::chrono::steady_clock::now(), [this] { return topics_to_confirm(); });
+    if (!end.ended) return false;
+    burst_ended_locked(end);
+    const bool refused = sync_.tail_refused();
     lock.unlock();
     if (refused)
         status_line("the sync tail " + tail_topic_ + " never came back although retained statuses did: the broker "
                     "refused the scanner's publish to it (an ACL? let the scanner write mqtt-presence-sync/#); the "
                     "sync ends with its marker instead",
                     true);
-    after_burst(std::move(confirm));
+    after_burst(end);
     lock.lock();
     return true;
 }
 
-void scanner::on_connection_lost(const std::string& cause) noexcept {
+void scanner::impl::on_connection_lost(const std::string& cause) noexcept {
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        connected_ = false;
+        sync_.lost();
         // The table is as of the last word from the broker, which a keepalive notices only later.
         const auto heard = last_heard_ms_.load(std::memory_order_relaxed);
         const auto heard_at = time_point(std::chrono::milliseconds(heard));
         connection_since_ = heard > 0 && (!connection_since_ || heard_at >= *connection_since_) ? heard_at : clock::now();
-        if (sync_ == sync_state::syncing) sync_ = sync_state::unverified;
         ++version_;
         queue_state();
     }
@@ -329,148 +408,131 @@ void scanner::on_connection_lost(const std::string& cause) noexcept {
                 "; the table is as of the last round trip through the broker; reconnecting");
 }
 
-bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept {
+bool scanner::impl::handle_message(const mqtt::const_message_ptr& msg) noexcept {
     if (!msg) return false;
     try {
         const auto& topic = msg->get_topic();
-        if (topic == marker_topic_) {
-            const auto& payload = msg->get_payload_str();
-            if (payload == "probe") {  // a round trip: what the scanner sends reaches the broker, and back
-                last_heard_ms_.store(unix_ms(clock::now()), std::memory_order_relaxed);
-                return true;
-            }
-            if (payload.rfind("purge-", 0) == 0) {
-                {
-                    std::lock_guard<std::mutex> lock(mutex_);
-                    purge_marker_seen_ = std::max<std::uint64_t>(purge_marker_seen_,
-                                                                 std::strtoull(payload.c_str() + 6, nullptr, 10));
-                    ++version_;
-                }
-                cv_.notify_all();
-                return true;
-            }
-            std::vector<std::string> confirm;
-            bool ended = false;
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                const bool second = payload.rfind("confirm-", 0) == 0;
-                const auto seq = std::strtoull(payload.c_str() + (second ? 8 : 0), nullptr, 10);
-                if (seq == marker_sent_ && sync_ == sync_state::syncing && connected_) {
-                    if (second || tail_seen_ || tail_topic_.empty()) {
-                        confirm = burst_ended_locked(seq, second);
-                        ended = true;
-                    } else {
-                        // The burst ends with the tail, or (no tail) after a quiet period.
-                        marker_back_at_ = std::chrono::steady_clock::now();
-                    }
-                }
-                ++version_;
-            }
-            if (ended) after_burst(std::move(confirm));
-            cv_.notify_all();
-            return true;
-        }
-        if (!tail_topic_.empty() && topic == tail_topic_) {
-            std::vector<std::string> confirm;
-            bool ended = false;
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                // Only the tail of this connection, from the retained store, says the burst is over.
-                if (msg->is_retained() && msg->get_payload_str() == std::to_string(marker_sent_) && !tail_seen_) {
-                    tail_seen_ = true;
-                    wildcard_retained_ = true;
-                    if (marker_back_at_ && sync_ == sync_state::syncing && connected_) {
-                        confirm = burst_ended_locked(marker_sent_, false);
-                        ended = true;
-                    }
-                }
-                ++version_;
-            }
-            if (ended) after_burst(std::move(confirm));
-            cv_.notify_all();
-            return true;
-        }
+        if (topic == marker_topic_) return read_marker(*msg);
+        if (!tail_topic_.empty() && topic == tail_topic_) return read_tail(*msg);
         if (topic == uptime_topic) return read_uptime(*msg);
         if (topic == broker_clients_topic) return read_broker_clients(*msg);
+        if (topic == dropped_topic) return read_dropped(*msg);
         if (!message_topic_.empty() && topic == message_topic_) {
             {
                 std::lock_guard<std::mutex> lock(mutex_);
-                deliveries_.push_back(delivery{change{}, {}, std::nullopt, msg->get_payload_str()});
+                deliveries_.emplace_back(message_payload{msg->get_payload_str()});
             }
             delivery_cv_.notify_one();
             return true;
         }
-        if (topic == dropped_topic) {
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                const auto n = std::strtoull(msg->get_payload_str().c_str(), nullptr, 10);
-                if (!dropped_at_sync_) dropped_at_sync_ = n;
-                dropped_now_ = n;
-                if (*dropped_now_ > *dropped_at_sync_ && sync_ == sync_state::complete) sync_ = sync_state::unverified;
-                ++version_;
-            }
-            cv_.notify_all();
-            return true;
-        }
-        for (std::size_t i = 0; i < schemes_.size(); ++i) {
-            const auto name = schemes_[i].match(topic);
-            if (!name) continue;
-            // Per-thread scratch: decoding reuses its strings' storage from message to message.
-            thread_local status_record record;
-            if (schemes_[i].sparkplug_nodes() && !msg->get_payload_str().empty()) read_sparkplug(*msg, record);
-            else decode(msg->get_payload_str(), record);
-            bool queued = false;
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                last_status_message_ = std::chrono::steady_clock::now();
-                if (msg->is_retained() && sync_ == sync_state::syncing) retained_in_burst_ = true;
-                ++version_;
-                if (on_change_) {  // the change is built in its place in the queue: in table order
-                    deliveries_.emplace_back();
-                    queued = table_.apply(*name, record, msg->is_retained(), clock::now(),
-                                          static_cast<std::uint16_t>(i), &deliveries_.back().changed);
-                    if (!queued) deliveries_.pop_back();
-                } else {
-                    table_.apply(*name, record, msg->is_retained(), clock::now(), static_cast<std::uint16_t>(i),
-                                 nullptr);  // nobody listens: no row is built
-                }
-            }
-            if (queued) delivery_cv_.notify_one();
-            if (condition_waiters_.load(std::memory_order_relaxed) > 0) cv_.notify_all();
-            return true;
-        }
-        // Under a status filter but fitting no template (a name deeper than a {client+} reads, an empty level, a
-        // '$' first level): counted, and the first few kept for the user to see.
-        bool want_example = false;
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            ++unmatched_;
-            want_example = unmatched_examples_.size() < max_unmatched_examples;
-            ++version_;
-        }
-        if (want_example) {  // made printable outside the table's lock
-            auto shown = detail::printable(topic, 120);
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (unmatched_examples_.size() < max_unmatched_examples &&
-                std::find(unmatched_examples_.begin(), unmatched_examples_.end(), shown) == unmatched_examples_.end())
-                unmatched_examples_.push_back(std::move(shown));
-        }
-        return false;
+        for (std::size_t i = 0; i < schemes_.size(); ++i)
+            if (const auto name = schemes_[i].match(topic)) return read_status(i, *name, *msg);
+        count_unmatched(topic);
     } catch (const std::exception& e) {
         status_line(std::string("message handling failed: ") + e.what(), true);
     }
     return false;
 }
 
-void scanner::queue_changes(std::vector<change>&& changes) const {
-    if (changes.empty() || !on_change_) return;
-    for (auto& c : changes) deliveries_.push_back(delivery{std::move(c), {}, std::nullopt, std::nullopt});
+// The scanner's marker topic: a probe's round trip, a purge's end, or the sync marker.
+bool scanner::impl::read_marker(const mqtt::message& msg) {
+    const auto& payload = msg.get_payload_str();
+    if (payload == "probe") {  // a round trip: what the scanner sends reaches the broker, and back
+        last_heard_ms_.store(unix_ms(clock::now()), std::memory_order_relaxed);
+        return true;
+    }
+    detail::sync_tracker::burst_end end;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (payload.rfind("purge-", 0) == 0) {
+            purge_marker_seen_ =
+                std::max<std::uint64_t>(purge_marker_seen_, std::strtoull(payload.c_str() + 6, nullptr, 10));
+        } else {
+            end = sync_.marker_back(payload, std::chrono::steady_clock::now(), [this] { return topics_to_confirm(); });
+            if (end.ended) burst_ended_locked(end);
+        }
+        ++version_;
+    }
+    if (end.ended) after_burst(end);
+    cv_.notify_all();
+    return true;
+}
+
+// The retained tail: only this connection's, from the retained store, says the burst is over.
+bool scanner::impl::read_tail(const mqtt::message& msg) {
+    detail::sync_tracker::burst_end end;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        end = sync_.tail_back(msg.is_retained(), msg.get_payload_str(), [this] { return topics_to_confirm(); });
+        if (end.ended) burst_ended_locked(end);
+        ++version_;
+    }
+    if (end.ended) after_burst(end);
+    cv_.notify_all();
+    return true;
+}
+
+bool scanner::impl::read_dropped(const mqtt::message& msg) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        sync_.dropped(std::strtoull(msg.get_payload_str().c_str(), nullptr, 10));
+        ++version_;
+    }
+    cv_.notify_all();
+    return true;
+}
+
+bool scanner::impl::read_status(std::size_t scheme, std::string_view name, const mqtt::message& msg) {
+    // Per-thread scratch: decoding reuses its strings' storage from message to message.
+    thread_local status_record record;
+    if (schemes_[scheme].sparkplug_nodes() && !msg.get_payload_str().empty()) read_sparkplug(msg, record);
+    else decode(msg.get_payload_str(), record);
+    const auto source = static_cast<std::uint16_t>(scheme);
+    bool queued = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        sync_.status_message(msg.is_retained(), std::chrono::steady_clock::now());
+        ++version_;
+        if (callbacks_.change) {  // the change is built in its place in the queue: in table order
+            auto& slot = std::get<change>(deliveries_.emplace_back(std::in_place_type<change>));
+            queued = table_.apply(name, record, msg.is_retained(), clock::now(), source, &slot);
+            if (!queued) deliveries_.pop_back();
+        } else {
+            table_.apply(name, record, msg.is_retained(), clock::now(), source, nullptr);  // nobody listens
+        }
+    }
+    if (queued) delivery_cv_.notify_one();
+    if (condition_waiters_.load(std::memory_order_relaxed) > 0) cv_.notify_all();
+    return true;
+}
+
+// Under a status filter but fitting no template (a name deeper than a {client+} reads, an empty level, a '$' first
+// level): counted, and the first few kept for the user to see.
+void scanner::impl::count_unmatched(const std::string& topic) {
+    bool want_example = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++unmatched_;
+        want_example = unmatched_examples_.size() < max_unmatched_examples;
+        ++version_;
+    }
+    if (!want_example) return;
+    auto shown = detail::printable(topic, 120);  // made printable outside the table's lock
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (unmatched_examples_.size() < max_unmatched_examples &&
+        std::find(unmatched_examples_.begin(), unmatched_examples_.end(), shown) == unmatched_examples_.end())
+        unmatched_examples_.push_back(std::move(shown));
+}
+
+void scanner::impl::queue_changes(std::vector<change>&& changes) const {
+    if (changes.empty() || !callbacks_.change) return;
+    for (auto& c : changes) deliveries_.emplace_back(std::move(c));
     delivery_cv_.notify_one();
 }
 
 // mosquitto's own count of its clients. A retained one was sampled before this connection (up to a sys_interval
 // ago), so it neither includes this scanner nor is it current: said as such.
-bool scanner::read_broker_clients(const mqtt::message& msg) {
+bool scanner::impl::read_broker_clients(const mqtt::message& msg) {
     const auto& text = msg.get_payload_str();
     char* end = nullptr;
     const auto n = std::strtoull(text.c_str(), &end, 10);
@@ -492,7 +554,7 @@ bool scanner::read_broker_clients(const mqtt::message& msg) {
 // The broker's start: a live uptime was published just now; a retained one up to a sys_interval ago, so its start
 // is taken a sys_interval earlier (10 s, mosquitto's default) until a live one says exactly. Only a later start moves
 // the table's (a restart while this scanner watched).
-bool scanner::read_uptime(const mqtt::message& msg) {
+bool scanner::impl::read_uptime(const mqtt::message& msg) {
     const auto& text = msg.get_payload_str();
     char* end = nullptr;
     const auto seconds = std::strtoull(text.c_str(), &end, 10);
@@ -510,20 +572,20 @@ bool scanner::read_uptime(const mqtt::message& msg) {
     return true;
 }
 
-void scanner::queue_state() const {
-    if (!on_state_) return;
-    deliveries_.push_back(delivery{change{}, {}, status_locked(), std::nullopt});
+void scanner::impl::queue_state() const {
+    if (!callbacks_.state) return;
+    deliveries_.emplace_back(status_locked());
     delivery_cv_.notify_one();
 }
 
-void scanner::judge_now() const { queue_changes(table_.expire(clock::now())); }
+void scanner::impl::judge_now() const { queue_changes(table_.expire(clock::now())); }
 
-void scanner::status_line(std::string text, bool is_error) noexcept {
+void scanner::impl::status_line(std::string text, bool is_error) noexcept {
     try {
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            if (!on_status_ && !is_error) return;  // errors nobody handles still go to stderr
-            deliveries_.push_back(delivery{change{}, std::move(text), std::nullopt, std::nullopt});
+            if (!callbacks_.status && !is_error) return;  // errors nobody handles still go to stderr
+            deliveries_.emplace_back(status_text{std::move(text)});
         }
         delivery_cv_.notify_one();
     } catch (...) {
@@ -532,55 +594,54 @@ void scanner::status_line(std::string text, bool is_error) noexcept {
 }
 
 // The one delivery path: changes and status lines in the order they were queued, one call at a time.
-void scanner::delivery_loop() {
+void scanner::impl::delivery_loop() {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
         delivery_cv_.wait(lock, [this] { return stopping_ || !deliveries_.empty(); });
         if (deliveries_.empty()) return;  // stopping, and everything delivered
         std::deque<delivery> batch;
         batch.swap(deliveries_);
-        auto on_change = on_change_;
-        auto on_status = on_status_;
-        auto on_state = on_state_;
-        auto on_message = on_message_;
+        const auto to = callbacks_;
         lock.unlock();
-        // A status line, or what a callback threw, goes to on_status; with none set, to stderr.
-        const auto say = [&on_status](const std::string& text) {
-            if (!on_status) return detail::write_unhandled_error("scanner", text);
-            try {
-                on_status(text);
-            } catch (...) {
-                // the status callback itself failed: nowhere left to say it
-            }
-        };
-        // Each callback fenced: what it throws becomes a status line, never reaches this loop.
-        const auto fenced = [&say](const char* which, const auto& call) {
-            try {
-                call();
-            } catch (const std::exception& e) {
-                say(std::string(which) + " callback threw: " + e.what());
-            } catch (...) {
-                say(std::string(which) + " callback threw a non-standard exception");
-            }
-        };
-        for (auto& d : batch) {
-            if (d.message) {
-                if (on_message) fenced("message", [&] { on_message(*d.message); });
-            } else if (d.self) {
-                if (on_state) fenced("state", [&] { on_state(*d.self); });
-            } else if (!d.status.empty()) {
-                say(d.status);
-            } else if (on_change) {
-                d.changed.current.topic = topic_of(d.changed.current);  // off the lock
-                fenced("change", [&] { on_change(d.changed); });
-            }
-        }
+        for (auto& d : batch) deliver(d, to);
         lock.lock();
         cv_.notify_all();  // wait_for() conditions may be about what was delivered
     }
 }
 
-void scanner::expiry_loop() {
+// One call; each callback fenced: what it throws becomes a status line, never reaches the delivery loop.
+void scanner::impl::deliver(delivery& d, const callbacks& to) const {
+    // A status line, or what a callback threw, goes to on_status; with none set, to stderr.
+    const auto say = [&to](const std::string& text) {
+        if (!to.status) return detail::write_unhandled_error("scanner", text);
+        try {
+            to.status(text);
+        } catch (...) {
+            // the status callback itself failed: nowhere left to say it
+        }
+    };
+    const auto fenced = [&say](const char* which, const auto& call) {
+        try {
+            call();
+        } catch (const std::exception& e) {
+            say(std::string(which) + " callback threw: " + e.what());
+        } catch (...) {
+            say(std::string(which) + " callback threw a non-standard exception");
+        }
+    };
+    if (auto* m = std::get_if<message_payload>(&d)) {
+        if (to.message) fenced("message", [&] { to.message(m->payload); });
+    } else if (auto* self = std::get_if<scanner_status>(&d)) {
+        if (to.state) fenced("state", [&] { to.state(*self); });
+    } else if (auto* line = std::get_if<status_text>(&d)) {
+        say(line->text);
+    } else if (auto* changed = std::get_if<change>(&d); changed && to.change) {
+        changed->current.topic = topic_of(changed->current);  // off the lock
+        fenced("change", [&] { to.change(*changed); });
+    }
+}
+
+void scanner::impl::expiry_loop() {
     std::unique_lock<std::mutex> lock(mutex_);
     auto wait = options_.expire_interval;
     auto last_judged = std::chrono::steady_clock::now();
@@ -604,9 +665,9 @@ void scanner::expiry_loop() {
 
 // A round trip through the broker now and then: last_heard stays fresh in a quiet fleet, and goes stale when the
 // connection is cut but not yet declared lost. Called and returns with the lock held; publishes without it.
-void scanner::probe_broker(std::unique_lock<std::mutex>& lock) {
+void scanner::impl::probe_broker(std::unique_lock<std::mutex>& lock) {
     const auto now = std::chrono::steady_clock::now();
-    if (options_.probe_interval.count() <= 0 || !connected_ || !client_ || now - last_probe_ < options_.probe_interval)
+    if (options_.probe_interval.count() <= 0 || !sync_.is_connected() || !client_ || now - last_probe_ < options_.probe_interval)
         return;
     last_probe_ = now;
     lock.unlock();
@@ -618,34 +679,28 @@ void scanner::probe_broker(std::unique_lock<std::mutex>& lock) {
     lock.lock();
 }
 
-bool scanner::wait_synced(std::chrono::milliseconds timeout) {
+bool scanner::impl::wait_synced(std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
-        if (marker_sent_ > 0 && sync_ != sync_state::syncing && connected_) return true;
         if (end_burst_if_tail_overdue(lock)) continue;
         const auto now = std::chrono::steady_clock::now();
-        // Fallback when the marker does not come back (no permission to publish, a broker that reorders or
-        // dropped it): a quiet period after the last status message ends the wait, unverified.
-        if (connected_ && marker_sent_ > 0 && now - last_status_message_ >= options_.quiet_period &&
-            now - subscribed_at_ >= 2 * options_.quiet_period) {
-            if (sync_ != sync_state::unverified) {
-                sync_ = sync_state::unverified;
-                queue_state();
-            }
-            return true;
+        switch (sync_.wait_state(now)) {
+            case detail::sync_tracker::quiet::ended: return true;
+            case detail::sync_tracker::quiet::ended_unverified: queue_state(); return true;
+            case detail::sync_tracker::quiet::waiting: break;
         }
         if (now >= deadline) return false;
         cv_.wait_until(lock, std::min(deadline, now + std::chrono::milliseconds(50)));
     }
 }
 
-bool scanner::synced() const {
+bool scanner::impl::synced() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return sync_ == sync_state::complete;
+    return sync_.state() == sync_state::complete;
 }
 
-bool scanner::wait_for(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+bool scanner::impl::wait_for(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     ++condition_waiters_;
     struct leave {
@@ -670,29 +725,29 @@ bool scanner::wait_for(const std::function<bool()>& condition, std::chrono::mill
     }
 }
 
-void scanner::on_change(change_callback callback) {
+void scanner::impl::on_change(change_callback callback) {
     std::lock_guard<std::mutex> lock(mutex_);
-    on_change_ = std::move(callback);
+    callbacks_.change = std::move(callback);
 }
 
-void scanner::on_status(std::function<void(const std::string&)> callback) {
+void scanner::impl::on_status(std::function<void(const std::string&)> callback) {
     std::lock_guard<std::mutex> lock(mutex_);
-    on_status_ = std::move(callback);
+    callbacks_.status = std::move(callback);
 }
 
-void scanner::on_state(std::function<void(const scanner_status&)> callback) {
+void scanner::impl::on_state(std::function<void(const scanner_status&)> callback) {
     std::lock_guard<std::mutex> lock(mutex_);
-    on_state_ = std::move(callback);
+    callbacks_.state = std::move(callback);
 }
 
-void scanner::on_message(std::string topic, std::function<void(const std::string&)> callback) {
+void scanner::impl::on_message(std::string topic, std::function<void(const std::string&)> callback) {
     if (topic.find_first_of("+#") != std::string::npos) throw error("on_message takes an exact topic, not " + topic);
     std::lock_guard<std::mutex> lock(mutex_);
     message_topic_ = std::move(topic);
-    on_message_ = std::move(callback);
+    callbacks_.message = std::move(callback);
 }
 
-bool scanner::publish(const std::string& topic, const std::string& payload, int qos, bool retained) noexcept {
+bool scanner::impl::publish(const std::string& topic, const std::string& payload, int qos, bool retained) noexcept {
     try {
         if (!client_ || !client_->is_connected()) return false;
         client_->publish(mqtt::message::create(topic, payload, qos, retained));
@@ -702,7 +757,7 @@ bool scanner::publish(const std::string& topic, const std::string& payload, int 
     }
 }
 
-bool scanner::wait_published(std::chrono::milliseconds timeout) noexcept {
+bool scanner::impl::wait_published(std::chrono::milliseconds timeout) noexcept {
     try {
         if (!client_ || !client_->is_connected()) return false;
         const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -717,7 +772,7 @@ bool scanner::wait_published(std::chrono::milliseconds timeout) noexcept {
     }
 }
 
-std::size_t scanner::restore(std::vector<client_status> rows) {
+std::size_t scanner::impl::restore(std::vector<client_status> rows) {
     std::size_t restored = 0;
     std::lock_guard<std::mutex> lock(mutex_);
     table_.reserve(table_.size() + rows.size());
@@ -735,12 +790,12 @@ std::size_t scanner::restore(std::vector<client_status> rows) {
     return restored;
 }
 
-std::size_t scanner::pending_deliveries() const {
+std::size_t scanner::impl::pending_deliveries() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return deliveries_.size();
 }
 
-std::vector<client_status> scanner::snapshot(std::size_t limit) const {
+std::vector<client_status> scanner::impl::snapshot(std::size_t limit) const {
     std::vector<client_status> rows;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -751,12 +806,12 @@ std::vector<client_status> scanner::snapshot(std::size_t limit) const {
     return rows;
 }
 
-std::uint64_t scanner::version() const {
+std::uint64_t scanner::impl::version() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return version_;
 }
 
-std::pair<table_counts, table_stats> scanner::for_each_sorted(
+std::pair<table_counts, table_stats> scanner::impl::for_each_sorted(
     const std::function<void(const client_status&)>& visit) const {
     constexpr std::size_t chunk_rows = 4096;  // a short lock each: messages wait microseconds, not a whole write
     std::vector<std::pair<std::string, std::uint16_t>> keys;
@@ -783,7 +838,7 @@ std::pair<table_counts, table_stats> scanner::for_each_sorted(
     return counters;
 }
 
-std::optional<client_status> scanner::find(std::string_view client, std::uint16_t source) const {
+std::optional<client_status> scanner::impl::find(std::string_view client, std::uint16_t source) const {
     std::optional<client_status> row;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -794,55 +849,54 @@ std::optional<client_status> scanner::find(std::string_view client, std::uint16_
     return row;
 }
 
-table_counts scanner::counts() const {
+table_counts scanner::impl::counts() const {
     std::lock_guard<std::mutex> lock(mutex_);
     judge_now();
     return table_.counts();
 }
 
-scanner_status scanner::status() const {
+scanner_status scanner::impl::status() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return status_locked();
 }
 
-scanner_status scanner::status_locked() const {
+scanner_status scanner::impl::status_locked() const {
     scanner_status s;
-    s.connected = connected_;
+    s.connected = sync_.is_connected();
     s.since = connection_since_;
     if (const auto heard = last_heard_ms_.load(std::memory_order_relaxed); heard > 0)
         s.last_heard = time_point(std::chrono::milliseconds(heard));
-    s.sync = sync_;
-    if (dropped_at_sync_ && dropped_now_ && *dropped_now_ > *dropped_at_sync_)
-        s.broker_dropped = *dropped_now_ - *dropped_at_sync_;
+    s.sync = sync_.state();
+    s.broker_dropped = sync_.broker_dropped();
     s.broker_clients = broker_clients_;
     s.broker_clients_at = broker_clients_at_;
     s.broker_clients_live = broker_clients_live_;
     s.unmatched_examples = unmatched_examples_;
-    s.sync_tail_refused = tail_refused_;
+    s.sync_tail_refused = sync_.tail_refused();
     s.broker_started = table_.broker_started();
     s.broker_started_exact = table_.broker_started_exact();
     return s;
 }
 
-table_stats scanner::stats() const {
+table_stats scanner::impl::stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return stats_locked();
 }
 
-table_stats scanner::stats_locked() const {
+table_stats scanner::impl::stats_locked() const {
     auto st = table_.stats();
     st.unmatched = unmatched_;
     return st;
 }
 
-bool scanner::connected() const {
+bool scanner::impl::connected() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return connected_;
+    return sync_.is_connected();
 }
 
-std::string scanner::topic_of(const client_status& row) const { return topic_of(row.client, row.source); }
+std::string scanner::impl::topic_of(const client_status& row) const { return topic_of(row.client, row.source); }
 
-std::string scanner::topic_of(std::string_view client, std::uint16_t source) const {
+std::string scanner::impl::topic_of(std::string_view client, std::uint16_t source) const {
     const auto& scheme = schemes_.at(source < schemes_.size() ? source : 0);
     try {
         return scheme.topic_for(client);
@@ -851,9 +905,9 @@ std::string scanner::topic_of(std::string_view client, std::uint16_t source) con
     }
 }
 
-scanner::purge_result scanner::purge(const std::function<bool(const client_status&)>& select, bool dry_run) {
+scanner::purge_result scanner::impl::purge(const std::function<bool(const client_status&)>& select, bool dry_run) {
     purge_result result;
-    for (auto& row : snapshot())
+    for (auto& row : snapshot(SIZE_MAX))
         if (select(row)) result.cleared.push_back(std::move(row));
     if (dry_run || result.cleared.empty()) return result;
     std::uint64_t marker = 0;
@@ -887,6 +941,55 @@ scanner::purge_result scanner::purge(const std::function<bool(const client_statu
     }
     result.cleared = std::move(cleared);
     return result;
+}
+
+// The public face: each call goes to the private state.
+scanner::scanner(scanner_options options) : impl_(std::make_unique<impl>(std::move(options), nullptr)) {}
+scanner::scanner(mqtt::async_client& client, scanner_options options)
+    : impl_(std::make_unique<impl>(std::move(options), &client)) {}
+scanner::~scanner() noexcept = default;
+void scanner::start() { impl_->start(); }
+void scanner::stop() noexcept { impl_->stop(); }
+void scanner::on_connected() noexcept { impl_->on_connected(); }
+bool scanner::handle_message(const mqtt::const_message_ptr& msg) noexcept { return impl_->handle_message(msg); }
+void scanner::on_connection_lost(const std::string& cause) noexcept { impl_->on_connection_lost(cause); }
+bool scanner::wait_synced(std::chrono::milliseconds timeout) { return impl_->wait_synced(timeout); }
+bool scanner::synced() const { return impl_->synced(); }
+bool scanner::wait_for(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+    return impl_->wait_for(condition, timeout);
+}
+void scanner::on_change(change_callback callback) { impl_->on_change(std::move(callback)); }
+void scanner::on_status(std::function<void(const std::string&)> callback) { impl_->on_status(std::move(callback)); }
+void scanner::on_state(std::function<void(const scanner_status&)> callback) { impl_->on_state(std::move(callback)); }
+void scanner::on_message(std::string topic, std::function<void(const std::string&)> callback) {
+    impl_->on_message(std::move(topic), std::move(callback));
+}
+bool scanner::publish(const std::string& topic, const std::string& payload, int qos, bool retained) noexcept {
+    return impl_->publish(topic, payload, qos, retained);
+}
+bool scanner::wait_published(std::chrono::milliseconds timeout) noexcept { return impl_->wait_published(timeout); }
+std::size_t scanner::restore(std::vector<client_status> rows) { return impl_->restore(std::move(rows)); }
+std::uint64_t scanner::version() const { return impl_->version(); }
+std::size_t scanner::pending_deliveries() const { return impl_->pending_deliveries(); }
+std::vector<client_status> scanner::snapshot(std::size_t limit) const { return impl_->snapshot(limit); }
+std::pair<table_counts, table_stats> scanner::for_each_sorted(
+    const std::function<void(const client_status&)>& visit) const {
+    return impl_->for_each_sorted(visit);
+}
+std::optional<client_status> scanner::find(std::string_view client, std::uint16_t source) const {
+    return impl_->find(client, source);
+}
+table_counts scanner::counts() const { return impl_->counts(); }
+table_stats scanner::stats() const { return impl_->stats(); }
+scanner_status scanner::status() const { return impl_->status(); }
+const std::vector<topic_scheme>& scanner::schemes() const noexcept { return impl_->schemes_; }
+std::string scanner::topic_of(const client_status& row) const { return impl_->topic_of(row); }
+std::string scanner::topic_of(std::string_view client, std::uint16_t source) const {
+    return impl_->topic_of(client, source);
+}
+bool scanner::connected() const { return impl_->connected(); }
+scanner::purge_result scanner::purge(const std::function<bool(const client_status&)>& select, bool dry_run) {
+    return impl_->purge(select, dry_run);
 }
 
 }  // namespace mqtt_presence

@@ -25,18 +25,13 @@
 // it does not come back, a quiet period ends the wait, but the sync is only `unverified`: a broker that dropped
 // messages (mosquitto's max_queued_messages) drops the marker too.
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -48,10 +43,6 @@
 #include <mqtt_presence/topic_scheme.hpp>
 
 namespace mqtt_presence {
-namespace detail {
-class reconnect_driver;
-}
-
 
 struct scanner_options {
     scanner_options() { broker.connect_timeout = std::chrono::seconds(5); }
@@ -153,7 +144,7 @@ public:
     [[nodiscard]] table_stats stats() const;
     /// The scanner's own connection and sync state.
     [[nodiscard]] scanner_status status() const;
-    [[nodiscard]] const std::vector<topic_scheme>& schemes() const noexcept { return schemes_; }
+    [[nodiscard]] const std::vector<topic_scheme>& schemes() const noexcept;
     /// The status topic a row came from.
     [[nodiscard]] std::string topic_of(const client_status& row) const;
     /// The status topic of `client` in scheme `source`; empty for a name no topic can hold.
@@ -172,84 +163,8 @@ public:
     purge_result purge(const std::function<bool(const client_status&)>& select, bool dry_run);
 
 private:
-    struct delivery {  // one queued call to on_change, on_status or on_state
-        change changed;
-        std::string status;  // non-empty: a status line, not a change
-        std::optional<scanner_status> self;  // set: the scanner's own state changed
-        std::optional<std::string> message;  // set: a message on the on_message() topic
-    };
-
-    void init_callbacks();
-    void expiry_loop();
-    void delivery_loop();
-    void judge_now() const;  // marks overdue heartbeats stale, queues the changes; caller holds mutex_
-    void queue_changes(std::vector<change>&& changes) const;  // caller holds mutex_
-    void status_line(std::string text, bool is_error = false) noexcept;
-    void queue_state() const;  // caller holds mutex_
-    [[nodiscard]] scanner_status status_locked() const;
-    [[nodiscard]] table_stats stats_locked() const;
-    bool read_uptime(const mqtt::message& msg);
-    bool read_broker_clients(const mqtt::message& msg);
-    void read_sparkplug(const mqtt::message& msg, status_record& record) const;
-    // The retained burst of marker `seq` ended (`second`: the exact-topic confirmations' too): either asks for
-    // unconfirmed and named rows by their topics (returned, for after_burst) or ends the sync. Caller holds mutex_.
-    std::vector<std::string> burst_ended_locked(std::uint64_t seq, bool second);
-    void probe_broker(std::unique_lock<std::mutex>& lock);
-    // Subscribes the topics to confirm and sends the second marker; unsubscribes the last round's. Without mutex_.
-    void after_burst(std::vector<std::string> confirm) noexcept;
-    // When the marker came back a quiet period ago and the retained tail never did: notes that wildcards get no
-    // retained messages and ends the burst (unlocking `lock` for after_burst). True if it did.
-    bool end_burst_if_tail_overdue(std::unique_lock<std::mutex>& lock);
-    void start_threads();
-
-    scanner_options options_;
-    std::vector<topic_scheme> schemes_;
-    std::unique_ptr<mqtt::async_client> owned_;
-    std::unique_ptr<detail::reconnect_driver> reconnect_;  // an owned client's tries after a loss (expiry thread)
-    mqtt::async_client* client_ = nullptr;
-    std::string marker_topic_;
-    std::string tail_topic_;  // retained, last in the SUBSCRIBE: its arrival ends the burst; empty (borrowed client)
-
-    mutable std::mutex mutex_;
-    mutable std::condition_variable cv_;         // table, sync and connection changes; stop
-    mutable std::condition_variable delivery_cv_;
-    std::condition_variable timer_cv_;           // the expiry timer's sleep; stop
-    std::atomic<int> condition_waiters_{0};      // threads in wait_for(): only then does a message wake cv_
-    std::atomic<std::int64_t> last_heard_ms_{0};  // Unix ms of the last round trip (connect, probe); 0: none yet
-    std::chrono::steady_clock::time_point last_probe_{};  // expiry thread only
-    mutable connection_table table_;  // mutable: a const snapshot first judges heartbeats at that moment
-    mutable std::deque<delivery> deliveries_;
-    std::uint64_t version_ = 0;  // bumped at every message: wait_for() re-checks its condition
-    std::uint64_t marker_sent_ = 0;
-    std::uint64_t purge_marker_sent_ = 0;  // "purge-N" on the marker topic: the clears before it are all back
-    std::uint64_t purge_marker_seen_ = 0;
-    std::vector<std::string> confirming_;  // exact topics subscribed to confirm rows the wildcard burst did not
-    std::vector<std::string> unconfirm_;   // the last round's exact topics, to unsubscribe
-    std::uint64_t confirm_seq_ = 0;
-    bool tail_seen_ = false;                     // this connection's retained tail arrived
-    bool retained_in_burst_ = false;             // a retained status came through the wildcards in this burst
-    bool tail_refused_ = false;  // this connection's sync tail was refused (see scanner_status)
-    std::optional<std::chrono::steady_clock::time_point> marker_back_at_;  // marker back before the tail (aedes)
-    std::optional<bool> wildcard_retained_;  // whether the broker sends retained messages to wildcard subscriptions
-    std::optional<std::uint64_t> broker_clients_;  // $SYS/broker/clients/connected
-    std::optional<time_point> broker_clients_at_;
-    bool broker_clients_live_ = false;
-    std::uint64_t unmatched_ = 0;
-    std::vector<std::string> unmatched_examples_;
-    std::chrono::steady_clock::time_point last_status_message_{};
-    std::chrono::steady_clock::time_point subscribed_at_{};
-    bool connected_ = false;
-    std::optional<time_point> connection_since_;
-    sync_state sync_ = sync_state::syncing;
-    std::optional<std::uint64_t> dropped_at_sync_, dropped_now_;  // mosquitto's $SYS drop counter
-    bool stopping_ = false;
-    change_callback on_change_;
-    std::function<void(const std::string&)> on_status_;
-    std::function<void(const scanner_status&)> on_state_;
-    std::string message_topic_;
-    std::function<void(const std::string&)> on_message_;
-    std::thread expiry_;
-    std::thread delivery_;
+    struct impl;  // the table, the sync, the threads: private, so that they may change without changing the ABI
+    std::unique_ptr<impl> impl_;
 };
 
 }  // namespace mqtt_presence
