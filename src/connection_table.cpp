@@ -106,6 +106,14 @@ std::string_view to_string(change_kind k) noexcept {
 
 connection_table::connection_table(std::chrono::milliseconds max_clock_skew)
     : slots_(16, 0), max_clock_skew_(max_clock_skew) {}
+
+bool connection_table::beyond_horizon(std::uint64_t unix_ms, time_point now,
+                                      std::chrono::milliseconds max_clock_skew) noexcept {
+    const auto horizon = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             (now + max_clock_skew).time_since_epoch())
+                             .count();
+    return unix_ms > static_cast<std::uint64_t>(std::max<std::int64_t>(horizon, 0));
+}
 connection_table::~connection_table() noexcept = default;
 connection_table::connection_table(connection_table&&) noexcept = default;
 connection_table& connection_table::operator=(connection_table&&) noexcept = default;
@@ -240,42 +248,95 @@ std::optional<change> connection_table::apply(std::string_view client, const sta
     return c;
 }
 
+// One message judged against the scanner's clock and against the row it updates.
+struct connection_table::message {
+    bool future_epoch = false;
+    bool future_stamp = false;
+    bool has_epoch = false;
+    bool has_stamp = false;
+    std::uint64_t epoch = 0;
+    time_point stamp = unknown_time;
+    bool inserted = false;        // the row is new
+    bool state_changed = false;   // a new row, or another state
+    bool new_connection = false;  // "connected" again with a newer epoch
+    bool ended_unseen = false;    // "disconnected" again with a newer epoch: a connection began and ended unseen
+    [[nodiscard]] bool future() const noexcept { return future_epoch || future_stamp; }
+    [[nodiscard]] bool moved() const noexcept { return state_changed || new_connection || ended_unseen; }
+};
+
 bool connection_table::apply(std::string_view client, const status_record& record, bool retained, time_point now,
                              std::uint16_t source, change* out) {
     ++stats_.messages;
-    if (record.cleared) {
-        const std::size_t slot = slot_of(client, source, hash_of(client, source));
-        if (slots_[slot] == 0) return false;
-        if (out) {
-            out->kind = change_kind::removed;
-            out->live = !retained;
-            out->at = now;
-            out->previous = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1].status;
-        }
-        remove_row(slot, out ? &out->current : nullptr);
-        return true;
-    }
+    if (record.cleared) return apply_clear(client, retained, now, source, out);
     if (record.malformed()) ++stats_.malformed;
 
     // Epochs and time stamps are Unix ms: one beyond our clock plus the skew is forged, broken, or our own clock
     // is behind. A future time stamp is ignored; a future epoch still orders the messages of its side of the
     // horizon (a scanner whose clock is behind sees every epoch there), but never outranks an epoch within it: a
     // forged epoch cannot silence the real client's statuses.
-    const auto horizon = now + max_clock_skew_;
-    const auto horizon_ms = std::chrono::duration_cast<std::chrono::milliseconds>(horizon.time_since_epoch()).count();
-    const bool future_epoch =
-        record.epoch && *record.epoch > static_cast<std::uint64_t>(std::max<std::int64_t>(horizon_ms, 0));
-    const bool future_stamp = record.timestamp && *record.timestamp > horizon;
-    const bool future = future_epoch || future_stamp;
-    const bool has_epoch = record.epoch.has_value();
-    const std::uint64_t epoch = record.epoch.value_or(0);
-    const bool has_stamp = record.timestamp && !future_stamp;
-    const time_point stamp = record.timestamp.value_or(unknown_time);
-    if (future) ++stats_.future_times;
+    message m;
+    m.future_epoch = record.epoch && beyond_horizon(*record.epoch, now, max_clock_skew_);
+    m.future_stamp = record.timestamp && *record.timestamp > now + max_clock_skew_;
+    m.has_epoch = record.epoch.has_value();
+    m.epoch = record.epoch.value_or(0);
+    m.has_stamp = record.timestamp && !m.future_stamp;
+    m.stamp = record.timestamp.value_or(unknown_time);
+    if (m.future()) ++stats_.future_times;
 
+    entry& e = row_for(client, source, now, m.inserted);
+    e.generation = generation_;  // the broker still holds a status for this row
+    if (!m.inserted && is_from_an_older_session(e, record, m)) return false;
+
+    const std::optional<state> previous = m.inserted ? std::nullopt : std::optional<state>(e.status);
+    const bool was_stale = e.stale;
+    // A newer epoch in the same state: a new connection ("connected" again), or, "disconnected" again, a whole
+    // connection that began and ended unseen (while the scanner reconnected): both are reported, never dropped.
+    const bool newer_epoch = !m.inserted && record.status == e.status && m.has_epoch && e.has_epoch &&
+                             (e.epoch_future == m.future_epoch ? m.epoch > e.epoch : e.epoch_future);
+    m.new_connection = !m.inserted && record.status == state::connected && e.status == state::connected &&
+                       m.has_epoch && (!e.has_epoch || newer_epoch);
+    m.ended_unseen = newer_epoch && record.status == state::disconnected;
+    m.state_changed = m.inserted || e.status != record.status;
+    if (!m.inserted) count(e, -1);
+    update_since(e, record, retained, now, m);
+    update_state(e, record, retained, m);
+    update_liveness(e, record, retained, now, m);
+    e.text.assign({record.detail, record.reason, record.ip, record.host, record.meta, record.raw});
+    count(e, +1);
+
+    if (!m.moved() && was_stale == e.stale) return false;  // a refresh
+    if (out) {
+        out->kind = m.state_changed || m.ended_unseen ? (m.inserted ? change_kind::added : change_kind::changed)
+                    : m.new_connection              ? change_kind::reconnected
+                    : e.stale                       ? change_kind::stale
+                                                    : change_kind::fresh;
+        out->previous = previous;
+        out->live = !retained;
+        out->at = now;
+        fill_row(e, out->current);
+    }
+    return true;
+}
+
+bool connection_table::apply_clear(std::string_view client, bool retained, time_point now, std::uint16_t source,
+                                   change* out) {
+    const std::size_t slot = slot_of(client, source, hash_of(client, source));
+    if (slots_[slot] == 0) return false;
+    if (out) {
+        out->kind = change_kind::removed;
+        out->live = !retained;
+        out->at = now;
+        out->previous = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1].status;
+    }
+    remove_row(slot, out ? &out->current : nullptr);
+    return true;
+}
+
+connection_table::entry& connection_table::row_for(std::string_view client, std::uint16_t source, time_point now,
+                                                   bool& inserted) {
     const auto hash = hash_of(client, source);
     std::size_t slot = slot_of(client, source, hash);
-    const bool inserted = slots_[slot] == 0;
+    inserted = slots_[slot] == 0;
     if (inserted) {
         if ((rows_.size() + 1) * 2 > slots_.size()) {
             grow();
@@ -287,79 +348,80 @@ bool connection_table::apply(std::string_view client, const status_record& recor
         rows_.back().source = source;
         slots_[slot] = ((hash >> 32) << 32) | rows_.size();
     }
-    entry& e = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
-    e.generation = generation_;  // the broker still holds a status for this row
+    return rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
+}
 
-    // A message from an older connection than the live one: a late will, or a "connected" resent after a broker
-    // restart. The live state and its (largest) epoch stay.
-    if (!inserted && e.status == state::connected && e.has_epoch && has_epoch && epoch < e.epoch &&
-        e.epoch_future == future_epoch) {
+// A message from an older connection than the live one (a late will, or a "connected" resent after a broker
+// restart), or a death of another session than the live one (Sparkplug: an NDEATH whose bdSeq is not the last
+// NBIRTH's): counted and ignored. The live state and its (largest) epoch stay.
+bool connection_table::is_from_an_older_session(const entry& e, const status_record& record, const message& m) {
+    if (e.status != state::connected) return false;
+    if (e.has_epoch && m.has_epoch && m.epoch < e.epoch && e.epoch_future == m.future_epoch) {
         if (record.status == state::disconnected) {
             ++stats_.stale_deaths_ignored;
-            return false;
+            return true;
         }
         if (record.status == state::connected) {
             ++stats_.stale_connects_ignored;
-            return false;
+            return true;
         }
     }
-
-    // A death of another session than the live one (Sparkplug: an NDEATH whose bdSeq is not the last NBIRTH's).
-    if (!inserted && e.status == state::connected && e.has_session && record.status == state::disconnected &&
-        record.session && *record.session != e.session) {
+    if (e.has_session && record.status == state::disconnected && record.session && *record.session != e.session) {
         ++stats_.stale_deaths_ignored;
-        return false;
+        return true;
     }
+    return false;
+}
 
-    const std::optional<state> previous = inserted ? std::nullopt : std::optional<state>(e.status);
-    const bool was_stale = e.stale;
-    // A newer epoch in the same state: a new connection ("connected" again), or, "disconnected" again, a whole
-    // connection that began and ended unseen (while the scanner reconnected): both are reported, never dropped.
-    const bool newer_epoch = !inserted && record.status == e.status && has_epoch && e.has_epoch &&
-                             (e.epoch_future == future_epoch ? epoch > e.epoch : e.epoch_future);
-    const bool new_connection = !inserted && record.status == state::connected && e.status == state::connected &&
-                                has_epoch && (!e.has_epoch || newer_epoch);
-    const bool ended_unseen = newer_epoch && record.status == state::disconnected;
-    if (!inserted) count(e, -1);
-
-    const bool state_changed = inserted || e.status != record.status;
-    if (state_changed || new_connection || ended_unseen) {
-        if (!inserted && state_changed) ++e.transitions;
-        if (record.status == state::connected && has_stamp) e.since = stamp;
+// Since when the row is in its state: the sender's stamp of a "connected" (or of a clean stop), our receive time
+// of a live message, else unknown.
+void connection_table::update_since(entry& e, const status_record& record, bool retained, time_point now,
+                                    const message& m) {
+    if (m.moved()) {
+        if (!m.inserted && m.state_changed) ++e.transitions;
+        if (record.status == state::connected && m.has_stamp) e.since = m.stamp;
         else if (!retained) e.since = now;
-        else if (record.status == state::disconnected && record.reason == "clean" && has_stamp)
-            e.since = stamp;  // a clean stop's payload is made at the moment of the stop
+        else if (record.status == state::disconnected && record.reason == "clean" && m.has_stamp)
+            e.since = m.stamp;  // a clean stop's payload is made at the moment of the stop
         else e.since = unknown_time;
-        if (record.status == state::disconnected && (state_changed || ended_unseen)) e.last_down = e.since;
-    } else if (e.since == unknown_time && record.status == state::connected && has_stamp) {
-        e.since = stamp;  // first time this connection's start is known
+        if (record.status == state::disconnected && (m.state_changed || m.ended_unseen)) e.last_down = e.since;
+    } else if (e.since == unknown_time && record.status == state::connected && m.has_stamp) {
+        e.since = m.stamp;  // first time this connection's start is known
     }
+}
 
+// The state, its session and its epoch.
+void connection_table::update_state(entry& e, const status_record& record, bool retained, const message& m) {
     e.status = record.status;
     e.retained = retained;
     e.restored = false;
-    e.future_time = future;
+    e.future_time = m.future();
     if (record.session) {
         e.session = *record.session;
         e.has_session = true;
-    } else if (state_changed) {
+    } else if (m.state_changed) {
         e.has_session = false;
     }
     // A future epoch never replaces a believed one of the same state (the forged "connected" above).
-    const bool keeps_believed = e.has_epoch && !e.epoch_future && future_epoch && !state_changed;
+    const bool keeps_believed = e.has_epoch && !e.epoch_future && m.future_epoch && !m.state_changed;
     // Nor does an older one of the same state (a late will on a disconnected row): the newest connection's stays.
-    const bool keeps_newer = !state_changed && e.has_epoch && e.epoch_future == future_epoch && epoch < e.epoch;
-    if (has_epoch && !keeps_believed && !keeps_newer) {
-        e.epoch = epoch;
+    const bool keeps_newer = !m.state_changed && e.has_epoch && e.epoch_future == m.future_epoch && m.epoch < e.epoch;
+    if (m.has_epoch && !keeps_believed && !keeps_newer) {
+        e.epoch = m.epoch;
         e.has_epoch = true;
-        e.epoch_future = future_epoch;
-    } else if (state_changed && !has_epoch) {
+        e.epoch_future = m.future_epoch;
+    } else if (m.state_changed && !m.has_epoch) {
         e.has_epoch = false;  // an epoch of an earlier state must not judge the next messages
     }
+}
+
+// When the row was last heard, the sender's clock skew, and its heartbeat deadline.
+void connection_table::update_liveness(entry& e, const status_record& record, bool retained, time_point now,
+                                       const message& m) {
     // A retained status is as old as its stamp: it never moves last_seen back (a restored row may know better).
     if (!retained) e.last_seen = now;
-    else if (has_stamp && (e.last_seen == unknown_time || stamp > e.last_seen)) e.last_seen = stamp;
-    else if (state_changed || new_connection || ended_unseen) e.last_seen = has_stamp ? stamp : unknown_time;
+    else if (m.has_stamp && (e.last_seen == unknown_time || m.stamp > e.last_seen)) e.last_seen = m.stamp;
+    else if (m.moved()) e.last_seen = m.has_stamp ? m.stamp : unknown_time;
     e.heartbeat_s = record.heartbeat ? static_cast<std::uint32_t>(record.heartbeat->count()) : 0;
     if (!retained && record.timestamp && record.status == state::connected) {
         // A live "connected" is stamped when sent: its stamp against our receive time is the sender's clock skew
@@ -383,21 +445,6 @@ bool connection_table::apply(std::string_view client, const status_record& recor
         }
         next_deadline_ = std::min(next_deadline_, e.deadline);
     }
-    e.text.assign({record.detail, record.reason, record.ip, record.host, record.meta, record.raw});
-    count(e, +1);
-
-    if (!state_changed && !new_connection && !ended_unseen && was_stale == e.stale) return false;  // a refresh
-    if (out) {
-        out->kind = state_changed || ended_unseen ? (inserted ? change_kind::added : change_kind::changed)
-                    : new_connection ? change_kind::reconnected
-                    : e.stale        ? change_kind::stale
-                                     : change_kind::fresh;
-        out->previous = previous;
-        out->live = !retained;
-        out->at = now;
-        fill_row(e, out->current);
-    }
-    return true;
 }
 
 void connection_table::restore(const client_status& r) {

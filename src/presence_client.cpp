@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <optional>
 #include <random>
 
@@ -18,6 +20,7 @@
 #include "net_util.hpp"
 #include "paho_util.hpp"
 #include "paho_wake.hpp"
+#include "publisher_policy.hpp"
 
 namespace mqtt_presence {
 namespace {
@@ -51,6 +54,104 @@ std::uint64_t unix_ms_now() {
 
 }  // namespace
 
+struct presence_client::impl {
+    explicit impl(presence_options options);
+    ~impl();
+
+    void start();
+    bool wait_connected(std::chrono::milliseconds timeout);
+    bool stop() noexcept;
+    void begin_stop() noexcept;
+    bool finish_stop(std::chrono::steady_clock::time_point deadline) noexcept;
+    void subscribe(const std::string& filter, int qos);
+    [[nodiscard]] bool stopped_by_client_id_conflict() const noexcept;
+    [[nodiscard]] bool connected() const noexcept;
+    [[nodiscard]] bool conflict_detected() const noexcept;
+
+    void request_stop() noexcept;
+    // finish_stop() in halves, so that stop_all() sends every DISCONNECT before it waits for any.
+    bool begin_ending(std::chrono::steady_clock::time_point deadline, mqtt::token_ptr& ending) noexcept;
+    void ended() noexcept;
+    // Tasks on the scheduler's thread (see below); none blocks.
+    void post(std::chrono::steady_clock::time_point when, void (impl::*task)());
+    void post(std::chrono::steady_clock::time_point when, std::function<void()> task);
+    void schedule_connect(std::chrono::milliseconds delay);
+    void attempt_connect();
+    void connect_failed(int rc, int reason_code, const char* what) noexcept;
+    void after_failure();
+    void say_failure(const std::string& text);
+    void check_connect(std::uint64_t attempt, int check);
+    void wake_round_trip();
+    void retry_after_backoff();
+    void heartbeat(std::uint64_t session, std::chrono::steady_clock::time_point due);
+    void session_began();
+    void session_ended();
+    void stop_as_newcomer(const std::string& why);
+    void flush_errors();
+    void on_connected(const std::string& cause) noexcept;
+    void subscribe_on_connect() noexcept;
+    void on_lost(const std::string& cause) noexcept;
+    void on_message(mqtt::const_message_ptr msg) noexcept;
+    void on_own_status(const mqtt::message& msg);
+    void publish_connected() noexcept;
+    void publish_claim() noexcept;
+    void on_claim(const mqtt::const_message_ptr& msg) noexcept;
+    void report_error(const std::string& what) noexcept;
+    template <class F>
+    void fenced_handler(const char* what, F&& fn) noexcept {
+        fenced([this](const std::string& m) { report_error(m); }, what, std::forward<F>(fn));
+    }
+
+    presence_options options_;
+    status_announcer announcer_;
+    std::unique_ptr<mqtt::async_client> client_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable wake_;
+    bool running_ = false;
+    bool stopping_ = false;
+    bool connected_ = false;
+    bool connect_in_flight_ = false;
+    std::uint64_t attempts_ = 0;  // connect attempts so far: a check of a connect in flight belongs to one
+    bool client_id_conflict_ = false;
+    detail::own_status_watch own_status_;  // self-heal and name conflicts (mutex_)
+    detail::takeover_watch takeover_;      // client id conflicts (mutex_)
+    // The client id claim (client_id_claim.hpp): created at construction, claimed after a short session.
+    const std::uint64_t created_ms_;
+    std::string claim_topic_;          // empty: the client id cannot be a topic level, no claims
+    std::uint64_t claim_token_ = 0;    // 0 until this client claims its id (after its first short session)
+    bool claim_published_ = false;     // a clean stop clears it
+    std::vector<std::string> unhandled_errors_;  // for stderr, written by a task (no on_error set)
+    bool flush_posted_ = false;
+    mqtt::delivery_token_ptr stop_token_;
+
+    // Scheduler state: touched by this client's tasks, which run one at a time.
+    std::shared_ptr<detail::task_guard> guard_;  // retired at stop: no task of this client runs after
+    // Backoff jitter, seeded per client from one random seed of the process. A small engine: a fleet has one per
+    // client (std::mt19937_64 is 2.5 KB, two thirds of a presence_client).
+    std::minstd_rand rng_;
+    detail::reconnect_backoff backoff_;
+    int last_failure_rc_ = 0;  // Paho's return code of the last failed connect (a refusal: its CONNACK code)
+    std::string last_failure_;
+    // The failure last said: the same one again is said once a minute at most, with how often it recurred.
+    std::string said_failure_;
+    std::chrono::steady_clock::time_point said_failure_at_{};
+    std::uint64_t said_failure_session_ = 0;
+    unsigned failures_unsaid_ = 0;
+    std::uint64_t session_ = 0;  // connections so far (mutex_): a heartbeat belongs to one
+    std::chrono::steady_clock::time_point session_start_{};
+
+    // Paho reports a failed connect here (its thread): the retry is a task.
+    struct connect_listener final : mqtt::iaction_listener {
+        explicit connect_listener(impl& c) : client(c) {}
+        void on_failure(const mqtt::token& tok) override {
+            client.connect_failed(tok.get_return_code(), tok.get_reason_code(), nullptr);
+        }
+        void on_success(const mqtt::token&) override {}
+        impl& client;
+    } connect_listener_{*this};
+};
+
 void presence_options::validate() const {
     broker.validate();
     status.validate();
@@ -62,7 +163,7 @@ void presence_options::validate() const {
     if (stop_timeout.count() <= 0) throw error("stop_timeout must be positive");
 }
 
-presence_client::presence_client(presence_options options)
+presence_client::impl::impl(presence_options options)
     : options_((options.validate(), std::move(options))), announcer_([this] {
           // The address toward the broker, found once, before the announcer makes its first payload (only JSON
           // carries it).
@@ -71,7 +172,9 @@ presence_client::presence_client(presence_options options)
               status.ip = detail::local_address_for(options_.broker.server_uri);
           return status;
       }()),
-      created_ms_(unix_ms_now()) {
+      own_status_(options_.broker.mqtt_version == 5),
+      created_ms_(unix_ms_now()),
+      backoff_(options_.reconnect_min, options_.reconnect_max) {
     seed_jitter(rng_);
     const auto id = options_.broker.client_id.empty() ? announcer_.options().name : options_.broker.client_id;
     claim_topic_ = detail::claim_topic(id);
@@ -81,7 +184,7 @@ presence_client::presence_client(presence_options options)
     client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
 }
 
-presence_client::~presence_client() noexcept {
+presence_client::impl::~impl() {
     stop();
     try {
         client_->disable_callbacks();
@@ -90,34 +193,34 @@ presence_client::~presence_client() noexcept {
     client_.reset();  // before the connect listener it may still call
 }
 
-void presence_client::start() {
+void presence_client::impl::start() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (running_) return;
         running_ = true;
         stopping_ = false;
-        backoff_ = options_.reconnect_min;
+        backoff_.reset();
         guard_ = std::make_shared<detail::task_guard>();
     }
     schedule_connect(std::chrono::milliseconds(0));
 }
 
-bool presence_client::wait_connected(std::chrono::milliseconds timeout) {
+bool presence_client::impl::wait_connected(std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> lock(mutex_);
     return wake_.wait_for(lock, timeout, [this] { return connected_ || stopping_; }) && connected_;
 }
 
-bool presence_client::connected() const noexcept {
+bool presence_client::impl::connected() const noexcept {
     std::lock_guard<std::mutex> lock(mutex_);
     return connected_;
 }
 
-bool presence_client::conflict_detected() const noexcept {
+bool presence_client::impl::conflict_detected() const noexcept {
     std::lock_guard<std::mutex> lock(mutex_);
-    return conflict_;
+    return own_status_.conflict();
 }
 
-void presence_client::report_error(const std::string& what) noexcept {
+void presence_client::impl::report_error(const std::string& what) noexcept {
     if (options_.on_error) {
         try {
             options_.on_error(what);
@@ -134,7 +237,7 @@ void presence_client::report_error(const std::string& what) noexcept {
             post_flush = running_ && !flush_posted_;
             flush_posted_ = flush_posted_ || post_flush;
         }
-        if (post_flush) post(std::chrono::steady_clock::now(), &presence_client::flush_errors);
+        if (post_flush) post(std::chrono::steady_clock::now(), &impl::flush_errors);
     } catch (...) {
     }
 }
@@ -150,11 +253,11 @@ void write_errors(const std::string& topic, std::vector<std::string>& errors) {
 // attempt, the backoff before the next one, the heartbeat, the writing of unhandled errors. Nothing here waits on
 // a Paho token; Paho's callbacks only record what happened and post a task.
 
-void presence_client::post(std::chrono::steady_clock::time_point when, void (presence_client::*task)()) {
+void presence_client::impl::post(std::chrono::steady_clock::time_point when, void (impl::*task)()) {
     post(when, [this, task] { (this->*task)(); });
 }
 
-void presence_client::post(std::chrono::steady_clock::time_point when, std::function<void()> task) {
+void presence_client::impl::post(std::chrono::steady_clock::time_point when, std::function<void()> task) {
     std::shared_ptr<detail::task_guard> guard;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -163,11 +266,11 @@ void presence_client::post(std::chrono::steady_clock::time_point when, std::func
     if (guard) detail::client_scheduler::instance().at(when, std::move(guard), std::move(task));
 }
 
-void presence_client::schedule_connect(std::chrono::milliseconds delay) {
+void presence_client::impl::schedule_connect(std::chrono::milliseconds delay) {
     // Paced process-wide: never earlier than the next free connect slot.
     const auto when = std::max(std::chrono::steady_clock::now() + delay,
                                detail::client_scheduler::instance().reserve_connect());
-    post(when, &presence_client::attempt_connect);
+    post(when, &impl::attempt_connect);
 }
 
 namespace {
@@ -175,7 +278,7 @@ constexpr std::chrono::milliseconds connect_check{100};  // how often a connect 
 constexpr int connect_checks = 9;  // for its first second: Paho's poll times out after a second anyway
 }  // namespace
 
-void presence_client::attempt_connect() {
+void presence_client::impl::attempt_connect() {
     flush_errors();
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -210,7 +313,7 @@ void presence_client::attempt_connect() {
 }
 
 // A connect still in flight may wait on Paho's poll (paho_wake.hpp): a connected client of the process wakes it.
-void presence_client::check_connect(std::uint64_t attempt, int check) {
+void presence_client::impl::check_connect(std::uint64_t attempt, int check) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!connect_in_flight_ || attempts_ != attempt || stopping_) return;
@@ -222,7 +325,7 @@ void presence_client::check_connect(std::uint64_t attempt, int check) {
 }
 
 // A task of a connected client, asked for by another client's connect (paho_wake.hpp).
-void presence_client::wake_round_trip() {
+void presence_client::impl::wake_round_trip() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!connected_ || stopping_) return;
@@ -236,7 +339,7 @@ void presence_client::wake_round_trip() {
 
 // Paho's thread (the connect listener) or the scheduler's: records the failure, the next attempt is a task.
 // `what`: Paho's text, or null for the one Paho's return and reason codes make.
-void presence_client::connect_failed(int rc, int reason_code, const char* what) noexcept {
+void presence_client::impl::connect_failed(int rc, int reason_code, const char* what) noexcept {
     std::string text;
     try {
         text = what ? what : mqtt::exception(rc, static_cast<mqtt::ReasonCode>(reason_code)).what();
@@ -247,14 +350,14 @@ void presence_client::connect_failed(int rc, int reason_code, const char* what) 
             last_failure_rc_ = rc;
             last_failure_ = text;
         }
-        post(std::chrono::steady_clock::now(), &presence_client::after_failure);
+        post(std::chrono::steady_clock::now(), &impl::after_failure);
     } catch (...) {
         // out of memory for a task: the client stays down, and says so below if it can
         report_error("connect to " + options_.broker.server_uri + " failed: " + text + "; no retry scheduled");
     }
 }
 
-void presence_client::after_failure() {
+void presence_client::impl::after_failure() {
     detail::connect_failure failure;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -272,7 +375,7 @@ void presence_client::after_failure() {
 
 // A failure is said when it is new (another text, or the first since a connection); the same one again once a
 // minute at most, saying how often it recurred: a refusal that lasts is not a line every few seconds forever.
-void presence_client::say_failure(const std::string& text) {
+void presence_client::impl::say_failure(const std::string& text) {
     std::uint64_t session = 0;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -294,37 +397,28 @@ void presence_client::say_failure(const std::string& text) {
     }
 }
 
-void presence_client::retry_after_backoff() {
-    // Full jitter: a random wait in [backoff/2, backoff], so a fleet does not reconnect in lockstep.
-    std::uniform_int_distribution<long long> jitter(backoff_.count() / 2, backoff_.count());
-    const auto wait = std::chrono::milliseconds(jitter(rng_));
-    backoff_ = std::min(options_.reconnect_max, backoff_ * 2);
+void presence_client::impl::retry_after_backoff() {
+    const auto wait = backoff_.next(rng_);
     flush_errors();
     schedule_connect(wait);
 }
 
 namespace {
-// Heartbeats fall on a grid shared by the process: every client beats at the same phase of its interval (a phase
-// drawn once per process, so that processes do not beat together). A process then publishes its beats in one burst
-// and their acknowledgements come back together, so Paho's receive thread polls its sockets once for many packets
-// instead of once for each (a poll over all of a process's sockets is much of a large fleet's idle cost). The first
-// beat comes one to two intervals after the connect; each next one is due exactly one interval after the one before.
+// Heartbeats fall on a grid shared by the process (publisher_policy.hpp), at a phase drawn once per process so that
+// processes do not beat together. The first beat comes one to two intervals after the connect; each next one is due
+// exactly one interval after the one before.
 std::chrono::steady_clock::time_point next_beat(std::chrono::steady_clock::time_point now,
                                                 std::chrono::seconds interval) {
     static const double phase = [] {
         std::random_device seed;
         return std::uniform_real_distribution<double>(0.0, 1.0)(seed);
     }();
-    const auto period = std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval);
-    auto grid_point = std::chrono::duration_cast<std::chrono::steady_clock::duration>(period * phase);
-    if (grid_point > now.time_since_epoch()) grid_point -= period;  // one at or before now (an interval beyond uptime)
-    const auto periods = (now.time_since_epoch() - grid_point) / period + 1;  // to the first grid point after now
-    return std::chrono::steady_clock::time_point(grid_point + periods * period);
+    return detail::next_beat(now, interval, phase);
 }
 }  // namespace
 
 // The heartbeat of one session: it ends with the session.
-void presence_client::heartbeat(std::uint64_t session, std::chrono::steady_clock::time_point due) {
+void presence_client::impl::heartbeat(std::uint64_t session, std::chrono::steady_clock::time_point due) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_ || !connected_ || session_ != session) return;
@@ -337,7 +431,7 @@ void presence_client::heartbeat(std::uint64_t session, std::chrono::steady_clock
 }
 
 // A session began (scheduled by on_connected): its heartbeat starts.
-void presence_client::session_began() {
+void presence_client::impl::session_began() {
     std::uint64_t session = 0;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -356,79 +450,45 @@ void presence_client::session_began() {
 
 // A session ended (scheduled by on_lost). Two live processes with one client id make the broker drop each in turn:
 // sessions that end within seconds. From the first such session on, this client claims its id at each connect; the
-// newcomer (client_id_claim.hpp) stops, the incumbent reports it once.
-void presence_client::session_ended() {
-    std::chrono::steady_clock::time_point started;
+// newcomer (publisher_policy.hpp, takeover_watch) stops, the incumbent reports it once.
+void presence_client::impl::session_ended() {
+    bool short_session = false;
+    bool newcomer = false;
+    bool warn = false;
+    std::string why;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_) return;
-        started = session_start_;
-    }
-    const bool short_session = std::chrono::steady_clock::now() - started < std::chrono::seconds(3);
-    if (short_session) {
-        ++short_sessions_;
-        std::lock_guard<std::mutex> lock(mutex_);
-        while (claim_token_ == 0 && !claim_topic_.empty())
+        short_session = takeover_.session_ended(std::chrono::steady_clock::now() - session_start_);
+        while (short_session && claim_token_ == 0 && !claim_topic_.empty())
             claim_token_ = (static_cast<std::uint64_t>(rng_()) << 32) ^ rng_() ^ created_ms_;
-    } else {
-        short_sessions_ = 0;
-        had_long_session_ = true;
-        backoff_ = options_.reconnect_min;
+        newcomer = options_.stop_on_client_id_conflict &&
+                   takeover_.is_newcomer({created_ms_, claim_token_, 0}, unix_ms_now(), claim_topic_, why);
+        warn = !newcomer && takeover_.should_warn();
+        if (newcomer) client_id_conflict_ = true;
     }
-    const auto id = client_->get_client_id();
-    std::string why;
-    if (options_.stop_on_client_id_conflict && is_takeover_newcomer(short_session, why)) {
-        const auto description = "another client connected with the client id \"" + id + "\" (" + why +
-                                 "); this client, the newcomer, stops (give each process its own client id)";
-        {
-            std::lock_guard<std::mutex> guard(mutex_);
-            client_id_conflict_ = true;
-        }
-        if (options_.on_client_id_conflict)
-            fenced([this](const std::string& m) { report_error(m); }, "on_client_id_conflict",
-                   [&] { options_.on_client_id_conflict(description); });
-        else
-            report_error(description);
-        flush_errors();
-        return;
-    }
-    if (short_sessions_ >= 3 && !takeover_reported_) {
-        takeover_reported_ = true;
-        report_error("the connection was lost " + std::to_string(short_sessions_) +
-                     " times within seconds of connecting: another client probably uses the client id \"" + id +
-                     "\" (give each process its own --client-id)");
-    }
+    if (newcomer) return stop_as_newcomer(why);
+    if (!short_session) backoff_.reset();
+    if (warn)
+        report_error("the connection was lost " + std::to_string(takeover_.short_sessions()) +
+                     " times within seconds of connecting: another client probably uses the client id \"" +
+                     client_->get_client_id() + "\" (give each process its own --client-id)");
     retry_after_backoff();
 }
 
-// Decided by the rival's claim when a fresh one was read: the process created later is the newcomer, whatever the
-// length of the session that just ended (the incumbent's backoff grows, so the newcomer's sessions may last longer
-// than 3 s). Without one (claims denied, or an id that cannot be a topic): a client that never had a longer session
-// is the newcomer after four short sessions in a row. `why` says which.
-bool presence_client::is_takeover_newcomer(bool short_session, std::string& why) {
-    detail::client_id_claim mine{created_ms_, 0, 0};
-    detail::client_id_claim rival;
-    bool known = false;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        mine.token = claim_token_;
-        known = rival_known_;
-        rival = {rival_started_ms_, rival_token_, rival_at_ms_};
-    }
-    if (known && detail::is_fresh(rival, unix_ms_now())) {
-        if (!detail::is_newcomer(mine, rival)) return false;
-        why = "that process started " + std::to_string(mine.started_ms - std::min(mine.started_ms, rival.started_ms)) +
-              " ms before this one, by its claim on " + claim_topic_;
-        return true;
-    }
-    if (!short_session || had_long_session_ || short_sessions_ < 4) return false;
-    why = std::to_string(short_sessions_) + " sessions in a row ended within seconds of connecting, and no claim of "
-          "the other process was read" + (claim_topic_.empty() ? std::string() : " on " + claim_topic_);
-    return true;
+// This process is the newcomer of two with one client id: it stops reconnecting and says why.
+void presence_client::impl::stop_as_newcomer(const std::string& why) {
+    const auto description = "another client connected with the client id \"" + client_->get_client_id() + "\" (" +
+                             why + "); this client, the newcomer, stops (give each process its own client id)";
+    if (options_.on_client_id_conflict)
+        fenced_handler("on_client_id_conflict", [&] { options_.on_client_id_conflict(description); });
+    else
+        report_error(description);
+    flush_errors();
 }
 
 // Unhandled errors go to stderr from the scheduler's thread or the owner's, never from Paho's.
-void presence_client::flush_errors() {
+void presence_client::impl::flush_errors() {
     std::vector<std::string> errors;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -438,17 +498,17 @@ void presence_client::flush_errors() {
     write_errors(announcer_.topic(), errors);
 }
 
-void presence_client::publish_connected() noexcept {
+void presence_client::impl::publish_connected() noexcept {
     try {
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            if (conflict_ || stopping_ || !connected_) return;
+            if (own_status_.conflict() || stopping_ || !connected_) return;
         }
         auto msg = mqtt::message::create(announcer_.topic(), announcer_.payload(state::connected),
                                          options_.status.qos, true);
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            ++connected_sent_;  // before the publish: its echo may come before publish() returns
+            own_status_.sent_connected();  // before the publish: its echo may come before publish() returns
         }
         if (options_.broker.mqtt_version == 5 && options_.status.heartbeat.count() > 0) {
             // A retained "connected" must not outlive a client that died while the broker was down.
@@ -463,7 +523,7 @@ void presence_client::publish_connected() noexcept {
 
 // After a short session (a takeover suspected): subscribe to the claim topic, whose retained message is the other
 // process's claim, then claim the id for this client (client_id_claim.hpp). Paho's thread: nothing waits.
-void presence_client::publish_claim() noexcept {
+void presence_client::impl::publish_claim() noexcept {
     detail::client_id_claim claim{created_ms_, 0, unix_ms_now()};
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -484,19 +544,14 @@ void presence_client::publish_claim() noexcept {
 }
 
 // A claim on our claim topic: our own echo (our token), or the other process's.
-void presence_client::on_claim(const mqtt::const_message_ptr& msg) noexcept {
+void presence_client::impl::on_claim(const mqtt::const_message_ptr& msg) noexcept {
     const auto claim = detail::decode_claim(msg->get_payload_str());
     if (!claim) return;  // cleared, or not a claim: nothing to weigh
     std::lock_guard<std::mutex> lock(mutex_);
-    if (claim->token == claim_token_) return;
-    rival_known_ = true;
-    rival_started_ms_ = claim->started_ms;
-    rival_token_ = claim->token;
-    rival_at_ms_ = claim->at_ms;
+    if (claim->token != claim_token_) takeover_.rival_claim(*claim);
 }
 
-void presence_client::on_connected(const std::string&) noexcept {
-    std::vector<std::pair<std::string, int>> subscriptions;
+void presence_client::impl::on_connected(const std::string&) noexcept {
     std::shared_ptr<detail::task_guard> guard;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -505,9 +560,30 @@ void presence_client::on_connected(const std::string&) noexcept {
         guard = guard_;
         ++session_;
         session_start_ = std::chrono::steady_clock::now();
-        conflict_ = false;  // a new connection looks again: the other publisher may be gone
-        connected_sent_ = connected_heard_ = 0;
-        plain_conflict_reported_ = false;
+        own_status_.connected();  // a new connection looks again: the other publisher may be gone
+    }
+    subscribe_on_connect();
+    publish_connected();
+    try {
+        detail::paho_wake::instance().connected(guard, [this] { wake_round_trip(); });
+    } catch (...) {
+        // out of memory: this client does not wake Paho for others' connects; they wait for its poll to time out
+    }
+    wake_.notify_all();
+    try {
+        post(std::chrono::steady_clock::now(), &impl::session_began);
+    } catch (...) {
+        report_error("out of memory: the heartbeat of this connection did not start");
+    }
+    if (options_.on_connected) fenced_handler("on_connected", [&] { options_.on_connected(); });
+}
+
+// The status topic (self-heal), the claim (after a short session), and the app's subscriptions: the session is
+// clean, so they are made again at every connect. Paho's thread: nothing waits.
+void presence_client::impl::subscribe_on_connect() noexcept {
+    std::vector<std::pair<std::string, int>> subscriptions;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
         try {
             subscriptions = options_.subscriptions;
         } catch (...) {
@@ -526,7 +602,6 @@ void presence_client::on_connected(const std::string&) noexcept {
         report_error(std::string("subscribing to the status topic failed: ") + e.what());
     }
     publish_claim();
-    // The session is clean: the app's subscriptions are made again at every connect.
     for (const auto& [filter, qos] : subscriptions) {
         try {
             client_->subscribe(filter, qos);
@@ -534,22 +609,9 @@ void presence_client::on_connected(const std::string&) noexcept {
             report_error("subscribing to " + filter + " failed: " + e.what());
         }
     }
-    publish_connected();
-    try {
-        detail::paho_wake::instance().connected(guard, [this] { wake_round_trip(); });
-    } catch (...) {
-        // out of memory: this client does not wake Paho for others' connects; they wait for its poll to time out
-    }
-    wake_.notify_all();
-    try {
-        post(std::chrono::steady_clock::now(), &presence_client::session_began);
-    } catch (...) {
-        report_error("out of memory: the heartbeat of this connection did not start");
-    }
-    if (options_.on_connected) fenced([this](const std::string& m) { report_error(m); }, "on_connected", [&] { options_.on_connected(); });
 }
 
-void presence_client::on_lost(const std::string& cause) noexcept {
+void presence_client::impl::on_lost(const std::string& cause) noexcept {
     std::shared_ptr<detail::task_guard> guard;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -560,78 +622,53 @@ void presence_client::on_lost(const std::string& cause) noexcept {
     detail::paho_wake::instance().gone(guard);
     wake_.notify_all();
     try {
-        post(std::chrono::steady_clock::now(), &presence_client::session_ended);
+        post(std::chrono::steady_clock::now(), &impl::session_ended);
     } catch (...) {
         report_error("out of memory: no reconnect scheduled after the connection was lost");
     }
     if (options_.on_connection_lost)
-        fenced([this](const std::string& m) { report_error(m); }, "on_connection_lost", [&] { options_.on_connection_lost(cause); });
+        fenced_handler("on_connection_lost", [&] { options_.on_connection_lost(cause); });
 }
 
-void presence_client::on_message(mqtt::const_message_ptr msg) noexcept {
+void presence_client::impl::on_message(mqtt::const_message_ptr msg) noexcept {
     if (!msg) return;
-    if (!claim_topic_.empty() && msg->get_topic().rfind(detail::claim_topic_prefix, 0) == 0) {
-        on_claim(msg);
-        return;
-    }
+    if (!claim_topic_.empty() && msg->get_topic().rfind(detail::claim_topic_prefix, 0) == 0) return on_claim(msg);
     if (msg->get_topic() != announcer_.topic()) {
-        if (options_.on_message) fenced([this](const std::string& m) { report_error(m); }, "on_message", [&] { options_.on_message(msg); });
+        if (options_.on_message) fenced_handler("on_message", [&] { options_.on_message(msg); });
         return;
     }
-    const auto record = decode(msg->get_payload_str());
+    fenced_handler("reading the client's own status", [&] { on_own_status(*msg); });
+}
+
+// A status on our own topic (own_status_watch): heal, or report another publisher of this name.
+void presence_client::impl::on_own_status(const mqtt::message& msg) {
+    const auto record = decode(msg.get_payload_str());
     const auto mine = announcer_.epoch();
-    // An epoch beyond our clock plus the skew the scanner allows is forged (or a broken clock): never a reason to
-    // keep quiet.
-    const auto horizon = std::chrono::duration_cast<std::chrono::milliseconds>(
-        (clock::now() + connection_table::default_max_clock_skew).time_since_epoch());
-    const bool forged = record.epoch && *record.epoch > static_cast<std::uint64_t>(horizon.count());
-    const bool newer_live = record.status == state::connected && record.epoch && *record.epoch > mine && !forged;
-    bool heal = false;
-    std::function<void(const std::string&)> report;
-    std::string description;
+    using verdict = detail::own_status_watch::verdict;
+    verdict heard = verdict::nothing;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_ || !connected_) return;
-        if (newer_live) {
-            if (!conflict_) {  // another live process uses this name: report, keep quiet while it lives
-                conflict_ = true;
-                description = "another client publishes \"" + options_.status.name + "\" on " + announcer_.topic() +
-                              " with a newer epoch (" + std::to_string(*record.epoch) + " > " + std::to_string(mine) +
-                              "); this client stops republishing its status until that one goes away";
-                report = options_.on_conflict;
-            }
-        } else if (record.status != state::connected || record.cleared || forged ||
-                   (record.epoch && *record.epoch < mine)) {
-            // A late will, an older epoch, a cleared, unreadable or forged status while we are up; or, in a
-            // conflict, the other publisher's status went away: say "connected" again.
-            conflict_ = false;
-            heal = true;
-        } else if (!record.epoch && !msg->is_retained()) {
-            description = plain_conflict_locked();
-            report = options_.on_conflict;
-        }
+        heard = own_status_.heard(record, msg.is_retained(), mine, clock::now());
     }
-    if (!description.empty()) {
-        if (report) fenced([this](const std::string& m) { report_error(m); }, "on_conflict", [&] { report(description); });
-        else report_error(description);
-    }
-    if (heal) publish_connected();
+    if (heard == verdict::heal) return publish_connected();
+    std::string description;
+    if (heard == verdict::newer_publisher)
+        description = "another client publishes \"" + options_.status.name + "\" on " + announcer_.topic() +
+                      " with a newer epoch (" + std::to_string(record.epoch.value_or(0)) + " > " +
+                      std::to_string(mine) + "); this client stops republishing its status until that one goes away";
+    else if (heard == verdict::plain_publisher)
+        description = "another client publishes \"connected\" on " + announcer_.topic() +
+                      " (a status this client did not send; a payload without an epoch cannot say which is newer): "
+                      "two processes may use the name \"" + options_.status.name + "\"; give each its own name, or "
+                      "use a JSON payload";
+    else
+        return;
+    if (options_.on_conflict) fenced_handler("on_conflict", [&] { options_.on_conflict(description); });
+    else report_error(description);
 }
 
-// A live "connected" without an epoch on our topic (mutex_ held): another publisher's when this connection did not
-// send as many (MQTT 5's no-local spares us our own). Its description the first time, else empty.
-std::string presence_client::plain_conflict_locked() {
-    ++connected_heard_;
-    if (plain_conflict_reported_ || (options_.broker.mqtt_version != 5 && connected_heard_ <= connected_sent_))
-        return {};
-    plain_conflict_reported_ = true;
-    return "another client publishes \"connected\" on " + announcer_.topic() +
-           " (a status this client did not send; a payload without an epoch cannot say which is newer): two "
-           "processes may use the name \"" + options_.status.name + "\"; give each its own name, or use a JSON "
-           "payload";
-}
-
-bool presence_client::stop() noexcept {
+bool presence_client::impl::stop() noexcept {
     const auto deadline = std::chrono::steady_clock::now() + options_.stop_timeout;
     begin_stop();
     return finish_stop(deadline);
@@ -641,7 +678,7 @@ void presence_client::set_connect_rate(double per_second) {
     detail::client_scheduler::instance().set_connect_rate(per_second);
 }
 
-void presence_client::request_stop() noexcept {
+void presence_client::impl::request_stop() noexcept {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!running_) return;
@@ -650,7 +687,7 @@ void presence_client::request_stop() noexcept {
     wake_.notify_all();
 }
 
-void presence_client::begin_stop() noexcept {
+void presence_client::impl::begin_stop() noexcept {
     request_stop();
     std::shared_ptr<detail::task_guard> guard;
     {
@@ -684,7 +721,7 @@ void presence_client::begin_stop() noexcept {
     }
 }
 
-bool presence_client::finish_stop(std::chrono::steady_clock::time_point deadline) noexcept {
+bool presence_client::impl::finish_stop(std::chrono::steady_clock::time_point deadline) noexcept {
     mqtt::token_ptr ending;
     const bool delivered = begin_ending(deadline, ending);
     detail::wait_end_of_connection(ending, deadline);
@@ -692,7 +729,7 @@ bool presence_client::finish_stop(std::chrono::steady_clock::time_point deadline
     return delivered;
 }
 
-bool presence_client::begin_ending(std::chrono::steady_clock::time_point deadline, mqtt::token_ptr& ending) noexcept {
+bool presence_client::impl::begin_ending(std::chrono::steady_clock::time_point deadline, mqtt::token_ptr& ending) noexcept {
     std::string problem;
     const bool delivered = detail::begin_end_of_connection(*client_, stop_token_, options_.broker.mqtt_version == 5,
                                                            deadline, problem, ending);
@@ -701,7 +738,7 @@ bool presence_client::begin_ending(std::chrono::steady_clock::time_point deadlin
     return delivered;
 }
 
-void presence_client::ended() noexcept {
+void presence_client::impl::ended() noexcept {
     std::vector<std::string> errors;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -711,7 +748,7 @@ void presence_client::ended() noexcept {
     write_errors(announcer_.topic(), errors);  // the owner's thread: writing is fine here
 }
 
-void presence_client::subscribe(const std::string& filter, int qos) {
+void presence_client::impl::subscribe(const std::string& filter, int qos) {
     bool now = false;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -727,27 +764,46 @@ void presence_client::subscribe(const std::string& filter, int qos) {
     }
 }
 
-bool presence_client::stopped_by_client_id_conflict() const noexcept {
+bool presence_client::impl::stopped_by_client_id_conflict() const noexcept {
     std::lock_guard<std::mutex> lock(mutex_);
     return client_id_conflict_;
 }
+
+// The public face: each call goes to the private state.
+presence_client::presence_client(presence_options options) : impl_(std::make_unique<impl>(std::move(options))) {}
+presence_client::~presence_client() noexcept = default;
+void presence_client::start() { impl_->start(); }
+bool presence_client::wait_connected(std::chrono::milliseconds timeout) { return impl_->wait_connected(timeout); }
+bool presence_client::stop() noexcept { return impl_->stop(); }
+void presence_client::begin_stop() noexcept { impl_->begin_stop(); }
+bool presence_client::finish_stop(std::chrono::steady_clock::time_point deadline) noexcept {
+    return impl_->finish_stop(deadline);
+}
+void presence_client::subscribe(const std::string& filter, int qos) { impl_->subscribe(filter, qos); }
+bool presence_client::stopped_by_client_id_conflict() const noexcept { return impl_->stopped_by_client_id_conflict(); }
+bool presence_client::connected() const noexcept { return impl_->connected(); }
+std::uint64_t presence_client::epoch() const noexcept { return impl_->announcer_.epoch(); }
+const std::string& presence_client::topic() const noexcept { return impl_->announcer_.topic(); }
+bool presence_client::conflict_detected() const noexcept { return impl_->conflict_detected(); }
+mqtt::async_client& presence_client::mqtt() noexcept { return *impl_->client_; }
 
 std::size_t stop_all(const std::vector<presence_client*>& clients) noexcept {
     // Every reconnect loop ends at once, every clean "disconnected" is sent, then all are awaited together.
     auto longest = std::chrono::milliseconds(0);
     for (auto* c : clients) {
-        c->request_stop();
-        longest = std::max(longest, c->options_.stop_timeout);
+        c->impl_->request_stop();
+        longest = std::max(longest, c->impl_->options_.stop_timeout);
     }
     const auto deadline = std::chrono::steady_clock::now() + longest;
-    for (auto* c : clients) c->begin_stop();
+    for (auto* c : clients) c->impl_->begin_stop();
     // Every DISCONNECT is on its way before any is awaited.
     std::size_t delivered = 0;
     std::vector<mqtt::token_ptr> endings(clients.size());
-    for (std::size_t i = 0; i < clients.size(); ++i) delivered += clients[i]->begin_ending(deadline, endings[i]) ? 1 : 0;
+    for (std::size_t i = 0; i < clients.size(); ++i)
+        delivered += clients[i]->impl_->begin_ending(deadline, endings[i]) ? 1 : 0;
     for (std::size_t i = 0; i < clients.size(); ++i) {
         detail::wait_end_of_connection(endings[i], deadline);
-        clients[i]->ended();
+        clients[i]->impl_->ended();
     }
     return delivered;
 }

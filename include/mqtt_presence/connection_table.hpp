@@ -132,6 +132,10 @@ public:
     static constexpr std::chrono::milliseconds default_max_clock_skew = std::chrono::minutes(10);
 
     explicit connection_table(std::chrono::milliseconds max_clock_skew = default_max_clock_skew);
+    /// An epoch or time stamp (Unix ms) beyond `now` plus the skew is forged, from a broken clock, or ours is behind:
+    /// the rule the table and the publisher's self-heal share.
+    [[nodiscard]] static bool beyond_horizon(std::uint64_t unix_ms, time_point now,
+                                             std::chrono::milliseconds max_clock_skew = default_max_clock_skew) noexcept;
     ~connection_table() noexcept;
     connection_table(connection_table&&) noexcept;
     connection_table& operator=(connection_table&&) noexcept;
@@ -197,6 +201,14 @@ public:
 
 private:
     struct entry;  // one client: its name and compact state, stored densely in rows_
+    struct message;  // one message judged against the clock and the row (connection_table.cpp)
+
+    bool apply_clear(std::string_view client, bool retained, time_point now, std::uint16_t source, change* out);
+    entry& row_for(std::string_view client, std::uint16_t source, time_point now, bool& inserted);
+    bool is_from_an_older_session(const entry& e, const status_record& record, const message& m);
+    static void update_since(entry& e, const status_record& record, bool retained, time_point now, const message& m);
+    static void update_state(entry& e, const status_record& record, bool retained, const message& m);
+    void update_liveness(entry& e, const status_record& record, bool retained, time_point now, const message& m);
 
     [[nodiscard]] std::size_t slot_of(std::string_view client, std::uint16_t source, std::uint64_t hash) const noexcept;
     std::size_t insert_slot(std::uint64_t hash, std::size_t row);

@@ -39,14 +39,10 @@
 // unsubscribe from "mqtt-presence/paho-wake", a filter reserved for this (never subscribe to it): the broker's
 // answer wakes Paho.
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,10 +50,6 @@
 #include <mqtt/async_client.h>
 
 #include <mqtt_presence/broker_options.hpp>
-
-namespace mqtt_presence::detail {
-struct task_guard;
-}
 #include <mqtt_presence/status_announcer.hpp>
 
 namespace mqtt_presence {
@@ -122,102 +114,16 @@ public:
     [[nodiscard]] bool stopped_by_client_id_conflict() const noexcept;
 
     [[nodiscard]] bool connected() const noexcept;
-    [[nodiscard]] std::uint64_t epoch() const noexcept { return announcer_.epoch(); }
-    [[nodiscard]] const std::string& topic() const noexcept { return announcer_.topic(); }
+    [[nodiscard]] std::uint64_t epoch() const noexcept;
+    [[nodiscard]] const std::string& topic() const noexcept;
     [[nodiscard]] bool conflict_detected() const noexcept;
     /// The underlying client, for the app's own publishes and subscriptions (do not connect/disconnect it).
-    [[nodiscard]] mqtt::async_client& mqtt() noexcept { return *client_; }
+    [[nodiscard]] mqtt::async_client& mqtt() noexcept;
 
 private:
     friend std::size_t stop_all(const std::vector<presence_client*>& clients) noexcept;
-    void request_stop() noexcept;
-    std::string plain_conflict_locked();
-    // finish_stop() in halves, so that stop_all() sends every DISCONNECT before it waits for any.
-    bool begin_ending(std::chrono::steady_clock::time_point deadline, mqtt::token_ptr& ending) noexcept;
-    void ended() noexcept;
-    // Tasks on the scheduler's thread (see presence_client.cpp); none blocks.
-    void post(std::chrono::steady_clock::time_point when, void (presence_client::*task)());
-    void post(std::chrono::steady_clock::time_point when, std::function<void()> task);
-    void schedule_connect(std::chrono::milliseconds delay);
-    void attempt_connect();
-    void connect_failed(int rc, int reason_code, const char* what) noexcept;
-    void after_failure();
-    void say_failure(const std::string& text);
-    void check_connect(std::uint64_t attempt, int check);
-    void wake_round_trip();
-    void retry_after_backoff();
-    void heartbeat(std::uint64_t session, std::chrono::steady_clock::time_point due);
-    void session_began();
-    void session_ended();
-    void flush_errors();
-    void on_connected(const std::string& cause) noexcept;
-    void on_lost(const std::string& cause) noexcept;
-    void on_message(mqtt::const_message_ptr msg) noexcept;
-    void publish_connected() noexcept;
-    void publish_claim() noexcept;
-    void on_claim(const mqtt::const_message_ptr& msg) noexcept;
-    bool is_takeover_newcomer(bool short_session, std::string& why);
-    void report_error(const std::string& what) noexcept;
-
-    presence_options options_;
-    status_announcer announcer_;
-    std::unique_ptr<mqtt::async_client> client_;
-
-    mutable std::mutex mutex_;
-    std::condition_variable wake_;
-    bool running_ = false;
-    bool stopping_ = false;
-    bool connected_ = false;
-    bool connect_in_flight_ = false;
-    std::uint64_t attempts_ = 0;  // connect attempts so far: a check of a connect in flight belongs to one
-    bool conflict_ = false;
-    bool client_id_conflict_ = false;
-    // "connected" statuses without an epoch this connection sent and heard live on its topic: one heard beyond
-    // those sent (MQTT 3.1.1 echoes our own) is another publisher's, reported once per connection.
-    std::uint32_t connected_sent_ = 0;
-    std::uint32_t connected_heard_ = 0;
-    bool plain_conflict_reported_ = false;
-    // The client id claim (client_id_claim.hpp): created at construction, claimed after a short session.
-    const std::uint64_t created_ms_;
-    std::string claim_topic_;          // empty: the client id cannot be a topic level, no claims
-    std::uint64_t claim_token_ = 0;    // 0 until this client claims its id (after its first short session)
-    bool claim_published_ = false;     // a clean stop clears it
-    bool rival_known_ = false;         // a fresh claim of another process was read
-    std::uint64_t rival_started_ms_ = 0;
-    std::uint64_t rival_token_ = 0;
-    std::uint64_t rival_at_ms_ = 0;
-    std::vector<std::string> unhandled_errors_;  // for stderr, written by a task (no on_error set)
-    bool flush_posted_ = false;
-    mqtt::delivery_token_ptr stop_token_;
-
-    // Scheduler state: touched by this client's tasks, which run one at a time.
-    std::shared_ptr<detail::task_guard> guard_;  // retired at stop: no task of this client runs after
-    // Backoff jitter, seeded per client from one random seed of the process. A small engine: a fleet has one per
-    // client (std::mt19937_64 is 2.5 KB, two thirds of a presence_client).
-    std::minstd_rand rng_;
-    std::chrono::milliseconds backoff_{0};
-    int short_sessions_ = 0;
-    bool had_long_session_ = false;
-    bool takeover_reported_ = false;
-    int last_failure_rc_ = 0;  // Paho's return code of the last failed connect (a refusal: its CONNACK code)
-    std::string last_failure_;
-    // The failure last said: the same one again is said once a minute at most, with how often it recurred.
-    std::string said_failure_;
-    std::chrono::steady_clock::time_point said_failure_at_{};
-    std::uint64_t said_failure_session_ = 0;
-    unsigned failures_unsaid_ = 0;
-    std::uint64_t session_ = 0;  // connections so far (mutex_): a heartbeat belongs to one
-    std::chrono::steady_clock::time_point session_start_{};
-
-    // Paho reports a failed connect here (its thread): the retry is a task.
-    struct connect_listener final : mqtt::iaction_listener {
-        explicit connect_listener(presence_client& c) : client(c) {}
-        void on_failure(const mqtt::token& tok) override {
-            client.connect_failed(tok.get_return_code(), tok.get_reason_code(), nullptr);
-        }
-        void on_success(const mqtt::token&) override {}
-        presence_client& client;
-    } connect_listener_{*this};
+    struct impl;  // the connection's state machine: private, so that it may change without changing the ABI
+    std::unique_ptr<impl> impl_;
 };
 
 /// Stops every client in parallel: the clean "disconnected" of all of them is sent first, then awaited until one
