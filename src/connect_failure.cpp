@@ -9,7 +9,8 @@
 #include <MQTTAsync.h>  // within its extern "C": MQTTReasonCode_toString
 #include <mqtt/async_client.h>
 
-#include "paho_util.hpp"
+#include <mqtt_presence/paho_client.hpp>
+
 #include "uri.hpp"
 
 namespace mqtt_presence::detail {

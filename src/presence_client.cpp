@@ -10,16 +10,16 @@
 
 #include <mqtt_presence/connection_table.hpp>
 #include <mqtt_presence/error.hpp>
+#include <mqtt_presence/paho_client.hpp>
 #include <mqtt_presence/status_codec.hpp>
+#include <mqtt_presence/this_machine.hpp>
 
-#include "clean_stop.hpp"
 #include "client_id_claim.hpp"
 #include "client_scheduler.hpp"
 #include "connect_failure.hpp"
 #include "error_log.hpp"
-#include "net_util.hpp"
-#include "paho_util.hpp"
-#include "paho_wake.hpp"
+#include "paho/clean_stop.hpp"
+#include "paho/paho_wake.hpp"
 #include "publisher_policy.hpp"
 
 namespace mqtt_presence {
@@ -169,7 +169,7 @@ presence_client::impl::impl(presence_options options)
           // carries it).
           auto status = options_.status;
           if (status.ip.empty() && status.format == payload_format::json)
-              status.ip = detail::local_address_for(options_.broker.server_uri);
+              status.ip = local_address_for(options_.broker.server_uri);
           return status;
       }()),
       own_status_(options_.broker.mqtt_version == 5),
@@ -178,7 +178,7 @@ presence_client::impl::impl(presence_options options)
     seed_jitter(rng_);
     const auto id = options_.broker.client_id.empty() ? announcer_.options().name : options_.broker.client_id;
     claim_topic_ = detail::claim_topic(id);
-    client_ = detail::make_client(options_.broker.server_uri, id, options_.broker.mqtt_version);
+    client_ = make_client(options_.broker.server_uri, id, options_.broker.mqtt_version);
     client_->set_connected_handler([this](const std::string& cause) { on_connected(cause); });
     client_->set_connection_lost_handler([this](const std::string& cause) { on_lost(cause); });
     client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
@@ -284,7 +284,7 @@ void presence_client::impl::attempt_connect() {
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_) return;
     }
-    auto opts = detail::base_connect_options(options_.broker);
+    auto opts = base_connect_options(options_.broker);
     opts.set_automatic_reconnect(false);  // our own loop: a fresh will per connection
     // A fresh epoch for this connection (add_will() is for an app's own connect options).
     announcer_.next_epoch();

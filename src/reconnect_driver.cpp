@@ -1,8 +1,8 @@
-#include "reconnect_driver.hpp"
+#include <mqtt_presence/reconnect_driver.hpp>
 
 #include <algorithm>
 
-namespace mqtt_presence::detail {
+namespace mqtt_presence {
 
 reconnect_driver::reconnect_driver(mqtt::async_client& client, mqtt::connect_options options,
                                    std::chrono::milliseconds cap)
@@ -63,4 +63,4 @@ std::chrono::milliseconds reconnect_driver::tick(std::chrono::milliseconds idle)
     return std::min(idle, first_interval);
 }
 
-}  // namespace mqtt_presence::detail
+}  // namespace mqtt_presence

@@ -13,12 +13,12 @@
 #include <variant>
 
 #include <mqtt_presence/error.hpp>
+#include <mqtt_presence/paho_client.hpp>
+#include <mqtt_presence/reconnect_driver.hpp>
 #include <mqtt_presence/status_codec.hpp>
 
 #include "connect_failure.hpp"
 #include "error_log.hpp"
-#include "paho_util.hpp"
-#include "reconnect_driver.hpp"
 #include "sync_tracker.hpp"
 #include "text_util.hpp"
 #include "uri.hpp"
@@ -160,7 +160,7 @@ struct scanner::impl {
     scanner_options options_;
     std::vector<topic_scheme> schemes_;
     std::unique_ptr<mqtt::async_client> owned_;
-    std::unique_ptr<detail::reconnect_driver> reconnect_;  // an owned client's tries after a loss (expiry thread)
+    std::unique_ptr<reconnect_driver> reconnect_;  // an owned client's tries after a loss (expiry thread)
     mqtt::async_client* client_ = nullptr;
     std::string marker_topic_;
     std::string tail_topic_;  // retained, last in the SUBSCRIBE: its arrival ends the burst; empty (borrowed client)
@@ -206,7 +206,7 @@ scanner::impl::impl(scanner_options options, mqtt::async_client* borrowed)
         start_threads();
         return;
     }
-    owned_ = detail::make_client(options_.broker.server_uri, options_.broker.client_id, options_.broker.mqtt_version);
+    owned_ = make_client(options_.broker.server_uri, options_.broker.client_id, options_.broker.mqtt_version);
     client_ = owned_.get();
     tail_topic_ = marker_topic_ + "/tail";
     init_callbacks();
@@ -232,12 +232,12 @@ void scanner::impl::init_callbacks() {
 
 void scanner::impl::start() {
     if (!owned_) throw error("start() is for a scanner that owns its client; with a borrowed client call on_connected()");
-    auto opts = detail::base_connect_options(options_.broker);
+    auto opts = base_connect_options(options_.broker);
     // The only will clears the scanner's retained sync tail, the same at every connection, so Paho's reconnect
     // (which reuses the first CONNECT) is fine here.
     opts.set_will(mqtt::will_options(tail_topic_, std::string(), 1, true));
     // Tries after a loss come from the expiry thread, sooner than Paho's automatic reconnect (reconnect_driver.hpp).
-    reconnect_ = std::make_unique<detail::reconnect_driver>(*owned_, opts);
+    reconnect_ = std::make_unique<reconnect_driver>(*owned_, opts);
     start_threads();
     try {
         auto token = owned_->connect(opts);

@@ -1,14 +1,13 @@
 #include <mqtt_presence/status_announcer.hpp>
 
-
 #include <nlohmann/json.hpp>
 
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/status_codec.hpp>
+#include <mqtt_presence/this_machine.hpp>
 
+#include "paho/clean_stop.hpp"
 #include "text_util.hpp"
-#include "net_util.hpp"
-#include "clean_stop.hpp"
 
 namespace mqtt_presence {
 namespace {
@@ -21,7 +20,7 @@ std::int64_t now_ms() {
 
 void status_options::validate() const {
     const auto scheme = topic_scheme::parse(topic_template);
-    scheme.validate_name(name.empty() ? detail::host_name() : name);
+    scheme.validate_name(name.empty() ? host_name() : name);
     if (qos < 0 || qos > 2) throw error("status qos " + std::to_string(qos) + " is invalid; use 0, 1 or 2 (1 is usual)");
     if (heartbeat.count() < 0) throw error("heartbeat must not be negative");
     if (heartbeat > std::chrono::hours(24 * 7))  // what a reader accepts as "hb": at most a week
@@ -44,10 +43,10 @@ status_announcer::status_announcer(std::string_view name) : status_announcer([&]
 }()) {}
 
 status_announcer::status_announcer(status_options options) : options_(std::move(options)) {
-    if (options_.name.empty()) options_.name = detail::host_name();
+    if (options_.name.empty()) options_.name = host_name();
     options_.validate();
     topic_ = topic_scheme::parse(options_.topic_template).topic_for(options_.name);
-    if (options_.format == payload_format::json && options_.host.empty()) options_.host = detail::host_name();
+    if (options_.format == payload_format::json && options_.host.empty()) options_.host = host_name();
 }
 
 std::uint64_t status_announcer::next_epoch() noexcept {

@@ -1,7 +1,6 @@
 #include <mqtt_presence/service/death_notary.hpp>
 
 #include <unistd.h>
-
 #include <random>
 #include <sstream>
 #include <vector>
@@ -9,11 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include <mqtt_presence/error.hpp>
+#include <mqtt_presence/paho_client.hpp>
+#include <mqtt_presence/reconnect_driver.hpp>
 #include <mqtt_presence/render.hpp>
-
-#include "paho_util.hpp"
-#include "paho_wake.hpp"
-#include "reconnect_driver.hpp"
 
 namespace mqtt_presence {
 namespace {
@@ -95,11 +92,11 @@ void death_notary::start(time_point observed_since) {
     observed_since_ = observed_since;
     std::random_device rd;
     const std::string id = "mqtt-presence-notary-" + std::to_string(getpid()) + "-" + std::to_string(rd() % 100000);
-    client_ = detail::make_client(broker_.server_uri, id, broker_.mqtt_version);
-    auto opts = detail::base_connect_options(broker_);
+    client_ = make_client(broker_.server_uri, id, broker_.mqtt_version);
+    auto opts = base_connect_options(broker_);
     opts.set_will(mqtt::will_options(lock_topic_, lock_json(false), 1, true));
     // Tries after a loss come from the publishing thread, sooner than Paho's automatic reconnect.
-    reconnect_ = std::make_unique<detail::reconnect_driver>(*client_, opts);
+    reconnect_ = std::make_unique<reconnect_driver>(*client_, opts);
 
     // Read the lock: its retained record arrives before the marker published after the SUBSCRIBE comes back.
     std::mutex m;
@@ -302,11 +299,7 @@ notary_stats death_notary::stats() const {
 }
 
 void death_notary::wake_paho() noexcept {
-    try {
-        if (client_ && client_->is_connected()) client_->unsubscribe(detail::paho_wake::filter);
-    } catch (...) {
-        // not connected after all: nothing to wake
-    }
+    if (client_) mqtt_presence::wake_paho(*client_);
 }
 
 void death_notary::stop() noexcept {

@@ -3,7 +3,7 @@
 #include <chrono>
 #include <random>
 
-#include "paho_util.hpp"
+#include <mqtt_presence/paho_client.hpp>
 
 namespace mqtt_presence::detail {
 

@@ -165,6 +165,74 @@ struct history_store::writer {
         watch_extend->reset();
     }
 
+    // A watch interval opens at `at` (the scanner's sync ended).
+    void watch_on(std::int64_t at) {
+        extend_watch(at);
+        watch_from = at;
+        SQLite::Statement open(*db, "INSERT OR REPLACE INTO watch(session, from_ms, to_ms) VALUES(?,?,?)");
+        open.bind(1, session);
+        open.bind(2, *watch_from);
+        open.bind(3, *watch_from);
+        open.exec();
+    }
+
+    // The open watch interval ends at `at` (the scanner lost its connection).
+    void watch_off(std::int64_t at) {
+        extend_watch(at);
+        watch_from.reset();
+    }
+
+    // An alert into the outbox; its row id is set.
+    void write_alert(alert_record& r, std::int64_t at) {
+        SQLite::Statement a(*db, "INSERT INTO alerts(time_ms, kind, client, topic, json) VALUES(?,?,?,?,?)");
+        a.bind(1, at);
+        a.bind(2, r.kind);
+        if (r.client.empty()) a.bind(3);
+        else a.bind(3, r.client);
+        if (r.topic.empty()) a.bind(4);
+        else a.bind(4, r.topic);
+        a.bind(5, r.json);
+        a.exec();
+        r.id = db->getLastInsertRowid();
+    }
+
+    void write_delivered(std::int64_t id, std::int64_t at) {
+        SQLite::Statement d(*db, "UPDATE alerts SET delivered_ms=? WHERE id=?");
+        d.bind(1, at);
+        d.bind(2, id);
+        d.exec();
+    }
+
+    // Changes were dropped: the time since the first of them was not watched after all.
+    void write_gap(std::int64_t from, std::int64_t to, std::uint64_t dropped) {
+        SQLite::Statement gap(*db, "INSERT INTO gaps(from_ms, to_ms, dropped) VALUES(?,?,?)");
+        gap.bind(1, from);
+        gap.bind(2, to);
+        gap.bind(3, static_cast<std::int64_t>(dropped));
+        gap.exec();
+    }
+
+    // Every commit: watched up to now, the session alive; the last one ends the session.
+    void close_batch(std::int64_t now, bool last) {
+        extend_watch(now);
+        alive->bind(1, now);
+        alive->bind(2, session);
+        alive->exec();
+        alive->reset();
+        if (!last) return;
+        SQLite::Statement end(*db, "UPDATE sessions SET ended_ms=? WHERE id=?");
+        end.bind(1, now);
+        end.bind(2, session);
+        end.exec();
+    }
+
+    // Statements left mid-way by a failed batch (reset() would throw the error again).
+    void reset_statements() noexcept {
+        for (auto* st : {insert_event.get(), upsert_client.get(), rewrite_client.get(), remove_client.get(),
+                         last_event.get(), alive.get(), watch_extend.get()})
+            st->tryReset();
+    }
+
     // SQLite's count of the page cache's memory for this connection.
     [[nodiscard]] std::uint64_t cache_bytes() const {
         int current = 0, highwater = 0;
@@ -396,188 +464,160 @@ std::uint64_t history_store::prune(time_point now) {
     return deleted;
 }
 
+// What the writer took from the queue besides the items: the gap dropped changes left, and whether it is the last.
+struct history_store::batch_info {
+    std::optional<time_point> gap_from;
+    std::uint64_t gap_dropped = 0;
+    bool last = false;
+};
+
 void history_store::writer_loop() {
-    auto& w = *writer_;
     auto last_prune = std::chrono::steady_clock::now();
     std::vector<item> batch;
     for (;;) {
-        std::optional<time_point> gap_from;
-        std::uint64_t gap_dropped = 0;
-        bool last = false;
-        {
-            std::unique_lock<std::mutex> lock(mutex_);
-            stats_.writer_alive = std::chrono::steady_clock::now();
-            // Sleep until there is something to write, then gather for up to one batch interval.
-            cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || !queue_.empty(); });
-            if (!stopping_ && !queue_.empty())
-                cv_.wait_for(lock, options_.batch_interval, [this] { return stopping_; });
-            if (batch.empty()) batch.swap(queue_);
-            else {  // the last batch failed: it goes first, and what joins it is held for the retry too
-                batch.insert(batch.end(), std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
-                queue_.clear();
-                retrying_ += queued_changes_;
-            }
-            queued_changes_ = 0;
-            gap_from = first_drop_;
-            gap_dropped = stats_.dropped - dropped_in_gaps_;
-            last = stopping_;
-        }
+        const auto info = gather_batch(batch);
         const auto now = to_ms(clock::now());
         try {
-            SQLite::Transaction tx(*w.db);
-            // Each client's last row of the batch (null: removed) and the head of its chain of events.
-            struct latest {
-                const client_status* row;
-                std::int64_t head;
-            };
-            std::unordered_map<row_key, latest, row_key_hash> last_rows;
-            last_rows.reserve(batch.size());
             std::vector<committed> done;
-            if (commit_sink_) done.reserve(batch.size());
-            std::size_t changes = 0;
-            for (auto& it : batch) {
-                switch (it.what) {
-                    case item::kind::change: {
-                        const auto& row = it.changed.current;
-                        auto [at, first] = last_rows.try_emplace(row_key{row.topic, row.client}, latest{nullptr, 0});
-                        if (first) at->second.head = w.chain_head(row.topic, row.client);
-                        at->second.head = w.write_event(it.changed, at->second.head);
-                        if (commit_sink_) done.push_back(committed{at->second.head, &it.changed});
-                        ++changes;
-                        at->second.row = it.changed.kind == change_kind::removed ? nullptr : &row;
-                        break;
-                    }
-                    case item::kind::watch_on:
-                        w.extend_watch(to_ms(it.at));
-                        w.watch_from = to_ms(it.at);
-                        {
-                            SQLite::Statement open(*w.db, "INSERT OR REPLACE INTO watch(session, from_ms, to_ms) VALUES(?,?,?)");
-                            open.bind(1, static_cast<std::int64_t>(w.session));
-                            open.bind(2, static_cast<std::int64_t>(*w.watch_from));
-                            open.bind(3, static_cast<std::int64_t>(*w.watch_from));
-                            open.exec();
-                        }
-                        break;
-                    case item::kind::alert: {
-                        SQLite::Statement a(*w.db, "INSERT INTO alerts(time_ms, kind, client, topic, json) VALUES(?,?,?,?,?)");
-                        const auto& r = *it.alerted;
-                        a.bind(1, static_cast<std::int64_t>(to_ms(it.at)));
-                        a.bind(2, r.kind);
-                        if (r.client.empty()) a.bind(3);
-                        else a.bind(3, r.client);
-                        if (r.topic.empty()) a.bind(4);
-                        else a.bind(4, r.topic);
-                        a.bind(5, r.json);
-                        a.exec();
-                        it.alerted->id = w.db->getLastInsertRowid();
-                        break;
-                    }
-                    case item::kind::delivered: {
-                        SQLite::Statement d(*w.db, "UPDATE alerts SET delivered_ms=? WHERE id=?");
-                        d.bind(1, static_cast<std::int64_t>(to_ms(it.at)));
-                        d.bind(2, it.delivered_id);
-                        d.exec();
-                        break;
-                    }
-                    case item::kind::watch_off:
-                        w.extend_watch(to_ms(it.at));
-                        w.watch_from.reset();
-                        break;
-                }
-            }
-            for (const auto& [key, client] : last_rows) {
-                if (client.row) w.write_client(*client.row, client.head);
-                else w.forget_client(std::string(key.topic), std::string(key.client), client.head);
-            }
-            if (gap_from) {
-                // Changes were dropped: the time since the first of them was not watched after all, and the
-                // clients table is rewritten from the live table.
-                SQLite::Statement gap(*w.db, "INSERT INTO gaps(from_ms, to_ms, dropped) VALUES(?,?,?)");
-                gap.bind(1, static_cast<std::int64_t>(to_ms(*gap_from)));
-                gap.bind(2, static_cast<std::int64_t>(now));
-                gap.bind(3, static_cast<std::int64_t>(gap_dropped));
-                gap.exec();
-                if (table_) {
-                    w.db->exec("UPDATE clients SET removed=1");
-                    table_([&w](const client_status& row) { w.write_client(row, std::nullopt); });
-                }
-            }
-            w.extend_watch(now);  // watched up to this commit
-            w.alive->bind(1, static_cast<std::int64_t>(now));
-            w.alive->bind(2, static_cast<std::int64_t>(w.session));
-            w.alive->exec();
-            w.alive->reset();
-            if (last) {
-                SQLite::Statement end(*w.db, "UPDATE sessions SET ended_ms=? WHERE id=?");
-                end.bind(1, static_cast<std::int64_t>(now));
-                end.bind(2, static_cast<std::int64_t>(w.session));
-                end.exec();
-            }
-            tx.commit();
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                stats_.written += changes;
-                ++stats_.batches;
-                stats_.failing = file_gone_;
-                stats_.last_commit_at = clock::now();
-                stats_.cache_bytes = w.cache_bytes();
-                retrying_ = 0;
-                if (gap_from) {
-                    first_drop_.reset();
-                    dropped_in_gaps_ += gap_dropped;
-                }
-            }
-            for (auto& it : batch) {
-                if (!it.alerted || !it.alerted->on_disk) continue;
-                try {
-                    it.alerted->on_disk(it.alerted->id);
-                } catch (...) {
-                    // the callback's own failure: the record is on disk all the same
-                }
-            }
-            if (commit_sink_ && !done.empty()) {
-                try {
-                    commit_sink_(done);
-                } catch (...) {
-                    // a feed that failed must not stop the history
-                }
-            }
+            const auto changes = write_batch(batch, info, now, done);
+            after_commit(batch, info, changes, done);
             batch.clear();
-            if (gap_from)
-                warn("history store: " + std::to_string(gap_dropped) + " changes dropped (the disk could not keep "
-                     "up); the history has a gap, recorded as not watched; the current rows were rewritten");
         } catch (const std::exception& e) {
-            for (auto* s : {w.insert_event.get(), w.upsert_client.get(), w.rewrite_client.get(),
-                            w.remove_client.get(), w.last_event.get(), w.alive.get(), w.watch_extend.get()})
-                s->tryReset();  // reset() would throw the error again
-            std::size_t held = 0;
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                ++stats_.write_errors;
-                retrying_ = 0;
-                for (const auto& it : batch) retrying_ += it.what == item::kind::change ? 1 : 0;
-                held = retrying_;
-            }
-            failed("cannot write " + options_.path + " (" + e.what() + "); " + std::to_string(held) +
-                   " changes kept in memory and retried; the live table goes on");
-            if (last) return;  // stopping: nothing more can be done
-            std::unique_lock<std::mutex> lock(mutex_);
-            cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
-            // Keep the queue bounded while the disk refuses: the oldest retries stay, what does not fit is dropped.
-            if (batch.size() > options_.queue_limit) {
-                stats_.dropped += batch.size() - options_.queue_limit;
-                if (!first_drop_) first_drop_ = batch[options_.queue_limit].at;
-                batch.resize(options_.queue_limit);
-            }
+            if (!batch_failed(batch, info, e.what())) return;
             continue;
         }
-        if (last) return;
+        if (info.last) return;
         check_file();
         if (std::chrono::steady_clock::now() - last_prune > std::chrono::minutes(10)) {
             prune(clock::now());
             last_prune = std::chrono::steady_clock::now();
         }
     }
+}
+
+// Sleeps until there is something to write, then gathers for up to one batch interval. A batch that failed goes
+// first, and what joins it is held for the retry too.
+history_store::batch_info history_store::gather_batch(std::vector<item>& batch) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    stats_.writer_alive = std::chrono::steady_clock::now();
+    cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || !queue_.empty(); });
+    if (!stopping_ && !queue_.empty()) cv_.wait_for(lock, options_.batch_interval, [this] { return stopping_; });
+    if (batch.empty()) {
+        batch.swap(queue_);
+    } else {
+        batch.insert(batch.end(), std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+        queue_.clear();
+        retrying_ += queued_changes_;
+    }
+    queued_changes_ = 0;
+    return batch_info{first_drop_, stats_.dropped - dropped_in_gaps_, stopping_};
+}
+
+// One transaction: every item, each client's last row, the gap if changes were dropped. Returns the changes written;
+// `done` gets what the commit sink is told.
+std::size_t history_store::write_batch(std::vector<item>& batch, const batch_info& info, std::int64_t now,
+                                       std::vector<committed>& done) {
+    auto& w = *writer_;
+    SQLite::Transaction tx(*w.db);
+    // Each client's last row of the batch (null: removed) and the head of its chain of events.
+    struct latest {
+        const client_status* row;
+        std::int64_t head;
+    };
+    std::unordered_map<row_key, latest, row_key_hash> last_rows;
+    last_rows.reserve(batch.size());
+    const bool wanted = !commit_subscribers_.empty();  // who waits for the commit
+    if (wanted) done.reserve(batch.size());
+    std::size_t changes = 0;
+    for (auto& it : batch) {
+        const auto at = to_ms(it.at);
+        switch (it.what) {
+            case item::kind::change: {
+                const auto& row = it.changed.current;
+                auto [entry, first] = last_rows.try_emplace(row_key{row.topic, row.client}, latest{nullptr, 0});
+                if (first) entry->second.head = w.chain_head(row.topic, row.client);
+                entry->second.head = w.write_event(it.changed, entry->second.head);
+                if (wanted) done.push_back(committed{entry->second.head, &it.changed});
+                ++changes;
+                entry->second.row = it.changed.kind == change_kind::removed ? nullptr : &row;
+                break;
+            }
+            case item::kind::watch_on: w.watch_on(at); break;
+            case item::kind::watch_off: w.watch_off(at); break;
+            case item::kind::alert: w.write_alert(*it.alerted, at); break;
+            case item::kind::delivered: w.write_delivered(it.delivered_id, at); break;
+        }
+    }
+    for (const auto& [key, client] : last_rows) {
+        if (client.row) w.write_client(*client.row, client.head);
+        else w.forget_client(std::string(key.topic), std::string(key.client), client.head);
+    }
+    if (info.gap_from) {
+        // The clients table is rewritten from the live table.
+        w.write_gap(to_ms(*info.gap_from), now, info.gap_dropped);
+        if (table_) {
+            w.db->exec("UPDATE clients SET removed=1");
+            table_([&w](const client_status& row) { w.write_client(row, std::nullopt); });
+        }
+    }
+    w.close_batch(now, info.last);
+    tx.commit();
+    return changes;
+}
+
+// After a commit: the counters, then who waits for what is on disk (alerts to send, the live feed).
+void history_store::after_commit(std::vector<item>& batch, const batch_info& info, std::size_t changes,
+                                 const std::vector<committed>& done) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.written += changes;
+        ++stats_.batches;
+        stats_.failing = file_gone_;
+        stats_.last_commit_at = clock::now();
+        stats_.cache_bytes = writer_->cache_bytes();
+        retrying_ = 0;
+        if (info.gap_from) {
+            first_drop_.reset();
+            dropped_in_gaps_ += info.gap_dropped;
+        }
+    }
+    for (auto& it : batch) {
+        if (!it.alerted || !it.alerted->on_disk) continue;
+        try {
+            it.alerted->on_disk(it.alerted->id);
+        } catch (...) {
+            // the callback's own failure: the record is on disk all the same
+        }
+    }
+    if (!done.empty()) commit_subscribers_.notify(done);  // a listener that fails does not stop the history
+    if (info.gap_from)
+        warn("history store: " + std::to_string(info.gap_dropped) + " changes dropped (the disk could not keep "
+             "up); the history has a gap, recorded as not watched; the current rows were rewritten");
+}
+
+// The batch is held for the next try, a second later; the queue stays bounded while the disk refuses (the oldest
+// retries stay, what does not fit is dropped). False when stopping: nothing more can be done.
+bool history_store::batch_failed(std::vector<item>& batch, const batch_info& info, const std::string& why) {
+    writer_->reset_statements();
+    std::size_t held = 0;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++stats_.write_errors;
+        retrying_ = 0;
+        for (const auto& it : batch) retrying_ += it.what == item::kind::change ? 1 : 0;
+        held = retrying_;
+    }
+    failed("cannot write " + options_.path + " (" + why + "); " + std::to_string(held) +
+           " changes kept in memory and retried; the live table goes on");
+    if (info.last) return false;
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
+    if (batch.size() > options_.queue_limit) {
+        stats_.dropped += batch.size() - options_.queue_limit;
+        if (!first_drop_) first_drop_ = batch[options_.queue_limit].at;
+        batch.resize(options_.queue_limit);
+    }
+    return true;
 }
 
 void history_store::end_session() noexcept {

@@ -8,12 +8,10 @@
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
-
 #include <mqtt_presence/service/history_reader.hpp>
+#include <mqtt_presence/this_machine.hpp>
 
 #include "ha_availability.hpp"
-
-#include "net_util.hpp"
 
 namespace mqtt_presence {
 
@@ -61,7 +59,7 @@ presence_service::presence_service(service_options options) : options_(std::move
     if (options_.observer.empty()) {
         char resolved[PATH_MAX];
         const char* path = ::realpath(options_.history.path.c_str(), resolved);
-        options_.observer = detail::host_name() + ":" + (path ? path : options_.history.path);
+        options_.observer = host_name() + ":" + (path ? path : options_.history.path);
     }
     if (options_.notary && options_.notary->observer.empty()) options_.notary->observer = options_.observer;
     store_ = std::make_unique<history_store>(options_.history);
@@ -105,7 +103,7 @@ presence_service::presence_service(service_options options) : options_(std::move
             if (engine_ && engine_seeded_) emit(engine_->on_service(watching, now));
             alert_cv_.notify_all();
         }
-        if (on_self_) on_self_(st);
+        self_subscribers_.notify(st);
         if (!watching) return;  // "connected" and "connection lost" come as status lines
         if (ha_ && !ha_published_) {  // the rows the first sync confirmed (restored ones report no change)
             ha_published_ = true;
@@ -357,7 +355,7 @@ void presence_service::start() {
 
 // Paho C 1.3.12's receive thread polls the sockets it had when its poll began, up to a second at a time: with the
 // notary connected, the scanner's connect (the second socket) waited two such polls, about 2 s. The notary's round
-// trips every 100 ms end them (src/paho_wake.hpp).
+// trips every 100 ms end them (src/paho/paho_wake.hpp).
 void presence_service::start_scanner_waking_paho() {
     std::atomic<bool> connecting{true};
     std::thread waker;

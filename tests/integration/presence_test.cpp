@@ -9,8 +9,8 @@
 #include <map>
 #include <mutex>
 
-#include "clean_stop.hpp"
-#include "reconnect_driver.hpp"
+#include "paho/clean_stop.hpp"
+#include <mqtt_presence/reconnect_driver.hpp>
 #include "harness.hpp"
 
 using namespace harness;
@@ -595,7 +595,7 @@ std::size_t threads_of(pid_t pid) {
 }
 
 // A connect in flight wakes Paho's poll with a connected client's UNSUBSCRIBE of a filter nobody uses
-// (src/paho_wake.hpp). A fleet of MQTT 5 clients in one process connects, and the round trips change
+// (src/paho/paho_wake.hpp). A fleet of MQTT 5 clients in one process connects, and the round trips change
 // nothing anybody sees: no message but the statuses and the app's, every client keeps its own subscription, and
 // self-heal still answers a forged "0".
 TEST(presence, a_fleet_in_one_process_connects_and_waking_paho_changes_nothing_visible) {
@@ -784,7 +784,7 @@ TEST(reconnect_driver, tries_at_once_then_spaced_and_none_once_connected) {
     mqtt::connect_options opts;
     opts.set_clean_session(true);
     opts.set_connect_timeout(2);
-    mqtt_presence::detail::reconnect_driver driver(client, opts);
+    mqtt_presence::reconnect_driver driver(client, opts);
     std::atomic<bool> lost{false};
     client.set_connection_lost_handler([&](const std::string&) {
         driver.lost();

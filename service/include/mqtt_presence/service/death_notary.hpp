@@ -40,9 +40,7 @@
 #include <mqtt_presence/topic_scheme.hpp>
 
 namespace mqtt_presence {
-namespace detail {
 class reconnect_driver;
-}
 
 struct notary_options {
     static constexpr const char* default_template = "mqtt-presence/clients/{client}";
@@ -111,7 +109,7 @@ private:
     topic_scheme scheme_;
     std::string lock_topic_;
     std::unique_ptr<mqtt::async_client> client_;
-    std::unique_ptr<detail::reconnect_driver> reconnect_;  // tries after a loss, from the publishing thread
+    std::unique_ptr<reconnect_driver> reconnect_;  // tries after a loss, from the publishing thread
     time_point observed_since_{};
 
     mutable std::mutex mutex_;

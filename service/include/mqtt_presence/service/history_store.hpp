@@ -28,6 +28,7 @@
 #include <mqtt_presence/connection_table.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/service/history_event.hpp>
+#include <mqtt_presence/service/subscribers.hpp>
 
 namespace mqtt_presence {
 
@@ -98,8 +99,9 @@ public:
     /// Starts a session (what the service watches and who it is, for the record) and the writer thread.
     void begin_session(const std::string& broker, const std::string& topics, const std::string& observer,
                        table_source table = {}, warning_sink warn = {});
-    /// Set before begin_session().
-    void on_commit(commit_sink sink) { commit_sink_ = std::move(sink); }
+    /// Calls `sink` on the writer's thread after each commit, with the changes committed, until the handle is
+    /// destroyed. Any number of listeners.
+    [[nodiscard]] subscription on_commit(commit_sink sink) { return commit_subscribers_.add(std::move(sink)); }
     /// Queues a change (observed at c.at, the table's time for it). Never blocks on the disk; false when the queue is
     /// full (the change is counted as dropped).
     bool record(const change& c) noexcept;
@@ -124,7 +126,16 @@ private:
     struct alert_record;
     struct writer;
 
+    struct batch_info;
+
+    // The writer thread: gathers a batch, writes it in one transaction, tells who waits, or holds it for a retry.
     void writer_loop();
+    batch_info gather_batch(std::vector<item>& batch);
+    std::size_t write_batch(std::vector<item>& batch, const batch_info& info, std::int64_t now,
+                            std::vector<committed>& done);
+    void after_commit(std::vector<item>& batch, const batch_info& info, std::size_t changes,
+                      const std::vector<committed>& done);
+    bool batch_failed(std::vector<item>& batch, const batch_info& info, const std::string& why);
     void warn(const std::string& text);
     void failed(const std::string& why);
     void check_file();
@@ -137,7 +148,7 @@ private:
     std::unique_ptr<writer> writer_;  // the writer thread's connection and prepared statements
     table_source table_;
     warning_sink warn_;
-    commit_sink commit_sink_;
+    subscribers<const std::vector<committed>&> commit_subscribers_;
 
     mutable std::mutex mutex_;
     std::condition_variable cv_;

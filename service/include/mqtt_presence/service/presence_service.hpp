@@ -67,7 +67,10 @@ public:
     /// scanner's delivery thread or the history's writer thread, never on Paho's. Set before start().
     void on_line(std::function<void(const std::string&)> callback);
     /// Also called with the service's own state (connected, synced, lost), on the delivery thread. Set before start().
-    void on_self(std::function<void(const scanner_status&)> callback) { on_self_ = std::move(callback); }
+    /// Any number of listeners, each until its handle is destroyed.
+    [[nodiscard]] subscription on_self(std::function<void(const scanner_status&)> callback) {
+        return self_subscribers_.add(std::move(callback));
+    }
     /// Starts the history session, connects the scanner and, if asked, the notary. Throws mqtt_presence::error
     /// when the broker cannot be reached (call again to retry: what succeeded is kept) or notary_conflict when
     /// another notary holds the template.
@@ -108,7 +111,7 @@ private:
     std::unique_ptr<detail::ha_availability> ha_online_;  // the entities' availability (service/src)
     bool ha_published_ = false;  // the configs of the first sync's rows went out
     std::function<void(const std::string&)> on_line_;
-    std::function<void(const scanner_status&)> on_self_;
+    subscribers<const scanner_status&> self_subscribers_;
     std::size_t restored_ = 0;
     std::size_t unseen_ = 0;  // changes learned at a sync that happened while nobody watched (delivery thread)
     bool started_ = false;          // the history's session is open

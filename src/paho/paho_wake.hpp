@@ -6,7 +6,7 @@
 // took 5.2-6.4 s before this, 3.5-4.3 s after: `BENCH_MQTT=5 bench/publisher 10000`, README). So a connect still in
 // flight after a while asks one connected client of the process for a round trip to the broker: an UNSUBSCRIBE of a
 // filter nobody subscribes to, whose UNSUBACK changes nothing and ends the poll. Private to the library.
-#include "client_scheduler.hpp"
+#include "../client_scheduler.hpp"
 
 #include <chrono>
 #include <cstdint>

@@ -5,7 +5,7 @@
 // [interval / 2, interval] so that many monitors do not knock in step. Paho C 1.3.12 still reads the CONNACK of a
 // new socket on its next poll (up to 1 s later, paho.mqtt.c #1430), so a cap of 250 ms keeps the return within 2 s
 // also on a loaded machine (with 500 ms one return took 2.05 s in CI).
-// Private to the library.
+// Public for the tools and the service built on the core (the death notary reconnects with it).
 #include <chrono>
 #include <mutex>
 #include <random>
@@ -13,7 +13,7 @@
 #include <mqtt/async_client.h>
 #include <mqtt/connect_options.h>
 
-namespace mqtt_presence::detail {
+namespace mqtt_presence {
 
 class reconnect_driver {
 public:
@@ -55,4 +55,4 @@ private:
     std::minstd_rand jitter_{std::random_device{}()};
 };
 
-}  // namespace mqtt_presence::detail
+}  // namespace mqtt_presence

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <thread>
 
-#include "paho_util.hpp"
-#include "uri.hpp"
+#include "disconnect_keeping_will.hpp"
+#include "../uri.hpp"
 
 namespace mqtt_presence::detail {
 

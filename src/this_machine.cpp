@@ -1,4 +1,4 @@
-#include "net_util.hpp"
+#include <mqtt_presence/this_machine.hpp>
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -11,7 +11,7 @@
 
 #include "uri.hpp"
 
-namespace mqtt_presence::detail {
+namespace mqtt_presence {
 
 std::string host_name() {
     std::array<char, 256> buf{};
@@ -22,7 +22,7 @@ std::string host_name() {
 std::string local_address_for(std::string_view uri) {
     detail::server_uri parsed;
     try {
-        parsed = parse_server_uri(uri);
+        parsed = detail::parse_server_uri(uri);
     } catch (const error&) {
         return {};
     }
@@ -49,4 +49,4 @@ std::string local_address_for(std::string_view uri) {
     return result;
 }
 
-}  // namespace mqtt_presence::detail
+}  // namespace mqtt_presence
