@@ -34,6 +34,7 @@ for (let i = 1; i <= count; i++) {
   const expiry = version === 5 && heartbeat > 0 ? { properties: { messageExpiryInterval: 3 * heartbeat / 1000 } } : {}
   const announce = () => client.publish(topic, '1', { qos: 1, retain: true, ...expiry })
   client.on('connect', () => {
+    if (stopping) return  // a reconnect during the stop must not say "1" after the "0"
     if (selfHeal) client.subscribe(topic, version === 5 ? { qos: 0, nl: true } : { qos: 0 })
     announce()
   })
@@ -43,14 +44,15 @@ for (let i = 1; i <= count; i++) {
     })
   }
   client.on('error', () => {})
-  if (heartbeat > 0) {
-    setInterval(() => { if (client.connected) announce() }, heartbeat)
-  }
-  clients.push({ client, topic })
+  const beat = heartbeat > 0 ? setInterval(() => { if (client.connected && !stopping) announce() }, heartbeat) : null
+  clients.push({ client, topic, beat })
 }
 
+// The stop, like the sensor's: no beat after it (a "1" republished after the "0" would stand), then each "0"
+// acknowledged before the disconnect.
 process.on('SIGINT', async () => {
   stopping = true
+  for (const { beat } of clients) if (beat) clearInterval(beat)
   await Promise.all(clients.map(({ client, topic }) => new Promise((resolve) => {
     client.publish(topic, '0', { qos: 1, retain: true }, () => client.end(false, {}, resolve))
   })))
