@@ -34,7 +34,9 @@ install(FILES ${PROJECT_BINARY_DIR}/mqtt_presence.pc DESTINATION ${CMAKE_INSTALL
 
 # The documentation the tools' help and the unit link to; Debian's copyright and changelog beside it.
 install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/docs/architecture.md
-              ${PROJECT_SOURCE_DIR}/docs/operations.md ${PROJECT_SOURCE_DIR}/docs/dashboard.png
+              ${PROJECT_SOURCE_DIR}/docs/operations.md ${PROJECT_SOURCE_DIR}/docs/conventions.md
+              ${PROJECT_SOURCE_DIR}/docs/tools.md ${PROJECT_SOURCE_DIR}/docs/service.md
+              ${PROJECT_SOURCE_DIR}/docs/performance.md ${PROJECT_SOURCE_DIR}/docs/dashboard.png
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES ${PROJECT_SOURCE_DIR}/packaging/config.toml DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 file(READ ${PROJECT_SOURCE_DIR}/LICENSE license_text)

@@ -565,8 +565,8 @@ void define_alert_options(CLI::App& app, service_cli::settings& svc) {
     alerts->add_option("--alert-exec-timeout", svc.alert_exec_timeout, "Kill CMD after this long (default 10s)");
     alerts->add_option("--alert-webhook", svc.alert_webhook, "POST each alert to this http(s) URL (retried)");
     alerts->add_option("--alert-template", svc.alert_template, "The webhook's body, e.g. '{\"text\":\"{{title}}: "
-                                                               "{{message}}\"}' (default: the alert's JSON; README "
-                                                               "lists the placeholders)");
+                                                               "{{message}}\"}' (default: the alert's JSON; "
+                                                               "docs/service.md lists the placeholders)");
     alerts->add_option("--alert-cafile", svc.alert_cafile, "CA file for an https webhook (default: the system's)");
     alerts->add_option("--alert-header", svc.alert_headers, "A header of each webhook POST, 'Name: value' "
                                                            "(repeatable); $VAR in the value from the environment");
@@ -584,7 +584,7 @@ void define_options(CLI::App& app, settings& s, command_line& c) {
     for (const auto& [name, templ] : topic_scheme::presets()) presets += (presets.empty() ? "" : ", ") + name;
     what->add_option("--convention", c.conventions, "Preset, repeatable: " + presets + "; or all (README lists " +
                                                    "their topics)");
-    what->add_option("-q,--qos", s.opts.qos, "Subscription QoS (0: full re-sync on reconnect; see README for 1)")
+    what->add_option("-q,--qos", s.opts.qos, "Subscription QoS (0: full re-sync on reconnect; see docs/tools.md for 1)")
         ->capture_default_str();
     auto* out = app.add_option_group("Output");
     out->add_option("-F,--format", s.format, "table, json, ndjson, csv, prometheus (csv and prometheus: snapshots)")

@@ -87,7 +87,7 @@ settings alert_settings(const settings& cli) {
     if (!in) throw error("--alert-config " + cli.alert_config + ": cannot read the file");
     const auto j = nlohmann::json::parse(in, nullptr, false);
     if (!j.is_object())
-        throw error("--alert-config " + cli.alert_config + ": not a JSON object (see README, Alerts)");
+        throw error("--alert-config " + cli.alert_config + ": not a JSON object (see docs/service.md, Alerts)");
     static const std::vector<std::string> known{"after", "flap_count", "flap_window", "outage_percent", "only",
                                                 "exclude", "on_new", "on_removed", "exec", "exec_timeout",
                                                 "webhook", "template", "cafile", "headers", "public_url"};

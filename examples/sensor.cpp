@@ -113,7 +113,7 @@ std::string numbered(const std::string& base, int i) {
 struct sensor_settings {
     mqtt_presence::presence_options opts;
     int count = 0;  // 0: one sensor named opts.status.name
-    double connect_rate = 4000;  // faster starts overflowed the broker's listen queue now and then (README, Many sensors)
+    double connect_rate = 4000;  // faster starts overflowed the broker's listen queue now and then (docs/performance.md)
     int per_process = 500;
 };
 

@@ -8,7 +8,7 @@
 //   client.mqtt().publish(...);
 //   // ~presence_client: publishes "0" (reason clean), waits (bounded), disconnects
 //
-// Lifecycle (README.md, "Lifecycle contract"): a fresh epoch and will at every CONNECT; its own reconnect loop with
+// Lifecycle (docs/conventions.md, "Lifecycle contract"): a fresh epoch and will at every CONNECT; its own reconnect loop with
 // backoff and jitter (not Paho's automatic reconnect, which would reuse the first will); self-heal: it watches its own
 // status topic and republishes "connected" when it sees a "disconnected" or an older epoch while connected. A newer
 // epoch from another process is a name conflict: reported, and this client keeps quiet until that status goes away (the

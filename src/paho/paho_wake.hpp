@@ -3,7 +3,7 @@
 // a socket is added (paho.mqtt.c issue #1430, fixed upstream by pull request #1642). A connect made during that poll
 // is seen only when another socket of the process has traffic, or when the poll times out: a fleet connecting in one
 // process stalls for up to a second whenever its connected clients fall quiet (with MQTT 5, all "1" of 10,000 sensors
-// took 5.2-6.4 s before this, 3.5-4.3 s after: `BENCH_MQTT=5 bench/publisher 10000`, README). So a connect still in
+// took 5.2-6.4 s before this, 3.5-4.3 s after: `BENCH_MQTT=5 bench/publisher 10000`, docs/performance.md). So a connect still in
 // flight after a while asks one connected client of the process for a round trip to the broker: an UNSUBSCRIBE of a
 // filter nobody subscribes to, whose UNSUBACK changes nothing and ends the poll. Private to the library.
 #include "../client_scheduler.hpp"

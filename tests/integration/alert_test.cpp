@@ -154,7 +154,7 @@ std::string esc(const json& value) {
     return quoted.substr(1, quoted.size() - 2);
 }
 
-// README's recipes, each served by its own `serve` and checked body for body: the body is the template filled in
+// The recipes of docs/service.md (Alerts), each served by its own `serve` and checked body for body: the body is the template filled in
 // from the alert the same service handed to --alert-exec (its JSON), the headers carry the tokens from the
 // environment.
 TEST(alerts, the_ntfy_gotify_and_slack_recipes_get_their_exact_bodies_and_headers) {

@@ -91,7 +91,7 @@ TEST_F(secure_broker, sensor_and_scanner_over_tls) {
 
 namespace {
 
-// README's anti-spoofing recipe (scripts/test-broker start-acl): each user writes only sensors/connected/<user>,
+// The anti-spoofing recipe of docs/operations.md (scripts/test-broker start-acl): each user writes only sensors/connected/<user>,
 // the monitor only reads, the admin may clear.
 class acl_broker : public ::testing::Test {
 protected:
@@ -173,7 +173,7 @@ TEST_F(acl_broker, a_second_users_forged_status_is_refused_and_purge_reports_onl
     obs.expect("sensors/connected/s2", equals("(null)"), "the broker's cleared status (mosquitto_sub prints an empty payload so)");
 }
 
-// README's recipe ties a status topic to a user, not a client id to a user: a running monitor and a cron `once`
+// The recipe ties a status topic to a user, not a client id to a user: a running monitor and a cron `once`
 // under one user keep their own connections, and a fleet under one user (each sensor its own client id) writes
 // below its user name without fighting.
 TEST_F(acl_broker, two_monitors_and_a_fleet_under_one_user_each_keep_their_connections) {
