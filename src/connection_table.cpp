@@ -248,7 +248,8 @@ std::optional<change> connection_table::apply(std::string_view client, const sta
     return c;
 }
 
-// One message judged against the scanner's clock and against the row it updates.
+// One message judged against the scanner's clock and against the row it updates. apply()'s parts are inline: the
+// hottest path of the intake stays one function after inlining.
 struct connection_table::message {
     bool future_epoch = false;
     bool future_stamp = false;
@@ -263,6 +264,135 @@ struct connection_table::message {
     [[nodiscard]] bool future() const noexcept { return future_epoch || future_stamp; }
     [[nodiscard]] bool moved() const noexcept { return state_changed || new_connection || ended_unseen; }
 };
+
+inline bool connection_table::apply_clear(std::string_view client, bool retained, time_point now, std::uint16_t source,
+                                   change* out) {
+    const std::size_t slot = slot_of(client, source, hash_of(client, source));
+    if (slots_[slot] == 0) return false;
+    if (out) {
+        out->kind = change_kind::removed;
+        out->live = !retained;
+        out->at = now;
+        out->previous = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1].status;
+    }
+    remove_row(slot, out ? &out->current : nullptr);
+    return true;
+}
+
+inline connection_table::entry& connection_table::row_for(std::string_view client, std::uint16_t source, time_point now,
+                                                   bool& inserted) {
+    const auto hash = hash_of(client, source);
+    std::size_t slot = slot_of(client, source, hash);
+    inserted = slots_[slot] == 0;
+    if (inserted) {
+        if ((rows_.size() + 1) * 2 > slots_.size()) {
+            grow();
+            slot = slot_of(client, source, hash);
+        }
+        rows_.emplace_back();
+        rows_.back().name.assign(client.data(), client.size());
+        rows_.back().first_seen = now;
+        rows_.back().source = source;
+        slots_[slot] = ((hash >> 32) << 32) | rows_.size();
+    }
+    return rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
+}
+
+// A message from an older connection than the live one (a late will, or a "connected" resent after a broker
+// restart), or a death of another session than the live one (Sparkplug: an NDEATH whose bdSeq is not the last
+// NBIRTH's): counted and ignored. The live state and its (largest) epoch stay.
+inline bool connection_table::is_from_an_older_session(const entry& e, const status_record& record, const message& m) {
+    if (e.status != state::connected) return false;
+    if (e.has_epoch && m.has_epoch && m.epoch < e.epoch && e.epoch_future == m.future_epoch) {
+        if (record.status == state::disconnected) {
+            ++stats_.stale_deaths_ignored;
+            return true;
+        }
+        if (record.status == state::connected) {
+            ++stats_.stale_connects_ignored;
+            return true;
+        }
+    }
+    if (e.has_session && record.status == state::disconnected && record.session && *record.session != e.session) {
+        ++stats_.stale_deaths_ignored;
+        return true;
+    }
+    return false;
+}
+
+// Since when the row is in its state: the sender's stamp of a "connected" (or of a clean stop), our receive time
+// of a live message, else unknown.
+inline void connection_table::update_since(entry& e, const status_record& record, bool retained, time_point now,
+                                    const message& m) {
+    if (m.moved()) {
+        if (!m.inserted && m.state_changed) ++e.transitions;
+        if (record.status == state::connected && m.has_stamp) e.since = m.stamp;
+        else if (!retained) e.since = now;
+        else if (record.status == state::disconnected && record.reason == "clean" && m.has_stamp)
+            e.since = m.stamp;  // a clean stop's payload is made at the moment of the stop
+        else e.since = unknown_time;
+        if (record.status == state::disconnected && (m.state_changed || m.ended_unseen)) e.last_down = e.since;
+    } else if (e.since == unknown_time && record.status == state::connected && m.has_stamp) {
+        e.since = m.stamp;  // first time this connection's start is known
+    }
+}
+
+// The state, its session and its epoch.
+inline void connection_table::update_state(entry& e, const status_record& record, bool retained, const message& m) {
+    e.status = record.status;
+    e.retained = retained;
+    e.restored = false;
+    e.future_time = m.future();
+    if (record.session) {
+        e.session = *record.session;
+        e.has_session = true;
+    } else if (m.state_changed) {
+        e.has_session = false;
+    }
+    // A future epoch never replaces a believed one of the same state (the forged "connected" above).
+    const bool keeps_believed = e.has_epoch && !e.epoch_future && m.future_epoch && !m.state_changed;
+    // Nor does an older one of the same state (a late will on a disconnected row): the newest connection's stays.
+    const bool keeps_newer = !m.state_changed && e.has_epoch && e.epoch_future == m.future_epoch && m.epoch < e.epoch;
+    if (m.has_epoch && !keeps_believed && !keeps_newer) {
+        e.epoch = m.epoch;
+        e.has_epoch = true;
+        e.epoch_future = m.future_epoch;
+    } else if (m.state_changed && !m.has_epoch) {
+        e.has_epoch = false;  // an epoch of an earlier state must not judge the next messages
+    }
+}
+
+// When the row was last heard, the sender's clock skew, and its heartbeat deadline.
+inline void connection_table::update_liveness(entry& e, const status_record& record, bool retained, time_point now,
+                                       const message& m) {
+    // A retained status is as old as its stamp: it never moves last_seen back (a restored row may know better).
+    if (!retained) e.last_seen = now;
+    else if (m.has_stamp && (e.last_seen == unknown_time || m.stamp > e.last_seen)) e.last_seen = m.stamp;
+    else if (m.moved()) e.last_seen = m.has_stamp ? m.stamp : unknown_time;
+    e.heartbeat_s = record.heartbeat ? static_cast<std::uint32_t>(record.heartbeat->count()) : 0;
+    if (!retained && record.timestamp && record.status == state::connected) {
+        // A live "connected" is stamped when sent: its stamp against our receive time is the sender's clock skew
+        // (measured also beyond the horizon: a scanner whose clock is behind shows every sender ahead).
+        const auto skew = std::chrono::duration_cast<std::chrono::milliseconds>(*record.timestamp - now).count();
+        e.skew_ms = static_cast<std::int32_t>(std::clamp<std::int64_t>(skew, INT32_MIN, INT32_MAX));
+        e.has_skew = true;
+    }
+    e.stale = false;
+    e.awaiting_beat = false;
+    e.deadline = unknown_time;
+    if (e.heartbeat_s > 0 && e.status == state::connected) {
+        const auto interval = std::chrono::seconds(e.heartbeat_s);
+        const auto base = e.last_seen != unknown_time ? e.last_seen : now;
+        e.deadline = base + 3 * interval;
+        if (retained && e.deadline <= now) {
+            // Overdue by the sender's clock alone (its time stamp): a dead client, or a clock behind ours. Liveness
+            // is judged on our receive times: a live one beats within an interval; stale if none comes in 1.5.
+            e.awaiting_beat = true;
+            e.deadline = now + interval * 3 / 2;
+        }
+        next_deadline_ = std::min(next_deadline_, e.deadline);
+    }
+}
 
 bool connection_table::apply(std::string_view client, const status_record& record, bool retained, time_point now,
                              std::uint16_t source, change* out) {
@@ -316,135 +446,6 @@ bool connection_table::apply(std::string_view client, const status_record& recor
         fill_row(e, out->current);
     }
     return true;
-}
-
-bool connection_table::apply_clear(std::string_view client, bool retained, time_point now, std::uint16_t source,
-                                   change* out) {
-    const std::size_t slot = slot_of(client, source, hash_of(client, source));
-    if (slots_[slot] == 0) return false;
-    if (out) {
-        out->kind = change_kind::removed;
-        out->live = !retained;
-        out->at = now;
-        out->previous = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1].status;
-    }
-    remove_row(slot, out ? &out->current : nullptr);
-    return true;
-}
-
-connection_table::entry& connection_table::row_for(std::string_view client, std::uint16_t source, time_point now,
-                                                   bool& inserted) {
-    const auto hash = hash_of(client, source);
-    std::size_t slot = slot_of(client, source, hash);
-    inserted = slots_[slot] == 0;
-    if (inserted) {
-        if ((rows_.size() + 1) * 2 > slots_.size()) {
-            grow();
-            slot = slot_of(client, source, hash);
-        }
-        rows_.emplace_back();
-        rows_.back().name.assign(client.data(), client.size());
-        rows_.back().first_seen = now;
-        rows_.back().source = source;
-        slots_[slot] = ((hash >> 32) << 32) | rows_.size();
-    }
-    return rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
-}
-
-// A message from an older connection than the live one (a late will, or a "connected" resent after a broker
-// restart), or a death of another session than the live one (Sparkplug: an NDEATH whose bdSeq is not the last
-// NBIRTH's): counted and ignored. The live state and its (largest) epoch stay.
-bool connection_table::is_from_an_older_session(const entry& e, const status_record& record, const message& m) {
-    if (e.status != state::connected) return false;
-    if (e.has_epoch && m.has_epoch && m.epoch < e.epoch && e.epoch_future == m.future_epoch) {
-        if (record.status == state::disconnected) {
-            ++stats_.stale_deaths_ignored;
-            return true;
-        }
-        if (record.status == state::connected) {
-            ++stats_.stale_connects_ignored;
-            return true;
-        }
-    }
-    if (e.has_session && record.status == state::disconnected && record.session && *record.session != e.session) {
-        ++stats_.stale_deaths_ignored;
-        return true;
-    }
-    return false;
-}
-
-// Since when the row is in its state: the sender's stamp of a "connected" (or of a clean stop), our receive time
-// of a live message, else unknown.
-void connection_table::update_since(entry& e, const status_record& record, bool retained, time_point now,
-                                    const message& m) {
-    if (m.moved()) {
-        if (!m.inserted && m.state_changed) ++e.transitions;
-        if (record.status == state::connected && m.has_stamp) e.since = m.stamp;
-        else if (!retained) e.since = now;
-        else if (record.status == state::disconnected && record.reason == "clean" && m.has_stamp)
-            e.since = m.stamp;  // a clean stop's payload is made at the moment of the stop
-        else e.since = unknown_time;
-        if (record.status == state::disconnected && (m.state_changed || m.ended_unseen)) e.last_down = e.since;
-    } else if (e.since == unknown_time && record.status == state::connected && m.has_stamp) {
-        e.since = m.stamp;  // first time this connection's start is known
-    }
-}
-
-// The state, its session and its epoch.
-void connection_table::update_state(entry& e, const status_record& record, bool retained, const message& m) {
-    e.status = record.status;
-    e.retained = retained;
-    e.restored = false;
-    e.future_time = m.future();
-    if (record.session) {
-        e.session = *record.session;
-        e.has_session = true;
-    } else if (m.state_changed) {
-        e.has_session = false;
-    }
-    // A future epoch never replaces a believed one of the same state (the forged "connected" above).
-    const bool keeps_believed = e.has_epoch && !e.epoch_future && m.future_epoch && !m.state_changed;
-    // Nor does an older one of the same state (a late will on a disconnected row): the newest connection's stays.
-    const bool keeps_newer = !m.state_changed && e.has_epoch && e.epoch_future == m.future_epoch && m.epoch < e.epoch;
-    if (m.has_epoch && !keeps_believed && !keeps_newer) {
-        e.epoch = m.epoch;
-        e.has_epoch = true;
-        e.epoch_future = m.future_epoch;
-    } else if (m.state_changed && !m.has_epoch) {
-        e.has_epoch = false;  // an epoch of an earlier state must not judge the next messages
-    }
-}
-
-// When the row was last heard, the sender's clock skew, and its heartbeat deadline.
-void connection_table::update_liveness(entry& e, const status_record& record, bool retained, time_point now,
-                                       const message& m) {
-    // A retained status is as old as its stamp: it never moves last_seen back (a restored row may know better).
-    if (!retained) e.last_seen = now;
-    else if (m.has_stamp && (e.last_seen == unknown_time || m.stamp > e.last_seen)) e.last_seen = m.stamp;
-    else if (m.moved()) e.last_seen = m.has_stamp ? m.stamp : unknown_time;
-    e.heartbeat_s = record.heartbeat ? static_cast<std::uint32_t>(record.heartbeat->count()) : 0;
-    if (!retained && record.timestamp && record.status == state::connected) {
-        // A live "connected" is stamped when sent: its stamp against our receive time is the sender's clock skew
-        // (measured also beyond the horizon: a scanner whose clock is behind shows every sender ahead).
-        const auto skew = std::chrono::duration_cast<std::chrono::milliseconds>(*record.timestamp - now).count();
-        e.skew_ms = static_cast<std::int32_t>(std::clamp<std::int64_t>(skew, INT32_MIN, INT32_MAX));
-        e.has_skew = true;
-    }
-    e.stale = false;
-    e.awaiting_beat = false;
-    e.deadline = unknown_time;
-    if (e.heartbeat_s > 0 && e.status == state::connected) {
-        const auto interval = std::chrono::seconds(e.heartbeat_s);
-        const auto base = e.last_seen != unknown_time ? e.last_seen : now;
-        e.deadline = base + 3 * interval;
-        if (retained && e.deadline <= now) {
-            // Overdue by the sender's clock alone (its time stamp): a dead client, or a clock behind ours. Liveness
-            // is judged on our receive times: a live one beats within an interval; stale if none comes in 1.5.
-            e.awaiting_beat = true;
-            e.deadline = now + interval * 3 / 2;
-        }
-        next_deadline_ = std::min(next_deadline_, e.deadline);
-    }
 }
 
 void connection_table::restore(const client_status& r) {

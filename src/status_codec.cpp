@@ -358,25 +358,23 @@ private:
 // but the common one, and the common one skips its lexer's character-by-character token buffer.
 enum class flat_result { done, handler_stopped, outside_subset };
 
-// The subset's lexer: whitespace, punctuation, literals, ASCII strings without escapes, whole numbers.
-struct flat_lexer {
-    std::string_view text;
+template <class Handler>
+flat_result read_flat_object(std::string_view text, Handler& handler) {
+    const std::size_t n = text.size();
     std::size_t i = 0;
-    std::string token;  // the last string read
-
-    void skip_space() {
-        while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
-    }
-    [[nodiscard]] bool at(char c) const { return i < text.size() && text[i] == c; }
-    [[nodiscard]] bool at_digit() const { return i < text.size() && text[i] >= '0' && text[i] <= '9'; }
-    bool literal(std::string_view word) {
+    const auto skip_space = [&] {
+        while (i < n && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+    };
+    const auto at = [&](char c) { return i < n && text[i] == c; };
+    const auto literal = [&](std::string_view word) {
         if (text.substr(i, word.size()) != word) return false;
         i += word.size();
         return true;
-    }
-    bool read_string() {  // at the opening quote
+    };
+    std::string token;
+    const auto read_string = [&]() -> bool {  // at the opening quote
         const std::size_t start = ++i;
-        for (; i < text.size(); ++i) {
+        for (; i < n; ++i) {
             const auto c = static_cast<unsigned char>(text[i]);
             if (c == '"') {
                 token.assign(text.data() + start, i - start);
@@ -386,75 +384,61 @@ struct flat_lexer {
             if (c == '\\' || c < 0x20 || c >= 0x80) return false;
         }
         return false;
-    }
-    // A whole number without a leading zero, of at most 19 digits, not followed by a fraction or an exponent.
-    std::optional<std::uint64_t> read_number() {
-        const std::size_t start = i;
-        std::uint64_t value = 0;
-        for (; at_digit(); ++i) value = value * 10 + static_cast<std::uint64_t>(text[i] - '0');
-        const std::size_t digits = i - start;
-        if ((digits > 1 && text[start] == '0') || digits > 19 || at('.') || at('e') || at('E')) return std::nullopt;
-        return value;
-    }
-};
+    };
 
-// One member's value, handed to the handler; outside_subset for what the lexer does not read.
-template <class Handler>
-flat_result read_flat_value(flat_lexer& lex, Handler& handler) {
-    bool accepted = true;
-    if (lex.at('"')) {
-        if (!lex.read_string()) return flat_result::outside_subset;
-        accepted = handler.string(lex.token);
-    } else if (lex.at_digit()) {
-        const auto value = lex.read_number();
-        if (!value) return flat_result::outside_subset;
-        accepted = handler.number_unsigned(*value);
-    } else if (lex.literal("true")) {
-        accepted = handler.boolean(true);
-    } else if (lex.literal("false")) {
-        accepted = handler.boolean(false);
-    } else if (lex.literal("null")) {
-        accepted = handler.null();
-    } else {
-        return flat_result::outside_subset;
-    }
-    return accepted ? flat_result::done : flat_result::handler_stopped;
-}
-
-template <class Handler>
-flat_result read_flat_object(std::string_view text, Handler& handler) {
     using r = flat_result;
-    flat_lexer lex{text, 0, {}};
-    lex.skip_space();
-    if (!lex.at('{')) return r::outside_subset;
-    ++lex.i;
+    skip_space();
+    if (!at('{')) return r::outside_subset;
+    ++i;
     if (!handler.start_object(static_cast<std::size_t>(-1))) return r::handler_stopped;
-    lex.skip_space();
-    if (lex.at('}')) {
-        ++lex.i;
+    skip_space();
+    if (at('}')) {
+        ++i;
     } else {
         for (;;) {
-            lex.skip_space();
-            if (!lex.at('"') || !lex.read_string()) return r::outside_subset;
-            if (!handler.key(lex.token)) return r::handler_stopped;
-            lex.skip_space();
-            if (!lex.at(':')) return r::outside_subset;
-            ++lex.i;
-            lex.skip_space();
-            if (const auto value = read_flat_value(lex, handler); value != r::done) return value;
-            lex.skip_space();
-            if (lex.at(',')) {
-                ++lex.i;
+            skip_space();
+            if (!at('"') || !read_string()) return r::outside_subset;
+            if (!handler.key(token)) return r::handler_stopped;
+            skip_space();
+            if (!at(':')) return r::outside_subset;
+            ++i;
+            skip_space();
+            bool accepted = true;
+            if (at('"')) {
+                if (!read_string()) return r::outside_subset;
+                accepted = handler.string(token);
+            } else if (i < n && text[i] >= '0' && text[i] <= '9') {
+                const std::size_t start = i;
+                std::uint64_t value = 0;
+                for (; i < n && text[i] >= '0' && text[i] <= '9'; ++i)
+                    value = value * 10 + static_cast<std::uint64_t>(text[i] - '0');
+                const std::size_t digits = i - start;
+                if ((digits > 1 && text[start] == '0') || digits > 19 || at('.') || at('e') || at('E'))
+                    return r::outside_subset;
+                accepted = handler.number_unsigned(value);
+            } else if (literal("true")) {
+                accepted = handler.boolean(true);
+            } else if (literal("false")) {
+                accepted = handler.boolean(false);
+            } else if (literal("null")) {
+                accepted = handler.null();
+            } else {
+                return r::outside_subset;
+            }
+            if (!accepted) return r::handler_stopped;
+            skip_space();
+            if (at(',')) {
+                ++i;
                 continue;
             }
-            if (!lex.at('}')) return r::outside_subset;
-            ++lex.i;
+            if (!at('}')) return r::outside_subset;
+            ++i;
             break;
         }
     }
     if (!handler.end_object()) return r::handler_stopped;
-    lex.skip_space();
-    return lex.i == text.size() ? r::done : r::outside_subset;
+    skip_space();
+    return i == n ? r::done : r::outside_subset;
 }
 
 // `fast`: try the flat-object reader first (false: nlohmann's parser alone, the reference the fuzzer compares with).
