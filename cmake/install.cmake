@@ -32,12 +32,14 @@ file(RELATIVE_PATH pc_to_prefix /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
 configure_file(${PROJECT_SOURCE_DIR}/packaging/mqtt_presence.pc.in ${PROJECT_BINARY_DIR}/mqtt_presence.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/mqtt_presence.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
-# The documentation the tools' help and the unit link to; Debian's copyright and changelog beside it.
-install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/docs/architecture.md
-              ${PROJECT_SOURCE_DIR}/docs/operations.md ${PROJECT_SOURCE_DIR}/docs/conventions.md
-              ${PROJECT_SOURCE_DIR}/docs/tools.md ${PROJECT_SOURCE_DIR}/docs/service.md
-              ${PROJECT_SOURCE_DIR}/docs/performance.md ${PROJECT_SOURCE_DIR}/docs/dashboard.png
-        DESTINATION ${CMAKE_INSTALL_DOCDIR})
+# The documentation the tools' help and the unit link to; Debian's copyright and changelog beside it. docs/ keeps
+# its place beside README.md, so that README's links work in the installed copy too.
+install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/docs/architecture.md ${PROJECT_SOURCE_DIR}/docs/operations.md
+              ${PROJECT_SOURCE_DIR}/docs/conventions.md ${PROJECT_SOURCE_DIR}/docs/tools.md
+              ${PROJECT_SOURCE_DIR}/docs/service.md ${PROJECT_SOURCE_DIR}/docs/performance.md
+              ${PROJECT_SOURCE_DIR}/docs/dashboard.png
+        DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
 install(FILES ${PROJECT_SOURCE_DIR}/packaging/config.toml DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 file(READ ${PROJECT_SOURCE_DIR}/LICENSE license_text)
 string(REGEX REPLACE "\n\n" "\n.\n" license_text "${license_text}")

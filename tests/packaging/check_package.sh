@@ -11,10 +11,11 @@ case ${1:-} in
 installed)
   prefix=$2
   for f in bin/mqtt-presence-scanner bin/mqtt-presence-sensor lib/systemd/system/mqtt-presence.service \
-           share/doc/mqtt-presence/README.md share/doc/mqtt-presence/operations.md \
-           share/doc/mqtt-presence/architecture.md share/doc/mqtt-presence/conventions.md \
-           share/doc/mqtt-presence/tools.md share/doc/mqtt-presence/service.md \
-           share/doc/mqtt-presence/performance.md share/doc/mqtt-presence/copyright \
+           share/doc/mqtt-presence/README.md share/doc/mqtt-presence/docs/operations.md \
+           share/doc/mqtt-presence/docs/architecture.md share/doc/mqtt-presence/docs/conventions.md \
+           share/doc/mqtt-presence/docs/tools.md share/doc/mqtt-presence/docs/service.md \
+           share/doc/mqtt-presence/docs/performance.md share/doc/mqtt-presence/docs/dashboard.png \
+           share/doc/mqtt-presence/copyright \
            share/doc/mqtt-presence/examples/config.toml \
            share/man/man1/mqtt-presence-scanner.1.gz share/man/man1/mqtt-presence-sensor.1.gz \
            lib/pkgconfig/mqtt_presence.pc include/mqtt_presence/version.hpp; do
