@@ -455,6 +455,7 @@ void presence_client::impl::session_ended() {
     bool short_session = false;
     bool newcomer = false;
     bool warn = false;
+    int short_sessions = 0;
     std::string why;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -465,12 +466,13 @@ void presence_client::impl::session_ended() {
         newcomer = options_.stop_on_client_id_conflict &&
                    takeover_.is_newcomer({created_ms_, claim_token_, 0}, unix_ms_now(), claim_topic_, why);
         warn = !newcomer && takeover_.should_warn();
+        short_sessions = takeover_.short_sessions();
         if (newcomer) client_id_conflict_ = true;
     }
     if (newcomer) return stop_as_newcomer(why);
     if (!short_session) backoff_.reset();
     if (warn)
-        report_error("the connection was lost " + std::to_string(takeover_.short_sessions()) +
+        report_error("the connection was lost " + std::to_string(short_sessions) +
                      " times within seconds of connecting: another client probably uses the client id \"" +
                      client_->get_client_id() + "\" (give each process its own --client-id)");
     retry_after_backoff();

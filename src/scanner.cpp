@@ -141,6 +141,10 @@ struct scanner::impl {
     [[nodiscard]] table_stats stats_locked() const;
     bool read_marker(const mqtt::message& msg);
     bool read_tail(const mqtt::message& msg);
+    // One sync event: `step` asks the tracker under the lock; a burst it ends is carried out (the table's side under
+    // the lock, the MQTT side after it).
+    template <class Step>
+    bool sync_event(Step&& step);
     bool read_uptime(const mqtt::message& msg);
     bool read_broker_clients(const mqtt::message& msg);
     bool read_dropped(const mqtt::message& msg);
@@ -441,34 +445,39 @@ bool scanner::impl::read_marker(const mqtt::message& msg) {
         last_heard_ms_.store(unix_ms(clock::now()), std::memory_order_relaxed);
         return true;
     }
-    detail::sync_tracker::burst_end end;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (payload.rfind("purge-", 0) == 0) {
+    if (payload.rfind("purge-", 0) == 0) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
             purge_marker_seen_ =
                 std::max<std::uint64_t>(purge_marker_seen_, std::strtoull(payload.c_str() + 6, nullptr, 10));
-        } else {
-            end = sync_.marker_back(payload, std::chrono::steady_clock::now(), [this] { return topics_to_confirm(); });
-            if (end.ended) burst_ended_locked(end);
+            ++version_;
         }
-        ++version_;
+        cv_.notify_all();
+        return true;
     }
-    if (end.ended) after_burst(end);
-    cv_.notify_all();
-    return true;
+    return sync_event([&] {
+        return sync_.marker_back(payload, std::chrono::steady_clock::now(), [this] { return topics_to_confirm(); });
+    });
 }
 
 // The retained tail: only this connection's, from the retained store, says the burst is over.
 bool scanner::impl::read_tail(const mqtt::message& msg) {
+    return sync_event([&] {
+        return sync_.tail_back(msg.is_retained(), msg.get_payload_str(), [this] { return topics_to_confirm(); });
+    });
+}
+
+template <class Step>
+bool scanner::impl::sync_event(Step&& step) {
     detail::sync_tracker::burst_end end;
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        end = sync_.tail_back(msg.is_retained(), msg.get_payload_str(), [this] { return topics_to_confirm(); });
+        end = step();
         if (end.ended) burst_ended_locked(end);
         ++version_;
     }
-    if (end.ended) after_burst(end);
-    cv_.notify_all();
+    if (end.ended) after_burst(end);  // it wakes the waiters
+    else cv_.notify_all();
     return true;
 }
 

@@ -1,7 +1,7 @@
 #include "sync_tracker.hpp"
 
 #include <algorithm>
-#include <cstdlib>
+#include <charconv>
 
 namespace mqtt_presence::detail {
 namespace {
@@ -11,12 +11,9 @@ std::optional<std::pair<std::uint64_t, bool>> parse_marker(std::string_view payl
     constexpr std::string_view confirm = "confirm-";
     const bool second = payload.substr(0, confirm.size()) == confirm;
     if (second) payload.remove_prefix(confirm.size());
-    if (payload.empty() || payload.size() > 20) return std::nullopt;
     std::uint64_t n = 0;
-    for (const char c : payload) {
-        if (c < '0' || c > '9') return std::nullopt;
-        n = n * 10 + static_cast<std::uint64_t>(c - '0');
-    }
+    const auto [end, ec] = std::from_chars(payload.data(), payload.data() + payload.size(), n);
+    if (ec != std::errc() || end != payload.data() + payload.size()) return std::nullopt;  // not all digits, too big
     return std::make_pair(n, second);
 }
 
