@@ -7,7 +7,7 @@ import os, pty, select, signal, statistics, subprocess, sys, tempfile, time
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-bins = os.path.join(root, "build", "examples")
+bins = os.path.join(root, "build", "tools")
 work = tempfile.mkdtemp()
 subprocess.run([os.path.join(root, "scripts", "test-broker"), "start", work + "/b"], check=True, stdout=subprocess.DEVNULL)
 port = open(work + "/b/port").read().strip()
