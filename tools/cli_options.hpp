@@ -30,22 +30,25 @@ struct broker_flags {
 /// The configuration file both tools read (CLI11's TOML/INI reader): the keys both share (the broker's) at the
 /// top, each tool's own under [scanner] or [sensor]. Every long option is a key, without its dashes; the command
 /// line wins over the file. `before_reading` runs once the command line is parsed and before the file's values are
-/// applied: the moment to note what the command line itself gave.
+/// applied: the moment to note what the command line itself gave. `route` (optional) may point a key at a subcommand
+/// (its `parents`) or drop it (false): a tool whose options live in subcommands keeps one flat section.
 class config_file : public CLI::ConfigTOML {
 public:
-    config_file(std::string section, std::function<void()> before_reading)
-        : section_(std::move(section)), before_reading_(std::move(before_reading)) {}
+    using router = std::function<bool(CLI::ConfigItem&)>;
+
+    config_file(std::string section, std::function<void()> before_reading, router route)
+        : section_(std::move(section)), before_reading_(std::move(before_reading)), route_(std::move(route)) {}
 
     std::vector<CLI::ConfigItem> from_config(std::istream& in) const override {
         if (before_reading_) before_reading_();
         std::vector<CLI::ConfigItem> kept;
         for (auto& item : CLI::ConfigTOML::from_config(in)) {
             if (item.parents.empty()) {
-                kept.push_back(std::move(item));
+                if (!route_ || route_(item)) kept.push_back(std::move(item));
             } else if (item.parents.front() == section_) {
                 if (item.parents.size() == 1 && item.name == "--") continue;  // the section's end marker
                 item.parents.erase(item.parents.begin());
-                kept.push_back(std::move(item));
+                if (!route_ || route_(item)) kept.push_back(std::move(item));
             } else if (item.parents.front() != "scanner" && item.parents.front() != "sensor") {
                 kept.push_back(std::move(item));  // an unknown section: reported as an unknown key
             }
@@ -56,6 +59,7 @@ public:
 private:
     std::string section_;
     std::function<void()> before_reading_;
+    router route_;
 };
 
 /// The default configuration file, read when it exists (--config or $MQTT_PRESENCE_CONFIG name another).
@@ -64,7 +68,7 @@ inline constexpr const char* default_config = "/etc/mqtt-presence/config.toml";
 /// --version, and --config FILE: $MQTT_PRESENCE_CONFIG when set (then the file must exist), else
 /// /etc/mqtt-presence/config.toml when it exists. `section` is the tool's own part of the file ("scanner", "sensor").
 inline void add_version_and_config(CLI::App& app, const std::string& section,
-                                   std::function<void()> before_reading = {}) {
+                                   std::function<void()> before_reading = {}, config_file::router route = {}) {
     app.set_version_flag("--version", app.get_name() + " " + mqtt_presence::version);
     const char* env = std::getenv("MQTT_PRESENCE_CONFIG");
     const bool from_env = env != nullptr && *env != '\0';
@@ -73,7 +77,7 @@ inline void add_version_and_config(CLI::App& app, const std::string& section,
                    "scanner's own under [scanner], the sensor's under [sensor]; the command line wins. Default "
                    "$MQTT_PRESENCE_CONFIG, else " + std::string(default_config) + " if it exists",
                    from_env);
-    app.config_formatter(std::make_shared<config_file>(section, std::move(before_reading)));
+    app.config_formatter(std::make_shared<config_file>(section, std::move(before_reading), std::move(route)));
     app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error, not a silent default
 }
 

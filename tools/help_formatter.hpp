@@ -1,7 +1,7 @@
 #pragma once
 // --help that fits the terminal: CLI11 prints each description on one line, however long, and a terminal then
 // breaks it at any character and column. This formatter wraps descriptions at word boundaries, continued lines in
-// the description column. Width: the terminal's, else 100 columns (a pipe, a file).
+// the description column. Width: 80 columns, or the terminal's when it is narrower.
 
 #include <CLI/CLI.hpp>
 
@@ -71,8 +71,8 @@ private:
     static std::size_t terminal_width() {
         winsize size{};
         if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0)
-            return std::clamp<std::size_t>(size.ws_col, 60, 200);
-        return 100;
+            return std::clamp<std::size_t>(size.ws_col, 60, 80);
+        return 80;
     }
 
     std::size_t width_;

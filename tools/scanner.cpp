@@ -1,79 +1,71 @@
 // mqtt-presence-scanner: the table of MQTT clients and their connection status.
-// Modes (subcommands; the old flags --once, --events, --purge-... still work): watch (default), once, events, purge,
-// and the service's: serve, history, uptime (scanner_service.cpp).
-// Exit codes: 0 ok, 1 runtime failure, 2 bad options, 3 a --require'd client is not connected,
-//             4 broker unreachable (or lost during once), 5 once: sync incomplete, unverified or partial,
-//             6 serve: in use (the history, the port or the notary's template is held by another instance).
+// Modes (subcommands, scanner_cli.hpp): watch (default), once, events, purge, and the service's: serve, history,
+// uptime (scanner_service.cpp). Exit codes: exit_codes.hpp.
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
 #include <mqtt_presence/scanner.hpp>
-#ifdef MQTT_PRESENCE_HAS_SPARKPLUG
-#include <mqtt_presence/sparkplug/node_payload.hpp>
-#endif
 
-#include <CLI/CLI.hpp>
-
+#include <pthread.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
-#include <thread>
-#include <utility>
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <optional>
-#include <set>
-#include <sstream>
+#include <thread>
+#include <utility>
 
-#include "cli_options.hpp"
 #include "exit_codes.hpp"
-#include "help_formatter.hpp"
+#include "scanner_cli.hpp"
 #include "scanner_service.hpp"
 
 using namespace mqtt_presence;
 
 namespace {
 
-std::atomic<bool> interrupted{false};
-void on_signal(int) { interrupted = true; }
-std::atomic<bool> reload{false};
-void on_reload(int) { reload = true; }
+using scanner_cli::mode;
+using scanner_cli::settings;
 
-enum class mode { watch, once, events, purge, serve, history, uptime };
+std::atomic<bool> interrupted{false};  // SIGINT, SIGTERM (and SIGHUP but in serve)
+std::atomic<bool> reload{false};       // serve: SIGHUP, re-read the alert settings
 
-// Everything the command line says, parsed and checked.
-struct settings {
-    scanner_options opts;
-    mode run = mode::watch;
-    std::string format = "table";
-    bool no_color = false;
-    // once
-    std::vector<std::string> required;
-    std::string timeout_text = "10s";
-    std::chrono::milliseconds timeout{10'000};
-    bool allow_partial = false;
-    // purge
-    std::string older_than_text;
-    std::chrono::milliseconds older_than{};
-    bool all_disconnected = false;
-    bool dry_run = false;
-    // serve, history, uptime
-    service_cli::settings service;
+// Signals are taken by one thread with sigwait, as in the sensor: blocked before any other thread starts (each
+// inherits the mask), so no handler runs at an arbitrary point of another thread. SIGHUP stops every mode but
+// serve (a closed terminal ends a watch), where it asks for a reload.
+class signal_waiter {
+public:
+    explicit signal_waiter(bool hup_reloads) {
+        sigemptyset(&set_);
+        for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR2}) sigaddset(&set_, sig);
+        pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+        thread_ = std::thread([this, hup_reloads] {
+            for (int sig = 0; sigwait(&set_, &sig) == 0 || errno == EINTR;) {
+                if (sig == SIGUSR2 && done_) return;  // the destructor's wake-up
+                if (sig == SIGHUP && hup_reloads) reload = true;
+                else if (sig != SIGUSR2) interrupted = true;
+            }
+        });
+    }
+    ~signal_waiter() {
+        done_ = true;
+        pthread_kill(thread_.native_handle(), SIGUSR2);
+        thread_.join();
+    }
+    signal_waiter(const signal_waiter&) = delete;
+    signal_waiter& operator=(const signal_waiter&) = delete;
+
+private:
+    sigset_t set_{};
+    std::atomic<bool> done_{false};
+    std::thread thread_;
 };
-
-std::vector<std::string> split(const std::string& s) {
-    std::vector<std::string> out;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, ','))
-        if (!item.empty()) out.push_back(item);
-    return out;
-}
 
 // The rows (all of them, or those given), counts, stats and the scanner's own state.
 scan_result result_of(const scanner& scan, std::optional<std::vector<client_status>> rows = std::nullopt) {
@@ -421,236 +413,6 @@ int run_stream(scanner& scan) {
     return 0;
 }
 
-// Options that belong to some modes only. Given on the command line to another mode, they are an error; from the
-// configuration file (which serves every mode), they are simply not used.
-struct mode_rule {
-    const char* option;
-    std::vector<mode> modes;
-    const char* says;
-};
-const std::vector<mode_rule>& mode_rules() {
-    const std::vector<mode> once{mode::once}, purge{mode::purge}, serve{mode::serve}, history{mode::history},
-        uptime{mode::uptime};
-    static const std::vector<mode_rule> rules{
-        {"--require", once, "once"},
-        {"--allow-partial", once, "once"},
-        {"--timeout", {mode::once, mode::purge, mode::watch}, "once or purge"},
-        {"--dry-run", purge, "purge"},
-        {"--db", {mode::serve, mode::history, mode::uptime, mode::once}, "serve, history, uptime or once"},
-        {"--keep", serve, "serve"}, {"--notary", serve, "serve"}, {"--observer", serve, "serve"},
-        {"--listen", serve, "serve"}, {"--ha-discovery", serve, "serve"},
-        {"--ha-discovery-exclude", serve, "serve"}, {"--ha-discovery-remove", serve, "serve"},
-        {"--alert-after", serve, "serve"},
-        {"--alert-config", serve, "serve"}, {"--alert-flap-count", serve, "serve"},
-        {"--alert-flap-window", serve, "serve"}, {"--alert-outage-percent", serve, "serve"},
-        {"--alert-only", serve, "serve"}, {"--alert-exclude", serve, "serve"}, {"--alert-on-new", serve, "serve"},
-        {"--alert-on-removed", serve, "serve"}, {"--alert-exec", serve, "serve"},
-        {"--alert-exec-timeout", serve, "serve"}, {"--alert-webhook", serve, "serve"},
-        {"--alert-template", serve, "serve"}, {"--alert-cafile", serve, "serve"},
-        {"--alert-header", serve, "serve"}, {"--public-url", serve, "serve"}, {"--http-user", serve, "serve"},
-        {"--http-pw-env", serve, "serve"}, {"--http-pw-file", serve, "serve"}, {"--http-cert", serve, "serve"},
-        {"--http-key", serve, "serve"}, {"--http-max-per-address", serve, "serve"},
-        {"--since", history, "history"}, {"--window", uptime, "uptime"}, {"--flap-interval", uptime, "uptime"},
-        {"--sort", uptime, "uptime"}};
-    return rules;
-}
-
-// The options of mode_rules() (and --format) that the command line itself gave.
-using given_options = std::set<std::string>;
-given_options given_on_command_line(const CLI::App& app) {
-    given_options given;
-    for (const auto& r : mode_rules())
-        if (app.count(r.option) > 0) given.insert(r.option);
-    if (app.count("--format") > 0) given.insert("--format");
-    return given;
-}
-
-void check_modes(const given_options& given, const settings& s) {
-    for (const auto& r : mode_rules()) {
-        if (given.count(r.option) == 0) continue;
-        if (std::find(r.modes.begin(), r.modes.end(), s.run) == r.modes.end())
-            throw error(std::string(r.option) + " goes with " + r.says);
-    }
-    const bool stream = s.run == mode::events || (s.run == mode::watch && isatty(STDOUT_FILENO) == 0);
-    if (stream && (s.format == "csv" || s.format == "prometheus"))
-        throw error("--format " + s.format + " is for snapshots (once, purge); a stream of changes is table "
-                    "(human lines), json or ndjson");
-    if (s.run == mode::purge && s.format == "prometheus") throw error("--format prometheus is not for a purge");
-    if ((s.run == mode::history || s.run == mode::uptime) && s.format == "prometheus")
-        throw error("--format prometheus is for snapshots of the live table (once)");
-    if (s.run == mode::serve && given.count("--format") > 0)
-        throw error("serve prints no table: it records every change in --db (read it with history and uptime)");
-    if (s.run == mode::purge && s.older_than_text.empty() && !s.all_disconnected)
-        throw error("purge needs --older-than DUR (--purge-older-than) or --all-disconnected");
-}
-
-// What the command line gives besides settings, and the options that choose the mode.
-struct command_line {
-    cli::broker_flags broker;
-    std::vector<std::string> topics, conventions;
-    std::string require_text;
-    CLI::App *once = nullptr, *events = nullptr, *purge = nullptr, *serve = nullptr, *history = nullptr,
-             *uptime = nullptr;
-    CLI::Option *once_flag = nullptr, *events_flag = nullptr, *older = nullptr, *all = nullptr;
-    given_options given;  // what the command line itself gave (before the configuration file's values)
-    bool given_noted = false;
-};
-
-// serve, history and uptime: their subcommands and their options.
-void define_service_options(CLI::App& app, service_cli::settings& svc, command_line& c) {
-    c.serve = app.add_subcommand("serve", "Keep the table and its history (--db) until SIGINT/SIGTERM")->fallthrough();
-    c.history = app.add_subcommand("history", "A client's transitions from the history, newest first")->fallthrough();
-    c.history->add_option("name", svc.client, "The client's name")->required();
-    c.uptime = app.add_subcommand("uptime", "Uptime, disconnects, flaps and outages per client")->fallthrough();
-    auto* service = app.add_option_group("serve, history and uptime");
-    service->add_option("--db", svc.db, "History file (default $MQTT_PRESENCE_DB, else "
-                                        "~/.local/state/mqtt-presence/history.db); once --db: since and "
-                                        "last_seen as the history knows them");
-    service->add_option("--keep", svc.keep, "serve: prune events older than DUR")->capture_default_str();
-    service->add_option("--notary", svc.notary, "serve: publish a retained record per client on every transition "
-                                                "(default template mqtt-presence/clients/{client})")
-        ->expected(0, 1);
-    service->add_option("--ha-discovery", svc.ha_prefix, "serve: every client as a Home Assistant connectivity "
-                                                     "binary_sensor (MQTT discovery; default prefix homeassistant)")
-        ->expected(0, 1);
-    service->add_option("--ha-discovery-exclude", svc.ha_exclude, "serve: no entity for this convention's clients "
-                                                                  "(Home Assistant knows them already: tasmota, "
-                                                                  "zigbee2mqtt ...); repeatable");
-    service->add_flag("--ha-discovery-remove", svc.ha_remove, "serve: clear every client's discovery config and "
-                                                              "state under the prefix, then exit")
-        ->configurable(false);
-    service->add_option("--observer", svc.observer, "serve: who watches, in the history and the notary's records "
-                                                    "(default HOST:DB-PATH)");
-    service->add_option("--listen", svc.listen, "serve: the dashboard, API and /metrics on HOST:PORT (port 0: any "
-                                                "free one; off: none)")->capture_default_str();
-    service->add_option("--http-user", svc.http_user, "serve: Basic auth user for the dashboard");
-    auto* http_pw_env = service->add_option("--http-pw-env", svc.http_pw_env,
-                                            "serve: the environment variable holding its password");
-    service->add_option("--http-pw-file", svc.http_pw_file, "serve: a file whose first line is its password")
-        ->excludes(http_pw_env);
-    service->add_option("--http-cert", svc.http_cert, "serve: HTTPS certificate file (with --http-key)");
-    service->add_option("--http-key", svc.http_key, "serve: HTTPS private key file");
-    service->add_option("--http-max-per-address", svc.http_max_per_address,
-                        "serve: open connections from one address; beyond it 503 except /healthz and /metrics (0: "
-                        "no cap, e.g. behind a reverse proxy)")
-        ->capture_default_str();
-    service->add_option("--since", svc.since, "history: how far back")->capture_default_str();
-    service->add_option("--window", svc.window, "uptime: the window (24h, 7d, 30d)")->capture_default_str();
-    service->add_option("--flap-interval", svc.flap_interval, "uptime: a reconnect this soon after a disconnect "
-                                                              "is a flap")->capture_default_str();
-    service->add_option("--sort", svc.sort, "uptime: client, uptime (worst first), disconnects, flaps, outage")
-        ->check(CLI::IsMember({"client", "uptime", "disconnects", "flaps", "outage"}))->capture_default_str();
-}
-
-// serve's alert rules and sinks.
-void define_alert_options(CLI::App& app, service_cli::settings& svc) {
-    auto* alerts = app.add_option_group("serve: alerts", "When a client (or the broker) goes away, tell someone, once");
-    alerts->add_option("--alert-config", svc.alert_config, "A JSON file with these settings (keys after, flap_count, "
-                                                           "flap_window, outage_percent, only, exclude, on_new, "
-                                                           "on_removed, exec, exec_timeout, webhook, template, "
-                                                           "cafile, headers, public_url); the command line wins");
-    alerts->add_option("--alert-after", svc.alert_after, "A client is down after this long disconnected (default 1m)");
-    alerts->add_option("--alert-flap-count", svc.alert_flap_count, "Disconnects within the flap window that make "
-                                                                  "one flapping alert (default 5)");
-    alerts->add_option("--alert-flap-window", svc.alert_flap_window, "The flap window (default 10m)");
-    alerts->add_option("--alert-outage-percent", svc.alert_outage_percent, "One outage alert when more than this "
-                                                                          "share of a scheme goes down at once "
-                                                                          "(default 20)");
-    alerts->add_option("--alert-only", svc.alert_only, "Only these names or globs (repeatable)");
-    alerts->add_option("--alert-exclude", svc.alert_exclude, "Never these names or globs (repeatable)");
-    alerts->add_flag("--alert-on-new", svc.alert_on_new, "A client seen for the first time is an alert too");
-    alerts->add_flag("--alert-on-removed", svc.alert_on_removed, "A removed (purged) client is an alert too");
-    alerts->add_option("--alert-exec", svc.alert_exec, "Run CMD (by /bin/sh -c) with the alert's JSON on stdin and "
-                                                       "in MQTT_PRESENCE_* variables");
-    alerts->add_option("--alert-exec-timeout", svc.alert_exec_timeout, "Kill CMD after this long (default 10s)");
-    alerts->add_option("--alert-webhook", svc.alert_webhook, "POST each alert to this http(s) URL (retried)");
-    alerts->add_option("--alert-template", svc.alert_template, "The webhook's body, e.g. '{\"text\":\"{{title}}: "
-                                                               "{{message}}\"}' (default: the alert's JSON; "
-                                                               "docs/service.md lists the placeholders)");
-    alerts->add_option("--alert-cafile", svc.alert_cafile, "CA file for an https webhook (default: the system's)");
-    alerts->add_option("--alert-header", svc.alert_headers, "A header of each webhook POST, 'Name: value' "
-                                                           "(repeatable); $VAR in the value from the environment");
-    alerts->add_option("--public-url", svc.public_url, "The dashboard as people reach it "
-                                                       "(https://presence.lan/): each alert links to its client");
-}
-
-void define_options(CLI::App& app, settings& s, command_line& c) {
-    // A scanner's keepalive bounds how long it can be cut off unawares (one PINGREQ per interval is the cost).
-    c.broker.keepalive = 10;
-    cli::add_broker_options(app, s.opts.broker, c.broker);
-    auto* what = app.add_option_group("Statuses", "Which status topics to read");
-    what->add_option("-t,--topic", c.topics, "Status topic template, repeatable (default sensors/connected/{client})");
-    std::string presets;
-    for (const auto& [name, templ] : topic_scheme::presets()) presets += (presets.empty() ? "" : ", ") + name;
-    what->add_option("--convention", c.conventions, "Preset, repeatable: " + presets + "; or all (README lists " +
-                                                   "their topics)");
-    what->add_option("-q,--qos", s.opts.qos, "Subscription QoS (0: full re-sync on reconnect; see docs/tools.md for 1)")
-        ->capture_default_str();
-    auto* out = app.add_option_group("Output");
-    out->add_option("-F,--format", s.format, "table, json, ndjson, csv, prometheus (csv and prometheus: snapshots)")
-        ->check(CLI::IsMember({"table", "json", "ndjson", "csv", "prometheus"}))->capture_default_str();
-    out->add_flag("--no-color", s.no_color, "No colours in the table");
-
-    // Modes: a subcommand, or the flag that selected it before subcommands existed. Their options live on the
-    // top level (subcommands fall through to it), so `once --require x` and `--once --require x` both work.
-    c.once = app.add_subcommand("once", "Sync, print the table, exit")->fallthrough();
-    c.events = app.add_subcommand("events", "Stream changes (NDJSON by default)")->fallthrough();
-    c.purge = app.add_subcommand("purge", "Clear retained statuses that say disconnected")->fallthrough();
-    app.add_subcommand("watch", "Live table on a terminal, changes as lines otherwise (default)")->fallthrough();
-    auto* modes = app.add_option_group("Modes (old flags)");
-    c.once_flag = modes->add_flag("--once", "Same as the once subcommand");
-    c.events_flag = modes->add_flag("--events", "Same as the events subcommand");
-    c.once_flag->excludes(c.events_flag);
-    auto* mode_opts = app.add_option_group("once and purge");
-    mode_opts->add_option("--require", c.require_text, "once: NAME[,NAME...] that must be connected (else exit 3)");
-    mode_opts->add_option("--timeout", s.timeout_text, "Bound on the sync")->capture_default_str();
-    mode_opts->add_flag("--allow-partial", s.allow_partial, "once: print the table even when the sync is not known "
-                                                            "complete (still exit 5)");
-    c.older = mode_opts->add_option("--older-than,--purge-older-than", s.older_than_text,
-                                        "purge: statuses that say disconnected, time-stamped (a clean stop's ts) "
-                                        "longer ago than DUR");
-    c.all = mode_opts->add_flag("--all-disconnected,--purge-all-disconnected", s.all_disconnected,
-                                    "purge: every disconnected or unreadable status, dated or not (plain 0, wills)");
-    c.older->excludes(c.all);
-    auto* dry_run = mode_opts->add_flag("--dry-run", s.dry_run, "purge: only list what would be cleared");
-    for (auto* o : {c.once_flag, c.events_flag, c.older, c.all, dry_run}) o->configurable(false);  // they choose a mode
-    define_service_options(app, s.service, c);
-    define_alert_options(app, s.service);
-}
-
-// After parsing: the mode, the broker, the topics, the durations; then the checks. Throws mqtt_presence::error.
-void finish_options(const CLI::App& app, settings& s, command_line& c) {
-    if (c.once->parsed() || c.once_flag->count() > 0) s.run = mode::once;
-    else if (c.events->parsed() || c.events_flag->count() > 0) s.run = mode::events;
-    else if (c.purge->parsed() || c.older->count() > 0 || c.all->count() > 0) s.run = mode::purge;
-    else if (c.serve->parsed()) s.run = mode::serve;
-    else if (c.history->parsed()) s.run = mode::history;
-    else if (c.uptime->parsed()) s.run = mode::uptime;
-    if (s.run == mode::events && app.count("--format") == 0) s.format = "ndjson";
-    cli::finish_broker_options(s.opts.broker, c.broker);
-    for (const auto& name : c.conventions)
-        for (auto& templ : topic_scheme::convention_templates(name)) c.topics.push_back(std::move(templ));
-    if (!c.topics.empty()) s.opts.topics = c.topics;
-    s.timeout = parse_duration(s.timeout_text);
-    if (!s.older_than_text.empty()) s.older_than = parse_duration(s.older_than_text);
-    s.required = split(c.require_text);
-#ifdef MQTT_PRESENCE_HAS_SPARKPLUG
-    s.opts.sparkplug_reader = sparkplug::read_node_payload;
-#endif
-    s.opts.named_clients = s.required;  // asked for by their exact topics: right even where wildcards get no retained
-    s.service.format = s.format;
-    for (auto* o : {&s.service.notary, &s.service.ha_prefix}) {  // `notary = true` in the configuration file
-        if (*o == "true") o->emplace();
-        else if (*o == "false") o->reset();
-    }
-    for (const auto* d : {&s.service.keep, &s.service.since, &s.service.window, &s.service.flap_interval})
-        (void)parse_duration(*d);
-    cli::refuse_empty_values(app);
-    if (!c.given_noted) c.given = given_on_command_line(app);  // no configuration file was read
-    check_modes(c.given, s);
-    s.opts.validate();
-}
-
 // What a stream says on stderr when its sync ends without being known complete: its rows are not the whole truth.
 std::string sync_warning(const scanner_status& st) {
     if (st.sync == sync_state::partial)
@@ -698,68 +460,13 @@ void attach_outputs(scanner& scan, const settings& s, bool live_table, std::mute
 
 }  // namespace
 
-// --help's examples, durations and exit codes.
-constexpr const char* help_footer = R"(Examples:
-  mqtt-presence-scanner                                  # live table of sensors/connected/+
-  mqtt-presence-scanner once                             # snapshot, then exit (also: --once)
-  mqtt-presence-scanner once --format json | jq '.clients[] | select(.state=="disconnected")'
-  mqtt-presence-scanner --convention homie --convention tasmota
-  mqtt-presence-scanner --convention all                 # every convention README lists
-  mqtt-presence-scanner -t '$CONNECTED/{client}' -t 'sensors/{client}/connected'
-  mqtt-presence-scanner events                           # NDJSON stream of changes (also: --events)
-  mqtt-presence-scanner once --require gw-1,gw-2 || alert   # exit 3 if one is not connected
-  mqtt-presence-scanner once --format prometheus > mqtt.prom.tmp && mv mqtt.prom.tmp mqtt.prom
-  mqtt-presence-scanner purge --older-than 7d --dry-run  # which dead statuses would be cleared
-  mqtt-presence-scanner -h broker.lan -p 8883 --cafile ca.crt -u monitor --pw-env MQTT_PASSWORD
-  mqtt-presence-scanner serve --db /var/lib/mqtt-presence/history.db --notary   # the service
-  mqtt-presence-scanner history kitchen --since 2d       # when kitchen connected, died, and why
-  mqtt-presence-scanner uptime --window 7d --sort uptime --format csv
-
-Durations: 500ms, 5s, 10m, 2h, 7d.
-Exit codes: 0 ok, 1 runtime failure (or a purge the broker refused in part), 2 bad options,
-            3 a required client is not connected, 4 broker unreachable or lost during once,
-            5 once: sync incomplete, unverified or partial (no table unless --allow-partial),
-            6 serve: the history, the port or the notary's template is held by another instance.
-serve waits for a broker that is not there yet; SIGHUP re-reads its alert settings.)";
-
 int main(int argc, char** argv) {
-    CLI::App app{"Shows which MQTT clients are connected, since when, and which died, from their retained status "
-                 "topics (this project's sensors, Home Assistant/Tasmota online/offline, Homie $state, "
-                 "Sparkplug STATE, mqtt-smarthome 0/1/2).",
-                 "mqtt-presence-scanner"};
-    app.set_help_flag("--help", "Print this help message and exit");
-    app.formatter(std::make_shared<cli::help_formatter>());  // before the groups and subcommands: they copy it
-    app.footer(help_footer);
-    app.require_subcommand(0, 1);
-
     settings s;
-    command_line c;
-    define_options(app, s, c);
-    cli::add_version_and_config(app, "scanner", [&app, &c] {
-        c.given = given_on_command_line(app);
-        c.given_noted = true;
-    });
-    try {
-        app.parse(argc, argv);
-        finish_options(app, s, c);
-    } catch (const CLI::ConfigError& e) {
-        std::cerr << "mqtt-presence-scanner: " << cli::config_error_text(app, e) << "\n";
-        return exit_code::usage;
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e) == 0 ? exit_code::ok : exit_code::usage;
-    } catch (const error& e) {
-        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n(see --help)\n";
-        return exit_code::usage;
-    }
-
+    if (const auto rc = scanner_cli::parse(argc, argv, s)) return *rc;
     if (s.run == mode::history) return service_cli::run_history(s.service);  // the file only, no broker
     if (s.run == mode::uptime) return service_cli::run_uptime(s.service);
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    if (s.run == mode::serve) {
-        std::signal(SIGHUP, on_reload);  // re-read the alert settings, never a stop
-        return service_cli::run_serve(s.opts, s.service, interrupted, reload);
-    }
+    const signal_waiter signals(s.run == mode::serve);
+    if (s.run == mode::serve) return service_cli::run_serve(s.opts, s.service, interrupted, reload);
     const bool live_table = s.run == mode::watch && s.format == "table" && isatty(STDOUT_FILENO) != 0;
     try {
         scanner scan(s.opts);

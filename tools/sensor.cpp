@@ -125,16 +125,19 @@ std::optional<int> parse_command_line(int argc, char** argv, sensor_settings& s)
     app.set_help_flag("--help", "Print this help message and exit");
     app.formatter(std::make_shared<cli::help_formatter>());  // before the groups and subcommands: they copy it
     app.footer(R"(Examples:
-  mqtt-presence-sensor                       # sensors/connected/<short host name>, "1"/"0"
+  mqtt-presence-sensor                  # sensors/connected/<host name>, "1"/"0"
   mqtt-presence-sensor --name kitchen --format json --heartbeat 30
   mqtt-presence-sensor --topic '$CONNECTED/{client}' --name gw-1
   mqtt-presence-sensor --topic 'homie/{client}/$state' --format text --name lamp
-  mqtt-presence-sensor --broker ssl://broker:8883 --cafile ca.crt -u alice --pw-env MQTT_PASSWORD
-  mqtt-presence-sensor --count 1000 --name sim                      # sim-000001 ... sim-001000
-  mqtt-presence-sensor --count 10000 --connect-rate 2000 --name sim  # paced: 5 s to connect all
-  mqtt-presence-sensor --topic 'zigbee2mqtt/{client+}/availability' --name kitchen/lamp -f text
+  mqtt-presence-sensor --broker ssl://broker:8883 --cafile ca.crt -u alice \
+      --pw-env MQTT_PASSWORD
+  mqtt-presence-sensor --count 1000 --name sim   # sim-000001 ... sim-001000
+  mqtt-presence-sensor --count 10000 --connect-rate 2000 --name sim  # in 5 s
+  mqtt-presence-sensor --topic 'zigbee2mqtt/{client+}/availability' \
+      --name kitchen/lamp -f text
 
-Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure, 2 bad options.)");
+Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure,
+2 bad options.)");
 
     auto& opts = s.opts;
     cli::broker_flags broker;

@@ -486,13 +486,96 @@ TEST(scanner, bad_options_and_unreachable_broker) {
     EXPECT_EQ(help.wait_exit(5s), 0);
     for (const char* mode : {"once", "events", "purge", "--require", "--older-than", "prometheus"})
         EXPECT_NE(help.stdout_text().find(mode), std::string::npos) << "help lacks an example of " << mode;
-    // Not a terminal: 100 columns, descriptions wrapped at words (the presets' list was one line of 250).
+    // Not a terminal: 80 columns, descriptions wrapped at words (the presets' list was one line of 250).
     child serve_help({SCANNER_BIN, "serve", "--help"});
     EXPECT_EQ(serve_help.wait_exit(5s), 0);
     for (auto* h : {&help, &serve_help})
-        for (const auto& line : h->stdout_lines()) EXPECT_LE(line.size(), 100u) << line;
+        for (const auto& line : h->stdout_lines()) EXPECT_LE(line.size(), 80u) << line;
     EXPECT_NE(help.stdout_text().find("Preset, repeatable: sensors, connected"), std::string::npos)
         << help.stdout_text();
+}
+
+// Each subcommand declares its own options: its --help lists them with its own examples (and not another mode's),
+// within 80 columns; another mode's option names the mode it goes with; a mistyped subcommand names the one meant.
+TEST(scanner, subcommands_have_their_own_options_examples_and_suggestions) {
+    struct own {
+        const char* subcommand;
+        std::vector<const char*> has, lacks;
+    };
+    for (const auto& sub : std::vector<own>{{"watch", {"--timeout", "watch --format ndjson"}, {"--require"}},
+                                            {"once", {"--require", "--allow-partial", "--db", "once -F json"},
+                                             {"--listen", "--dry-run"}},
+                                            {"events", {"events --format table"}, {"--timeout", "--require"}},
+                                            {"purge", {"--older-than", "--all-disconnected", "--dry-run"},
+                                             {"--require", "--db"}},
+                                            {"serve", {"--listen", "--notary", "--alert-webhook", "serve --db"},
+                                             {"--require", "--timeout", "--since"}},
+                                            {"history", {"--since", "--db", "history kitchen"}, {"--listen"}},
+                                            {"uptime", {"--window", "--sort", "uptime --window 7d"}, {"--since"}}}) {
+        child help({SCANNER_BIN, sub.subcommand, "--help"});
+        ASSERT_EQ(help.wait_exit(5s), 0) << sub.subcommand;
+        const auto text = help.stdout_text();
+        for (const char* word : sub.has)
+            EXPECT_NE(text.find(word), std::string::npos) << sub.subcommand << " --help lacks " << word << ":\n" << text;
+        for (const char* word : sub.lacks)
+            EXPECT_EQ(text.find(word), std::string::npos) << sub.subcommand << " --help lists " << word << ":\n" << text;
+        for (const auto& line : help.stdout_lines()) EXPECT_LE(line.size(), 80u) << sub.subcommand << ": " << line;
+    }
+    child sensor_help({SENSOR_BIN, "--help"});
+    ASSERT_EQ(sensor_help.wait_exit(5s), 0);
+    for (const auto& line : sensor_help.stdout_lines()) EXPECT_LE(line.size(), 80u) << "sensor: " << line;
+
+    struct bad_case {
+        std::vector<std::string> args;
+        std::string says;
+    };
+    for (const auto& bad : std::vector<bad_case>{{{"serv"}, "did you mean serve?"},
+                                                 {{"onec"}, "did you mean once?"},
+                                                 {{"hist", "kitchen"}, "did you mean history?"},
+                                                 {{"serve", "--require", "x"}, "--require goes with once"},
+                                                 {{"--listen", "127.0.0.1:0"}, "--listen goes with serve"},
+                                                 {{"history", "x", "--window", "7d"}, "--window goes with uptime"},
+                                                 {{"serve", "--timeout", "5s"}, "--timeout goes with watch, once or "
+                                                                                "purge"},
+                                                 {{"--db", "x.db"}, "--db goes with once, serve, history or uptime"}}) {
+        std::vector<std::string> argv{SCANNER_BIN, "--broker", broker_uri(1)};
+        argv.insert(argv.end(), bad.args.begin(), bad.args.end());
+        child c(argv);
+        EXPECT_EQ(c.wait_exit(10s), 2) << bad.args[0] << ": " << c.stderr_text();
+        EXPECT_NE(c.stderr_text().find(bad.says), std::string::npos) << bad.args[0] << ": " << c.stderr_text();
+    }
+}
+
+// The flags that chose a mode before subcommands existed still choose it, with the subcommand's options.
+TEST(scanner, old_mode_flags_are_aliases_of_their_subcommands) {
+    const int port = broker_port();
+    const auto p = unique_prefix();
+    publish_retained(port, p + "/up", "1");
+    publish_retained(port, p + "/down", "0");
+    const std::vector<std::string> topic{"--topic", p + "/{client}"};
+    const auto with = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), topic.begin(), topic.end());
+        return run_scanner(port, args);
+    };
+    const auto once_new = with({"once", "--format", "json", "--require", "up"});
+    const auto once_old = with({"--once", "--format", "json", "--require", "up"});
+    ASSERT_EQ(once_new.code, 0) << once_new.err;
+    ASSERT_EQ(once_old.code, 0) << once_old.err;
+    const auto clients = [](const scan_output& o) { return json::parse(o.out, nullptr, false)["clients"].dump(); };
+    EXPECT_EQ(clients(once_old), clients(once_new));
+    EXPECT_EQ(with({"--once", "--require", "down"}).code, 3) << "--require goes with --once as with once";
+    for (const auto& args : std::vector<std::vector<std::string>>{{"purge", "--all-disconnected", "--dry-run"},
+                                                                  {"--purge-all-disconnected", "--dry-run"},
+                                                                  {"purge", "--purge-all-disconnected", "--dry-run"}}) {
+        const auto dry = with(args);
+        EXPECT_EQ(dry.code, 0) << args[0] << ": " << dry.err;
+        EXPECT_EQ(dry.out, "would clear " + p + "/down\n") << args[0];
+    }
+    child events({SCANNER_BIN, "--broker", broker_uri(port), "--topic", p + "/{client}", "--events"});
+    ASSERT_TRUE(events.wait_stdout(contains("\"event\":\"scanner\""), 10s)) << events.stderr_text();
+    // Like the sensor, the scanner takes its signals with sigwait: SIGHUP (a closed terminal) ends a stream cleanly.
+    events.signal(SIGHUP);
+    EXPECT_EQ(events.wait_exit(10s), 0) << events.stderr_text();
 }
 
 // once --format prometheus: the families and names of the service's /metrics, one series per client whatever its

@@ -1,0 +1,46 @@
+#pragma once
+// mqtt-presence-scanner's command line: a subcommand per mode, each declaring its own options (CLI11 refuses one
+// given to another mode), the broker's, the topics' and the output's options shared by all, the configuration file,
+// and the flags that chose a mode before subcommands existed (--once, --events, --purge-...), kept as aliases.
+
+#include <mqtt_presence/scanner.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "scanner_service.hpp"
+
+namespace scanner_cli {
+
+enum class mode { watch, once, events, purge, serve, history, uptime };
+
+/// Everything the command line (and the configuration file) says, parsed and checked.
+struct settings {
+    mqtt_presence::scanner_options opts;
+    mode run = mode::watch;
+    std::string format = "table";
+    bool no_color = false;
+    // once
+    std::vector<std::string> required;
+    std::string timeout_text = "10s";
+    std::chrono::milliseconds timeout{10'000};
+    bool allow_partial = false;
+    // purge
+    std::string older_than_text;
+    std::chrono::milliseconds older_than{};
+    bool all_disconnected = false;
+    bool dry_run = false;
+    // serve, history, uptime
+    service_cli::settings service;
+};
+
+/// Reads the command line into `s`. Returns an exit code when the process should end here: 0 after --help or
+/// --version, 2 (exit_codes.hpp) for bad options, said on stderr.
+std::optional<int> parse(int argc, char** argv, settings& s);
+
+/// The subcommand nearest to `word` (a typing error away), or "" when none is near.
+std::string nearest_subcommand(const std::string& word);
+
+}  // namespace scanner_cli
