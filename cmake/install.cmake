@@ -21,6 +21,18 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/mqtt_presenceConfigVersio
 install(FILES ${PROJECT_BINARY_DIR}/mqtt_presenceConfig.cmake ${PROJECT_BINARY_DIR}/mqtt_presenceConfigVersion.cmake
         DESTINATION ${MQTT_PRESENCE_CMAKE_DIR})
 
+# The service library, its headers and its target, as the package's component `service`:
+#   find_package(mqtt_presence REQUIRED COMPONENTS service)  ->  mqtt_presence::service
+# A static archive (Debian's SQLiteCpp is one): a consumer links SQLiteCpp, cpp-httplib and OpenSSL too, which the
+# component finds; one that asks for the core alone needs none of them.
+if(TARGET mqtt_presence_service)
+  install(TARGETS mqtt_presence_service EXPORT mqtt_presence_serviceTargets
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(DIRECTORY ${PROJECT_SOURCE_DIR}/service/include/mqtt_presence/service
+          DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/mqtt_presence)
+  install(EXPORT mqtt_presence_serviceTargets NAMESPACE mqtt_presence:: DESTINATION ${MQTT_PRESENCE_CMAKE_DIR})
+endif()
+
 foreach(tool mqtt-presence-sensor mqtt-presence-scanner)
   if(TARGET ${tool})
     install(TARGETS ${tool} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
