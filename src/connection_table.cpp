@@ -476,6 +476,30 @@ void connection_table::restore(const client_status& r) {
     count(e, +1);
 }
 
+sighting connection_table::seen(std::string_view client, std::uint16_t source, time_point now, change* out) {
+    const std::size_t slot = slot_of(client, source, hash_of(client, source));
+    if (slots_[slot] == 0) return sighting::unknown;
+    entry& e = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
+    if (e.last_seen == unknown_time || now > e.last_seen) e.last_seen = now;
+    if (e.heartbeat_s == 0 || e.status != state::connected) return sighting::seen;
+    const bool was_stale = e.stale;
+    count(e, -1);
+    e.stale = false;
+    e.awaiting_beat = false;
+    e.deadline = e.last_seen + 3 * std::chrono::seconds(e.heartbeat_s);
+    next_deadline_ = std::min(next_deadline_, e.deadline);
+    count(e, +1);
+    if (!was_stale) return sighting::seen;
+    if (out) {
+        out->kind = change_kind::fresh;
+        out->previous = e.status;
+        out->live = true;
+        out->at = now;
+        fill_row(e, out->current);
+    }
+    return sighting::freshened;
+}
+
 std::vector<change> connection_table::expire(time_point now) {
     std::vector<change> out;
     if (now < next_deadline_) return out;

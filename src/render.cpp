@@ -291,6 +291,10 @@ std::string render_prometheus_summary(const table_counts& counts, const table_st
         n(stats.future_times));
     one("mqtt_presence_unmatched_messages_total", "counter", "Messages under a status filter that fit no template.",
         n(stats.unmatched));
+    family("mqtt_presence_activity_messages_total", "counter", "Live messages on activity topics (--activity), by "
+           "whether a client of that name is in the table.",
+           "mqtt_presence_activity_messages_total{client=\"known\"} " + n(stats.activity) +
+               "\nmqtt_presence_activity_messages_total{client=\"unknown\"} " + n(stats.activity_unknown) + "\n");
     if (scanner == nullptr) return out;
     one("mqtt_presence_scanner_connected", "gauge", "1 while the scanner is connected to the broker; 0: the values "
         "above are as of mqtt_presence_scanner_connection_change_timestamp_seconds.", scanner->connected ? "1" : "0");
@@ -357,7 +361,8 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
                    "},\"stats\":{\"messages\":" + n(stats.messages) + ",\"malformed\":" + n(stats.malformed) +
                    ",\"stale_deaths_ignored\":" + n(stats.stale_deaths_ignored) + ",\"stale_connects_ignored\":" +
                    n(stats.stale_connects_ignored) + ",\"future_times\":" + n(stats.future_times) +
-                   ",\"unmatched\":" + n(stats.unmatched) + "}";
+                   ",\"unmatched\":" + n(stats.unmatched) + ",\"activity\":" + n(stats.activity) +
+                   ",\"activity_unknown\":" + n(stats.activity_unknown) + "}";
         if (scanner) buffer_ += ",\"scanner\":" + render_scanner_json(*scanner);
         buffer_ += extra_members;
         buffer_ += "}\n";

@@ -41,6 +41,9 @@ void scanner_options::validate() const {
     broker.validate();
     if (topics.empty()) throw error("no topic template: give at least one, e.g. sensors/connected/{client}");
     for (const auto& t : topics) (void)topic_scheme::parse(t);
+    for (const auto& t : activity)
+        if (topic_scheme::parse(t).sparkplug_nodes())
+            throw error("activity template " + t + ": Sparkplug's births and deaths are statuses, not activity");
     if (qos < 0 || qos > 2) throw error("subscription qos " + std::to_string(qos) + " is invalid; use 0 or 1");
     if (topics.size() > 65535) throw error("too many topic templates");
 }
@@ -150,6 +153,7 @@ struct scanner::impl {
     bool read_dropped(const mqtt::message& msg);
     bool read_status(std::size_t scheme, std::string_view name, const mqtt::message& msg);
     void count_unmatched(const std::string& topic);
+    bool read_activity(std::string_view name, const mqtt::message& msg);
     void read_sparkplug(const mqtt::message& msg, status_record& record) const;
     // The exact topics of the rows the wildcard burst did not confirm, and of the named clients. Caller holds mutex_.
     [[nodiscard]] std::vector<std::string> topics_to_confirm() const;
@@ -163,6 +167,7 @@ struct scanner::impl {
 
     scanner_options options_;
     std::vector<topic_scheme> schemes_;
+    std::vector<topic_scheme> activity_schemes_;
     std::unique_ptr<mqtt::async_client> owned_;
     std::unique_ptr<reconnect_driver> reconnect_;  // an owned client's tries after a loss (expiry thread)
     mqtt::async_client* client_ = nullptr;
@@ -187,6 +192,8 @@ struct scanner::impl {
     bool broker_clients_live_ = false;
     std::uint64_t unmatched_ = 0;
     std::vector<std::string> unmatched_examples_;
+    std::uint64_t activity_seen_ = 0;     // live activity messages of a client in the table
+    std::uint64_t activity_unknown_ = 0;  // of a name without a row
     std::optional<time_point> connection_since_;
     bool stopping_ = false;
     callbacks callbacks_;
@@ -204,6 +211,7 @@ scanner::impl::impl(scanner_options options, mqtt::async_client* borrowed)
     if (options_.broker.client_id.empty())
         options_.broker.client_id = borrowed ? borrowed->get_client_id() : default_client_id();
     for (const auto& t : options_.topics) schemes_.push_back(topic_scheme::parse(t));
+    for (const auto& t : options_.activity) activity_schemes_.push_back(topic_scheme::parse(t));
     marker_topic_ = "mqtt-presence-sync/" + options_.broker.client_id;
     if (borrowed) {
         client_ = borrowed;
@@ -316,6 +324,8 @@ void scanner::impl::on_connected() noexcept {
     add(std::string(uptime_topic), 0);
     for (const auto& s : schemes_)
         for (const auto& f : s.subscription_filters()) add(f, options_.qos);
+    for (const auto& a : activity_schemes_)  // readings: their retained ones come before the tail, and are skipped
+        for (const auto& f : a.filters()) add(f, 0);
     if (!message_topic_.empty()) add(message_topic_, 1);
     if (!tail_topic_.empty()) add(marker_topic_ + "/+", 1);
     add(marker_topic_, options_.qos);
@@ -431,6 +441,8 @@ bool scanner::impl::handle_message(const mqtt::const_message_ptr& msg) noexcept 
         }
         for (std::size_t i = 0; i < schemes_.size(); ++i)
             if (const auto name = schemes_[i].match(topic)) return read_status(i, *name, *msg);
+        for (const auto& a : activity_schemes_)
+            if (const auto name = a.match(topic)) return read_activity(*name, *msg);
         count_unmatched(topic);
     } catch (const std::exception& e) {
         status_line(std::string("message handling failed: ") + e.what(), true);
@@ -509,6 +521,30 @@ bool scanner::impl::read_status(std::size_t scheme, std::string_view name, const
         } else {
             table_.apply(name, record, msg.is_retained(), clock::now(), source, nullptr);  // nobody listens
         }
+    }
+    if (queued) delivery_cv_.notify_one();
+    if (condition_waiters_.load(std::memory_order_relaxed) > 0) cv_.notify_all();
+    return true;
+}
+
+// A reading on an activity topic: a sign of life of the client of that name in every status scheme. A retained one
+// is as old as the broker's store: counted nowhere, it says nothing of now.
+bool scanner::impl::read_activity(std::string_view name, const mqtt::message& msg) {
+    if (msg.is_retained()) return false;
+    const auto now = clock::now();
+    bool queued = false, known = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (std::size_t source = 0; source < schemes_.size(); ++source) {
+            change* slot = callbacks_.change ? &std::get<change>(deliveries_.emplace_back(std::in_place_type<change>))
+                                             : nullptr;
+            const auto sighted = table_.seen(name, static_cast<std::uint16_t>(source), now, slot);
+            known = known || sighted != sighting::unknown;
+            if (sighted == sighting::freshened && slot) queued = true;
+            else if (slot) deliveries_.pop_back();
+        }
+        ++(known ? activity_seen_ : activity_unknown_);
+        ++version_;
     }
     if (queued) delivery_cv_.notify_one();
     if (condition_waiters_.load(std::memory_order_relaxed) > 0) cv_.notify_all();
@@ -895,6 +931,8 @@ table_stats scanner::impl::stats() const {
 table_stats scanner::impl::stats_locked() const {
     auto st = table_.stats();
     st.unmatched = unmatched_;
+    st.activity = activity_seen_;
+    st.activity_unknown = activity_unknown_;
     return st;
 }
 

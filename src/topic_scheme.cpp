@@ -117,6 +117,21 @@ std::vector<std::string> topic_scheme::convention_templates(std::string_view nam
     return out;
 }
 
+std::vector<std::string> topic_scheme::convention_activity(std::string_view name) {
+    // Where a convention's devices publish their readings, beside their status: telemetry (Tasmota), a device's
+    // state topic (Zigbee2MQTT, whose {client+} brings every topic under zigbee2mqtt/).
+    static const std::vector<std::pair<std::string, std::vector<std::string>>> readings = {
+        {"tasmota", {"tele/{client}/STATE", "tele/{client}/SENSOR"}},
+        {"zigbee2mqtt-devices", {"zigbee2mqtt/{client+}"}},
+    };
+    const bool all = detail::iequals(name, "all");
+    if (!all) (void)preset(name);  // an unknown name throws, naming the known ones
+    std::vector<std::string> out;
+    for (const auto& [key, templates] : readings)
+        if (all || detail::iequals(key, name)) out.insert(out.end(), templates.begin(), templates.end());
+    return out;
+}
+
 topic_scheme topic_scheme::preset(std::string_view name) {
     std::string names;
     for (const auto& [key, templ] : presets()) {

@@ -113,7 +113,7 @@ Exit codes: 0 listed, 2 bad options or no such history.)";
 // What the command line gives besides settings.
 struct command_line {
     cli::broker_flags broker;
-    std::vector<std::string> topics, conventions;
+    std::vector<std::string> topics, conventions, activity;
     std::string require_text;
     std::vector<std::pair<mode, CLI::App*>> modes;  // the subcommands
     CLI::Option_group* watch_group = nullptr;          // watch's own options, on the top level
@@ -142,6 +142,10 @@ void define_shared_options(CLI::App& app, settings& s, command_line& c) {
         presets += (presets.empty() ? "" : ", ") + name;
     what->add_option("--convention", c.conventions,
                      "Preset, repeatable: " + presets + "; or all (docs/conventions.md lists their topics)");
+    what->add_option("--activity", c.activity,
+                     "Activity topic template, repeatable (e.g. tele/{client}/STATE): a live message there is a "
+                     "sign of life of that client (LAST-SEEN); the payload is not read. Built into tasmota and "
+                     "zigbee2mqtt-devices; none: not even theirs");
     what->add_option("-q,--qos", s.opts.qos, "Subscription QoS (0: full re-sync on reconnect; see docs/tools.md for 1)")
         ->capture_default_str();
     auto* out = app.add_option_group("Output");
@@ -357,6 +361,14 @@ void finish(const CLI::App& app, settings& s, command_line& c) {
     for (const auto& name : c.conventions)
         for (auto& templ : mqtt_presence::topic_scheme::convention_templates(name)) c.topics.push_back(std::move(templ));
     if (!c.topics.empty()) s.opts.topics = c.topics;
+    const bool no_activity = std::find(c.activity.begin(), c.activity.end(), "none") != c.activity.end();
+    if (!no_activity) {
+        for (const auto& name : c.conventions)
+            for (auto& templ : mqtt_presence::topic_scheme::convention_activity(name)) c.activity.push_back(templ);
+        for (const auto& templ : c.activity)  // once each: two conventions may share one
+            if (std::find(s.opts.activity.begin(), s.opts.activity.end(), templ) == s.opts.activity.end())
+                s.opts.activity.push_back(templ);
+    }
     s.timeout = mqtt_presence::parse_duration(s.timeout_text);
     if (!s.older_than_text.empty()) s.older_than = mqtt_presence::parse_duration(s.older_than_text);
     s.required = split(c.require_text);

@@ -104,6 +104,18 @@ struct table_stats {
     /// Messages under a status filter whose topic fits no template (a deeper topic, an empty level): counted by the
     /// scanner, never by the table.
     std::uint64_t unmatched = 0;
+    /// Live messages on activity topics (readings, telemetry) of a client in the table: counted by the scanner.
+    std::uint64_t activity = 0;
+    /// Live messages on activity topics of a name the table has no row for (no status read yet, or not a client:
+    /// "zigbee2mqtt/bridge/state" under "zigbee2mqtt/{client+}"): counted by the scanner.
+    std::uint64_t activity_unknown = 0;
+};
+
+/// What seen() made of a sign of life.
+enum class sighting : std::uint8_t {
+    unknown,    ///< no row of that name in that scheme
+    seen,       ///< its last_seen moved (or stood: an older time)
+    freshened,  ///< and a stale row is fresh again: a change
 };
 
 enum class change_kind : std::uint8_t {
@@ -150,6 +162,12 @@ public:
     /// per-message path. `*out` is unspecified after false.
     bool apply(std::string_view client, const status_record& record, bool retained, time_point now,
                std::uint16_t source, change* out);
+
+    /// A live message on one of the client's activity topics (its readings, its telemetry) at `now`: it is seen.
+    /// Its last_seen moves, a heartbeat's deadline starts again, and a stale row is fresh (the change into `*out`,
+    /// unless null). Only the time is kept, never the payload. A name with no row in scheme `source` is not added:
+    /// a reading says nothing about the client's connection.
+    sighting seen(std::string_view client, std::uint16_t source, time_point now, change* out);
 
     /// Marks connected clients whose heartbeat is more than three intervals overdue as stale.
     /// Cheap when nothing is due (remembers the next deadline).

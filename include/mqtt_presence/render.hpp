@@ -5,7 +5,8 @@
 // {"clients":[{"client","state","since","last_seen","retained","stale","liveness",["awaiting_beat",]"clock_skew_s",
 //               "epoch","ip","detail","topic","meta"}...],
 //  "counts":{"connected","disconnected","unknown","stale"},
-//  "stats":{"messages","malformed","stale_deaths_ignored","stale_connects_ignored","future_times","unmatched"},
+//  "stats":{"messages","malformed","stale_deaths_ignored","stale_connects_ignored","future_times","unmatched",
+//           "activity","activity_unknown"},
 //  "scanner":{"connected","since","sync","broker_dropped","broker_clients","unmatched_examples"}}
 //                                                               (scanner: only when a scanner fed the table)
 // state is "connected" | "disconnected" | "unknown"; times are ISO 8601 UTC or null when unknown; epoch, ip and

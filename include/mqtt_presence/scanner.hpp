@@ -57,6 +57,11 @@ struct scanner_options {
     /// connected, so that scanner_status::last_heard says how fresh the table is even in a quiet fleet; 0: none.
     /// (Paho shows no PINGRESP: a cut connection is otherwise silent until the keepalive declares it lost.)
     std::chrono::milliseconds probe_interval{1000};
+    /// Activity templates (same placeholders as `topics`): a live message on one is a sign of life of the client of
+    /// that name in every status scheme (connection_table::seen): its last_seen moves, a stale row is fresh. The
+    /// payload is never decoded or kept; retained ones (as old as the broker's store) are not signs of life. E.g.
+    /// "tele/{client}/STATE" beside Tasmota's "tele/{client}/LWT". Subscribed at QoS 0.
+    std::vector<std::string> activity;
     /// Clients asked for by their exact topics (in every scheme) at every sync: their retained statuses arrive even
     /// from a broker that sends none to a wildcard subscription (RabbitMQ), so --require is right everywhere.
     std::vector<std::string> named_clients;

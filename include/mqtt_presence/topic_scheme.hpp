@@ -35,6 +35,10 @@ public:
     /// The templates of a --convention argument: one preset's, or every preset's for "all". Throws for an unknown
     /// name.
     [[nodiscard]] static std::vector<std::string> convention_templates(std::string_view name);
+    /// The activity templates of a --convention argument (scanner_options::activity): where the convention's
+    /// devices publish readings ("tele/{client}/STATE" for Tasmota, "zigbee2mqtt/{client+}" for Zigbee2MQTT's
+    /// devices); none for most. Every preset's for "all". Throws for an unknown name.
+    [[nodiscard]] static std::vector<std::string> convention_activity(std::string_view name);
 
     /// "$CONNECTED/{client}": one system-wide status tree.
     [[nodiscard]] static topic_scheme system_wide();

@@ -450,6 +450,7 @@ TEST(scanner, bad_options_and_unreachable_broker) {
     };
     for (const auto& bad : std::vector<bad_case>{
              {{"--format", "xml"}, "xml"}, {{"--topic", "a/b"}, "{client}"}, {{"--convention", "nosuch"}, "nosuch"},
+             {{"--activity", "a/b"}, "{client}"},
              {{"--timeout", "5 parsecs"}, "invalid duration"}, {{"--purge-older-than", "soon"}, "invalid duration"},
              {{"--dry-run"}, "--dry-run"},
              // TLS asked for over a clear-text URI, or with a file that is not there: refused, naming it.

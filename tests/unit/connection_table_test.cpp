@@ -134,6 +134,42 @@ TEST(connection_table, heartbeat_overdue_marks_stale_and_a_message_freshens) {
     EXPECT_EQ(t.expire(t0 + 72s).size(), 1u);
 }
 
+// Activity (a reading on one of the client's other topics) is a sign of life: last_seen moves, a heartbeat's
+// deadline starts again, a stale row is fresh. It never adds a row or changes a state.
+TEST(connection_table, activity_moves_last_seen_and_freshens_but_never_adds_or_changes_a_state) {
+    connection_table t;
+    t.apply("plain", rec("1"), true, t0);  // a retained "1": no time known
+    EXPECT_FALSE(t.find("plain")->last_seen);
+    change c;
+    EXPECT_EQ(t.seen("plain", 0, t0 + 5s, &c), sighting::seen) << "only the time moved: nothing to report";
+    EXPECT_EQ(t.find("plain")->last_seen, t0 + 5s);
+    EXPECT_EQ(t.find("plain")->status, state::connected);
+
+    t.apply("dead", rec("0"), false, t0);
+    EXPECT_EQ(t.seen("dead", 0, t0 + 6s, &c), sighting::seen);
+    EXPECT_EQ(t.find("dead")->status, state::disconnected) << "a reading says nothing of the connection";
+    EXPECT_EQ(t.find("dead")->last_seen, t0 + 6s);
+
+    EXPECT_EQ(t.seen("nobody", 0, t0 + 7s, &c), sighting::unknown);
+    EXPECT_EQ(t.seen("plain", 1, t0 + 7s, &c), sighting::unknown) << "another scheme's row is another client";
+    EXPECT_FALSE(t.find("nobody"));
+    EXPECT_EQ(t.size(), 2u);
+
+    t.apply("hb", rec(json_status(1, 1, unix_ms(t0), ",\"hb\":10")), false, t0);
+    EXPECT_EQ(t.seen("hb", 0, t0 + 25s, &c), sighting::seen);
+    EXPECT_TRUE(t.expire(t0 + 31s).empty()) << "its reading at 25 s started the three intervals again";
+    ASSERT_EQ(t.expire(t0 + 56s).size(), 1u);
+    EXPECT_EQ(t.counts().stale, 1u);
+    ASSERT_EQ(t.seen("hb", 0, t0 + 60s, &c), sighting::freshened);
+    EXPECT_EQ(c.kind, change_kind::fresh);
+    EXPECT_EQ(c.current.client, "hb");
+    EXPECT_EQ(c.current.last_seen, t0 + 60s);
+    EXPECT_TRUE(c.live);
+    EXPECT_EQ(t.counts().stale, 0u);
+    EXPECT_EQ(t.seen("hb", 0, t0 + 50s, &c), sighting::seen);
+    EXPECT_EQ(t.find("hb")->last_seen, t0 + 60s) << "an older time never moves last_seen back";
+}
+
 TEST(connection_table, a_retained_heartbeat_overdue_by_its_own_stamp_is_judged_on_our_clock) {
     connection_table t;
     // Last heard of an hour ago by its own stamp: dead while the broker was down, or a clock an hour behind ours.

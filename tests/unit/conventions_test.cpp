@@ -118,6 +118,22 @@ TEST(conventions_all, names_every_preset_once) {
     EXPECT_EQ(topic_scheme::convention_templates("frigate"), std::vector<std::string>{"{client}/available"});
 }
 
+// Where a convention's devices publish readings: activity templates beside the status, each matching the status's
+// names (Tasmota's tele/<topic>/STATE beside tele/<topic>/LWT; a Zigbee2MQTT device's state topic beside its
+// availability).
+TEST(conventions_activity, readings_beside_the_status_match_the_same_names) {
+    using list = std::vector<std::string>;
+    EXPECT_EQ(topic_scheme::convention_activity("tasmota"), (list{"tele/{client}/STATE", "tele/{client}/SENSOR"}));
+    EXPECT_EQ(topic_scheme::convention_activity("Zigbee2MQTT-devices"), list{"zigbee2mqtt/{client+}"});
+    EXPECT_TRUE(topic_scheme::convention_activity("sensors").empty());
+    EXPECT_EQ(topic_scheme::convention_activity("all").size(), 3u);
+    EXPECT_THROW((void)topic_scheme::convention_activity("nosuch"), mqtt_presence::error);
+    EXPECT_EQ(topic_scheme::parse("tele/{client}/STATE").match("tele/tasmota_1A2B3C/STATE"), "tasmota_1A2B3C");
+    EXPECT_EQ(topic_scheme::parse("zigbee2mqtt/{client+}").match("zigbee2mqtt/kitchen/lamp"), "kitchen/lamp");
+    EXPECT_EQ(topic_scheme::preset("zigbee2mqtt-devices").match("zigbee2mqtt/kitchen/lamp/availability"),
+              "kitchen/lamp");
+}
+
 TEST(conventions_zwave, time_is_the_time_stamp_and_value_as_metadata_stays_metadata) {
     const auto r = decode(R"({"value":true,"time":1548683523859})");
     ASSERT_TRUE(r.timestamp);

@@ -57,7 +57,7 @@ TEST(render, json_has_the_documented_shape) {
     EXPECT_TRUE(g["ip"].is_null());
     EXPECT_EQ(j["clients"][0]["state"], "unknown");
     EXPECT_EQ(j["counts"].dump(), R"({"connected":1,"disconnected":1,"unknown":1,"stale":0})");
-    EXPECT_EQ(j["stats"].dump(), R"({"messages":3,"malformed":1,"stale_deaths_ignored":0,"stale_connects_ignored":0,"future_times":0,"unmatched":0})");
+    EXPECT_EQ(j["stats"].dump(), R"({"messages":3,"malformed":1,"stale_deaths_ignored":0,"stale_connects_ignored":0,"future_times":0,"unmatched":0,"activity":0,"activity_unknown":0})");
 }
 
 TEST(render, ndjson_csv_prometheus_and_table) {
