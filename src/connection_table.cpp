@@ -576,7 +576,16 @@ std::vector<std::pair<std::string, std::uint16_t>> connection_table::sorted_keys
     return keys;
 }
 
-std::vector<std::uint32_t> connection_table::sorted_rows(std::size_t limit) const {
+namespace {
+// row_order::state's rank of a row: the problems first.
+std::uint8_t problem_rank(state status, bool stale) noexcept {
+    if (status == state::disconnected) return 0;
+    if (stale) return 1;
+    return status == state::unknown ? 2 : 3;
+}
+}  // namespace
+
+std::vector<std::uint32_t> connection_table::sorted_rows(std::size_t limit, row_order by) const {
     // Sort (key, row) pairs, not rows. The key is the 8 bytes of the name that follow the prefix every name shares
     // (fleets are named like sensor-000123), big-endian, so that most comparisons are one integer compare that
     // never touches the rows; equal keys fall back to comparing the whole names.
@@ -589,21 +598,30 @@ std::vector<std::uint32_t> connection_table::sorted_rows(std::size_t limit) cons
         while (i < shorter && e.name[i] == first[i]) ++i;
         common = i;
     }
+    // row_order::state puts a rank before the name's key; row_order::since has the change's time (newest first) as
+    // its key instead, and names only among equal times.
     struct sort_key {
+        std::uint8_t rank;
         std::uint64_t key;
         std::uint32_t row;
     };
     std::vector<sort_key> order(rows_.size());
     for (std::uint32_t r = 0; r < order.size(); ++r) {
-        const auto& name = rows_[r].name;
+        const auto& e = rows_[r];
         std::uint64_t key = 0;
-        for (std::size_t i = 0; i < 8; ++i) {
-            const std::size_t at = common + i;
-            key = key << 8 | (at < name.size() ? static_cast<unsigned char>(name[at]) : 0U);
+        if (by == row_order::since) {
+            const auto ms = e.since == unknown_time ? 0 : e.since.time_since_epoch().count();
+            key = ~static_cast<std::uint64_t>(std::max<std::int64_t>(0, ms));
+        } else {
+            for (std::size_t i = 0; i < 8; ++i) {
+                const std::size_t at = common + i;
+                key = key << 8 | (at < e.name.size() ? static_cast<unsigned char>(e.name[at]) : 0U);
+            }
         }
-        order[r] = {key, r};
+        order[r] = {by == row_order::state ? problem_rank(e.status, e.stale) : std::uint8_t{0}, key, r};
     }
     const auto before = [this](const sort_key& a, const sort_key& b) {
+        if (a.rank != b.rank) return a.rank < b.rank;
         if (a.key != b.key) return a.key < b.key;
         const entry& x = rows_[a.row];
         const entry& y = rows_[b.row];
@@ -620,8 +638,8 @@ std::vector<std::uint32_t> connection_table::sorted_rows(std::size_t limit) cons
     return rows;
 }
 
-std::vector<client_status> connection_table::snapshot(std::size_t limit) const {
-    const auto order = sorted_rows(limit);
+std::vector<client_status> connection_table::snapshot(std::size_t limit, row_order by) const {
+    const auto order = sorted_rows(limit, by);
     std::vector<client_status> rows(order.size());
     for (std::size_t i = 0; i < order.size(); ++i) fill_row(rows_[order[i]], rows[i]);
     return rows;

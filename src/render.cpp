@@ -295,6 +295,8 @@ std::string render_prometheus_summary(const table_counts& counts, const table_st
            "whether a client of that name is in the table.",
            "mqtt_presence_activity_messages_total{client=\"known\"} " + n(stats.activity) +
                "\nmqtt_presence_activity_messages_total{client=\"unknown\"} " + n(stats.activity_unknown) + "\n");
+    one("mqtt_presence_excluded_messages_total", "counter", "Statuses and readings left out by --exclude.",
+        n(stats.excluded));
     if (scanner == nullptr) return out;
     one("mqtt_presence_scanner_connected", "gauge", "1 while the scanner is connected to the broker; 0: the values "
         "above are as of mqtt_presence_scanner_connection_change_timestamp_seconds.", scanner->connected ? "1" : "0");
@@ -362,7 +364,7 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
                    ",\"stale_deaths_ignored\":" + n(stats.stale_deaths_ignored) + ",\"stale_connects_ignored\":" +
                    n(stats.stale_connects_ignored) + ",\"future_times\":" + n(stats.future_times) +
                    ",\"unmatched\":" + n(stats.unmatched) + ",\"activity\":" + n(stats.activity) +
-                   ",\"activity_unknown\":" + n(stats.activity_unknown) + "}";
+                   ",\"activity_unknown\":" + n(stats.activity_unknown) + ",\"excluded\":" + n(stats.excluded) + "}";
         if (scanner) buffer_ += ",\"scanner\":" + render_scanner_json(*scanner);
         buffer_ += extra_members;
         buffer_ += "}\n";
@@ -389,14 +391,23 @@ std::string render_prometheus(const scan_result& r) { return render_snapshot(r, 
 
 std::string render_table(const scan_result& r, time_point now, bool color) {
     // Every text here came from the network: each cell is made printable and measured in terminal cells.
+    // A name under several topic schemes is several clients (rows come sorted by name, then scheme): each of those
+    // rows shows its topic, or they would look identical.
+    const auto& rows = r.clients;
+    const auto shown_name = [&rows](std::size_t i) {
+        const bool shared = (i > 0 && rows[i - 1].client == rows[i].client) ||
+                            (i + 1 < rows.size() && rows[i + 1].client == rows[i].client);
+        return shared ? rows[i].client + " (" + rows[i].topic + ")" : rows[i].client;
+    };
     std::size_t name_w = 6, ip_w = 2;
-    for (const auto& c : r.clients) {
-        name_w = std::max(name_w, std::min<std::size_t>(cells(c.client), 40));
-        ip_w = std::max(ip_w, std::min<std::size_t>(cells(c.ip), 39));
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        name_w = std::max(name_w, std::min<std::size_t>(cells(shown_name(i)), 40));
+        ip_w = std::max(ip_w, std::min<std::size_t>(cells(rows[i].ip), 39));
     }
     std::string out = pad("CLIENT", name_w) + pad("STATE", 18) + pad("SINCE", 14) + pad("LAST-SEEN", 14) +
                       pad("LIVENESS", 9) + pad("IP", ip_w) + "DETAIL\n";
-    for (const auto& c : r.clients) {
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        const auto& c = rows[i];
         std::string st = std::string(to_string(c.status)) + (c.stale ? " (stale)" : "");
         std::string cell = pad(st, 18);
         if (color) {
@@ -405,7 +416,7 @@ std::string render_table(const scan_result& r, time_point now, bool color) {
             cell = code + st + "\x1b[0m" + std::string(18 - std::min<std::size_t>(st.size(), 18) + 2, ' ');
         }
         const std::string_view live = c.status != state::connected ? "-" : liveness(c);
-        out += pad(c.client, name_w) + cell + pad(age(c.since, now), 14) + pad(age(c.last_seen, now), 14) +
+        out += pad(shown_name(i), name_w) + cell + pad(age(c.since, now), 14) + pad(age(c.last_seen, now), 14) +
                pad(live, 9) + pad(c.ip.empty() ? "-" : c.ip, ip_w) + detail::printable(detail_text(c), 60) + "\n";
     }
     if (r.clients.size() < r.counts.total())
@@ -415,6 +426,7 @@ std::string render_table(const scan_result& r, time_point now, bool color) {
            " disconnected, " + std::to_string(r.counts.unknown) + " unknown, " + std::to_string(r.counts.stale) +
            " stale; " + std::to_string(r.stats.messages) + " messages, " + std::to_string(r.stats.malformed) +
            " malformed, " + std::to_string(r.stats.stale_deaths_ignored) + " late wills ignored";
+    if (r.stats.excluded > 0) out += ", " + std::to_string(r.stats.excluded) + " excluded";
     if (r.stats.unmatched > 0) {
         out += ", " + std::to_string(r.stats.unmatched) + " unmatched topics";
         if (r.scanner && !r.scanner->unmatched_examples.empty())

@@ -1,5 +1,6 @@
 #include <mqtt_presence/scanner.hpp>
 
+#include <fnmatch.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,6 +42,8 @@ void scanner_options::validate() const {
     broker.validate();
     if (topics.empty()) throw error("no topic template: give at least one, e.g. sensors/connected/{client}");
     for (const auto& t : topics) (void)topic_scheme::parse(t);
+    for (const auto& pattern : exclude)
+        if (pattern.empty()) throw error("an --exclude pattern is empty");
     for (const auto& t : activity)
         if (topic_scheme::parse(t).sparkplug_nodes())
             throw error("activity template " + t + ": Sparkplug's births and deaths are statuses, not activity");
@@ -120,7 +123,7 @@ struct scanner::impl {
     std::size_t restore(std::vector<client_status> rows);
     [[nodiscard]] std::uint64_t version() const;
     [[nodiscard]] std::size_t pending_deliveries() const;
-    [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit) const;
+    [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit, row_order order) const;
     std::pair<table_counts, table_stats> for_each_sorted(const std::function<void(const client_status&)>& visit) const;
     [[nodiscard]] std::optional<client_status> find(std::string_view client, std::uint16_t source) const;
     [[nodiscard]] table_counts counts() const;
@@ -154,6 +157,8 @@ struct scanner::impl {
     bool read_status(std::size_t scheme, std::string_view name, const mqtt::message& msg);
     void count_unmatched(const std::string& topic);
     bool read_activity(std::string_view name, const mqtt::message& msg);
+    [[nodiscard]] bool excluded(std::string_view name, const std::string& topic) const;
+    bool count_excluded();
     void read_sparkplug(const mqtt::message& msg, status_record& record) const;
     // The exact topics of the rows the wildcard burst did not confirm, and of the named clients. Caller holds mutex_.
     [[nodiscard]] std::vector<std::string> topics_to_confirm() const;
@@ -194,6 +199,7 @@ struct scanner::impl {
     std::vector<std::string> unmatched_examples_;
     std::uint64_t activity_seen_ = 0;     // live activity messages of a client in the table
     std::uint64_t activity_unknown_ = 0;  // of a name without a row
+    std::uint64_t excluded_ = 0;          // statuses and readings left out by options_.exclude
     std::optional<time_point> connection_since_;
     bool stopping_ = false;
     callbacks callbacks_;
@@ -440,9 +446,11 @@ bool scanner::impl::handle_message(const mqtt::const_message_ptr& msg) noexcept 
             return true;
         }
         for (std::size_t i = 0; i < schemes_.size(); ++i)
-            if (const auto name = schemes_[i].match(topic)) return read_status(i, *name, *msg);
+            if (const auto name = schemes_[i].match(topic))
+                return excluded(*name, topic) ? count_excluded() : read_status(i, *name, *msg);
         for (const auto& a : activity_schemes_)
-            if (const auto name = a.match(topic)) return read_activity(*name, *msg);
+            if (const auto name = a.match(topic))
+                return excluded(*name, topic) ? count_excluded() : read_activity(*name, *msg);
         count_unmatched(topic);
     } catch (const std::exception& e) {
         status_line(std::string("message handling failed: ") + e.what(), true);
@@ -548,6 +556,24 @@ bool scanner::impl::read_activity(std::string_view name, const mqtt::message& ms
     }
     if (queued) delivery_cv_.notify_one();
     if (condition_waiters_.load(std::memory_order_relaxed) > 0) cv_.notify_all();
+    return true;
+}
+
+// --exclude: the name or the topic fits a pattern. Immutable options, no lock.
+bool scanner::impl::excluded(std::string_view name, const std::string& topic) const {
+    if (options_.exclude.empty()) return false;
+    thread_local std::string name_text;  // fnmatch wants a C string; the name is a view into the topic
+    name_text.assign(name);
+    for (const auto& pattern : options_.exclude)
+        if (fnmatch(pattern.c_str(), name_text.c_str(), 0) == 0 || fnmatch(pattern.c_str(), topic.c_str(), 0) == 0)
+            return true;
+    return false;
+}
+
+bool scanner::impl::count_excluded() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++excluded_;
+    ++version_;
     return true;
 }
 
@@ -840,12 +866,12 @@ std::size_t scanner::impl::pending_deliveries() const {
     return deliveries_.size();
 }
 
-std::vector<client_status> scanner::impl::snapshot(std::size_t limit) const {
+std::vector<client_status> scanner::impl::snapshot(std::size_t limit, row_order order) const {
     std::vector<client_status> rows;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         judge_now();
-        rows = table_.snapshot(limit);
+        rows = table_.snapshot(limit, order);
     }
     for (auto& r : rows) r.topic = topic_of(r);
     return rows;
@@ -933,6 +959,7 @@ table_stats scanner::impl::stats_locked() const {
     st.unmatched = unmatched_;
     st.activity = activity_seen_;
     st.activity_unknown = activity_unknown_;
+    st.excluded = excluded_;
     return st;
 }
 
@@ -954,7 +981,7 @@ std::string scanner::impl::topic_of(std::string_view client, std::uint16_t sourc
 
 scanner::purge_result scanner::impl::purge(const std::function<bool(const client_status&)>& select, bool dry_run) {
     purge_result result;
-    for (auto& row : snapshot(SIZE_MAX))
+    for (auto& row : snapshot(SIZE_MAX, row_order::name))
         if (select(row)) result.cleared.push_back(std::move(row));
     if (dry_run || result.cleared.empty()) return result;
     std::uint64_t marker = 0;
@@ -1018,7 +1045,9 @@ bool scanner::wait_published(std::chrono::milliseconds timeout) noexcept { retur
 std::size_t scanner::restore(std::vector<client_status> rows) { return impl_->restore(std::move(rows)); }
 std::uint64_t scanner::version() const { return impl_->version(); }
 std::size_t scanner::pending_deliveries() const { return impl_->pending_deliveries(); }
-std::vector<client_status> scanner::snapshot(std::size_t limit) const { return impl_->snapshot(limit); }
+std::vector<client_status> scanner::snapshot(std::size_t limit, row_order order) const {
+    return impl_->snapshot(limit, order);
+}
 std::pair<table_counts, table_stats> scanner::for_each_sorted(
     const std::function<void(const client_status&)>& visit) const {
     return impl_->for_each_sorted(visit);

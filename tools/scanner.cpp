@@ -378,7 +378,10 @@ int run_live_table(scanner& scan, const settings& s, redraw_signal& changed, std
         const auto now = std::chrono::steady_clock::now();
         if (marked || now - drawn >= std::chrono::seconds(1)) {
             drawn = now;
-            const auto text = render_table(result_of(scan, scan.snapshot(visible_rows())), clock::now(), !s.no_color);
+            const auto order = s.sort == "name" ? row_order::name : s.sort == "since" ? row_order::since
+                                                                                       : row_order::state;
+            const auto text = render_table(result_of(scan, scan.snapshot(visible_rows(), order)), clock::now(),
+                                           !s.no_color);
             const auto st = scan.status();
             std::string note;
             if (!st.connected)  // the rows are what the scanner knew when it lost the broker

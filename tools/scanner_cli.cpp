@@ -53,6 +53,7 @@ known complete, 6 serve: held by another instance.)";
 
 constexpr const char* watch_footer = R"(Examples:
   mqtt-presence-scanner watch                  # the same as no subcommand
+  mqtt-presence-scanner watch --sort name      # by name, not problems first
   mqtt-presence-scanner watch --format ndjson | tee changes.ndjson
 
 Exit codes: 0 stopped by SIGINT/SIGTERM, 2 bad options, 4 broker unreachable.)";
@@ -146,6 +147,9 @@ void define_shared_options(CLI::App& app, settings& s, command_line& c) {
                      "Activity topic template, repeatable (e.g. tele/{client}/STATE): a live message there is a "
                      "sign of life of that client (LAST-SEEN); the payload is not read. Built into tasmota and "
                      "zigbee2mqtt-devices; none: not even theirs");
+    what->add_option("--exclude", s.opts.exclude,
+                     "Leave out clients whose name or topic fits this glob, repeatable (e.g. homeassistant under "
+                     "--convention esphome; 'zigbee2mqtt/bridge*'); counted as excluded");
     what->add_option("-q,--qos", s.opts.qos, "Subscription QoS (0: full re-sync on reconnect; see docs/tools.md for 1)")
         ->capture_default_str();
     auto* out = app.add_option_group("Output");
@@ -167,13 +171,21 @@ void add_timeout(CLI::App& app, settings& s) {
     app.add_option("--timeout", s.timeout_text, "Bound on the initial sync")->capture_default_str();
 }
 
+void add_sort(CLI::App& app, settings& s) {
+    app.add_option("--sort", s.sort, "The live table's order: state (disconnected, stale, unknown, then connected), "
+                                     "name, since (the latest change first)")
+        ->check(CLI::IsMember({"state", "name", "since"}))->capture_default_str();
+}
+
 void define_watch_once_events_purge(CLI::App& app, settings& s, command_line& c) {
     // watch is the default: its option is the top level's too.
     c.watch_group = app.add_option_group("watch (the default)");
     add_timeout(*c.watch_group, s);
+    add_sort(*c.watch_group, s);
     auto* watch = add_mode(app, c, mode::watch, "watch",
                            "Live table on a terminal, changes as lines otherwise (the default)", watch_footer);
     add_timeout(*watch, s);
+    add_sort(*watch, s);
 
     auto* once = add_mode(app, c, mode::once, "once", "Sync, print the table, exit", once_footer);
     once->add_option("--require", c.require_text, "NAME[,NAME...] that must be connected (else exit 3)");

@@ -22,6 +22,8 @@ struct settings {
     mode run = mode::watch;
     std::string format = "table";
     bool no_color = false;
+    // watch
+    std::string sort = "state";  ///< the live table's order: state (problems first), name, since
     // once
     std::vector<std::string> required;
     std::string timeout_text = "10s";

@@ -109,6 +109,15 @@ struct table_stats {
     /// Live messages on activity topics of a name the table has no row for (no status read yet, or not a client:
     /// "zigbee2mqtt/bridge/state" under "zigbee2mqtt/{client+}"): counted by the scanner.
     std::uint64_t activity_unknown = 0;
+    /// Statuses and readings left out by scanner_options::exclude: counted by the scanner.
+    std::uint64_t excluded = 0;
+};
+
+/// The order of a snapshot's rows.
+enum class row_order : std::uint8_t {
+    name,   ///< by client name, then scheme (every machine format, and the default)
+    state,  ///< problems first: disconnected, stale, unknown, then connected; by name within each
+    since,  ///< the latest change first (an unknown since last); by name among equals
 };
 
 /// What seen() made of a sign of life.
@@ -205,8 +214,10 @@ public:
     bool find(std::string_view client, std::uint16_t source, client_status& out) const;
     /// The (name, scheme) of every row in snapshot order: the keys to read a large table a chunk at a time.
     [[nodiscard]] std::vector<std::pair<std::string, std::uint16_t>> sorted_keys() const;
-    /// All rows, sorted by client name (then scheme); or only the first `limit` of them (a screenful of a large table).
-    [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit = SIZE_MAX) const;
+    /// All rows, sorted by client name (then scheme) or in `order`; or only the first `limit` of them (a screenful of
+    /// a large table).
+    [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit = SIZE_MAX,
+                                                      row_order order = row_order::name) const;
     /// Visits every row without copying them all first (unordered).
     void for_each(const std::function<void(const client_status&)>& visit) const;
     /// Visits every row in snapshot order without copying them all first.
@@ -233,7 +244,8 @@ private:
     void grow();
     void remove_row(std::size_t slot, client_status* last_row);
     void count(const entry& e, int delta) noexcept;
-    [[nodiscard]] std::vector<std::uint32_t> sorted_rows(std::size_t limit) const;  // row indices, by name
+    [[nodiscard]] std::vector<std::uint32_t> sorted_rows(std::size_t limit,
+                                                         row_order order = row_order::name) const;  // row indices
     [[nodiscard]] client_status row(const entry& e) const;
     void fill_row(const entry& e, client_status& out) const;
 

@@ -62,6 +62,10 @@ struct scanner_options {
     /// payload is never decoded or kept; retained ones (as old as the broker's store) are not signs of life. E.g.
     /// "tele/{client}/STATE" beside Tasmota's "tele/{client}/LWT". Subscribed at QoS 0.
     std::vector<std::string> activity;
+    /// Glob patterns (fnmatch: `*`, `?`, `[...]`; `*` also crosses '/') of names or topics to leave out: a status
+    /// or reading whose client name or topic fits one is counted (stats().excluded) and goes no further, e.g.
+    /// "homeassistant" under "{client}/status". Every mode and output.
+    std::vector<std::string> exclude;
     /// Clients asked for by their exact topics (in every scheme) at every sync: their retained statuses arrive even
     /// from a broker that sends none to a wildcard subscription (RabbitMQ), so --require is right everywhere.
     std::vector<std::string> named_clients;
@@ -136,8 +140,10 @@ public:
     /// Changes and status lines queued for the delivery thread and not yet delivered.
     [[nodiscard]] std::size_t pending_deliveries() const;
 
-    /// The rows sorted by name; with `limit`, only the first ones (cheap for a screenful of a large table).
-    [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit = SIZE_MAX) const;
+    /// The rows sorted by name (or in `order`: problems first for a person); with `limit`, only the first ones
+    /// (cheap for a screenful of a large table).
+    [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit = SIZE_MAX,
+                                                      row_order order = row_order::name) const;
     /// Calls `visit` for every row, sorted by name, without copying the table: for writing out a large snapshot
     /// (see snapshot_writer). `visit` runs without the scanner's lock, so a slow writer (a pipe nobody reads) never
     /// holds up intake, and it may call anything. Rows are read a chunk at a time: each is current as of its chunk,

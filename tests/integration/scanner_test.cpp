@@ -412,7 +412,7 @@ TEST(scanner, live_table_on_a_terminal_fits_the_window) {
     // script(1) gives the scanner a terminal; stty makes it 10 rows high: title, header, 4 rows, "more", counts, the
     // broker's count and the cursor's line.
     const std::string command = "stty rows 10 cols 120; exec " + std::string(SCANNER_BIN) + " --broker " +
-                                broker_uri(port) + " --topic '" + p + "/{client}' --no-color";
+                                broker_uri(port) + " --topic '" + p + "/{client}' --no-color --sort name";
     child terminal({"script", "-qfc", command, "/dev/null"});
     const auto more = terminal.wait_stdout(contains("more below"), 10s);
     ASSERT_TRUE(more) << "no \"more below\" line on a 10-row terminal:\n" << terminal.stdout_text();
@@ -545,6 +545,22 @@ TEST(scanner, subcommands_have_their_own_options_examples_and_suggestions) {
         EXPECT_EQ(c.wait_exit(10s), 2) << bad.args[0] << ": " << c.stderr_text();
         EXPECT_NE(c.stderr_text().find(bad.says), std::string::npos) << bad.args[0] << ": " << c.stderr_text();
     }
+}
+
+// --exclude leaves out a name or a topic that fits a glob, in every mode, and counts it: "+/status" (ESPHome's
+// convention) also catches Home Assistant's own status.
+TEST(scanner, exclude_leaves_out_names_and_topics_that_fit_a_glob_and_counts_them) {
+    const int port = broker_port();
+    const auto p = unique_prefix();
+    for (const char* name : {"-ha", "-kitchen", "-octo"}) publish_retained(port, p + name + "/status", "online");
+    const auto j = once_json(port, {"--topic", "{client}/status", "--exclude", p + "-ha", "--exclude",
+                                    "*-octo/status"});
+    EXPECT_EQ(client_of(j, p + "-kitchen")["state"], "connected") << j.dump();
+    EXPECT_TRUE(client_of(j, p + "-ha").is_null()) << "excluded by its name";
+    EXPECT_TRUE(client_of(j, p + "-octo").is_null()) << "excluded by its topic";
+    EXPECT_GE(j["stats"]["excluded"].get<int>(), 2) << j.dump();
+    const auto empty = run_scanner(port, {"once", "--exclude", ""});
+    EXPECT_EQ(empty.code, 2) << empty.err;
 }
 
 // The flags that chose a mode before subcommands existed still choose it, with the subcommand's options.
@@ -780,6 +796,36 @@ TEST(scanner, the_live_table_fits_the_terminal_and_keeps_its_title_in_view) {
         EXPECT_EQ(frame.compare(0, uri.size(), uri), 0) << "the title is not the frame's first line:\n" << frame;
         EXPECT_NE(frame.find("more below"), std::string::npos) << frame;
         at = next;
+    }
+}
+
+
+// The live table puts the problems first by default: a dead client whose name sorts last is on the first screen of
+// a terminal too small for the fleet; --sort name keeps the name order.
+TEST(scanner, the_live_table_puts_problems_first_unless_sorted_by_name) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    for (int i = 0; i < 30; ++i) publish_retained(port, prefix + "/c" + std::to_string(10 + i), "1");
+    publish_retained(port, prefix + "/zz-dead", "0");
+    const auto uri = broker_uri(port);
+    for (const bool by_name : {false, true}) {
+        std::vector<std::string> argv{SCANNER_BIN, "-b", uri, "-t", prefix + "/{client}", "--no-color"};
+        if (by_name) argv.insert(argv.end(), {"--sort", "name"});
+        on_terminal scanner(argv, 15, 100);
+        scanner.read_until([&] { return scanner.out.find("31 messages") != std::string::npos; }, 20s);
+        kill(scanner.pid, SIGINT);
+        scanner.finish(10s);
+        const auto& out = scanner.out;
+        const auto frame = out.substr(out.rfind("\x1b[H\x1b[2J"));
+        ASSERT_NE(frame.find("31 messages"), std::string::npos) << out;
+        if (by_name) {
+            EXPECT_EQ(frame.find("zz-dead"), std::string::npos) << "below the fold by name:\n" << frame;
+            EXPECT_NE(frame.find("c10"), std::string::npos) << frame;
+        } else {
+            const auto dead = frame.find("zz-dead");
+            ASSERT_NE(dead, std::string::npos) << "the dead client is not on the screen:\n" << frame;
+            EXPECT_LT(dead, frame.find("c10")) << frame;
+        }
     }
 }
 

@@ -170,6 +170,38 @@ TEST(connection_table, activity_moves_last_seen_and_freshens_but_never_adds_or_c
     EXPECT_EQ(t.find("hb")->last_seen, t0 + 60s) << "an older time never moves last_seen back";
 }
 
+// A person's table puts the problems first (a newly dead client never hides below the fold); by the latest change
+// shows what just happened; machines keep the name order.
+TEST(connection_table, snapshots_in_problem_order_and_by_latest_change) {
+    connection_table t;
+    // Each one's since is its moment here (a live plain payload, or a stamp equal to it).
+    t.apply("a-up", rec("1"), false, t0 + 1s);
+    t.apply("b-down", rec("0"), false, t0 + 2s);
+    t.apply("c-stale", rec(json_status(1, 1, unix_ms(t0 + 3s), ",\"hb\":10")), false, t0 + 3s);
+    t.apply("d-bad", rec("{garbage"), false, t0 + 4s);
+    t.apply("e-down", rec("0"), false, t0 + 5s);
+    ASSERT_EQ(t.expire(t0 + 40s).size(), 1u);  // c-stale's heartbeat is overdue
+    const auto names = [](const std::vector<client_status>& rows) {
+        std::vector<std::string> out;
+        for (const auto& r : rows) out.push_back(r.client);
+        return out;
+    };
+    using list = std::vector<std::string>;
+    EXPECT_EQ(names(t.snapshot()), (list{"a-up", "b-down", "c-stale", "d-bad", "e-down"}));
+    EXPECT_EQ(names(t.snapshot(SIZE_MAX, row_order::state)), (list{"b-down", "e-down", "c-stale", "d-bad", "a-up"}));
+    EXPECT_EQ(names(t.snapshot(2, row_order::state)), (list{"b-down", "e-down"})) << "a screenful: the problems";
+    EXPECT_EQ(names(t.snapshot(SIZE_MAX, row_order::since)), (list{"e-down", "d-bad", "c-stale", "b-down", "a-up"}));
+    t.apply("a-up", rec("0"), false, t0 + 50s);
+    EXPECT_EQ(names(t.snapshot(1, row_order::since)), list{"a-up"}) << "the latest change first";
+    t.restore([] {
+        client_status r;
+        r.client = "z-unknown-since";
+        r.status = state::disconnected;
+        return r;
+    }());
+    EXPECT_EQ(names(t.snapshot(SIZE_MAX, row_order::since)).back(), "z-unknown-since") << "an unknown since last";
+}
+
 TEST(connection_table, a_retained_heartbeat_overdue_by_its_own_stamp_is_judged_on_our_clock) {
     connection_table t;
     // Last heard of an hour ago by its own stamp: dead while the broker was down, or a clock an hour behind ours.

@@ -57,7 +57,7 @@ TEST(render, json_has_the_documented_shape) {
     EXPECT_TRUE(g["ip"].is_null());
     EXPECT_EQ(j["clients"][0]["state"], "unknown");
     EXPECT_EQ(j["counts"].dump(), R"({"connected":1,"disconnected":1,"unknown":1,"stale":0})");
-    EXPECT_EQ(j["stats"].dump(), R"({"messages":3,"malformed":1,"stale_deaths_ignored":0,"stale_connects_ignored":0,"future_times":0,"unmatched":0,"activity":0,"activity_unknown":0})");
+    EXPECT_EQ(j["stats"].dump(), R"({"messages":3,"malformed":1,"stale_deaths_ignored":0,"stale_connects_ignored":0,"future_times":0,"unmatched":0,"activity":0,"activity_unknown":0,"excluded":0})");
 }
 
 TEST(render, ndjson_csv_prometheus_and_table) {
@@ -79,6 +79,29 @@ TEST(render, ndjson_csv_prometheus_and_table) {
     EXPECT_NE(table.find("1m05s ago"), std::string::npos) << table;
     EXPECT_NE(table.find("1 connected, 1 disconnected, 1 unknown, 0 stale"), std::string::npos);
     EXPECT_NE(render_table(r, t0, true).find("\x1b[32m"), std::string::npos) << "colour when asked";
+}
+
+// A name under several topic schemes is several clients: in the terminal table each of those rows shows its topic
+// (they would look identical); a name of its own shows none. The footer counts what --exclude left out.
+TEST(render, rows_of_one_name_from_several_conventions_show_their_topic) {
+    scan_result r;
+    for (const auto& [name, topic] : std::vector<std::pair<std::string, std::string>>{
+             {"hall", "sensors/connected/hall"}, {"kitchen", "sensors/connected/kitchen"},
+             {"kitchen", "tele/kitchen/LWT"}, {"kitchen", "kitchen/status"}}) {
+        client_status c;
+        c.client = name;
+        c.topic = topic;
+        c.status = state::connected;
+        r.clients.push_back(c);
+    }
+    r.counts.connected = 4;
+    r.stats.excluded = 2;
+    const auto table = render_table(r, t0, false);
+    for (const char* shown : {"kitchen (sensors/connected/kitchen)", "kitchen (tele/kitchen/LWT)",
+                              "kitchen (kitchen/status)", ", 2 excluded"})
+        EXPECT_NE(table.find(shown), std::string::npos) << shown << " missing:\n" << table;
+    EXPECT_EQ(table.find("hall ("), std::string::npos) << table;
+    EXPECT_NE(render_prometheus(r).find("mqtt_presence_excluded_messages_total 2"), std::string::npos);
 }
 
 // A retained status whose name and ip carry terminal escapes (title, clipboard via OSC 52, clear screen, a forged
