@@ -389,63 +389,93 @@ std::string render_ndjson(const scan_result& r) { return render_snapshot(r, snap
 std::string render_csv(const scan_result& r) { return render_snapshot(r, snapshot_format::csv); }
 std::string render_prometheus(const scan_result& r) { return render_snapshot(r, snapshot_format::prometheus); }
 
-std::string render_table(const scan_result& r, time_point now, bool color) {
-    // Every text here came from the network: each cell is made printable and measured in terminal cells.
-    // A name under several topic schemes is several clients (rows come sorted by name, then scheme): each of those
-    // rows shows its topic, or they would look identical.
-    const auto& rows = r.clients;
-    const auto shown_name = [&rows](std::size_t i) {
-        const bool shared = (i > 0 && rows[i - 1].client == rows[i].client) ||
-                            (i + 1 < rows.size() && rows[i + 1].client == rows[i].client);
-        return shared ? rows[i].client + " (" + rows[i].topic + ")" : rows[i].client;
+table_writer::table_writer(std::ostream& out, time_point now, bool color) : out_(out), now_(now), color_(color) {}
+
+// Every text here came from the network: each cell is made printable and measured in terminal cells.
+void table_writer::measure(const client_status& c) {
+    const auto shared_width = [](const std::string& name, const std::string& topic) {
+        return std::min<std::size_t>(cells(name + " (" + topic + ")"), 40);
     };
-    std::size_t name_w = 6, ip_w = 2;
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-        name_w = std::max(name_w, std::min<std::size_t>(cells(shown_name(i)), 40));
-        ip_w = std::max(ip_w, std::min<std::size_t>(cells(rows[i].ip), 39));
+    if (!previous_name_.empty() && c.client == previous_name_) {
+        shared_.insert(c.client);
+        name_w_ = std::max({name_w_, shared_width(previous_name_, previous_topic_), shared_width(c.client, c.topic)});
+    } else {
+        name_w_ = std::max(name_w_, std::min<std::size_t>(cells(c.client), 40));
     }
-    std::string out = pad("CLIENT", name_w) + pad("STATE", 18) + pad("SINCE", 14) + pad("LAST-SEEN", 14) +
-                      pad("LIVENESS", 9) + pad("IP", ip_w) + "DETAIL\n";
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-        const auto& c = rows[i];
-        std::string st = std::string(to_string(c.status)) + (c.stale ? " (stale)" : "");
-        std::string cell = pad(st, 18);
-        if (color) {
-            const char* code = c.stale ? "\x1b[35m" : c.status == state::connected ? "\x1b[32m"
-                                                    : c.status == state::disconnected ? "\x1b[31m" : "\x1b[33m";
-            cell = code + st + "\x1b[0m" + std::string(18 - std::min<std::size_t>(st.size(), 18) + 2, ' ');
-        }
-        const std::string_view live = c.status != state::connected ? "-" : liveness(c);
-        out += pad(shown_name(i), name_w) + cell + pad(age(c.since, now), 14) + pad(age(c.last_seen, now), 14) +
-               pad(live, 9) + pad(c.ip.empty() ? "-" : c.ip, ip_w) + detail::printable(detail_text(c), 60) + "\n";
+    ip_w_ = std::max(ip_w_, std::min<std::size_t>(cells(c.ip), 39));
+    previous_name_ = c.client;
+    previous_topic_ = c.topic;
+}
+
+std::string table_writer::shown_name(const client_status& c) const {
+    return shared_.count(c.client) > 0 ? c.client + " (" + c.topic + ")" : c.client;
+}
+
+void table_writer::header() {
+    if (header_written_) return;
+    header_written_ = true;
+    buffer_ += pad("CLIENT", name_w_) + pad("STATE", 18) + pad("SINCE", 14) + pad("LAST-SEEN", 14) + pad("LIVENESS", 9) +
+               pad("IP", ip_w_) + "DETAIL\n";
+}
+
+void table_writer::row(const client_status& c) {
+    header();
+    std::string st = std::string(to_string(c.status)) + (c.stale ? " (stale)" : "");
+    std::string cell = pad(st, 18);
+    if (color_) {
+        const char* code = c.stale ? "\x1b[35m" : c.status == state::connected ? "\x1b[32m"
+                                                : c.status == state::disconnected ? "\x1b[31m" : "\x1b[33m";
+        cell = code + st + "\x1b[0m" + std::string(18 - std::min<std::size_t>(st.size(), 18) + 2, ' ');
     }
-    if (r.clients.size() < r.counts.total())
-        out += "... " + std::to_string(r.counts.total() - r.clients.size()) + " more below; --once or --format json " +
-               "prints them all\n";
-    out += std::to_string(r.counts.connected) + " connected, " + std::to_string(r.counts.disconnected) +
-           " disconnected, " + std::to_string(r.counts.unknown) + " unknown, " + std::to_string(r.counts.stale) +
-           " stale; " + std::to_string(r.stats.messages) + " messages, " + std::to_string(r.stats.malformed) +
-           " malformed, " + std::to_string(r.stats.stale_deaths_ignored) + " late wills ignored";
-    if (r.stats.excluded > 0) out += ", " + std::to_string(r.stats.excluded) + " excluded";
-    if (r.stats.unmatched > 0) {
-        out += ", " + std::to_string(r.stats.unmatched) + " unmatched topics";
-        if (r.scanner && !r.scanner->unmatched_examples.empty())
-            out += " (e.g. " + terminal_safe(r.scanner->unmatched_examples.front(), 80) + ")";
+    const std::string_view live = c.status != state::connected ? "-" : liveness(c);
+    buffer_ += pad(shown_name(c), name_w_) + cell + pad(age(c.since, now_), 14) + pad(age(c.last_seen, now_), 14) +
+               pad(live, 9) + pad(c.ip.empty() ? "-" : c.ip, ip_w_) + detail::printable(detail_text(c), 60) + "\n";
+    ++rows_;
+    if (buffer_.size() >= flush_at) {
+        out_ << buffer_;
+        buffer_.clear();
     }
-    out += "\n";
-    if (r.scanner && r.scanner->broker_clients) {
-        const auto& st = *r.scanner;
-        const auto n = std::to_string(*st.broker_clients);
+}
+
+void table_writer::finish(const table_counts& counts, const table_stats& stats, const scanner_status* scanner,
+                          bool cut) {
+    header();
+    if (cut && rows_ < counts.total())
+        buffer_ += "... " + std::to_string(counts.total() - rows_) + " more below; --once or --format json " +
+                   "prints them all\n";
+    buffer_ += std::to_string(counts.connected) + " connected, " + std::to_string(counts.disconnected) +
+               " disconnected, " + std::to_string(counts.unknown) + " unknown, " + std::to_string(counts.stale) +
+               " stale; " + std::to_string(stats.messages) + " messages, " + std::to_string(stats.malformed) +
+               " malformed, " + std::to_string(stats.stale_deaths_ignored) + " late wills ignored";
+    if (stats.excluded > 0) buffer_ += ", " + std::to_string(stats.excluded) + " excluded";
+    if (stats.unmatched > 0) {
+        buffer_ += ", " + std::to_string(stats.unmatched) + " unmatched topics";
+        if (scanner && !scanner->unmatched_examples.empty())
+            buffer_ += " (e.g. " + terminal_safe(scanner->unmatched_examples.front(), 80) + ")";
+    }
+    buffer_ += "\n";
+    if (scanner && scanner->broker_clients) {
+        const auto n = std::to_string(*scanner->broker_clients);
         // A retained sample was taken before this scanner connected: it neither includes it nor is it current.
-        out += st.broker_clients_live
-                   ? "the broker counts " + n + " clients ($SYS, sampled " +
-                         age(st.broker_clients_at, now) +
-                         "; this scanner included); "
-                   : "the broker counted " + n + " clients before this scanner connected ($SYS's last sample; a "
-                     "new one comes every sys_interval); ";
-        out += std::to_string(r.counts.connected) + " announce a status\n";
+        buffer_ += scanner->broker_clients_live
+                       ? "the broker counts " + n + " clients ($SYS, sampled " + age(scanner->broker_clients_at, now_) +
+                             "; this scanner included); "
+                       : "the broker counted " + n + " clients before this scanner connected ($SYS's last sample; "
+                         "a new one comes every sys_interval); ";
+        buffer_ += std::to_string(counts.connected) + " announce a status\n";
     }
-    return out;
+    out_ << buffer_;
+    buffer_.clear();
+    out_.flush();
+}
+
+std::string render_table(const scan_result& r, time_point now, bool color) {
+    std::ostringstream out;
+    table_writer writer(out, now, color);
+    for (const auto& c : r.clients) writer.measure(c);
+    for (const auto& c : r.clients) writer.row(c);
+    writer.finish(r.counts, r.stats, r.scanner ? &*r.scanner : nullptr, true);
+    return out.str();
 }
 
 std::string render_change_json(const change& c) {

@@ -138,7 +138,7 @@ bool sync(scanner& scan, std::chrono::milliseconds timeout) {
 }
 
 // once: a snapshot that is complete or says it is not. The machine formats stream straight from the table (a
-// million rows need no copy of it); the human table needs every row first for its column widths.
+// million rows need no copy of it); the human table reads the table twice, for its column widths, then its rows.
 // Rows whose retained heartbeat is overdue by the sender's own clock are judged on ours (a clock behind is not a
 // death): the snapshot waits until each is heard live, or goes stale after 1.5 of its intervals.
 void wait_for_live_beats(scanner& scan) {
@@ -259,10 +259,14 @@ int run_once(scanner& scan, const settings& s) {
         });
         print_rows(scan, s, std::move(named), st);
     } else if (rc == 0 || s.allow_partial) {
-        if (s.format == "table") {
-            const auto r = result_of(scan);
-            for (const auto& c : r.clients) check.see(c);
-            std::cout << render_table(r, clock::now(), isatty(STDOUT_FILENO) != 0 && !s.no_color);
+        if (s.format == "table") {  // two passes over the table: the column widths, then the rows
+            table_writer writer(std::cout, clock::now(), isatty(STDOUT_FILENO) != 0 && !s.no_color);
+            scan.for_each_sorted([&](const client_status& c) { writer.measure(c); });
+            const auto [counts, stats] = scan.for_each_sorted([&](const client_status& c) {
+                writer.row(c);
+                check.see(c);
+            });
+            writer.finish(counts, stats, &st);
         } else {
             snapshot_writer writer(std::cout, machine_format(s.format));
             const auto [counts, stats] = scan.for_each_sorted([&](const client_status& c) {

@@ -20,6 +20,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <unordered_set>
 #include <string_view>
 #include <vector>
 
@@ -97,8 +98,38 @@ private:
 [[nodiscard]] std::string render_ndjson(const scan_result& r);
 [[nodiscard]] std::string render_csv(const scan_result& r);
 [[nodiscard]] std::string render_prometheus(const scan_result& r);
-/// The human table: CLIENT STATE SINCE LAST-SEEN IP DETAIL, then a counts line. Ages are relative to `now`.
+/// The human table: CLIENT STATE SINCE LAST-SEEN IP DETAIL, then a counts line. Ages are relative to `now`. Rows
+/// come in the table's order: by name, then scheme (or rows_order::state); a name under several schemes is several
+/// clients, and each of its rows shows its topic.
 [[nodiscard]] std::string render_table(const scan_result& r, time_point now, bool color);
+
+/// The human table written a row at a time, 64 KiB of text at a time: a million rows need no copy of the table and
+/// no text of it whole (scanner::for_each_sorted twice). measure() every row, then row() each of them in the same
+/// order, then finish(). The columns are as wide as the measured rows need; a row that grew since is cut to them.
+class table_writer {
+public:
+    table_writer(std::ostream& out, time_point now, bool color);
+    void measure(const client_status& c);
+    void row(const client_status& c);
+    /// The counts line and the broker's count, then a flush. `cut`: the rows were a screenful of the table (the
+    /// live table), and a line says how many more there are.
+    void finish(const table_counts& counts, const table_stats& stats, const scanner_status* scanner = nullptr,
+                bool cut = false);
+
+private:
+    static constexpr std::size_t flush_at = 64 * 1024;
+    void header();
+    [[nodiscard]] std::string shown_name(const client_status& c) const;
+    std::ostream& out_;
+    time_point now_;
+    bool color_;
+    std::size_t name_w_ = 6, ip_w_ = 2;
+    std::string previous_name_, previous_topic_;  // measure(): the row before, to find names that repeat
+    std::unordered_set<std::string> shared_;       // names under several schemes
+    std::string buffer_;
+    bool header_written_ = false;
+    std::size_t rows_ = 0;
+};
 
 /// A change as one JSON line: {"event":"added|changed|...","previous":..,"client":{...}}.
 [[nodiscard]] std::string render_change_json(const change& c);

@@ -102,6 +102,14 @@ TEST(render, rows_of_one_name_from_several_conventions_show_their_topic) {
         EXPECT_NE(table.find(shown), std::string::npos) << shown << " missing:\n" << table;
     EXPECT_EQ(table.find("hall ("), std::string::npos) << table;
     EXPECT_NE(render_prometheus(r).find("mqtt_presence_excluded_messages_total 2"), std::string::npos);
+
+    // once's table, streamed from the table in two passes, is the same text.
+    std::ostringstream streamed;
+    table_writer writer(streamed, t0, false);
+    for (const auto& c : r.clients) writer.measure(c);
+    for (const auto& c : r.clients) writer.row(c);
+    writer.finish(r.counts, r.stats);
+    EXPECT_EQ(streamed.str(), table);
 }
 
 // A retained status whose name and ip carry terminal escapes (title, clipboard via OSC 52, clear screen, a forged
