@@ -208,6 +208,26 @@ void print_rows(const scanner& scan, const settings& s, std::vector<client_statu
     else std::cout << render_snapshot(r, machine_format(s.format));
 }
 
+// The whole table in the format asked for, straight from the table a chunk at a time; each row shown to --require.
+void print_table(const scanner& scan, const settings& s, required_clients& check, const scanner_status& st) {
+    if (s.format == "table") {  // two passes over the table: the column widths, then the rows
+        table_writer writer(std::cout, clock::now(), isatty(STDOUT_FILENO) != 0 && !s.no_color);
+        scan.for_each_sorted([&](const client_status& c) { writer.measure(c); });
+        const auto [counts, stats] = scan.for_each_sorted([&](const client_status& c) {
+            writer.row(c);
+            check.see(c);
+        });
+        writer.finish(counts, stats, &st);
+        return;
+    }
+    snapshot_writer writer(std::cout, machine_format(s.format));
+    const auto [counts, stats] = scan.for_each_sorted([&](const client_status& c) {
+        writer.row(c);
+        check.see(c);
+    });
+    writer.finish(counts, stats, &st);
+}
+
 int run_once(scanner& scan, const settings& s) {
     const bool synced = sync(scan, s.timeout);
     if (synced) wait_for_live_beats(scan);
@@ -259,22 +279,7 @@ int run_once(scanner& scan, const settings& s) {
         });
         print_rows(scan, s, std::move(named), st);
     } else if (rc == 0 || s.allow_partial) {
-        if (s.format == "table") {  // two passes over the table: the column widths, then the rows
-            table_writer writer(std::cout, clock::now(), isatty(STDOUT_FILENO) != 0 && !s.no_color);
-            scan.for_each_sorted([&](const client_status& c) { writer.measure(c); });
-            const auto [counts, stats] = scan.for_each_sorted([&](const client_status& c) {
-                writer.row(c);
-                check.see(c);
-            });
-            writer.finish(counts, stats, &st);
-        } else {
-            snapshot_writer writer(std::cout, machine_format(s.format));
-            const auto [counts, stats] = scan.for_each_sorted([&](const client_status& c) {
-                writer.row(c);
-                check.see(c);
-            });
-            writer.finish(counts, stats, &st);
-        }
+        print_table(scan, s, check, st);
     }
     if (rc == 0) rc = check.report();  // a partial table cannot say a client is missing: exit 5, not 3
     const auto& schemes = scan.schemes();
