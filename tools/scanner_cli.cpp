@@ -171,10 +171,11 @@ void add_timeout(CLI::App& app, settings& s) {
     app.add_option("--timeout", s.timeout_text, "Bound on the initial sync")->capture_default_str();
 }
 
+// Not from the configuration file: its `sort` key is uptime's.
 void add_sort(CLI::App& app, settings& s) {
     app.add_option("--sort", s.sort, "The live table's order: state (disconnected, stale, unknown, then connected), "
                                      "name, since (the latest change first)")
-        ->check(CLI::IsMember({"state", "name", "since"}))->capture_default_str();
+        ->check(CLI::IsMember({"state", "name", "since"}))->capture_default_str()->configurable(false);
 }
 
 void define_watch_once_events_purge(CLI::App& app, settings& s, command_line& c) {
@@ -311,18 +312,26 @@ const CLI::App* running(const CLI::App& app) {
 bool route_config_item(const CLI::App& app, const command_line& c, CLI::ConfigItem& item) {
     if (!item.parents.empty() || item.name == "++" || item.name == "--") return true;
     const std::string name = "--" + item.name;
+    // Another mode takes this key from the file: `sort` is uptime's there, never watch's.
+    const auto another_takes = [&c, &name](const CLI::App* except) {
+        return std::any_of(c.modes.begin(), c.modes.end(), [&](const auto& m) {
+            const auto* opt = m.second != except ? m.second->get_option_no_throw(name) : nullptr;
+            return opt != nullptr && opt->get_configurable();
+        });
+    };
     const auto* sub = running(app);
-    if (sub != nullptr && sub->get_option_no_throw(name) != nullptr) {
+    if (const auto* opt = sub != nullptr ? sub->get_option_no_throw(name) : nullptr) {
+        if (!opt->get_configurable() && another_takes(sub)) return false;
         item.parents = {sub->get_name()};
         return true;
     }
     const bool watch_own = c.watch_group->get_option_no_throw(name) != nullptr;
-    if (app.get_option_no_throw(name) != nullptr && (!watch_own || sub == nullptr)) return true;
+    if (const auto* top = app.get_option_no_throw(name); top != nullptr && (!watch_own || sub == nullptr))
+        return top->get_configurable() || !another_takes(nullptr);
+    if (another_takes(nullptr)) return false;  // another mode's: not used by this one
     for (const auto& [m, other] : c.modes) {
-        const auto* opt = other->get_option_no_throw(name);
-        if (opt == nullptr) continue;
-        if (opt->get_configurable()) return false;  // another mode's: not used by this one
-        item.parents = {other->get_name()};          // never from a file: refused as such
+        if (other->get_option_no_throw(name) == nullptr) continue;
+        item.parents = {other->get_name()};  // no mode takes it from a file: refused as such
         return true;
     }
     return !watch_own;

@@ -155,6 +155,19 @@ TEST(configuration, a_bad_file_or_key_is_a_clear_error_with_exit_2) {
                                         "--http-pw-file", dir + "/no.pw", "--broker", "tcp://127.0.0.1:1"});
     EXPECT_EQ(no_http_pw.code, 2);
     EXPECT_NE(no_http_pw.err.find("--http-pw-file"), std::string::npos) << no_http_pw.err;
+
+    // A key two modes share takes the mode that reads it from a file: `sort` is uptime's, never watch's (whose
+    // --sort is given on the command line only), so a watch with that file runs (and finds no broker: exit 4).
+    const auto shared = write_file(dir + "/shared.toml", "[scanner]\nsort = \"uptime\"\n");
+    for (const auto& mode : std::vector<std::vector<std::string>>{{}, {"watch"}, {"once"}}) {
+        std::vector<std::string> argv{SCANNER_BIN, "--config", shared, "--broker", "tcp://127.0.0.1:1"};
+        argv.insert(argv.end(), mode.begin(), mode.end());
+        const auto r = run_to_end(argv);
+        EXPECT_EQ(r.code, 4) << (mode.empty() ? "(watch)" : mode[0]) << ": " << r.err;
+    }
+    const auto uptime = run_to_end({SCANNER_BIN, "--config", shared, "uptime", "--db", dir + "/none.db"});
+    EXPECT_EQ(uptime.code, 2) << "uptime took the key and then found no history: " << uptime.err;
+    EXPECT_EQ(uptime.err.find("sort"), std::string::npos) << uptime.err;
 }
 
 // The sensor's default name is the short host name; a '.' in a name is read differently on RabbitMQ, and said.
