@@ -543,13 +543,16 @@ bool scanner::impl::read_activity(std::string_view name, const mqtt::message& ms
     bool queued = false, known = false;
     {
         std::lock_guard<std::mutex> lock(mutex_);
+        // A reading rarely freshens a row: the change is built in scratch and queued only then.
+        thread_local change scratch;
         for (std::size_t source = 0; source < schemes_.size(); ++source) {
-            change* slot = callbacks_.change ? &std::get<change>(deliveries_.emplace_back(std::in_place_type<change>))
-                                             : nullptr;
-            const auto sighted = table_.seen(name, static_cast<std::uint16_t>(source), now, slot);
+            const auto sighted = table_.seen(name, static_cast<std::uint16_t>(source), now,
+                                             callbacks_.change ? &scratch : nullptr);
             known = known || sighted != sighting::unknown;
-            if (sighted == sighting::freshened && slot) queued = true;
-            else if (slot) deliveries_.pop_back();
+            if (sighted == sighting::freshened && callbacks_.change) {
+                deliveries_.emplace_back(scratch);
+                queued = true;
+            }
         }
         ++(known ? activity_seen_ : activity_unknown_);
         ++version_;

@@ -99,7 +99,7 @@ private:
 [[nodiscard]] std::string render_csv(const scan_result& r);
 [[nodiscard]] std::string render_prometheus(const scan_result& r);
 /// The human table: CLIENT STATE SINCE LAST-SEEN IP DETAIL, then a counts line. Ages are relative to `now`. Rows
-/// come in the table's order: by name, then scheme (or rows_order::state); a name under several schemes is several
+/// come in the table's order: by name, then scheme (or row_order::state); a name under several schemes is several
 /// clients, and each of its rows shows its topic.
 [[nodiscard]] std::string render_table(const scan_result& r, time_point now, bool color);
 
