@@ -89,6 +89,10 @@ struct connection_table::entry {
     std::uint64_t epoch = 0;
     std::uint64_t session = 0;
     bool has_session = false;
+    bool overdue = false;
+    std::uint32_t expect_s = 0;  // the expected interval; 0: none; learned_expectation: its cadence's
+    time_point expect_deadline = unknown_time;  // overdue after this; unknown_time when not judged
+    std::unique_ptr<cadence> learned;           // "auto" only
     packed_text text;
 };
 
@@ -99,6 +103,8 @@ std::string_view to_string(change_kind k) noexcept {
         case change_kind::reconnected: return "reconnected";
         case change_kind::stale: return "stale";
         case change_kind::fresh: return "fresh";
+        case change_kind::overdue: return "overdue";
+        case change_kind::back: return "back";
         case change_kind::removed: break;
     }
     return "removed";
@@ -188,7 +194,7 @@ void connection_table::remove_row(std::size_t slot, client_status* last_row) {
 
 // --- policy ----------------------------------------------------------------------------------------------------
 
-void table_counts::tally(state status, bool is_stale, bool awaiting_beat, int delta) noexcept {
+void table_counts::tally(state status, bool is_stale, bool awaiting_beat, bool is_overdue, int delta) noexcept {
     auto bump = [delta](std::size_t& n) { n = delta > 0 ? n + 1 : n - 1; };
     switch (status) {
         case state::connected: bump(connected); break;
@@ -197,10 +203,45 @@ void table_counts::tally(state status, bool is_stale, bool awaiting_beat, int de
     }
     if (is_stale) bump(stale);
     if (awaiting_beat) bump(awaiting);
+    if (is_overdue) bump(overdue);
+}
+
+// How long a row may go unheard: its fixed interval, or its learned cadence's limit (none until learned).
+std::optional<std::chrono::milliseconds> connection_table::limit_of(const entry& e) noexcept {
+    if (e.expect_s == 0) return std::nullopt;
+    if (e.expect_s != learned_expectation) return std::chrono::seconds(e.expect_s);
+    const auto limit = e.learned ? e.learned->limit_ms() : 0;
+    return limit > 0 ? std::optional<std::chrono::milliseconds>(limit) : std::nullopt;
+}
+
+void connection_table::expect(expectation_lookup lookup) { expectation_of_ = std::move(lookup); }
+
+// The row's overdue deadline from `now`: only a connected row with an interval (known) is judged.
+void connection_table::start_expectation(entry& e, time_point now) {
+    e.expect_deadline = unknown_time;
+    if (e.expect_s == 0 || e.status != state::connected) return;
+    const auto limit = limit_of(e);
+    if (!limit) return;
+    e.expect_deadline = now + *limit;
+    next_deadline_ = std::min(next_deadline_, e.expect_deadline);
+}
+
+// A live message or reading: a gap of its cadence, no longer overdue, and the wait begins again.
+void connection_table::heard(entry& e, time_point now) {
+    if (e.learned) e.learned->sighted(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
+    e.overdue = false;
+    start_expectation(e, now);
+}
+
+// A new row's expectation, asked of the lookup once.
+void connection_table::set_expectation(entry& e) {
+    if (!expectation_of_) return;
+    e.expect_s = expectation_of_(e.name, e.source);
+    if (e.expect_s == learned_expectation) e.learned = std::make_unique<cadence>();
 }
 
 void connection_table::count(const entry& e, int delta) noexcept {
-    counts_.tally(e.status, e.stale, e.awaiting_beat, delta);
+    counts_.tally(e.status, e.stale, e.awaiting_beat, e.overdue, delta);
 }
 
 void connection_table::broker_started(time_point at, bool exact) noexcept {
@@ -232,6 +273,11 @@ void connection_table::fill_row(const entry& e, client_status& r) const {
     r.unconfirmed = broker_started_ && e.status == state::connected && e.heartbeat_s == 0 &&
                     last_word != unknown_time && last_word < *broker_started_;
     r.clock_skew = e.has_skew ? std::optional<std::chrono::milliseconds>(e.skew_ms) : std::nullopt;
+    r.overdue = e.overdue;
+    r.expected = limit_of(e);
+    r.expected_learned = e.expect_s == learned_expectation;
+    r.cadence = std::nullopt;
+    if (e.learned && e.learned->median_ms() > 0) r.cadence = std::chrono::milliseconds(e.learned->median_ms());
     e.text.read({&r.detail, &r.reason, &r.ip, &r.host, &r.meta, &r.raw});
 }
 
@@ -293,6 +339,7 @@ inline connection_table::entry& connection_table::row_for(std::string_view clien
         rows_.back().name.assign(client.data(), client.size());
         rows_.back().first_seen = now;
         rows_.back().source = source;
+        set_expectation(rows_.back());
         slots_[slot] = ((hash >> 32) << 32) | rows_.size();
     }
     return rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
@@ -419,6 +466,7 @@ bool connection_table::apply(std::string_view client, const status_record& recor
 
     const std::optional<state> previous = m.inserted ? std::nullopt : std::optional<state>(e.status);
     const bool was_stale = e.stale;
+    const bool was_overdue = e.overdue;
     // A newer epoch in the same state: a new connection ("connected" again), or, "disconnected" again, a whole
     // connection that began and ended unseen (while the scanner reconnected): both are reported, never dropped.
     const bool newer_epoch = !m.inserted && record.status == e.status && m.has_epoch && e.has_epoch &&
@@ -431,15 +479,19 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     update_since(e, record, retained, now, m);
     update_state(e, record, retained, m);
     update_liveness(e, record, retained, now, m);
+    // A retained status read again at a re-sync is the broker's memory, not a sign of life: only a new state
+    // starts the expected interval over.
+    if (!retained) heard(e, now);
+    else if (m.state_changed) e.overdue = false, start_expectation(e, now);
     e.text.assign({record.detail, record.reason, record.ip, record.host, record.meta, record.raw});
     count(e, +1);
 
-    if (!m.moved() && was_stale == e.stale) return false;  // a refresh
+    if (!m.moved() && was_stale == e.stale && was_overdue == e.overdue) return false;  // a refresh
     if (out) {
         out->kind = m.state_changed || m.ended_unseen ? (m.inserted ? change_kind::added : change_kind::changed)
                     : m.new_connection              ? change_kind::reconnected
-                    : e.stale                       ? change_kind::stale
-                                                    : change_kind::fresh;
+                    : was_stale != e.stale          ? (e.stale ? change_kind::stale : change_kind::fresh)
+                                                    : change_kind::back;
         out->previous = previous;
         out->live = !retained;
         out->at = now;
@@ -448,7 +500,7 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     return true;
 }
 
-void connection_table::restore(const client_status& r) {
+void connection_table::restore(const client_status& r, std::optional<time_point> now) {
     const auto hash = hash_of(r.client, r.source);
     if (const auto old = slot_of(r.client, r.source, hash); slots_[old] != 0) remove_row(old, nullptr);
     if ((rows_.size() + 1) * 2 > slots_.size()) grow();
@@ -471,6 +523,10 @@ void connection_table::restore(const client_status& r) {
     e.last_down = r.last_down.value_or(unknown_time);
     e.heartbeat_s = r.heartbeat ? static_cast<std::uint32_t>(r.heartbeat->count()) : 0;
     e.stale = r.stale;  // no heartbeat deadline: a connected row's last_seen is unknown until its next message
+    set_expectation(e);
+    // Overdue stays overdue until heard; else the wait for the first sign of life starts now.
+    e.overdue = r.overdue && e.expect_s != 0 && e.status == state::connected;
+    if (!e.overdue && now) start_expectation(e, *now);
     e.text.assign({r.detail, r.reason, r.ip, r.host, r.meta, r.raw});
     insert_slot(hash, rows_.size() - 1);
     count(e, +1);
@@ -481,17 +537,21 @@ sighting connection_table::seen(std::string_view client, std::uint16_t source, t
     if (slots_[slot] == 0) return sighting::unknown;
     entry& e = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
     if (e.last_seen == unknown_time || now > e.last_seen) e.last_seen = now;
-    if (e.heartbeat_s == 0 || e.status != state::connected) return sighting::seen;
+    if (e.expect_s == 0 && (e.heartbeat_s == 0 || e.status != state::connected)) return sighting::seen;
     const bool was_stale = e.stale;
+    const bool was_overdue = e.overdue;
     count(e, -1);
-    e.stale = false;
-    e.awaiting_beat = false;
-    e.deadline = e.last_seen + 3 * std::chrono::seconds(e.heartbeat_s);
-    next_deadline_ = std::min(next_deadline_, e.deadline);
+    if (e.heartbeat_s != 0 && e.status == state::connected) {
+        e.stale = false;
+        e.awaiting_beat = false;
+        e.deadline = e.last_seen + 3 * std::chrono::seconds(e.heartbeat_s);
+        next_deadline_ = std::min(next_deadline_, e.deadline);
+    }
+    heard(e, now);
     count(e, +1);
-    if (!was_stale) return sighting::seen;
+    if (!was_stale && !was_overdue) return sighting::seen;
     if (out) {
-        out->kind = change_kind::fresh;
+        out->kind = was_stale ? change_kind::fresh : change_kind::back;
         out->previous = e.status;
         out->live = true;
         out->at = now;
@@ -504,17 +564,21 @@ std::vector<change> connection_table::expire(time_point now) {
     std::vector<change> out;
     if (now < next_deadline_) return out;
     next_deadline_ = time_point::max();
-    for (auto& e : rows_) {
-        if (e.deadline == unknown_time || e.stale) continue;
-        if (e.deadline <= now) {
-            count(e, -1);
-            e.stale = true;
-            e.awaiting_beat = false;
-            count(e, +1);
-            out.push_back(change{change_kind::stale, e.status, row(e), true, now});
-        } else {
-            next_deadline_ = std::min(next_deadline_, e.deadline);
+    const auto judge = [&](entry& e, time_point deadline, bool entry::*flag, change_kind kind) {
+        if (deadline == unknown_time || e.*flag) return;
+        if (deadline > now) {
+            next_deadline_ = std::min(next_deadline_, deadline);
+            return;
         }
+        count(e, -1);
+        e.*flag = true;
+        if (kind == change_kind::stale) e.awaiting_beat = false;
+        count(e, +1);
+        out.push_back(change{kind, e.status, row(e), true, now});
+    };
+    for (auto& e : rows_) {
+        judge(e, e.deadline, &entry::stale, change_kind::stale);
+        judge(e, e.expect_deadline, &entry::overdue, change_kind::overdue);
     }
     return out;
 }
@@ -578,10 +642,11 @@ std::vector<std::pair<std::string, std::uint16_t>> connection_table::sorted_keys
 
 namespace {
 // row_order::state's rank of a row: the problems first.
-std::uint8_t problem_rank(state status, bool stale) noexcept {
+std::uint8_t problem_rank(state status, bool stale, bool overdue) noexcept {
     if (status == state::disconnected) return 0;
-    if (stale) return 1;
-    return status == state::unknown ? 2 : 3;
+    if (overdue) return 1;
+    if (stale) return 2;
+    return status == state::unknown ? 3 : 4;
 }
 }  // namespace
 
@@ -618,7 +683,7 @@ std::vector<std::uint32_t> connection_table::sorted_rows(std::size_t limit, row_
                 key = key << 8 | (at < e.name.size() ? static_cast<unsigned char>(e.name[at]) : 0U);
             }
         }
-        order[r] = {by == row_order::state ? problem_rank(e.status, e.stale) : std::uint8_t{0}, key, r};
+        order[r] = {by == row_order::state ? problem_rank(e.status, e.stale, e.overdue) : std::uint8_t{0}, key, r};
     }
     const auto before = [this](const sort_key& a, const sort_key& b) {
         if (a.rank != b.rank) return a.rank < b.rank;

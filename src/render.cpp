@@ -123,6 +123,27 @@ void append_text_or_null(std::string& out, const std::string& s) {
     else append_string(out, s);
 }
 
+// Only for a client with an expectation: "expect_s" (null while "auto" is still learning), "expect" and "cadence_s".
+void append_expectation(std::string& out, const client_status& c) {
+    using namespace std::string_view_literals;
+    const auto seconds = [&out](const std::optional<std::chrono::milliseconds>& d) {
+        if (!d) {
+            out += "null"sv;
+            return;
+        }
+        char text[32];
+        std::snprintf(text, sizeof text, "%.1f", static_cast<double>(d->count()) / 1000.0);
+        out += text;
+    };
+    out += ",\"expect_s\":"sv;
+    seconds(c.expected);
+    out += c.expected_learned ? ",\"expect\":\"auto\""sv : ",\"expect\":\"fixed\""sv;
+    if (c.expected_learned) {
+        out += ",\"cadence_s\":"sv;
+        seconds(c.cadence);
+    }
+}
+
 // One client object, written directly (a snapshot of a million clients must not become a DOM first).
 void append_client_json(std::string& out, const client_status& c, const std::string& topic) {
     using namespace std::string_view_literals;  // literals with their length known: no strlen per row
@@ -136,6 +157,8 @@ void append_client_json(std::string& out, const client_status& c, const std::str
     append_time(out, c.last_seen);
     out += c.retained ? ",\"retained\":true"sv : ",\"retained\":false"sv;
     out += c.stale ? ",\"stale\":true"sv : ",\"stale\":false"sv;
+    out += c.overdue ? ",\"overdue\":true"sv : ",\"overdue\":false"sv;
+    if (c.expected || c.expected_learned) append_expectation(out, c);
     out += c.will_only() ? ",\"liveness\":\"will-only\""sv : ",\"liveness\":\"heartbeat\""sv;
     if (c.awaiting_beat) out += ",\"awaiting_beat\":true"sv;
     if (c.unconfirmed) out += ",\"unconfirmed\":true"sv;
@@ -253,7 +276,7 @@ std::string format_iso8601(time_point t) {
 
 std::string prometheus_up_sample(const client_status& c) {
     return "mqtt_presence_up{client=\"" + prometheus_label(c.client) + "\",topic=\"" + prometheus_label(c.topic) +
-           "\"} " + (c.status == state::connected && !c.stale ? "1" : "0") + "\n";
+           "\"} " + (c.status == state::connected && !c.stale && !c.overdue ? "1" : "0") + "\n";
 }
 
 std::string prometheus_seconds(time_point t) {
@@ -280,6 +303,8 @@ std::string render_prometheus_summary(const table_counts& counts, const table_st
                "\nmqtt_presence_clients{state=\"disconnected\"} " + n(counts.disconnected) +
                "\nmqtt_presence_clients{state=\"unknown\"} " + n(counts.unknown) + "\n");
     one("mqtt_presence_stale_clients", "gauge", "Connected clients whose heartbeat is overdue.", n(counts.stale));
+    one("mqtt_presence_overdue_clients", "gauge", "Connected clients unheard for longer than expected (--expect).",
+        n(counts.overdue));
     one("mqtt_presence_messages_total", "counter", "Status messages read.", n(stats.messages));
     one("mqtt_presence_malformed_messages_total", "counter", "Status payloads that could not be read.",
         n(stats.malformed));
@@ -315,9 +340,9 @@ snapshot_writer::snapshot_writer(std::ostream& out, snapshot_format format) : ou
     buffer_.reserve(flush_at + 4096);
     switch (format_) {
         case snapshot_format::json: buffer_ += "{\"clients\":["; break;
-        case snapshot_format::csv: buffer_ += "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness\n"; break;
+        case snapshot_format::csv: buffer_ += "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness,overdue\n"; break;
         case snapshot_format::prometheus:
-            buffer_ += "# HELP mqtt_presence_up 1 if the client is connected and not stale, else 0.\n"
+            buffer_ += "# HELP mqtt_presence_up 1 if the client is connected and neither stale nor overdue, else 0.\n"
                        "# TYPE mqtt_presence_up gauge\n";
             break;
         case snapshot_format::ndjson: break;
@@ -340,7 +365,8 @@ void snapshot_writer::row(const client_status& c) {
                        (c.stale ? "true" : "false") + "," + (c.since ? format_iso8601(*c.since) : "") + "," +
                        (c.last_seen ? format_iso8601(*c.last_seen) : "") + "," + (c.retained ? "true" : "false") +
                        "," + (c.epoch ? std::to_string(*c.epoch) : "") + "," + csv_field(c.ip) + "," +
-                       csv_field(detail_text(c)) + "," + csv_field(topic) + "," + std::string(liveness(c)) + "\n";
+                       csv_field(detail_text(c)) + "," + csv_field(topic) + "," + std::string(liveness(c)) + "," +
+                       (c.overdue ? "true" : "false") + "\n";
             break;
         case snapshot_format::prometheus:
             // The topic label keeps one name under two topic schemes two series; no label changes with the state.
@@ -360,7 +386,7 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
     if (format_ == snapshot_format::json) {
         buffer_ += "],\"counts\":{\"connected\":" + n(counts.connected) + ",\"disconnected\":" +
                    n(counts.disconnected) + ",\"unknown\":" + n(counts.unknown) + ",\"stale\":" + n(counts.stale) +
-                   "},\"stats\":{\"messages\":" + n(stats.messages) + ",\"malformed\":" + n(stats.malformed) +
+                   ",\"overdue\":" + n(counts.overdue) + "},\"stats\":{\"messages\":" + n(stats.messages) + ",\"malformed\":" + n(stats.malformed) +
                    ",\"stale_deaths_ignored\":" + n(stats.stale_deaths_ignored) + ",\"stale_connects_ignored\":" +
                    n(stats.stale_connects_ignored) + ",\"future_times\":" + n(stats.future_times) +
                    ",\"unmatched\":" + n(stats.unmatched) + ",\"activity\":" + n(stats.activity) +
@@ -420,10 +446,10 @@ void table_writer::header() {
 
 void table_writer::row(const client_status& c) {
     header();
-    std::string st = std::string(to_string(c.status)) + (c.stale ? " (stale)" : "");
+    std::string st = std::string(to_string(c.status)) + (c.overdue ? " (overdue)" : c.stale ? " (stale)" : "");
     std::string cell = pad(st, 18);
     if (color_) {
-        const char* code = c.stale ? "\x1b[35m" : c.status == state::connected ? "\x1b[32m"
+        const char* code = c.stale || c.overdue ? "\x1b[35m" : c.status == state::connected ? "\x1b[32m"
                                                 : c.status == state::disconnected ? "\x1b[31m" : "\x1b[33m";
         cell = code + st + "\x1b[0m" + std::string(18 - std::min<std::size_t>(st.size(), 18) + 2, ' ');
     }
@@ -445,7 +471,8 @@ void table_writer::finish(const table_counts& counts, const table_stats& stats, 
                    "prints them all\n";
     buffer_ += std::to_string(counts.connected) + " connected, " + std::to_string(counts.disconnected) +
                " disconnected, " + std::to_string(counts.unknown) + " unknown, " + std::to_string(counts.stale) +
-               " stale; " + std::to_string(stats.messages) + " messages, " + std::to_string(stats.malformed) +
+               " stale" + (counts.overdue > 0 ? ", " + std::to_string(counts.overdue) + " overdue" : std::string()) +
+               "; " + std::to_string(stats.messages) + " messages, " + std::to_string(stats.malformed) +
                " malformed, " + std::to_string(stats.stale_deaths_ignored) + " late wills ignored";
     if (stats.excluded > 0) buffer_ += ", " + std::to_string(stats.excluded) + " excluded";
     if (stats.unmatched > 0) {
@@ -503,6 +530,11 @@ std::string render_change_line(const change& c, time_point now) {
         case change_kind::reconnected: line += "reconnected (epoch " + std::to_string(c.current.epoch.value_or(0)) + ")"; break;
         case change_kind::stale: line += "stale (heartbeat overdue)"; break;
         case change_kind::fresh: line += "fresh again"; break;
+        case change_kind::overdue:
+            line += "overdue (unheard for " +
+                    (c.current.expected ? format_duration(*c.current.expected) : std::string("its interval")) + ")";
+            break;
+        case change_kind::back: line += "back (heard again)"; break;
         case change_kind::removed: line += "removed (status cleared)"; break;
     }
     const auto d = detail_text(c.current);

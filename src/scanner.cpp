@@ -49,6 +49,7 @@ void scanner_options::validate() const {
             throw error("activity template " + t + ": Sparkplug's births and deaths are statuses, not activity");
     if (qos < 0 || qos > 2) throw error("subscription qos " + std::to_string(qos) + " is invalid; use 0 or 1");
     if (topics.size() > 65535) throw error("too many topic templates");
+    for (const auto& rule : expect) (void)expectation::parse(rule.text());
 }
 
 std::string_view to_string(sync_state s) noexcept {
@@ -159,6 +160,8 @@ struct scanner::impl {
     bool read_activity(std::string_view name, const mqtt::message& msg);
     [[nodiscard]] bool excluded(std::string_view name, const std::string& topic) const;
     bool count_excluded();
+    // A new row's expected interval (connection_table::expect): seconds, 0 for none, learned_expectation for auto.
+    [[nodiscard]] std::uint32_t expected_seconds(std::string_view client, std::uint16_t source) const;
     void read_sparkplug(const mqtt::message& msg, status_record& record) const;
     // The exact topics of the rows the wildcard burst did not confirm, and of the named clients. Caller holds mutex_.
     [[nodiscard]] std::vector<std::string> topics_to_confirm() const;
@@ -218,6 +221,9 @@ scanner::impl::impl(scanner_options options, mqtt::async_client* borrowed)
         options_.broker.client_id = borrowed ? borrowed->get_client_id() : default_client_id();
     for (const auto& t : options_.topics) schemes_.push_back(topic_scheme::parse(t));
     for (const auto& t : options_.activity) activity_schemes_.push_back(topic_scheme::parse(t));
+    if (!options_.expect.empty()) table_.expect([this](std::string_view client, std::uint16_t source) {
+        return expected_seconds(client, source);
+    });
     marker_topic_ = "mqtt-presence-sync/" + options_.broker.client_id;
     if (borrowed) {
         client_ = borrowed;
@@ -573,6 +579,18 @@ bool scanner::impl::excluded(std::string_view name, const std::string& topic) co
     return false;
 }
 
+std::uint32_t scanner::impl::expected_seconds(std::string_view client, std::uint16_t source) const {
+    std::string topic;
+    try {
+        topic = schemes_.at(source).topic_for(client);
+    } catch (const std::exception&) {
+        // A name no topic can hold (a Sparkplug node): its name alone is matched.
+    }
+    const auto* rule = expectation_for(options_.expect, client, topic);
+    if (!rule) return 0;
+    return rule->learned ? connection_table::learned_expectation : static_cast<std::uint32_t>(rule->every.count());
+}
+
 bool scanner::impl::count_excluded() {
     std::lock_guard<std::mutex> lock(mutex_);
     ++excluded_;
@@ -855,7 +873,7 @@ std::size_t scanner::impl::restore(std::vector<client_status> rows) {
             const auto name = schemes_[i].match(row.topic);
             if (!name || *name != row.client) continue;
             row.source = static_cast<std::uint16_t>(i);
-            table_.restore(row);
+            table_.restore(row, clock::now());
             ++restored;
             break;
         }

@@ -202,7 +202,7 @@ void wait_for_fresh_broker_count(scanner& scan) {
 void print_rows(const scanner& scan, const settings& s, std::vector<client_status> rows, const scanner_status& st) {
     scan_result r = result_of(scan, std::move(rows));
     r.counts = {};
-    for (const auto& c : r.clients) r.counts.tally(c.status, c.stale, c.awaiting_beat);
+    for (const auto& c : r.clients) r.counts.tally(c);
     r.scanner = st;
     if (s.format == "table") std::cout << render_table(r, clock::now(), isatty(STDOUT_FILENO) != 0 && !s.no_color);
     else std::cout << render_snapshot(r, machine_format(s.format));

@@ -2,6 +2,7 @@
 
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
+#include <mqtt_presence/expectation.hpp>
 #include <mqtt_presence/topic_scheme.hpp>
 #ifdef MQTT_PRESENCE_HAS_SPARKPLUG
 #include <mqtt_presence/sparkplug/node_payload.hpp>
@@ -114,7 +115,7 @@ Exit codes: 0 listed, 2 bad options or no such history.)";
 // What the command line gives besides settings.
 struct command_line {
     cli::broker_flags broker;
-    std::vector<std::string> topics, conventions, activity;
+    std::vector<std::string> topics, conventions, activity, expect;
     std::string require_text;
     std::vector<std::pair<mode, CLI::App*>> modes;  // the subcommands
     CLI::Option_group* watch_group = nullptr;          // watch's own options, on the top level
@@ -147,6 +148,10 @@ void define_shared_options(CLI::App& app, settings& s, command_line& c) {
                      "Activity topic template, repeatable (e.g. tele/{client}/STATE): a live message there is a "
                      "sign of life of that client (LAST-SEEN); the payload is not read. Built into tasmota and "
                      "zigbee2mqtt-devices; none: not even theirs");
+    what->add_option("--expect", c.expect,
+                     "Expected interval, repeatable: a connected client not heard from (status or activity) for "
+                     "longer is overdue. DURATION for all, GLOB=DURATION for names or topics (the first that fits), "
+                     "auto or GLOB=auto: learned from each client's own cadence");
     what->add_option("--exclude", s.opts.exclude,
                      "Leave out clients whose name or topic fits this glob, repeatable (e.g. homeassistant under "
                      "--convention esphome; 'zigbee2mqtt/bridge*'); counted as excluded");
@@ -390,6 +395,7 @@ void finish(const CLI::App& app, settings& s, command_line& c) {
             if (std::find(s.opts.activity.begin(), s.opts.activity.end(), templ) == s.opts.activity.end())
                 s.opts.activity.push_back(templ);
     }
+    for (const auto& text : c.expect) s.opts.expect.push_back(mqtt_presence::expectation::parse(text));
     s.timeout = mqtt_presence::parse_duration(s.timeout_text);
     if (!s.older_than_text.empty()) s.older_than = mqtt_presence::parse_duration(s.older_than_text);
     s.required = split(c.require_text);

@@ -390,19 +390,20 @@ int run_history(const settings& s) {
     } else if (s.format == "ndjson") {
         for (const auto& e : events) std::cout << history_event_json(e, true) << "\n";
     } else if (s.format == "csv") {
-        std::cout << "time,observed,client,state,stale,previous,cause,epoch,topic,ip,retained\n";
+        std::cout << "time,observed,client,state,stale,previous,cause,epoch,topic,ip,retained,overdue\n";
         for (const auto& e : events)
             std::cout << (e.time ? format_iso8601(*e.time) : "") << "," << format_iso8601(e.observed) << ","
                       << csv_field(e.client) << "," << to_string(e.status) << "," << (e.stale ? "true" : "false")
                       << "," << (e.previous ? std::string(to_string(*e.previous)) : "") << "," << to_string(e.why)
                       << "," << (e.epoch ? std::to_string(*e.epoch) : "") << "," << csv_field(e.topic) << ","
-                      << csv_field(e.ip) << "," << (e.retained ? "true" : "false") << "\n";
+                      << csv_field(e.ip) << "," << (e.retained ? "true" : "false") << ","
+                      << (e.overdue ? "true" : "false") << "\n";
     } else {
         std::cout << fit_cell("TIME", 26) << "  " << fit_cell("STATE", 13) << "  " << fit_cell("CAUSE", 9) << "  "
                   << fit_cell("WAS", 12) << "  " << fit_cell("IP", 15) << "  TOPIC\n";
         for (const auto& e : events) {
             const auto when = e.time ? format_iso8601(*e.time) : "unknown (seen " + format_iso8601(e.observed).substr(11, 8) + ")";
-            std::cout << fit_cell(when, 26) << "  " << fit_cell(e.stale ? "stale" : std::string(to_string(e.status)), 13)
+            std::cout << fit_cell(when, 26) << "  " << fit_cell(e.overdue ? "overdue" : e.stale ? "stale" : std::string(to_string(e.status)), 13)
                       << "  " << fit_cell(to_string(e.why), 9) << "  "
                       << fit_cell(e.previous ? to_string(*e.previous) : "-", 12) << "  " << fit_cell(e.ip, 15) << "  "
                       << terminal_safe(e.topic) << "\n";

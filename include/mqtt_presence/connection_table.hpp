@@ -25,6 +25,9 @@
 //    unknown (nullopt) for a retained state without a time.
 //  - counts per state, per-client transition count, malformed payload count. A malformed payload is never dropped:
 //    the client is shown with state unknown and the reason.
+//  - expected intervals (expect()): a connected client unheard (no status, no activity) for longer than its
+//    expectation is `overdue` (expire()); a live message or reading makes it `back`. A retained status read again
+//    at a re-sync is not a sign of life. "auto" learns the client's cadence from its live messages (cadence).
 //  - a client is its name within one topic scheme (`source`): "kitchen" under homie/+/$state and "kitchen" under
 //    tele/+/LWT are two devices and two rows, never one row flipping between two states.
 
@@ -38,6 +41,7 @@
 #include <string_view>
 #include <vector>
 
+#include <mqtt_presence/expectation.hpp>
 #include <mqtt_presence/status_record.hpp>
 
 namespace mqtt_presence {
@@ -72,6 +76,13 @@ struct client_status {
     /// The sender's clock minus the scanner's, measured on its last live "connected" (stamped when sent); nullopt
     /// until one arrives. Reported, never a reason to call a client stale.
     std::optional<std::chrono::milliseconds> clock_skew;
+    /// Connected, but unheard (no status, no activity) for longer than its expected interval.
+    bool overdue = false;
+    /// How long it may go unheard before it is overdue: the interval it is expected at, or the limit learned from
+    /// its cadence; nullopt without an expectation (or before enough of its messages to learn one).
+    std::optional<std::chrono::milliseconds> expected;
+    bool expected_learned = false;  ///< its expectation is "auto": `expected` comes from its own cadence
+    std::optional<std::chrono::milliseconds> cadence;  ///< "auto": the median gap between its messages, once known
     std::string detail;  ///< Homie/smarthome detail, or why the payload was unreadable
     std::string reason;  ///< "clean" / "lost" for a JSON "disconnected"
     std::string ip;
@@ -90,9 +101,13 @@ struct table_counts {
     std::size_t unknown = 0;
     std::size_t stale = 0;  ///< connected clients whose heartbeat is overdue (also counted as connected)
     std::size_t awaiting = 0;  ///< connected clients with client_status::awaiting_beat (also counted as connected)
+    std::size_t overdue = 0;   ///< connected clients unheard for longer than expected (also counted as connected)
     [[nodiscard]] std::size_t total() const noexcept { return connected + disconnected + unknown; }
     /// A row of this state counted in (delta 1) or out (delta -1).
-    void tally(state status, bool is_stale, bool awaiting_beat, int delta = 1) noexcept;
+    void tally(state status, bool is_stale, bool awaiting_beat, bool is_overdue, int delta = 1) noexcept;
+    void tally(const client_status& row, int delta = 1) noexcept {
+        tally(row.status, row.stale, row.awaiting_beat, row.overdue, delta);
+    }
 };
 
 struct table_stats {
@@ -116,7 +131,7 @@ struct table_stats {
 /// The order of a snapshot's rows.
 enum class row_order : std::uint8_t {
     name,   ///< by client name, then scheme (every machine format, and the default)
-    state,  ///< problems first: disconnected, stale, unknown, then connected; by name within each
+    state,  ///< problems first: disconnected, overdue, stale, unknown, then connected; by name within each
     since,  ///< the latest change first (an unknown since last); by name among equals
 };
 
@@ -124,7 +139,7 @@ enum class row_order : std::uint8_t {
 enum class sighting : std::uint8_t {
     unknown,    ///< no row of that name in that scheme
     seen,       ///< its last_seen moved (or stood: an older time)
-    freshened,  ///< and a stale row is fresh again: a change
+    freshened,  ///< and a stale or overdue row is fresh again: a change
 };
 
 enum class change_kind : std::uint8_t {
@@ -134,6 +149,8 @@ enum class change_kind : std::uint8_t {
     stale,        ///< heartbeat overdue (from expire())
     fresh,        ///< a stale client was heard from again
     removed,      ///< cleared (empty payload), erased, or not re-delivered at a re-sync
+    overdue,      ///< unheard for longer than its expected interval (from expire())
+    back,         ///< an overdue client was heard from again
 };
 [[nodiscard]] std::string_view to_string(change_kind k) noexcept;
 
@@ -178,7 +195,14 @@ public:
     /// a reading says nothing about the client's connection.
     sighting seen(std::string_view client, std::uint16_t source, time_point now, change* out);
 
-    /// Marks connected clients whose heartbeat is more than three intervals overdue as stale.
+    /// What a client's expected interval is, asked once per row as it enters the table (a status or restore()):
+    /// seconds, 0 for none, or `learned_expectation` for "auto". Set before the first row; none by default.
+    using expectation_lookup = std::function<std::uint32_t(std::string_view client, std::uint16_t source)>;
+    static constexpr std::uint32_t learned_expectation = UINT32_MAX;
+    void expect(expectation_lookup lookup);
+
+    /// Marks connected clients whose heartbeat is more than three intervals overdue as stale, and those unheard for
+    /// longer than their expected interval as overdue.
     /// Cheap when nothing is due (remembers the next deadline).
     std::vector<change> expire(time_point now);
 
@@ -201,7 +225,9 @@ public:
     /// only for a client that is not connected (a history keeps changes, not every heartbeat).
     /// A retained status that agrees with the row keeps its `since`; one that disagrees is a change with live=false;
     /// a row the next re-sync does not confirm is removed. Replaces a row of the same (client, source).
-    void restore(const client_status& row);
+    /// An overdue row stays overdue until heard; for others with an expected interval the wait for a first sign of
+    /// life begins at `now` (nullopt: not until their first message).
+    void restore(const client_status& row, std::optional<time_point> now = std::nullopt);
 
     /// During a re-sync, the (name, scheme) of the rows no message has confirmed yet.
     [[nodiscard]] std::vector<std::pair<std::string, std::uint16_t>> unconfirmed() const;
@@ -238,6 +264,10 @@ private:
     static void update_since(entry& e, const status_record& record, bool retained, time_point now, const message& m);
     static void update_state(entry& e, const status_record& record, bool retained, const message& m);
     void update_liveness(entry& e, const status_record& record, bool retained, time_point now, const message& m);
+    [[nodiscard]] static std::optional<std::chrono::milliseconds> limit_of(const entry& e) noexcept;
+    void set_expectation(entry& e);
+    void start_expectation(entry& e, time_point now);
+    void heard(entry& e, time_point now);
 
     [[nodiscard]] std::size_t slot_of(std::string_view client, std::uint16_t source, std::uint64_t hash) const noexcept;
     std::size_t insert_slot(std::uint64_t hash, std::size_t row);
@@ -261,6 +291,7 @@ private:
     bool broker_started_exact_ = false;
     std::uint32_t generation_ = 0;  // begin_resync() count: a row's generation says which sync confirmed it
     bool resyncing_ = false;
+    expectation_lookup expectation_of_;
 };
 
 }  // namespace mqtt_presence

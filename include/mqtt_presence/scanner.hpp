@@ -66,6 +66,11 @@ struct scanner_options {
     /// or reading whose client name or topic fits one is counted (stats().excluded) and goes no further, e.g.
     /// "homeassistant" under "{client}/status". Every mode and output.
     std::vector<std::string> exclude;
+    /// Expected intervals (expectation::parse: "10m", "auto", "kitchen*=2h"): a connected client unheard for longer
+    /// (no status, no reading on an activity topic) is overdue (client_status::overdue, change_kind::overdue) until
+    /// heard again (change_kind::back). The first rule whose glob fits a client's name or status topic applies,
+    /// else the last without a glob. Asked once per client, as it enters the table.
+    std::vector<expectation> expect;
     /// Clients asked for by their exact topics (in every scheme) at every sync: their retained statuses arrive even
     /// from a broker that sends none to a wildcard subscription (RabbitMQ), so --require is right everywhere.
     std::vector<std::string> named_clients;

@@ -22,8 +22,10 @@ constexpr std::chrono::seconds outage_settle{1};
 // ... and over once no client returned for this long (a fleet coming back at its own pace is one recovery).
 constexpr std::chrono::seconds recovery_settle{5};
 
-bool is_down(const client_status& r) { return r.status == state::disconnected || (r.status == state::connected && r.stale); }
-bool is_up(const client_status& r) { return r.status == state::connected && !r.stale; }
+bool is_down(const client_status& r) {
+    return r.status == state::disconnected || (r.status == state::connected && (r.stale || r.overdue));
+}
+bool is_up(const client_status& r) { return r.status == state::connected && !r.stale && !r.overdue; }
 
 }  // namespace
 
@@ -40,6 +42,7 @@ const char* cause_words(const std::string& cause) {
     if (cause == "lost") return "lost: its connection dropped and the broker published its will";
     if (cause == "clean") return "clean: it said it was going";
     if (cause == "stale") return "stale: its heartbeats stopped";
+    if (cause == "overdue") return "overdue: unheard for longer than expected";
     if (cause == "unseen") return "unseen: it changed while the service was not watching";
     return "cause unknown";
 }
@@ -59,6 +62,8 @@ std::string alert::title() const {
     const auto of = reason == "broker" ? std::string("the broker") : reason;
     if (kind == "down") return client + " is down";
     if (kind == "recovered") return client + " is back";
+    if (kind == "overdue") return client + " is overdue";
+    if (kind == "back") return client + " was heard from again";
     if (kind == "flapping") return client + " is flapping";
     if (kind == "new") return client + " is new";
     if (kind == "removed") return client + " was removed";
@@ -78,6 +83,12 @@ std::string alert::message() const {
     if (kind == "recovered")
         return client + " (" + topic + ") is connected again" +
                (down_for ? " after " + format_duration(*down_for) + " down." : "; how long it was down is unknown.");
+    if (kind == "overdue")
+        return client + " (" + topic + ") has not been heard from since " + when(since) +
+               (expected ? "; it is expected within " + format_duration(*expected) + "." : ".");
+    if (kind == "back")
+        return client + " (" + topic + ") was heard from again" +
+               (down_for ? " after " + format_duration(*down_for) + " of silence." : ".");
     if (kind == "flapping")
         return client + " (" + topic + ") keeps disconnecting (the last: " + cause_words(cause) +
                "); no more alerts about it until it is stable.";
@@ -111,7 +122,10 @@ std::string alert::json() const {
                      {"title", title()},
                      {"message", message()},
                      {"url", text_or_null(url)}};
-    if (kind == "recovered")
+    if (kind == "overdue")
+        j["expect_s"] =
+            expected ? nlohmann::json(static_cast<double>(expected->count()) / 1000.0) : nlohmann::json(nullptr);
+    if (kind == "recovered" || kind == "back")
         j["down_for_s"] =
             down_for ? nlohmann::json(static_cast<double>(down_for->count()) / 1000.0) : nlohmann::json(nullptr);
     if (!sample.empty() || kind == "outage" || kind == "outage-over" || kind == "already-down") j["sample"] = sample;
@@ -158,6 +172,8 @@ std::optional<alert> alert::from_json(const std::string& text) {
     a.url = str("url");
     if (j.contains("down_for_s") && j["down_for_s"].is_number())
         a.down_for = std::chrono::milliseconds(static_cast<std::int64_t>(j["down_for_s"].get<double>() * 1000.0 + 0.5));
+    if (j.contains("expect_s") && j["expect_s"].is_number())
+        a.expected = std::chrono::milliseconds(static_cast<std::int64_t>(j["expect_s"].get<double>() * 1000.0 + 0.5));
     return a;
 }
 
@@ -188,6 +204,7 @@ alert alert_engine::make(const std::string& kind, const client_state& s, time_po
     a.cause = s.down_cause;
     a.count = 1;
     if (s.scheme < scheme_filters_.size()) a.scheme = scheme_filters_[s.scheme];
+    if (kind == "overdue") a.expected = s.expected;
     return a;
 }
 
@@ -229,9 +246,10 @@ void alert_engine::seed(const client_status& row, bool down_sent, time_point now
     s.topic = row.topic;
     set_down(s, is_down(row));
     s.down_since = s.down ? row.since : std::nullopt;
-    s.down_cause = row.stale ? "stale" : row.reason == "lost" || row.reason == "clean" ? row.reason : "unknown";
+    s.down_cause = row.overdue ? "overdue" : row.stale ? "stale" : row.reason == "lost" || row.reason == "clean" ? row.reason : "unknown";
     // A death the history dated counts from then: one due while the service was down is sent at the next tick.
-    s.down_at = s.down && row.since ? *row.since : now;
+    s.down_at = s.down && row.since && !row.overdue ? *row.since : now;
+    s.expected = row.expected;
     s.down_sent = s.down && down_sent;
 }
 
@@ -285,8 +303,9 @@ void alert_engine::came_back(client_state& s, std::optional<time_point> since, t
     s.member = false;
     schemes_[s.scheme].last_up = now;
     if (was_sent && !s.flapping && watched(s.client)) {
-        auto a = make("recovered", s, now);
-        a.cause = s.down_cause == "stale" ? "fresh" : "connected";
+        const bool heard = s.down_cause == "overdue";
+        auto a = make(heard ? "back" : "recovered", s, now);
+        a.cause = heard ? "seen" : s.down_cause == "stale" ? "fresh" : "connected";
         a.since = since;  // when its connection began, if known
         const auto back_at = since.value_or(now);
         if (s.down_since && back_at >= *s.down_since)
@@ -359,10 +378,14 @@ std::vector<alert> alert_engine::on_change(const change& c, time_point now) {
     s.topic = r.topic;
     if (!known && c.kind == change_kind::added && options_.on_new && watched(r.client)) out.push_back(make("new", s, now));
     // Down since: a disconnect's own time (unknown when it happened unseen), or when heartbeats were judged missing.
+    // An overdue client's silence began when it was last heard; it comes back when heard (the table's time).
+    s.expected = r.expected;
     if (is_down(r) && !s.down)
-        went_down(s, r.status == state::disconnected ? r.since : std::optional(c.at),
-                  std::string(to_string(cause_of(c))), now, out);
-    else if (is_up(r) && s.down) came_back(s, r.since, now, out);
+        went_down(s, r.status == state::disconnected ? r.since : r.overdue && !r.stale ? r.last_seen : std::optional(c.at),
+                  r.overdue && !r.stale && r.status == state::connected ? std::string("overdue")
+                                                                         : std::string(to_string(cause_of(c))),
+                  now, out);
+    else if (is_up(r) && s.down) came_back(s, r.overdue || c.kind == change_kind::back ? std::optional(c.at) : r.since, now, out);
     return out;
 }
 
@@ -409,7 +432,7 @@ std::vector<alert> alert_engine::tick(time_point now) {
         if (!watched(s.client)) continue;
         s.down_sent = true;
         s.held = false;
-        out.push_back(make("down", s, now));
+        out.push_back(make(s.down_cause == "overdue" ? "overdue" : "down", s, now));
     }
     return out;
 }

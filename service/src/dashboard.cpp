@@ -84,7 +84,9 @@ bool icontains(const std::string& hay, const std::string& needle) {
            }) != hay.end();
 }
 
-std::string state_of(const client_status& c) { return c.stale ? "stale" : std::string(to_string(c.status)); }
+std::string state_of(const client_status& c) {
+    return c.overdue ? "overdue" : c.stale ? "stale" : std::string(to_string(c.status));
+}
 
 std::size_t number_param(const httplib::Request& req, const char* name, std::size_t fallback, std::size_t max) {
     if (!req.has_param(name)) return fallback;

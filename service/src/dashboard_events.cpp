@@ -33,10 +33,13 @@ std::string change_json(const history_event& e) {
                        : e.why == cause::removed ? "removed"
                        : e.why == cause::stale   ? "stale"
                        : e.why == cause::fresh   ? "fresh"
+                       : e.why == cause::overdue ? "overdue"
+                       : e.why == cause::back    ? "back"
                                                  : "changed";
     json client{{"client", e.client},
                 {"state", to_string(e.status)},
                 {"stale", e.stale},
+                {"overdue", e.overdue},
                 {"topic", e.topic},
                 {"ip", e.ip.empty() ? json(nullptr) : json(e.ip)},
                 {"epoch", e.epoch ? json(*e.epoch) : json(nullptr)},

@@ -41,7 +41,7 @@ void dashboard::impl::metrics(httplib::Response& res) {
     };
     family("mqtt_presence_build_info", "gauge", "Always 1; the version of the service in a label.",
            std::string("mqtt_presence_build_info{version=\"") + mqtt_presence::version + "\"} 1\n");
-    family("mqtt_presence_up", "gauge", "1 if the client is connected and not stale, else 0.", up);
+    family("mqtt_presence_up", "gauge", "1 if the client is connected and neither stale nor overdue, else 0.", up);
     family("mqtt_presence_last_seen_timestamp_seconds", "gauge", "When the client's last message arrived.", seen);
     family("mqtt_presence_state_since_timestamp_seconds", "gauge", "When the client's current state began.", since);
     family("mqtt_presence_transitions_total", "counter", "State changes of the client since the history began.",

@@ -38,8 +38,9 @@ struct clients_query {
         std::stringstream in(req.get_param_value("state"));
         for (std::string st; std::getline(in, st, ',');) {
             if (st.empty()) continue;
-            if (st != "connected" && st != "disconnected" && st != "unknown" && st != "stale")
-                throw error("state must be connected, disconnected, unknown or stale (comma-separated), not " + st);
+            if (st != "connected" && st != "disconnected" && st != "unknown" && st != "stale" && st != "overdue")
+                throw error("state must be connected, disconnected, unknown, stale or overdue (comma-separated), not " +
+                            st);
             c.states.push_back(st);
         }
         c.q = req.get_param_value("q");

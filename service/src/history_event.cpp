@@ -5,8 +5,8 @@
 namespace mqtt_presence {
 namespace {
 
-constexpr std::array<std::string_view, 8> cause_names{"connected", "clean",  "lost",  "unknown",
-                                                      "removed",   "stale", "fresh", "unseen"};
+constexpr std::array<std::string_view, 10> cause_names{"connected", "clean", "lost",   "unknown", "removed",
+                                                       "stale",     "fresh", "unseen", "overdue", "back"};
 
 }  // namespace
 
@@ -23,6 +23,8 @@ cause cause_of(const change& c) noexcept {
         case change_kind::removed: return cause::removed;
         case change_kind::stale: return cause::stale;
         case change_kind::fresh: return cause::fresh;
+        case change_kind::overdue: return cause::overdue;
+        case change_kind::back: return cause::back;
         case change_kind::added:
         case change_kind::changed:
         case change_kind::reconnected: break;
@@ -49,6 +51,7 @@ history_event event_of(const change& c) {
     e.previous = c.previous;
     e.status = c.current.status;
     e.stale = c.current.stale;
+    e.overdue = c.current.overdue;
     e.why = cause_of(c);
     e.epoch = c.current.epoch;
     e.ip = c.current.ip;

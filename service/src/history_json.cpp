@@ -19,6 +19,7 @@ json event_object(const history_event& e) {
             {"observed", format_iso8601(e.observed)},
             {"state", to_string(e.status)},
             {"stale", e.stale},
+            {"overdue", e.overdue},
             {"previous", e.previous ? json(to_string(*e.previous)) : json(nullptr)},
             {"cause", to_string(e.why)},
             {"epoch", e.epoch ? json(*e.epoch) : json(nullptr)},

@@ -21,7 +21,7 @@ namespace {
 
 // The columns read_event() reads (more may follow).
 const char* const event_columns =
-    "SELECT id, observed_ms, time_ms, client, topic, previous, state, stale, cause, epoch, ip, retained";
+    "SELECT id, observed_ms, time_ms, client, topic, previous, state, stale, cause, epoch, ip, retained, overdue";
 
 history_event read_event(SQLite::Statement& q) {
     history_event e;
@@ -37,6 +37,7 @@ history_event read_event(SQLite::Statement& q) {
     if (!q.getColumn(9).isNull()) e.epoch = static_cast<std::uint64_t>(q.getColumn(9).getInt64());
     e.ip = q.getColumn(10).getString();
     e.retained = q.getColumn(11).getInt() != 0;
+    e.overdue = q.getColumn(12).getInt() != 0;
     return e;
 }
 
@@ -98,7 +99,7 @@ std::vector<history_event> history_reader::events_of(const std::string& client, 
                     break;
                 }
                 events.push_back(read_event(step));
-                id = step.getColumn(12).isNull() ? 0 : step.getColumn(12).getInt64();
+                id = step.getColumn(13).isNull() ? 0 : step.getColumn(13).getInt64();
                 step.reset();
             }
         }

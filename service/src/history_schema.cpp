@@ -89,6 +89,11 @@ const char* const migrations[] = {
     UPDATE alerts SET delivered_ms = time_ms;
     CREATE INDEX alerts_undelivered ON alerts(id) WHERE delivered_ms IS NULL;
     )sql",
+    R"sql(
+    -- Overdue (--expect): connected, but unheard for longer than expected. Its own flag beside stale.
+    ALTER TABLE events ADD COLUMN overdue INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE clients ADD COLUMN overdue INTEGER NOT NULL DEFAULT 0;
+    )sql",
 };
 constexpr int known_version = static_cast<int>(sizeof migrations / sizeof migrations[0]);
 static_assert(known_version == history_store::schema_version, "a migration per schema version");
@@ -185,7 +190,7 @@ std::unique_ptr<SQLite::Database> open_history(const std::string& path, bool wri
 
 const char* const current_rows_sql =
     "SELECT topic, client, state, stale, retained, since_ms, last_seen_ms, last_down_ms, epoch, heartbeat_s, "
-    "transitions, detail, reason, ip, host, meta, raw FROM clients WHERE removed=0";
+    "transitions, detail, reason, ip, host, meta, raw, overdue FROM clients WHERE removed=0";
 
 namespace {
 std::optional<time_point> time_column(const SQLite::Column& c) {
@@ -212,6 +217,7 @@ client_status read_client_row(SQLite::Statement& q) {
     r.host = q.getColumn(14).getString();
     r.meta = q.getColumn(15).getString();
     r.raw = q.getColumn(16).getString();
+    r.overdue = q.getColumn(17).getInt() != 0;
     return r;
 }
 

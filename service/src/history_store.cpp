@@ -54,21 +54,21 @@ struct history_store::writer {
     void prepare() {
         insert_event = std::make_unique<SQLite::Statement>(
             *db, "INSERT INTO events(observed_ms, time_ms, client, topic, previous, state, stale, cause, epoch, ip, "
-                 "retained, session, prev_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                 "retained, session, prev_id, overdue) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         const std::string columns = "topic, client, state, stale, retained, since_ms, last_seen_ms, last_down_ms, "
-                                    "epoch, heartbeat_s, transitions, detail, reason, ip, host, meta, raw";
+                                    "epoch, heartbeat_s, transitions, detail, reason, ip, host, meta, raw, overdue";
         const std::string update = " ON CONFLICT(client, topic) DO UPDATE SET state=excluded.state, "
             "stale=excluded.stale, retained=excluded.retained, since_ms=excluded.since_ms, "
             "last_seen_ms=excluded.last_seen_ms, last_down_ms=excluded.last_down_ms, epoch=excluded.epoch, "
             "heartbeat_s=excluded.heartbeat_s, transitions=excluded.transitions, detail=excluded.detail, "
             "reason=excluded.reason, ip=excluded.ip, host=excluded.host, meta=excluded.meta, raw=excluded.raw, "
-            "removed=0";
+            "overdue=excluded.overdue, removed=0";
         upsert_client = std::make_unique<SQLite::Statement>(
-            *db, "INSERT INTO clients(" + columns + ", last_event, removed) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)" +
+            *db, "INSERT INTO clients(" + columns + ", last_event, removed) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)" +
                      update + ", last_event=excluded.last_event");
         // The rewrite after a gap: rows from the live table, their chains left as they are.
         rewrite_client = std::make_unique<SQLite::Statement>(
-            *db, "INSERT INTO clients(" + columns + ", last_event, removed) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0)" +
+            *db, "INSERT INTO clients(" + columns + ", last_event, removed) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0)" +
                      update);
         remove_client = std::make_unique<SQLite::Statement>(
             *db, "UPDATE clients SET removed=1, last_event=? WHERE client=? AND topic=?");
@@ -115,6 +115,7 @@ struct history_store::writer {
         s.bind(12, static_cast<std::int64_t>(session));
         if (prev > 0) s.bind(13, prev);
         else s.bind(13);
+        s.bind(14, r.overdue ? 1 : 0);
         s.exec();
         s.reset();
         return db->getLastInsertRowid();
@@ -142,7 +143,8 @@ struct history_store::writer {
         s.bindNoCopy(15, r.host);
         s.bindNoCopy(16, r.meta);
         s.bindNoCopy(17, r.raw);
-        if (head) s.bind(18, *head);
+        s.bind(18, r.overdue ? 1 : 0);
+        if (head) s.bind(19, *head);
         s.exec();
         s.reset();
     }

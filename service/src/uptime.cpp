@@ -5,13 +5,14 @@
 namespace mqtt_presence {
 namespace {
 
-health health_of(state s, bool stale) {
-    if (s == state::connected) return stale ? health::down : health::up;
+// Stale and overdue are down: connected by its word, but not heard as it should be.
+health health_of(state s, bool unheard) {
+    if (s == state::connected) return unheard ? health::down : health::up;
     return s == state::disconnected ? health::down : health::unknown;
 }
 
 health health_after(const history_event& e) {
-    return e.why == cause::removed ? health::unknown : health_of(e.status, e.stale);
+    return e.why == cause::removed ? health::unknown : health_of(e.status, e.stale || e.overdue);
 }
 
 // How much of [a, b) the watched intervals cover; `at` remembers where the last look ended (segments only move on).
@@ -30,9 +31,10 @@ std::chrono::milliseconds covered(const std::vector<interval>& watched, std::siz
 health health_at_start(const std::optional<client_status>& current, const std::vector<history_event>& events) {
     if (!events.empty()) {
         const auto& first = events.front();
-        return first.previous ? health_of(*first.previous, first.why == cause::fresh) : health::unknown;
+        return first.previous ? health_of(*first.previous, first.why == cause::fresh || first.why == cause::back)
+                              : health::unknown;
     }
-    return current ? health_of(current->status, current->stale) : health::unknown;
+    return current ? health_of(current->status, current->stale || current->overdue) : health::unknown;
 }
 
 }  // namespace
@@ -93,7 +95,10 @@ uptime_figures compute_uptime(const std::string& client, const std::string& topi
     uptime_figures f;
     f.client = client;
     f.topic = topic;
-    f.state = !current ? "removed" : current->stale ? "stale" : std::string(to_string(current->status));
+    f.state = !current                ? "removed"
+              : current->overdue ? "overdue"
+              : current->stale   ? "stale"
+                                 : std::string(to_string(current->status));
     if (current) f.last_seen = current->last_seen;
 
     health h = health_at_start(current, events);

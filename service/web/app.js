@@ -41,7 +41,7 @@ function ago(iso) {
   return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h ago";
 }
 function local(iso) { return iso ? new Date(iso).toLocaleString() : "?"; }
-function stateOf(c) { return c.stale ? "stale" : c.state; }
+function stateOf(c) { return c.overdue ? "overdue" : c.stale ? "stale" : c.state; }
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -54,6 +54,8 @@ function stateCell(c) {
   const s = stateOf(c);
   const badge = el("span", "state s-" + s, s);
   if (c.liveness === "will-only" && s === "connected") badge.title = "connected on the client's word: no heartbeat";
+  if (s === "overdue") badge.title = "connected, but not heard from for longer than expected" +
+    (c.expect_s ? " (" + hours(c.expect_s * 1000) + ")" : "") + "; last heard " + ago(c.last_seen);
   return badge;
 }
 const DAY_MS = 86400000;
@@ -117,8 +119,8 @@ function render(data) {
   const fresh = document.createDocumentFragment();
   rows.forEach((c, i) => fresh.appendChild(renderRow(c, extra[i])));
   body.replaceChildren(fresh);
-  for (const s of ["connected", "disconnected", "unknown", "stale"]) $("n-" + s).textContent = data.counts[s];
-  showDown(data.counts.disconnected + data.counts.stale);
+  for (const s of ["connected", "disconnected", "unknown", "stale", "overdue"]) $("n-" + s).textContent = data.counts[s] || 0;
+  showDown(data.counts.disconnected + data.counts.stale + (data.counts.overdue || 0));
   const first = data.total ? data.offset + 1 : 0, last = data.offset + rows.length;
   $("range").textContent = first + "–" + last + " of " + data.total;
   $("prev").disabled = view.page === 0;
@@ -227,7 +229,8 @@ async function select(client, topic) {
   for (const e of data.events) {
     const tr = el("tr");
     tr.appendChild(el("td", "", e.time ? local(e.time) : "unknown (seen " + local(e.observed) + ")"));
-    const st = el("td"); st.appendChild(el("span", "state s-" + (e.stale ? "stale" : e.state), e.stale ? "stale" : e.state)); tr.appendChild(st);
+    const shown = e.overdue ? "overdue" : e.stale ? "stale" : e.state;
+    const st = el("td"); st.appendChild(el("span", "state s-" + shown, shown)); tr.appendChild(st);
     tr.appendChild(el("td", "", e.cause));
     tr.appendChild(el("td", "", e.previous || "–"));
     tr.appendChild(el("td", "", e.ip || ""));

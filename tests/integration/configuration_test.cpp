@@ -70,6 +70,7 @@ TEST(configuration, one_file_serves_the_sensor_and_every_mode_of_the_scanner) {
                                    "listen = \"off\"\n"
                                    "notary = true\n"
                                    "keep = \"30d\"\n"
+                                   "expect = [\"kitch*=2h\", \"10m\"]\n"
                                    "\n[sensor]\n"
                                    "topic = \"" + prefix + "/{client}\"\n"
                                    "name = \"kitchen\"\n"
@@ -89,6 +90,7 @@ TEST(configuration, one_file_serves_the_sensor_and_every_mode_of_the_scanner) {
     ASSERT_EQ(snapshot["clients"].size(), 1u) << once.out;
     EXPECT_EQ(snapshot["clients"][0]["state"], "connected") << once.out;
     EXPECT_TRUE(snapshot["clients"][0]["ip"].is_string()) << "[sensor] format = json carries the IP: " << once.out;
+    EXPECT_EQ(snapshot["clients"][0]["expect_s"], 7200.0) << "expect from the file, its first fitting glob: " << once.out;
     sensor.signal(SIGTERM);
     ASSERT_EQ(sensor.wait_exit(15s), 0) << sensor.stderr_text();
     const auto history_has = [&] {

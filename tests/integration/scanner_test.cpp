@@ -451,6 +451,7 @@ TEST(scanner, bad_options_and_unreachable_broker) {
     for (const auto& bad : std::vector<bad_case>{
              {{"--format", "xml"}, "xml"}, {{"--topic", "a/b"}, "{client}"}, {{"--convention", "nosuch"}, "nosuch"},
              {{"--activity", "a/b"}, "{client}"},
+             {{"--expect", "soon"}, "--expect"}, {{"--expect", "x="}, "write e.g."},
              {{"--timeout", "5 parsecs"}, "invalid duration"}, {{"--purge-older-than", "soon"}, "invalid duration"},
              {{"--dry-run"}, "--dry-run"},
              // TLS asked for over a clear-text URI, or with a file that is not there: refused, naming it.
@@ -668,6 +669,49 @@ TEST(scanner, heartbeat_overdue_shows_stale_before_the_will) {
     EXPECT_NE(stale->find("\"stale\":true"), std::string::npos);
     sensor.signal(SIGCONT);
     EXPECT_TRUE(events.wait_stdout(contains("\"event\":\"fresh\""), 10s)) << events.stdout_text();
+}
+
+// --expect: a Tasmota-like device whose will says Online but whose readings stopped is overdue, and back when a
+// reading comes; a device of a glob with a longer interval is not; the JSON says each one's expectation.
+TEST(scanner, a_device_whose_readings_stop_is_overdue_and_back_when_one_comes) {
+    const int port = broker_port();
+    const auto p = unique_prefix();
+    publish_retained(port, p + "/plug/LWT", "Online");
+    publish_retained(port, p + "/lamp/LWT", "Online");
+    child events({SCANNER_BIN, "--broker", broker_uri(port), "--topic", p + "/{client}/LWT", "--activity",
+                  p + "/{client}/STATE", "--expect", "2s", "--expect", "lamp=1h", "events"});
+    const auto about = [](const std::string& kind, const std::string& name) {
+        return [kind, name](const std::string& l) {
+            return l.find("\"event\":\"" + kind + "\"") != std::string::npos &&
+                   l.find("\"client\":\"" + name + "\"") != std::string::npos;
+        };
+    };
+    ASSERT_TRUE(events.wait_stdout(about("added", "plug"), 10s)) << events.stdout_text() << events.stderr_text();
+    const auto reading = [&] {
+        child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-t", p + "/plug/STATE", "-m",
+                   "{\"POWER\":\"ON\"}"});
+        return pub.wait_exit(10s) == 0;
+    };
+    ASSERT_TRUE(reading());
+    const auto overdue = events.wait_stdout(about("overdue", "plug"), 10s);
+    ASSERT_TRUE(overdue) << "no overdue event:\n" << events.stdout_text();
+    const auto row = json::parse(*overdue)["client"];
+    EXPECT_EQ(row["overdue"], true);
+    EXPECT_EQ(row["state"], "connected") << "still connected by its will";
+    EXPECT_EQ(row["expect_s"], 2.0);
+    EXPECT_FALSE(row["last_seen"].is_null()) << "when its reading came";
+    ASSERT_TRUE(reading());
+    EXPECT_TRUE(events.wait_stdout(about("back", "plug"), 10s)) << events.stdout_text();
+    EXPECT_EQ(events.stdout_text().find("\"event\":\"overdue\",\"previous\":\"connected\",\"client\":{\"client\":\"lamp\""),
+              std::string::npos)
+        << "lamp is expected within an hour";
+    // The snapshot says each one's expectation, and the table's footer counts the overdue.
+    const auto j = once_json(port, {"--topic", p + "/{client}/LWT", "--expect", "lamp=1h", "--expect", "auto"});
+    EXPECT_EQ(client_of(j, "lamp")["expect_s"], 3600.0) << j.dump();
+    EXPECT_EQ(client_of(j, "lamp")["expect"], "fixed");
+    EXPECT_EQ(client_of(j, "plug")["expect"], "auto");
+    EXPECT_TRUE(client_of(j, "plug")["expect_s"].is_null()) << "nothing learned yet";
+    EXPECT_EQ(j["counts"]["overdue"], 0);
 }
 
 TEST(scanner, class_with_a_borrowed_client) {

@@ -287,3 +287,53 @@ TEST(alert_sinks, a_template_is_filled_json_safe_and_count_is_one_for_a_client) 
 }
 
 }  // namespace
+
+namespace {
+
+// Overdue (--expect) is down by silence: "overdue" after the debounce, with since = when it was last heard and the
+// interval it was expected at; "back" when it is heard again, with how long it was silent. A blip says nothing.
+TEST(alert_engine, an_overdue_client_alerts_after_the_debounce_and_is_back_when_heard) {
+    alert_options o;
+    o.after = 60s;
+    fleet f(o);
+    f.table.expect([](std::string_view, std::uint16_t) { return 30u; });
+    f.apply("plug", "1", t0);
+    const auto judge = [&](time_point at) {
+        std::vector<alert> out;
+        for (auto c : f.table.expire(at)) {
+            c.current.topic = "s/" + c.current.client;
+            auto a = f.engine.on_change(c, at);
+            out.insert(out.end(), a.begin(), a.end());
+        }
+        auto a = f.engine.tick(at);
+        out.insert(out.end(), a.begin(), a.end());
+        return out;
+    };
+    const auto heard = [&](time_point at) {
+        change c;
+        if (f.table.seen("plug", 0, at, &c) != sighting::freshened) return std::vector<alert>{};
+        c.current.topic = "s/plug";
+        return f.engine.on_change(c, at);
+    };
+    EXPECT_TRUE(judge(t0 + 31s).empty()) << "overdue, but within the debounce";
+    EXPECT_TRUE(heard(t0 + 40s).empty()) << "a blip says nothing";
+    EXPECT_TRUE(judge(t0 + 71s).empty());
+    EXPECT_TRUE(judge(t0 + 130s).empty());
+    const auto overdue = judge(t0 + 131s);
+    ASSERT_EQ(kinds(overdue), (std::vector<std::string>{"overdue plug"}));
+    EXPECT_EQ(overdue[0].cause, "overdue");
+    EXPECT_EQ(overdue[0].since, t0 + 40s) << "when it was last heard";
+    EXPECT_EQ(overdue[0].expected, std::chrono::milliseconds(30s));
+    EXPECT_EQ(overdue[0].title(), "plug is overdue");
+    EXPECT_NE(overdue[0].message().find("expected within 30s"), std::string::npos) << overdue[0].message();
+    const auto round_trip = alert::from_json(overdue[0].json());
+    ASSERT_TRUE(round_trip);
+    EXPECT_EQ(round_trip->expected, std::chrono::milliseconds(30s));
+
+    const auto back = heard(t0 + 200s);
+    ASSERT_EQ(kinds(back), (std::vector<std::string>{"back plug"}));
+    EXPECT_EQ(back[0].cause, "seen");
+    EXPECT_EQ(back[0].down_for, std::chrono::milliseconds(160s)) << "silent from its last sign of life";
+}
+
+}  // namespace

@@ -306,3 +306,54 @@ TEST(history_store, events_older_than_keep_are_pruned) {
 }
 
 }  // namespace
+
+namespace {
+
+// Overdue and back are events of their own, the overdue flag is kept on the events and on the client's row (a
+// restart restores it), uptime counts the silence as down, and a file of the schema before them is migrated.
+TEST(history_store, overdue_and_back_are_recorded_restored_and_counted_as_down) {
+    const auto path = fresh_path();
+    {
+        history_store store({path});
+        store.begin_session("tcp://127.0.0.1:1883", "sensors/connected/{client}", "test");
+        store.watching(true, t0);
+        recorder r(store);
+        r.table.expect([](std::string_view, std::uint16_t) { return 600u; });
+        r.apply("plug", "1", t0);
+        for (auto c : r.table.expire(t0 + 10min)) {
+            c.current.topic = "sensors/connected/plug";
+            store.record(c);
+        }
+        store.watching(false, t0 + 20min);
+        store.end_session();
+    }
+    {
+        const history_reader reader(path);
+        const auto events = reader.events_of("plug", t0 - 1h);
+        ASSERT_EQ(events.size(), 2u);
+        EXPECT_EQ(events[0].why, cause::overdue);
+        EXPECT_TRUE(events[0].overdue);
+        EXPECT_EQ(events[0].status, state::connected);
+        const auto rows = reader.current_rows();
+        ASSERT_EQ(rows.size(), 1u);
+        EXPECT_TRUE(rows[0].overdue) << "what a restart restores";
+        const auto f = reader.uptime(t0, t0 + 20min, 1min).at(0);
+        EXPECT_EQ(f.state, "overdue");
+        EXPECT_EQ(f.up, 10min);
+        EXPECT_EQ(f.down, 10min) << "ten minutes up, ten overdue";
+    }
+    // A file from before the overdue columns: migrated on open.
+    {
+        SQLite::Database db(path, SQLite::OPEN_READWRITE);
+        db.exec("ALTER TABLE events DROP COLUMN overdue; ALTER TABLE clients DROP COLUMN overdue; "
+                "PRAGMA user_version=3");
+    }
+    { history_store store({path}); }
+    const history_reader reader(path);
+    const auto events = reader.events_of("plug", t0 - 1h);
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_FALSE(events[0].overdue) << "older rows read as not overdue";
+    EXPECT_EQ(events[0].why, cause::overdue) << "the cause was kept";
+}
+
+}  // namespace

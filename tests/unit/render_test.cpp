@@ -44,7 +44,7 @@ TEST(render, json_has_the_documented_shape) {
     std::vector<std::string> keys;
     for (const auto& [key, v] : k.items()) keys.push_back(key);
     EXPECT_EQ(keys, (std::vector<std::string>{"client", "state", "since", "last_seen", "retained", "stale",
-                                              "liveness", "clock_skew_s", "epoch", "ip", "detail", "topic", "meta"}));
+                                              "overdue", "liveness", "clock_skew_s", "epoch", "ip", "detail", "topic", "meta"}));
     EXPECT_EQ(k["liveness"], "will-only") << "no heartbeat promised";
     EXPECT_EQ(k["state"], "connected");
     EXPECT_EQ(k["since"], "2023-11-14T22:13:20.123Z");
@@ -56,7 +56,7 @@ TEST(render, json_has_the_documented_shape) {
     EXPECT_TRUE(g["epoch"].is_null());
     EXPECT_TRUE(g["ip"].is_null());
     EXPECT_EQ(j["clients"][0]["state"], "unknown");
-    EXPECT_EQ(j["counts"].dump(), R"({"connected":1,"disconnected":1,"unknown":1,"stale":0})");
+    EXPECT_EQ(j["counts"].dump(), R"({"connected":1,"disconnected":1,"unknown":1,"stale":0,"overdue":0})");
     EXPECT_EQ(j["stats"].dump(), R"({"messages":3,"malformed":1,"stale_deaths_ignored":0,"stale_connects_ignored":0,"future_times":0,"unmatched":0,"activity":0,"activity_unknown":0,"excluded":0})");
 }
 
@@ -65,7 +65,7 @@ TEST(render, ndjson_csv_prometheus_and_table) {
     const auto nd = render_ndjson(r);
     EXPECT_EQ(std::count(nd.begin(), nd.end(), '\n'), 3);
     const auto csv = render_csv(r);
-    EXPECT_EQ(csv.substr(0, csv.find('\n')), "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness");
+    EXPECT_EQ(csv.substr(0, csv.find('\n')), "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness,overdue");
     EXPECT_NE(csv.find("\"bad,\"\"name\",unknown"), std::string::npos) << csv;
     const auto prom = render_prometheus(r);
     EXPECT_NE(prom.find("mqtt_presence_clients{state=\"connected\"} 1"), std::string::npos);

@@ -3,7 +3,8 @@
 // clock of its own: every call gets `now`), so that its rules are tested with scripted times.
 //
 //  - down: a client disconnected (or stale) for `after` without coming back; "recovered" when it returns, only if
-//    "down" was sent. A disconnect shorter than `after` sends nothing.
+//    "down" was sent. A disconnect shorter than `after` sends nothing. A connected client unheard for longer than
+//    expected (overdue) is down the same way, as "overdue" and "back".
 //  - flapping: `flap_count` disconnects within `flap_window` send one "flapping" and silence the client until it
 //    has been stable (no disconnect) for the window.
 //  - outage: when the service itself is cut off from the broker for `after`, or when more than `outage_percent` of a
@@ -46,9 +47,9 @@ struct alert_options {
 };
 
 struct alert {
-    std::string kind;  ///< down, recovered, flapping, outage, outage-over, already-down, new, removed
+    std::string kind;  ///< down, recovered, overdue, back, flapping, outage, outage-over, already-down, new, removed
     /// Why. down, flapping: the disconnect's cause (lost, clean, stale, unseen, unknown); recovered: connected or
-    /// fresh; outage and outage-over: broker or scheme; already-down: unknown.
+    /// fresh; overdue: overdue; back: seen; outage and outage-over: broker or scheme; already-down: unknown.
     std::string cause;
     std::string client;
     std::string topic;
@@ -57,7 +58,8 @@ struct alert {
     std::string url;     ///< the client (or the dashboard) for a person, with --public-url; empty without
     time_point time;
     std::optional<time_point> since;  ///< when the state it reports began (unknown: nullopt)
-    std::optional<std::chrono::milliseconds> down_for;  ///< recovered: how long it was down (unknown: nullopt)
+    std::optional<std::chrono::milliseconds> down_for;  ///< recovered, back: how long it was down (unknown: nullopt)
+    std::optional<std::chrono::milliseconds> expected;  ///< overdue: how long it may go unheard (its expectation)
     std::size_t count = 0;            ///< how many clients: 1 for a client's own alert
     std::vector<std::string> sample;  ///< outages and already-down: some of their names
     std::string reason;               ///< outages: "broker" (the service lost it) or the scheme's topic filter
@@ -102,6 +104,7 @@ private:
         bool down = false;             // disconnected or stale now
         std::optional<time_point> down_since;
         std::string down_cause = "unknown";  // the disconnect's cause, for its "down" and "flapping"
+        std::optional<std::chrono::milliseconds> expected;  // its expected interval, for an "overdue"
         time_point down_at{};          // when this engine saw it go down (the debounce runs from here)
         bool down_sent = false;
         bool held = false;             // its down alert waits for an outage to end

@@ -6,7 +6,7 @@
 //   <prefix>/binary_sensor/mqtt_presence/<object id>/state    the scanner's own verdict, ON or OFF
 //   <prefix>/binary_sensor/mqtt_presence/service/availability the service's online/offline, on a connection of
 //                                                              its own with an "offline" will (ha_availability)
-// so every payload form the scanner reads (and its liveness rules: a stale client is OFF) maps right, with no value
+// so every payload form the scanner reads (and its liveness rules: a stale or overdue client is OFF) maps right, with no value
 // template in Home Assistant. Configs are published after the first sync and for each new client, again when Home
 // Assistant announces itself (<prefix>/status "online"); a purged client's config and state are cleared (empty
 // retained), and remove_all() clears every one. Clients of excluded conventions (devices Home Assistant already
@@ -36,7 +36,7 @@ public:
     /// The service's own online/offline (retained; its will says offline): every entity's availability.
     [[nodiscard]] std::string availability_topic() const;
     [[nodiscard]] std::string config_json(const client_status& row) const;
-    /// ON for a client that is connected and not stale, else OFF.
+    /// ON for a client that is connected and neither stale nor overdue, else OFF.
     [[nodiscard]] static const char* verdict(const client_status& row) noexcept;
     /// Whether the row gets an entity (its scheme is not excluded).
     [[nodiscard]] bool covers(const client_status& row) const;

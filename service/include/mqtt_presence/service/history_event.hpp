@@ -21,6 +21,8 @@ enum class cause : std::uint8_t {
     stale,      ///< heartbeats stopped
     fresh,      ///< a stale client was heard from again
     unseen,     ///< the change happened while nobody watched: learned from the retained store afterwards
+    overdue,    ///< unheard for longer than its expected interval (--expect)
+    back,       ///< an overdue client was heard from again
 };
 [[nodiscard]] std::string_view to_string(cause c) noexcept;
 [[nodiscard]] std::optional<cause> parse_cause(std::string_view text) noexcept;
@@ -36,6 +38,7 @@ struct history_event {
     std::optional<state> previous;  ///< nullopt: the client was not in the table before
     state status = state::unknown;  ///< the state after the change (for `removed`: the last state)
     bool stale = false;
+    bool overdue = false;  ///< connected, but unheard for longer than expected
     enum cause why = cause::unknown;
     std::optional<std::uint64_t> epoch;
     std::string ip;

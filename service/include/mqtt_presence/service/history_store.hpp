@@ -68,7 +68,7 @@ public:
 class history_store {
 public:
     /// The schema this binary writes.
-    static constexpr int schema_version = 3;
+    static constexpr int schema_version = 4;
 
     /// Calls `visit` with every row of the live table (scanner::for_each_sorted): how the store rewrites its
     /// `clients` table after it had to drop changes.

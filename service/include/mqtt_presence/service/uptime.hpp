@@ -22,7 +22,7 @@ struct interval {
 struct uptime_figures {
     std::string client;
     std::string topic;
-    std::string state;  ///< the current state: connected, disconnected, unknown, stale, or removed
+    std::string state;  ///< the current state: connected, disconnected, unknown, stale, overdue, or removed
     std::chrono::milliseconds up{0};       ///< watched while connected and not stale
     std::chrono::milliseconds down{0};     ///< watched while disconnected or stale
     std::chrono::milliseconds unknown{0};  ///< not watched, or the state was unknown (or the client absent)
