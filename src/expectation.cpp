@@ -46,12 +46,14 @@ std::string expectation::text() const {
 }
 
 const expectation* expectation_for(const std::vector<expectation>& rules, std::string_view client,
-                                   std::string_view topic) {
+                                   std::string_view topic, const std::vector<std::string>& groups) {
     const expectation* fallback = nullptr;
     const std::string name(client), where(topic);  // fnmatch wants C strings
     for (const auto& rule : rules) {
         if (rule.match.empty()) fallback = &rule;
-        else if (fnmatch(rule.match.c_str(), name.c_str(), 0) == 0 ||
+        else if (rule.match.rfind("group:", 0) == 0) {
+            if (std::find(groups.begin(), groups.end(), rule.match.substr(6)) != groups.end()) return &rule;
+        } else if (fnmatch(rule.match.c_str(), name.c_str(), 0) == 0 ||
                  (!where.empty() && fnmatch(rule.match.c_str(), where.c_str(), 0) == 0))
             return &rule;
     }

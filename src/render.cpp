@@ -179,7 +179,12 @@ void append_client_json(std::string& out, const client_status& c, const std::str
     append_text_or_null(out, detail_text(c));
     out += ",\"topic\":"sv;
     append_string(out, topic);
-    out += ",\"meta\":"sv;
+    out += ",\"groups\":["sv;
+    for (std::size_t i = 0; i < c.groups.size(); ++i) {
+        if (i > 0) out += ',';
+        append_string(out, c.groups[i]);
+    }
+    out += "],\"meta\":"sv;
     // meta is a compact JSON object text made by the codec; the host joins it.
     if (c.meta.empty() && c.host.empty()) {
         out += "null"sv;
@@ -207,6 +212,15 @@ std::string age(const std::optional<time_point>& t, time_point now) {
 
 // A table cell: the text made printable, cut or padded to `width` terminal cells, and a two-space gutter.
 std::string pad(std::string_view s, std::size_t width) { return detail::fit_cells(detail::printable(s, 160), width) + "  "; }
+
+std::string joined(const std::vector<std::string>& items, char separator) {
+    std::string out;
+    for (const auto& item : items) {
+        if (!out.empty()) out += separator;
+        out += item;
+    }
+    return out;
+}
 
 std::size_t cells(std::string_view s) { return detail::display_width(detail::printable(s, 160)); }
 
@@ -340,7 +354,7 @@ snapshot_writer::snapshot_writer(std::ostream& out, snapshot_format format) : ou
     buffer_.reserve(flush_at + 4096);
     switch (format_) {
         case snapshot_format::json: buffer_ += "{\"clients\":["; break;
-        case snapshot_format::csv: buffer_ += "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness,overdue\n"; break;
+        case snapshot_format::csv: buffer_ += "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness,overdue,groups\n"; break;
         case snapshot_format::prometheus:
             buffer_ += "# HELP mqtt_presence_up 1 if the client is connected and neither stale nor overdue, else 0.\n"
                        "# TYPE mqtt_presence_up gauge\n";
@@ -349,8 +363,30 @@ snapshot_writer::snapshot_writer(std::ostream& out, snapshot_format format) : ou
     }
 }
 
+void group_health::tally(const client_status& c) noexcept {
+    if (c.status == state::connected && !c.stale && !c.overdue) ++up;
+    else if (c.status != state::unknown) ++down;
+    else ++unknown;
+}
+
+std::string render_prometheus_groups(const std::map<std::string, group_health>& groups) {
+    if (groups.empty()) return {};
+    std::string out = "# HELP mqtt_presence_group_clients Clients of a group (--group) by health: up (connected, "
+                      "neither stale nor overdue), down, unknown.\n# TYPE mqtt_presence_group_clients gauge\n";
+    for (const auto& [name, h] : groups) {
+        const auto label = prometheus_label(name);
+        for (const auto& [health, n] : {std::pair<const char*, std::size_t>{"up", h.up}, {"down", h.down},
+                                        {"unknown", h.unknown}})
+            out += "mqtt_presence_group_clients{group=\"" + label + "\",health=\"" + health + "\"} " +
+                   std::to_string(n) + "\n";
+    }
+    return out;
+}
+
 void snapshot_writer::row(const client_status& c) {
     const std::string& topic = c.topic;
+    if (group_totals_)
+        for (const auto& g : c.groups) groups_[g].tally(c);
     switch (format_) {
         case snapshot_format::json:
             if (rows_ > 0) buffer_ += ',';
@@ -366,7 +402,7 @@ void snapshot_writer::row(const client_status& c) {
                        (c.last_seen ? format_iso8601(*c.last_seen) : "") + "," + (c.retained ? "true" : "false") +
                        "," + (c.epoch ? std::to_string(*c.epoch) : "") + "," + csv_field(c.ip) + "," +
                        csv_field(detail_text(c)) + "," + csv_field(topic) + "," + std::string(liveness(c)) + "," +
-                       (c.overdue ? "true" : "false") + "\n";
+                       (c.overdue ? "true" : "false") + "," + csv_field(joined(c.groups, ';')) + "\n";
             break;
         case snapshot_format::prometheus:
             // The topic label keeps one name under two topic schemes two series; no label changes with the state.
@@ -392,10 +428,22 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
                    ",\"unmatched\":" + n(stats.unmatched) + ",\"activity\":" + n(stats.activity) +
                    ",\"activity_unknown\":" + n(stats.activity_unknown) + ",\"excluded\":" + n(stats.excluded) + "}";
         if (scanner) buffer_ += ",\"scanner\":" + render_scanner_json(*scanner);
+        if (!groups_.empty()) {
+            buffer_ += ",\"groups\":{";
+            bool first = true;
+            for (const auto& [name, h] : groups_) {
+                if (!first) buffer_ += ',';
+                first = false;
+                append_string(buffer_, name);
+                buffer_ += ":{\"up\":" + n(h.up) + ",\"down\":" + n(h.down) + ",\"unknown\":" + n(h.unknown) + "}";
+            }
+            buffer_ += '}';
+        }
         buffer_ += extra_members;
         buffer_ += "}\n";
     } else if (format_ == snapshot_format::prometheus) {
         buffer_ += render_prometheus_summary(counts, stats, scanner);
+        buffer_ += render_prometheus_groups(groups_);
     }
     out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
     buffer_.clear();
@@ -429,6 +477,7 @@ void table_writer::measure(const client_status& c) {
         name_w_ = std::max(name_w_, std::min<std::size_t>(cells(c.client), 40));
     }
     ip_w_ = std::max(ip_w_, std::min<std::size_t>(cells(c.ip), 39));
+    if (!c.groups.empty()) groups_w_ = std::max({groups_w_, std::size_t{6}, std::min<std::size_t>(cells(joined(c.groups, ',')), 30)});
     previous_name_ = c.client;
     previous_topic_ = c.topic;
 }
@@ -441,7 +490,7 @@ void table_writer::header() {
     if (header_written_) return;
     header_written_ = true;
     buffer_ += pad("CLIENT", name_w_) + pad("STATE", 18) + pad("SINCE", 14) + pad("LAST-SEEN", 14) + pad("LIVENESS", 9) +
-               pad("IP", ip_w_) + "DETAIL\n";
+               pad("IP", ip_w_) + (groups_w_ > 0 ? pad("GROUPS", groups_w_) : std::string()) + "DETAIL\n";
 }
 
 void table_writer::row(const client_status& c) {
@@ -455,7 +504,9 @@ void table_writer::row(const client_status& c) {
     }
     const std::string_view live = c.status != state::connected ? "-" : liveness(c);
     buffer_ += pad(shown_name(c), name_w_) + cell + pad(age(c.since, now_), 14) + pad(age(c.last_seen, now_), 14) +
-               pad(live, 9) + pad(c.ip.empty() ? "-" : c.ip, ip_w_) + detail::printable(detail_text(c), 60) + "\n";
+               pad(live, 9) + pad(c.ip.empty() ? "-" : c.ip, ip_w_) +
+               (groups_w_ > 0 ? pad(c.groups.empty() ? "-" : joined(c.groups, ','), groups_w_) : std::string()) +
+               detail::printable(detail_text(c), 60) + "\n";
     ++rows_;
     if (buffer_.size() >= flush_at) {
         out_ << buffer_;

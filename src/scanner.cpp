@@ -49,7 +49,20 @@ void scanner_options::validate() const {
             throw error("activity template " + t + ": Sparkplug's births and deaths are statuses, not activity");
     if (qos < 0 || qos > 2) throw error("subscription qos " + std::to_string(qos) + " is invalid; use 0 or 1");
     if (topics.size() > 65535) throw error("too many topic templates");
-    for (const auto& rule : expect) (void)expectation::parse(rule.text());
+    for (const auto& rule : expect) {
+        (void)expectation::parse(rule.text());
+        if (rule.match.rfind("group:", 0) != 0) continue;
+        const auto group = rule.match.substr(6);
+        if (std::none_of(groups.begin(), groups.end(), [&](const group_rule& g) { return g.group == group; }))
+            throw error("--expect " + rule.text() + ": no --group " + group + " is defined");
+    }
+    for (const auto& chosen : only_groups)
+        if (std::none_of(groups.begin(), groups.end(), [&](const group_rule& g) { return g.group == chosen; }))
+            throw error("--group " + chosen + ": no such group is defined (define it with --group " + chosen +
+                        "=GLOB or in the configuration file)");
+    for (const auto& g : groups)
+        if (g.group.empty() || (g.pattern.empty() && g.meta_key.empty()))
+            throw error("a --group rule needs a name and a pattern (NAME=GLOB or NAME=meta.KEY=VALUE)");
 }
 
 std::string_view to_string(sync_state s) noexcept {
@@ -160,6 +173,10 @@ struct scanner::impl {
     bool read_activity(std::string_view name, const mqtt::message& msg);
     [[nodiscard]] bool excluded(std::string_view name, const std::string& topic) const;
     bool count_excluded();
+    // --group NAME (a filter): whether the status's client is in a chosen group; if not, it is left out, and its
+    // row, if any, removed. Paho's thread.
+    [[nodiscard]] bool in_chosen_groups(std::string_view name, const std::string& topic, const status_record& record) const;
+    bool leave_out(std::string_view name, std::uint16_t source);
     // A new row's expected interval (connection_table::expect): seconds, 0 for none, learned_expectation for auto.
     [[nodiscard]] std::uint32_t expected_seconds(std::string_view client, std::uint16_t source) const;
     void read_sparkplug(const mqtt::message& msg, status_record& record) const;
@@ -176,6 +193,13 @@ struct scanner::impl {
     scanner_options options_;
     std::vector<topic_scheme> schemes_;
     std::vector<topic_scheme> activity_schemes_;
+    client_groups groups_;
+    bool expect_by_group_ = false;  // an --expect rule names a group
+    // The row as it leaves the scanner: its topic and its groups. Off the lock.
+    void describe(client_status& row) const {
+        row.topic = topic_of(row);
+        if (!groups_.empty()) row.groups = groups_.of(row);
+    }
     std::unique_ptr<mqtt::async_client> owned_;
     std::unique_ptr<reconnect_driver> reconnect_;  // an owned client's tries after a loss (expiry thread)
     mqtt::async_client* client_ = nullptr;
@@ -221,6 +245,8 @@ scanner::impl::impl(scanner_options options, mqtt::async_client* borrowed)
         options_.broker.client_id = borrowed ? borrowed->get_client_id() : default_client_id();
     for (const auto& t : options_.topics) schemes_.push_back(topic_scheme::parse(t));
     for (const auto& t : options_.activity) activity_schemes_.push_back(topic_scheme::parse(t));
+    groups_ = client_groups(options_.groups);
+    for (const auto& rule : options_.expect) expect_by_group_ = expect_by_group_ || rule.match.rfind("group:", 0) == 0;
     if (!options_.expect.empty()) table_.expect([this](std::string_view client, std::uint16_t source) {
         return expected_seconds(client, source);
     });
@@ -523,6 +549,8 @@ bool scanner::impl::read_status(std::size_t scheme, std::string_view name, const
     if (schemes_[scheme].sparkplug_nodes() && !msg.get_payload_str().empty()) read_sparkplug(msg, record);
     else decode(msg.get_payload_str(), record);
     const auto source = static_cast<std::uint16_t>(scheme);
+    if (!options_.only_groups.empty() && !record.cleared && !in_chosen_groups(name, msg.get_topic(), record))
+        return leave_out(name, source);
     bool queued = false;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -586,9 +614,40 @@ std::uint32_t scanner::impl::expected_seconds(std::string_view client, std::uint
     } catch (const std::exception&) {
         // A name no topic can hold (a Sparkplug node): its name alone is matched.
     }
-    const auto* rule = expectation_for(options_.expect, client, topic);
+    const auto* rule = expectation_for(options_.expect, client, topic,
+                                       expect_by_group_ ? groups_.of(client, topic) : std::vector<std::string>{});
     if (!rule) return 0;
     return rule->learned ? connection_table::learned_expectation : static_cast<std::uint32_t>(rule->every.count());
+}
+
+bool scanner::impl::in_chosen_groups(std::string_view name, const std::string& topic,
+                                     const status_record& record) const {
+    thread_local client_status probe;  // the fields a group rule reads
+    probe.client.assign(name);
+    probe.topic = topic;
+    probe.meta = record.meta;
+    probe.host = record.host;
+    for (const auto& g : groups_.of(probe))
+        if (std::find(options_.only_groups.begin(), options_.only_groups.end(), g) != options_.only_groups.end())
+            return true;
+    return false;
+}
+
+bool scanner::impl::leave_out(std::string_view name, std::uint16_t source) {
+    bool queued = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++excluded_;
+        ++version_;
+        if (auto last = table_.erase(name, source); last && callbacks_.change) {
+            const auto previous = last->status;
+            deliveries_.emplace_back(change{change_kind::removed, previous, std::move(*last), true, clock::now()});
+            queued = true;
+        }
+    }
+    if (queued) delivery_cv_.notify_one();
+    if (condition_waiters_.load(std::memory_order_relaxed) > 0) cv_.notify_all();
+    return true;
 }
 
 bool scanner::impl::count_excluded() {
@@ -728,7 +787,7 @@ void scanner::impl::deliver(delivery& d, const callbacks& to) const {
     } else if (auto* line = std::get_if<status_text>(&d)) {
         say(line->text);
     } else if (auto* changed = std::get_if<change>(&d); changed && to.change) {
-        changed->current.topic = topic_of(changed->current);  // off the lock
+        describe(changed->current);  // off the lock
         fenced("change", [&] { to.change(*changed); });
     }
 }
@@ -894,7 +953,7 @@ std::vector<client_status> scanner::impl::snapshot(std::size_t limit, row_order 
         judge_now();
         rows = table_.snapshot(limit, order);
     }
-    for (auto& r : rows) r.topic = topic_of(r);
+    for (auto& r : rows) describe(r);
     return rows;
 }
 
@@ -923,7 +982,7 @@ std::pair<table_counts, table_stats> scanner::impl::for_each_sorted(
                 if (table_.find(keys[i].first, keys[i].second, chunk[n])) ++n;
         }
         for (std::size_t i = 0; i < n; ++i) {
-            chunk[i].topic = topic_of(chunk[i]);
+            describe(chunk[i]);
             visit(chunk[i]);
         }
     }
@@ -937,7 +996,7 @@ std::optional<client_status> scanner::impl::find(std::string_view client, std::u
         judge_now();
         row = table_.find(client, source);
     }
-    if (row) row->topic = topic_of(*row);
+    if (row) describe(*row);
     return row;
 }
 

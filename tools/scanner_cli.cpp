@@ -2,6 +2,7 @@
 
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
+#include <mqtt_presence/client_groups.hpp>
 #include <mqtt_presence/expectation.hpp>
 #include <mqtt_presence/topic_scheme.hpp>
 #ifdef MQTT_PRESENCE_HAS_SPARKPLUG
@@ -115,7 +116,7 @@ Exit codes: 0 listed, 2 bad options or no such history.)";
 // What the command line gives besides settings.
 struct command_line {
     cli::broker_flags broker;
-    std::vector<std::string> topics, conventions, activity, expect;
+    std::vector<std::string> topics, conventions, activity, expect, groups;
     std::string require_text;
     std::vector<std::pair<mode, CLI::App*>> modes;  // the subcommands
     CLI::Option_group* watch_group = nullptr;          // watch's own options, on the top level
@@ -152,6 +153,10 @@ void define_shared_options(CLI::App& app, settings& s, command_line& c) {
                      "Expected interval, repeatable: a connected client not heard from (status or activity) for "
                      "longer is overdue. DURATION for all, GLOB=DURATION for names or topics (the first that fits), "
                      "auto or GLOB=auto: learned from each client's own cadence");
+    what->add_option("--group", c.groups,
+                     "Group, repeatable: NAME=GLOB (names or topics) or NAME=meta.KEY=VALUE (JSON metadata) "
+                     "defines one (a client may be in several; --expect group:NAME=DUR); a bare NAME shows only "
+                     "that group's clients (the others are counted as excluded)");
     what->add_option("--exclude", s.opts.exclude,
                      "Leave out clients whose name or topic fits this glob, repeatable (e.g. homeassistant under "
                      "--convention esphome; 'zigbee2mqtt/bridge*'); counted as excluded");
@@ -301,6 +306,9 @@ void define_history_and_uptime(CLI::App& app, service_cli::settings& svc, comman
     uptime->add_option("--window", svc.window, "The window (24h, 7d, 30d)")->capture_default_str();
     uptime->add_option("--flap-interval", svc.flap_interval, "A reconnect this soon after a disconnect is a flap")
         ->capture_default_str();
+    uptime->add_option("--by", svc.by, "client, or group (the --group rules, with a client's metadata from the "
+                                       "history)")
+        ->check(CLI::IsMember({"client", "group"}))->capture_default_str();
     uptime->add_option("--sort", svc.sort, "client, uptime (worst first), disconnects, flaps, outage")
         ->check(CLI::IsMember({"client", "uptime", "disconnects", "flaps", "outage"}))->capture_default_str();
 }
@@ -395,6 +403,10 @@ void finish(const CLI::App& app, settings& s, command_line& c) {
             if (std::find(s.opts.activity.begin(), s.opts.activity.end(), templ) == s.opts.activity.end())
                 s.opts.activity.push_back(templ);
     }
+    for (const auto& text : c.groups) {
+        if (text.find('=') == std::string::npos) s.opts.only_groups.push_back(text);
+        else s.opts.groups.push_back(mqtt_presence::group_rule::parse(text));
+    }
     for (const auto& text : c.expect) s.opts.expect.push_back(mqtt_presence::expectation::parse(text));
     s.timeout = mqtt_presence::parse_duration(s.timeout_text);
     if (!s.older_than_text.empty()) s.older_than = mqtt_presence::parse_duration(s.older_than_text);
@@ -404,6 +416,9 @@ void finish(const CLI::App& app, settings& s, command_line& c) {
 #endif
     s.opts.named_clients = s.required;  // asked for by their exact topics: right even where wildcards get no retained
     s.service.format = s.format;
+    s.service.groups = s.opts.groups;
+    if (s.run == mode::uptime && s.service.by == "group" && s.opts.groups.empty())
+        throw error("uptime --by group needs groups: --group NAME=GLOB, or group = [...] in the configuration file");
     for (auto* o : {&s.service.notary, &s.service.ha_prefix}) {  // `notary = true` in the configuration file
         if (*o == "true") o->emplace();
         else if (*o == "false") o->reset();

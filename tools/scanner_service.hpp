@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <mqtt_presence/client_groups.hpp>
 #include <mqtt_presence/scanner.hpp>
 
 namespace service_cli {
@@ -24,6 +25,8 @@ struct settings {
     std::string window = "24h";         ///< uptime: the window
     std::string flap_interval = "1m";   ///< uptime: a reconnect within this long of a disconnect is a flap
     std::string sort = "client";        ///< uptime: client, uptime, disconnects, flaps, outage
+    std::string by = "client";          ///< uptime: client or group
+    std::vector<mqtt_presence::group_rule> groups;  ///< uptime --by group: the scanner's --group rules
     std::string format = "table";
     std::string listen = "127.0.0.1:8080";  ///< serve: the dashboard and API; "off": none
     std::string http_user, http_pw_env, http_pw_file, http_cert, http_key;

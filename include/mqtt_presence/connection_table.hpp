@@ -60,6 +60,8 @@ struct client_status {
     std::uint32_t transitions = 0;  ///< state changes seen since the client entered the table
     std::uint16_t source = 0;       ///< which topic scheme the status came from (the scanner's index)
     std::string topic;  ///< the status topic; filled by the scanner as rows leave it (the table does not store it)
+    /// The groups it is in (scanner_options::groups), filled by the scanner as rows leave it; empty without groups.
+    std::vector<std::string> groups;
     /// The last payload's epoch or time stamp lay beyond now + max_clock_skew (forged or a broken clock); ignored.
     bool future_time = false;
     /// Restored from a history (connection_table::restore) and not confirmed by a message since.

@@ -14,7 +14,7 @@
 namespace mqtt_presence {
 
 struct expectation {
-    std::string match;               ///< glob (fnmatch) on the client's name or status topic; empty: every client
+    std::string match;  ///< glob (fnmatch) on the client's name or status topic, or "group:NAME"; empty: every client
     std::chrono::seconds every{0};   ///< the interval (at least 1 s); unused when `learned`
     bool learned = false;            ///< "auto": a multiple of the client's own cadence
 
@@ -25,10 +25,10 @@ struct expectation {
     [[nodiscard]] std::string text() const;
 };
 
-/// The rule for one client: the first whose glob fits its name or topic, else the last without a glob; nullptr
-/// when none applies.
+/// The rule for one client: the first whose glob fits its name or topic (or names one of its `groups`), else the
+/// last without a glob; nullptr when none applies.
 [[nodiscard]] const expectation* expectation_for(const std::vector<expectation>& rules, std::string_view client,
-                                                 std::string_view topic);
+                                                 std::string_view topic, const std::vector<std::string>& groups = {});
 
 /// A client's cadence learned from its last gaps (between live messages at least a second apart: readings that
 /// come in a burst are one sign of life).

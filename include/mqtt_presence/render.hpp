@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <map>
 #include <ostream>
 #include <string>
 #include <unordered_set>
@@ -71,10 +72,22 @@ enum class snapshot_format : std::uint8_t { json, ndjson, csv, prometheus };
 /// render_ndjson, render_csv and render_prometheus, without holding every row and the whole text in memory (rows
 /// can come straight from the table: scanner::for_each_sorted). Prometheus output lists the rows first and the
 /// totals after them.
+/// How a group's clients are: up (connected, neither stale nor overdue), down (disconnected, stale or overdue), or
+/// unknown. Kept per group by snapshot_writer; the service's /metrics keeps them the same way.
+struct group_health {
+    std::size_t up = 0, down = 0, unknown = 0;
+    void tally(const client_status& c) noexcept;
+};
+/// `mqtt_presence_group_clients{group,health}` for each group (none: an empty text).
+[[nodiscard]] std::string render_prometheus_groups(const std::map<std::string, group_health>& groups);
+
 class snapshot_writer {
 public:
     snapshot_writer(std::ostream& out, snapshot_format format);
     void row(const client_status& c);
+    /// Off: no per-group totals (JSON "groups", Prometheus mqtt_presence_group_clients). They are the totals of the
+    /// rows written, so a page of a larger list leaves them out. On by default.
+    void group_totals(bool on) noexcept { group_totals_ = on; }
     /// Writes the counters and the scanner's own state if given (JSON, Prometheus) and flushes. Call once, after
     /// the last row. JSON: `extra_members` (",\"total\":3" ...) joins the top-level object.
     void finish(const table_counts& counts, const table_stats& stats, const scanner_status* scanner = nullptr,
@@ -86,6 +99,8 @@ private:
     snapshot_format format_;
     std::string buffer_;
     std::size_t rows_ = 0;
+    std::map<std::string, group_health> groups_;  // JSON's "groups" and Prometheus's group families
+    bool group_totals_ = true;
 };
 
 /// The scanner's own state as the JSON snapshot's "scanner" member: {"connected","since","sync","broker_dropped"}.
@@ -123,7 +138,7 @@ private:
     std::ostream& out_;
     time_point now_;
     bool color_;
-    std::size_t name_w_ = 6, ip_w_ = 2;
+    std::size_t name_w_ = 6, ip_w_ = 2, groups_w_ = 0;  // groups_w_ 0: no row is in a group, no column
     std::string previous_name_, previous_topic_;  // measure(): the row before, to find names that repeat
     std::unordered_set<std::string> shared_;       // names under several schemes
     std::string buffer_;

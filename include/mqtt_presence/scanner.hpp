@@ -38,6 +38,7 @@
 #include <mqtt/async_client.h>
 
 #include <mqtt_presence/broker_options.hpp>
+#include <mqtt_presence/client_groups.hpp>
 #include <mqtt_presence/connection_table.hpp>
 #include <mqtt_presence/scanner_status.hpp>
 #include <mqtt_presence/topic_scheme.hpp>
@@ -71,6 +72,13 @@ struct scanner_options {
     /// heard again (change_kind::back). The first rule whose glob fits a client's name or status topic applies,
     /// else the last without a glob. Asked once per client, as it enters the table.
     std::vector<expectation> expect;
+    /// Groups (group_rule::parse: "garage=garage-*", "battery=meta.power=battery"): each row leaving the scanner
+    /// (snapshots, changes, find) carries the groups it is in (client_status::groups). An `expect` rule
+    /// "group:NAME=DURATION" applies to a group's clients (by its name and topic rules).
+    std::vector<group_rule> groups;
+    /// Only the clients of these groups (names from `groups`): a status of a client in none is left out and counted
+    /// as excluded, as `exclude` does; a client that leaves them (its metadata changed) leaves the table (removed).
+    std::vector<std::string> only_groups;
     /// Clients asked for by their exact topics (in every scheme) at every sync: their retained statuses arrive even
     /// from a broker that sends none to a wildcard subscription (RabbitMQ), so --require is right everywhere.
     std::vector<std::string> named_clients;

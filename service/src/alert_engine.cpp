@@ -67,6 +67,9 @@ std::string alert::title() const {
     if (kind == "flapping") return client + " is flapping";
     if (kind == "new") return client + " is new";
     if (kind == "removed") return client + " was removed";
+    if (kind == "outage" && !group.empty())
+        return std::to_string(count) + " of " + std::to_string(total) + " in " + group + " are down";
+    if (kind == "outage-over" && !group.empty()) return "the outage of " + group + " is over";
     if (kind == "outage")
         return reason == "broker" ? "the service lost the broker"
                                   : std::to_string(count) + " clients of " + of + " are down";
@@ -97,7 +100,8 @@ std::string alert::message() const {
         return "The service lost " + (broker.empty() ? std::string("the broker") : broker) + " at " + when(since) +
                "; the " + std::to_string(count) + " clients up then are unknown now.";
     if (kind == "outage")
-        return std::to_string(count) + " clients went down at once: " + names(sample, count) + ".";
+        return std::to_string(count) + (group.empty() ? " clients" : " of the " + std::to_string(total) + " in " + group) +
+               " went down at once: " + names(sample, count) + ".";
     if (kind == "outage-over")
         return count == 0 ? std::string("Every client is back.")
                           : std::to_string(count) + " still down: " + names(sample, count) + ".";
@@ -130,6 +134,8 @@ std::string alert::json() const {
             down_for ? nlohmann::json(static_cast<double>(down_for->count()) / 1000.0) : nlohmann::json(nullptr);
     if (!sample.empty() || kind == "outage" || kind == "outage-over" || kind == "already-down") j["sample"] = sample;
     if (!reason.empty()) j["reason"] = reason;
+    if (!group.empty()) j["group"] = group;
+    if (total > 0) j["total"] = total;
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -166,6 +172,8 @@ std::optional<alert> alert::from_json(const std::string& text) {
         for (const auto& s : j["sample"])
             if (s.is_string()) a.sample.push_back(s.get<std::string>());
     a.reason = str("reason");
+    a.group = str("group");
+    if (j.contains("total") && j["total"].is_number_unsigned()) a.total = j["total"].get<std::size_t>();
     a.cause = str("cause");
     a.scheme = str("scheme");
     a.broker = str("broker");
@@ -208,8 +216,24 @@ alert alert_engine::make(const std::string& kind, const client_state& s, time_po
     return a;
 }
 
-alert_engine::client_state& alert_engine::track(const std::string& client, std::uint16_t scheme) {
-    auto [it, added] = clients_.try_emplace({client, scheme});
+// A client's outage scope: its first group's, else its topic scheme's (scheme i is scope i; groups come after).
+std::uint16_t alert_engine::scope_of(const client_status& row) {
+    if (row.groups.empty()) return row.source;
+    const auto it = group_scopes_.find(row.groups.front());
+    if (it != group_scopes_.end()) return it->second;
+    const auto scope = static_cast<std::uint16_t>(first_group_scope + group_scopes_.size());
+    group_scopes_.emplace(row.groups.front(), scope);
+    scope_groups_.emplace(scope, row.groups.front());
+    return scope;
+}
+
+std::string alert_engine::scope_reason(std::uint16_t scope) const {
+    if (const auto it = scope_groups_.find(scope); it != scope_groups_.end()) return "group:" + it->second;
+    return scope < scheme_filters_.size() ? scheme_filters_[scope] : std::string();
+}
+
+alert_engine::client_state& alert_engine::track(const std::string& client, std::uint16_t source, std::uint16_t scheme) {
+    auto [it, added] = clients_.try_emplace({client, source});
     if (added) {
         it->second.client = client;
         it->second.scheme = scheme;
@@ -230,8 +254,9 @@ alert alert_engine::outage(const char* kind, std::string reason, time_point now,
     alert a;
     a.kind = kind;
     a.time = now;
-    a.cause = reason == "broker" ? "broker" : "scheme";
-    if (reason != "broker") a.scheme = reason;
+    a.cause = reason == "broker" ? "broker" : reason.rfind("group:", 0) == 0 ? "group" : "scheme";
+    if (a.cause == "scheme") a.scheme = reason;
+    if (a.cause == "group") a.group = reason.substr(6);
     a.reason = std::move(reason);
     for (const auto& [key, s] : clients_) {
         if (!counted(s)) continue;
@@ -242,7 +267,7 @@ alert alert_engine::outage(const char* kind, std::string reason, time_point now,
 }
 
 void alert_engine::seed(const client_status& row, bool down_sent, time_point now) {
-    auto& s = track(row.client, row.source);
+    auto& s = track(row.client, row.source, scope_of(row));
     s.topic = row.topic;
     set_down(s, is_down(row));
     s.down_since = s.down ? row.since : std::nullopt;
@@ -333,8 +358,9 @@ void alert_engine::check_outage(std::uint16_t scheme, time_point now, std::vecto
         const auto last_down = sc.downs.empty() ? sc.detected : sc.downs.back();
         if (now - last_down < outage_settle && now - sc.detected < options_.after) return;
         sc.announced = true;
-        out.push_back(outage("outage", scheme < scheme_filters_.size() ? scheme_filters_[scheme] : std::string(), now,
-                             members_down));
+        auto a = outage("outage", scope_reason(scheme), now, members_down);
+        a.total = sc.clients;
+        out.push_back(std::move(a));
         return;
     }
     // Back: every client up again, or few enough down and no new death for the outage window; either once no
@@ -347,8 +373,10 @@ void alert_engine::check_outage(std::uint16_t scheme, time_point now, std::vecto
 void alert_engine::end_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out) {
     auto& sc = schemes_[scheme];
     sc.active = false;
-    out.push_back(outage("outage-over", scheme < scheme_filters_.size() ? scheme_filters_[scheme] : std::string(), now,
-                         [scheme](const client_state& s) { return s.scheme == scheme && s.down && s.member; }));
+    auto over = outage("outage-over", scope_reason(scheme), now,
+                       [scheme](const client_state& s) { return s.scheme == scheme && s.down && s.member; });
+    over.total = sc.clients;
+    out.push_back(std::move(over));
     for (auto& [key, s] : clients_) {
         if (s.scheme != scheme || !s.member) continue;
         s.member = false;
@@ -368,13 +396,13 @@ std::vector<alert> alert_engine::on_change(const change& c, time_point now) {
         if (it != clients_.end()) {
             if (options_.on_removed && watched(r.client)) out.push_back(make("removed", it->second, now));
             set_down(it->second, false);
-            --schemes_[r.source].clients;
+            --schemes_[it->second.scheme].clients;
             clients_.erase(it);
         }
         return out;
     }
     const bool known = clients_.count(key) > 0;
-    auto& s = track(r.client, r.source);
+    auto& s = track(r.client, r.source, scope_of(r));
     s.topic = r.topic;
     if (!known && c.kind == change_kind::added && options_.on_new && watched(r.client)) out.push_back(make("new", s, now));
     // Down since: a disconnect's own time (unknown when it happened unseen), or when heartbeats were judged missing.

@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <mqtt_presence/client_groups.hpp>
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
@@ -157,9 +158,13 @@ void dashboard::impl::routes() {
     s.Get("/api/info", [this](const httplib::Request&, httplib::Response& res) {
         json filters = json::array();
         for (const auto& scheme : svc.table().schemes()) filters.push_back(scheme.filter());
+        json groups = json::array();
+        const client_groups defined(svc.options().scan.groups);
+        for (const auto& name : defined.names()) groups.push_back(name);
         res.set_content(dump({{"version", mqtt_presence::version},
                               {"broker", svc.options().scan.broker.server_uri},
                               {"topics", filters},
+                              {"groups", groups},
                               {"observer", svc.options().observer},
                               {"scanner", json::parse(render_scanner_json(svc.table().status()))}}) + "\n",
                         "application/json");

@@ -20,8 +20,10 @@ using namespace dashboard_util;
 
 void dashboard::impl::metrics(httplib::Response& res) {
     std::string up, seen, since, transitions;
+    std::map<std::string, group_health> groups;
     auto& table = svc.table();
     const auto [counts, stats] = table.for_each_sorted([&](const client_status& c) {
+        for (const auto& g : c.groups) groups[g].tally(c);
         const auto labels = "{client=\"" + prometheus_label(c.client) + "\",topic=\"" + prometheus_label(c.topic) + "\"}";
         up += prometheus_up_sample(c);
         if (c.last_seen)
@@ -47,6 +49,7 @@ void dashboard::impl::metrics(httplib::Response& res) {
     family("mqtt_presence_transitions_total", "counter", "State changes of the client since the history began.",
            transitions);
     out += render_prometheus_summary(counts, stats, &st);  // the same families as once --format prometheus
+    out += render_prometheus_groups(groups);
     struct scalar {
         const char* name;
         const char* type;

@@ -26,7 +26,7 @@ struct clients_query {
     std::size_t limit = SIZE_MAX;
     std::size_t offset = 0;
     std::vector<std::string> states;
-    std::string q, topic;
+    std::string q, topic, group;
     sort_key sort = sort_key::client;
     bool descending = false;
     bool with_history = false;
@@ -45,6 +45,7 @@ struct clients_query {
         }
         c.q = req.get_param_value("q");
         c.topic = req.get_param_value("topic");
+        c.group = req.get_param_value("group");
         std::string sort = req.has_param("sort") ? req.get_param_value("sort") : "client";
         c.descending = !sort.empty() && sort.front() == '-';
         if (c.descending) sort.erase(0, 1);
@@ -61,11 +62,12 @@ struct clients_query {
     }
 
     [[nodiscard]] bool by_name() const { return sort == sort_key::client && !descending; }
-    [[nodiscard]] bool unfiltered() const { return states.empty() && q.empty() && topic.empty(); }
+    [[nodiscard]] bool unfiltered() const { return states.empty() && q.empty() && topic.empty() && group.empty(); }
 
     // The query as one text, equal for equal queries (the shared pages' key).
     [[nodiscard]] std::string key() const {
         std::string k = std::to_string(limit) + '\0' + std::to_string(offset) + '\0' + q + '\0' + topic + '\0' +
+                        group + '\0' +
                         std::to_string(static_cast<int>(sort)) + (descending ? "-" : "+") + (with_history ? "h" : "");
         for (const auto& st : states) k += '\0' + st;
         return k;
@@ -74,6 +76,7 @@ struct clients_query {
     [[nodiscard]] bool passes(const client_status& c) const {
         if (!states.empty() && std::find(states.begin(), states.end(), state_of(c)) == states.end()) return false;
         if (!q.empty() && !icontains(c.client, q)) return false;
+        if (!group.empty() && std::find(c.groups.begin(), c.groups.end(), group) == c.groups.end()) return false;
         return topic.empty() || c.topic.find(topic) != std::string::npos;
     }
 
@@ -205,6 +208,7 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
         std::ostringstream out;
         {
             snapshot_writer writer(out, snapshot_format::json);
+            writer.group_totals(false);  // a page's rows are not the group
             for (const auto& r : rows) writer.row(r);
             const auto st = table.status();
             writer.finish(counts, stats, &st, extra_members);

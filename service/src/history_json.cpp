@@ -60,6 +60,32 @@ std::string history_json(const std::string& client, const std::vector<history_ev
 
 std::string uptime_row_json(const uptime_figures& f) { return dump(uptime_object(f)); }
 
+namespace {
+json group_object(const group_uptime& g) {
+    const auto seconds = [](std::chrono::milliseconds d) { return static_cast<double>(d.count()) / 1000.0; };
+    const auto p = g.uptime_percent();
+    return {{"group", g.group},
+            {"clients", g.clients},
+            {"down_now", g.down_now},
+            {"uptime_percent", p ? json(*p) : json(nullptr)},
+            {"up_s", seconds(g.up)},
+            {"down_s", seconds(g.down)},
+            {"unknown_s", seconds(g.unknown)},
+            {"disconnects", g.disconnects},
+            {"flaps", g.flaps},
+            {"longest_outage_s", seconds(g.longest_outage)}};
+}
+}  // namespace
+
+std::string group_uptime_row_json(const group_uptime& g) { return dump(group_object(g)); }
+
+std::string group_uptime_json(const std::string& window, time_point from, time_point to,
+                              const std::vector<group_uptime>& rows) {
+    json list = json::array();
+    for (const auto& g : rows) list.push_back(group_object(g));
+    return dump({{"window", window}, {"from", format_iso8601(from)}, {"to", format_iso8601(to)}, {"groups", list}});
+}
+
 std::string uptime_json(const std::string& window, time_point from, time_point to,
                         const std::vector<uptime_figures>& rows) {
     json list = json::array();

@@ -88,6 +88,35 @@ std::optional<double> uptime_figures::uptime_percent() const {
     return 100.0 * static_cast<double>(up.count()) / static_cast<double>(known.count());
 }
 
+std::optional<double> group_uptime::uptime_percent() const {
+    const auto known = up + down;
+    if (known.count() <= 0) return std::nullopt;
+    return 100.0 * static_cast<double>(up.count()) / static_cast<double>(known.count());
+}
+
+std::vector<group_uptime> uptime_by_group(
+    const std::vector<uptime_figures>& clients, const std::vector<std::string>& names,
+    const std::function<std::vector<std::string>(const uptime_figures&)>& groups_of) {
+    std::vector<group_uptime> out(names.size());
+    for (std::size_t i = 0; i < names.size(); ++i) out[i].group = names[i];
+    for (const auto& f : clients) {
+        for (const auto& g : groups_of(f)) {
+            const auto it = std::find(names.begin(), names.end(), g);
+            if (it == names.end()) continue;
+            auto& u = out[static_cast<std::size_t>(it - names.begin())];
+            ++u.clients;
+            if (f.state == "disconnected" || f.state == "stale" || f.state == "overdue") ++u.down_now;
+            u.up += f.up;
+            u.down += f.down;
+            u.unknown += f.unknown;
+            u.disconnects += f.disconnects;
+            u.flaps += f.flaps;
+            u.longest_outage = std::max(u.longest_outage, f.longest_outage);
+        }
+    }
+    return out;
+}
+
 uptime_figures compute_uptime(const std::string& client, const std::string& topic,
                               const std::optional<client_status>& current, const std::vector<history_event>& events,
                               const std::vector<interval>& watched, time_point from, time_point to,

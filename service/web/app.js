@@ -4,7 +4,7 @@
 
 const PAGE = 100;
 const $ = (id) => document.getElementById(id);
-const view = { q: "", states: [], sort: "client", page: 0, client: "", topic: "" };
+const view = { q: "", states: [], group: "", sort: "client", page: 0, client: "", topic: "" };
 let rows = [];            // the page's rows, as /api/clients gives them
 let extra = [];           // their 24-hour figures
 let scanner = null;       // the service's own connection
@@ -15,6 +15,7 @@ function readHash() {
   const p = new URLSearchParams(location.hash.slice(1));
   view.q = p.get("q") || "";
   view.states = (p.get("state") || "").split(",").filter(Boolean);
+  view.group = p.get("group") || "";
   view.sort = p.get("sort") || "client";
   view.page = Math.max(0, parseInt(p.get("page") || "0", 10) || 0);
   view.client = p.get("client") || "";
@@ -24,6 +25,7 @@ function writeHash() {
   const p = new URLSearchParams();
   if (view.q) p.set("q", view.q);
   if (view.states.length) p.set("state", view.states.join(","));
+  if (view.group) p.set("group", view.group);
   if (view.sort !== "client") p.set("sort", view.sort);
   if (view.page) p.set("page", String(view.page));
   if (view.client) { p.set("client", view.client); p.set("topic", view.topic); }
@@ -97,7 +99,9 @@ function renderRow(c, x) {
   const tr = el("tr");
   tr.dataset.key = c.client + "\u0000" + c.topic;
   if (c.client === view.client && c.topic === view.topic) tr.classList.add("selected");
-  tr.appendChild(el("td", "name", c.client));
+  const name = el("td", "name", c.client);
+  if (c.groups && c.groups.length) name.appendChild(el("span", "groups muted", c.groups.join(", ")));
+  tr.appendChild(name);
   const st = el("td"); st.appendChild(stateCell(c)); tr.appendChild(st);
   const since = el("td", "since", sinceText(c)); since.dataset.iso = c.since || ""; since.title = local(c.since);
   since.dataset.down = stateOf(c) === "disconnected" ? (c.detail || "down") : ""; tr.appendChild(since);
@@ -186,6 +190,7 @@ async function fetchPage() {
   const p = new URLSearchParams({ limit: String(PAGE), offset: String(view.page * PAGE), sort: view.sort, history: "1" });
   if (view.q) p.set("q", view.q);
   if (view.states.length) p.set("state", view.states.join(","));
+  if (view.group) p.set("group", view.group);
   const res = await fetch("api/clients?" + p.toString());
   if (!res.ok) return;
   render(await res.json());
@@ -286,7 +291,7 @@ function bind() {
     clearTimeout(typing);
     typing = setTimeout(() => { view.q = q.value; view.page = 0; writeHash(); load(); }, 150);
   });
-  for (const chip of document.querySelectorAll(".chip")) {
+  for (const chip of document.querySelectorAll(".chip[data-state]")) {
     chip.setAttribute("aria-pressed", String(view.states.includes(chip.dataset.state)));
     chip.addEventListener("click", () => {
       const s = chip.dataset.state;
@@ -316,6 +321,25 @@ function bind() {
   }, 1000);
 }
 
+// One chip per group (--group): a filter, one group at a time.
+function showGroups(names) {
+  const box = $("groups");
+  box.replaceChildren();
+  for (const g of names) {
+    const chip = el("button", "chip group", g);
+    chip.type = "button";
+    chip.dataset.group = g;
+    chip.setAttribute("aria-pressed", String(view.group === g));
+    chip.addEventListener("click", () => {
+      view.group = view.group === g ? "" : g;
+      for (const other of box.querySelectorAll(".chip")) other.setAttribute("aria-pressed", String(other.dataset.group === view.group));
+      view.page = 0; writeHash(); load();
+    });
+    box.appendChild(chip);
+  }
+  box.hidden = names.length === 0;
+}
+
 async function start() {
   readHash();
   bind();
@@ -324,6 +348,7 @@ async function start() {
     $("broker").textContent = info.broker + "  " + info.topics.join(" ");
     titleBase = "mqtt-presence · " + info.broker;
     document.title = titleBase;
+    showGroups(info.groups || []);
   } catch (e) { /* the table still works */ }
   await load();
   if (view.client) select(view.client, view.topic);

@@ -437,3 +437,54 @@ TEST(service, home_assistant_discovery_leaves_out_excluded_conventions) {
 }
 
 }  // namespace
+
+namespace {
+
+// Groups end to end: the service's rows carry them, `uptime --by group` sums a group's clients (a client's
+// metadata from the history), and a bare --group shows only that group's clients, the rest counted as excluded.
+TEST(service, groups_carry_through_the_history_uptime_and_a_filtered_snapshot) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto db = db_path();
+    publish_retained(port, prefix + "/garage-door", R"({"status":1,"power":"battery"})");
+    publish_retained(port, prefix + "/garage-light", "0");
+    publish_retained(port, prefix + "/kitchen", "1");
+    const std::vector<std::string> groups{"--group", "garage=garage-*", "--group", "battery=meta.power=battery"};
+    {
+        service svc(port, templ, db, groups);
+        svc.expect_synced();
+        history_until(db, "kitchen", [](const json& h) { return h["events"].size() == 1; }, "the kitchen's row");
+        svc.proc.signal(SIGTERM);
+        ASSERT_EQ(svc.proc.wait_exit(10s), 0) << svc.proc.stderr_text();
+    }
+    std::vector<std::string> argv{SCANNER_BIN, "uptime", "--db", db, "--by", "group", "--format", "json"};
+    argv.insert(argv.end(), groups.begin(), groups.end());
+    child uptime(argv);
+    ASSERT_EQ(uptime.wait_exit(10s), 0) << uptime.stderr_text();
+    const auto u = json::parse(uptime.stdout_text());
+    ASSERT_EQ(u["groups"].size(), 2u) << u.dump();
+    EXPECT_EQ(u["groups"][0]["group"], "garage");
+    EXPECT_EQ(u["groups"][0]["clients"], 2);
+    EXPECT_EQ(u["groups"][0]["down_now"], 1);
+    EXPECT_EQ(u["groups"][1]["group"], "battery");
+    EXPECT_EQ(u["groups"][1]["clients"], 1) << "by the metadata the history kept";
+    child no_rules({SCANNER_BIN, "uptime", "--db", db, "--by", "group"});
+    EXPECT_EQ(no_rules.wait_exit(10s), 2);
+    EXPECT_NE(no_rules.stderr_text().find("needs groups"), std::string::npos) << no_rules.stderr_text();
+
+    std::vector<std::string> once{SCANNER_BIN, "--broker", broker_uri(port), "--topic", templ, "--format", "json"};
+    once.insert(once.end(), groups.begin(), groups.end());
+    once.insert(once.end(), {"--group", "garage", "once"});
+    child snap(once);
+    ASSERT_EQ(snap.wait_exit(20s), 0) << snap.stderr_text();
+    const auto j = json::parse(snap.stdout_text());
+    ASSERT_EQ(j["clients"].size(), 2u) << j.dump();
+    EXPECT_EQ(j["clients"][0]["groups"], json::array({"garage", "battery"}));
+    EXPECT_EQ(j["clients"][1]["groups"], json::array({"garage"}));
+    EXPECT_EQ(j["stats"]["excluded"], 1) << "the kitchen, outside the group";
+    EXPECT_EQ(j["groups"]["garage"]["up"], 1);
+    EXPECT_EQ(j["groups"]["garage"]["down"], 1);
+}
+
+}  // namespace

@@ -337,3 +337,47 @@ TEST(alert_engine, an_overdue_client_alerts_after_the_debounce_and_is_back_when_
 }
 
 }  // namespace
+
+namespace {
+
+// A group's clients going down together are one "outage" of the group ("8 of 20 in garage are down"), not eight
+// pages; its end is one "outage-over".
+TEST(alert_engine, a_groups_clients_going_down_together_are_one_outage_of_the_group) {
+    alert_options o;
+    o.after = 10s;
+    o.outage_percent = 20;
+    alert_engine engine(o, {"sensors/connected/+"});
+    connection_table table;
+    std::vector<alert> all;
+    const auto feed = [&](const std::string& name, const char* payload, time_point at) {
+        auto c = table.apply(name, decode(payload), false, at);
+        if (!c) return;
+        c->current.topic = "sensors/connected/" + name;
+        if (name.rfind("garage-", 0) == 0) c->current.groups = {"garage"};
+        auto a = engine.on_change(*c, at);
+        all.insert(all.end(), a.begin(), a.end());
+    };
+    for (int i = 0; i < 20; ++i) feed("garage-" + std::to_string(i), "1", t0);
+    for (int i = 0; i < 30; ++i) feed("house-" + std::to_string(i), "1", t0);
+    for (int i = 0; i < 8; ++i) feed("garage-" + std::to_string(i), "0", t0 + 1s);
+    for (int s = 2; s < 30; ++s) {
+        auto a = engine.tick(t0 + std::chrono::seconds(s));
+        all.insert(all.end(), a.begin(), a.end());
+    }
+    ASSERT_EQ(kinds(all), (std::vector<std::string>{"outage"})) << "one alert, not eight";
+    EXPECT_EQ(all[0].group, "garage");
+    EXPECT_EQ(all[0].count, 8u);
+    EXPECT_EQ(all[0].total, 20u);
+    EXPECT_EQ(all[0].title(), "8 of 20 in garage are down");
+    EXPECT_EQ(all[0].cause, "group");
+    all.clear();
+    for (int i = 0; i < 8; ++i) feed("garage-" + std::to_string(i), "1", t0 + 40s);
+    for (int s = 41; s < 60; ++s) {
+        auto a = engine.tick(t0 + std::chrono::seconds(s));
+        all.insert(all.end(), a.begin(), a.end());
+    }
+    ASSERT_EQ(kinds(all), (std::vector<std::string>{"outage-over"}));
+    EXPECT_EQ(all[0].title(), "the outage of garage is over");
+}
+
+}  // namespace

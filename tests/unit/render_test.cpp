@@ -44,7 +44,8 @@ TEST(render, json_has_the_documented_shape) {
     std::vector<std::string> keys;
     for (const auto& [key, v] : k.items()) keys.push_back(key);
     EXPECT_EQ(keys, (std::vector<std::string>{"client", "state", "since", "last_seen", "retained", "stale",
-                                              "overdue", "liveness", "clock_skew_s", "epoch", "ip", "detail", "topic", "meta"}));
+                                              "overdue", "liveness", "clock_skew_s", "epoch", "ip", "detail", "topic",
+                                              "groups", "meta"}));
     EXPECT_EQ(k["liveness"], "will-only") << "no heartbeat promised";
     EXPECT_EQ(k["state"], "connected");
     EXPECT_EQ(k["since"], "2023-11-14T22:13:20.123Z");
@@ -65,7 +66,7 @@ TEST(render, ndjson_csv_prometheus_and_table) {
     const auto nd = render_ndjson(r);
     EXPECT_EQ(std::count(nd.begin(), nd.end(), '\n'), 3);
     const auto csv = render_csv(r);
-    EXPECT_EQ(csv.substr(0, csv.find('\n')), "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness,overdue");
+    EXPECT_EQ(csv.substr(0, csv.find('\n')), "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness,overdue,groups");
     EXPECT_NE(csv.find("\"bad,\"\"name\",unknown"), std::string::npos) << csv;
     const auto prom = render_prometheus(r);
     EXPECT_NE(prom.find("mqtt_presence_clients{state=\"connected\"} 1"), std::string::npos);

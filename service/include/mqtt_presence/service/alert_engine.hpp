@@ -8,7 +8,8 @@
 //  - flapping: `flap_count` disconnects within `flap_window` send one "flapping" and silence the client until it
 //    has been stable (no disconnect) for the window.
 //  - outage: when the service itself is cut off from the broker for `after`, or when more than `outage_percent` of a
-//    topic scheme's clients go down within `outage_window`, one "outage" instead of one alert per client. It is
+//    topic scheme's clients (or of a group's: a client's first group) go down within `outage_window`, one "outage"
+//    ("8 of 20 in garage are down") instead of one alert per client. It is
 //    sent once the downs settle (a second without another, or `after` at most), so its count and sample are of the
 //    whole outage. Its members (down when it began, or going down during it) get no alert of their own: when the
 //    scheme is back (every client up, or its downs under the threshold and none for `outage_window`; then no
@@ -54,6 +55,7 @@ struct alert {
     std::string client;
     std::string topic;
     std::string scheme;  ///< the client's (or the outage's) topic scheme: its subscription filter
+    std::string group;   ///< a group's outage: the group (--group); its clients' outage is one alert
     std::string broker;  ///< the broker's URI (the service sets it)
     std::string url;     ///< the client (or the dashboard) for a person, with --public-url; empty without
     time_point time;
@@ -61,6 +63,7 @@ struct alert {
     std::optional<std::chrono::milliseconds> down_for;  ///< recovered, back: how long it was down (unknown: nullopt)
     std::optional<std::chrono::milliseconds> expected;  ///< overdue: how long it may go unheard (its expectation)
     std::size_t count = 0;            ///< how many clients: 1 for a client's own alert
+    std::size_t total = 0;            ///< outages: how many clients the scheme or group has
     std::vector<std::string> sample;  ///< outages and already-down: some of their names
     std::string reason;               ///< outages: "broker" (the service lost it) or the scheme's topic filter
     std::int64_t outbox_id = 0;       ///< its row in the history's outbox (0: none)
@@ -134,13 +137,19 @@ private:
     [[nodiscard]] alert outage(const char* kind, std::string reason, time_point now, Pick counted) const;
     void check_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out);
     void end_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out);
-    client_state& track(const std::string& client, std::uint16_t scheme);  // creates it, counted in its scheme
+    // Creates it, counted in its outage scope (`scheme`: its topic scheme's, or its first group's).
+    client_state& track(const std::string& client, std::uint16_t source, std::uint16_t scheme);
+    std::uint16_t scope_of(const client_status& row);
+    [[nodiscard]] std::string scope_reason(std::uint16_t scope) const;  // a scheme's filter, or "group:NAME"
+    static constexpr std::uint16_t first_group_scope = 32768;
     void set_down(client_state& s, bool down);                              // keeps the scheme's count
 
     alert_options options_;
     std::vector<std::string> scheme_filters_;
     std::map<std::pair<std::string, std::uint16_t>, client_state> clients_;
-    std::map<std::uint16_t, scheme_outage> schemes_;
+    std::map<std::uint16_t, scheme_outage> schemes_;  // by outage scope: topic schemes, then groups
+    std::map<std::string, std::uint16_t> group_scopes_;
+    std::map<std::uint16_t, std::string> scope_groups_;
     bool service_watching_ = true;
     std::optional<time_point> service_lost_;
     bool broker_outage_ = false;

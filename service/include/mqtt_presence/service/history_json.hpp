@@ -21,5 +21,10 @@ namespace mqtt_presence {
 [[nodiscard]] std::string uptime_row_json(const uptime_figures& f);
 [[nodiscard]] std::string uptime_json(const std::string& window, time_point from, time_point to,
                                       const std::vector<uptime_figures>& rows);
+/// uptime --by group: {"window","from","to","groups":[{"group","clients","down_now","uptime_percent","up_s",
+/// "down_s","unknown_s","disconnects","flaps","longest_outage_s"}]}; one object per NDJSON line.
+[[nodiscard]] std::string group_uptime_row_json(const group_uptime& g);
+[[nodiscard]] std::string group_uptime_json(const std::string& window, time_point from, time_point to,
+                                            const std::vector<group_uptime>& rows);
 
 }  // namespace mqtt_presence

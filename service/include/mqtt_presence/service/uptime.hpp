@@ -4,6 +4,7 @@
 // neither as up nor as down. Pure: no SQLite.
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -38,6 +39,25 @@ struct uptime_figures {
     /// up / (up + down), in percent; nullopt when no time was watched.
     [[nodiscard]] std::optional<double> uptime_percent() const;
 };
+
+/// A group's figures: the sums of its clients' (uptime over all their watched time), how many it has and how many
+/// are down now (disconnected, stale or overdue).
+struct group_uptime {
+    std::string group;
+    std::size_t clients = 0;
+    std::size_t down_now = 0;
+    std::chrono::milliseconds up{0}, down{0}, unknown{0};
+    std::uint32_t disconnects = 0;
+    std::uint32_t flaps = 0;
+    std::chrono::milliseconds longest_outage{0};  ///< the longest of one of its clients
+
+    [[nodiscard]] std::optional<double> uptime_percent() const;
+};
+
+/// Per group, in the order of `names`, from the clients' figures and what groups each is in.
+[[nodiscard]] std::vector<group_uptime> uptime_by_group(
+    const std::vector<uptime_figures>& clients, const std::vector<std::string>& names,
+    const std::function<std::vector<std::string>(const uptime_figures&)>& groups_of);
 
 /// What a stretch of a client's time was: up (connected, not stale), down (disconnected or stale), or unknown (not
 /// watched, unreadable, or not in the table).
