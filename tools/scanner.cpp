@@ -477,6 +477,7 @@ int main(int argc, char** argv) {
     if (const auto rc = scanner_cli::parse(argc, argv, s)) return *rc;
     if (s.run == mode::history) return service_cli::run_history(s.service);  // the file only, no broker
     if (s.run == mode::uptime) return service_cli::run_uptime(s.service);
+    if (s.run == mode::silence) return service_cli::run_silence(s.service);  // the service's API, no broker
     const signal_waiter signals(s.run == mode::serve);
     if (s.run == mode::serve) return service_cli::run_serve(s.opts, s.service, interrupted, reload);
     const bool live_table = s.run == mode::watch && s.format == "table" && isatty(STDOUT_FILENO) != 0;
@@ -506,7 +507,8 @@ int main(int argc, char** argv) {
             case mode::watch: return live_table ? run_live_table(scan, s, changed, out_mutex) : run_stream(scan);
             case mode::serve:
             case mode::history:
-            case mode::uptime: break;  // run above
+            case mode::uptime:
+            case mode::silence: break;  // run above
         }
     } catch (const error& e) {
         std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";

@@ -107,6 +107,20 @@ constexpr const char* history_footer = R"(Examples:
 
 Exit codes: 0 listed (none in the window: said on stderr), 2 no such history.)";
 
+constexpr const char* silence_footer = R"(Examples:
+  mqtt-presence-scanner silence boiler --for 2h --reason "firmware update"
+  mqtt-presence-scanner silence group:garage --for 1d --reason "renovation"
+  mqtt-presence-scanner silence --list
+  mqtt-presence-scanner silence --end 3f2a9c0d11e4b7a5
+
+A silence holds the alerts of a client (a name or glob) or group: they are
+recorded and counted, not sent. It ends at its time, by --end, or never
+later than 90 days. It reaches the running serve at --server (its --listen);
+with a login, --http-user and --http-pw-env as serve has them.
+
+Exit codes: 0 done, 2 refused (bad options, unknown id, login), 4 the
+service cannot be reached.)";
+
 constexpr const char* uptime_footer = R"(Examples:
   mqtt-presence-scanner uptime                 # the last 24 h, by client
   mqtt-presence-scanner uptime --window 7d --sort uptime --format csv
@@ -300,6 +314,17 @@ void define_history_and_uptime(CLI::App& app, service_cli::settings& svc, comman
     history->add_option("name", svc.client, "The client's name")->required();
     history->add_option("--db", svc.db, db_text);
     history->add_option("--since", svc.since, "How far back")->capture_default_str();
+    auto* silence = add_mode(app, c, mode::silence, "silence", "Set, list or end a silence (a maintenance window) "
+                                                               "in the running service", silence_footer);
+    silence->add_option("target", svc.silence_target, "A client's name (or a glob), or group:NAME");
+    silence->add_option("--for", svc.silence_for, "How long")->capture_default_str();
+    silence->add_option("--reason", svc.silence_reason, "Why (shown with the silence and in the log)");
+    silence->add_flag("--list", svc.silence_list, "The silences running now")->configurable(false);
+    silence->add_option("--end", svc.silence_end, "End the silence of this id")->configurable(false);
+    silence->add_option("--server", svc.server, "The service's dashboard URL")->capture_default_str();
+    silence->add_option("--server-cafile", svc.server_cafile, "CA file for an https:// --server");
+    silence->add_option("--http-user", svc.http_user, "Basic auth user");
+    silence->add_option("--http-pw-env", svc.http_pw_env, "The environment variable holding its password");
     auto* uptime = add_mode(app, c, mode::uptime, "uptime", "Uptime, disconnects, flaps and outages per client",
                             uptime_footer);
     uptime->add_option("--db", svc.db, db_text);
@@ -377,6 +402,13 @@ void check_format(const settings& s, bool format_given) {
         throw error("--format " + s.format + " is for snapshots (once, purge); a stream of changes is table "
                     "(human lines), json or ndjson");
     if (s.run == mode::purge && s.format == "prometheus") throw error("--format prometheus is not for a purge");
+    if (s.run == mode::silence && s.format != "table" && s.format != "json")
+        throw error("silence writes a table or json");
+    if (s.run == mode::silence && s.service.silence_list + !s.service.silence_end.empty() +
+                                          !s.service.silence_target.empty() != 1)
+        throw error("silence takes one of: a target (NAME or group:NAME), --list, --end ID");
+    if (s.run == mode::silence && !s.service.silence_target.empty() && s.service.silence_reason.empty())
+        throw error("silence needs --reason: who reads the alerts later asks why");
     if ((s.run == mode::history || s.run == mode::uptime) && s.format == "prometheus")
         throw error("--format prometheus is for snapshots of the live table (once)");
     if (s.run == mode::serve && format_given)
@@ -521,7 +553,7 @@ std::string nearest_subcommand(const std::string& word) {
     };
     std::string best;
     std::size_t best_distance = 3;
-    for (const std::string name : {"watch", "once", "events", "purge", "serve", "history", "uptime"}) {
+    for (const std::string name : {"watch", "once", "events", "purge", "serve", "history", "uptime", "silence"}) {
         if (word.size() >= 2 && name.rfind(word, 0) == 0) return name;  // the start of one
         const auto d = distance(word, name);
         if (d < best_distance && d < name.size()) {

@@ -14,7 +14,7 @@
 
 namespace scanner_cli {
 
-enum class mode { watch, once, events, purge, serve, history, uptime };
+enum class mode { watch, once, events, purge, serve, history, uptime, silence };
 
 /// Everything the command line (and the configuration file) says, parsed and checked.
 struct settings {

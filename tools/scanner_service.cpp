@@ -27,6 +27,7 @@
 #include <mqtt_presence/service/dashboard.hpp>
 #include <mqtt_presence/service/ha_discovery.hpp>
 #include <mqtt_presence/service/history_json.hpp>
+#include <mqtt_presence/service/service_client.hpp>
 #include <mqtt_presence/service/history_reader.hpp>
 #include <mqtt_presence/service/presence_service.hpp>
 
@@ -523,6 +524,78 @@ int run_uptime(const settings& s) {
         std::cerr << rows.size() << " clients over the last " << s.window << "; UNKNOWN: time nobody watched\n";
     }
     return exit_code::ok;
+}
+
+}  // namespace service_cli
+
+namespace service_cli {
+
+namespace {
+
+// The running service's answer as the person reads it; false when it refused (said on stderr).
+bool shown(const mqtt_presence::service_reply& reply, const settings& s) {
+    const auto body = nlohmann::json::parse(reply.body, nullptr, false);
+    if (reply.status == 401) {
+        std::cerr << "mqtt-presence-scanner: the service asks for a login: --http-user and --http-pw-env\n";
+        return false;
+    }
+    if (reply.status < 200 || reply.status > 299) {
+        const auto why = body.is_object() && body.contains("error") ? body["error"].get<std::string>() : reply.body;
+        std::cerr << "mqtt-presence-scanner: the service refused (HTTP " << reply.status
+                  << "): " << terminal_safe(why, 300) << "\n";
+        return false;
+    }
+    if (s.format == "json") {
+        std::cout << reply.body;
+        if (reply.body.empty() || reply.body.back() != '\n') std::cout << "\n";
+        return true;
+    }
+    const auto list = body.is_object() && body.contains("silences") ? body["silences"] : nlohmann::json::array({body});
+    std::cout << fit_cell("ID", 16) << "  " << fit_cell("TARGET", 24) << "  " << fit_cell("UNTIL", 24) << "  "
+              << fit_cell("BY", 22) << "  REASON\n";
+    const auto text = [](const nlohmann::json& j, const char* key) {
+        return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string("-");
+    };
+    for (const auto& x : list)
+        std::cout << fit_cell(text(x, "id"), 16) << "  " << fit_cell(text(x, "target"), 24) << "  "
+                  << fit_cell(x.contains("ended") && x["ended"].is_string() ? "ended " + text(x, "ended") : text(x, "until"), 24) << "  "
+                  << fit_cell(text(x, "by"), 22) << "  " << terminal_safe(text(x, "reason"), 80) << "\n";
+    if (body.contains("held"))
+        std::cerr << list.size() << " silences running; " << body["held"].get<std::uint64_t>()
+                  << " alerts held since the service started\n";
+    return true;
+}
+
+}  // namespace
+
+int run_silence(const settings& s) {
+    mqtt_presence::service_endpoint to;
+    to.url = s.server;
+    to.user = s.http_user;
+    to.cafile = s.server_cafile;
+    if (!s.http_pw_env.empty()) {
+        const char* password = std::getenv(s.http_pw_env.c_str());
+        if (!password) {
+            std::cerr << "mqtt-presence-scanner: --http-pw-env " << s.http_pw_env << ": no such variable is set\n";
+            return exit_code::usage;
+        }
+        to.password = password;
+    }
+    try {
+        mqtt_presence::service_reply reply;
+        if (s.silence_list) {
+            reply = mqtt_presence::call_service(to, "GET", "/api/silences");
+        } else if (!s.silence_end.empty()) {
+            reply = mqtt_presence::call_service(to, "DELETE", "/api/silences/" + s.silence_end);
+        } else {
+            const nlohmann::json body{{"target", s.silence_target}, {"for", s.silence_for}, {"reason", s.silence_reason}};
+            reply = mqtt_presence::call_service(to, "POST", "/api/silences", body.dump());
+        }
+        return shown(reply, s) ? exit_code::ok : exit_code::usage;
+    } catch (const error& e) {
+        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+        return exit_code::unreachable;
+    }
 }
 
 }  // namespace service_cli

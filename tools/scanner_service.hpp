@@ -26,6 +26,14 @@ struct settings {
     std::string flap_interval = "1m";   ///< uptime: a reconnect within this long of a disconnect is a flap
     std::string sort = "client";        ///< uptime: client, uptime, disconnects, flaps, outage
     std::string by = "client";          ///< uptime: client or group
+    // silence: the running service's API
+    std::string silence_target;          ///< a client's name or glob, or group:NAME
+    std::string silence_for = "1h";
+    std::string silence_reason;
+    bool silence_list = false;
+    std::string silence_end;             ///< the id of a silence to end
+    std::string server = "http://127.0.0.1:8080";
+    std::string server_cafile;
     std::vector<mqtt_presence::group_rule> groups;  ///< uptime --by group: the scanner's --group rules
     std::string format = "table";
     std::string listen = "127.0.0.1:8080";  ///< serve: the dashboard and API; "off": none
@@ -43,6 +51,10 @@ struct settings {
 
 /// $MQTT_PRESENCE_DB, else $XDG_STATE_HOME/mqtt-presence/history.db, else ~/.local/state/mqtt-presence/history.db.
 std::string default_db_path();
+
+/// silence: sets, lists or ends a silence through the running service's API. Exit codes: 0 done, 2 refused (bad
+/// options, unknown id, no login), 4 the service cannot be reached.
+int run_silence(const settings& s);
 
 /// once --db: puts the history's rows into the scanner before it syncs (read-only), so that the snapshot shows the
 /// times of death the history knows. Throws mqtt_presence::error for a missing or bad file.

@@ -169,6 +169,10 @@ void dashboard::impl::routes() {
                               {"scanner", json::parse(render_scanner_json(svc.table().status()))}}) + "\n",
                         "application/json");
     });
+    s.Get("/api/silences", [this](const httplib::Request&, httplib::Response& res) { list_silences(res); });
+    s.Post("/api/silences", [this](const httplib::Request& req, httplib::Response& res) { add_silence(req, res); });
+    s.Delete(R"(/api/silences/([0-9a-f]{1,32}))",
+             [this](const httplib::Request& req, httplib::Response& res) { end_silence(req, res); });
     s.Get("/api/clients", [this](const httplib::Request& req, httplib::Response& res) { clients(req, res); });
     s.Get(R"(/api/clients/([^/]+))",
           [this](const httplib::Request& req, httplib::Response& res) { one_client(req, res); });

@@ -158,6 +158,11 @@ struct dashboard::impl {
     void bind();             // the port (throws address_in_use or error) and its backlog
     bool over_address_cap(const httplib::Request& req, httplib::Response& res) const;
     void clients(const httplib::Request& req, httplib::Response& res);
+    // GET, POST /api/silences and DELETE /api/silences/{id} (dashboard_silences.cpp).
+    void list_silences(httplib::Response& res);
+    void add_silence(const httplib::Request& req, httplib::Response& res);
+    void end_silence(const httplib::Request& req, httplib::Response& res);
+    [[nodiscard]] bool may_change_silences(const httplib::Request& req, httplib::Response& res) const;
     std::string page_history(const std::vector<client_status>& rows);
     void one_client(const httplib::Request& req, httplib::Response& res);
     void events(const httplib::Request& req, httplib::Response& res);

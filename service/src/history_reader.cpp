@@ -131,6 +131,20 @@ std::vector<std::string> history_reader::alerts(std::size_t limit) const {
     });
 }
 
+std::vector<silence> history_reader::silences(time_point now) const {
+    return locked([&](SQLite::Database& db) {
+        std::vector<silence> out;
+        SQLite::Statement q(db, "SELECT id, target, reason, by, from_ms, until_ms FROM silences WHERE ended_ms IS NULL "
+                                "AND until_ms > ? ORDER BY until_ms");
+        q.bind(1, static_cast<std::int64_t>(to_ms(now)));
+        while (q.executeStep())
+            out.push_back(silence{q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getString(),
+                                  q.getColumn(3).getString(), from_ms(q.getColumn(4).getInt64()),
+                                  from_ms(q.getColumn(5).getInt64()), std::nullopt});
+        return out;
+    });
+}
+
 std::vector<std::pair<std::int64_t, std::string>> history_reader::undelivered_alerts(std::size_t limit) const {
     return locked([&](SQLite::Database& db) {
         std::vector<std::pair<std::int64_t, std::string>> out;
@@ -145,9 +159,9 @@ std::vector<std::pair<std::string, std::string>> history_reader::down_alerted() 
     return locked([](SQLite::Database& db) {
         std::vector<std::pair<std::string, std::string>> out;
         SQLite::Statement q(db, "SELECT client, topic, kind FROM alerts WHERE id IN (SELECT max(id) FROM alerts WHERE "
-                                "kind IN ('down', 'recovered') AND client IS NOT NULL GROUP BY client, topic)");
+                                "kind IN ('down', 'recovered', 'overdue', 'back') AND client IS NOT NULL GROUP BY client, topic)");
         while (q.executeStep())
-            if (q.getColumn(2).getString() == "down")
+            if (q.getColumn(2).getString() == "down" || q.getColumn(2).getString() == "overdue")
                 out.emplace_back(q.getColumn(0).getString(), q.getColumn(1).getString());
         return out;
     });

@@ -94,6 +94,16 @@ const char* const migrations[] = {
     ALTER TABLE events ADD COLUMN overdue INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE clients ADD COLUMN overdue INTEGER NOT NULL DEFAULT 0;
     )sql",
+    R"sql(
+    CREATE TABLE silences(               -- maintenance windows: a client's or a group's alerts held for a while
+        id TEXT PRIMARY KEY,
+        target TEXT NOT NULL,            -- a name or glob, or group:NAME
+        reason TEXT NOT NULL,
+        by TEXT NOT NULL,
+        from_ms INTEGER NOT NULL,
+        until_ms INTEGER NOT NULL,
+        ended_ms INTEGER) WITHOUT ROWID; -- ended by hand before until_ms
+    )sql",
 };
 constexpr int known_version = static_cast<int>(sizeof migrations / sizeof migrations[0]);
 static_assert(known_version == history_store::schema_version, "a migration per schema version");

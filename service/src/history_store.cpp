@@ -27,11 +27,12 @@ struct history_store::alert_record {
 };
 
 struct history_store::item {
-    enum class kind : std::uint8_t { change, watch_on, watch_off, alert, delivered } what = kind::change;
+    enum class kind : std::uint8_t { change, watch_on, watch_off, alert, delivered, silenced } what = kind::change;
     time_point at;
     change changed;                        // kind::change
     std::unique_ptr<alert_record> alerted;  // kind::alert (a pointer: the queue's items stay small)
     std::int64_t delivered_id = 0;          // kind::delivered
+    std::unique_ptr<silence> silenced;      // kind::silenced
 };
 
 namespace {
@@ -196,6 +197,20 @@ struct history_store::writer {
         a.bind(5, r.json);
         a.exec();
         r.id = db->getLastInsertRowid();
+    }
+
+    void write_silence(const silence& s) {
+        SQLite::Statement w(*db, "INSERT OR REPLACE INTO silences(id, target, reason, by, from_ms, until_ms, ended_ms) "
+                                 "VALUES(?,?,?,?,?,?,?)");
+        w.bind(1, s.id);
+        w.bind(2, s.target);
+        w.bind(3, s.reason);
+        w.bind(4, s.by);
+        w.bind(5, static_cast<std::int64_t>(to_ms(s.from)));
+        w.bind(6, static_cast<std::int64_t>(to_ms(s.until)));
+        if (s.ended) w.bind(7, static_cast<std::int64_t>(to_ms(*s.ended)));
+        else w.bind(7);
+        w.exec();
     }
 
     void write_delivered(std::int64_t id, std::int64_t at) {
@@ -370,7 +385,7 @@ bool history_store::record(const change& c) noexcept {
                 if (!first_drop_) first_drop_ = observed;
                 dropped = true;
             } else {
-                queue_.push_back(item{item::kind::change, observed, c, nullptr, 0});
+                queue_.push_back(item{item::kind::change, observed, c, nullptr, 0, nullptr});
                 ++queued_changes_;
                 wake = queue_.size() == 1;
             }
@@ -387,11 +402,22 @@ bool history_store::record(const change& c) noexcept {
 
 void history_store::alert_delivered(std::int64_t id, time_point at) noexcept {
     try {
-        item it{item::kind::delivered, at, {}, nullptr, id};
+        item it{item::kind::delivered, at, {}, nullptr, id, nullptr};
         std::lock_guard<std::mutex> lock(mutex_);
         queue_.push_back(std::move(it));
     } catch (...) {
         // out of memory: a restart delivers it again
+    }
+    cv_.notify_one();
+}
+
+void history_store::record_silence(const silence& s) noexcept {
+    try {
+        item it{item::kind::silenced, s.from, {}, nullptr, 0, std::make_unique<silence>(s)};
+        std::lock_guard<std::mutex> lock(mutex_);
+        queue_.push_back(std::move(it));
+    } catch (...) {
+        // out of memory: the silence holds until a restart
     }
     cv_.notify_one();
 }
@@ -402,7 +428,7 @@ void history_store::record_alert(std::string kind, std::string client, std::stri
         item it{item::kind::alert, at, {},
                 std::make_unique<alert_record>(alert_record{std::move(kind), std::move(client), std::move(topic),
                                                             std::move(json), std::move(on_disk), 0}),
-                0};
+                0, nullptr};
         std::lock_guard<std::mutex> lock(mutex_);
         queue_.push_back(std::move(it));
     } catch (...) {
@@ -414,7 +440,7 @@ void history_store::record_alert(std::string kind, std::string client, std::stri
 void history_store::watching(bool on, time_point at) noexcept {
     try {
         std::lock_guard<std::mutex> lock(mutex_);
-        queue_.push_back(item{on ? item::kind::watch_on : item::kind::watch_off, at, {}, nullptr, 0});
+        queue_.push_back(item{on ? item::kind::watch_on : item::kind::watch_off, at, {}, nullptr, 0, nullptr});
     } catch (...) {
         // out of memory: the interval stays open until the next one, a few ms more of "watched"
     }
@@ -548,6 +574,7 @@ std::size_t history_store::write_batch(std::vector<item>& batch, const batch_inf
             case item::kind::watch_off: w.watch_off(at); break;
             case item::kind::alert: w.write_alert(*it.alerted, at); break;
             case item::kind::delivered: w.write_delivered(it.delivered_id, at); break;
+            case item::kind::silenced: w.write_silence(*it.silenced); break;
         }
     }
     for (const auto& [key, client] : last_rows) {

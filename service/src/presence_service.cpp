@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
@@ -65,6 +67,12 @@ presence_service::presence_service(service_options options) : options_(std::move
     store_ = std::make_unique<history_store>(options_.history);
     scanner_ = std::make_unique<scanner>(options_.scan);
     restored_ = restore_table(*store_, *scanner_);
+    groups_ = client_groups(options_.scan.groups);
+    try {
+        silences_.restore(history_reader(options_.history.path).silences(clock::now()));
+    } catch (const error&) {
+        // a history without silences yet reads as none
+    }
     if (options_.notary) notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
     if (options_.ha_prefix) {
         ha_ = std::make_unique<ha_discovery>(*scanner_, *options_.ha_prefix, options_.ha_exclude);
@@ -269,10 +277,46 @@ std::string presence_service::reload_alerts(std::optional<alert_options> rules, 
     return "SIGHUP: alert settings re-read: " + changed;
 }
 
+silence presence_service::add_silence(const std::string& target, std::chrono::milliseconds duration,
+                                      const std::string& reason, const std::string& by) {
+    auto s = silences_.add(target, duration, reason, by, clock::now());
+    store_->record_silence(s);
+    say("silence " + s.id + " for " + terminal_safe(target, 80) + " until " + format_iso8601(s.until) + " by " +
+        terminal_safe(by, 80) + ": " + terminal_safe(reason, 120));
+    return s;
+}
+
+std::optional<silence> presence_service::end_silence(const std::string& id) {
+    auto s = silences_.end(id, clock::now());
+    if (s) {
+        store_->record_silence(*s);
+        say("silence " + s->id + " for " + terminal_safe(s->target, 80) + " ended");
+    }
+    return s;
+}
+
+// A silence that covers the alert's client (by name or group) or a group outage's group holds it: recorded in the
+// outbox as delivered, counted, said in the log, never sent.
+bool presence_service::held_by_silence(alert& a) {
+    if (a.client.empty() && a.group.empty()) return false;
+    auto groups = a.client.empty() ? std::vector<std::string>{} : groups_.of(a.client, a.topic);
+    if (!a.group.empty()) groups.push_back(a.group);
+    const auto s = silences_.covering(a.client, groups, a.time);
+    if (!s) return false;
+    silences_.count_held();
+    auto json = nlohmann::json::parse(a.json());
+    json["silenced"] = s->id;
+    store_->record_alert(a.kind, a.client, a.topic, json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                         a.time, [store = store_.get(), at = a.time](std::int64_t id) { store->alert_delivered(id, at); });
+    say("alert held by silence " + s->id + ": " + terminal_safe(a.title(), 160));
+    return true;
+}
+
 void presence_service::emit(std::vector<alert> alerts) noexcept {
     for (auto& a : alerts) {
         try {
             address(a);
+            if (held_by_silence(a)) continue;
             // Sent once recorded: a "down" that went out is never sent again after a restart.
             // (The fields are copied before the alert moves into the callback: argument order is unspecified.)
             auto kind = a.kind, client = a.client, topic = a.topic, json = a.json();

@@ -9,6 +9,7 @@ let rows = [];            // the page's rows, as /api/clients gives them
 let extra = [];           // their 24-hour figures
 let scanner = null;       // the service's own connection
 let refreshTimer = null;
+let silences = [];        // running silences (/api/silences)
 
 // --- the view in the URL -----------------------------------------------------------------------------------------
 function readHash() {
@@ -95,12 +96,31 @@ function sinceText(c) {
   const clock = t.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   return (c.detail || "down") + " " + clock + ", " + ago(c.since);
 }
+// A simple glob (* and ?) as silences and groups write them.
+function globMatch(glob, text) {
+  const re = "^" + glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".") + "$";
+  return new RegExp(re).test(text);
+}
+function covers(s, c) {
+  return s.target.startsWith("group:") ? (c.groups || []).includes(s.target.slice(6)) : globMatch(s.target, c.client);
+}
+function silenceOf(c) { return silences.find((s) => covers(s, c)); }
+async function loadSilences() {
+  const res = await fetch("api/silences");
+  if (res.ok) silences = (await res.json()).silences;
+}
 function renderRow(c, x) {
   const tr = el("tr");
   tr.dataset.key = c.client + "\u0000" + c.topic;
   if (c.client === view.client && c.topic === view.topic) tr.classList.add("selected");
   const name = el("td", "name", c.client);
   if (c.groups && c.groups.length) name.appendChild(el("span", "groups muted", c.groups.join(", ")));
+  const quiet = silenceOf(c);
+  if (quiet) {
+    const badge = el("span", "silenced", "silenced until " + new Date(quiet.until).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+    badge.title = quiet.reason + " (by " + quiet.by + ")";
+    name.appendChild(badge);
+  }
   tr.appendChild(name);
   const st = el("td"); st.appendChild(stateCell(c)); tr.appendChild(st);
   const since = el("td", "since", sinceText(c)); since.dataset.iso = c.since || ""; since.title = local(c.since);
@@ -179,14 +199,19 @@ async function loadAlerts() {
     const li = el("li");
     li.appendChild(el("span", "muted", local(a.time)));
     li.appendChild(el("span", "kind k-" + a.alert, a.alert));
-    li.appendChild(el("span", "", a.client !== null ? a.client
-      : a.count + " clients (" + (a.sample || []).join(", ") + (a.count > (a.sample || []).length ? ", …" : "") + ")"));
+    const who = el("span", "who", a.client !== null ? a.client
+      : (a.group ? a.title : a.count + " clients") + " (" + (a.sample || []).join(", ") +
+        (a.count > (a.sample || []).length ? ", …" : "") + ")");
+    who.title = who.textContent.slice(0, 300);
+    li.appendChild(who);
+    if (a.silenced) li.appendChild(el("span", "muted", " held by a silence"));
     list.appendChild(li);
   }
   $("alerts").hidden = data.alerts.length === 0;
 }
 async function fetchPage() {
   loadAlerts().catch(() => {});
+  await loadSilences().catch(() => {});
   const p = new URLSearchParams({ limit: String(PAGE), offset: String(view.page * PAGE), sort: view.sort, history: "1" });
   if (view.q) p.set("q", view.q);
   if (view.states.length) p.set("state", view.states.join(","));
@@ -226,6 +251,7 @@ async function select(client, topic) {
   $("detail-name").textContent = client;
   $("detail-topic").textContent = topic;
   $("detail").hidden = false;
+  showSilences();
   const res = await fetch("api/clients/" + encodeURIComponent(client) + "/history?since=7d&topic=" + encodeURIComponent(topic));
   const body = document.querySelector("#detail tbody");
   body.replaceChildren();
@@ -242,6 +268,35 @@ async function select(client, topic) {
     body.appendChild(tr);
   }
   if (!data.events.length) body.appendChild(el("tr")).appendChild(el("td", "muted", "no events in the last 7 days"));
+}
+// The selected client's silences, each with an End button, and the form that sets one.
+function showSilences() {
+  const list = $("detail-silences");
+  list.replaceChildren();
+  const row = rows.find((r) => r.client === view.client && r.topic === view.topic) || { client: view.client, groups: [] };
+  for (const s of silences.filter((x) => covers(x, row))) {
+    const li = el("li", "", "Silenced until " + local(s.until) + " by " + s.by + ": " + s.reason + " ");
+    const end = el("button", "end", "End");
+    end.type = "button";
+    end.addEventListener("click", async () => {
+      await fetch("api/silences/" + encodeURIComponent(s.id), { method: "DELETE" });
+      await loadSilences(); showSilences(); load();
+    });
+    li.appendChild(end);
+    list.appendChild(li);
+  }
+}
+async function silenceSelected(ev) {
+  ev.preventDefault();
+  const error = $("silence-error");
+  const res = await fetch("api/silences", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ target: view.client, for: $("silence-for").value, reason: $("silence-reason").value }),
+  });
+  const body = await res.json().catch(() => ({}));
+  error.hidden = res.ok;
+  error.textContent = res.ok ? "" : (body.error || "the service refused (" + res.status + ")");
+  if (res.ok) { $("silence-reason").value = ""; await loadSilences(); showSilences(); load(); }
 }
 function closeDetail() { view.client = ""; view.topic = ""; writeHash(); $("detail").hidden = true; }
 
@@ -310,6 +365,7 @@ function bind() {
   $("prev").addEventListener("click", () => { view.page = Math.max(0, view.page - 1); writeHash(); load(); });
   $("next").addEventListener("click", () => { view.page += 1; writeHash(); load(); });
   $("detail-close").addEventListener("click", closeDetail);
+  $("silence-form").addEventListener("submit", silenceSelected);
   // Ages move on without a reload.
   setInterval(() => {
     for (const td of document.querySelectorAll("td.since, td.seen")) {

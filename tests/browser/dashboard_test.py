@@ -60,14 +60,15 @@ def rows(driver):
     out = {}
     for tr in driver.find_elements(By.CSS_SELECTOR, "#clients tbody tr"):
         cells = tr.find_elements(By.TAG_NAME, "td")
-        out[cells[0].text] = cells[1].text
+        out[cells[0].text.split("\n")[0]] = cells[1].text  # the name's line: groups and silences follow
     return out
 
 
 def main():
     db = os.path.join(OUT, PREFIX + ".db")
     serve = start([SCANNER, "serve", "--broker", BROKER, "--topic", TEMPLATE, "--db", db, "--listen", "127.0.0.1:0",
-                   "--alert-after", "0s", "--alert-exec", "true"])
+                   "--alert-after", "0s", "--alert-exec", "true", "--group", "cellar=garage",
+                   "--expect", "LLLL*=1s"])
     url = None
     until = time.monotonic() + 15
     while url is None and time.monotonic() < until:
@@ -105,6 +106,9 @@ def main():
             fail("the 60 KiB name is not listed as text")
         if driver.title == "pwned":
             fail("a client's name ran a script")
+        # The long name is expected every second (--expect) and never heard again: overdue, counted as down.
+        wait("the long name overdue", lambda: rows(driver).get(long_cell[0]) == "overdue", timeout=5.0)
+        wait("the overdue chip counts it", lambda: driver.find_element(By.ID, "n-overdue").text == "1")
 
         # SIGKILL: the broker publishes the will; the row turns disconnected without a reload, within 2 s.
         driver.execute_script("window.__marker = 1")
@@ -116,18 +120,19 @@ def main():
             fail("the page reloaded to show the change")
         # The time of the death in the row, the tab's title and icon say what is down.
         garage_since = ("for (const tr of document.querySelectorAll('#clients tbody tr'))"
-                        "  if (tr.cells[0].textContent === 'garage') return tr.cells[2].textContent;"
+                        "  if (tr.cells[0].firstChild.textContent === 'garage') return tr.cells[2].textContent;"
                         "return null;")
         since = wait("garage's row says when it went down", lambda: (lambda t: t if t and re.match(
             r"(lost|down) \d{1,2}:\d\d( [AP]M)?, \d+s ago", t) else None)(driver.execute_script(garage_since)))
         print("garage row: " + since)
-        wait("the tab's title counts one down", lambda: driver.title.startswith("(1 down) mqtt-presence"))
+        wait("the tab's title counts two down (garage, and the overdue one)",
+             lambda: driver.title.startswith("(2 down) mqtt-presence"))
         if "c62828" not in driver.execute_script("return document.querySelector('link[rel=icon]').href"):
             fail("the tab's icon is not red while a client is down")
         # The strip spans the time the service watched, with garage's outage visible, and says how much of a day.
         strip = wait("garage's strip with its outage", lambda: driver.execute_script("""
             for (const tr of document.querySelectorAll('#clients tbody tr')) {
-              if (tr.cells[0].textContent !== 'garage') continue;
+              if (tr.cells[0].firstChild.textContent !== 'garage') continue;
               const down = tr.querySelector('.strip span.down'), up = tr.querySelector('.strip span.up');
               const note = tr.querySelector('.watched');
               if (down && up && down.offsetWidth >= 2 && up.offsetWidth >= 2 && note)
@@ -162,6 +167,11 @@ def main():
         wait("the disconnected chip shows garage alone", lambda: list(rows(driver)) == ["garage"])
         driver.find_element(By.CSS_SELECTOR, ".chip[data-state=disconnected]").click()
         wait("all five back after the chip", lambda: len(rows(driver)) == 5)
+        # A group's chip shows its clients.
+        driver.find_element(By.CSS_SELECTOR, ".chip[data-group=cellar]").click()
+        wait("the cellar chip shows garage alone", lambda: list(rows(driver)) == ["garage"])
+        driver.find_element(By.CSS_SELECTOR, ".chip[data-group=cellar]").click()
+        wait("all five back after the group chip", lambda: len(rows(driver)) == 5)
 
         driver.find_element(By.CSS_SELECTOR, "th[data-sort=client]").click()
         wait("names sorted ascending again", lambda: list(rows(driver)) == sorted(rows(driver)))
@@ -171,7 +181,7 @@ def main():
 
         # A client's history, in the side panel.
         for tr in driver.find_elements(By.CSS_SELECTOR, "#clients tbody tr"):
-            if tr.find_elements(By.TAG_NAME, "td")[0].text == "garage":
+            if tr.find_elements(By.TAG_NAME, "td")[0].text.split("\n")[0] == "garage":
                 tr.click()
                 break
         wait("garage's history with its death", lambda: "lost" in driver.find_element(By.ID, "detail").text or
@@ -180,6 +190,20 @@ def main():
         panel = driver.execute_script("const d = document.getElementById('detail'); return [d.scrollWidth, d.clientWidth]")
         if panel[0] > panel[1] + 1:
             fail("the history panel overflows sideways: %d px in %d" % tuple(panel))
+        # Silence garage from its panel: the row says so, the panel lists it with an End button that ends it.
+        driver.find_element(By.ID, "silence-reason").send_keys("new door")
+        driver.find_element(By.ID, "silence-button").click()
+        wait("garage's row says it is silenced", lambda: driver.execute_script("""
+            for (const tr of document.querySelectorAll('#clients tbody tr'))
+              if (tr.cells[0].firstChild.textContent === 'garage') return !!tr.querySelector('.silenced');
+            return false;"""), timeout=5.0)
+        wait("the panel lists the silence", lambda: "new door" in driver.find_element(By.ID, "detail-silences").text)
+        shot = os.path.join(OUT, "dashboard-silence.png")
+        driver.save_screenshot(shot)
+        print("screenshot: " + shot)
+        driver.find_element(By.CSS_SELECTOR, "#detail-silences button.end").click()
+        wait("the silence ended", lambda: driver.find_element(By.ID, "detail-silences").text == "")
+
         shot = os.path.join(OUT, "dashboard-history.png")
         driver.save_screenshot(shot)
         print("screenshot: " + shot)
@@ -197,8 +221,13 @@ def main():
         wide = driver.execute_script("return document.documentElement.scrollWidth")
         table = driver.execute_script("const w = document.querySelector('.tablewrap'); return [w.scrollWidth, w.clientWidth]")
         if wide > 390 + 1 or table[0] > table[1] + 1:
-            fail("the page or its table scrolls sideways on a phone: page %d px, table %d px in %d" %
-                 (wide, table[0], table[1]))
+            columns = driver.execute_script(
+                "return [...document.querySelectorAll('#clients thead th')].filter(th => th.offsetWidth > 0)"
+                ".map(th => th.textContent + ' ' + th.offsetWidth)") + driver.execute_script(
+                "return [...document.querySelectorAll('#clients tbody td:nth-child(2) .state')]"
+                ".map(b => b.textContent + ' ' + b.offsetWidth)")
+            fail("the page or its table scrolls sideways on a phone: page %d px, table %d px in %d; columns %r" %
+                 (wide, table[0], table[1], columns))
         shot = os.path.join(OUT, "dashboard-phone.png")
         driver.save_screenshot(shot)
         print("screenshot: " + shot)

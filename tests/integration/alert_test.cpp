@@ -26,7 +26,8 @@ std::string test_dir(const std::string& suffix = "") {
 std::unique_ptr<child> serve(int port, const std::string& templ, const std::string& dir,
                              const std::vector<std::string>& extra) {
     std::string cmd = "cd '" + dir + "' && exec '" + std::string(SCANNER_BIN) + "' serve --broker " + broker_uri(port) +
-                      " --topic '" + templ + "' --db history.db --listen off --alert-exec 'cat >> alerts.jsonl'";
+                      " --topic '" + templ + "' --db history.db --alert-exec 'cat >> alerts.jsonl'";
+    if (std::find(extra.begin(), extra.end(), "--listen") == extra.end()) cmd += " --listen off";
     for (const auto& e : extra) cmd += " '" + e + "'";
     auto p = std::make_unique<child>(std::vector<std::string>{"sh", "-c", cmd});
     if (!p->wait_stderr(contains("synced"), 15s)) throw std::runtime_error("serve did not sync:\n" + p->stderr_text());
@@ -583,6 +584,67 @@ TEST(alerts, an_https_webhook_is_verified) {
     }
     receiver.stop();
     serving.join();
+}
+
+}  // namespace
+
+namespace {
+
+// A silence set through the running service holds its clients' alerts (by group here): recorded in the outbox with
+// the silence's id, counted, never sent; another client's alert goes out as always. It is listed, survives a
+// restart, and ends by hand.
+TEST(alerts, a_silence_holds_its_clients_alerts_and_survives_a_restart) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto dir = test_dir();
+    const int http = free_port();
+    const auto server = "http://127.0.0.1:" + std::to_string(http);
+    const auto start = [&] {
+        return serve(port, templ, dir, {"--alert-after", "1s", "--group", "garage=garage-*", "--listen",
+                                        "127.0.0.1:" + std::to_string(http)});
+    };
+    auto svc = start();
+    auto set = run_to_end({SCANNER_BIN, "silence", "group:garage", "--for", "1h", "--reason", "renovation",
+                           "--server", server, "--format", "json"});
+    ASSERT_EQ(set.code, 0) << set.err;
+    const auto id = json::parse(set.out)["id"].get<std::string>();
+    publish_retained(port, prefix + "/garage-door", "1");
+    publish_retained(port, prefix + "/kitchen", "1");
+    publish_retained(port, prefix + "/garage-door", "0");
+    publish_retained(port, prefix + "/kitchen", "0");
+    const auto got = wait_alerts(dir, 1, "the kitchen's down");
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0]["client"], "kitchen");
+    const auto held = [&] {
+        child q({"sqlite3", "-readonly", dir + "/history.db",
+                 "SELECT count(*) FROM alerts WHERE client='garage-door' AND json LIKE '%\"silenced\":\"" + id +
+                     "\"%' AND delivered_ms IS NOT NULL"});
+        return q.wait_exit(10s) == 0 && q.stdout_text().rfind("1", 0) == 0;
+    };
+    const auto until = steady::now() + 10s;
+    while (!held() && steady::now() < until) std::this_thread::sleep_for(50ms);  // another process writes the file
+    EXPECT_TRUE(held()) << "the garage door's down is in the outbox, held by the silence";
+    auto list = run_to_end({SCANNER_BIN, "silence", "--list", "--server", server});
+    EXPECT_EQ(list.code, 0) << list.err;
+    EXPECT_NE(list.out.find("renovation"), std::string::npos) << list.out;
+    EXPECT_NE(list.err.find("1 alerts held"), std::string::npos) << list.err;
+    EXPECT_EQ(alerts_in(dir).size(), 1u) << "the held alert was never sent";
+
+    svc->signal(SIGTERM);
+    ASSERT_EQ(svc->wait_exit(15s), 0) << svc->stderr_text();
+    svc = start();
+    list = run_to_end({SCANNER_BIN, "silence", "--list", "--server", server, "--format", "json"});
+    ASSERT_EQ(list.code, 0) << list.err;
+    ASSERT_EQ(json::parse(list.out)["silences"].size(), 1u) << "kept across the restart: " << list.out;
+    const auto ended = run_to_end({SCANNER_BIN, "silence", "--end", id, "--server", server});
+    EXPECT_EQ(ended.code, 0) << ended.err;
+    const auto again = run_to_end({SCANNER_BIN, "silence", "--end", id, "--server", server});
+    EXPECT_EQ(again.code, 2) << "ended already";
+    const auto no_reason = run_to_end({SCANNER_BIN, "silence", "kitchen", "--server", server});
+    EXPECT_EQ(no_reason.code, 2);
+    const auto nobody = run_to_end({SCANNER_BIN, "silence", "--list", "--server", "http://127.0.0.1:1"});
+    EXPECT_EQ(nobody.code, 4) << nobody.err;
 }
 
 }  // namespace

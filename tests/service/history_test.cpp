@@ -345,7 +345,7 @@ TEST(history_store, overdue_and_back_are_recorded_restored_and_counted_as_down) 
     // A file from before the overdue columns: migrated on open.
     {
         SQLite::Database db(path, SQLite::OPEN_READWRITE);
-        db.exec("ALTER TABLE events DROP COLUMN overdue; ALTER TABLE clients DROP COLUMN overdue; "
+        db.exec("ALTER TABLE events DROP COLUMN overdue; ALTER TABLE clients DROP COLUMN overdue; DROP TABLE silences; "
                 "PRAGMA user_version=3");
     }
     { history_store store({path}); }
@@ -354,6 +354,41 @@ TEST(history_store, overdue_and_back_are_recorded_restored_and_counted_as_down) 
     ASSERT_EQ(events.size(), 2u);
     EXPECT_FALSE(events[0].overdue) << "older rows read as not overdue";
     EXPECT_EQ(events[0].why, cause::overdue) << "the cause was kept";
+}
+
+// Silences are kept whole by id (set, then ended) and read back while they run.
+TEST(history_store, silences_are_kept_and_read_back_while_they_run) {
+    const auto path = fresh_path();
+    const auto now = clock::now();
+    silence_book book;
+    const auto kept = book.add("boiler", 2h, "firmware", "admin", now);
+    const auto ended = book.add("group:garage", 2h, "renovation", "admin", now);
+    const auto over = book.add("old", 1s, "short", "admin", now - 1h);
+    {
+        history_store store({path});
+        store.begin_session("b", "t", "o");
+        for (const auto& s : {kept, ended, over}) store.record_silence(s);
+        const auto end = book.end(ended.id, now + 1s);
+        ASSERT_TRUE(end) << "a running silence ends";
+        store.record_silence(*end);
+        store.end_session();
+    }
+    const auto running = history_reader(path).silences(now + 2s);
+    ASSERT_EQ(running.size(), 1u);
+    EXPECT_EQ(running[0].id, kept.id);
+    EXPECT_EQ(running[0].target, "boiler");
+    EXPECT_EQ(running[0].reason, "firmware");
+    EXPECT_EQ(running[0].by, "admin");
+    EXPECT_EQ(running[0].until, time_point(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    kept.until.time_since_epoch())));
+    EXPECT_TRUE(book.covering("boiler", {}, now + 1min));
+    EXPECT_FALSE(book.covering("", {"garage"}, now + 2s)) << "ended by hand";
+    const auto group = book.add("group:cellar", 1h, "r", "a", now);
+    EXPECT_EQ(book.covering("", {"cellar"}, now)->id, group.id) << "a group outage's group";
+    EXPECT_EQ(book.covering("door", {"cellar"}, now)->id, group.id) << "a client of the group";
+    EXPECT_FALSE(book.covering("kitchen", {}, now));
+    EXPECT_THROW(book.add("x", 1h, "", "a", now), error) << "a reason is required";
+    EXPECT_THROW(book.add("x", 91 * 24h, "r", "a", now), error) << "at most 90 days";
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <mqtt_presence/service/history_event.hpp>
+#include <mqtt_presence/service/silences.hpp>
 #include <mqtt_presence/service/uptime.hpp>
 
 namespace mqtt_presence {
@@ -33,9 +34,12 @@ public:
     [[nodiscard]] std::vector<history_event> events_after(std::int64_t id, std::size_t limit) const;
     /// The latest alerts, newest first, as the JSON each was sent with.
     [[nodiscard]] std::vector<std::string> alerts(std::size_t limit) const;
+    /// The silences running at `now` (set before a restart), soonest end first.
+    [[nodiscard]] std::vector<silence> silences(time_point now) const;
     /// The outbox: alerts not yet delivered to every sink, oldest first, as (id, JSON), at most `limit`.
     [[nodiscard]] std::vector<std::pair<std::int64_t, std::string>> undelivered_alerts(std::size_t limit) const;
-    /// (client, topic) of every client whose latest per-client alert was "down": sent, and not yet recovered.
+    /// (client, topic) of every client whose latest per-client alert was "down" or "overdue": sent, and not yet
+    /// recovered (or back).
     [[nodiscard]] std::vector<std::pair<std::string, std::string>> down_alerted() const;
     /// The last row of every client (topic filled).
     [[nodiscard]] std::vector<client_status> current_rows() const;

@@ -28,6 +28,7 @@
 #include <mqtt_presence/connection_table.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/service/history_event.hpp>
+#include <mqtt_presence/service/silences.hpp>
 #include <mqtt_presence/service/subscribers.hpp>
 
 namespace mqtt_presence {
@@ -68,7 +69,7 @@ public:
 class history_store {
 public:
     /// The schema this binary writes.
-    static constexpr int schema_version = 4;
+    static constexpr int schema_version = 5;
 
     /// Calls `visit` with every row of the live table (scanner::for_each_sorted): how the store rewrites its
     /// `clients` table after it had to drop changes.
@@ -109,6 +110,8 @@ public:
     /// thread once it is on disk, with its id there. Never blocks.
     void record_alert(std::string kind, std::string client, std::string topic, std::string json, time_point at,
                       std::function<void(std::int64_t id)> on_disk = {}) noexcept;
+    /// A silence set or ended (written whole, by its id): a restart keeps it. Never blocks.
+    void record_silence(const silence& s) noexcept;
     /// The alert with this id reached every sink: it leaves the outbox. Never blocks.
     void alert_delivered(std::int64_t id, time_point at) noexcept;
     /// The service became connected and synced (true), or lost the broker (false), at `at`: the intervals it watched.

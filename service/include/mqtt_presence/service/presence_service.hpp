@@ -29,7 +29,9 @@
 #include <mqtt_presence/service/alert_sinks.hpp>
 #include <mqtt_presence/service/death_notary.hpp>
 #include <mqtt_presence/service/ha_discovery.hpp>
+#include <mqtt_presence/client_groups.hpp>
 #include <mqtt_presence/service/history_store.hpp>
+#include <mqtt_presence/service/silences.hpp>
 
 namespace mqtt_presence {
 
@@ -87,6 +89,13 @@ public:
 
     [[nodiscard]] scanner& table() noexcept { return *scanner_; }
     [[nodiscard]] history_store& history() noexcept { return *store_; }
+    /// The silences (maintenance windows): set and ended through the API, kept in the history.
+    [[nodiscard]] silence_book& silences() noexcept { return silences_; }
+    /// Sets a silence and writes it to the history. Throws mqtt_presence::error for a bad one.
+    silence add_silence(const std::string& target, std::chrono::milliseconds duration, const std::string& reason,
+                        const std::string& by);
+    /// Ends a running silence (written to the history); nullopt when there is none of that id.
+    std::optional<silence> end_silence(const std::string& id);
     [[nodiscard]] death_notary* notary() noexcept { return notary_.get(); }
     [[nodiscard]] const service_options& options() const noexcept { return options_; }
     /// Rows restored from the history at construction.
@@ -95,6 +104,7 @@ public:
 private:
     void say(const std::string& line) noexcept;
     void emit(std::vector<alert> alerts) noexcept;  // caller holds alert_mutex_
+    bool held_by_silence(alert& a);
     void alert_loop();
     void start_scanner_waking_paho();
     void address(alert& a) const;
@@ -113,6 +123,8 @@ private:
     std::function<void(const std::string&)> on_line_;
     subscribers<const scanner_status&> self_subscribers_;
     std::size_t restored_ = 0;
+    silence_book silences_;
+    client_groups groups_;  // a held alert's client's groups (by name and topic)
     std::size_t unseen_ = 0;  // changes learned at a sync that happened while nobody watched (delivery thread)
     bool started_ = false;          // the history's session is open
     bool notary_started_ = false;   // the notary holds its lock
