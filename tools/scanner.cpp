@@ -13,16 +13,19 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <thread>
 #include <utility>
 
 #include "exit_codes.hpp"
+#include "live_keys.hpp"
 #include "scanner_cli.hpp"
 #include "scanner_service.hpp"
 
@@ -324,6 +327,68 @@ int run_purge(scanner& scan, const settings& s) {
     return rc;
 }
 
+// The terminal's width in columns (80 when it does not say).
+std::size_t terminal_columns() {
+    winsize ws{};
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0) return 80;
+    return ws.ws_col;
+}
+
+// A line's terminal cells (colour sequences take none; a UTF-8 character takes one), and its first `keep` cells.
+std::size_t cells_of(std::string_view line) {
+    std::size_t cells = 0;
+    for (std::size_t i = 0; i < line.size(); ++i) {
+        if (line[i] == '\x1b') {
+            const auto end = line.find('m', i);
+            i = end == std::string_view::npos ? line.size() : end;
+            continue;
+        }
+        if ((static_cast<unsigned char>(line[i]) & 0xC0) != 0x80) ++cells;
+    }
+    return cells;
+}
+
+std::string first_cells(std::string_view line, std::size_t keep) {
+    std::string out;
+    std::size_t cells = 0;
+    bool past = false;
+    for (std::size_t i = 0; i < line.size(); ++i) {
+        if (line[i] == '\x1b') {  // kept whole, so that colours still end
+            const auto end = line.find('m', i);
+            const auto stop = end == std::string_view::npos ? line.size() - 1 : end;
+            out.append(line.substr(i, stop - i + 1));
+            i = stop;
+            continue;
+        }
+        const bool starts = (static_cast<unsigned char>(line[i]) & 0xC0) != 0x80;
+        if (starts && cells == keep) past = true;  // past the cut: only colour sequences still go out
+        if (past) continue;
+        if (starts) ++cells;
+        out += line[i];
+    }
+    return out;
+}
+
+// Each line cut to `columns` terminal cells, with "…" where it was cut: a frame is as many lines as it has rows, and
+// the person sees that a line goes on.
+std::string fit_lines(const std::string& text, std::size_t columns) {
+    std::string out;
+    std::size_t at = 0;
+    while (at < text.size()) {
+        auto end = text.find('\n', at);
+        if (end == std::string::npos) end = text.size();
+        std::string_view line(text.data() + at, end - at);
+        while (!line.empty() && line.back() == ' ') line.remove_suffix(1);  // padding is not content
+        if (cells_of(line) > columns && columns > 1)  // a colour cut open is ended
+            out += first_cells(line, columns - 1) + "\u2026" +
+                   (line.find('\x1b') != std::string_view::npos ? "\x1b[0m" : "");
+        else out += line;
+        if (end < text.size()) out += '\n';
+        at = end + 1;
+    }
+    return out;
+}
+
 // How many table rows fit the terminal beside the title, header, "more", counts and broker's count lines and the
 // cursor line. More would scroll the title, and with it the scanner's own state, off the screen.
 std::size_t visible_rows() {
@@ -369,49 +434,108 @@ private:
 // changes costs 50 redraws a second) and every second, as the ages move on. Only a screenful of rows is copied out of
 // the table, so a million clients cost little to watch.
 
+// The rows of the view: a screenful from its offset, of the rows that pass its filter (a case-blind substring of the
+// name or topic). Without a filter only offset + page rows are copied out of the table. `total`: the rows the
+// filter passes.
+std::vector<client_status> rows_in_view(const scanner& scan, const live_keys::view& v, std::size_t page,
+                                        row_order order, std::size_t& total) {
+    const auto lower = [](std::string t) {
+        std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        return t;
+    };
+    std::vector<client_status> rows;
+    if (v.filter.empty()) {
+        total = scan.counts().total();
+        const std::size_t offset = std::min(v.offset, total > page ? total - page : 0);
+        rows = scan.snapshot(offset > SIZE_MAX - page ? SIZE_MAX : offset + page, order);
+        rows.erase(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(std::min(offset, rows.size())));
+        return rows;
+    }
+    const auto needle = lower(v.filter);
+    for (auto& r : scan.snapshot(SIZE_MAX, order))
+        if (lower(r.client).find(needle) != std::string::npos || lower(r.topic).find(needle) != std::string::npos)
+            rows.push_back(std::move(r));
+    total = rows.size();
+    const std::size_t offset = std::min(v.offset, total > page ? total - page : 0);
+    rows.erase(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(offset));
+    if (rows.size() > page) rows.resize(page);
+    return rows;
+}
+
+// The scanner's own state beside the title, when it is not simply connected and synced.
+std::string scanner_note(const scanner_status& st, bool color) {
+    const auto paint = [color](const char* code, const std::string& text) {
+        return color ? std::string(code) + text + "\x1b[0m" : text;
+    };
+    if (!st.connected)  // the rows are what the scanner knew when it lost the broker
+        return paint("\x1b[1;31m", "  DISCONNECTED" +
+                                       (st.since ? " since " + format_iso8601(*st.since).substr(11, 8) + " UTC" : "") +
+                                       ": rows as of then; reconnecting");
+    if (st.no_news(clock::now()))  // cut, not yet declared lost
+        return paint("\x1b[1;33m",
+                     "  NO NEWS from the broker for " +
+                         std::to_string(
+                             std::chrono::duration_cast<std::chrono::seconds>(clock::now() - *st.last_heard).count()) +
+                         " s: rows as of " + format_iso8601(*st.last_heard).substr(11, 8) + " UTC");
+    if (st.sync == sync_state::syncing) return "  (syncing)";
+    if (st.sync == sync_state::unverified) return "  (sync not verified: rows may be missing)";
+    if (st.sync == sync_state::partial)
+        return "  (partial: this broker sends no retained status to a wildcard; clients are shown as they are heard)";
+    return {};
+}
+
+// One frame: the title (the broker, the filters, the time, the scanner's state), the view's place and keys, the
+// table of the view's rows and its counts; every line cut to the terminal's width.
+std::string live_frame(const scanner& scan, const settings& s, const std::string& filters, const live_keys::view& v,
+                       std::size_t page, row_order order, std::size_t& total) {
+    const auto rows = rows_in_view(scan, v, page, order, total);
+    const std::size_t offset = std::min(v.offset, total > page ? total - page : 0);
+    std::ostringstream table;
+    table_writer writer(table, clock::now(), !s.no_color);
+    for (const auto& c : rows) writer.measure(c);
+    for (const auto& c : rows) writer.row(c);
+    const auto st = scan.status();
+    writer.finish(scan.counts(), scan.stats(), &st);
+    std::string place = total == 0 ? "no rows" : "rows " + std::to_string(offset + 1) + "-" +
+                                                     std::to_string(offset + rows.size()) + " of " + std::to_string(total);
+    if (v.typing) place += "  filter: /" + terminal_safe(v.draft, 40) + "_ (Enter keeps, Esc drops)";
+    else if (!v.filter.empty()) place += "  filter /" + terminal_safe(v.filter, 40) + " (Esc drops)";
+    else place += "  (arrows, PgUp/PgDn, Home/End scroll; / filters; q quits)";
+    const std::string frame = s.opts.broker.server_uri + "  " + filters + "  " +
+                              format_iso8601(clock::now()).substr(11, 8) + " UTC" + scanner_note(st, !s.no_color) +
+                              "\n" + place + "\n" + table.str();
+    return fit_lines(frame, terminal_columns());
+}
+
+// watch on a terminal: the live table, redrawn as soon as a change or a key arrives (at most once every 20 ms, so a
+// storm of changes costs 50 redraws a second) and every second, as the ages move on. Only a screenful of rows is
+// copied out of the table (unless a filter needs them all), so a million clients cost little to watch.
 int run_live_table(scanner& scan, const settings& s, redraw_signal& changed, std::mutex& out_mutex) {
     constexpr auto min_gap = std::chrono::milliseconds(20);
     sync(scan, s.timeout);
     std::string filters;
     for (const auto& scheme : scan.schemes())
         filters += (filters.empty() ? "" : " ") + scheme.filter() + (scheme.filters().size() > 1 ? "…" : "");
+    const auto order = s.sort == "name" ? row_order::name : s.sort == "since" ? row_order::since : row_order::state;
     auto drawn = std::chrono::steady_clock::time_point{};
     const no_line_wrap unwrapped;
+    live_keys::reader keys([&changed] { changed.mark(); }, interrupted);
     while (!interrupted) {
-        // Wakes for a change, for the one-second tick, and at least every 200 ms to see a signal.
+        // Wakes for a change or a key, for the one-second tick, and at least every 200 ms to see a signal.
         const auto tick = std::chrono::duration_cast<std::chrono::milliseconds>(
             drawn + std::chrono::seconds(1) - std::chrono::steady_clock::now());
         const bool marked = changed.wait(std::clamp(tick, std::chrono::milliseconds(0), std::chrono::milliseconds(200)));
         const auto since_drawn = std::chrono::steady_clock::now() - drawn;
         if (marked && since_drawn < min_gap) std::this_thread::sleep_for(min_gap - since_drawn);  // the rate limit
         const auto now = std::chrono::steady_clock::now();
-        if (marked || now - drawn >= std::chrono::seconds(1)) {
-            drawn = now;
-            const auto order = s.sort == "name" ? row_order::name : s.sort == "since" ? row_order::since
-                                                                                       : row_order::state;
-            const auto text = render_table(result_of(scan, scan.snapshot(visible_rows(), order)), clock::now(),
-                                           !s.no_color);
-            const auto st = scan.status();
-            std::string note;
-            if (!st.connected)  // the rows are what the scanner knew when it lost the broker
-                note = std::string(s.no_color ? "" : "\x1b[1;31m") + "  DISCONNECTED" +
-                       (st.since ? " since " + format_iso8601(*st.since).substr(11, 8) + " UTC" : "") +
-                       ": rows as of then; reconnecting" + (s.no_color ? "" : "\x1b[0m");
-            else if (st.no_news(clock::now()))  // cut, not yet declared lost
-                note = std::string(s.no_color ? "" : "\x1b[1;33m") + "  NO NEWS from the broker for " +
-                       std::to_string(std::chrono::duration_cast<std::chrono::seconds>(clock::now() - *st.last_heard)
-                                          .count()) +
-                       " s: rows as of " + format_iso8601(*st.last_heard).substr(11, 8) + " UTC" +
-                       (s.no_color ? "" : "\x1b[0m");
-            else if (st.sync == sync_state::syncing) note = "  (syncing)";
-            else if (st.sync == sync_state::unverified) note = "  (sync not verified: rows may be missing)";
-            else if (st.sync == sync_state::partial) note = "  (partial: this broker sends no retained status to a "
-                                                           "wildcard; clients are shown as they are heard)";
-            std::lock_guard<std::mutex> lock(out_mutex);
-            std::cout << "\x1b[H\x1b[2J" << s.opts.broker.server_uri << "  " << filters << "  "
-                      << format_iso8601(clock::now()).substr(11, 8) << " UTC" << note << "\n"
-                      << text << std::flush;
-        }
+        if (interrupted || (!marked && now - drawn < std::chrono::seconds(1))) continue;
+        drawn = now;
+        const auto page = visible_rows();
+        std::size_t total = 0;
+        const auto frame = live_frame(scan, s, filters, keys.current(), page, order, total);
+        keys.layout(page, total);
+        std::lock_guard<std::mutex> lock(out_mutex);
+        std::cout << "\x1b[H\x1b[2J" << frame << std::flush;
     }
     scan.stop();
     return 0;
