@@ -176,6 +176,12 @@ void dashboard::impl::routes() {
     s.Get("/api/clients", [this](const httplib::Request& req, httplib::Response& res) { clients(req, res); });
     s.Get(R"(/api/clients/([^/]+))",
           [this](const httplib::Request& req, httplib::Response& res) { one_client(req, res); });
+    s.Get(R"(/api/clients/([^/]+)/timeline)",
+          [this](const httplib::Request& req, httplib::Response& res) { client_timeline(req, res); });
+    // A client's page: the dashboard with its panel open (the view lives in the URL's fragment).
+    s.Get(R"(/clients/([^/]+))", [](const httplib::Request& req, httplib::Response& res) {
+        res.set_redirect("../#client=" + httplib::detail::encode_query_param(std::string(req.matches[1])));
+    });
     s.Get(R"(/api/clients/([^/]+)/history)", [this](const httplib::Request& req, httplib::Response& res) {
         try {
             const auto since = parse_duration(req.has_param("since") ? req.get_param_value("since") : "24h");

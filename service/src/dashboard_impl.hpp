@@ -165,6 +165,8 @@ struct dashboard::impl {
     [[nodiscard]] bool may_change_silences(const httplib::Request& req, httplib::Response& res) const;
     std::string page_history(const std::vector<client_status>& rows);
     void one_client(const httplib::Request& req, httplib::Response& res);
+    // GET /api/clients/{name}/timeline?window=24h&topic=: its segments and figures over the window.
+    void client_timeline(const httplib::Request& req, httplib::Response& res);
     void events(const httplib::Request& req, httplib::Response& res);
     void metrics(httplib::Response& res);
     void healthz(httplib::Response& res);

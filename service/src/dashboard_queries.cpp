@@ -278,6 +278,61 @@ std::string dashboard::impl::page_history(const std::vector<client_status>& rows
     return dump(extra);
 }
 
+void dashboard::impl::client_timeline(const httplib::Request& req, httplib::Response& res) {
+    try {
+        const auto text = req.has_param("window") ? req.get_param_value("window") : "24h";
+        const auto window = parse_duration(text);
+        if (window < std::chrono::minutes(1) || window > std::chrono::hours(24 * 400))
+            throw error("window must be from 1m to 400d");
+        const auto name = std::string(req.matches[1]);
+        auto topic = req.get_param_value("topic");
+        std::optional<client_status> row;
+        auto& table = svc.table();
+        for (std::size_t i = 0; i < table.schemes().size() && !row; ++i) {
+            auto found = table.find(name, static_cast<std::uint16_t>(i));
+            if (found && (topic.empty() || found->topic == topic)) row = std::move(found);
+        }
+        if (row) topic = row->topic;
+        const auto now = clock::now();
+        const auto from = now - window;
+        auto events = reader.events_of(name, from, topic);
+        if (!row && events.empty()) {
+            res.status = 404;
+            res.set_content(dump({{"error", "no such client"}, {"client", name}}) + "\n", "application/json");
+            return;
+        }
+        std::reverse(events.begin(), events.end());  // oldest first
+        auto watched = reader.watched(from, now);
+        const auto live = table.status();  // the file's intervals end at its last commit: the strip reaches now
+        if (live.connected && live.sync != sync_state::syncing && !watched.empty() &&
+            now - watched.back().to < std::chrono::seconds(5))
+            watched.back().to = now;
+        const auto f = compute_uptime(name, topic, row, events, watched, from, now, std::chrono::minutes(1));
+        json segments = json::array();
+        for (const auto& seg : compute_timeline(row, events, watched, from, now))
+            segments.push_back(json::array({ms_of(seg.from), ms_of(seg.to), to_string(seg.shade)}));
+        const auto p = f.uptime_percent();
+        const auto seconds = [](std::chrono::milliseconds d) { return static_cast<double>(d.count()) / 1000.0; };
+        res.set_content(dump({{"client", name},
+                              {"topic", topic},
+                              {"window", text},
+                              {"from", ms_of(from)},
+                              {"to", ms_of(now)},
+                              {"uptime_percent", p ? json(*p) : json(nullptr)},
+                              {"up_s", seconds(f.up)},
+                              {"down_s", seconds(f.down)},
+                              {"unknown_s", seconds(f.unknown)},
+                              {"disconnects", f.disconnects},
+                              {"flaps", f.flaps},
+                              {"longest_outage_s", seconds(f.longest_outage)},
+                              {"segments", segments}}) +
+                            "\n",
+                        "application/json");
+    } catch (const error& e) {
+        bad_request(res, e.what());
+    }
+}
+
 void dashboard::impl::one_client(const httplib::Request& req, httplib::Response& res) {
     const auto name = std::string(req.matches[1]);
     const auto topic = req.get_param_value("topic");

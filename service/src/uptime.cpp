@@ -11,6 +11,37 @@ health health_of(state s, bool unheard) {
     return s == state::disconnected ? health::down : health::unknown;
 }
 
+shade shade_of(state s, bool stale, bool overdue) {
+    if (s == state::disconnected) return shade::disconnected;
+    if (s != state::connected) return shade::unknown;
+    return overdue ? shade::overdue : stale ? shade::stale : shade::connected;
+}
+
+shade shade_after(const history_event& e) {
+    return e.why == cause::removed ? shade::unknown : shade_of(e.status, e.stale, e.overdue);
+}
+
+shade shade_at_start(const std::optional<client_status>& current, const std::vector<history_event>& events) {
+    if (!events.empty()) {
+        const auto& first = events.front();
+        if (!first.previous) return shade::unknown;
+        // What the first event changed from: stale before a "fresh", overdue before a "back".
+        return shade_of(*first.previous, first.why == cause::fresh, first.why == cause::back);
+    }
+    return current ? shade_of(current->status, current->stale, current->overdue) : shade::unknown;
+}
+
+health health_of(shade s) {
+    switch (s) {
+        case shade::connected: return health::up;
+        case shade::disconnected:
+        case shade::stale:
+        case shade::overdue: return health::down;
+        case shade::unknown: break;
+    }
+    return health::unknown;
+}
+
 health health_after(const history_event& e) {
     return e.why == cause::removed ? health::unknown : health_of(e.status, e.stale || e.overdue);
 }
@@ -48,16 +79,27 @@ std::string_view to_string(health h) noexcept {
     return "unknown";
 }
 
+std::string_view to_string(shade s) noexcept {
+    switch (s) {
+        case shade::connected: return "connected";
+        case shade::disconnected: return "disconnected";
+        case shade::stale: return "stale";
+        case shade::overdue: return "overdue";
+        case shade::unknown: break;
+    }
+    return "unknown";
+}
+
 std::vector<segment> compute_timeline(const std::optional<client_status>& current,
                                       const std::vector<history_event>& events, const std::vector<interval>& watched,
                                       time_point from, time_point to) {
     std::vector<segment> out;
-    const auto add = [&out](time_point a, time_point b, health h) {
+    const auto add = [&out](time_point a, time_point b, shade s) {
         if (b <= a) return;
-        if (!out.empty() && out.back().health == h && out.back().to == a) out.back().to = b;
-        else out.push_back(segment{a, b, h});
+        if (!out.empty() && out.back().shade == s && out.back().to == a) out.back().to = b;
+        else out.push_back(segment{a, b, health_of(s), s});
     };
-    health h = health_at_start(current, events);
+    shade h = shade_at_start(current, events);
     std::size_t w = 0;
     const auto stretch = [&](time_point a, time_point b) {  // [a, b) in health h, unknown where not watched
         while (w < watched.size() && watched[w].to <= a) ++w;
@@ -65,18 +107,18 @@ std::vector<segment> compute_timeline(const std::optional<client_status>& curren
         for (std::size_t i = w; i < watched.size() && watched[i].from < b && t < b; ++i) {
             const auto lo = std::max(t, watched[i].from), hi = std::min(b, watched[i].to);
             if (hi <= lo) continue;
-            add(t, lo, health::unknown);
+            add(t, lo, shade::unknown);
             add(lo, hi, h);
             t = hi;
         }
-        add(t, b, health::unknown);
+        add(t, b, shade::unknown);
     };
     time_point t = from;
     for (const auto& e : events) {
         const auto when = std::clamp(e.observed, from, to);
         stretch(t, when);
         t = when;
-        h = health_after(e);
+        h = shade_after(e);
     }
     stretch(t, to);
     return out;

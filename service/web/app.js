@@ -4,7 +4,7 @@
 
 const PAGE = 100;
 const $ = (id) => document.getElementById(id);
-const view = { q: "", states: [], group: "", sort: "client", page: 0, client: "", topic: "" };
+const view = { q: "", states: [], group: "", sort: "client", page: 0, client: "", topic: "", window: "24h" };
 let rows = [];            // the page's rows, as /api/clients gives them
 let extra = [];           // their 24-hour figures
 let scanner = null;       // the service's own connection
@@ -21,6 +21,7 @@ function readHash() {
   view.page = Math.max(0, parseInt(p.get("page") || "0", 10) || 0);
   view.client = p.get("client") || "";
   view.topic = p.get("topic") || "";
+  view.window = ["1h", "24h", "7d", "30d"].includes(p.get("window")) ? p.get("window") : "24h";
 }
 function writeHash() {
   const p = new URLSearchParams();
@@ -30,6 +31,7 @@ function writeHash() {
   if (view.sort !== "client") p.set("sort", view.sort);
   if (view.page) p.set("page", String(view.page));
   if (view.client) { p.set("client", view.client); p.set("topic", view.topic); }
+  if (view.client && view.window !== "24h") p.set("window", view.window);
   const text = p.toString();
   history.replaceState(null, "", text ? "#" + text : location.pathname);
 }
@@ -252,22 +254,75 @@ async function select(client, topic) {
   $("detail-topic").textContent = topic;
   $("detail").hidden = false;
   showSilences();
-  const res = await fetch("api/clients/" + encodeURIComponent(client) + "/history?since=7d&topic=" + encodeURIComponent(topic));
+  for (const b of document.querySelectorAll("#detail-windows .chip"))
+    b.setAttribute("aria-pressed", String(b.dataset.window === view.window));
+  await Promise.all([showTimeline(), showEvents()]);
+}
+// How long: "42 s", "5 min", "3 h 04 min", "2 d 5 h".
+function span(ms) {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.round(s / 60) + " min";
+  if (s < 86400) return Math.floor(s / 3600) + " h " + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + " min";
+  return Math.floor(s / 86400) + " d " + Math.floor((s % 86400) / 3600) + " h";
+}
+// The window as coloured segments, every one at least a sliver wide, unknown hatched; the figures beside it.
+async function showTimeline() {
+  const p = new URLSearchParams({ window: view.window });
+  if (view.topic) p.set("topic", view.topic);
+  const res = await fetch("api/clients/" + encodeURIComponent(view.client) + "/timeline?" + p.toString());
+  const box = $("detail-timeline"), facts = $("detail-facts");
+  box.replaceChildren(); facts.replaceChildren();
+  if (!res.ok) return;
+  const t = await res.json();
+  const bar = el("div", "timeline");
+  const whole = Math.max(1, t.to - t.from);
+  for (const [a, b, s] of t.segments) {
+    const part = el("span", "seg " + s);
+    part.style.flexGrow = String((b - a) / whole);
+    part.title = s + ": " + new Date(a).toLocaleString() + " – " + new Date(b).toLocaleString() + " (" + span(b - a) + ")";
+    bar.appendChild(part);
+  }
+  box.appendChild(bar);
+  const legend = el("div", "muted legend", new Date(t.from).toLocaleString() + " – now");
+  box.appendChild(legend);
+  const row = rows.find((r) => r.client === view.client && (!view.topic || r.topic === view.topic)) || {};
+  const fact = (name, value) => { facts.appendChild(el("dt", "", name)); facts.appendChild(el("dd", "", value)); };
+  fact("Uptime " + t.window, t.uptime_percent === null ? "? (nobody watched)" : t.uptime_percent.toFixed(2) + " %");
+  fact("Disconnects", t.disconnects + (t.flaps ? " (" + t.flaps + " flaps)" : ""));
+  fact("Longest outage", t.longest_outage_s ? span(t.longest_outage_s * 1000) : "none");
+  if (t.unknown_s > 0) fact("Not watched", span(t.unknown_s * 1000));
+  if (row.expect) fact("Expected", row.expect === "auto"
+    ? (row.cadence_s ? "learned: every " + span(row.cadence_s * 1000) + ", overdue after " + span(row.expect_s * 1000)
+                     : "learned (not enough messages yet)")
+    : "within " + span(row.expect_s * 1000));
+  if (row.last_seen) fact("Last seen", local(row.last_seen));
+  if (row.meta) for (const [k, v] of Object.entries(row.meta)) fact(k, typeof v === "string" ? v : JSON.stringify(v));
+}
+// The window's events, newest first, each with how long its state lasted.
+async function showEvents() {
+  const since = view.window;
+  const q = "api/clients/" + encodeURIComponent(view.client) + "/history?since=" + since + "&topic=" + encodeURIComponent(view.topic);
+  const res = await fetch(q);
   const body = document.querySelector("#detail tbody");
   body.replaceChildren();
   if (!res.ok) return;
   const data = await res.json();
+  let later = Date.now();  // the next event's time (the newest lasts until now)
   for (const e of data.events) {
     const tr = el("tr");
     tr.appendChild(el("td", "", e.time ? local(e.time) : "unknown (seen " + local(e.observed) + ")"));
     const shown = e.overdue ? "overdue" : e.stale ? "stale" : e.state;
     const st = el("td"); st.appendChild(el("span", "state s-" + shown, shown)); tr.appendChild(st);
+    const at = e.time ? Date.parse(e.time) : null;
+    tr.appendChild(el("td", "", at !== null && later !== null ? span(later - at) : "?"));
+    later = at;
     tr.appendChild(el("td", "", e.cause));
     tr.appendChild(el("td", "", e.previous || "–"));
     tr.appendChild(el("td", "", e.ip || ""));
     body.appendChild(tr);
   }
-  if (!data.events.length) body.appendChild(el("tr")).appendChild(el("td", "muted", "no events in the last 7 days"));
+  if (!data.events.length) body.appendChild(el("tr")).appendChild(el("td", "muted", "no events in the last " + since));
 }
 // The selected client's silences, each with an End button, and the form that sets one.
 function showSilences() {
@@ -366,6 +421,8 @@ function bind() {
   $("next").addEventListener("click", () => { view.page += 1; writeHash(); load(); });
   $("detail-close").addEventListener("click", closeDetail);
   $("silence-form").addEventListener("submit", silenceSelected);
+  for (const b of document.querySelectorAll("#detail-windows .chip"))
+    b.addEventListener("click", () => { view.window = b.dataset.window; writeHash(); select(view.client, view.topic); });
   // Ages move on without a reload.
   setInterval(() => {
     for (const td of document.querySelectorAll("td.since, td.seen")) {

@@ -190,6 +190,29 @@ def main():
         panel = driver.execute_script("const d = document.getElementById('detail'); return [d.scrollWidth, d.clientWidth]")
         if panel[0] > panel[1] + 1:
             fail("the history panel overflows sideways: %d px in %d" % tuple(panel))
+        # The panel's timeline: garage's connection and its death, coloured; the window's figures beside it.
+        wait("garage's timeline with its death", lambda: driver.execute_script(
+            "return !!document.querySelector('#detail-timeline .seg.connected') && "
+            "!!document.querySelector('#detail-timeline .seg.disconnected')"), timeout=5.0)
+        if "Uptime 24h" not in driver.find_element(By.ID, "detail-facts").text:
+            fail("the panel does not give the window's uptime: " + driver.find_element(By.ID, "detail-facts").text)
+        driver.find_element(By.CSS_SELECTOR, "#detail-windows .chip[data-window='7d']").click()
+        wait("the 7-day window in the URL", lambda: "window=7d" in driver.current_url)
+        wait("the 7-day figures", lambda: "Uptime 7d" in driver.find_element(By.ID, "detail-facts").text)
+        # A deep link keeps the view: a reload opens the same client and window; /clients/NAME opens its panel.
+        driver.refresh()
+        wait("the panel again after a reload", lambda: driver.find_element(By.ID, "detail-name").text == "garage" and
+             "Uptime 7d" in driver.find_element(By.ID, "detail-facts").text, timeout=5.0)
+        driver.get(url + "clients/kitchen")
+        wait("/clients/kitchen opens kitchen's panel", lambda: driver.find_element(By.ID, "detail-name").text ==
+             "kitchen" and driver.find_element(By.ID, "detail").is_displayed(), timeout=5.0)
+        wait("kitchen's metadata in its panel", lambda: "room" in driver.find_element(By.ID, "detail-facts").text)
+        for tr in driver.find_elements(By.CSS_SELECTOR, "#clients tbody tr"):
+            if tr.find_elements(By.TAG_NAME, "td")[0].text.split("\n")[0] == "garage":
+                tr.click()
+                break
+        wait("garage's panel again", lambda: driver.find_element(By.ID, "detail-name").text == "garage")
+
         # Silence garage from its panel: the row says so, the panel lists it with an End button that ends it.
         driver.find_element(By.ID, "silence-reason").send_keys("new door")
         driver.find_element(By.ID, "silence-button").click()

@@ -64,10 +64,16 @@ struct group_uptime {
 enum class health : std::uint8_t { up, down, unknown };
 [[nodiscard]] std::string_view to_string(health h) noexcept;
 
+/// What a stretch of time looked like, finer than its health: up is connected; down is disconnected, stale or
+/// overdue; unknown is unknown.
+enum class shade : std::uint8_t { connected, disconnected, stale, overdue, unknown };
+[[nodiscard]] std::string_view to_string(shade s) noexcept;
+
 struct segment {
     time_point from;
     time_point to;
     enum health health = health::unknown;
+    enum shade shade = shade::unknown;
 };
 
 /// The client's window as consecutive segments (adjacent ones of the same health merged); same arguments as
