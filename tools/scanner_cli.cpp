@@ -290,6 +290,9 @@ void define_alerts(CLI::App& serve, service_cli::settings& svc) {
                                                                           "(default 20)");
     alerts->add_option("--alert-only", svc.alert_only, "Only these names or globs (repeatable)");
     alerts->add_option("--alert-exclude", svc.alert_exclude, "Never these names or globs (repeatable)");
+    alerts->add_option("--silence-every", svc.silence_every,
+                       "A weekly maintenance window, repeatable: 'TARGET DAYS HH:MM-HH:MM REASON' in local time, e.g. "
+                       "'group:garage Sun 02:00-04:00 backup' (its alerts are held, as by silence)");
     alerts->add_flag("--alert-on-new", svc.alert_on_new, "A client seen for the first time is an alert too");
     alerts->add_flag("--alert-on-removed", svc.alert_on_removed, "A removed (purged) client is an alert too");
     alerts->add_option("--alert-exec", svc.alert_exec, "Run CMD (by /bin/sh -c) with the alert's JSON on stdin and "

@@ -207,6 +207,7 @@ service_options service_settings(const scanner_options& opts, const settings& s)
     o.ha_exclude = s.ha_exclude;
     for (const auto& name : s.ha_exclude) (void)topic_scheme::convention_templates(name);  // an unknown one: exit 2
     alert_settings_into(s, o);
+    for (const auto& text : s.silence_every) o.recurring_silences.push_back(recurring_silence::parse(text));
     return o;
 }
 

@@ -47,6 +47,7 @@ struct settings {
     std::string alert_exec, alert_webhook, alert_template, alert_cafile;
     std::vector<std::string> alert_headers;  ///< "Name: value"; $VAR and ${VAR} in a value from the environment
     std::string public_url;                  ///< the dashboard as people reach it: alerts link there
+    std::vector<std::string> silence_every;  ///< weekly maintenance windows: "TARGET DAYS HH:MM-HH:MM REASON"
 };
 
 /// $MQTT_PRESENCE_DB, else $XDG_STATE_HOME/mqtt-presence/history.db, else ~/.local/state/mqtt-presence/history.db.

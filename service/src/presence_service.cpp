@@ -68,6 +68,7 @@ presence_service::presence_service(service_options options) : options_(std::move
     scanner_ = std::make_unique<scanner>(options_.scan);
     restored_ = restore_table(*store_, *scanner_);
     groups_ = client_groups(options_.scan.groups);
+    silences_.recurring(options_.recurring_silences);
     try {
         silences_.restore(history_reader(options_.history.path).silences(clock::now()));
     } catch (const error&) {

@@ -48,6 +48,7 @@ struct service_options {
     std::vector<std::string> ha_exclude;   ///< conventions whose clients Home Assistant already knows: no entity
     std::optional<alert_options> alerts;   ///< set: alert rules (and `sinks` says where alerts go)
     alert_sink_options sinks;
+    std::vector<recurring_silence> recurring_silences;  ///< weekly maintenance windows (--silence-every)
 
     /// Throws mqtt_presence::error: also when the notary's topics would be read back as statuses.
     void validate() const;

@@ -31,8 +31,25 @@ struct silence {
     [[nodiscard]] bool covers(const std::string& client, const std::vector<std::string>& groups) const;
 };
 
+/// A maintenance window that comes back every week, in the service's local time (its TZ): "group:garage Sun
+/// 02:00-04:00 weekly backup", "boiler Mon-Fri 22:00-06:00 night" (an end before the start is on the next day).
+struct recurring_silence {
+    std::string target, reason;
+    std::uint8_t days = 0;          ///< bit 0 Sunday ... bit 6 Saturday: the days a window begins
+    std::uint16_t start_min = 0;    ///< minutes after midnight
+    std::uint16_t end_min = 0;
+
+    /// "TARGET DAYS HH:MM-HH:MM REASON"; DAYS is daily, a day (Sun), a range (Mon-Fri) or a list (Sat,Sun). Throws
+    /// mqtt_presence::error saying how to write it.
+    [[nodiscard]] static recurring_silence parse(const std::string& text);
+    /// The window open at `now`, as a silence (id "every-N", by "configuration"); nullopt when closed.
+    [[nodiscard]] std::optional<silence> open_at(time_point now, std::size_t index) const;
+};
+
 class silence_book {
 public:
+    /// The weekly windows (from the configuration), beside the silences people set.
+    void recurring(std::vector<recurring_silence> windows);
     /// The longest silence: a forgotten one must end.
     static constexpr std::chrono::hours longest{24 * 90};
 
@@ -56,6 +73,7 @@ public:
 private:
     mutable std::mutex mutex_;
     std::vector<silence> silences_;  // running and recently over (over ones are dropped as new ones come)
+    std::vector<recurring_silence> recurring_;
     std::uint64_t held_ = 0;
 };
 
