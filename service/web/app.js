@@ -213,12 +213,13 @@ async function loadAlerts() {
 }
 async function fetchPage() {
   loadAlerts().catch(() => {});
-  await loadSilences().catch(() => {});
+  const silenced = loadSilences().catch(() => {});  // beside the page's fetch, not before it
   const p = new URLSearchParams({ limit: String(PAGE), offset: String(view.page * PAGE), sort: view.sort, history: "1" });
   if (view.q) p.set("q", view.q);
   if (view.states.length) p.set("state", view.states.join(","));
   if (view.group) p.set("group", view.group);
   const res = await fetch("api/clients?" + p.toString());
+  await silenced;
   if (!res.ok) return;
   render(await res.json());
 }
@@ -379,13 +380,39 @@ function detailSoon() {
     detailTimer = null;
   }, MIN_GAP);
 }
+// Opt-in browser notifications: asked for with a click, remembered in this browser, one per client going down (a
+// live change, never a replay), tagged by client so that a flapping one replaces its own.
+let notifying = false, notified = 0;
+function showNotifyButton() {
+  const b = $("notify");
+  if (!("Notification" in window)) { b.hidden = true; return; }
+  notifying = localStorage.getItem("notify") === "1" && Notification.permission === "granted";
+  b.textContent = notifying ? "Notifying" : "Notify me";
+  b.setAttribute("aria-pressed", String(notifying));
+}
+async function toggleNotify() {
+  if (notifying) { localStorage.removeItem("notify"); showNotifyButton(); return; }
+  const answer = await Notification.requestPermission();
+  if (answer === "granted") localStorage.setItem("notify", "1");
+  showNotifyButton();
+}
+function notifyOf(ch) {
+  const c = ch.client;
+  const down = c.state === "disconnected" || c.stale || c.overdue;
+  if (!notifying || !down || ch.previous === null || ch.event === "removed" || ch.event === "added") return;
+  const what = c.overdue ? "is overdue" : c.stale ? "is stale" : "went down";
+  try {
+    new Notification(c.client + " " + what, { body: c.topic + (ch.cause ? " (" + ch.cause + ")" : ""), tag: c.client + "\u0000" + c.topic });
+    document.body.dataset.notified = String(++notified);
+  } catch (e) { /* a browser that refuses one: the page still shows it */ }
+}
 function listen() {
   const source = new EventSource("api/events");
   source.addEventListener("open", () => $("live").classList.add("on"));
   source.addEventListener("error", () => $("live").classList.remove("on"));
   source.addEventListener("changes", (ev) => {
     const data = JSON.parse(ev.data);
-    for (const ch of data.changes) applyChange(ch);
+    for (const ch of data.changes) { applyChange(ch); notifyOf(ch); }
     refreshSoon(400);  // counts, order, new and removed clients
   });
   source.addEventListener("reset", () => refreshSoon(50));
@@ -421,6 +448,8 @@ function bind() {
   $("next").addEventListener("click", () => { view.page += 1; writeHash(); load(); });
   $("detail-close").addEventListener("click", closeDetail);
   $("silence-form").addEventListener("submit", silenceSelected);
+  $("notify").addEventListener("click", toggleNotify);
+  showNotifyButton();
   for (const b of document.querySelectorAll("#detail-windows .chip"))
     b.addEventListener("click", () => { view.window = b.dataset.window; writeHash(); select(view.client, view.topic); });
   // Ages move on without a reload.

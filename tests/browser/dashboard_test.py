@@ -64,6 +64,14 @@ def rows(driver):
     return out
 
 
+def click_row(driver, name):
+    """Clicks a client's row in the page itself: a redraw between finding it and clicking it cannot stale it."""
+    return driver.execute_script(
+        "for (const tr of document.querySelectorAll('#clients tbody tr'))"
+        "  if (tr.cells[0].firstChild.textContent === arguments[0]) { tr.click(); return true; }"
+        "return false;", name)
+
+
 def main():
     db = os.path.join(OUT, PREFIX + ".db")
     serve = start([SCANNER, "serve", "--broker", BROKER, "--topic", TEMPLATE, "--db", db, "--listen", "127.0.0.1:0",
@@ -87,7 +95,7 @@ def main():
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,800"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:
@@ -110,12 +118,19 @@ def main():
         wait("the long name overdue", lambda: rows(driver).get(long_cell[0]) == "overdue", timeout=5.0)
         wait("the overdue chip counts it", lambda: driver.find_element(By.ID, "n-overdue").text == "1")
 
+        # Notifications, opted into: the browser grants them, the button says so.
+        driver.execute_cdp_cmd("Browser.grantPermissions", {"origin": url.rstrip("/"), "permissions": ["notifications"]})
+        driver.find_element(By.ID, "notify").click()
+        wait("the notify button on", lambda: driver.find_element(By.ID, "notify").text == "Notifying")
+
         # SIGKILL: the broker publishes the will; the row turns disconnected without a reload, within 2 s.
         driver.execute_script("window.__marker = 1")
         garage.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         wait("garage disconnected", lambda: rows(driver).get("garage") == "disconnected", timeout=2.0)
         print("will -> row disconnected: %.0f ms" % ((time.monotonic() - killed) * 1000))
+        wait("a notification for garage's death", lambda: int(driver.execute_script(
+            "return document.body.dataset.notified || '0'")) >= 1, timeout=5.0)
         if driver.execute_script("return window.__marker") != 1:
             fail("the page reloaded to show the change")
         # The time of the death in the row, the tab's title and icon say what is down.
@@ -180,10 +195,7 @@ def main():
         print("screenshot: " + shot)
 
         # A client's history, in the side panel.
-        for tr in driver.find_elements(By.CSS_SELECTOR, "#clients tbody tr"):
-            if tr.find_elements(By.TAG_NAME, "td")[0].text.split("\n")[0] == "garage":
-                tr.click()
-                break
+        wait("garage's row clicked", lambda: click_row(driver, "garage"))
         wait("garage's history with its death", lambda: "lost" in driver.find_element(By.ID, "detail").text or
              "unknown" in driver.find_element(By.ID, "detail").text)
 
@@ -207,10 +219,7 @@ def main():
         wait("/clients/kitchen opens kitchen's panel", lambda: driver.find_element(By.ID, "detail-name").text ==
              "kitchen" and driver.find_element(By.ID, "detail").is_displayed(), timeout=5.0)
         wait("kitchen's metadata in its panel", lambda: "room" in driver.find_element(By.ID, "detail-facts").text)
-        for tr in driver.find_elements(By.CSS_SELECTOR, "#clients tbody tr"):
-            if tr.find_elements(By.TAG_NAME, "td")[0].text.split("\n")[0] == "garage":
-                tr.click()
-                break
+        wait("garage's row clicked", lambda: click_row(driver, "garage"))
         wait("garage's panel again", lambda: driver.find_element(By.ID, "detail-name").text == "garage")
 
         # Silence garage from its panel: the row says so, the panel lists it with an End button that ends it.
