@@ -64,6 +64,12 @@ private:
 
 }  // namespace
 
+// A row's expectation: when it is overdue, and (for "auto") its cadence. Allocated only for a row that has one.
+struct expectation_state {
+    time_point deadline = time_point::min();  // overdue after this; min (unknown) when not judged
+    cadence learned;                          // "auto" only
+};
+
 struct connection_table::entry {
     // The name and the scheme first: a lookup compares them, and they share the entry's first cache line.
     std::string name;
@@ -89,10 +95,9 @@ struct connection_table::entry {
     std::uint64_t epoch = 0;
     std::uint64_t session = 0;
     bool has_session = false;
-    bool overdue = false;
+    bool overdue = false;        // in has_session's padding, as expect_s is: a row without an expectation pays
     std::uint32_t expect_s = 0;  // the expected interval; 0: none; learned_expectation: its cadence's
-    time_point expect_deadline = unknown_time;  // overdue after this; unknown_time when not judged
-    std::unique_ptr<cadence> learned;           // "auto" only
+    std::unique_ptr<expectation_state> expecting;  // with an expectation only: 8 bytes a row without one
     packed_text text;
 };
 
@@ -210,7 +215,7 @@ void table_counts::tally(state status, bool is_stale, bool awaiting_beat, bool i
 std::optional<std::chrono::milliseconds> connection_table::limit_of(const entry& e) noexcept {
     if (e.expect_s == 0) return std::nullopt;
     if (e.expect_s != learned_expectation) return std::chrono::seconds(e.expect_s);
-    const auto limit = e.learned ? e.learned->limit_ms() : 0;
+    const auto limit = e.expecting ? e.expecting->learned.limit_ms() : 0;
     return limit > 0 ? std::optional<std::chrono::milliseconds>(limit) : std::nullopt;
 }
 
@@ -218,17 +223,19 @@ void connection_table::expect(expectation_lookup lookup) { expectation_of_ = std
 
 // The row's overdue deadline from `now`: only a connected row with an interval (known) is judged.
 void connection_table::start_expectation(entry& e, time_point now) {
-    e.expect_deadline = unknown_time;
+    if (!e.expecting) return;
+    e.expecting->deadline = unknown_time;
     if (e.expect_s == 0 || e.status != state::connected) return;
     const auto limit = limit_of(e);
     if (!limit) return;
-    e.expect_deadline = now + *limit;
-    next_deadline_ = std::min(next_deadline_, e.expect_deadline);
+    e.expecting->deadline = now + *limit;
+    next_deadline_ = std::min(next_deadline_, e.expecting->deadline);
 }
 
 // A live message or reading: a gap of its cadence, no longer overdue, and the wait begins again.
 void connection_table::heard(entry& e, time_point now) {
-    if (e.learned) e.learned->sighted(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
+    if (e.expect_s == learned_expectation && e.expecting)
+        e.expecting->learned.sighted(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
     e.overdue = false;
     start_expectation(e, now);
 }
@@ -237,7 +244,7 @@ void connection_table::heard(entry& e, time_point now) {
 void connection_table::set_expectation(entry& e) {
     if (!expectation_of_) return;
     e.expect_s = expectation_of_(e.name, e.source);
-    if (e.expect_s == learned_expectation) e.learned = std::make_unique<cadence>();
+    if (e.expect_s != 0) e.expecting = std::make_unique<expectation_state>();
 }
 
 void connection_table::count(const entry& e, int delta) noexcept {
@@ -277,7 +284,8 @@ void connection_table::fill_row(const entry& e, client_status& r) const {
     r.expected = limit_of(e);
     r.expected_learned = e.expect_s == learned_expectation;
     r.cadence = std::nullopt;
-    if (e.learned && e.learned->median_ms() > 0) r.cadence = std::chrono::milliseconds(e.learned->median_ms());
+    if (e.expect_s == learned_expectation && e.expecting && e.expecting->learned.median_ms() > 0)
+        r.cadence = std::chrono::milliseconds(e.expecting->learned.median_ms());
     e.text.read({&r.detail, &r.reason, &r.ip, &r.host, &r.meta, &r.raw});
 }
 
@@ -578,7 +586,7 @@ std::vector<change> connection_table::expire(time_point now) {
     };
     for (auto& e : rows_) {
         judge(e, e.deadline, &entry::stale, change_kind::stale);
-        judge(e, e.expect_deadline, &entry::overdue, change_kind::overdue);
+        if (e.expecting) judge(e, e.expecting->deadline, &entry::overdue, change_kind::overdue);
     }
     return out;
 }
