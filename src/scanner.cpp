@@ -56,6 +56,13 @@ void scanner_options::validate() const {
         if (std::none_of(groups.begin(), groups.end(), [&](const group_rule& g) { return g.group == group; }))
             throw error("--expect " + rule.text() + ": no --group " + group + " is defined");
     }
+    for (const auto& [templ, statuses] : activity_statuses) {
+        if (std::find(activity.begin(), activity.end(), templ) == activity.end())
+            throw error("activity_statuses names " + templ + ", which is not an activity template");
+        for (const auto& status : statuses)
+            if (std::find(topics.begin(), topics.end(), status) == topics.end())
+                throw error("activity template " + templ + " belongs to " + status + ", which is not a topic template");
+    }
     for (const auto& chosen : only_groups)
         if (std::none_of(groups.begin(), groups.end(), [&](const group_rule& g) { return g.group == chosen; }))
             throw error("--group " + chosen + ": no such group is defined (define it with --group " + chosen +
@@ -170,7 +177,7 @@ struct scanner::impl {
     bool read_dropped(const mqtt::message& msg);
     bool read_status(std::size_t scheme, std::string_view name, const mqtt::message& msg);
     void count_unmatched(const std::string& topic);
-    bool read_activity(std::string_view name, const mqtt::message& msg);
+    bool read_activity(std::size_t activity, std::string_view name, const mqtt::message& msg);
     [[nodiscard]] bool excluded(std::string_view name, const std::string& topic) const;
     bool count_excluded();
     // --group NAME (a filter): whether the status's client is in a chosen group; if not, it is left out, and its
@@ -193,6 +200,7 @@ struct scanner::impl {
     scanner_options options_;
     std::vector<topic_scheme> schemes_;
     std::vector<topic_scheme> activity_schemes_;
+    std::vector<std::vector<std::uint16_t>> activity_sources_;  // per activity scheme: its status schemes (empty: all)
     client_groups groups_;
     bool expect_by_group_ = false;  // an --expect rule names a group
     // The row as it leaves the scanner: its topic and its groups. Off the lock.
@@ -244,7 +252,14 @@ scanner::impl::impl(scanner_options options, mqtt::async_client* borrowed)
     if (options_.broker.client_id.empty())
         options_.broker.client_id = borrowed ? borrowed->get_client_id() : default_client_id();
     for (const auto& t : options_.topics) schemes_.push_back(topic_scheme::parse(t));
-    for (const auto& t : options_.activity) activity_schemes_.push_back(topic_scheme::parse(t));
+    for (const auto& t : options_.activity) {
+        activity_schemes_.push_back(topic_scheme::parse(t));
+        auto& sources = activity_sources_.emplace_back();
+        if (const auto own = options_.activity_statuses.find(t); own != options_.activity_statuses.end())
+            for (std::size_t i = 0; i < options_.topics.size(); ++i)
+                if (std::find(own->second.begin(), own->second.end(), options_.topics[i]) != own->second.end())
+                    sources.push_back(static_cast<std::uint16_t>(i));
+    }
     groups_ = client_groups(options_.groups);
     for (const auto& rule : options_.expect) expect_by_group_ = expect_by_group_ || rule.match.rfind("group:", 0) == 0;
     if (!options_.expect.empty()) table_.expect([this](std::string_view client, std::uint16_t source) {
@@ -480,9 +495,9 @@ bool scanner::impl::handle_message(const mqtt::const_message_ptr& msg) noexcept 
         for (std::size_t i = 0; i < schemes_.size(); ++i)
             if (const auto name = schemes_[i].match(topic))
                 return excluded(*name, topic) ? count_excluded() : read_status(i, *name, *msg);
-        for (const auto& a : activity_schemes_)
-            if (const auto name = a.match(topic))
-                return excluded(*name, topic) ? count_excluded() : read_activity(*name, *msg);
+        for (std::size_t i = 0; i < activity_schemes_.size(); ++i)
+            if (const auto name = activity_schemes_[i].match(topic))
+                return excluded(*name, topic) ? count_excluded() : read_activity(i, *name, *msg);
         count_unmatched(topic);
     } catch (const std::exception& e) {
         status_line(std::string("message handling failed: ") + e.what(), true);
@@ -571,7 +586,7 @@ bool scanner::impl::read_status(std::size_t scheme, std::string_view name, const
 
 // A reading on an activity topic: a sign of life of the client of that name in every status scheme. A retained one
 // is as old as the broker's store: counted nowhere, it says nothing of now.
-bool scanner::impl::read_activity(std::string_view name, const mqtt::message& msg) {
+bool scanner::impl::read_activity(std::size_t activity, std::string_view name, const mqtt::message& msg) {
     if (msg.is_retained()) return false;
     const auto now = clock::now();
     bool queued = false, known = false;
@@ -579,9 +594,10 @@ bool scanner::impl::read_activity(std::string_view name, const mqtt::message& ms
         std::lock_guard<std::mutex> lock(mutex_);
         // A reading rarely freshens a row: the change is built in scratch and queued only then.
         thread_local change scratch;
-        for (std::size_t source = 0; source < schemes_.size(); ++source) {
-            const auto sighted = table_.seen(name, static_cast<std::uint16_t>(source), now,
-                                             callbacks_.change ? &scratch : nullptr);
+        const auto& own = activity_sources_[activity];  // the schemes whose clients it speaks of (empty: all)
+        for (std::size_t k = 0; k < (own.empty() ? schemes_.size() : own.size()); ++k) {
+            const auto source = own.empty() ? static_cast<std::uint16_t>(k) : own[k];
+            const auto sighted = table_.seen(name, source, now, callbacks_.change ? &scratch : nullptr);
             known = known || sighted != sighting::unknown;
             if (sighted == sighting::freshened && callbacks_.change) {
                 deliveries_.emplace_back(scratch);

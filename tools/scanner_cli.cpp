@@ -432,8 +432,21 @@ void finish(const CLI::App& app, settings& s, command_line& c) {
     if (!c.topics.empty()) s.opts.topics = c.topics;
     const bool no_activity = std::find(c.activity.begin(), c.activity.end(), "none") != c.activity.end();
     if (!no_activity) {
-        for (const auto& name : c.conventions)
-            for (auto& templ : mqtt_presence::topic_scheme::convention_activity(name)) c.activity.push_back(templ);
+        // A preset's readings speak of its own clients: Tasmota's tele/X/STATE of tele/X/LWT, never of an X of
+        // another convention.
+        for (const auto& name : c.conventions) {
+            std::vector<std::string> presets{name};
+            if (name == "all") {
+                presets.clear();
+                for (const auto& [preset, templ] : mqtt_presence::topic_scheme::presets()) presets.push_back(preset);
+            }
+            for (const auto& preset : presets)
+                for (auto& templ : mqtt_presence::topic_scheme::convention_activity(preset)) {
+                    auto& own = s.opts.activity_statuses[templ];
+                    for (auto& status : mqtt_presence::topic_scheme::convention_templates(preset)) own.push_back(status);
+                    c.activity.push_back(templ);
+                }
+        }
         for (const auto& templ : c.activity)  // once each: two conventions may share one
             if (std::find(s.opts.activity.begin(), s.opts.activity.end(), templ) == s.opts.activity.end())
                 s.opts.activity.push_back(templ);

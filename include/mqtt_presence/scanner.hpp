@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,6 +64,10 @@ struct scanner_options {
     /// payload is never decoded or kept; retained ones (as old as the broker's store) are not signs of life. E.g.
     /// "tele/{client}/STATE" beside Tasmota's "tele/{client}/LWT". Subscribed at QoS 0.
     std::vector<std::string> activity;
+    /// An activity template's own status templates (by their text in `topics`): its readings are signs of life only
+    /// of the clients of those schemes, e.g. Tasmota's "tele/{client}/STATE" of "tele/{client}/LWT" alone, never of
+    /// a "kitchen" of another convention. A template not here is a sign of life in every scheme.
+    std::map<std::string, std::vector<std::string>> activity_statuses;
     /// Glob patterns (fnmatch: `*`, `?`, `[...]`; `*` also crosses '/') of names or topics to leave out: a status
     /// or reading whose client name or topic fits one is counted (stats().excluded) and goes no further, e.g.
     /// "homeassistant" under "{client}/status". Every mode and output.

@@ -1,5 +1,6 @@
 // The scanner tool and class against a real mosquitto, with statuses written by our sensor, by clients that are
 // not ours (python paho, mosquitto_pub), and by hand (malformed ones).
+#include <mqtt_presence/error.hpp>
 #include <mqtt_presence/scanner.hpp>
 
 #include <atomic>
@@ -711,6 +712,33 @@ TEST(scanner, a_device_whose_readings_stop_is_overdue_and_back_when_one_comes) {
     EXPECT_EQ(client_of(j, "plug")["expect"], "auto");
     EXPECT_TRUE(client_of(j, "plug")["expect_s"].is_null()) << "nothing learned yet";
     EXPECT_EQ(j["counts"]["overdue"], 0);
+}
+
+// A convention's readings speak of its own clients only: Tasmota's tele/X/STATE moves the last_seen of tele/X/LWT's
+// row, never that of an X under another convention's status topic.
+TEST(scanner, a_reading_is_a_sign_of_life_only_in_its_own_scheme) {
+    const int port = broker_port();
+    const auto p = unique_prefix();
+    publish_retained(port, p + "/tele/dev/LWT", "Online");
+    publish_retained(port, p + "/other/dev", "1");
+    mqtt_presence::scanner_options o;
+    o.broker.server_uri = broker_uri(port);
+    o.topics = {p + "/tele/{client}/LWT", p + "/other/{client}"};
+    o.activity = {p + "/tele/{client}/STATE"};
+    o.activity_statuses[p + "/tele/{client}/STATE"] = {p + "/tele/{client}/LWT"};
+    mqtt_presence::scanner scan(o);
+    scan.start();
+    ASSERT_TRUE(scan.wait_synced(20s));
+    ASSERT_TRUE(scan.wait_for([&] { return scan.find("dev", 0) && scan.find("dev", 1); }, 10s)) << "both rows";
+    child pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-t", p + "/tele/dev/STATE", "-m", "{}"});
+    ASSERT_EQ(pub.wait_exit(10s), 0) << pub.stderr_text();
+    ASSERT_TRUE(scan.wait_for([&] { return scan.stats().activity == 1; }, 10s)) << "the reading";
+    EXPECT_TRUE(scan.find("dev", 0)->last_seen) << "Tasmota's own row was seen";
+    EXPECT_FALSE(scan.find("dev", 1)->last_seen) << "another convention's dev was not";
+    scan.stop();
+    mqtt_presence::scanner_options bad = o;
+    bad.activity_statuses[p + "/tele/{client}/STATE"] = {"nowhere/{client}"};
+    EXPECT_THROW(mqtt_presence::scanner{bad}, mqtt_presence::error) << "a status template that is not read";
 }
 
 TEST(scanner, class_with_a_borrowed_client) {
