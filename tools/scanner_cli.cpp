@@ -299,6 +299,8 @@ void define_alerts(CLI::App& serve, service_cli::settings& svc) {
                                                        "in MQTT_PRESENCE_* variables");
     alerts->add_option("--alert-exec-timeout", svc.alert_exec_timeout, "Kill CMD after this long (default 10s)");
     alerts->add_option("--alert-webhook", svc.alert_webhook, "POST each alert to this http(s) URL (retried)");
+    alerts->add_option("--alert-webhook-for", svc.alert_webhook_for,
+                       "GROUP=URL, repeatable: also POST the alerts of a group's clients (and its outages) there");
     alerts->add_option("--alert-template", svc.alert_template, "The webhook's body, e.g. '{\"text\":\"{{title}}: "
                                                                "{{message}}\"}' (default: the alert's JSON; "
                                                                "docs/service.md lists the placeholders)");

@@ -170,7 +170,9 @@ std::optional<http_options> http_settings(const settings& s) {
 // The alert rules and sinks (from --alert-config, then the command line), if any sink or rule was asked for.
 void alert_settings_into(const settings& s, service_options& o) {
     const auto rules = alert_settings(s);
-    if (rules.alert_exec.empty() && rules.alert_webhook.empty() && rules.alert_after.empty()) return;
+    if (rules.alert_exec.empty() && rules.alert_webhook.empty() && rules.alert_after.empty() &&
+        s.alert_webhook_for.empty())
+        return;
     alert_options a;
     if (!rules.alert_after.empty()) a.after = parse_duration(rules.alert_after);
     if (!rules.alert_flap_window.empty()) a.flap_window = parse_duration(rules.alert_flap_window);
@@ -186,6 +188,12 @@ void alert_settings_into(const settings& s, service_options& o) {
     o.sinks.exec = rules.alert_exec;
     if (!rules.alert_exec_timeout.empty()) o.sinks.exec_timeout = parse_duration(rules.alert_exec_timeout);
     o.sinks.webhook = rules.alert_webhook;
+    for (const auto& text : s.alert_webhook_for) {
+        const auto eq = text.find('=');
+        if (eq == std::string::npos || eq == 0)
+            throw error("--alert-webhook-for " + text + ": give GROUP=URL, e.g. garage=https://ntfy.example/garage");
+        o.sinks.group_webhooks.emplace_back(text.substr(0, eq), text.substr(eq + 1));
+    }
     o.sinks.template_text = rules.alert_template;
     o.sinks.ca_file = rules.alert_cafile;
     for (const auto& h : rules.alert_headers) o.sinks.headers.push_back(with_environment(h, "--alert-header"));

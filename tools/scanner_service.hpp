@@ -45,6 +45,7 @@ struct settings {
     std::vector<std::string> alert_only, alert_exclude;
     bool alert_on_new = false, alert_on_removed = false;
     std::string alert_exec, alert_webhook, alert_template, alert_cafile;
+    std::vector<std::string> alert_webhook_for;  ///< "GROUP=URL": a group's own receiver
     std::vector<std::string> alert_headers;  ///< "Name: value"; $VAR and ${VAR} in a value from the environment
     std::string public_url;                  ///< the dashboard as people reach it: alerts link there
     std::vector<std::string> silence_every;  ///< weekly maintenance windows: "TARGET DAYS HH:MM-HH:MM REASON"

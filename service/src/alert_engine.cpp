@@ -135,6 +135,7 @@ std::string alert::json() const {
     if (!sample.empty() || kind == "outage" || kind == "outage-over" || kind == "already-down") j["sample"] = sample;
     if (!reason.empty()) j["reason"] = reason;
     if (!group.empty()) j["group"] = group;
+    if (!groups.empty()) j["groups"] = groups;
     if (total > 0) j["total"] = total;
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -173,6 +174,9 @@ std::optional<alert> alert::from_json(const std::string& text) {
             if (s.is_string()) a.sample.push_back(s.get<std::string>());
     a.reason = str("reason");
     a.group = str("group");
+    if (j.contains("groups") && j["groups"].is_array())
+        for (const auto& g : j["groups"])
+            if (g.is_string()) a.groups.push_back(g.get<std::string>());
     if (j.contains("total") && j["total"].is_number_unsigned()) a.total = j["total"].get<std::size_t>();
     a.cause = str("cause");
     a.scheme = str("scheme");

@@ -124,6 +124,10 @@ std::vector<std::string> template_placeholders() {
 
 void alert_sink_options::validate() const {
     if (!webhook.empty()) (void)split_url(webhook);
+    for (const auto& [group, url] : group_webhooks) {
+        if (group.empty()) throw error("--alert-webhook-for needs GROUP=URL");
+        (void)split_url(url);
+    }
     if (exec_timeout.count() <= 0) throw error("--alert-exec-timeout must be positive");
     for (const auto& h : headers) (void)split_header(h);
     if (!public_url.empty() && public_url.rfind("http://", 0) != 0 && public_url.rfind("https://", 0) != 0)
@@ -247,22 +251,15 @@ void alert_sinks::loop() {
 void alert_sinks::deliver(const alert& a) noexcept {
     try {
         if (!options_.exec.empty()) run_exec(a);
-        if (!options_.webhook.empty()) {
-            auto wait = std::chrono::seconds(1);
-            while (!post(a)) {
-                std::unique_lock<std::mutex> pause(mutex_);
-                if (stopping_) {  // one more try was given; a stopping service cannot wait for a receiver
-                    ++given_up_;
-                    pause.unlock();
-                    if (warn_)
-                        warn_("stopping: alert " + a.kind + " " + a.client +
-                              " not delivered; the next start delivers it");
-                    return;
-                }
-                cv_.wait_for(pause, wait, [this] { return stopping_; });
-                wait = std::min<std::chrono::seconds>(wait * 2, std::chrono::seconds(60));
-            }
+        // The receivers: the webhook, and each of the alert's groups' own (once each).
+        std::vector<std::string> urls;
+        if (!options_.webhook.empty()) urls.push_back(options_.webhook);
+        for (const auto& [group, url] : options_.group_webhooks) {
+            const bool its = group == a.group || std::find(a.groups.begin(), a.groups.end(), group) != a.groups.end();
+            if (its && std::find(urls.begin(), urls.end(), url) == urls.end()) urls.push_back(url);
         }
+        for (const auto& url : urls)
+            if (!post_until_taken(a, url)) return;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             ++delivered_;
@@ -342,8 +339,26 @@ void alert_sinks::run_exec(const alert& a) {
         warn_("alert-exec exited with " + std::to_string(WEXITSTATUS(status)));
 }
 
-bool alert_sinks::post(const alert& a) {
-    const auto url = split_url(options_.webhook);
+// Posts until the receiver takes it, 1 s doubling to 60 s apart; false when the service stops first (given up: the
+// next start delivers it from the outbox).
+bool alert_sinks::post_until_taken(const alert& a, const std::string& webhook) {
+    auto wait = std::chrono::seconds(1);
+    while (!post(a, webhook)) {
+        std::unique_lock<std::mutex> pause(mutex_);
+        if (stopping_) {  // one more try was given; a stopping service cannot wait for a receiver
+            ++given_up_;
+            pause.unlock();
+            if (warn_) warn_("stopping: alert " + a.kind + " " + a.client + " not delivered; the next start delivers it");
+            return false;
+        }
+        cv_.wait_for(pause, wait, [this] { return stopping_; });
+        wait = std::min<std::chrono::seconds>(wait * 2, std::chrono::seconds(60));
+    }
+    return true;
+}
+
+bool alert_sinks::post(const alert& a, const std::string& webhook) {
+    const auto url = split_url(webhook);
     httplib::Client client(url.origin);
     // Short: a hung receiver must not hold a stopping service (the alert is retried while the service runs).
     client.set_connection_timeout(1, 0);

@@ -241,6 +241,12 @@ std::string alert_changes(const std::optional<alert_options>& a, const alert_sin
     field("exec", as.exec.empty() ? "-" : as.exec, bs.exec.empty() ? "-" : bs.exec);
     field("exec-timeout", ms(as.exec_timeout), ms(bs.exec_timeout));
     field("webhook", as.webhook.empty() ? "-" : as.webhook, bs.webhook.empty() ? "-" : bs.webhook);
+    const auto routes = [](const alert_sink_options& o) {
+        std::string text;
+        for (const auto& [group, url] : o.group_webhooks) text += (text.empty() ? "" : ",") + group + "=" + url;
+        return text.empty() ? std::string("-") : text;
+    };
+    field("webhook-for", routes(as), routes(bs));
     field("template", as.template_text.empty() ? "-" : "set", bs.template_text.empty() ? "-" : "set");
     if (as.template_text != bs.template_text && !as.template_text.empty() && !bs.template_text.empty())
         out += std::string(out.empty() ? "" : "; ") + "template changed";
@@ -300,7 +306,8 @@ std::optional<silence> presence_service::end_silence(const std::string& id) {
 // outbox as delivered, counted, said in the log, never sent.
 bool presence_service::held_by_silence(alert& a) {
     if (a.client.empty() && a.group.empty()) return false;
-    auto groups = a.client.empty() ? std::vector<std::string>{} : groups_.of(a.client, a.topic);
+    if (!a.client.empty()) a.groups = groups_.of(a.client, a.topic);  // also where its group's receiver is
+    auto groups = a.groups;
     if (!a.group.empty()) groups.push_back(a.group);
     const auto s = silences_.covering(a.client, groups, a.time);
     if (!s) return false;

@@ -648,3 +648,36 @@ TEST(alerts, a_silence_holds_its_clients_alerts_and_survives_a_restart) {
 }
 
 }  // namespace
+
+namespace {
+
+// A group's own receiver (--alert-webhook-for) gets its clients' alerts, with their groups; another client's alert
+// does not go there.
+TEST(alerts, a_groups_alerts_also_go_to_its_own_receiver) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto dir = test_dir();
+    const int hook_port = free_port();
+    hook_receiver hook;
+    httplib::Server server;
+    hook.serve_on(server);
+    ASSERT_TRUE(server.bind_to_port("127.0.0.1", hook_port));  // bound before the service posts: none is refused
+    std::thread serving([&] { server.listen_after_bind(); });
+    auto svc = serve(port, templ, dir,
+                     {"--alert-after", "0s", "--group", "garage=garage-*", "--alert-webhook-for",
+                      "garage=http://127.0.0.1:" + std::to_string(hook_port) + "/hook"});
+    for (const char* name : {"garage-door", "kitchen"}) publish_retained(port, prefix + "/" + name, "1");
+    for (const char* name : {"garage-door", "kitchen"}) publish_retained(port, prefix + "/" + name, "0");
+    wait_alerts(dir, 2, "both downs (exec)");
+    outbox_empty(dir);  // every sink took both
+    server.stop();
+    serving.join();
+    const auto bodies = hook.bodies();
+    ASSERT_EQ(bodies.size(), 1u) << "only the garage's alert goes to the garage's receiver";
+    const auto body = json::parse(bodies[0]);
+    EXPECT_EQ(body["client"], "garage-door");
+    EXPECT_EQ(body["groups"], json::array({"garage"}));
+}
+
+}  // namespace

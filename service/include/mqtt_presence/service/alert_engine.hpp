@@ -56,6 +56,7 @@ struct alert {
     std::string topic;
     std::string scheme;  ///< the client's (or the outage's) topic scheme: its subscription filter
     std::string group;   ///< a group's outage: the group (--group); its clients' outage is one alert
+    std::vector<std::string> groups;  ///< the client's groups (the service sets them): where the alert is posted
     std::string broker;  ///< the broker's URI (the service sets it)
     std::string url;     ///< the client (or the dashboard) for a person, with --public-url; empty without
     time_point time;

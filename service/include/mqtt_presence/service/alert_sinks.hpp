@@ -30,6 +30,9 @@ struct alert_sink_options {
     std::string exec;                                   ///< a command (run by /bin/sh -c); empty: none
     std::chrono::milliseconds exec_timeout = std::chrono::seconds(10);
     std::string webhook;                                ///< http:// or https:// URL; empty: none
+    /// A group's own receiver (GROUP, URL): an alert about a client of the group (or the group's outage) is posted
+    /// there too, with the same template and headers.
+    std::vector<std::pair<std::string, std::string>> group_webhooks;
     std::string template_text;                          ///< the webhook's body; empty: the alert's JSON
     std::string ca_file;                                ///< https: a CA file instead of the system's
     std::vector<std::string> headers;                   ///< "Name: value" for each POST
@@ -74,7 +77,8 @@ private:
     void loop();
     void deliver(const alert& a) noexcept;
     void run_exec(const alert& a);
-    bool post(const alert& a);  // true: delivered (2xx)
+    bool post(const alert& a, const std::string& webhook);  // true: delivered (2xx)
+    bool post_until_taken(const alert& a, const std::string& webhook);  // retried; false: stopping, given up
 
     alert_sink_options options_;
     std::function<void(const std::string&)> warn_;
