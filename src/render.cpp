@@ -478,6 +478,7 @@ void table_writer::measure(const client_status& c) {
     }
     ip_w_ = std::max(ip_w_, std::min<std::size_t>(cells(c.ip), 39));
     if (!c.groups.empty()) groups_w_ = std::max({groups_w_, std::size_t{6}, std::min<std::size_t>(cells(joined(c.groups, ',')), 30)});
+    if (topics_) topic_w_ = std::max(topic_w_, std::min<std::size_t>(cells(c.topic), 50));
     previous_name_ = c.client;
     previous_topic_ = c.topic;
 }
@@ -490,7 +491,8 @@ void table_writer::header() {
     if (header_written_) return;
     header_written_ = true;
     buffer_ += pad("CLIENT", name_w_) + pad("STATE", 18) + pad("SINCE", 14) + pad("LAST-SEEN", 14) + pad("LIVENESS", 9) +
-               pad("IP", ip_w_) + (groups_w_ > 0 ? pad("GROUPS", groups_w_) : std::string()) + "DETAIL\n";
+               pad("IP", ip_w_) + (groups_w_ > 0 ? pad("GROUPS", groups_w_) : std::string()) +
+               (topics_ ? pad("TOPIC", topic_w_) : std::string()) + "DETAIL\n";
 }
 
 void table_writer::row(const client_status& c) {
@@ -506,6 +508,7 @@ void table_writer::row(const client_status& c) {
     buffer_ += pad(shown_name(c), name_w_) + cell + pad(age(c.since, now_), 14) + pad(age(c.last_seen, now_), 14) +
                pad(live, 9) + pad(c.ip.empty() ? "-" : c.ip, ip_w_) +
                (groups_w_ > 0 ? pad(c.groups.empty() ? "-" : joined(c.groups, ','), groups_w_) : std::string()) +
+               (topics_ ? pad(c.topic, topic_w_) : std::string()) +
                detail::printable(detail_text(c), 60) + "\n";
     ++rows_;
     if (buffer_.size() >= flush_at) {

@@ -492,6 +492,7 @@ std::string live_frame(const scanner& scan, const settings& s, const std::string
     const std::size_t offset = std::min(v.offset, total > page ? total - page : 0);
     std::ostringstream table;
     table_writer writer(table, clock::now(), !s.no_color);
+    writer.show_topics(terminal_columns() >= 160);  // where it fits beside the other columns
     for (const auto& c : rows) writer.measure(c);
     for (const auto& c : rows) writer.row(c);
     const auto st = scan.status();

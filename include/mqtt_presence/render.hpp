@@ -124,6 +124,8 @@ private:
 class table_writer {
 public:
     table_writer(std::ostream& out, time_point now, bool color);
+    /// A TOPIC column (before DETAIL): for a window wide enough to hold it. Off by default. Call before measure().
+    void show_topics(bool on) noexcept { topics_ = on; }
     void measure(const client_status& c);
     void row(const client_status& c);
     /// The counts line and the broker's count, then a flush. `cut`: the rows were a screenful of the table (the
@@ -139,6 +141,8 @@ private:
     time_point now_;
     bool color_;
     std::size_t name_w_ = 6, ip_w_ = 2, groups_w_ = 0;  // groups_w_ 0: no row is in a group, no column
+    std::size_t topic_w_ = 5;
+    bool topics_ = false;
     std::string previous_name_, previous_topic_;  // measure(): the row before, to find names that repeat
     std::unordered_set<std::string> shared_;       // names under several schemes
     std::string buffer_;

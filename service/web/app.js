@@ -381,8 +381,12 @@ function detailSoon() {
   }, MIN_GAP);
 }
 // Opt-in browser notifications: asked for with a click, remembered in this browser, one per client going down (a
-// live change, never a replay), tagged by client so that a flapping one replaces its own.
-let notifying = false, notified = 0;
+// live change, never a replay), tagged by client so that a flapping one replaces its own. A storm never becomes a
+// storm of notifications: a client at most once a minute, and at most three in ten seconds (the rest are counted
+// into the next one).
+let notifying = false, notified = 0, held = 0;
+const lastNotified = new Map();
+let recent = [];
 function showNotifyButton() {
   const b = $("notify");
   if (!("Notification" in window)) { b.hidden = true; return; }
@@ -401,8 +405,15 @@ function notifyOf(ch) {
   const down = c.state === "disconnected" || c.stale || c.overdue;
   if (!notifying || !down || ch.previous === null || ch.event === "removed" || ch.event === "added") return;
   const what = c.overdue ? "is overdue" : c.stale ? "is stale" : "went down";
+  const key = c.client + "\u0000" + c.topic, now = Date.now();
+  recent = recent.filter((t) => now - t < 10000);
+  if (now - (lastNotified.get(key) || 0) < 60000 || recent.length >= 3) { held++; return; }
+  lastNotified.set(key, now);
+  recent.push(now);
+  const more = held ? " (and " + held + " more changes)" : "";
+  held = 0;
   try {
-    new Notification(c.client + " " + what, { body: c.topic + (ch.cause ? " (" + ch.cause + ")" : ""), tag: c.client + "\u0000" + c.topic });
+    new Notification(c.client + " " + what, { body: c.topic + (ch.cause ? " (" + ch.cause + ")" : "") + more, tag: key });
     document.body.dataset.notified = String(++notified);
   } catch (e) { /* a browser that refuses one: the page still shows it */ }
 }

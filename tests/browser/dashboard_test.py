@@ -294,7 +294,13 @@ def main():
         storm.stdin.close()
         storm.wait(10)
         seconds = time.monotonic() - began
-        wait("the storm's client listed connected", lambda: rows(driver).get("storm") == "connected", timeout=5.0)
+        ended = time.monotonic()
+        # A bound, not a speed: the service takes the storm's backlog first on a machine with two cores.
+        wait("the storm's client listed connected", lambda: rows(driver).get("storm") == "connected", timeout=20.0)
+        print("the storm's last word on the page %.1f s after it was sent" % (time.monotonic() - ended))
+        notes = int(driver.execute_script("return document.body.dataset.notified || '0'"))
+        if notes > 4:
+            fail("a storm of changes became %d notifications (a client at most once a minute)" % notes)
         loads = driver.execute_script(
             "return performance.getEntriesByType('resource').filter(e => e.name.includes('api/clients?'))"
             ".map(e => [e.startTime, e.responseEnd])")

@@ -415,8 +415,10 @@ TEST(scanner, live_table_on_a_terminal_fits_the_window) {
     const std::string command = "stty rows 10 cols 120; exec " + std::string(SCANNER_BIN) + " --broker " +
                                 broker_uri(port) + " --topic '" + p + "/{client}' --no-color --sort name";
     child terminal({"script", "-qfc", command, "/dev/null"});
-    const auto shown = terminal.wait_stdout(contains("rows 1-4 of 10"), 10s);
-    ASSERT_TRUE(shown) << "no line saying which rows a 10-row terminal shows:\n" << terminal.stdout_text();
+    // A whole frame: its counts line is its end.
+    ASSERT_TRUE(terminal.wait_stdout(contains("5 connected, 5 disconnected"), 10s)) << terminal.stdout_text();
+    EXPECT_NE(terminal.stdout_text().find("rows 1-4 of 10"), std::string::npos)
+        << "no line saying which rows a 10-row terminal shows:\n" << terminal.stdout_text();
     const auto all = terminal.stdout_text();
     EXPECT_NE(all.find(broker_uri(port) + "  " + p + "/+"), std::string::npos) << "title: broker and filter\n" << all;
     EXPECT_NE(all.find("5 connected, 5 disconnected"), std::string::npos) << "counts cover every client\n" << all;
@@ -906,7 +908,10 @@ TEST(scanner, the_live_table_scrolls_filters_and_quits_in_tmux) {
         const std::string command = std::string(SCANNER_BIN) + " -b " + uri + " -t '" + prefix + "/{client}' --no-color";
         tmux({"new-session", "-d", "-s", "live", "-x", std::to_string(width), "-y", std::to_string(height), command});
         const auto page = static_cast<std::size_t>(height - 6);
-        auto shown = wait_screen("all 61 rows", [](const std::string& t) { return t.find(" of 61") != std::string::npos; });
+        // A whole frame: its counts line ends it (tmux may show a frame half drawn).
+        auto shown = wait_screen("all 61 rows", [](const std::string& t) {
+            return t.find(" of 61") != std::string::npos && t.find("61 messages") != std::string::npos;
+        });
         std::vector<std::string> lines;
         std::stringstream in(shown);
         for (std::string l; std::getline(in, l);) lines.push_back(l);
@@ -914,6 +919,7 @@ TEST(scanner, the_live_table_scrolls_filters_and_quits_in_tmux) {
         EXPECT_EQ(lines[0].rfind(uri, 0), 0u) << "the title first:\n" << shown;
         EXPECT_EQ(lines[1].rfind("rows 1-" + std::to_string(page) + " of 61", 0), 0u) << shown;
         EXPECT_NE(lines[3].find("disconnected"), std::string::npos) << "the dead first:\n" << shown;
+        EXPECT_EQ(lines[2].find("TOPIC") != std::string::npos, width >= 160) << "a TOPIC column where it fits:\n" << shown;
         for (const auto& l : lines) {
             std::size_t cells = 0;
             for (unsigned char ch : l) cells += (ch & 0xC0) != 0x80;
@@ -929,8 +935,10 @@ TEST(scanner, the_live_table_scrolls_filters_and_quits_in_tmux) {
             return t.find("rows " + std::to_string(61 - page + 1) + "-61 of 61") != std::string::npos;
         });
         tmux({"send-keys", "-t", "live", "Home", "/", "w", "i", "d", "e", "Enter"});
-        shown = wait_screen("the filter", [](const std::string& t) { return t.find("rows 1-1 of 1") != std::string::npos; });
-        EXPECT_NE(shown.find("dev-wide"), std::string::npos) << shown;
+        shown = wait_screen("the filter", [](const std::string& t) {
+            return t.find("rows 1-1 of 1") != std::string::npos && t.find("dev-wide") != std::string::npos &&
+                   t.find("61 messages") != std::string::npos;
+        });
         if (width == 80) {
             EXPECT_NE(shown.find("\u2026"), std::string::npos) << "a cut line ends in …:\n" << shown;
         }
