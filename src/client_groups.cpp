@@ -72,7 +72,10 @@ std::vector<std::string> client_groups::of(const client_status& row) const {
             } else if (r.meta_key == "host") {
                 in = !row.host.empty() && row.host == r.meta_value;
             } else if (!row.meta.empty()) {
-                if (!meta_read) meta = nlohmann::json::parse(row.meta, nullptr, false), meta_read = true;
+                if (!meta_read) {  // once a row, and only for a metadata rule
+                    meta = nlohmann::json::parse(row.meta, nullptr, false);
+                    meta_read = true;
+                }
                 in = meta.is_object() && meta.contains(r.meta_key) && member_text(meta[r.meta_key]) == r.meta_value;
             }
             if (in) {

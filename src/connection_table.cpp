@@ -97,7 +97,7 @@ struct connection_table::entry {
     bool has_session = false;
     bool overdue = false;        // in has_session's padding, as expect_s is: a row without an expectation pays
     std::uint32_t expect_s = 0;  // the expected interval; 0: none; learned_expectation: its cadence's
-    std::unique_ptr<expectation_state> expecting;  // with an expectation only: 8 bytes a row without one
+    std::unique_ptr<expectation_state> expecting;  // set exactly when expect_s is not 0: 8 bytes a row without one
     packed_text text;
 };
 
@@ -215,7 +215,7 @@ void table_counts::tally(state status, bool is_stale, bool awaiting_beat, bool i
 std::optional<std::chrono::milliseconds> connection_table::limit_of(const entry& e) noexcept {
     if (e.expect_s == 0) return std::nullopt;
     if (e.expect_s != learned_expectation) return std::chrono::seconds(e.expect_s);
-    const auto limit = e.expecting ? e.expecting->learned.limit_ms() : 0;
+    const auto limit = e.expecting->learned.limit_ms();
     return limit > 0 ? std::optional<std::chrono::milliseconds>(limit) : std::nullopt;
 }
 
@@ -223,9 +223,9 @@ void connection_table::expect(expectation_lookup lookup) { expectation_of_ = std
 
 // The row's overdue deadline from `now`: only a connected row with an interval (known) is judged.
 void connection_table::start_expectation(entry& e, time_point now) {
-    if (!e.expecting) return;
+    if (!e.expecting) return;  // no expectation (expect_s 0)
     e.expecting->deadline = unknown_time;
-    if (e.expect_s == 0 || e.status != state::connected) return;
+    if (e.status != state::connected) return;
     const auto limit = limit_of(e);
     if (!limit) return;
     e.expecting->deadline = now + *limit;
@@ -234,7 +234,7 @@ void connection_table::start_expectation(entry& e, time_point now) {
 
 // A live message or reading: a gap of its cadence, no longer overdue, and the wait begins again.
 void connection_table::heard(entry& e, time_point now) {
-    if (e.expect_s == learned_expectation && e.expecting)
+    if (e.expect_s == learned_expectation)
         e.expecting->learned.sighted(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
     e.overdue = false;
     start_expectation(e, now);
@@ -284,7 +284,7 @@ void connection_table::fill_row(const entry& e, client_status& r) const {
     r.expected = limit_of(e);
     r.expected_learned = e.expect_s == learned_expectation;
     r.cadence = std::nullopt;
-    if (e.expect_s == learned_expectation && e.expecting && e.expecting->learned.median_ms() > 0)
+    if (e.expect_s == learned_expectation && e.expecting->learned.median_ms() > 0)
         r.cadence = std::chrono::milliseconds(e.expecting->learned.median_ms());
     e.text.read({&r.detail, &r.reason, &r.ip, &r.host, &r.meta, &r.raw});
 }
@@ -489,8 +489,12 @@ bool connection_table::apply(std::string_view client, const status_record& recor
     update_liveness(e, record, retained, now, m);
     // A retained status read again at a re-sync is the broker's memory, not a sign of life: only a new state
     // starts the expected interval over.
-    if (!retained) heard(e, now);
-    else if (m.state_changed) e.overdue = false, start_expectation(e, now);
+    if (!retained) {
+        heard(e, now);
+    } else if (m.state_changed) {
+        e.overdue = false;
+        start_expectation(e, now);
+    }
     e.text.assign({record.detail, record.reason, record.ip, record.host, record.meta, record.raw});
     count(e, +1);
 

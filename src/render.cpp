@@ -240,8 +240,22 @@ std::string prometheus_label(const std::string& raw) {
     return out;
 }
 
+// The STATE column: its longest text, "connected (overdue)".
+constexpr std::size_t state_w = 19;
+
 std::string fit_cell(std::string_view text, std::size_t cells) {
     return detail::fit_cells(detail::printable(text, 160), cells);
+}
+
+std::string fit_to_width(std::string_view frame, std::size_t columns) {
+    std::string out;
+    for (std::size_t at = 0; at < frame.size();) {
+        const auto end = std::min(frame.find('\n', at), frame.size());
+        out += detail::fit_line(frame.substr(at, end - at), columns);
+        if (end < frame.size()) out += '\n';
+        at = end + 1;
+    }
+    return out;
 }
 
 // A CSV cell that is harmless in a terminal and in a spreadsheet: control and hidden characters escaped, and a
@@ -290,7 +304,7 @@ std::string format_iso8601(time_point t) {
 
 std::string prometheus_up_sample(const client_status& c) {
     return "mqtt_presence_up{client=\"" + prometheus_label(c.client) + "\",topic=\"" + prometheus_label(c.topic) +
-           "\"} " + (c.status == state::connected && !c.stale && !c.overdue ? "1" : "0") + "\n";
+           "\"} " + (c.up() ? "1" : "0") + "\n";
 }
 
 std::string prometheus_seconds(time_point t) {
@@ -364,7 +378,7 @@ snapshot_writer::snapshot_writer(std::ostream& out, snapshot_format format) : ou
 }
 
 void group_health::tally(const client_status& c) noexcept {
-    if (c.status == state::connected && !c.stale && !c.overdue) ++up;
+    if (c.up()) ++up;
     else if (c.status != state::unknown) ++down;
     else ++unknown;
 }
@@ -490,7 +504,7 @@ std::string table_writer::shown_name(const client_status& c) const {
 void table_writer::header() {
     if (header_written_) return;
     header_written_ = true;
-    buffer_ += pad("CLIENT", name_w_) + pad("STATE", 18) + pad("SINCE", 14) + pad("LAST-SEEN", 14) + pad("LIVENESS", 9) +
+    buffer_ += pad("CLIENT", name_w_) + pad("STATE", state_w) + pad("SINCE", 14) + pad("LAST-SEEN", 14) + pad("LIVENESS", 9) +
                pad("IP", ip_w_) + (groups_w_ > 0 ? pad("GROUPS", groups_w_) : std::string()) +
                (topics_ ? pad("TOPIC", topic_w_) : std::string()) + "DETAIL\n";
 }
@@ -498,11 +512,11 @@ void table_writer::header() {
 void table_writer::row(const client_status& c) {
     header();
     std::string st = std::string(to_string(c.status)) + (c.overdue ? " (overdue)" : c.stale ? " (stale)" : "");
-    std::string cell = pad(st, 18);
+    std::string cell = pad(st, state_w);
     if (color_) {
         const char* code = c.stale || c.overdue ? "\x1b[35m" : c.status == state::connected ? "\x1b[32m"
                                                 : c.status == state::disconnected ? "\x1b[31m" : "\x1b[33m";
-        cell = code + st + "\x1b[0m" + std::string(18 - std::min<std::size_t>(st.size(), 18) + 2, ' ');
+        cell = code + st + "\x1b[0m" + std::string(state_w - std::min(st.size(), state_w) + 2, ' ');
     }
     const std::string_view live = c.status != state::connected ? "-" : liveness(c);
     buffer_ += pad(shown_name(c), name_w_) + cell + pad(age(c.since, now_), 14) + pad(age(c.last_seen, now_), 14) +

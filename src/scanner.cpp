@@ -49,12 +49,13 @@ void scanner_options::validate() const {
             throw error("activity template " + t + ": Sparkplug's births and deaths are statuses, not activity");
     if (qos < 0 || qos > 2) throw error("subscription qos " + std::to_string(qos) + " is invalid; use 0 or 1");
     if (topics.size() > 65535) throw error("too many topic templates");
+    const auto defined = [this](const std::string& group) {
+        return std::any_of(groups.begin(), groups.end(), [&](const group_rule& g) { return g.group == group; });
+    };
     for (const auto& rule : expect) {
         (void)expectation::parse(rule.text());
-        if (rule.match.rfind("group:", 0) != 0) continue;
-        const auto group = rule.match.substr(6);
-        if (std::none_of(groups.begin(), groups.end(), [&](const group_rule& g) { return g.group == group; }))
-            throw error("--expect " + rule.text() + ": no --group " + group + " is defined");
+        if (rule.match.rfind("group:", 0) == 0 && !defined(rule.match.substr(6)))
+            throw error("--expect " + rule.text() + ": no --group " + rule.match.substr(6) + " is defined");
     }
     for (const auto& [templ, statuses] : activity_statuses) {
         if (std::find(activity.begin(), activity.end(), templ) == activity.end())
@@ -64,7 +65,7 @@ void scanner_options::validate() const {
                 throw error("activity template " + templ + " belongs to " + status + ", which is not a topic template");
     }
     for (const auto& chosen : only_groups)
-        if (std::none_of(groups.begin(), groups.end(), [&](const group_rule& g) { return g.group == chosen; }))
+        if (!defined(chosen))
             throw error("--group " + chosen + ": no such group is defined (define it with --group " + chosen +
                         "=GLOB or in the configuration file)");
     for (const auto& g : groups)
@@ -624,12 +625,7 @@ bool scanner::impl::excluded(std::string_view name, const std::string& topic) co
 }
 
 std::uint32_t scanner::impl::expected_seconds(std::string_view client, std::uint16_t source) const {
-    std::string topic;
-    try {
-        topic = schemes_.at(source).topic_for(client);
-    } catch (const std::exception&) {
-        // A name no topic can hold (a Sparkplug node): its name alone is matched.
-    }
+    const auto topic = topic_of(client, source);  // empty for a name no topic holds: its name alone is matched
     const auto* rule = expectation_for(options_.expect, client, topic,
                                        expect_by_group_ ? groups_.of(client, topic) : std::vector<std::string>{});
     if (!rule) return 0;

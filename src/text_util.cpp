@@ -127,6 +127,44 @@ std::size_t display_width(std::string_view text) noexcept {
     return cells;
 }
 
+std::string fit_line(std::string_view line, std::size_t cells) {
+    while (!line.empty() && line.back() == ' ') line.remove_suffix(1);  // padding is not content
+    // The piece at `i`: a colour sequence, kept whole, of no cell; or one character and its cells.
+    const auto piece = [&line](std::size_t i, std::size_t& width) -> std::size_t {
+        width = 0;
+        if (line[i] == '\x1b') {
+            const auto end = line.find('m', i);
+            return end == std::string_view::npos ? line.size() - i : end + 1 - i;
+        }
+        const auto len = std::max<std::size_t>(utf8_sequence(line, i), 1);
+        width = static_cast<std::size_t>(cell_width(code_point(line, i, len)));
+        return len;
+    };
+    std::size_t total = 0, width = 0;
+    for (std::size_t i = 0; i < line.size();) {
+        i += piece(i, width);
+        total += width;
+    }
+    if (total <= cells || cells < 2) return std::string(line);
+    std::string out;
+    std::size_t used = 0;
+    bool coloured = false, past = false;
+    for (std::size_t i = 0; i < line.size();) {
+        const auto len = piece(i, width);
+        if (line[i] == '\x1b') {  // kept past the cut too, so that a colour still ends
+            coloured = true;
+            out.append(line.substr(i, len));
+        } else if (!past && used + width <= cells - 1) {
+            out.append(line.substr(i, len));
+            used += width;
+        } else {
+            past = true;
+        }
+        i += len;
+    }
+    return out + "\u2026" + (coloured ? "\x1b[0m" : "");
+}
+
 std::string fit_cells(std::string_view text, std::size_t cells) {
     std::string out;
     std::size_t used = 0;

@@ -29,6 +29,9 @@ namespace mqtt_presence::detail {
 /// The number of terminal cells valid UTF-8 `text` takes (wide East Asian characters take two, combining
 /// marks none). Call on printable() text.
 [[nodiscard]] std::size_t display_width(std::string_view text) noexcept;
+/// A line of printable() text with colour sequences (ESC [ ... m, which take no cell) cut to at most `cells` terminal
+/// cells, "…" marking a cut (then a colour reset, when the line has colours); trailing spaces dropped.
+[[nodiscard]] std::string fit_line(std::string_view line, std::size_t cells);
 /// `text` (printable) cut to at most `cells` terminal cells, "~" marking a cut, then padded with spaces to
 /// exactly `cells` cells.
 [[nodiscard]] std::string fit_cells(std::string_view text, std::size_t cells);

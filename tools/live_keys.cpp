@@ -4,49 +4,87 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <utility>
 
 namespace live_keys {
 
+namespace {
+
+// The length of the key at the start of `rest`: an escape sequence (ESC [ ... final byte, or ESC O x) or one byte.
+std::size_t key_length(std::string_view rest) {
+    if (rest.size() < 2 || rest[0] != '\x1b') return 1;
+    if (rest[1] == 'O') return std::min<std::size_t>(3, rest.size());
+    if (rest[1] != '[') return 1;
+    std::size_t n = 2;
+    while (n < rest.size() && (rest[n] < 0x40 || rest[n] > 0x7E)) ++n;
+    return std::min(n + 1, rest.size());
+}
+
+enum class motion : std::uint8_t { none, up, down, page_up, page_down, home, end };
+
+// What a key does to the offset: the terminals' arrows, PgUp/PgDn and Home/End (both of their spellings), and the
+// pager's j/k, space, g/G.
+motion motion_of(std::string_view key) {
+    static const std::pair<std::string_view, motion> keys[] = {
+        {"\x1b[A", motion::up},         {"\x1bOA", motion::up},        {"k", motion::up},
+        {"\x1b[B", motion::down},       {"\x1bOB", motion::down},      {"j", motion::down},
+        {"\x1b[5~", motion::page_up},   {"\x1b[6~", motion::page_down}, {" ", motion::page_down},
+        {"\x1b[H", motion::home},       {"\x1bOH", motion::home},      {"\x1b[1~", motion::home},
+        {"\x1b[7~", motion::home},      {"g", motion::home},           {"\x1b[F", motion::end},
+        {"\x1bOF", motion::end},        {"\x1b[4~", motion::end},      {"\x1b[8~", motion::end},
+        {"G", motion::end}};
+    for (const auto& [text, m] : keys)
+        if (key == text) return m;
+    return motion::none;
+}
+
+// One key while the filter is typed: Enter keeps it, Esc (or any key's sequence) drops it, Backspace erases.
+void type(view& v, std::string_view key) {
+    const char c = key.front();
+    if (c == '\r' || c == '\n') {
+        v.typing = false;
+        v.filter = v.draft;
+        v.offset = 0;
+    } else if (c == '\x1b') {
+        v.typing = false;
+        v.draft.clear();
+    } else if (c == '\x7f' || c == '\b') {
+        if (!v.draft.empty()) v.draft.pop_back();
+    } else if (static_cast<unsigned char>(c) >= 0x20 && v.draft.size() < 80) {
+        v.draft += c;
+    }
+}
+
+}  // namespace
+
 bool apply(view& v, std::string_view input, std::size_t page) {
     page = std::max<std::size_t>(page, 1);
-    for (std::size_t i = 0; i < input.size(); ++i) {
-        const char c = input[i];
-        const auto rest = input.substr(i);
+    for (std::size_t i = 0, len = 0; i < input.size(); i += len) {
+        len = key_length(input.substr(i));
+        const auto key = input.substr(i, len);
         if (v.typing) {
-            if (c == '\r' || c == '\n') {
-                v.typing = false;
-                v.filter = v.draft;
-                v.offset = 0;
-            } else if (c == '\x1b') {  // Esc (or a key's sequence while typing: drops the draft, as Esc does)
-                v.typing = false;
-                v.draft.clear();
-                while (i + 1 < input.size() && input[i + 1] != '\x1b' && (input[i + 1] == '[' || input[i + 1] == 'O' ||
-                                                                           (input[i + 1] >= '0' && input[i + 1] <= '~')))
-                    ++i;
-            } else if (c == '\x7f' || c == '\b') {
-                if (!v.draft.empty()) v.draft.pop_back();
-            } else if (static_cast<unsigned char>(c) >= 0x20 && v.draft.size() < 80) {
-                v.draft += c;
-            }
+            type(v, key);
             continue;
         }
-        const auto seq = [&rest](std::string_view s) { return rest.substr(0, s.size()) == s; };
-        if (seq("\x1b[A") || seq("\x1bOA")) v.offset = v.offset > 0 ? v.offset - 1 : 0, i += 2;
-        else if (seq("\x1b[B") || seq("\x1bOB")) ++v.offset, i += 2;
-        else if (seq("\x1b[5~")) v.offset = v.offset > page ? v.offset - page : 0, i += 3;
-        else if (seq("\x1b[6~")) v.offset += page, i += 3;
-        else if (seq("\x1b[H") || seq("\x1bOH")) v.offset = 0, i += 2;
-        else if (seq("\x1b[1~") || seq("\x1b[7~")) v.offset = 0, i += 3;
-        else if (seq("\x1b[F") || seq("\x1bOF")) v.offset = SIZE_MAX, i += 2;
-        else if (seq("\x1b[4~") || seq("\x1b[8~")) v.offset = SIZE_MAX, i += 3;
-        else if (c == 'k') v.offset = v.offset > 0 ? v.offset - 1 : 0;
-        else if (c == 'j') ++v.offset;
-        else if (c == ' ') v.offset += page;
-        else if (c == 'g') v.offset = 0;
-        else if (c == 'G') v.offset = SIZE_MAX;
-        else if (c == '/') v.typing = true, v.draft.clear();
-        else if (c == '\x1b' && rest.size() == 1) v.filter.clear(), v.offset = 0;  // Esc alone: the filter goes
-        else if (c == 'q' || c == 'Q') return true;
+        switch (motion_of(key)) {
+            case motion::up: v.offset = v.offset > 0 ? v.offset - 1 : 0; continue;
+            case motion::down: ++v.offset; continue;
+            case motion::page_up: v.offset = v.offset > page ? v.offset - page : 0; continue;
+            case motion::page_down: v.offset += page; continue;
+            case motion::home: v.offset = 0; continue;
+            case motion::end: v.offset = SIZE_MAX; continue;
+            case motion::none: break;
+        }
+        if (key == "/") {
+            v.typing = true;
+            v.draft.clear();
+        } else if (key == "\x1b") {  // Esc alone: the filter goes
+            v.filter.clear();
+            v.offset = 0;
+        } else if (key == "q" || key == "Q") {
+            return true;
+        }
     }
     return false;
 }

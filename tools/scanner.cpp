@@ -334,61 +334,6 @@ std::size_t terminal_columns() {
     return ws.ws_col;
 }
 
-// A line's terminal cells (colour sequences take none; a UTF-8 character takes one), and its first `keep` cells.
-std::size_t cells_of(std::string_view line) {
-    std::size_t cells = 0;
-    for (std::size_t i = 0; i < line.size(); ++i) {
-        if (line[i] == '\x1b') {
-            const auto end = line.find('m', i);
-            i = end == std::string_view::npos ? line.size() : end;
-            continue;
-        }
-        if ((static_cast<unsigned char>(line[i]) & 0xC0) != 0x80) ++cells;
-    }
-    return cells;
-}
-
-std::string first_cells(std::string_view line, std::size_t keep) {
-    std::string out;
-    std::size_t cells = 0;
-    bool past = false;
-    for (std::size_t i = 0; i < line.size(); ++i) {
-        if (line[i] == '\x1b') {  // kept whole, so that colours still end
-            const auto end = line.find('m', i);
-            const auto stop = end == std::string_view::npos ? line.size() - 1 : end;
-            out.append(line.substr(i, stop - i + 1));
-            i = stop;
-            continue;
-        }
-        const bool starts = (static_cast<unsigned char>(line[i]) & 0xC0) != 0x80;
-        if (starts && cells == keep) past = true;  // past the cut: only colour sequences still go out
-        if (past) continue;
-        if (starts) ++cells;
-        out += line[i];
-    }
-    return out;
-}
-
-// Each line cut to `columns` terminal cells, with "…" where it was cut: a frame is as many lines as it has rows, and
-// the person sees that a line goes on.
-std::string fit_lines(const std::string& text, std::size_t columns) {
-    std::string out;
-    std::size_t at = 0;
-    while (at < text.size()) {
-        auto end = text.find('\n', at);
-        if (end == std::string::npos) end = text.size();
-        std::string_view line(text.data() + at, end - at);
-        while (!line.empty() && line.back() == ' ') line.remove_suffix(1);  // padding is not content
-        if (cells_of(line) > columns && columns > 1)  // a colour cut open is ended
-            out += first_cells(line, columns - 1) + "\u2026" +
-                   (line.find('\x1b') != std::string_view::npos ? "\x1b[0m" : "");
-        else out += line;
-        if (end < text.size()) out += '\n';
-        at = end + 1;
-    }
-    return out;
-}
-
 // How many table rows fit the terminal beside the title, header, "more", counts and broker's count lines and the
 // cursor line. More would scroll the title, and with it the scanner's own state, off the screen.
 std::size_t visible_rows() {
@@ -434,32 +379,37 @@ private:
 // changes costs 50 redraws a second) and every second, as the ages move on. Only a screenful of rows is copied out of
 // the table, so a million clients cost little to watch.
 
-// The rows of the view: a screenful from its offset, of the rows that pass its filter (a case-blind substring of the
-// name or topic). Without a filter only offset + page rows are copied out of the table. `total`: the rows the
-// filter passes.
-std::vector<client_status> rows_in_view(const scanner& scan, const live_keys::view& v, std::size_t page,
-                                        row_order order, std::size_t& total) {
+// What the view shows: a screenful from its offset (held to the last screenful) of the rows that pass its filter
+// (a case-blind substring of the name or topic), and how many pass. Without a filter only offset + page rows are
+// copied out of the table.
+struct shown_rows {
+    std::vector<client_status> rows;
+    std::size_t total = 0;
+    std::size_t offset = 0;
+};
+
+shown_rows rows_in_view(const scanner& scan, const live_keys::view& v, std::size_t page, row_order order) {
     const auto lower = [](std::string t) {
         std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         return t;
     };
-    std::vector<client_status> rows;
+    shown_rows shown;
     if (v.filter.empty()) {
-        total = scan.counts().total();
-        const std::size_t offset = std::min(v.offset, total > page ? total - page : 0);
-        rows = scan.snapshot(offset > SIZE_MAX - page ? SIZE_MAX : offset + page, order);
-        rows.erase(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(std::min(offset, rows.size())));
-        return rows;
+        shown.total = scan.counts().total();
+        shown.offset = std::min(v.offset, shown.total > page ? shown.total - page : 0);
+        shown.rows = scan.snapshot(shown.offset > SIZE_MAX - page ? SIZE_MAX : shown.offset + page, order);
+    } else {
+        const auto needle = lower(v.filter);
+        for (auto& r : scan.snapshot(SIZE_MAX, order))
+            if (lower(r.client).find(needle) != std::string::npos || lower(r.topic).find(needle) != std::string::npos)
+                shown.rows.push_back(std::move(r));
+        shown.total = shown.rows.size();
+        shown.offset = std::min(v.offset, shown.total > page ? shown.total - page : 0);
     }
-    const auto needle = lower(v.filter);
-    for (auto& r : scan.snapshot(SIZE_MAX, order))
-        if (lower(r.client).find(needle) != std::string::npos || lower(r.topic).find(needle) != std::string::npos)
-            rows.push_back(std::move(r));
-    total = rows.size();
-    const std::size_t offset = std::min(v.offset, total > page ? total - page : 0);
-    rows.erase(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(offset));
+    auto& rows = shown.rows;
+    rows.erase(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(std::min(shown.offset, rows.size())));
     if (rows.size() > page) rows.resize(page);
-    return rows;
+    return shown;
 }
 
 // The scanner's own state beside the title, when it is not simply connected and synced.
@@ -488,8 +438,8 @@ std::string scanner_note(const scanner_status& st, bool color) {
 // table of the view's rows and its counts; every line cut to the terminal's width.
 std::string live_frame(const scanner& scan, const settings& s, const std::string& filters, const live_keys::view& v,
                        std::size_t page, row_order order, std::size_t& total) {
-    const auto rows = rows_in_view(scan, v, page, order, total);
-    const std::size_t offset = std::min(v.offset, total > page ? total - page : 0);
+    const auto [rows, all, offset] = rows_in_view(scan, v, page, order);
+    total = all;
     std::ostringstream table;
     table_writer writer(table, clock::now(), !s.no_color);
     writer.show_topics(terminal_columns() >= 160);  // where it fits beside the other columns
@@ -505,7 +455,7 @@ std::string live_frame(const scanner& scan, const settings& s, const std::string
     const std::string frame = s.opts.broker.server_uri + "  " + filters + "  " +
                               format_iso8601(clock::now()).substr(11, 8) + " UTC" + scanner_note(st, !s.no_color) +
                               "\n" + place + "\n" + table.str();
-    return fit_lines(frame, terminal_columns());
+    return fit_to_width(frame, terminal_columns());
 }
 
 // watch on a terminal: the live table, redrawn as soon as a change or a key arrives (at most once every 20 ms, so a

@@ -46,6 +46,14 @@ void make_parents(const std::string& path) {
 
 std::string seconds_text(std::chrono::milliseconds d) { return std::to_string(d.count() / 1000); }
 
+// An uptime in percent: "99.123" in CSV (empty when nothing was watched), "99.12%" for a person ("?").
+std::string percent_text(std::optional<double> p, bool csv) {
+    char text[32] = "";
+    if (p) std::snprintf(text, sizeof text, csv ? "%.3f" : "%.2f%%", *p);
+    else if (!csv) std::snprintf(text, sizeof text, "?");
+    return text;
+}
+
 double number(const std::string& text, const char* what) {
     try {
         std::size_t used = 0;
@@ -454,10 +462,7 @@ void print_group_uptime(const settings& s, const std::vector<uptime_figures>& ro
                   << fit_cell("UPTIME", 8) << "  " << fit_cell("DOWNS", 5) << "  " << fit_cell("FLAPS", 5) << "  "
                   << fit_cell("LONGEST", 8) << "  UNKNOWN\n";
     for (const auto& g : figures) {
-        const auto p = g.uptime_percent();
-        char percent[32] = "";
-        if (p) std::snprintf(percent, sizeof percent, csv ? "%.3f" : "%.2f%%", *p);
-        else if (!csv) std::snprintf(percent, sizeof percent, "?");
+        const auto percent = percent_text(g.uptime_percent(), csv);
         if (csv)
             std::cout << csv_field(g.group) << "," << g.clients << "," << g.down_now << "," << percent << ","
                       << seconds_text(g.up) << "," << seconds_text(g.down) << "," << seconds_text(g.unknown) << ","
@@ -509,10 +514,8 @@ int run_uptime(const settings& s) {
     } else if (s.format == "csv") {
         std::cout << "client,topic,state,uptime_percent,up_s,down_s,unknown_s,disconnects,flaps,longest_outage_s,last_seen\n";
         for (const auto& f : rows) {
-            const auto p = f.uptime_percent();
-            char percent[32] = "";
-            if (p) std::snprintf(percent, sizeof percent, "%.3f", *p);
-            std::cout << csv_field(f.client) << "," << csv_field(f.topic) << "," << f.state << "," << percent << ","
+            std::cout << csv_field(f.client) << "," << csv_field(f.topic) << "," << f.state << ","
+                      << percent_text(f.uptime_percent(), true) << ","
                       << seconds_text(f.up) << "," << seconds_text(f.down) << "," << seconds_text(f.unknown) << ","
                       << f.disconnects << "," << f.flaps << "," << seconds_text(f.longest_outage) << ","
                       << (f.last_seen ? format_iso8601(*f.last_seen) : "") << "\n";
@@ -522,10 +525,8 @@ int run_uptime(const settings& s) {
                   << fit_cell("DOWNS", 5) << "  " << fit_cell("FLAPS", 5) << "  " << fit_cell("LONGEST", 8) << "  "
                   << fit_cell("UNKNOWN", 8) << "  TOPIC\n";
         for (const auto& f : rows) {
-            const auto p = f.uptime_percent();
-            char percent[32] = "?";
-            if (p) std::snprintf(percent, sizeof percent, "%.2f%%", *p);
-            std::cout << fit_cell(f.client, 24) << "  " << fit_cell(f.state, 12) << "  " << fit_cell(percent, 8) << "  "
+            std::cout << fit_cell(f.client, 24) << "  " << fit_cell(f.state, 12) << "  "
+                      << fit_cell(percent_text(f.uptime_percent(), false), 8) << "  "
                       << fit_cell(std::to_string(f.disconnects), 5) << "  " << fit_cell(std::to_string(f.flaps), 5)
                       << "  " << fit_cell(format_duration(f.longest_outage), 8) << "  "
                       << fit_cell(format_duration(f.unknown), 8) << "  " << terminal_safe(f.topic) << "\n";

@@ -95,6 +95,11 @@ struct client_status {
     /// Connected without a heartbeat: only the will can say it died, and a will is lost if the client dies while
     /// the broker is down. Such a row is "connected" on the client's word alone.
     [[nodiscard]] bool will_only() const noexcept { return !heartbeat.has_value(); }
+    /// Connected by its word, but not heard as it should be: its heartbeats stopped (stale) or it is overdue.
+    [[nodiscard]] bool unheard() const noexcept { return status == state::connected && (stale || overdue); }
+    /// Up: connected and heard as it should be. What mqtt_presence_up, Home Assistant's ON and the alerts' "back"
+    /// all mean.
+    [[nodiscard]] bool up() const noexcept { return status == state::connected && !stale && !overdue; }
 };
 
 struct table_counts {

@@ -48,6 +48,9 @@ struct scan_result {
 
 /// terminal_safe() text cut or padded to exactly `cells` terminal cells ("~" marks a cut): a table column.
 [[nodiscard]] std::string fit_cell(std::string_view text, std::size_t cells);
+/// Each line of a frame of terminal_safe() text (colour sequences allowed) cut to `columns` terminal cells, "…" where
+/// one was cut: a frame takes as many lines as it has, and a person sees that a line goes on.
+[[nodiscard]] std::string fit_to_width(std::string_view frame, std::size_t columns);
 /// A CSV field that is harmless in a terminal and a spreadsheet: escaped as terminal_safe() does, a leading
 /// = + - @ behind an apostrophe (a formula otherwise), quoted when it holds a comma or a quote.
 [[nodiscard]] std::string csv_field(const std::string& raw);

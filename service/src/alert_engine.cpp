@@ -22,10 +22,7 @@ constexpr std::chrono::seconds outage_settle{1};
 // ... and over once no client returned for this long (a fleet coming back at its own pace is one recovery).
 constexpr std::chrono::seconds recovery_settle{5};
 
-bool is_down(const client_status& r) {
-    return r.status == state::disconnected || (r.status == state::connected && (r.stale || r.overdue));
-}
-bool is_up(const client_status& r) { return r.status == state::connected && !r.stale && !r.overdue; }
+bool is_down(const client_status& r) { return r.status == state::disconnected || r.unheard(); }
 
 }  // namespace
 
@@ -136,6 +133,7 @@ std::string alert::json() const {
     if (!reason.empty()) j["reason"] = reason;
     if (!group.empty()) j["group"] = group;
     if (!groups.empty()) j["groups"] = groups;
+    if (!silenced.empty()) j["silenced"] = silenced;
     if (total > 0) j["total"] = total;
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -174,6 +172,7 @@ std::optional<alert> alert::from_json(const std::string& text) {
             if (s.is_string()) a.sample.push_back(s.get<std::string>());
     a.reason = str("reason");
     a.group = str("group");
+    a.silenced = str("silenced");
     if (j.contains("groups") && j["groups"].is_array())
         for (const auto& g : j["groups"])
             if (g.is_string()) a.groups.push_back(g.get<std::string>());
@@ -215,7 +214,8 @@ alert alert_engine::make(const std::string& kind, const client_state& s, time_po
     a.since = s.down_since;
     a.cause = s.down_cause;
     a.count = 1;
-    if (s.scheme < scheme_filters_.size()) a.scheme = scheme_filters_[s.scheme];
+    if (s.source < scheme_filters_.size()) a.scheme = scheme_filters_[s.source];
+    a.groups = s.groups;
     if (kind == "overdue") a.expected = s.expected;
     return a;
 }
@@ -236,14 +236,19 @@ std::string alert_engine::scope_reason(std::uint16_t scope) const {
     return scope < scheme_filters_.size() ? scheme_filters_[scope] : std::string();
 }
 
-alert_engine::client_state& alert_engine::track(const std::string& client, std::uint16_t source, std::uint16_t scheme) {
-    auto [it, added] = clients_.try_emplace({client, source});
+alert_engine::client_state& alert_engine::track(const client_status& row) {
+    auto [it, added] = clients_.try_emplace({row.client, row.source});
+    auto& s = it->second;
     if (added) {
-        it->second.client = client;
-        it->second.scheme = scheme;
-        ++schemes_[scheme].clients;
+        s.client = row.client;
+        s.source = row.source;
+        s.scheme = scope_of(row);
+        ++schemes_[s.scheme].clients;
     }
-    return it->second;
+    s.topic = row.topic;
+    s.groups = row.groups;
+    s.expected = row.expected;
+    return s;
 }
 
 void alert_engine::set_down(client_state& s, bool down) {
@@ -271,14 +276,15 @@ alert alert_engine::outage(const char* kind, std::string reason, time_point now,
 }
 
 void alert_engine::seed(const client_status& row, bool down_sent, time_point now) {
-    auto& s = track(row.client, row.source, scope_of(row));
-    s.topic = row.topic;
+    auto& s = track(row);
     set_down(s, is_down(row));
     s.down_since = s.down ? row.since : std::nullopt;
-    s.down_cause = row.overdue ? "overdue" : row.stale ? "stale" : row.reason == "lost" || row.reason == "clean" ? row.reason : "unknown";
+    s.down_cause = row.overdue                                    ? "overdue"
+                   : row.stale                                    ? "stale"
+                   : row.reason == "lost" || row.reason == "clean" ? row.reason
+                                                                  : "unknown";
     // A death the history dated counts from then: one due while the service was down is sent at the next tick.
     s.down_at = s.down && row.since && !row.overdue ? *row.since : now;
-    s.expected = row.expected;
     s.down_sent = s.down && down_sent;
 }
 
@@ -406,18 +412,16 @@ std::vector<alert> alert_engine::on_change(const change& c, time_point now) {
         return out;
     }
     const bool known = clients_.count(key) > 0;
-    auto& s = track(r.client, r.source, scope_of(r));
-    s.topic = r.topic;
+    auto& s = track(r);
     if (!known && c.kind == change_kind::added && options_.on_new && watched(r.client)) out.push_back(make("new", s, now));
-    // Down since: a disconnect's own time (unknown when it happened unseen), or when heartbeats were judged missing.
-    // An overdue client's silence began when it was last heard; it comes back when heard (the table's time).
-    s.expected = r.expected;
+    // Down since: a disconnect's own time (unknown when it happened unseen), or when heartbeats were judged missing;
+    // an overdue client's silence began when it was last heard, and ends when it is heard again (the table's time).
+    const bool overdue_only = r.unheard() && !r.stale;
     if (is_down(r) && !s.down)
-        went_down(s, r.status == state::disconnected ? r.since : r.overdue && !r.stale ? r.last_seen : std::optional(c.at),
-                  r.overdue && !r.stale && r.status == state::connected ? std::string("overdue")
-                                                                         : std::string(to_string(cause_of(c))),
-                  now, out);
-    else if (is_up(r) && s.down) came_back(s, r.overdue || c.kind == change_kind::back ? std::optional(c.at) : r.since, now, out);
+        went_down(s, r.status == state::disconnected ? r.since : overdue_only ? r.last_seen : std::optional(c.at),
+                  overdue_only ? std::string("overdue") : std::string(to_string(cause_of(c))), now, out);
+    else if (r.up() && s.down)
+        came_back(s, c.kind == change_kind::back ? std::optional(c.at) : r.since, now, out);
     return out;
 }
 

@@ -167,6 +167,7 @@ struct dashboard::impl {
     void one_client(const httplib::Request& req, httplib::Response& res);
     // GET /api/clients/{name}/timeline?window=24h&topic=: its segments and figures over the window.
     void client_timeline(const httplib::Request& req, httplib::Response& res);
+    [[nodiscard]] std::vector<interval> watched_until(time_point from, time_point now);
     void events(const httplib::Request& req, httplib::Response& res);
     void metrics(httplib::Response& res);
     void healthz(httplib::Response& res);

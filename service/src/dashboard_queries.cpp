@@ -221,20 +221,24 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
     }
 }
 
+// The intervals the history watched in [from, now]. The file's end at its last commit (at most a second ago): while
+// the service watches, the last one reaches now.
+std::vector<interval> dashboard::impl::watched_until(time_point from, time_point now) {
+    auto watched = reader.watched(from, now);
+    const auto live = svc.table().status();
+    if (live.connected && live.sync != sync_state::syncing && !watched.empty() &&
+        now - watched.back().to < std::chrono::seconds(5))
+        watched.back().to = now;
+    return watched;
+}
+
 // A page's rows' 24-hour figures and strips, each from its own events.
 std::string dashboard::impl::page_history(const std::vector<client_status>& rows) {
     const auto now = clock::now();
     const auto day = now - std::chrono::hours(24);
     std::optional<std::vector<interval>> watched;  // read once, and only if a row's figures are not at hand
     const auto watched_now = [&]() -> const std::vector<interval>& {
-        if (watched) return *watched;
-        // The file's watched intervals end at its last commit (at most a second ago): while the service watches,
-        // the strip reaches now.
-        watched = reader.watched(day, now);
-        const auto live = svc.table().status();
-        if (live.connected && live.sync != sync_state::syncing && !watched->empty() &&
-            now - watched->back().to < std::chrono::seconds(5))
-            watched->back().to = now;
+        if (!watched) watched = watched_until(day, now);
         return *watched;
     };
     json extra = json::array();
@@ -302,11 +306,7 @@ void dashboard::impl::client_timeline(const httplib::Request& req, httplib::Resp
             return;
         }
         std::reverse(events.begin(), events.end());  // oldest first
-        auto watched = reader.watched(from, now);
-        const auto live = table.status();  // the file's intervals end at its last commit: the strip reaches now
-        if (live.connected && live.sync != sync_state::syncing && !watched.empty() &&
-            now - watched.back().to < std::chrono::seconds(5))
-            watched.back().to = now;
+        const auto watched = watched_until(from, now);
         const auto f = compute_uptime(name, topic, row, events, watched, from, now, std::chrono::minutes(1));
         json segments = json::array();
         for (const auto& seg : compute_timeline(row, events, watched, from, now))

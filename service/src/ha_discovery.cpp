@@ -62,7 +62,7 @@ std::string ha_discovery::availability_topic() const {
 }
 
 const char* ha_discovery::verdict(const client_status& row) noexcept {
-    return row.status == state::connected && !row.stale && !row.overdue ? "ON" : "OFF";
+    return row.up() ? "ON" : "OFF";
 }
 
 std::string ha_discovery::config_json(const client_status& row) const {

@@ -5,8 +5,6 @@
 #include <cstdlib>
 #include <set>
 
-#include <nlohmann/json.hpp>
-
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
@@ -67,13 +65,7 @@ presence_service::presence_service(service_options options) : options_(std::move
     store_ = std::make_unique<history_store>(options_.history);
     scanner_ = std::make_unique<scanner>(options_.scan);
     restored_ = restore_table(*store_, *scanner_);
-    groups_ = client_groups(options_.scan.groups);
     silences_.recurring(options_.recurring_silences);
-    try {
-        silences_.restore(history_reader(options_.history.path).silences(clock::now()));
-    } catch (const error&) {
-        // a history without silences yet reads as none
-    }
     if (options_.notary) notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
     if (options_.ha_prefix) {
         ha_ = std::make_unique<ha_discovery>(*scanner_, *options_.ha_prefix, options_.ha_exclude);
@@ -149,6 +141,15 @@ std::shared_ptr<alert_sinks> presence_service::make_sinks(const alert_sink_optio
         [this](const alert& a) {
             if (a.outbox_id > 0) store_->alert_delivered(a.outbox_id, clock::now());
         });
+}
+
+// The silences set before this start, before any alert is judged: said when they cannot be read.
+void presence_service::restore_silences() {
+    try {
+        silences_.restore(history_reader(options_.history.path).silences(clock::now()));
+    } catch (const error& e) {
+        say(std::string("the silences set before this start could not be read (none hold alerts now): ") + e.what());
+    }
 }
 
 // The outbox: alerts recorded before a restart that no sink took yet go out first, in order.
@@ -242,9 +243,9 @@ std::string alert_changes(const std::optional<alert_options>& a, const alert_sin
     field("exec-timeout", ms(as.exec_timeout), ms(bs.exec_timeout));
     field("webhook", as.webhook.empty() ? "-" : as.webhook, bs.webhook.empty() ? "-" : bs.webhook);
     const auto routes = [](const alert_sink_options& o) {
-        std::string text;
-        for (const auto& [group, url] : o.group_webhooks) text += (text.empty() ? "" : ",") + group + "=" + url;
-        return text.empty() ? std::string("-") : text;
+        std::vector<std::string> pairs;
+        for (const auto& [group, url] : o.group_webhooks) pairs.push_back(group + "=" + url);
+        return list_text(pairs);
     };
     field("webhook-for", routes(as), routes(bs));
     field("template", as.template_text.empty() ? "-" : "set", bs.template_text.empty() ? "-" : "set");
@@ -306,16 +307,14 @@ std::optional<silence> presence_service::end_silence(const std::string& id) {
 // outbox as delivered, counted, said in the log, never sent.
 bool presence_service::held_by_silence(alert& a) {
     if (a.client.empty() && a.group.empty()) return false;
-    if (!a.client.empty()) a.groups = groups_.of(a.client, a.topic);  // also where its group's receiver is
-    auto groups = a.groups;
+    auto groups = a.groups;  // the client's, as the table knew them (metadata rules too)
     if (!a.group.empty()) groups.push_back(a.group);
     const auto s = silences_.covering(a.client, groups, a.time);
     if (!s) return false;
     silences_.count_held();
-    auto json = nlohmann::json::parse(a.json());
-    json["silenced"] = s->id;
-    store_->record_alert(a.kind, a.client, a.topic, json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                         a.time, [store = store_.get(), at = a.time](std::int64_t id) { store->alert_delivered(id, at); });
+    a.silenced = s->id;
+    store_->record_alert(a.kind, a.client, a.topic, a.json(), a.time,
+                         [store = store_.get(), at = a.time](std::int64_t id) { store->alert_delivered(id, at); });
     say("alert held by silence " + s->id + ": " + terminal_safe(a.title(), 160));
     return true;
 }
@@ -388,6 +387,7 @@ void presence_service::start() {
             [this](const std::string& w) { say(w); });
         started_ = true;
         if (restored_ > 0) say("restored " + std::to_string(restored_) + " clients from " + options_.history.path);
+        restore_silences();
         deliver_outbox();
         if (engine_) alert_thread_ = std::thread([this] { alert_loop(); });
     }

@@ -309,3 +309,17 @@ TEST(render, the_brokers_client_count_says_how_old_it_is) {
 }
 
 }  // namespace
+
+namespace {
+
+// A frame's lines cut to the window: colour sequences take no cell and still end, wide characters take two, padding
+// is no content, "…" marks a cut.
+TEST(render, fit_to_width_cuts_lines_by_cells_and_keeps_colours_closed) {
+    using mqtt_presence::fit_to_width;
+    EXPECT_EQ(fit_to_width("short   \nlonger line here", 8), "short\nlonger \u2026");
+    EXPECT_EQ(fit_to_width("\x1b[31mred\x1b[0m text", 6), "\x1b[31mred\x1b[0m t\u2026\x1b[0m");
+    EXPECT_EQ(fit_to_width("\u6771\u4eac\u6771\u4eac", 5), "\u6771\u4eac\u2026") << "two cells each";
+    EXPECT_EQ(fit_to_width("exactly8", 8), "exactly8");
+}
+
+}  // namespace

@@ -56,7 +56,8 @@ struct alert {
     std::string topic;
     std::string scheme;  ///< the client's (or the outage's) topic scheme: its subscription filter
     std::string group;   ///< a group's outage: the group (--group); its clients' outage is one alert
-    std::vector<std::string> groups;  ///< the client's groups (the service sets them): where the alert is posted
+    std::vector<std::string> groups;  ///< the client's groups: where else the alert is posted, what silences it
+    std::string silenced;             ///< the silence that held it (recorded, not sent); empty: none
     std::string broker;  ///< the broker's URI (the service sets it)
     std::string url;     ///< the client (or the dashboard) for a person, with --public-url; empty without
     time_point time;
@@ -104,7 +105,9 @@ public:
 private:
     struct client_state {
         std::string client, topic;
-        std::uint16_t scheme = 0;
+        std::uint16_t source = 0;  // its topic scheme
+        std::uint16_t scheme = 0;  // its outage scope: its topic scheme, or its first group (scope_of)
+        std::vector<std::string> groups;
         bool down = false;             // disconnected or stale now
         std::optional<time_point> down_since;
         std::string down_cause = "unknown";  // the disconnect's cause, for its "down" and "flapping"
@@ -138,8 +141,8 @@ private:
     [[nodiscard]] alert outage(const char* kind, std::string reason, time_point now, Pick counted) const;
     void check_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out);
     void end_outage(std::uint16_t scheme, time_point now, std::vector<alert>& out);
-    // Creates it, counted in its outage scope (`scheme`: its topic scheme's, or its first group's).
-    client_state& track(const std::string& client, std::uint16_t source, std::uint16_t scheme);
+    // The row's state, created (counted in its outage scope) when new; its topic, groups and interval kept current.
+    client_state& track(const client_status& row);
     std::uint16_t scope_of(const client_status& row);
     [[nodiscard]] std::string scope_reason(std::uint16_t scope) const;  // a scheme's filter, or "group:NAME"
     static constexpr std::uint16_t first_group_scope = 32768;

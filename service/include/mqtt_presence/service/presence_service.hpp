@@ -29,7 +29,6 @@
 #include <mqtt_presence/service/alert_sinks.hpp>
 #include <mqtt_presence/service/death_notary.hpp>
 #include <mqtt_presence/service/ha_discovery.hpp>
-#include <mqtt_presence/client_groups.hpp>
 #include <mqtt_presence/service/history_store.hpp>
 #include <mqtt_presence/service/silences.hpp>
 
@@ -113,6 +112,7 @@ private:
     [[nodiscard]] std::unique_ptr<alert_engine> make_engine(const alert_options& rules) const;
     std::shared_ptr<alert_sinks> make_sinks(const alert_sink_options& o);
     void deliver_outbox();
+    void restore_silences();
 
     service_options options_;
     std::unique_ptr<history_store> store_;
@@ -125,7 +125,6 @@ private:
     subscribers<const scanner_status&> self_subscribers_;
     std::size_t restored_ = 0;
     silence_book silences_;
-    client_groups groups_;  // a held alert's client's groups (by name and topic)
     std::size_t unseen_ = 0;  // changes learned at a sync that happened while nobody watched (delivery thread)
     bool started_ = false;          // the history's session is open
     bool notary_started_ = false;   // the notary holds its lock
