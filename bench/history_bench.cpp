@@ -59,9 +59,11 @@ std::vector<change> make_changes(std::size_t n, time_point start) {
     return out;
 }
 
-int persist(std::size_t n) {
-    const std::string path = "/tmp/mqtt-presence-bench-persist.db";
-    for (const char* s : {"", "-wal", "-shm"}) std::remove((path + s).c_str());
+// Into an SQLite file, or into the PostgreSQL database `where` names (an empty one: bench/history makes it).
+int persist(std::size_t n, const std::string& where) {
+    const std::string path = where.empty() ? "/tmp/mqtt-presence-bench-persist.db" : where;
+    if (where.empty())
+        for (const char* s : {"", "-wal", "-shm"}) std::remove((path + s).c_str());
     const auto changes = make_changes(n, clock::now() - std::chrono::hours(1));
     history_options o{path};
     o.queue_limit = n + 1;
@@ -74,8 +76,9 @@ int persist(std::size_t n) {
     const double total = seconds_since(t);
     store.end_session();
     const auto s = store.stats();
-    std::printf("persist: %zu changes in %.3f s = %.0f changes/s written (%llu batches); record() alone %.0f ns each\n",
-                n, total, static_cast<double>(n) / total, static_cast<unsigned long long>(s.batches),
+    std::printf("persist (%s): %zu changes in %.3f s = %.0f changes/s written (%llu batches); record() alone %.0f ns "
+                "each\n",
+                history_is_postgresql(path) ? "PostgreSQL" : "SQLite", n, total, static_cast<double>(n) / total, static_cast<unsigned long long>(s.batches),
                 enqueue * 1e9 / static_cast<double>(n));
     return s.dropped == 0 ? 0 : 1;
 }
@@ -212,14 +215,15 @@ int resync(const std::string& path, const std::string& uri) {
 
 int main(int argc, char** argv) {
     const std::string what = argc > 1 ? argv[1] : "";
-    if (what == "persist" && argc == 3) return persist(std::strtoull(argv[2], nullptr, 10));
+    if (what == "persist" && (argc == 3 || argc == 4))
+        return persist(std::strtoull(argv[2], nullptr, 10), argc == 4 ? argv[3] : "");
     if (what == "intake" && argc == 6)
         return intake(argv[2], argv[3], std::strtoull(argv[4], nullptr, 10), std::atoi(argv[5]));
     if (what == "build" && argc == 5)
         return build(argv[2], std::strtoull(argv[3], nullptr, 10), std::strtoull(argv[4], nullptr, 10));
     if (what == "restore" && argc == 3) return restore(argv[2]);
     if (what == "resync" && argc == 4) return resync(argv[2], argv[3]);
-    std::fprintf(stderr, "usage: history_bench persist N | intake URI PREFIX N RUNS | build FILE CLIENTS EVENTS | "
+    std::fprintf(stderr, "usage: history_bench persist N [POSTGRESQL-URI] | intake URI PREFIX N RUNS | build FILE CLIENTS EVENTS | "
                          "restore FILE | resync FILE URI\n");
     return 2;
 }

@@ -20,6 +20,10 @@ if(MQTT_PRESENCE_BUILD_SERVICE)
     pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib)
   endif()
   find_package(OpenSSL REQUIRED)
+  # The history in PostgreSQL (--db postgresql://...): Debian's libpqxx, the official C++ client, over libpq.
+  if(NOT TARGET PkgConfig::PQXX)
+    pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET GLOBAL libpqxx libpq)
+  endif()
 endif()
 # Sparkplug B edge node payloads (protobuf) through Debian's nanopb: on by default where it is installed.
 if(NOT TARGET nanopb::protobuf-nanopb-static)

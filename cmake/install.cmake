@@ -23,7 +23,7 @@ install(FILES ${PROJECT_BINARY_DIR}/mqtt_presenceConfig.cmake ${PROJECT_BINARY_D
 
 # The service library, its headers and its target, as the package's component `service`:
 #   find_package(mqtt_presence REQUIRED COMPONENTS service)  ->  mqtt_presence::service
-# A static archive (Debian's SQLiteCpp is one): a consumer links SQLiteCpp, cpp-httplib and OpenSSL too, which the
+# A static archive (Debian's SQLiteCpp is one): a consumer links SQLiteCpp, libpqxx, cpp-httplib and OpenSSL too, which the
 # component finds; one that asks for the core alone needs none of them.
 if(TARGET mqtt_presence_service)
   install(TARGETS mqtt_presence_service EXPORT mqtt_presence_serviceTargets

@@ -5,6 +5,7 @@
 #include <mqtt_presence/client_groups.hpp>
 #include <mqtt_presence/expectation.hpp>
 #include <mqtt_presence/topic_scheme.hpp>
+#include <mqtt_presence/service/history_store.hpp>
 #ifdef MQTT_PRESENCE_HAS_SPARKPLUG
 #include <mqtt_presence/sparkplug/node_payload.hpp>
 #endif
@@ -90,6 +91,8 @@ Exit codes: 0 cleared, 1 the broker refused some (listed on stderr),
 constexpr const char* serve_footer = R"(Examples:
   mqtt-presence-scanner serve                  # dashboard on 127.0.0.1:8080
   mqtt-presence-scanner serve --db /var/lib/mqtt-presence/history.db --notary
+  mqtt-presence-scanner serve --db postgresql://presence@db.example/presence
+                                               # its password from ~/.pgpass
   mqtt-presence-scanner serve --listen 0.0.0.0:8080 --http-user admin \
       --http-pw-file /etc/mqtt-presence/http.pw
   mqtt-presence-scanner serve --alert-webhook https://hooks.example/T0 \
@@ -136,6 +139,7 @@ struct command_line {
     CLI::Option_group* watch_group = nullptr;          // watch's own options, on the top level
     bool format_given = false;  // --format on the command line (not from the file)
     bool format_noted = false;  // format_given was noted before the configuration file was read
+    std::string db_given;       // --db as the command line gave it (a password there is refused)
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -217,7 +221,8 @@ void define_watch_once_events_purge(CLI::App& app, settings& s, command_line& c)
     add_timeout(*once, s);
     once->add_flag("--allow-partial", s.allow_partial,
                    "Print the table even when the sync is not known complete (still exit 5)");
-    once->add_option("--db", s.service.db, "History file: since and last_seen as the history knows them");
+    once->add_option("--db", s.service.db, "History (a file, or postgresql://USER@HOST/DB): since and last_seen as "
+                                           "the history knows them");
 
     add_mode(app, c, mode::events, "events", "Stream changes (NDJSON by default)", events_footer);
 
@@ -239,8 +244,10 @@ CLI::App* define_serve(CLI::App& app, service_cli::settings& svc, command_line& 
     auto* serve = add_mode(app, c, mode::serve, "serve", "Keep the table and its history (--db), the dashboard and "
                                                          "alerts, until SIGINT/SIGTERM", serve_footer);
     auto* store = serve->add_option_group("History and notary");
-    store->add_option("--db", svc.db, "History file (default $MQTT_PRESENCE_DB, else "
-                                      "~/.local/state/mqtt-presence/history.db)");
+    store->add_option("--db", svc.db, "History: an SQLite file (default $MQTT_PRESENCE_DB, else "
+                                      "~/.local/state/mqtt-presence/history.db) or a PostgreSQL database "
+                                      "(postgresql://USER@HOST/DB, or libpq's key=value string; the password from "
+                                      "PGPASSWORD, PGPASSFILE or the configuration file)");
     store->add_option("--keep", svc.keep, "Prune events older than DUR")->capture_default_str();
     store->add_option("--notary", svc.notary, "Publish a retained record per client on every transition (default "
                                               "template mqtt-presence/clients/{client})")
@@ -313,7 +320,8 @@ void define_alerts(CLI::App& serve, service_cli::settings& svc) {
 
 // history and uptime read the history file only: no broker.
 void define_history_and_uptime(CLI::App& app, service_cli::settings& svc, command_line& c) {
-    const char* db_text = "History file (default $MQTT_PRESENCE_DB, else ~/.local/state/mqtt-presence/history.db)";
+    const char* db_text = "History: a file (default $MQTT_PRESENCE_DB, else ~/.local/state/mqtt-presence/history.db) "
+                          "or postgresql://USER@HOST/DB";
     auto* history = add_mode(app, c, mode::history, "history", "A client's transitions from the history, newest "
                                                                "first", history_footer);
     history->add_option("name", svc.client, "The client's name")->required();
@@ -475,6 +483,9 @@ void finish(const CLI::App& app, settings& s, command_line& c) {
     }
     for (const auto* d : {&s.service.keep, &s.service.since, &s.service.window, &s.service.flap_interval})
         (void)mqtt_presence::parse_duration(*d);
+    if (mqtt_presence::history_location_has_password(c.db_given))
+        throw error("--db: a password on the command line can be read by every user of this machine; give it in "
+                    "PGPASSWORD, a PGPASSFILE (~/.pgpass) or the configuration file (db = \"postgresql://...\")");
     cli::refuse_empty_values(app);
     refuse_watch_options_elsewhere(app, c);
     check_format(s, c.format_given);
@@ -544,9 +555,10 @@ void define(CLI::App& app, settings& s, command_line& c) {
     define_history_and_uptime(app, s.service, c);
     cli::add_version_and_config(
         app, "scanner",
-        [&app, &c] {
+        [&app, &c, &s] {
             c.format_given = app.count("--format") > 0;
             c.format_noted = true;
+            c.db_given = s.service.db;
         },
         [&app, &c](CLI::ConfigItem& item) { return route_config_item(app, c, item); });
 }
@@ -593,7 +605,10 @@ std::optional<int> parse(int argc, char** argv, settings& s) {
         auto args = with_old_flags_as_subcommands(argc, argv);
         std::reverse(args.begin(), args.end());  // CLI11 takes a vector last argument first
         app.parse(args);
-        if (!c.format_noted) c.format_given = app.count("--format") > 0;  // no configuration file was read
+        if (!c.format_noted) {  // no configuration file was read
+            c.format_given = app.count("--format") > 0;
+            c.db_given = s.service.db;
+        }
         finish(app, s, c);
     } catch (const CLI::ConfigError& e) {
         std::cerr << tool << ": " << cli::config_error_text(app, e) << "\n";

@@ -336,7 +336,7 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
     try {
         http = http_settings(s);
         o = service_settings(opts, s);
-        make_parents(o.history.path);
+        if (!history_is_postgresql(o.history.path)) make_parents(o.history.path);
         svc = std::make_unique<presence_service>(o);
     } catch (const history_locked& e) {
         std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";

@@ -3,6 +3,8 @@
 // in a storm leaves a consistent file, and the notary testifies on the broker (and only one notary per template).
 #include "harness.hpp"
 
+#include "../postgres_cluster.hpp"
+
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <nlohmann/json.hpp>
 
@@ -71,11 +73,25 @@ json snapshot_with_history(int port, const std::string& templ, const std::string
     return json::parse(once.stdout_text(), nullptr, false);
 }
 
-TEST(service, the_time_of_a_death_survives_the_services_own_kill_9) {
+// The history on each backend: an SQLite file, or a database in a private PostgreSQL cluster (one per test process).
+enum class backend { sqlite, postgresql };
+class service_history : public ::testing::TestWithParam<backend> {
+protected:
+    static std::string fresh_history() {
+        if (GetParam() == backend::sqlite) return db_path();
+        static test_support::postgres_cluster cluster;
+        static int n = 0;
+        return cluster.create_database("s" + std::to_string(++n));
+    }
+};
+INSTANTIATE_TEST_SUITE_P(backend, service_history, ::testing::Values(backend::sqlite, backend::postgresql),
+                         [](const auto& p) { return p.param == backend::sqlite ? "sqlite" : "postgresql"; });
+
+TEST_P(service_history, the_time_of_a_death_survives_the_services_own_kill_9) {
     const int port = broker_port();
     const auto prefix = unique_prefix();
     const auto templ = prefix + "/{client}";
-    const auto db = db_path();
+    const auto db = fresh_history();
     observer watch(port, prefix + "/#");
     // mosquitto_sub's own receive time of each message (%U), not when this test reads its line.
     child stamps({"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port), "-q", "1", "-F", "%U %t %p", "-t",
@@ -126,11 +142,11 @@ TEST(service, the_time_of_a_death_survives_the_services_own_kill_9) {
     EXPECT_EQ(after["events"].size(), 2u) << "an agreeing retained status after the restart is no new event";
 }
 
-TEST(service, a_death_while_the_service_is_down_is_unseen_with_an_unknown_time) {
+TEST_P(service_history, a_death_while_the_service_is_down_is_unseen_with_an_unknown_time) {
     const int port = broker_port();
     const auto prefix = unique_prefix();
     const auto templ = prefix + "/{client}";
-    const auto db = db_path();
+    const auto db = fresh_history();
     observer watch(port, prefix + "/#");
     child sensor({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "pump", "--format", "json"});
     watch.expect(prefix + "/pump", contains("\"status\":1"), "the sensor's birth");
@@ -166,6 +182,16 @@ TEST(service, a_death_while_the_service_is_down_is_unseen_with_an_unknown_time) 
     const auto u = json::parse(uptime.stdout_text());
     ASSERT_EQ(u["clients"].size(), 1u);
     EXPECT_GT(u["clients"][0]["unknown_s"].get<int>(), 3000) << "the hour before the service ran is unknown";
+}
+
+// A PostgreSQL password never goes on the command line (every user of the machine can read it there).
+TEST(service, a_database_password_on_the_command_line_is_refused) {
+    for (const std::string db : {"postgresql://presence:s3cret@127.0.0.1/presence",
+                                 "host=127.0.0.1 dbname=presence password=s3cret"}) {
+        child h({SCANNER_BIN, "history", "boiler", "--db", db});
+        EXPECT_EQ(h.wait_exit(10s), 2) << h.stderr_text();
+        EXPECT_NE(h.stderr_text().find("PGPASSWORD"), std::string::npos) << h.stderr_text();
+    }
 }
 
 // Four publishers flip four clients 25,000 times each; the service is killed with -9 in the middle of it.

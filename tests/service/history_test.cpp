@@ -1,5 +1,6 @@
-// The history against real SQLite files: what is written is what is read back, uptime figures are exact over a
-// scripted day, and files that are not ours (or newer than us) are refused.
+// The history against real SQLite files and a real PostgreSQL cluster (started by the fixture): what is written is
+// what is read back, uptime figures are exact over a scripted day, and histories that are not ours (or newer than
+// us) are refused. The tests named backend/history.*/sqlite|postgresql run on both.
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/service/history_reader.hpp>
 #include <mqtt_presence/service/history_store.hpp>
@@ -7,6 +8,8 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
+
+#include "../postgres_cluster.hpp"
 
 #include <unistd.h>
 
@@ -24,10 +27,43 @@ const time_point t0 = time_point(std::chrono::milliseconds(1'700'000'000'000));
 
 std::string fresh_path() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    const std::string path = std::string(TEST_TMP_DIR) + "/" + info->name() + "-" + std::to_string(getpid()) + ".db";
+    std::string name = info->name();
+    for (auto& c : name)
+        if (c == '/') c = '_';
+    const std::string path = std::string(TEST_TMP_DIR) + "/" + name + "-" + std::to_string(getpid()) + ".db";
     for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
     return path;
 }
+
+// The cluster of this test process, started at its first use and stopped at the end.
+test_support::postgres_cluster& cluster() {
+    static test_support::postgres_cluster c;
+    return c;
+}
+
+enum class backend { sqlite, postgresql };
+
+// A history on each backend: a fresh file, or a fresh database in the private cluster.
+class history : public ::testing::TestWithParam<backend> {
+protected:
+    std::string fresh() {
+        if (GetParam() == backend::sqlite) return where_ = fresh_path();
+        static int n = 0;
+        database_ = "h" + std::to_string(++n);
+        return where_ = cluster().create_database(database_);
+    }
+    // The first column of the first row of `sql` on the history, as text.
+    std::string query(const std::string& sql) {
+        if (GetParam() == backend::postgresql)
+            return cluster().psql(database_, "SET search_path TO mqtt_presence; " + sql);
+        SQLite::Database db(where_);
+        return db.execAndGet(sql).getString();
+    }
+    std::string where_, database_;
+};
+
+INSTANTIATE_TEST_SUITE_P(backend, history, ::testing::Values(backend::sqlite, backend::postgresql),
+                         [](const auto& p) { return p.param == backend::sqlite ? "sqlite" : "postgresql"; });
 
 // A table whose changes go into the store, as the service's delivery thread does it.
 struct recorder {
@@ -66,8 +102,8 @@ TEST(history_event, causes_follow_the_payload_and_whether_the_change_was_seen) {
     EXPECT_EQ(event_of(*c).time, t0 + 3s);
 }
 
-TEST(history_store, writes_every_change_and_reads_it_back_newest_first) {
-    const auto path = fresh_path();
+TEST_P(history, writes_every_change_and_reads_it_back_newest_first) {
+    const auto path = fresh();
     {
         history_store store({path});
         store.begin_session("tcp://127.0.0.1:1883", "sensors/connected/{client}", "test");
@@ -105,24 +141,90 @@ TEST(history_store, writes_every_change_and_reads_it_back_newest_first) {
     EXPECT_EQ(rows[0].topic, "sensors/connected/kitchen");
 }
 
-TEST(history_store, hostile_names_are_stored_as_they_came) {
-    const auto path = fresh_path();
+// A client's events form one chain across batches and across the store's restarts (its head is read back from the
+// history), removals included.
+TEST_P(history, a_clients_events_chain_across_batches_and_restarts) {
+    const auto path = fresh();
+    const auto session = [&](const std::vector<std::pair<std::string, std::string>>& changes, time_point at) {
+        history_options o{path};
+        o.keep = std::chrono::hours(24 * 365 * 50);  // t0 is years ago: nothing pruned
+        history_store store(o);
+        store.begin_session("b", "t", "o");
+        recorder r(store);
+        store.for_each_current_row([&r](const client_status& row) { r.table.restore(row); });  // as serve does
+        for (const auto& [name, payload] : changes) r.apply(name, payload, at);
+        store.end_session();
+    };
+    session({{"a", "1"}, {"b", "1"}}, t0);
+    session({{"a", "0"}, {"b", ""}}, t0 + 1min);
+    session({{"a", "1"}}, t0 + 2min);
+    const history_reader reader(path);
+    const auto a = reader.events_of("a", t0 - 1h);
+    ASSERT_EQ(a.size(), 3u) << "the chain broke between sessions";
+    EXPECT_EQ(a[0].status, state::connected);
+    EXPECT_EQ(a[1].status, state::disconnected);
+    EXPECT_EQ(reader.events_of("b", t0 - 1h).size(), 2u) << "a removal ends the chain, it does not cut it";
+    const auto rows = reader.current_rows();
+    ASSERT_EQ(rows.size(), 1u) << "b was removed";
+    EXPECT_EQ(rows[0].client, "a");
+}
+
+// Every event pruned, then new ones: ids are never handed out again (the clients' chains point to the old ones),
+// so a chain stays a chain and a live feed's resume point stays behind every new event.
+TEST_P(history, ids_keep_growing_after_everything_was_pruned) {
+    const auto path = fresh();
+    std::int64_t last_before = 0;
+    for (int round = 0; round < 2; ++round) {
+        history_store store({path});  // keeps 30 days: t0 is older, so each start prunes what the last one wrote
+        store.begin_session("b", "t", "o");
+        recorder r(store);
+        store.for_each_current_row([&r](const client_status& row) { r.table.restore(row); });
+        r.apply("a", round == 0 ? "1" : "0", t0 + std::chrono::minutes(round));
+        r.apply("b", round == 0 ? "1" : "0", t0 + std::chrono::minutes(round));
+        store.end_session();
+        const auto events = history_reader(path).events_after(0, 100);
+        ASSERT_FALSE(events.empty());
+        EXPECT_GT(events.back().id, last_before) << "an id was handed out again";
+        last_before = events.back().id;
+    }
+    const history_reader reader(path);
+    const auto a = reader.events_of("a", t0 - 1h);
+    ASSERT_FALSE(a.empty());
+    EXPECT_EQ(a[0].status, state::disconnected);
+    EXPECT_LE(a.size(), 2u);
+}
+
+TEST_P(history, hostile_names_are_stored_as_they_came) {
+    const auto path = fresh();
     const std::string name = "x'); DROP TABLE events; --\x1b[2J";
+    const std::string payload("\xff\xfe\0bytes\tand\\tabs\n", 17);  // not UTF-8, a NUL, COPY's own escapes
+    std::string raw;
     {
         history_store store({path});
         store.begin_session("b", "t", "o");
         recorder r(store);
         r.apply(name, "1", t0);
+        r.apply("binary", payload, t0);
+        raw = r.table.find("binary")->raw;
         store.end_session();
+        EXPECT_EQ(store.stats().written, 2u);
+        EXPECT_EQ(store.stats().write_errors, 0u) << store.stats().last_error;
     }
     const history_reader reader(path);
     ASSERT_EQ(reader.events_of(name, t0 - 1s).size(), 1u);
-    EXPECT_EQ(reader.current_rows().at(0).client, name);
+    const auto rows = reader.current_rows();
+    ASSERT_EQ(rows.size(), 2u);
+    const auto& hostile = rows[0].client == name ? rows[0] : rows[1];
+    EXPECT_EQ(hostile.client, name);
+    const auto& binary = rows[0].client == name ? rows[1] : rows[0];
+    EXPECT_EQ(binary.status, state::unknown);
+    EXPECT_EQ(binary.raw, raw);
+    EXPECT_NE(raw.find("bytes"), std::string::npos) << raw;
 }
 
 // One hour, watched throughout: connect, die for 10 minutes, return, then three short flaps.
-TEST(history_reader, uptime_over_a_scripted_hour_is_exact) {
-    const auto path = fresh_path();
+TEST_P(history, uptime_over_a_scripted_hour_is_exact) {
+    const auto path = fresh();
     {
         history_store store({path});
         store.begin_session("b", "t", "o");
@@ -162,8 +264,8 @@ TEST(history_reader, uptime_over_a_scripted_hour_is_exact) {
     EXPECT_EQ(late.disconnects, 2u);
 }
 
-TEST(history_reader, time_nobody_watched_is_unknown_not_up_or_down) {
-    const auto path = fresh_path();
+TEST_P(history, time_nobody_watched_is_unknown_not_up_or_down) {
+    const auto path = fresh();
     {
         history_store store({path});
         store.begin_session("b", "t", "o");
@@ -184,8 +286,8 @@ TEST(history_reader, time_nobody_watched_is_unknown_not_up_or_down) {
     EXPECT_FALSE(before.uptime_percent()) << "no watched time: no uptime, not 0 % and not 100 %";
 }
 
-TEST(history_store, a_full_queue_drops_counts_and_records_the_gap) {
-    const auto path = fresh_path();
+TEST_P(history, a_full_queue_drops_counts_and_records_the_gap) {
+    const auto path = fresh();
     history_options o{path};
     o.queue_limit = 2;
     {
@@ -207,11 +309,10 @@ TEST(history_store, a_full_queue_drops_counts_and_records_the_gap) {
         store.end_session();
         EXPECT_EQ(store.stats().written, 2u);
     }
-    SQLite::Database db(path);
-    EXPECT_EQ(db.execAndGet("SELECT count(*) FROM gaps").getInt(), 1);
-    EXPECT_EQ(db.execAndGet("SELECT dropped FROM gaps").getInt(), 1);
-    EXPECT_EQ(db.execAndGet("SELECT from_ms FROM gaps").getInt64(), 1'700'000'002'000);
-    EXPECT_EQ(db.execAndGet("SELECT count(*) FROM clients").getInt(), 3)
+    EXPECT_EQ(query("SELECT count(*) FROM gaps"), "1");
+    EXPECT_EQ(query("SELECT dropped FROM gaps"), "1");
+    EXPECT_EQ(query("SELECT from_ms FROM gaps"), "1700000002000");
+    EXPECT_EQ(query("SELECT count(*) FROM clients"), "3")
         << "the current rows were rewritten from the live table, the dropped client's too";
 }
 
@@ -287,8 +388,8 @@ TEST(history_store, a_full_disk_is_said_clearly_and_the_changes_wait_in_memory) 
     EXPECT_TRUE(r.table.find(r.table.snapshot(1).at(0).client)) << "the live table is untouched";
 }
 
-TEST(history_store, events_older_than_keep_are_pruned) {
-    const auto path = fresh_path();
+TEST_P(history, events_older_than_keep_are_pruned) {
+    const auto path = fresh();
     history_options o{path};
     o.keep = std::chrono::hours(1);
     history_store store(o);
@@ -311,8 +412,8 @@ namespace {
 
 // Overdue and back are events of their own, the overdue flag is kept on the events and on the client's row (a
 // restart restores it), uptime counts the silence as down, and a file of the schema before them is migrated.
-TEST(history_store, overdue_and_back_are_recorded_restored_and_counted_as_down) {
-    const auto path = fresh_path();
+TEST_P(history, overdue_and_back_are_recorded_restored_and_counted_as_down) {
+    const auto path = fresh();
     {
         history_store store({path});
         store.begin_session("tcp://127.0.0.1:1883", "sensors/connected/{client}", "test");
@@ -342,6 +443,7 @@ TEST(history_store, overdue_and_back_are_recorded_restored_and_counted_as_down) 
         EXPECT_EQ(f.up, 10min);
         EXPECT_EQ(f.down, 10min) << "ten minutes up, ten overdue";
     }
+    if (GetParam() != backend::sqlite) return;
     // A file from before the overdue columns: migrated on open.
     {
         SQLite::Database db(path, SQLite::OPEN_READWRITE);
@@ -357,8 +459,8 @@ TEST(history_store, overdue_and_back_are_recorded_restored_and_counted_as_down) 
 }
 
 // Silences are kept whole by id (set, then ended) and read back while they run.
-TEST(history_store, silences_are_kept_and_read_back_while_they_run) {
-    const auto path = fresh_path();
+TEST_P(history, silences_are_kept_and_read_back_while_they_run) {
+    const auto path = fresh();
     const auto now = clock::now();
     silence_book book;
     const auto kept = book.add("boiler", 2h, "firmware", "admin", now);
@@ -389,6 +491,87 @@ TEST(history_store, silences_are_kept_and_read_back_while_they_run) {
     EXPECT_FALSE(book.covering("kitchen", {}, now));
     EXPECT_THROW(book.add("x", 1h, "", "a", now), error) << "a reason is required";
     EXPECT_THROW(book.add("x", 91 * 24h, "r", "a", now), error) << "at most 90 days";
+}
+
+}  // namespace
+
+namespace {
+
+// PostgreSQL: one writer per database (its advisory lock), readers beside it; a newer schema and an unreachable
+// server are said clearly; a connection string with a password is never shown.
+TEST(history_postgresql, one_writer_per_database_and_clear_refusals) {
+    const auto where = cluster().create_database("refusals");
+    {
+        history_store first({where});
+        EXPECT_THROW(history_store(history_options{where}), history_locked) << "a second writer on the same database";
+        first.begin_session("b", "t", "o");
+        recorder r(first);
+        r.apply("a", "1", t0);
+        first.end_session();
+        EXPECT_EQ(history_reader(where).current_rows().size(), 1u) << "a reader beside the writer";
+    }
+    { history_store again({where}); }  // the lock went with the first writer's connection
+
+    cluster().psql("refusals", "UPDATE mqtt_presence.schema_version SET version = 99");
+    try {
+        history_store store({where});
+        FAIL() << "a schema from the future was opened";
+    } catch (const error& e) {
+        EXPECT_NE(std::string(e.what()).find("newer"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(history_reader{cluster().uri("nothing_here")}, error);
+
+    const std::string secret = "postgresql://postgres:s3cret@127.0.0.1:1/none?connect_timeout=2";
+    try {
+        history_store store({secret});
+        FAIL() << "a server nobody listens on was reached";
+    } catch (const error& e) {
+        EXPECT_NE(std::string(e.what()).find("cannot connect"), std::string::npos) << e.what();
+        EXPECT_EQ(std::string(e.what()).find("s3cret"), std::string::npos) << "the password is never shown";
+    }
+}
+
+// The database goes away under a running store: the failure is said, the changes wait in memory (bounded), and
+// all of them are written, in order, once the server is back.
+TEST(history_postgresql, changes_wait_while_the_database_is_away_and_are_written_when_it_returns) {
+    const auto where = cluster().create_database("away");
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<std::string> warnings;
+    history_store store({where});
+    store.begin_session("b", "t", "o", {}, [&](const std::string& w) {
+        std::lock_guard<std::mutex> lock(m);
+        warnings.push_back(w);
+        cv.notify_all();
+    });
+    recorder r(store);
+    r.apply("before", "1", t0);
+    const auto wait_for = [&](auto done, const char* what) {
+        const auto until = std::chrono::steady_clock::now() + 30s;
+        while (!done()) {
+            ASSERT_LT(std::chrono::steady_clock::now(), until) << what;
+            std::unique_lock<std::mutex> lock(m);
+            cv.wait_for(lock, 50ms);
+        }
+    };
+    wait_for([&] { return store.stats().written == 1; }, "the first change was not written");
+    cluster().stop();
+    for (int i = 0; i < 100; ++i) r.apply("c" + std::to_string(i), i % 2 ? "1" : "0", t0 + std::chrono::seconds(i));
+    wait_for([&] { return store.stats().failing; }, "the lost database was not noticed");
+    {
+        std::lock_guard<std::mutex> lock(m);
+        ASSERT_FALSE(warnings.empty());
+        EXPECT_NE(warnings.back().find("kept in memory"), std::string::npos) << warnings.back();
+    }
+    EXPECT_EQ(store.stats().dropped, 0u);
+    cluster().start();
+    wait_for([&] { return store.stats().written == 101 && !store.stats().failing; },
+             "the changes kept in memory were not written after the database returned");
+    store.end_session();
+    const history_reader reader(where);
+    EXPECT_EQ(reader.current_rows().size(), 101u);
+    EXPECT_EQ(reader.events_after(0, 1000).size(), 101u) << "each change once";
+    EXPECT_EQ(reader.events_of("c99", t0 - 1h).size(), 1u);
 }
 
 }  // namespace

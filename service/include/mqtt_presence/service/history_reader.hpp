@@ -1,6 +1,6 @@
 #pragma once
-// history_reader: questions asked of a history file (a client's transitions, uptime over a window) without a
-// broker, while a service may be writing to it (SQLite's WAL lets readers and the writer go on together).
+// history_reader: questions asked of a history (a client's transitions, uptime over a window) without a broker,
+// while a service may be writing to it (SQLite's WAL, or PostgreSQL, lets readers and the writer go on together).
 // Safe from any thread (one connection, one lock).
 
 #include <chrono>
@@ -19,8 +19,8 @@ namespace mqtt_presence {
 
 class history_reader {
 public:
-    /// Opens an existing file read-only; throws mqtt_presence::error when it is missing, not a history, or newer
-    /// than this binary.
+    /// Opens an existing history (a file, or a postgresql:// database) to read; throws mqtt_presence::error when it
+    /// is missing, not a history, or newer than this binary.
     explicit history_reader(const std::string& path);
     ~history_reader() noexcept;
     history_reader(const history_reader&) = delete;

@@ -1,17 +1,19 @@
 #pragma once
-// history_store: the service's memory, an SQLite file. Every change of the table is one row of `events`; the last
+// history_store: the service's memory, an SQLite file or a PostgreSQL database (history_options::path says which).
+// Every change of the table is one row of `events`; the last
 // row of every client is kept in `clients`, so a restart restores the table (with its real times of death) before
 // the first sync; `watch` holds the intervals the service was connected and synced, so that time nobody watched is
 // reported as unknown, never as up or down.
 //
 // Writes go through a bounded queue to one writer thread that commits a batch per transaction at most
-// `batch_interval` apart (WAL mode, synchronous=NORMAL: a kill -9 loses at most the batch being written, the file
-// stays consistent). record() never waits on the disk. When the queue is full, changes are dropped, counted, and
+// `batch_interval` apart (SQLite: WAL mode, synchronous=NORMAL: a kill -9 loses at most the batch being written, the
+// file stays consistent; PostgreSQL: a batch's events in one COPY). record() never waits on the disk. When the queue is full, changes are dropped, counted, and
 // the time they cover recorded as a gap; the `clients` table is then rewritten from the live table.
-// A write that fails (a full disk) is retried, with a warning; the live table goes on meanwhile.
+// A write that fails (a full disk, a database that went away) is retried, with a warning; the live table goes on
+// meanwhile, and the changes wait in the queue up to its bound.
 //
-// The file carries an application id and a schema version (PRAGMA user_version): an older file is migrated, a
-// newer one is refused with a clear error.
+// The history carries a schema version (SQLite: an application id and PRAGMA user_version; PostgreSQL: the
+// mqtt_presence schema's version table): an older one is migrated, a newer one is refused with a clear error.
 
 #include <atomic>
 #include <chrono>
@@ -34,7 +36,9 @@
 namespace mqtt_presence {
 
 struct history_options {
-    std::string path;                                           ///< the SQLite file (created if missing)
+    /// The SQLite file (created if missing), or a PostgreSQL database: a postgresql:// URI or libpq's key=value
+    /// string (its password from PGPASSWORD, PGPASSFILE or ~/.pgpass, never in the string).
+    std::string path;
     std::chrono::milliseconds keep = std::chrono::hours(24 * 30);  ///< events older than this are pruned
     std::size_t queue_limit = 1u << 20;                         ///< changes waiting for the disk, at most
     std::chrono::milliseconds batch_interval{100};              ///< a commit at least this often while busy
@@ -59,12 +63,19 @@ struct history_stats {
     std::chrono::steady_clock::time_point writer_alive{};
 };
 
-/// Another process (or another store in this one) writes this history file: two writers would interleave sessions
-/// and release each other's state. Any path to the same file is the same file.
+/// Another process (or another store in this one) writes this history: two writers would interleave sessions and
+/// release each other's state. Any path to the same file is the same file; on PostgreSQL, a session advisory lock
+/// on the writer's connection is the writer's.
 class history_locked : public error {
 public:
     using error::error;
 };
+
+/// Whether a history location (history_options::path) is a PostgreSQL database rather than an SQLite file.
+[[nodiscard]] bool history_is_postgresql(const std::string& where) noexcept;
+/// Whether a PostgreSQL location carries a password (user:password@ in a URI, password= in key=value form): never
+/// take one from the command line, where every user of the machine can read it.
+[[nodiscard]] bool history_location_has_password(const std::string& where);
 
 class history_store {
 public:
@@ -85,9 +96,9 @@ public:
     /// Receives the store's warnings (a full queue, a failed write), at most one a second, on the writer thread.
     using warning_sink = std::function<void(const std::string&)>;
 
-    /// Opens (creating or migrating) the file, checks its pages (PRAGMA quick_check) and takes an exclusive lock on it
-    /// (flock, held until destruction; readers are not affected). Throws history_locked when another writer holds
-    /// it, mqtt_presence::error saying what is wrong with the file otherwise.
+    /// Opens (creating or migrating) the history, checks a file's pages (PRAGMA quick_check) and takes the one-writer
+    /// lock (a file's flock, a database's advisory lock; held until destruction; readers are not affected). Throws
+    /// history_locked when another writer holds it, mqtt_presence::error saying what is wrong otherwise.
     explicit history_store(history_options options);
     ~history_store() noexcept;
     history_store(const history_store&) = delete;
@@ -141,12 +152,9 @@ private:
     bool batch_failed(std::vector<item>& batch, const batch_info& info, const std::string& why);
     void warn(const std::string& text);
     void failed(const std::string& why);
-    void check_file();
+    void check_database();
 
-    int lock_fd_ = -1;           // the flock on the file: one writer per history
-    std::uint64_t inode_ = 0;    // the file opened, to notice it deleted or replaced
-    std::uint64_t device_ = 0;
-    bool file_gone_ = false;     // deleted or replaced: failing for good (under mutex_)
+    bool database_gone_ = false;  // the file deleted or replaced: failing for good (under mutex_)
     history_options options_;
     std::unique_ptr<writer> writer_;  // the writer thread's connection and prepared statements
     table_source table_;
