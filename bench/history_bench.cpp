@@ -138,8 +138,11 @@ int intake(const std::string& uri, const std::string& prefix, std::size_t n, int
     return 0;
 }
 
+// A history of `clients` clients and `events` events, written through the store (a file, or an empty PostgreSQL
+// database).
 int build(const std::string& path, std::size_t clients, std::size_t events) {
-    for (const char* s : {"", "-wal", "-shm"}) std::remove((path + s).c_str());
+    if (!history_is_postgresql(path))
+        for (const char* s : {"", "-wal", "-shm"}) std::remove((path + s).c_str());
     history_options o{path};
     o.queue_limit = 1u << 21;
     history_store store(o);
@@ -178,7 +181,8 @@ int restore(const std::string& path) {
     scanner scan(o);
     const auto restored = restore_table(store, scan);
     const double total = seconds_since(t);
-    std::printf("restore: %zu clients in %.2f s; peak RSS %.0f MiB (%.0f MiB before)\n", restored, total,
+    std::printf("restore (%s): %zu clients in %.2f s; peak RSS %.0f MiB (%.0f MiB before)\n",
+                history_is_postgresql(path) ? "PostgreSQL" : "SQLite", restored, total,
                 peak_rss_mib(), before);
     return 0;
 }

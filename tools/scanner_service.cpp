@@ -365,7 +365,7 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
             std::cerr << "mqtt-presence-scanner: warning: the dashboard listens on " << http->host
                       << " without a password: anyone who reaches it sees every client (--http-user, --http-pw-env)\n";
     }
-    std::cerr << "mqtt-presence-scanner: serving " << o.scan.broker.server_uri << ", history in " << o.history.path
+    std::cerr << "mqtt-presence-scanner: serving " << o.scan.broker.server_uri << ", history in " << svc->history().path()
               << (o.notary ? ", notary on " + svc->notary()->filter() : std::string()) << "\n";
     if (web) std::cerr << "mqtt-presence-scanner: dashboard: " << web->url() << "\n";
     service_notify notify;

@@ -63,6 +63,8 @@ history_store::history_store(history_options options) : options_(std::move(optio
         writer{detail::open_history_database(options_.path, true, options_.max_bytes), 0, std::nullopt});
 }
 
+const std::string& history_store::path() const noexcept { return writer_->db->name(); }
+
 history_store::~history_store() noexcept {
     end_session();
 }
@@ -95,7 +97,7 @@ void history_store::for_each_current_row(const std::function<void(const client_s
     } catch (const error&) {
         throw;
     } catch (const std::exception& e) {
-        throw error("cannot read the history " + options_.path + ": " + e.what());
+        throw error("cannot read the history " + path() + ": " + e.what());
     }
 }
 
@@ -109,7 +111,7 @@ void history_store::begin_session(const std::string& broker, const std::string& 
     } catch (const error&) {
         throw;
     } catch (const std::exception& e) {
-        throw error("cannot write the history " + options_.path + ": " + e.what());
+        throw error("cannot write the history " + path() + ": " + e.what());
     }
     prune(clock::now());
     stopping_ = false;
@@ -380,7 +382,7 @@ bool history_store::batch_failed(std::vector<item>& batch, const batch_info& inf
         for (const auto& it : batch) retrying_ += it.what == item::kind::change ? 1 : 0;
         held = retrying_;
     }
-    failed("cannot write " + options_.path + " (" + why + "); " + std::to_string(held) +
+    failed("cannot write " + path() + " (" + why + "); " + std::to_string(held) +
            " changes kept in memory and retried; the live table goes on");
     if (info.last) return false;
     std::unique_lock<std::mutex> lock(mutex_);

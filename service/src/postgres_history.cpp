@@ -7,6 +7,9 @@
 
 #include <libpq-fe.h>
 
+#include <chrono>
+#include <thread>
+
 #include <pqxx/pqxx>
 
 #include <mqtt_presence/error.hpp>
@@ -232,6 +235,15 @@ public:
     postgres_history(const std::string& where, bool writable)
         : where_(where), name_(display_name(where)), writable_(writable) {
         connect();
+    }
+
+    ~postgres_history() override {
+        if (!writable_ || !conn_ || !conn_->is_open()) return;
+        try {  // at once, not when the server notices the connection gone: a restarted writer takes it next
+            tx_.reset();
+            pqxx::nontransaction(*conn_).exec_params("SELECT pg_advisory_unlock($1)", writer_lock);
+        } catch (...) {
+        }
     }
 
     const std::string& name() const noexcept override { return name_; }
@@ -502,8 +514,7 @@ private:
 #pragma GCC diagnostic pop
         conn_->set_client_encoding("UTF8");
         session_exec("SET client_min_messages TO warning");
-        if (writable_ && !pqxx::nontransaction(*conn_).exec_params1("SELECT pg_try_advisory_lock($1)", writer_lock)[0]
-                               .as<bool>()) {
+        if (writable_ && !take_lock()) {
             conn_.reset();
             throw history_locked("the history " + name_ + " is written by another mqtt-presence-scanner serve (one "
                                  "writer per database); stop it, or give this one another --db");
@@ -520,6 +531,17 @@ private:
     }
 
     void session_exec(const std::string& sql) { pqxx::nontransaction(*conn_).exec0(sql); }
+
+    // The one writer's lock. A writer that just stopped or died may hold it a moment longer (its server process
+    // ends after its connection): asked again for up to 2 s before another writer is named.
+    bool take_lock() {
+        for (int attempt = 0;; ++attempt) {
+            if (pqxx::nontransaction(*conn_).exec_params1("SELECT pg_try_advisory_lock($1)", writer_lock)[0].as<bool>())
+                return true;
+            if (attempt == 20) return false;
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+    }
 
     // The connection, connected anew when it was lost.
     pqxx::connection& live() {

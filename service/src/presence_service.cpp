@@ -56,13 +56,15 @@ std::size_t restore_table(const history_store& store, scanner& scan) {
 
 presence_service::presence_service(service_options options) : options_(std::move(options)) {
     options_.validate();
-    if (options_.observer.empty()) {
+    store_ = std::make_unique<history_store>(options_.history);
+    if (options_.observer.empty()) {  // this host and its history (a database's name never carries its password)
         char resolved[PATH_MAX];
-        const char* path = ::realpath(options_.history.path.c_str(), resolved);
-        options_.observer = host_name() + ":" + (path ? path : options_.history.path);
+        const char* path = history_is_postgresql(options_.history.path)
+                               ? nullptr
+                               : ::realpath(options_.history.path.c_str(), resolved);
+        options_.observer = host_name() + ":" + (path ? std::string(path) : store_->path());
     }
     if (options_.notary && options_.notary->observer.empty()) options_.notary->observer = options_.observer;
-    store_ = std::make_unique<history_store>(options_.history);
     scanner_ = std::make_unique<scanner>(options_.scan);
     restored_ = restore_table(*store_, *scanner_);
     silences_.recurring(options_.recurring_silences);

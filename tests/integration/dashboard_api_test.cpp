@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <thread>
 #include <atomic>
@@ -19,7 +20,7 @@ namespace {
 // serve with its dashboard on a free port; url() once it printed it.
 struct service {
     service(int port, const std::string& templ, std::vector<std::string> extra = {})
-        : proc(args(port, templ, std::move(extra))) {
+        : db(db_path()), proc(args(port, templ, db, std::move(extra))) {
         const auto line = proc.wait_stderr(contains("dashboard: "), 15s);
         if (!line) throw std::runtime_error("serve printed no dashboard URL:\n" + proc.stderr_text());
         std::smatch m;
@@ -28,9 +29,10 @@ struct service {
         http_port = std::stoi(m[3]);
         if (!proc.wait_stderr(contains("synced"), 15s)) throw std::runtime_error("serve did not sync");
     }
-    static std::vector<std::string> args(int port, const std::string& templ, std::vector<std::string> extra) {
+    static std::vector<std::string> args(int port, const std::string& templ, const std::string& db,
+                                         std::vector<std::string> extra) {
         std::vector<std::string> a{SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ,
-                                   "--db", db_path(), "--listen", "127.0.0.1:0"};
+                                   "--db", db, "--listen", "127.0.0.1:0"};
         a.insert(a.end(), extra.begin(), extra.end());
         return a;
     }
@@ -43,9 +45,12 @@ struct service {
         auto c = client();
         auto res = c.Get(path.c_str());
         if (!res) throw std::runtime_error("no answer to GET " + path);
-        EXPECT_EQ(res->status, expect) << path << ": " << res->body;
+        if (expect >= 0) {
+            EXPECT_EQ(res->status, expect) << path << ": " << res->body;
+        }
         return json::parse(res->body, nullptr, false);
     }
+    std::string db;  // the history: a file, or a database's URI
     child proc;
     std::string scheme;
     int http_port = 0;
@@ -294,6 +299,71 @@ TEST(dashboard_api, healthz_turns_503_when_the_broker_goes) {
     EXPECT_EQ(clients["scanner"]["connected"], false) << "the API says its data is as of then";
 }
 
+// PostgreSQL stopped for 30 s during a storm: /healthz and the log say so, the dashboard keeps answering, the
+// changes wait in memory, and once the server is back every one of them is written (none dropped).
+TEST(dashboard_api, the_database_away_for_30_s_in_a_storm_loses_nothing) {
+    auto* cluster = history_cluster();
+    if (!cluster) GTEST_SKIP() << "the history is a file here (this test runs as postgresql/...)";
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    service svc(port, prefix + "/{client}");
+    const auto history = [&] { return svc.get_json("/healthz", -1)["history"]; };
+    const std::string lines = std::string(TEST_TMP_DIR) + "/" + prefix + ".lines";
+    {
+        std::ofstream out(lines);
+        for (int i = 0; i < 10'000; ++i) out << (i % 2 == 0 ? "1\n" : "0\n");
+    }
+    cluster->stop();
+    const auto stopped = steady::now();
+    std::vector<std::unique_ptr<child>> storm;
+    for (int p = 0; p < 2; ++p)
+        storm.push_back(std::make_unique<child>(std::vector<std::string>{
+            "sh", "-c", "exec mosquitto_pub -p " + std::to_string(port) + " -h 127.0.0.1 -l -t " + prefix + "/storm" +
+                            std::to_string(p) + " < " + lines}));
+    auto c = svc.client();
+    int status = 0;
+    std::string body;
+    while (steady::now() < stopped + 10s) {
+        if (auto res = c.Get("/healthz")) {
+            status = res->status;
+            body = res->body;
+        }
+        if (status == 503) break;
+        std::this_thread::sleep_for(20ms);  // polling another process
+    }
+    ASSERT_EQ(status, 503) << "/healthz never said the history is failing: " << body;
+    std::cout << "/healthz said the history fails "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - stopped).count()
+              << " ms after the server stopped\n";
+    EXPECT_NE(body.find("history: "), std::string::npos) << body;
+    EXPECT_TRUE(svc.proc.wait_stderr(contains("changes kept in memory"), 10s)) << svc.proc.stderr_text();
+    for (auto& p : storm) EXPECT_EQ(p->wait_exit(60s), 0);
+    while (steady::now() < stopped + 30s) {  // the dashboard answers all along
+        EXPECT_TRUE(svc.get_json("/api/clients?limit=1").contains("clients"));
+        std::this_thread::sleep_for(500ms);
+    }
+    const auto away = history();
+    EXPECT_EQ(away["failing"], true) << away.dump();
+    EXPECT_GT(away["backlog"].get<int>(), 0) << away.dump();
+    cluster->start();
+    json back;
+    const auto until = steady::now() + 30s;
+    while (steady::now() < until) {
+        back = history();
+        if (back["failing"] == false && back["backlog"] == 0) break;
+        std::this_thread::sleep_for(100ms);  // polling another process
+    }
+    ASSERT_EQ(back["failing"], false) << "the history did not recover: " << back.dump();
+    EXPECT_EQ(back["backlog"], 0) << back.dump();
+    EXPECT_EQ(back["dropped"], 0) << back.dump();
+    const auto written = back["written"].get<std::int64_t>();
+    EXPECT_GE(written, away["backlog"].get<std::int64_t>());
+    const auto counted =
+        cluster->psql(svc.db.substr(svc.db.rfind('/') + 1), "SELECT count(*) FROM mqtt_presence.events");
+    EXPECT_EQ(counted, std::to_string(written)) << "every change the service took is in the database, once";
+    EXPECT_EQ(svc.get_json("/healthz", 200)["status"], "ok");
+}
+
 TEST(dashboard_api, basic_auth_https_and_a_warning_for_an_open_listener) {
     const int port = broker_port();
     const auto prefix = unique_prefix();
@@ -317,11 +387,11 @@ TEST(dashboard_api, basic_auth_https_and_a_warning_for_an_open_listener) {
     EXPECT_EQ(c.Get("/api/clients")->status, 200);
 
     child open({SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", prefix + "/{client}", "--db",
-                db_path() + "2", "--listen", "0.0.0.0:0"});
+                db_path(), "--listen", "0.0.0.0:0"});
     EXPECT_TRUE(open.wait_stderr(contains("without a password"), 15s)) << open.stderr_text();
-    child missing({SCANNER_BIN, "serve", "--db", db_path() + "3", "--http-user", "u", "--http-pw-env", "NOT_SET_X"});
+    child missing({SCANNER_BIN, "serve", "--db", db_path(), "--http-user", "u", "--http-pw-env", "NOT_SET_X"});
     EXPECT_EQ(missing.wait_exit(10s), 2);
-    child badlisten({SCANNER_BIN, "serve", "--db", db_path() + "4", "--listen", "localhost"});
+    child badlisten({SCANNER_BIN, "serve", "--db", db_path(), "--listen", "localhost"});
     EXPECT_EQ(badlisten.wait_exit(10s), 2);
 }
 

@@ -3,6 +3,7 @@
 // real signals, and an independent observer (mosquitto_sub) of the broker's retained state.
 // Every wait is bounded and says what it waited for.
 
+#include "../postgres_cluster.hpp"
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -51,8 +52,22 @@ inline std::string unique_prefix() {
     return std::string("t") + std::to_string(getpid()) + "-" + info->name();
 }
 
-/// A history file of the test's own, with no file (nor WAL, nor shared memory) left from an earlier run.
+/// Where a test's history lives: the test's own SQLite file, with no file (nor WAL, nor shared memory) left from an
+/// earlier run or, when ctest runs a test binary again with MQTT_PRESENCE_TEST_HISTORY=postgresql, a new database
+/// in a private PostgreSQL cluster of this test process (a new one at each call).
+/// The private PostgreSQL cluster of this test process when its histories are in PostgreSQL, else null.
+inline test_support::postgres_cluster* history_cluster() {
+    const char* backend = std::getenv("MQTT_PRESENCE_TEST_HISTORY");
+    if (!backend || std::string(backend) != "postgresql") return nullptr;
+    static test_support::postgres_cluster cluster;
+    return &cluster;
+}
+
 inline std::string db_path() {
+    if (auto* cluster = history_cluster()) {
+        static int n = 0;
+        return cluster->create_database("db" + std::to_string(++n));
+    }
     const std::string path = std::string(TEST_TMP_DIR) + "/" + unique_prefix() + ".db";
     for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
     return path;

@@ -458,6 +458,49 @@ TEST_P(history, overdue_and_back_are_recorded_restored_and_counted_as_down) {
     EXPECT_EQ(events[0].why, cause::overdue) << "the cause was kept";
 }
 
+// The alerts table is an outbox: an alert is on disk before it is sent (its id handed back), leaves the outbox when
+// delivered, and the latest per-client alert tells a restart which clients it already paged as down.
+TEST_P(history, alerts_go_through_the_outbox) {
+    const auto path = fresh();
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<std::int64_t> ids;
+    {
+        history_store store({path});
+        store.begin_session("b", "t", "o");
+        const auto on_disk = [&](std::int64_t id) {
+            std::lock_guard<std::mutex> lock(m);
+            ids.push_back(id);
+            cv.notify_all();
+        };
+        store.record_alert("down", "boiler", "sensors/connected/boiler", R"({"kind":"down","client":"boiler"})", t0,
+                           on_disk);
+        store.record_alert("down", "pump", "sensors/connected/pump", R"({"kind":"down","client":"pump"})", t0, on_disk);
+        store.record_alert("recovered", "pump", "sensors/connected/pump", R"({"kind":"recovered"})", t0 + 1s, on_disk);
+        store.record_alert("outage", "", "", R"({"kind":"outage","group":"garage"})", t0 + 2s, on_disk);
+        {
+            std::unique_lock<std::mutex> lock(m);
+            ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return ids.size() == 4; })) << "the alerts never reached the disk";
+        }
+        EXPECT_LT(ids[0], ids[1]);
+        store.alert_delivered(ids[0], t0 + 3s);
+        store.alert_delivered(ids[2], t0 + 3s);
+        store.end_session();
+    }
+    const history_reader reader(path);
+    const auto outbox = reader.undelivered_alerts(10);
+    ASSERT_EQ(outbox.size(), 2u);
+    EXPECT_EQ(outbox[0].first, ids[1]);
+    EXPECT_EQ(outbox[1].first, ids[3]);
+    EXPECT_EQ(outbox[1].second, R"({"kind":"outage","group":"garage"})");
+    const auto down = reader.down_alerted();
+    ASSERT_EQ(down.size(), 1u) << "pump recovered";
+    EXPECT_EQ(down[0].first, "boiler");
+    const auto latest = reader.alerts(2);
+    ASSERT_EQ(latest.size(), 2u);
+    EXPECT_EQ(latest[0], R"({"kind":"outage","group":"garage"})") << "newest first";
+}
+
 // Silences are kept whole by id (set, then ended) and read back while they run.
 TEST_P(history, silences_are_kept_and_read_back_while_they_run) {
     const auto path = fresh();

@@ -131,7 +131,8 @@ public:
     void end_session() noexcept;
 
     [[nodiscard]] history_stats stats() const;
-    [[nodiscard]] const std::string& path() const noexcept { return options_.path; }
+    /// The history as messages name it: the file, or the database without its password.
+    [[nodiscard]] const std::string& path() const noexcept;
     /// Deletes events older than `keep` (the writer does this every few minutes); returns how many.
     std::uint64_t prune(time_point now);
 
