@@ -100,9 +100,12 @@ constexpr const char* serve_footer = R"(Examples:
   mqtt-presence-scanner serve --ha-discovery --ha-discovery-exclude tasmota
 
 A broker that is not there yet is retried; SIGHUP re-reads the alert settings.
+Two or more serve on one PostgreSQL database: one leads, the others stand by
+and take over when it stops, dies or hangs.
 Exit codes: 0 stopped with everything written, 1 stopped with changes it
 could not write, 2 bad options or history file, 6 in use (another instance
-holds the history, the port or the notary's template).)";
+holds the history file, the port or the notary's template), 7 another serve
+took over the database while this one could not reach it.)";
 
 constexpr const char* history_footer = R"(Examples:
   mqtt-presence-scanner history kitchen        # the last 7 days

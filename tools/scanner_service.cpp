@@ -316,6 +316,41 @@ int remove_ha_discovery(const scanner_options& opts, const settings& s) {
     }
 }
 
+// Another serve leads this PostgreSQL history (it writes it, runs the notary, Home Assistant discovery and the
+// alerts): this one stands by and takes over when the lock is free (the leader stopped, died, or lost its
+// connection). A leader that stopped moving (SIGSTOP, a hung host) keeps its connection and the lock: when that
+// connection has been idle for `stuck_after` (a running writer commits every second) it is ended. Null when
+// interrupted first.
+std::unique_ptr<presence_service> stand_by(const service_options& o, const std::atomic<bool>& interrupted,
+                                           service_notify& notify, const std::string& why) {
+    constexpr auto stuck_after = std::chrono::seconds(3);
+    std::cerr << "mqtt-presence-scanner: standby: " << terminal_safe(why, 400) << "; taking over when it stops\n";
+    std::unique_ptr<history_reader> reader;
+    while (!interrupted) {
+        notify.standing_by("standby: another serve leads");
+        try {
+            if (!reader) reader = std::make_unique<history_reader>(o.history.path);
+            const auto leader = reader->writer();
+            if (!leader.present) {
+                auto svc = std::make_unique<presence_service>(o);  // another standby may be quicker: locked
+                std::cerr << "mqtt-presence-scanner: standby: the leader is gone; this serve leads now\n";
+                return svc;
+            }
+            if (leader.idle && *leader.idle > stuck_after && reader->end_writer())
+                std::cerr << "mqtt-presence-scanner: standby: the leader's database connection was idle for "
+                          << leader.idle->count() << " ms (stopped or hung): it was ended\n";
+        } catch (const history_locked&) {
+            // another standby took it
+        } catch (const error& e) {
+            std::cerr << "mqtt-presence-scanner: standby: " << terminal_safe(e.what(), 400) << "\n";
+            reader.reset();
+            for (int i = 0; i < 4 && !interrupted; ++i) usleep(250'000);
+        }
+        usleep(250'000);
+    }
+    return nullptr;
+}
+
 }  // namespace
 
 int run_serve(const scanner_options& opts, const settings& s, const std::atomic<bool>& interrupted,
@@ -333,14 +368,19 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
     service_options o;
     std::optional<http_options> http;
     std::unique_ptr<presence_service> svc;
+    service_notify notify;
     try {
         http = http_settings(s);
         o = service_settings(opts, s);
         if (!history_is_postgresql(o.history.path)) make_parents(o.history.path);
         svc = std::make_unique<presence_service>(o);
     } catch (const history_locked& e) {
-        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-        return exit_code::in_use;
+        if (!history_is_postgresql(o.history.path)) {  // a file has one writer and no standby
+            std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+            return exit_code::in_use;
+        }
+        svc = stand_by(o, interrupted, notify, e.what());
+        if (!svc) return exit_code::ok;
     } catch (const error& e) {
         std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
         return exit_code::usage;
@@ -368,16 +408,20 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
     std::cerr << "mqtt-presence-scanner: serving " << o.scan.broker.server_uri << ", history in " << svc->history().path()
               << (o.notary ? ", notary on " + svc->notary()->filter() : std::string()) << "\n";
     if (web) std::cerr << "mqtt-presence-scanner: dashboard: " << web->url() << "\n";
-    service_notify notify;
     notify.tick(*svc);
     if (const auto refused = start_with_retry(*svc, interrupted, out, notify)) return *refused;
     bool said_no_news = false;
-    while (!interrupted) {
+    bool superseded = false;
+    while (!interrupted && !superseded) {
         usleep(50'000);
         notify.tick(*svc);
         say_broker_silence(svc->table().status(), said_no_news);
         if (reload.exchange(false)) reload_alerts(*svc, opts, s, out);
+        superseded = svc->history().stats().superseded;
     }
+    if (superseded)
+        std::cerr << "mqtt-presence-scanner: another serve took over the history while this one could not write "
+                     "(its lock went with its connection); stopping\n";
     notify.stopping();
     if (web) web->stop();
     svc->stop();
@@ -389,6 +433,7 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
                                      terminal_safe(h.last_error, 300) + ")"
                                : "")
               << "\n";
+    if (superseded) return exit_code::superseded;
     return lost ? exit_code::failure : exit_code::ok;
 }
 

@@ -38,6 +38,21 @@ void service_notify::tick(presence_service& svc) {
     next_ping_ = now + watchdog_ / 2;
 }
 
+void service_notify::standing_by(const std::string& status) {
+    if (!ready_) {
+        ready_ = true;
+        sd_notify(0, "READY=1");
+    }
+    if (status != status_) {
+        status_ = status;
+        sd_notify(0, ("STATUS=" + terminal_safe(status, 200)).c_str());
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (watchdog_.count() == 0 || now < next_ping_) return;
+    sd_notify(0, "WATCHDOG=1");
+    next_ping_ = now + watchdog_ / 2;
+}
+
 void service_notify::stopping() { sd_notify(0, "STOPPING=1"); }
 
 }  // namespace service_cli

@@ -204,7 +204,12 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
         table_stats stats;
         auto rows = page_rows(table, query, [this] { return fleet_uptime(); }, total, counts, stats);
         std::string extra_members = query.paging(total);
-        if (query.with_history) extra_members += ",\"history\":" + page_history(rows);
+        bool complete = true;  // a page without the figures it asked for is not shared
+        if (query.with_history) {
+            const auto day = history_or_null(rows);
+            complete = day.rfind("null", 0) != 0;
+            extra_members += ",\"history\":" + day;
+        }
         std::ostringstream out;
         {
             snapshot_writer writer(out, snapshot_format::json);
@@ -214,10 +219,20 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
             writer.finish(counts, stats, &st, extra_members);
         }
         ++pages_built;
-        keep(key, read_at, out.str());
+        if (complete) keep(key, read_at, out.str());
         res.set_content(out.str(), "application/json");
     } catch (const error& e) {
         bad_request(res, e.what());
+    }
+}
+
+// A page's 24-hour figures, or null with the reason when the history cannot be read now (a database away): the
+// live rows are served all the same.
+std::string dashboard::impl::history_or_null(const std::vector<client_status>& rows) {
+    try {
+        return page_history(rows);
+    } catch (const error& e) {
+        return "null,\"history_error\":" + json(e.what()).dump(-1, ' ', false, json::error_handler_t::replace);
     }
 }
 

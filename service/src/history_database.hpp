@@ -90,6 +90,16 @@ public:
     };
     /// Each (client, topic)'s latest alert of the kinds down, recovered, overdue and back.
     virtual std::vector<client_alert> latest_client_alerts() = 0;
+    /// Whether a writer holds the one-writer lock, and for how long (ms, by the server's clock) its connection has
+    /// been idle: nullopt while it works, or where that cannot be seen. A file's writer is not seen (false).
+    struct writer_activity {
+        bool present = false;
+        std::optional<std::int64_t> idle_ms;
+    };
+    virtual writer_activity writer() { return {}; }
+    /// Ends the server connection of whoever holds the one-writer lock (PostgreSQL: the lock goes with it); false
+    /// where nobody holds it, or a file's lock cannot be taken from its holder.
+    virtual bool end_writer() { return false; }
     enum class span_table { watch, gaps };
     /// (from, to) of the watch or gap rows that overlap [from, to], by start.
     virtual std::vector<std::pair<std::int64_t, std::int64_t>> spans(span_table table, std::int64_t from,

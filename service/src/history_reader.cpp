@@ -73,6 +73,18 @@ std::vector<client_status> history_reader::current_rows() const {
     });
 }
 
+history_reader::writer_activity history_reader::writer() const {
+    const auto w = locked([](detail::history_database& db) { return db.writer(); });
+    writer_activity out;
+    out.present = w.present;
+    if (w.idle_ms) out.idle = std::chrono::milliseconds(*w.idle_ms);
+    return out;
+}
+
+bool history_reader::end_writer() const {
+    return locked([](detail::history_database& db) { return db.end_writer(); });
+}
+
 std::vector<interval> history_reader::watched(time_point from, time_point to) const {
     const auto read = [&](detail::history_database::span_table table) {
         return locked([&](detail::history_database& db) {

@@ -242,6 +242,14 @@ void history_store::writer_loop() {
             const auto changes = write_batch(batch, info, now, done);
             after_commit(batch, info, changes, done);
             batch.clear();
+        } catch (const history_locked& e) {
+            writer_->db->rollback();
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                stats_.superseded = true;
+            }
+            failed(std::string(e.what()) + "; this service writes no more");
+            return;
         } catch (const std::exception& e) {
             if (!batch_failed(batch, info, e.what())) return;
             continue;

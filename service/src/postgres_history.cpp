@@ -100,6 +100,12 @@ const std::vector<std::pair<int, const char*>> migrations = {
 };
 constexpr int known_version = history_store::schema_version;
 
+// The one writer's lock as pg_locks shows it: an advisory lock on one bigint key below 2^32 is classid 0, objid the
+// key, objsubid 1, in this database.
+const char* const writer_lock_held =
+    "l.locktype = 'advisory' AND l.classid = 0 AND l.objid = $1 AND l.objsubid = 1 AND l.granted AND "
+    "l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
 const char* const client_columns =
     "topic, client, state, stale, retained, since_ms, last_seen_ms, last_down_ms, epoch, heartbeat_s, transitions, "
     "detail, reason, ip, host, meta, raw, overdue";
@@ -478,6 +484,31 @@ public:
                                      "GROUP BY client, topic)"))
             out.push_back({r[0].c_str(), r[1].is_null() ? "" : r[1].c_str(), r[2].c_str()});
         return out;
+    }
+
+    // A healthy writer commits at least once a second, so its connection is never idle for long; one that stopped
+    // moving (SIGSTOP, a hung host) leaves it idle, or idle in a transaction. The state of a connection of another
+    // role is not visible (pg_read_all_stats): then nothing is said.
+    writer_activity writer() override {
+        pqxx::nontransaction tx(live());
+        const auto r = tx.exec_params(
+            std::string("SELECT a.state IS NOT NULL AND a.state <> 'active', "
+                        "(extract(epoch FROM now() - a.state_change) * 1000)::bigint FROM pg_locks l "
+                        "LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE ") + writer_lock_held,
+            writer_lock);
+        writer_activity w;
+        if (r.empty()) return w;
+        w.present = true;
+        if (r[0][0].as<bool>() && !r[0][1].is_null()) w.idle_ms = r[0][1].as<std::int64_t>();
+        return w;
+    }
+
+    bool end_writer() override {
+        pqxx::nontransaction tx(live());
+        const auto r = tx.exec_params(std::string("SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE ") +
+                                          writer_lock_held,
+                                      writer_lock);
+        return !r.empty() && r[0][0].as<bool>();
     }
 
     std::vector<std::pair<std::int64_t, std::int64_t>> spans(span_table table, std::int64_t from,

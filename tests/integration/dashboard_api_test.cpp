@@ -339,7 +339,10 @@ TEST(dashboard_api, the_database_away_for_30_s_in_a_storm_loses_nothing) {
     EXPECT_TRUE(svc.proc.wait_stderr(contains("changes kept in memory"), 10s)) << svc.proc.stderr_text();
     for (auto& p : storm) EXPECT_EQ(p->wait_exit(60s), 0);
     while (steady::now() < stopped + 30s) {  // the dashboard answers all along
-        EXPECT_TRUE(svc.get_json("/api/clients?limit=1").contains("clients"));
+        const auto page = svc.get_json("/api/clients?limit=100&history=1");  // what the page asks
+        EXPECT_EQ(page["clients"].size(), 2u) << page.dump();
+        EXPECT_TRUE(page["history"].is_null()) << "no figures while the database is away: " << page.dump();
+        EXPECT_TRUE(page.contains("history_error")) << page.dump();
         std::this_thread::sleep_for(500ms);
     }
     const auto away = history();

@@ -50,6 +50,19 @@ public:
     [[nodiscard]] std::vector<uptime_figures> uptime(time_point from, time_point to,
                                                      std::chrono::milliseconds flap_interval) const;
 
+    /// For a standby (PostgreSQL): whether a writer holds the history's lock, and how long its database connection
+    /// has been idle by the server's clock (nullopt while it works, or when that cannot be seen: another role
+    /// without pg_read_all_stats). A running writer commits at least once a second. A file's writer is not seen.
+    struct writer_activity {
+        bool present = false;
+        std::optional<std::chrono::milliseconds> idle;
+    };
+    [[nodiscard]] writer_activity writer() const;
+    /// Ends the server connection of the writer that holds the history's lock, e.g. one that stopped moving
+    /// (SIGSTOP, a hung host) without letting its connection go; the lock goes with it. False when nobody holds
+    /// it, or for a file.
+    bool end_writer() const;
+
 private:
     struct connection;
     /// Runs `query` on the connection under the lock; an SQLite error becomes mqtt_presence::error naming the file.
