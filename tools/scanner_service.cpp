@@ -351,6 +351,19 @@ std::unique_ptr<presence_service> stand_by(const service_options& o, const std::
     return nullptr;
 }
 
+// The last line of a serve: what was written, what was not, and the exit code that says it.
+int say_stopped(const history_stats& h, bool superseded) {
+    const bool lost = h.dropped > 0 || h.queued > 0;
+    std::cerr << "mqtt-presence-scanner: stopped; " << h.written << " changes written"
+              << (h.dropped > 0 ? ", " + std::to_string(h.dropped) + " dropped (the history has a gap)" : "")
+              << (h.queued > 0 ? ", " + std::to_string(h.queued) + " not written (" +
+                                     terminal_safe(h.last_error, 300) + ")"
+                               : "")
+              << "\n";
+    if (superseded) return exit_code::superseded;
+    return lost ? exit_code::failure : exit_code::ok;
+}
+
 }  // namespace
 
 int run_serve(const scanner_options& opts, const settings& s, const std::atomic<bool>& interrupted,
@@ -425,16 +438,7 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
     notify.stopping();
     if (web) web->stop();
     svc->stop();
-    const auto h = svc->history().stats();
-    const bool lost = h.dropped > 0 || h.queued > 0;
-    std::cerr << "mqtt-presence-scanner: stopped; " << h.written << " changes written"
-              << (h.dropped > 0 ? ", " + std::to_string(h.dropped) + " dropped (the history has a gap)" : "")
-              << (h.queued > 0 ? ", " + std::to_string(h.queued) + " not written (" +
-                                     terminal_safe(h.last_error, 300) + ")"
-                               : "")
-              << "\n";
-    if (superseded) return exit_code::superseded;
-    return lost ? exit_code::failure : exit_code::ok;
+    return say_stopped(svc->history().stats(), superseded);
 }
 
 int run_history(const settings& s) {

@@ -164,7 +164,7 @@ struct dashboard::impl {
     void end_silence(const httplib::Request& req, httplib::Response& res);
     [[nodiscard]] bool may_change_silences(const httplib::Request& req, httplib::Response& res) const;
     std::string page_history(const std::vector<client_status>& rows);
-    std::string history_or_null(const std::vector<client_status>& rows);
+    std::string history_members(const std::vector<client_status>& rows, bool& complete);
     void one_client(const httplib::Request& req, httplib::Response& res);
     // GET /api/clients/{name}/timeline?window=24h&topic=: its segments and figures over the window.
     void client_timeline(const httplib::Request& req, httplib::Response& res);

@@ -205,11 +205,7 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
         auto rows = page_rows(table, query, [this] { return fleet_uptime(); }, total, counts, stats);
         std::string extra_members = query.paging(total);
         bool complete = true;  // a page without the figures it asked for is not shared
-        if (query.with_history) {
-            const auto day = history_or_null(rows);
-            complete = day.rfind("null", 0) != 0;
-            extra_members += ",\"history\":" + day;
-        }
+        if (query.with_history) extra_members += history_members(rows, complete);
         std::ostringstream out;
         {
             snapshot_writer writer(out, snapshot_format::json);
@@ -226,13 +222,15 @@ void dashboard::impl::clients(const httplib::Request& req, httplib::Response& re
     }
 }
 
-// A page's 24-hour figures, or null with the reason when the history cannot be read now (a database away): the
-// live rows are served all the same.
-std::string dashboard::impl::history_or_null(const std::vector<client_status>& rows) {
+// A page's 24-hour figures as members of its JSON, or null with the reason when the history cannot be read now (a
+// database away; `complete` turns false): the live rows are served all the same.
+std::string dashboard::impl::history_members(const std::vector<client_status>& rows, bool& complete) {
     try {
-        return page_history(rows);
+        return ",\"history\":" + page_history(rows);
     } catch (const error& e) {
-        return "null,\"history_error\":" + json(e.what()).dump(-1, ' ', false, json::error_handler_t::replace);
+        complete = false;
+        return ",\"history\":null,\"history_error\":" +
+               json(e.what()).dump(-1, ' ', false, json::error_handler_t::replace);
     }
 }
 

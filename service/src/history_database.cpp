@@ -7,6 +7,26 @@
 
 namespace mqtt_presence::detail {
 
+std::int64_t to_ms(time_point t) noexcept {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+time_point from_ms(std::int64_t ms) noexcept { return time_point(std::chrono::milliseconds(ms)); }
+
+std::map<std::string, std::string> conninfo(const std::string& where) {
+    char* err = nullptr;
+    PQconninfoOption* options = PQconninfoParse(where.c_str(), &err);
+    if (!options) {
+        const std::string why = err ? err : "cannot be read";
+        PQfreemem(err);
+        throw error("the PostgreSQL connection string is not valid: " + why);
+    }
+    std::map<std::string, std::string> values;
+    for (auto* o = options; o->keyword; ++o)
+        if (o->val && *o->val) values.emplace(o->keyword, o->val);
+    PQconninfoFree(options);
+    return values;
+}
+
 bool is_postgresql(std::string_view where) noexcept {
     const auto starts = [&](std::string_view p) { return where.substr(0, p.size()) == p; };
     if (starts("postgresql://") || starts("postgres://")) return true;
@@ -33,17 +53,11 @@ bool history_is_postgresql(const std::string& where) noexcept { return detail::i
 
 bool history_location_has_password(const std::string& where) {
     if (!detail::is_postgresql(where)) return false;
-    char* err = nullptr;
-    PQconninfoOption* options = PQconninfoParse(where.c_str(), &err);
-    if (!options) {
-        PQfreemem(err);
+    try {
+        return detail::conninfo(where).count("password") > 0;
+    } catch (const error&) {
         return false;  // unreadable: opening it says why
     }
-    bool found = false;
-    for (auto* o = options; o->keyword; ++o)
-        if (std::string_view(o->keyword) == "password" && o->val && *o->val) found = true;
-    PQconninfoFree(options);
-    return found;
 }
 
 }  // namespace mqtt_presence

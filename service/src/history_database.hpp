@@ -6,7 +6,9 @@
 // used by one thread at a time. Private to the service library.
 
 #include <cstdint>
+#include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +24,13 @@ namespace mqtt_presence::detail {
 
 std::int64_t to_ms(time_point t) noexcept;
 time_point from_ms(std::int64_t ms) noexcept;
+/// A row limit as SQL takes it (SIZE_MAX: no limit).
+inline std::int64_t sql_limit(std::size_t limit) noexcept {
+    return static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX));
+}
+/// libpq's own reading of a PostgreSQL connection string (URI or key=value): the keywords that have a value.
+/// Throws mqtt_presence::error when libpq cannot read it.
+std::map<std::string, std::string> conninfo(const std::string& where);
 
 /// A client's key in the clients table.
 struct client_key {

@@ -5,8 +5,6 @@
 // in another COPY into a temporary table and one upsert from it.
 #include "history_database.hpp"
 
-#include <libpq-fe.h>
-
 #include <chrono>
 #include <thread>
 
@@ -195,25 +193,14 @@ history_event read_event(const pqxx::row& q) {
 
 // The database as messages name it: libpq's own reading of the string, without the password.
 std::string display_name(const std::string& where) {
-    char* err = nullptr;
-    PQconninfoOption* options = PQconninfoParse(where.c_str(), &err);
-    if (!options) {
-        const std::string why = err ? err : "cannot be read";
-        PQfreemem(err);
-        throw error("the PostgreSQL connection string is not valid: " + why);
-    }
-    std::string user, host, port, dbname;
-    for (auto* o = options; o->keyword; ++o) {
-        if (!o->val) continue;
-        const std::string key = o->keyword;
-        if (key == "user") user = o->val;
-        else if (key == "host") host = o->val;
-        else if (key == "port") port = o->val;
-        else if (key == "dbname") dbname = o->val;
-    }
-    PQconninfoFree(options);
-    return "postgresql://" + (user.empty() ? "" : user + "@") + host + (port.empty() ? "" : ":" + port) + "/" +
-           dbname;
+    const auto values = conninfo(where);
+    const auto value = [&values](const char* key) {
+        const auto it = values.find(key);
+        return it == values.end() ? std::string() : it->second;
+    };
+    const auto user = value("user"), port = value("port");
+    return "postgresql://" + (user.empty() ? "" : user + "@") + value("host") + (port.empty() ? "" : ":" + port) +
+           "/" + value("dbname");
 }
 
 // A client's row as the COPY into clients_in takes it.
@@ -433,7 +420,7 @@ public:
         pqxx::nontransaction tx(live());
         const auto rows = tx.exec_params(std::string("SELECT ") + event_columns +
                                              " FROM events WHERE id > $1 ORDER BY id LIMIT $2",
-                                         id, limit_of(limit));
+                                         id, sql_limit(limit));
         std::vector<history_event> out;
         out.reserve(rows.size());
         for (const auto& r : rows) out.push_back(read_event(r));
@@ -450,7 +437,7 @@ public:
     std::vector<std::string> alerts(std::size_t limit) override {
         pqxx::nontransaction tx(live());
         std::vector<std::string> out;
-        for (const auto& r : tx.exec_params("SELECT json FROM alerts ORDER BY id DESC LIMIT $1", limit_of(limit)))
+        for (const auto& r : tx.exec_params("SELECT json FROM alerts ORDER BY id DESC LIMIT $1", sql_limit(limit)))
             out.emplace_back(r[0].c_str());
         return out;
     }
@@ -471,7 +458,7 @@ public:
         std::vector<std::pair<std::int64_t, std::string>> out;
         for (const auto& r : tx.exec_params("SELECT id, json FROM alerts WHERE delivered_ms IS NULL ORDER BY id "
                                             "LIMIT $1",
-                                            limit_of(limit)))
+                                            sql_limit(limit)))
             out.emplace_back(r[0].as<std::int64_t>(), r[1].c_str());
         return out;
     }
@@ -524,10 +511,6 @@ public:
     }
 
 private:
-    static std::int64_t limit_of(std::size_t limit) {
-        return static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX));
-    }
-
     // Connects, checks the schema, and for the writer: takes the lock, migrates, prepares.
     void connect() {
         try {

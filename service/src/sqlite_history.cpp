@@ -274,7 +274,6 @@ void bind_time(SQLite::Statement& s, int at, const std::optional<time_point>& t)
     else s.bind(at);
 }
 
-std::int64_t sqlite_limit(std::size_t limit) { return static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)); }
 
 class sqlite_history final : public history_database {
 public:
@@ -550,7 +549,7 @@ public:
         std::vector<history_event> out;
         SQLite::Statement q(*db_, std::string(event_columns) + " FROM events WHERE id > ? ORDER BY id LIMIT ?");
         q.bind(1, id);
-        q.bind(2, sqlite_limit(limit));
+        q.bind(2, sql_limit(limit));
         while (q.executeStep()) out.push_back(read_event(q));
         return out;
     }
@@ -567,7 +566,7 @@ public:
     std::vector<std::string> alerts(std::size_t limit) override {
         std::vector<std::string> out;
         SQLite::Statement q(*db_, "SELECT json FROM alerts ORDER BY id DESC LIMIT ?");
-        q.bind(1, sqlite_limit(limit));
+        q.bind(1, sql_limit(limit));
         while (q.executeStep()) out.push_back(q.getColumn(0).getString());
         return out;
     }
@@ -587,7 +586,7 @@ public:
     std::vector<std::pair<std::int64_t, std::string>> undelivered_alerts(std::size_t limit) override {
         std::vector<std::pair<std::int64_t, std::string>> out;
         SQLite::Statement q(*db_, "SELECT id, json FROM alerts WHERE delivered_ms IS NULL ORDER BY id LIMIT ?");
-        q.bind(1, sqlite_limit(limit));
+        q.bind(1, sql_limit(limit));
         while (q.executeStep()) out.emplace_back(q.getColumn(0).getInt64(), q.getColumn(1).getString());
         return out;
     }
@@ -691,11 +690,6 @@ private:
 };
 
 }  // namespace
-
-std::int64_t to_ms(time_point t) noexcept {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-time_point from_ms(std::int64_t ms) noexcept { return time_point(std::chrono::milliseconds(ms)); }
 
 std::unique_ptr<history_database> open_sqlite_history(const std::string& path, bool writable,
                                                       std::uint64_t max_bytes) {

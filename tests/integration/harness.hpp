@@ -3,13 +3,14 @@
 // real signals, and an independent observer (mosquitto_sub) of the broker's retained state.
 // Every wait is bounded and says what it waited for.
 
-#include "../postgres_cluster.hpp"
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "../postgres_cluster.hpp"
 
 #include <chrono>
 #include <cstdlib>
@@ -55,12 +56,17 @@ inline std::string unique_prefix() {
 /// Where a test's history lives: the test's own SQLite file, with no file (nor WAL, nor shared memory) left from an
 /// earlier run or, when ctest runs a test binary again with MQTT_PRESENCE_TEST_HISTORY=postgresql, a new database
 /// in a private PostgreSQL cluster of this test process (a new one at each call).
-/// The private PostgreSQL cluster of this test process when its histories are in PostgreSQL, else null.
+/// The private PostgreSQL cluster of this test process, started at its first use.
+inline test_support::postgres_cluster& postgres() {
+    static test_support::postgres_cluster cluster;
+    return cluster;
+}
+
+/// The private PostgreSQL cluster when this test process's histories are in PostgreSQL, else null.
 inline test_support::postgres_cluster* history_cluster() {
     const char* backend = std::getenv("MQTT_PRESENCE_TEST_HISTORY");
     if (!backend || std::string(backend) != "postgresql") return nullptr;
-    static test_support::postgres_cluster cluster;
-    return &cluster;
+    return &postgres();
 }
 
 inline std::string db_path() {

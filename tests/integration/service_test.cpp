@@ -3,8 +3,6 @@
 // in a storm leaves a consistent file, and the notary testifies on the broker (and only one notary per template).
 #include "harness.hpp"
 
-#include "../postgres_cluster.hpp"
-
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <nlohmann/json.hpp>
 
@@ -73,15 +71,14 @@ json snapshot_with_history(int port, const std::string& templ, const std::string
     return json::parse(once.stdout_text(), nullptr, false);
 }
 
-// The history on each backend: an SQLite file, or a database in a private PostgreSQL cluster (one per test process).
+// The history on each backend: an SQLite file, or a database in the test process's private PostgreSQL cluster.
 enum class backend { sqlite, postgresql };
 class service_history : public ::testing::TestWithParam<backend> {
 protected:
     static std::string fresh_history() {
         if (GetParam() == backend::sqlite) return db_path();
-        static test_support::postgres_cluster cluster;
         static int n = 0;
-        return cluster.create_database("s" + std::to_string(++n));
+        return postgres().create_database("s" + std::to_string(++n));
     }
 };
 INSTANTIATE_TEST_SUITE_P(backend, service_history, ::testing::Values(backend::sqlite, backend::postgresql),
@@ -189,8 +186,7 @@ TEST_P(service_history, a_death_while_the_service_is_down_is_unseen_with_an_unkn
 // connection once it was idle for 3 s and leads; the stopped one, continued, finds it was superseded and exits 6.
 // Each death is in the history once.
 TEST(service, a_standby_takes_over_from_a_killed_and_from_a_stopped_leader) {
-    test_support::postgres_cluster cluster;
-    const auto db = cluster.create_database("pair");
+    const auto db = postgres().create_database("pair");
     const int port = broker_port();
     const auto prefix = unique_prefix();
     const auto templ = prefix + "/{client}";
