@@ -316,43 +316,68 @@ int remove_ha_discovery(const scanner_options& opts, const settings& s) {
     }
 }
 
-// Another serve leads this PostgreSQL history (it writes it, runs the notary, Home Assistant discovery and the
-// alerts): this one stands by and takes over when the lock is free (the leader stopped, died, or lost its
-// connection). A leader that stopped moving (SIGSTOP, a hung host) keeps its connection and the lock: when that
-// connection has been idle for `stuck_after` (a running writer commits every second) it is ended. Null when
-// interrupted first.
-std::unique_ptr<presence_service> stand_by(const service_options& o, const std::atomic<bool>& interrupted,
-                                           service_notify& notify, const std::string& why) {
-    constexpr auto stuck_after = std::chrono::seconds(3);
-    std::cerr << "mqtt-presence-scanner: standby: " << terminal_safe(why, 400) << "; taking over when it stops\n";
-    std::unique_ptr<history_reader> reader;
-    while (!interrupted) {
-        notify.standing_by("standby: another serve leads");
+// A follower looks at the leader every 250 ms (and takes over when it is gone); a leader that took over retries
+// what did not start then (the notary's lock, held until the old leader's will) every second. A database that cannot
+// be asked is said when the reason changes.
+void keep_role(presence_service& svc, std::mutex& out, std::string& said) {
+    const auto say_once = [&](const char* what, const std::exception& e) {
+        if (e.what() == said) return;
+        said = e.what();
+        std::lock_guard<std::mutex> lock(out);
+        std::cerr << "mqtt-presence-scanner: " << what << terminal_safe(said, 400) << "\n";
+    };
+    if (svc.leading()) {
+        if (svc.complete()) return;
         try {
-            if (!reader) reader = std::make_unique<history_reader>(o.history.path);
-            const auto leader = reader->writer();
-            if (!leader.present) {
-                auto svc = std::make_unique<presence_service>(o);  // another standby may be quicker: locked
-                std::cerr << "mqtt-presence-scanner: standby: the leader is gone; this serve leads now\n";
-                return svc;
-            }
-            if (leader.idle && *leader.idle > stuck_after && reader->end_writer())
-                std::cerr << "mqtt-presence-scanner: standby: the leader's database connection was idle for "
-                          << leader.idle->count() << " ms (stopped or hung): it was ended\n";
-        } catch (const history_locked&) {
-            // another standby took it
-        } catch (const error& e) {
-            std::cerr << "mqtt-presence-scanner: standby: " << terminal_safe(e.what(), 400) << "\n";
-            reader.reset();
-            for (int i = 0; i < 4 && !interrupted; ++i) usleep(250'000);
+            svc.start();
+        } catch (const std::exception& e) {
+            say_once("leading, not yet whole (tried again every second): ", e);
         }
-        usleep(250'000);
+        return;
     }
-    return nullptr;
+    try {
+        svc.follow();
+        said.clear();
+    } catch (const std::exception& e) {
+        say_once("follower: ", e);
+    }
+}
+
+// The history's writer or, when another serve leads a PostgreSQL history, its follower; null (and `refused` the
+// exit code) when neither can be.
+std::unique_ptr<presence_service> open_service(service_options& o, int& refused) {
+    try {
+        return std::make_unique<presence_service>(o);
+    } catch (const history_locked& e) {
+        if (!history_is_postgresql(o.history.path)) {  // a file has one writer and no follower
+            std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+            refused = exit_code::in_use;
+            return nullptr;
+        }
+    } catch (const error& e) {
+        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+        refused = exit_code::usage;
+        return nullptr;
+    }
+    std::cerr << "mqtt-presence-scanner: another serve leads (writes) this history: following it, with a live "
+                 "table and dashboard of its own, and taking over when it stops\n";
+    o.follower = true;
+    try {
+        return std::make_unique<presence_service>(o);
+    } catch (const error& e) {
+        std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+        refused = exit_code::usage;
+        return nullptr;
+    }
 }
 
 // The last line of a serve: what was written, what was not, and the exit code that says it.
-int say_stopped(const history_stats& h, bool superseded) {
+int say_stopped(const presence_service& svc, bool superseded) {
+    if (!svc.leading()) {
+        std::cerr << "mqtt-presence-scanner: stopped (a follower: it wrote nothing)\n";
+        return exit_code::ok;
+    }
+    const auto h = svc.history_figures();
     const bool lost = h.dropped > 0 || h.queued > 0;
     std::cerr << "mqtt-presence-scanner: stopped; " << h.written << " changes written"
               << (h.dropped > 0 ? ", " + std::to_string(h.dropped) + " dropped (the history has a gap)" : "")
@@ -386,18 +411,13 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
         http = http_settings(s);
         o = service_settings(opts, s);
         if (!history_is_postgresql(o.history.path)) make_parents(o.history.path);
-        svc = std::make_unique<presence_service>(o);
-    } catch (const history_locked& e) {
-        if (!history_is_postgresql(o.history.path)) {  // a file has one writer and no standby
-            std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
-            return exit_code::in_use;
-        }
-        svc = stand_by(o, interrupted, notify, e.what());
-        if (!svc) return exit_code::ok;
     } catch (const error& e) {
         std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
         return exit_code::usage;
     }
+    int cannot = exit_code::ok;
+    svc = open_service(o, cannot);
+    if (!svc) return cannot;
     std::mutex out;
     svc->on_line([&out](const std::string& line) {
         std::lock_guard<std::mutex> lock(out);
@@ -418,19 +438,22 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
             std::cerr << "mqtt-presence-scanner: warning: the dashboard listens on " << http->host
                       << " without a password: anyone who reaches it sees every client (--http-user, --http-pw-env)\n";
     }
-    std::cerr << "mqtt-presence-scanner: serving " << o.scan.broker.server_uri << ", history in " << svc->history().path()
-              << (o.notary ? ", notary on " + svc->notary()->filter() : std::string()) << "\n";
+    std::cerr << "mqtt-presence-scanner: " << (svc->leading() ? "serving " : "following another serve on ")
+              << o.scan.broker.server_uri << ", history in " << svc->history_name()
+              << (svc->notary() ? ", notary on " + svc->notary()->filter() : std::string()) << "\n";
     if (web) std::cerr << "mqtt-presence-scanner: dashboard: " << web->url() << "\n";
     notify.tick(*svc);
     if (const auto refused = start_with_retry(*svc, interrupted, out, notify)) return *refused;
     bool said_no_news = false;
     bool superseded = false;
-    while (!interrupted && !superseded) {
+    std::string said_role;
+    for (unsigned round = 0; !interrupted && !superseded; ++round) {
         usleep(50'000);
         notify.tick(*svc);
         say_broker_silence(svc->table().status(), said_no_news);
         if (reload.exchange(false)) reload_alerts(*svc, opts, s, out);
-        superseded = svc->history().stats().superseded;
+        if (round % (svc->leading() ? 20 : 5) == 0) keep_role(*svc, out, said_role);
+        superseded = svc->history_figures().superseded;
     }
     if (superseded)
         std::cerr << "mqtt-presence-scanner: another serve took over the history while this one could not write "
@@ -438,7 +461,7 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
     notify.stopping();
     if (web) web->stop();
     svc->stop();
-    return say_stopped(svc->history().stats(), superseded);
+    return say_stopped(*svc, superseded);
 }
 
 int run_history(const settings& s) {

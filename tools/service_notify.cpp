@@ -15,7 +15,7 @@ service_notify::service_notify() {
 
 void service_notify::tick(presence_service& svc) {
     const auto st = svc.table().status();  // also a proof that the scanner's lock can be taken
-    const auto h = svc.history().stats();
+    const auto h = svc.history_figures();
     const bool synced = st.connected && (st.sync == sync_state::complete || st.sync == sync_state::partial);
     if (synced && !ready_) {
         ready_ = true;
@@ -25,6 +25,7 @@ void service_notify::tick(presence_service& svc) {
                                 : std::string(st.connected ? "syncing with " : "waiting for the broker at ") +
                                       svc.options().scan.broker.server_uri;
     if (h.failing) status += "; history failing: " + h.last_error;
+    if (!svc.leading()) status = "follower (another serve leads): " + status;
     if (status != status_) {
         status_ = status;
         sd_notify(0, ("STATUS=" + terminal_safe(status, 200)).c_str());
@@ -33,22 +34,7 @@ void service_notify::tick(presence_service& svc) {
     const auto now = std::chrono::steady_clock::now();
     if (now < next_ping_) return;
     if (svc.notary()) (void)svc.notary()->stats();  // its lock can be taken
-    if (now - h.writer_alive > std::chrono::seconds(5)) return;  // the writer is stuck: no ping
-    sd_notify(0, "WATCHDOG=1");
-    next_ping_ = now + watchdog_ / 2;
-}
-
-void service_notify::standing_by(const std::string& status) {
-    if (!ready_) {
-        ready_ = true;
-        sd_notify(0, "READY=1");
-    }
-    if (status != status_) {
-        status_ = status;
-        sd_notify(0, ("STATUS=" + terminal_safe(status, 200)).c_str());
-    }
-    const auto now = std::chrono::steady_clock::now();
-    if (watchdog_.count() == 0 || now < next_ping_) return;
+    if (svc.leading() && now - h.writer_alive > std::chrono::seconds(5)) return;  // the writer is stuck: no ping
     sd_notify(0, "WATCHDOG=1");
     next_ping_ = now + watchdog_ / 2;
 }

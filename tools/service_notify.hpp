@@ -21,8 +21,6 @@ public:
     service_notify();
     /// Called often (the main loop's tick): says what changed and pings the watchdog when due.
     void tick(mqtt_presence::presence_service& svc);
-    /// A standby (another serve leads): ready, this status, and the watchdog pinged while the standby's loop moves.
-    void standing_by(const std::string& status);
     void stopping();
 
 private:

@@ -161,7 +161,10 @@ void dashboard::impl::routes() {
         json groups = json::array();
         const client_groups defined(svc.options().scan.groups);
         for (const auto& name : defined.names()) groups.push_back(name);
+        const auto role = detail::role_json(svc);
         res.set_content(dump({{"version", mqtt_presence::version},
+                              {"role", role["role"]},
+                              {"leader", role["leader"]},
                               {"broker", svc.options().scan.broker.server_uri},
                               {"topics", filters},
                               {"groups", groups},
@@ -327,7 +330,7 @@ dashboard::dashboard(presence_service& service, http_options options)
     }
     d.limit_and_guard();
     d.routes();
-    d.commits = service.history().on_commit([&d](const std::vector<history_store::committed>& batch) {
+    d.commits = service.on_commit([&d](const std::vector<history_store::committed>& batch) {
         d.committed(batch);
         // With nobody watching, nothing to render (a viewer follows from when it connects, or reads the file).
         if (d.feed.viewers() == 0) return;

@@ -114,14 +114,15 @@ void dashboard::impl::events(const httplib::Request& req, httplib::Response& res
                     continue;
                 }
                 std::string list;
+                // (Id 0: a follower's own change, not in the history: always shown, never resumed from.)
                 for (const auto& [id, text] : m.changes)
-                    if (id > v->sent) list += (list.empty() ? "" : ",") + text;
+                    if (id == 0 || id > v->sent) list += (list.empty() ? "" : ",") + text;
                 if (!m.changes.empty()) v->sent = std::max(v->sent, m.changes.back().first);
+                const auto id_line = v->sent > 0 ? "id: " + std::to_string(v->sent) + "\n" : std::string();
                 if (m.truncated > 0)
-                    out += "id: " + std::to_string(v->sent) + "\nevent: reset\ndata: {\"truncated\":" +
-                           std::to_string(m.truncated) + "}\n\n";
+                    out += id_line + "event: reset\ndata: {\"truncated\":" + std::to_string(m.truncated) + "}\n\n";
                 else if (!list.empty())
-                    out += "id: " + std::to_string(v->sent) + "\nevent: changes\ndata: {\"changes\":[" + list + "]}\n\n";
+                    out += id_line + "event: changes\ndata: {\"changes\":[" + list + "]}\n\n";
             }
             if (out.empty()) return true;
             return sink.write(out.data(), out.size());

@@ -63,6 +63,8 @@ void dashboard::impl::add_silence(const httplib::Request& req, httplib::Response
         const auto duration = parse_duration(text("for").empty() ? "1h" : text("for"));
         const auto s = svc.add_silence(text("target"), duration, text("reason"), author(req, options.user));
         answer(res, 201, s.json());
+    } catch (const not_leading& e) {
+        answer(res, 503, dump({{"error", e.what()}}));
     } catch (const error& e) {
         bad_request(res, e.what());
     }
@@ -70,7 +72,13 @@ void dashboard::impl::add_silence(const httplib::Request& req, httplib::Response
 
 void dashboard::impl::end_silence(const httplib::Request& req, httplib::Response& res) {
     if (!may_change_silences(req, res)) return;
-    const auto ended = svc.end_silence(std::string(req.matches[1]));
+    std::optional<silence> ended;
+    try {
+        ended = svc.end_silence(std::string(req.matches[1]));
+    } catch (const not_leading& e) {
+        answer(res, 503, dump({{"error", e.what()}}));
+        return;
+    }
     if (!ended) {
         answer(res, 404, dump({{"error", "no running silence has that id"}}));
         return;

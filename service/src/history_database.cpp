@@ -1,5 +1,9 @@
 #include "history_database.hpp"
 
+#include <unistd.h>
+
+#include <mqtt_presence/this_machine.hpp>
+
 #include <libpq-fe.h>
 
 #include <mqtt_presence/error.hpp>
@@ -25,6 +29,10 @@ std::map<std::string, std::string> conninfo(const std::string& where) {
         if (o->val && *o->val) values.emplace(o->keyword, o->val);
     PQconninfoFree(options);
     return values;
+}
+
+std::string writer_name() {
+    return "mqtt-presence serve on " + host_name() + ", pid " + std::to_string(::getpid());
 }
 
 bool is_postgresql(std::string_view where) noexcept {

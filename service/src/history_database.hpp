@@ -32,6 +32,10 @@ inline std::int64_t sql_limit(std::size_t limit) noexcept {
 /// Throws mqtt_presence::error when libpq cannot read it.
 std::map<std::string, std::string> conninfo(const std::string& where);
 
+/// How a writer names itself to the database (PostgreSQL's application_name), which a follower shows as its leader:
+/// "mqtt-presence serve on HOST, pid N".
+std::string writer_name();
+
 /// A client's key in the clients table.
 struct client_key {
     std::string_view topic, client;
@@ -99,11 +103,14 @@ public:
     };
     /// Each (client, topic)'s latest alert of the kinds down, recovered, overdue and back.
     virtual std::vector<client_alert> latest_client_alerts() = 0;
-    /// Whether a writer holds the one-writer lock, and for how long (ms, by the server's clock) its connection has
-    /// been idle: nullopt while it works, or where that cannot be seen. A file's writer is not seen (false).
+    /// Whether a writer holds the one-writer lock, who, and for how long (ms, by the server's clock) its connection
+    /// has been idle: nullopt while it works, or where that cannot be seen. A file's writer is not seen (false).
     struct writer_activity {
         bool present = false;
         std::optional<std::int64_t> idle_ms;
+        std::string who;                ///< the writer's own name for itself ("" where not seen)
+        std::int64_t last_event_id = 0;  ///< the newest event committed (a follower's mark for its takeover)
+        std::optional<std::int64_t> last_observed_ms;  ///< and when it was observed (nullopt: no event yet)
     };
     virtual writer_activity writer() { return {}; }
     /// Ends the server connection of whoever holds the one-writer lock (PostgreSQL: the lock goes with it); false

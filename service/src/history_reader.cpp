@@ -34,6 +34,8 @@ history_reader::history_reader(const std::string& path) : db_(std::make_unique<c
 
 history_reader::~history_reader() noexcept = default;
 
+const std::string& history_reader::name() const noexcept { return db_->db->name(); }
+
 std::vector<history_event> history_reader::events_of(const std::string& client, time_point since,
                                                      const std::string& topic, std::size_t limit) const {
     auto out = locked([&](detail::history_database& db) { return db.chain_events(client, topic, to_ms(since)); });
@@ -77,6 +79,9 @@ history_reader::writer_activity history_reader::writer() const {
     const auto w = locked([](detail::history_database& db) { return db.writer(); });
     writer_activity out;
     out.present = w.present;
+    out.who = w.who;
+    out.last_event_id = w.last_event_id;
+    if (w.last_observed_ms) out.last_observed = from_ms(*w.last_observed_ms);
     if (w.idle_ms) out.idle = std::chrono::milliseconds(*w.idle_ms);
     return out;
 }

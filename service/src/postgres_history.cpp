@@ -480,13 +480,25 @@ public:
         pqxx::nontransaction tx(live());
         const auto r = tx.exec_params(
             std::string("SELECT a.state IS NOT NULL AND a.state <> 'active', "
-                        "(extract(epoch FROM now() - a.state_change) * 1000)::bigint FROM pg_locks l "
+                        "(extract(epoch FROM now() - a.state_change) * 1000)::bigint, a.application_name, "
+                        "(SELECT id FROM events ORDER BY id DESC LIMIT 1), "
+                        "(SELECT observed_ms FROM events ORDER BY id DESC LIMIT 1) FROM pg_locks l "
                         "LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE ") + writer_lock_held,
             writer_lock);
         writer_activity w;
-        if (r.empty()) return w;
+        if (r.empty()) {
+            const auto last = tx.exec("SELECT id, observed_ms FROM events ORDER BY id DESC LIMIT 1");
+            if (!last.empty()) {
+                w.last_event_id = last[0][0].as<std::int64_t>();
+                w.last_observed_ms = last[0][1].as<std::int64_t>();
+            }
+            return w;
+        }
         w.present = true;
         if (r[0][0].as<bool>() && !r[0][1].is_null()) w.idle_ms = r[0][1].as<std::int64_t>();
+        if (!r[0][2].is_null()) w.who = r[0][2].as<std::string>();
+        if (!r[0][3].is_null()) w.last_event_id = r[0][3].as<std::int64_t>();
+        if (!r[0][4].is_null()) w.last_observed_ms = r[0][4].as<std::int64_t>();
         return w;
     }
 
@@ -533,6 +545,10 @@ private:
             throw history_locked("the history " + name_ + " is written by another mqtt-presence-scanner serve (one "
                                  "writer per database); stop it, or give this one another --db");
         }
+        // Who writes, as a standby's look at pg_stat_activity names the leader.
+        if (writable_)
+            pqxx::nontransaction(*conn_).exec_params("SELECT set_config('application_name', $1, false)",
+                                                     pg_text(writer_name()));
         const int version = schema_version();
         if (version > known_version)
             throw error(name_ + " has history schema version " + std::to_string(version) + ", newer than this " +

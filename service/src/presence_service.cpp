@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <set>
 
+#include <unistd.h>
+
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
 #include <mqtt_presence/render.hpp>
@@ -12,6 +14,7 @@
 #include <mqtt_presence/this_machine.hpp>
 
 #include "ha_availability.hpp"
+#include "recent_changes.hpp"
 
 namespace mqtt_presence {
 
@@ -56,45 +59,77 @@ std::size_t restore_table(const history_store& store, scanner& scan) {
 
 presence_service::presence_service(service_options options) : options_(std::move(options)) {
     options_.validate();
-    store_ = std::make_unique<history_store>(options_.history);
-    if (options_.observer.empty()) {  // this host and its history (a database's name never carries its password)
-        char resolved[PATH_MAX];
-        const char* path = history_is_postgresql(options_.history.path)
-                               ? nullptr
-                               : ::realpath(options_.history.path.c_str(), resolved);
-        options_.observer = host_name() + ":" + (path ? std::string(path) : store_->path());
+    scanner_options scan = options_.scan;
+    if (options_.follower) {
+        // A client id given for the pair must not be shared by its two scanners (the broker would end one's session
+        // at each connect of the other): a follower's carries its host and pid.
+        if (!scan.broker.client_id.empty())
+            scan.broker.client_id += "-" + host_name() + "-" + std::to_string(::getpid());
+        const history_reader db(options_.history.path);
+        history_name_ = db.name();
+        name_observer();
+        scanner_ = std::make_unique<scanner>(scan);
+        restored_ = scanner_->restore(db.current_rows());
+        recent_ = std::make_unique<detail::recent_changes>();
+    } else {
+        store_ = std::make_unique<history_store>(options_.history);
+        history_name_ = store_->path();
+        name_observer();
+        forward_commits();
+        scanner_ = std::make_unique<scanner>(scan);
+        restored_ = restore_table(*store_, *scanner_);
+        if (options_.notary) notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
+        if (options_.alerts) {
+            engine_ = make_engine(*options_.alerts);
+            sinks_ = make_sinks(options_.sinks);
+        }
+        leading_ = true;
     }
-    if (options_.notary && options_.notary->observer.empty()) options_.notary->observer = options_.observer;
-    scanner_ = std::make_unique<scanner>(options_.scan);
-    restored_ = restore_table(*store_, *scanner_);
     silences_.recurring(options_.recurring_silences);
-    if (options_.notary) notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
     if (options_.ha_prefix) {
         ha_ = std::make_unique<ha_discovery>(*scanner_, *options_.ha_prefix, options_.ha_exclude);
         ha_online_ = std::make_unique<detail::ha_availability>(options_.scan.broker, ha_->availability_topic());
         scanner_->on_message(ha_->status_topic(), [this](const std::string& payload) {
             // Home Assistant (re)started; a broker without persistence may have lost the retained configs.
-            if (payload == "online") ha_->publish_all();
+            if (payload == "online" && leading_) ha_->publish_all();
         });
     }
+    listen_to_scanner();
+}
 
-    if (options_.alerts) {
-        engine_ = make_engine(*options_.alerts);
-        sinks_ = make_sinks(options_.sinks);
-    }
+// The scanner's changes go to the history (a follower keeps them), the notary, the alerts and Home Assistant; its
+// own state to the history's watch intervals, the alerts and the log.
+void presence_service::listen_to_scanner() {
     scanner_->on_change([this](const change& c) {
         {
             std::lock_guard<std::mutex> lock(alert_mutex_);
             if (engine_ && engine_seeded_) emit(engine_->on_change(c, c.at));
         }
         if (cause_of(c) == cause::unseen) ++unseen_;
-        store_->record(c);
+        bool following = false;
+        {
+            std::lock_guard<std::mutex> lock(role_mutex_);
+            if (!store_) {  // following: kept for the takeover (what a sync learned, the leader learns itself)
+                if (c.live) recent_->add(c);
+                following = true;
+            } else if (!(recent_ && recent_->written_ahead(c))) {  // (the old leader's, after a takeover)
+                store_->record(c);
+            }
+        }
+        if (following) {  // the live feed shows the follower's own table (no id: not in the history)
+            const std::vector<history_store::committed> own{{0, &c}};
+            commit_subscribers_.notify(own);
+            return;
+        }
         if (notary_) notary_->record(c);
         if (ha_) ha_->on_change(c);
     });
     scanner_->on_state([this](const scanner_status& st) {
         const bool watching = st.connected && st.sync != sync_state::syncing;
-        store_->watching(watching, clock::now());
+        {
+            std::lock_guard<std::mutex> lock(role_mutex_);
+            if (store_) store_->watching(watching, clock::now());
+        }
         {
             std::lock_guard<std::mutex> lock(alert_mutex_);
             watching_ = watching;
@@ -108,7 +143,7 @@ presence_service::presence_service(service_options options) : options_(std::move
         }
         self_subscribers_.notify(st);
         if (!watching) return;  // "connected" and "connection lost" come as status lines
-        if (ha_ && !ha_published_) {  // the rows the first sync confirmed (restored ones report no change)
+        if (ha_ && !ha_published_ && leading_) {  // the rows the first sync confirmed (restored ones report no change)
             ha_published_ = true;
             ha_->publish_all();
         }
@@ -129,6 +164,147 @@ presence_service::presence_service(service_options options) : options_(std::move
 }
 
 presence_service::~presence_service() noexcept { stop(); }
+
+// Who watches, for the history and the notary (unless given): this host and its history (a database's name never
+// carries its password).
+void presence_service::name_observer() {
+    if (options_.observer.empty()) {
+        char resolved[PATH_MAX];
+        const char* path = history_is_postgresql(options_.history.path)
+                               ? nullptr
+                               : ::realpath(options_.history.path.c_str(), resolved);
+        options_.observer = host_name() + ":" + (path ? std::string(path) : history_name_);
+    }
+    if (options_.notary && options_.notary->observer.empty()) options_.notary->observer = options_.observer;
+}
+
+void presence_service::forward_commits() {
+    commits_ = store_->on_commit(
+        [this](const std::vector<history_store::committed>& batch) { commit_subscribers_.notify(batch); });
+}
+
+history_stats presence_service::history_figures() const {
+    return leading_ ? store_->stats() : mqtt_presence::history_stats{};
+}
+
+presence_service::leader_view presence_service::leader() const {
+    std::lock_guard<std::mutex> lock(leader_mutex_);
+    return leader_;
+}
+
+bool presence_service::follow(std::chrono::milliseconds stuck_after) {
+    if (leading_) return true;
+    try {
+        if (!follower_reader_) follower_reader_ = std::make_unique<history_reader>(options_.history.path);
+        const auto now = clock::now();
+        const auto w = follower_reader_->writer();
+        recent_->mark(w.last_event_id, w.last_observed);
+        {
+            std::lock_guard<std::mutex> lock(leader_mutex_);
+            leader_.problem.clear();
+            if (w.present) {
+                leader_.who = w.who;
+                leader_.seen = now;
+            }
+        }
+        if (!w.present) {
+            lead();
+            return true;
+        }
+        if (w.idle && *w.idle > stuck_after && follower_reader_->end_writer())
+            say("the leader's database connection was idle for " + std::to_string(w.idle->count()) +
+                " ms (stopped or hung): it was ended");
+    } catch (const history_locked&) {
+        // another follower was quicker
+    } catch (const std::exception& e) {
+        follower_reader_.reset();
+        std::lock_guard<std::mutex> lock(leader_mutex_);
+        leader_.problem = e.what();
+        throw error(e.what());
+    }
+    return false;
+}
+
+// The history's session: what this service watches and who it is; the writer rewrites its clients from the table.
+void presence_service::begin_history_session() {
+    std::string topics;
+    for (const auto& t : options_.scan.topics) topics += (topics.empty() ? "" : " ") + t;
+    scanner* scan = scanner_.get();
+    store_->begin_session(
+        options_.scan.broker.server_uri, topics, options_.observer,
+        [scan](const std::function<void(const client_status&)>& visit) { scan->for_each_sorted(visit); },
+        [this](const std::string& w) { say(w); });
+}
+
+// The takeover: the lock, a session, the changes the history lacks, then what only a leader runs.
+void presence_service::lead() {
+    auto store = std::make_unique<history_store>(options_.history);  // history_locked: another was quicker
+    std::vector<change> missing;
+    {
+        // The delivery thread waits here (not Paho's): a change made meanwhile goes after the missing ones.
+        std::lock_guard<std::mutex> lock(role_mutex_);
+        missing = recent_->unwritten(*follower_reader_);
+        store_ = std::move(store);
+        forward_commits();
+        begin_history_session();
+        for (const auto& c : missing) store_->record(c);
+        const auto st = scanner_->status();
+        store_->watching(st.connected && st.sync != sync_state::syncing, clock::now());
+        leading_ = true;
+    }
+    say("this serve leads now (the history's lock was free)" +
+        (missing.empty() ? std::string()
+                         : "; " + std::to_string(missing.size()) + " changes the old leader had not written, written"));
+    follower_reader_.reset();
+    if (options_.notary) {
+        notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
+        for (const auto& c : missing) notary_->record(c);
+    }
+    restore_silences();
+    start_alerts();
+    try {
+        start_leading_parts();
+    } catch (const std::exception& e) {
+        say(std::string("leading without all its parts yet (tried again): ") + e.what());
+    }
+}
+
+// The alert engine and its sinks, seeded from the table (what is down and was paged is not paged again), the
+// outbox delivered, the timer thread started.
+void presence_service::start_alerts() {
+    {
+        std::lock_guard<std::mutex> lock(alert_mutex_);
+        if (options_.alerts && !engine_) {
+            engine_ = make_engine(*options_.alerts);
+            sinks_ = make_sinks(options_.sinks);
+            if (engine_seeded_) {
+                const auto now = clock::now();
+                seed_engine(now);
+                emit(engine_->on_service(watching_, now));
+            }
+        }
+    }
+    deliver_outbox();
+    if (engine_ && !alert_thread_.joinable()) alert_thread_ = std::thread([this] { alert_loop(); });
+}
+
+// The notary (its lock; a conflict throws and is tried again by the next start()), Home Assistant's availability
+// and configs.
+void presence_service::start_leading_parts() {
+    if (notary_ && !notary_started_) {
+        notary_->on_line([this](const std::string& line) { say(line); });
+        notary_->start(clock::now());
+        notary_started_ = true;
+    }
+    if (ha_online_ && !ha_online_started_) {
+        ha_online_->start();
+        ha_online_started_ = true;
+        if (ha_ && engine_seeded_ && !ha_published_) {
+            ha_published_ = true;
+            ha_->publish_all();
+        }
+    }
+}
 
 // The rules over this service's schemes (their filters name a scheme's outage).
 std::unique_ptr<alert_engine> presence_service::make_engine(const alert_options& rules) const {
@@ -269,7 +445,7 @@ std::string presence_service::reload_alerts(std::optional<alert_options> rules, 
         if (changed.empty()) return "SIGHUP: the alert settings are unchanged";
         old = std::move(sinks_);
         engine_.reset();
-        if (rules) {
+        if (rules && leading_) {  // a follower's alerts start at its takeover
             sinks_ = make_sinks(sinks);
             engine_ = make_engine(*rules);
             if (engine_seeded_) {  // the rows as they are now are what is, not news
@@ -283,12 +459,23 @@ std::string presence_service::reload_alerts(std::optional<alert_options> rules, 
         alert_cv_.notify_all();
     }
     if (old) old->stop();  // what it holds is delivered within about a second, or said
-    if (started_ && !alert_thread_.joinable()) alert_thread_ = std::thread([this] { alert_loop(); });
+    if (started_ && leading_ && !alert_thread_.joinable()) alert_thread_ = std::thread([this] { alert_loop(); });
     return "SIGHUP: alert settings re-read: " + changed;
 }
 
+namespace {
+// A follower writes nothing: silences are set on the leader, whose history they live in.
+void refuse_on_follower(bool leading, const presence_service::leader_view& leader) {
+    if (!leading)
+        throw not_leading("this serve follows (another serve writes the history" +
+                          (leader.who.empty() ? std::string() : ": " + leader.who) +
+                          "); set and end silences on the leader");
+}
+}  // namespace
+
 silence presence_service::add_silence(const std::string& target, std::chrono::milliseconds duration,
                                       const std::string& reason, const std::string& by) {
+    refuse_on_follower(leading_, leader());
     auto s = silences_.add(target, duration, reason, by, clock::now());
     store_->record_silence(s);
     say("silence " + s.id + " for " + terminal_safe(target, 80) + " until " + format_iso8601(s.until) + " by " +
@@ -297,6 +484,7 @@ silence presence_service::add_silence(const std::string& target, std::chrono::mi
 }
 
 std::optional<silence> presence_service::end_silence(const std::string& id) {
+    refuse_on_follower(leading_, leader());
     auto s = silences_.end(id, clock::now());
     if (s) {
         store_->record_silence(*s);
@@ -379,14 +567,21 @@ void presence_service::say(const std::string& line) noexcept {
 }
 
 void presence_service::start() {
+    if (!leading_) {  // a follower: its table and silences; the rest at the takeover
+        if (!started_) restore_silences();
+        started_ = true;
+        if (!scanner_started_) {
+            scanner_->start();
+            scanner_started_ = true;
+        }
+        return;
+    }
+    if (scanner_started_) {  // a follower that took over: what did not start then
+        start_leading_parts();
+        return;
+    }
     if (!started_) {
-        std::string topics;
-        for (const auto& t : options_.scan.topics) topics += (topics.empty() ? "" : " ") + t;
-        scanner* scan = scanner_.get();
-        store_->begin_session(
-            options_.scan.broker.server_uri, topics, options_.observer,
-            [scan](const std::function<void(const client_status&)>& visit) { scan->for_each_sorted(visit); },
-            [this](const std::string& w) { say(w); });
+        begin_history_session();
         started_ = true;
         if (restored_ > 0) say("restored " + std::to_string(restored_) + " clients from " + options_.history.path);
         restore_silences();
@@ -404,7 +599,14 @@ void presence_service::start() {
         start_scanner_waking_paho();
         scanner_started_ = true;
     }
-    if (ha_online_) ha_online_->start();
+    if (ha_online_ && !ha_online_started_) {
+        ha_online_->start();
+        ha_online_started_ = true;
+    }
+}
+
+bool presence_service::complete() const noexcept {
+    return !leading_ || ((!notary_ || notary_started_) && (!ha_online_ || ha_online_started_));
 }
 
 // Paho C 1.3.12's receive thread polls the sockets it had when its poll began, up to a second at a time: with the
@@ -436,7 +638,7 @@ void presence_service::start_scanner_waking_paho() {
 void presence_service::stop() noexcept {
     if (!started_) return;
     started_ = false;
-    if (ha_online_) ha_online_->stop();  // Home Assistant's entities: unavailable from now
+    if (ha_online_ && ha_online_started_) ha_online_->stop();  // Home Assistant's entities: unavailable from now
     scanner_->stop();  // delivers what is queued: into the history and the notary
     if (alert_thread_.joinable()) {
         {
@@ -452,6 +654,7 @@ void presence_service::stop() noexcept {
         sinks = sinks_;
     }
     if (sinks) sinks->stop();
+    if (!leading_) return;
     store_->watching(false, clock::now());
     if (notary_) notary_->stop();
     store_->end_session();

@@ -2,6 +2,8 @@
 
 #include <mqtt_presence/render.hpp>
 
+#include "history_database.hpp"
+
 namespace mqtt_presence::detail {
 
 using json = nlohmann::json;
@@ -36,10 +38,22 @@ void broker_part(presence_service& svc, service_health& h) {
                          {"since", time_or_null(st.since)}};
 }
 
+// A follower writes nothing: its history is the leader's, which it must be able to read (and see the leader in).
+void follower_history_part(presence_service& svc, service_health& h) {
+    const auto leader = svc.leader();
+    if (!leader.problem.empty()) h.problems.push_back("history: " + leader.problem);
+    h.parts["history"] = {{"path", svc.history_name()},
+                          {"failing", !leader.problem.empty()},
+                          {"written_by", leader.who.empty() ? json(nullptr) : json(leader.who)},
+                          {"leader_seen_at", time_or_null(leader.seen)},
+                          {"last_error", leader.problem.empty() ? json(nullptr) : json(leader.problem)}};
+}
+
 void history_part(presence_service& svc, service_health& h) {
-    const auto& s = h.history = svc.history().stats();
+    if (!svc.leading()) return follower_history_part(svc, h);
+    const auto& s = h.history = svc.history_figures();
     if (s.failing) h.problems.push_back("history: " + s.last_error);
-    h.parts["history"] = {{"path", svc.history().path()},
+    h.parts["history"] = {{"path", svc.history_name()},
                           {"failing", s.failing},
                           {"backlog", s.queued},
                           {"written", s.written},
@@ -84,9 +98,15 @@ std::string service_health::json_text() const {
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+json role_json(const presence_service& svc) {
+    if (svc.leading()) return {{"role", "leader"}, {"leader", writer_name()}};
+    const auto leader = svc.leader();
+    return {{"role", "follower"}, {"leader", leader.who.empty() ? json(nullptr) : json(leader.who)}};
+}
+
 service_health assess(presence_service& svc) {
     service_health h;
-    h.parts = json::object();
+    h.parts = role_json(svc);
     broker_part(svc, h);
     history_part(svc, h);
     notary_part(svc, h);

@@ -30,6 +30,10 @@ struct service_health {
 /// Alerts waiting longer than this for their receiver make the service unhealthy.
 constexpr std::chrono::seconds alert_delivery_limit{60};
 
+/// The service's role in a pair: {"role":"leader"|"follower","leader":WHO|null}, WHO as the leader names itself
+/// (detail::writer_name; null while a follower has seen none).
+[[nodiscard]] nlohmann::json role_json(const presence_service& svc);
+
 /// Reads each part's state (short locks, no I/O). Thread-safe.
 [[nodiscard]] service_health assess(presence_service& svc);
 

@@ -2,6 +2,7 @@
 // of every death across the service's own crashes, a death nobody watched is unseen with an unknown time, a kill -9
 // in a storm leaves a consistent file, and the notary testifies on the broker (and only one notary per template).
 #include "harness.hpp"
+#include "history_polling.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <nlohmann/json.hpp>
@@ -47,23 +48,6 @@ struct service {
     }
     child proc;
 };
-
-// What `history NAME --format json` says, polled until `done` holds (the writer commits every ~100 ms).
-json history_until(const std::string& db, const std::string& name, const std::function<bool(const json&)>& done,
-                   const std::string& what) {
-    json last;
-    const auto until = steady::now() + 10s;
-    while (steady::now() < until) {
-        child h({SCANNER_BIN, "history", name, "--db", db, "--format", "json"});
-        if (h.wait_exit(10s) == 0) {
-            last = json::parse(h.stdout_text(), nullptr, false);
-            if (!last.is_discarded() && done(last)) return last;
-        }
-        std::this_thread::sleep_for(50ms);  // polling a file another process writes: no event to wait on
-    }
-    ADD_FAILURE() << "the history never showed " << what << "; last answer: " << last.dump();
-    return last;
-}
 
 json snapshot_with_history(int port, const std::string& templ, const std::string& db) {
     child once({SCANNER_BIN, "once", "--broker", broker_uri(port), "--topic", templ, "--db", db, "--format", "json"});
@@ -179,59 +163,6 @@ TEST_P(service_history, a_death_while_the_service_is_down_is_unseen_with_an_unkn
     const auto u = json::parse(uptime.stdout_text());
     ASSERT_EQ(u["clients"].size(), 1u);
     EXPECT_GT(u["clients"][0]["unknown_s"].get<int>(), 3000) << "the hour before the service ran is unknown";
-}
-
-// Two serve on one PostgreSQL database: one leads, the other stands by. The leader SIGKILLed: the standby leads and
-// the history goes on; the new leader SIGSTOPped (its connection, and the lock, stay open): a third one ends its
-// connection once it was idle for 3 s and leads; the stopped one, continued, finds it was superseded and exits 6.
-// Each death is in the history once.
-TEST(service, a_standby_takes_over_from_a_killed_and_from_a_stopped_leader) {
-    const auto db = postgres().create_database("pair");
-    const int port = broker_port();
-    const auto prefix = unique_prefix();
-    const auto templ = prefix + "/{client}";
-    observer watch(port, prefix + "/#");
-    const auto ms_since = [](steady::time_point t) {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t).count();
-    };
-
-    service a(port, templ, db);
-    a.expect_synced();
-    service b(port, templ, db);
-    ASSERT_TRUE(b.proc.wait_stderr(contains("standby: "), 15s)) << b.proc.stderr_text();
-    child boiler({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "boiler", "--format", "json"});
-    watch.expect(prefix + "/boiler", contains("\"status\":1"), "the boiler's birth");
-    history_until(db, "boiler", [](const json& h) { return h["events"].size() == 1; }, "the birth");
-
-    a.proc.signal(SIGKILL);
-    const auto killed = steady::now();
-    ASSERT_TRUE(b.proc.wait_stderr(contains("this serve leads now"), 20s)) << b.proc.stderr_text();
-    b.expect_synced();
-    std::cout << "takeover after SIGKILL: leading " << ms_since(killed) << " ms after the kill\n";
-    boiler.signal(SIGKILL);
-    watch.expect(prefix + "/boiler", contains("\"status\":0"), "the boiler's will");
-    const auto dead = history_until(db, "boiler", [](const json& h) { return h["events"].size() == 2; }, "the death");
-    EXPECT_EQ(dead["events"][0]["cause"], "lost") << dead.dump();
-
-    service c(port, templ, db);
-    ASSERT_TRUE(c.proc.wait_stderr(contains("standby: "), 15s)) << c.proc.stderr_text();
-    b.proc.signal(SIGSTOP);
-    const auto stopped = steady::now();
-    ASSERT_TRUE(c.proc.wait_stderr(contains("(stopped or hung): it was ended"), 30s)) << c.proc.stderr_text();
-    ASSERT_TRUE(c.proc.wait_stderr(contains("this serve leads now"), 20s)) << c.proc.stderr_text();
-    c.expect_synced();
-    std::cout << "takeover after SIGSTOP: leading " << ms_since(stopped) << " ms after the stop\n";
-    child pump({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "pump"});
-    watch.expect(prefix + "/pump", contains("1"), "the pump's birth");
-    history_until(db, "pump", [](const json& h) { return h["events"].size() == 1; }, "the pump, by the third");
-
-    b.proc.signal(SIGCONT);
-    EXPECT_EQ(b.proc.wait_exit(30s), 7) << b.proc.stderr_text();
-    EXPECT_NE(b.proc.stderr_text().find("another serve took over"), std::string::npos) << b.proc.stderr_text();
-    const auto after = history_until(db, "boiler", [](const json&) { return true; }, "anything");
-    EXPECT_EQ(after["events"].size(), 2u) << "each change once across two takeovers: " << after.dump();
-    c.proc.signal(SIGTERM);
-    EXPECT_EQ(c.proc.wait_exit(15s), 0) << c.proc.stderr_text();
 }
 
 // A PostgreSQL password never goes on the command line (every user of the machine can read it there).

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "../postgres_cluster.hpp"
+#include "../../service/src/recent_changes.hpp"
 
 #include <unistd.h>
 
@@ -171,6 +172,63 @@ TEST_P(history, a_clients_events_chain_across_batches_and_restarts) {
 
 // Every event pruned, then new ones: ids are never handed out again (the clients' chains point to the old ones),
 // so a chain stays a chain and a live feed's resume point stays behind every new event.
+// A follower's table saw the same messages as the leader, a few milliseconds later, and three more after the
+// leader's last commit: at its takeover it writes those three and nothing the leader wrote. Plain "1"/"0" repeat
+// their keys (order and time decide); an epoch's change has its own.
+TEST_P(history, a_follower_writes_only_what_the_leader_had_not) {
+    const auto path = fresh();
+    detail::recent_changes seen;
+    seen.mark(0, std::nullopt);  // an empty history
+    connection_table mine;
+    const auto follow = [&](const std::string& name, const std::string& payload, time_point at) {
+        auto c = mine.apply(name, decode(payload), false, at + 3ms);
+        ASSERT_TRUE(c);
+        c->current.topic = "sensors/connected/" + name;
+        seen.add(*c);
+    };
+    {
+        history_store store({path});
+        store.begin_session("tcp://127.0.0.1:1883", "sensors/connected/{client}", "leader");
+        recorder r(store);
+        int i = 0;
+        for (const char* p : {"1", "0", "1", "0", "1", "0"}) {  // before the mark's margin, then after it
+            const auto at = t0 + 1s + 500ms * i++;
+            r.apply("storm", p, at);
+            follow("storm", p, at);
+        }
+        r.apply("pump", "{\"status\":1,\"epoch\":5}", t0 + 3s);
+        follow("pump", "{\"status\":1,\"epoch\":5}", t0 + 3s);
+        r.apply("valve", "{\"status\":1,\"epoch\":8}", t0 + 3s);  // this table lags: two of them come later
+        follow("valve", "{\"status\":1,\"epoch\":8}", t0 + 3s);
+        r.apply("valve", "{\"status\":0,\"epoch\":8}", t0 + 4s);
+        r.apply("valve", "{\"status\":1,\"epoch\":9}", t0 + 4s + 100ms);
+        store.end_session();  // the leader's last commit
+    }
+    follow("storm", "1", t0 + 5s);
+    follow("storm", "0", t0 + 5s + 100ms);
+    follow("pump", "{\"status\":0,\"epoch\":5,\"reason\":\"lost\"}", t0 + 5s + 200ms);
+    seen.mark(10, t0 + 4s + 100ms);  // the newest event: the valve's last
+
+    const history_reader reader(path);
+    const auto missing = seen.unwritten(reader);
+    ASSERT_EQ(missing.size(), 3u);
+    EXPECT_EQ(missing[0].current.client, "storm");
+    EXPECT_EQ(missing[0].current.status, state::connected);
+    EXPECT_EQ(missing[0].at, t0 + 5s + 3ms);
+    EXPECT_EQ(missing[1].current.status, state::disconnected);
+    EXPECT_EQ(missing[2].current.client, "pump");
+    EXPECT_EQ(cause_of(missing[2]), cause::lost);
+    const auto lagging = [&](const std::string& payload, time_point at) {
+        auto c = mine.apply("valve", decode(payload), false, at);
+        c->current.topic = "sensors/connected/valve";
+        return seen.written_ahead(*c);
+    };
+    EXPECT_TRUE(lagging("{\"status\":0,\"epoch\":8}", t0 + 6s)) << "the leader wrote it before it died";
+    EXPECT_TRUE(lagging("{\"status\":1,\"epoch\":9}", t0 + 6s + 10ms));
+    EXPECT_FALSE(lagging("{\"status\":0,\"epoch\":9}", t0 + 6s + 20ms)) << "beyond what the leader wrote";
+    EXPECT_TRUE(seen.unwritten(reader).empty()) << "each is handed over once";
+}
+
 TEST_P(history, ids_keep_growing_after_everything_was_pruned) {
     const auto path = fresh();
     std::int64_t last_before = 0;

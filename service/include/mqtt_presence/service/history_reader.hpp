@@ -25,6 +25,8 @@ public:
     ~history_reader() noexcept;
     history_reader(const history_reader&) = delete;
     history_reader& operator=(const history_reader&) = delete;
+    /// The history as messages name it: the file, or the database without its password.
+    [[nodiscard]] const std::string& name() const noexcept;
 
     /// A client's events observed at or after `since`, newest first; `topic` (if not empty) picks one status topic.
     [[nodiscard]] std::vector<history_event> events_of(const std::string& client, time_point since,
@@ -50,12 +52,15 @@ public:
     [[nodiscard]] std::vector<uptime_figures> uptime(time_point from, time_point to,
                                                      std::chrono::milliseconds flap_interval) const;
 
-    /// For a standby (PostgreSQL): whether a writer holds the history's lock, and how long its database connection
+    /// For a follower (PostgreSQL): whether a writer holds the history's lock, who, and how long its database connection
     /// has been idle by the server's clock (nullopt while it works, or when that cannot be seen: another role
     /// without pg_read_all_stats). A running writer commits at least once a second. A file's writer is not seen.
     struct writer_activity {
         bool present = false;
         std::optional<std::chrono::milliseconds> idle;
+        std::string who;                 ///< how the writer names itself ("mqtt-presence serve on HOST, pid N")
+        std::int64_t last_event_id = 0;          ///< the newest event committed
+        std::optional<time_point> last_observed;  ///< when it was observed (nullopt: no event yet)
     };
     [[nodiscard]] writer_activity writer() const;
     /// Ends the server connection of the writer that holds the history's lock, e.g. one that stopped moving

@@ -13,6 +13,11 @@
 //   svc.stop();
 //
 // Further front ends (HTTP, alerts) attach to table() and history_path(); the service owns the threads.
+//
+// A follower (service_options::follower, a PostgreSQL history another serve writes) keeps its own live table from
+// MQTT and answers (the dashboard, the API, the history read from the database) but writes nothing, runs no notary,
+// Home Assistant discovery or alerts; follow() looks at the leader and takes over in place when it is gone, so the
+// table and everything attached to it go on through the takeover.
 
 #include <condition_variable>
 #include <functional>
@@ -29,6 +34,7 @@
 #include <mqtt_presence/service/alert_sinks.hpp>
 #include <mqtt_presence/service/death_notary.hpp>
 #include <mqtt_presence/service/ha_discovery.hpp>
+#include <mqtt_presence/service/history_reader.hpp>
 #include <mqtt_presence/service/history_store.hpp>
 #include <mqtt_presence/service/silences.hpp>
 
@@ -36,6 +42,7 @@ namespace mqtt_presence {
 
 namespace detail {
 class ha_availability;
+class recent_changes;
 }
 
 struct service_options {
@@ -48,6 +55,8 @@ struct service_options {
     std::optional<alert_options> alerts;   ///< set: alert rules (and `sinks` says where alerts go)
     alert_sink_options sinks;
     std::vector<recurring_silence> recurring_silences;  ///< weekly maintenance windows (--silence-every)
+    /// Another serve writes this (PostgreSQL) history: start as its follower (see follow()).
+    bool follower = false;
 
     /// Throws mqtt_presence::error: also when the notary's topics would be read back as statuses.
     void validate() const;
@@ -56,6 +65,12 @@ struct service_options {
 /// Puts the history's rows back into the scanner's table, a few thousand at a time (a million rows are never held
 /// twice, as rows and in the table). Before the scanner starts. Returns how many the scanner's schemes took.
 std::size_t restore_table(const history_store& store, scanner& scan);
+
+/// What a follower cannot do (set a silence): the leader writes the history.
+class not_leading : public error {
+public:
+    using error::error;
+};
 
 class presence_service {
 public:
@@ -77,6 +92,9 @@ public:
     /// when the broker cannot be reached (call again to retry: what succeeded is kept) or notary_conflict when
     /// another notary holds the template.
     void start();
+    /// Everything this role runs has started (a follower that took over may wait for the old leader's notary lock:
+    /// start() again tries what did not).
+    [[nodiscard]] bool complete() const noexcept;
     /// Delivers what is queued, writes it, releases the notary and disconnects. Idempotent.
     void stop() noexcept;
 
@@ -87,8 +105,37 @@ public:
     /// Alerts waiting for their receiver (none when alerts are off).
     [[nodiscard]] alert_sinks::backlog alerts_pending() const;
 
+    /// A follower's look at the leader, from the owner's thread every 250 ms or so: takes over (in place: the table,
+    /// the dashboard and the API go on) when nobody holds the history (the leader stopped, died, or lost its
+    /// database connection), after ending the leader's connection when it has been idle for `stuck_after` (it
+    /// stopped moving: SIGSTOP, a hung host). At the takeover it writes the changes its own table saw that the
+    /// history lacks (the old leader's last batch), starts the notary, Home Assistant discovery and the alerts
+    /// (whose engine is seeded from the history's sent "down"s: a death the old leader had not yet paged is paged
+    /// once). True when this service leads (then and ever after). Throws mqtt_presence::error when the database
+    /// cannot be asked (also said by leader().problem).
+    bool follow(std::chrono::milliseconds stuck_after = std::chrono::seconds(3));
+    [[nodiscard]] bool leading() const noexcept { return leading_; }
+    /// What a follower last saw of the leader (for /healthz and /api/info).
+    struct leader_view {
+        std::string who;                    ///< "mqtt-presence serve on HOST, pid N" ("" when none was seen)
+        std::optional<time_point> seen;     ///< when it was last seen holding the history
+        std::string problem;                ///< the database could not be asked ("" when it could)
+    };
+    [[nodiscard]] leader_view leader() const;
+    /// Calls `sink` after each commit of this service's history writer, on the writer's thread, until the handle is
+    /// destroyed; while following, with each change of its own table (id 0: not in the history), on the delivery
+    /// thread.
+    [[nodiscard]] subscription on_commit(history_store::commit_sink sink) {
+        return commit_subscribers_.add(std::move(sink));
+    }
+
     [[nodiscard]] scanner& table() noexcept { return *scanner_; }
+    /// The history's writer: only while leading().
     [[nodiscard]] history_store& history() noexcept { return *store_; }
+    /// The writer's figures (a follower's are zero: it writes nothing).
+    [[nodiscard]] history_stats history_figures() const;
+    /// The history as messages name it: the file, or the database without its password.
+    [[nodiscard]] const std::string& history_name() const noexcept { return history_name_; }
     /// The silences (maintenance windows): set and ended through the API, kept in the history.
     [[nodiscard]] silence_book& silences() noexcept { return silences_; }
     /// Sets a silence and writes it to the history. Throws mqtt_presence::error for a bad one.
@@ -113,9 +160,26 @@ private:
     std::shared_ptr<alert_sinks> make_sinks(const alert_sink_options& o);
     void deliver_outbox();
     void restore_silences();
+    void name_observer();
+    void listen_to_scanner();
+    void forward_commits();
+    void begin_history_session();
+    void lead();
+    void start_leading_parts();
+    void start_alerts();
 
     service_options options_;
-    std::unique_ptr<history_store> store_;
+    std::unique_ptr<history_store> store_;  // null while following; set once under role_mutex_
+    std::string history_name_;
+    subscribers<const std::vector<history_store::committed>&> commit_subscribers_;
+    subscription commits_;  // the store's commits, forwarded to commit_subscribers_
+    // A follower: its look at the leader (owner's thread), the changes it saw lately, what it last saw.
+    std::atomic<bool> leading_{false};
+    std::mutex role_mutex_;  // the delivery thread's use of store_ against the takeover
+    std::unique_ptr<history_reader> follower_reader_;
+    std::unique_ptr<detail::recent_changes> recent_;
+    mutable std::mutex leader_mutex_;
+    leader_view leader_;
     std::unique_ptr<scanner> scanner_;
     std::unique_ptr<death_notary> notary_;
     std::unique_ptr<ha_discovery> ha_;
@@ -128,6 +192,7 @@ private:
     std::size_t unseen_ = 0;  // changes learned at a sync that happened while nobody watched (delivery thread)
     bool started_ = false;          // the history's session is open
     bool notary_started_ = false;   // the notary holds its lock
+    bool ha_online_started_ = false;  // Home Assistant's availability connection
     bool scanner_started_ = false;  // the scanner's first connection succeeded (Paho reconnects after that)
 
     // Alerts: the engine is fed on the delivery thread (changes, the service's own state) and by a timer thread.

@@ -1,0 +1,235 @@
+// A pair (or more) of `serve` on one PostgreSQL history, as real processes with real signals: one leads (writes the
+// history), the others follow (their own live table, dashboard and API); a follower takes over in place when the
+// leader is SIGKILLed or SIGSTOPped, its dashboard answering throughout, and writes what the dead leader had not,
+// each change once.
+#include "harness.hpp"
+#include "history_polling.hpp"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <cctype>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <thread>
+
+using namespace harness;
+using json = nlohmann::json;
+
+namespace {
+
+// serve with its dashboard on a free port, on a PostgreSQL history.
+struct member {
+    member(int port, const std::string& templ, const std::string& db)
+        : proc({SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ, "--db", db, "--listen",
+                "127.0.0.1:0"}) {
+        const auto line = proc.wait_stderr(contains("dashboard: "), 20s);
+        if (!line) throw std::runtime_error("serve printed no dashboard URL:\n" + proc.stderr_text());
+        std::smatch m;
+        std::regex_search(*line, m, std::regex(R"(http://127\.0\.0\.1:(\d+)/)"));
+        http_port = std::stoi(m[1]);
+    }
+    void expect_synced() {
+        ASSERT_TRUE(proc.wait_stderr(contains("synced"), 15s)) << "serve did not sync:\n" << proc.stderr_text();
+    }
+    // GET `path`: its status and JSON body (status 0: no answer).
+    std::pair<int, json> get(const std::string& path) const {
+        httplib::Client c("127.0.0.1", http_port);
+        c.set_connection_timeout(2, 0);
+        c.set_read_timeout(5, 0);
+        auto res = c.Get(path.c_str());
+        if (!res) return {0, json()};
+        return {res->status, json::parse(res->body, nullptr, false)};
+    }
+    // Waits (bounded) until GET `path` answers JSON that satisfies `done`.
+    json until(const std::string& path, const std::function<bool(const json&)>& done, const std::string& what) {
+        json last;
+        for (const auto end = steady::now() + 15s; steady::now() < end;) {
+            last = get(path).second;
+            if (!last.is_discarded() && !last.is_null() && done(last)) return last;
+            std::this_thread::sleep_for(50ms);  // polling an HTTP API: no event to wait on
+        }
+        ADD_FAILURE() << "GET " << path << " never showed " << what << "; last: " << last.dump();
+        return last;
+    }
+    std::string pid_text() const { return "pid " + std::to_string(proc.pid()); }
+    // Whether it said `text` on stderr so far.
+    bool said(const std::string& text) { return proc.stderr_text().find(text) != std::string::npos; }
+    child proc;
+    int http_port = 0;
+};
+
+// Polls a dashboard's /healthz every 20 ms on a thread of its own and counts the times nothing answered.
+struct health_poller {
+    explicit health_poller(int port)
+        : thread([this, port] {
+              while (!stop) {
+                  httplib::Client c("127.0.0.1", port);
+                  c.set_connection_timeout(2, 0);
+                  c.set_read_timeout(5, 0);
+                  if (c.Get("/healthz")) ++answered;
+                  else ++unanswered;
+                  std::this_thread::sleep_for(20ms);  // a viewer's pace
+              }
+          }) {}
+    ~health_poller() { finish(); }
+    void finish() {
+        stop = true;
+        if (thread.joinable()) thread.join();
+    }
+    std::atomic<bool> stop{false};
+    std::atomic<int> answered{0}, unanswered{0};
+    std::thread thread;
+};
+
+long long ms_since(steady::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t).count();
+}
+
+}  // namespace
+
+// One leads, one follows: the follower's dashboard lists the clients from its own table, says its role and who
+// leads, and refuses to set silences. The leader SIGKILLed: the follower leads in place (the same dashboard,
+// answering throughout) and the history goes on; the new leader SIGSTOPped (its connection, and the lock, stay
+// open): a third one ends its connection once it was idle for 3 s and leads; the stopped one, continued, finds it
+// was superseded and exits 7. Each death is in the history once.
+TEST(pair, a_follower_answers_and_leads_in_place_when_its_leader_is_killed_or_stopped) {
+    const auto db = postgres().create_database("pair");
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    observer watch(port, prefix + "/#");
+
+    member a(port, templ, db);
+    a.expect_synced();
+    member b(port, templ, db);
+    ASSERT_TRUE(b.said("following it")) << b.proc.stderr_text();
+    b.expect_synced();
+    child boiler({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "boiler", "--format", "json"});
+    watch.expect(prefix + "/boiler", contains("\"status\":1"), "the boiler's birth");
+    history_until(db, "boiler", [](const json& h) { return h["events"].size() == 1; }, "the birth");
+
+    const auto info = b.until("/api/info", [](const json& j) { return !j["leader"].is_null(); }, "the leader");
+    EXPECT_EQ(info["role"], "follower");
+    EXPECT_NE(info["leader"].get<std::string>().find(a.pid_text()), std::string::npos) << info.dump();
+    EXPECT_EQ(a.get("/api/info").second["role"], "leader");
+    b.until("/api/clients", [](const json& j) { return j["clients"].size() == 1 && j["clients"][0]["state"] == "connected"; },
+            "the boiler in the follower's own table");
+    const auto [health_status, health] = b.get("/healthz");
+    EXPECT_EQ(health_status, 200) << health.dump();
+    EXPECT_EQ(health["role"], "follower") << health.dump();
+    {
+        httplib::Client c("127.0.0.1", b.http_port);
+        auto res = c.Post("/api/silences", R"({"target":"boiler","for":"1h","reason":"test"})", "application/json");
+        ASSERT_TRUE(res);
+        EXPECT_EQ(res->status, 503) << "a follower writes nothing: " << res->body;
+    }
+
+    health_poller polled(b.http_port);
+    a.proc.signal(SIGKILL);
+    const auto killed = steady::now();
+    ASSERT_TRUE(b.proc.wait_stderr(contains("this serve leads now"), 20s)) << b.proc.stderr_text();
+    std::cout << "takeover after SIGKILL: leading " << ms_since(killed) << " ms after the kill\n";
+    b.until("/api/info", [](const json& j) { return j["role"] == "leader"; }, "the follower leading");
+    boiler.signal(SIGKILL);
+    watch.expect(prefix + "/boiler", contains("\"status\":0"), "the boiler's will");
+    const auto dead = history_until(db, "boiler", [](const json& h) { return h["events"].size() == 2; }, "the death");
+    EXPECT_EQ(dead["events"][0]["cause"], "lost") << dead.dump();
+    polled.finish();
+    EXPECT_EQ(polled.unanswered, 0) << "the survivor's dashboard stopped answering during the takeover";
+    EXPECT_GT(polled.answered, 0);
+
+    member c(port, templ, db);
+    ASSERT_TRUE(c.said("following it")) << c.proc.stderr_text();
+    c.expect_synced();
+    b.proc.signal(SIGSTOP);
+    const auto stopped = steady::now();
+    ASSERT_TRUE(c.proc.wait_stderr(contains("(stopped or hung): it was ended"), 30s)) << c.proc.stderr_text();
+    ASSERT_TRUE(c.proc.wait_stderr(contains("this serve leads now"), 20s)) << c.proc.stderr_text();
+    std::cout << "takeover after SIGSTOP: leading " << ms_since(stopped) << " ms after the stop\n";
+    child pump({SENSOR_BIN, "--broker", broker_uri(port), "--topic", templ, "--name", "pump"});
+    watch.expect(prefix + "/pump", contains("1"), "the pump's birth");
+    history_until(db, "pump", [](const json& h) { return h["events"].size() == 1; }, "the pump, by the third");
+
+    b.proc.signal(SIGCONT);
+    EXPECT_EQ(b.proc.wait_exit(30s), 7) << b.proc.stderr_text();
+    EXPECT_NE(b.proc.stderr_text().find("another serve took over"), std::string::npos) << b.proc.stderr_text();
+    const auto after = history_until(db, "boiler", [](const json&) { return true; }, "anything");
+    EXPECT_EQ(after["events"].size(), 2u) << "each change once across two takeovers: " << after.dump();
+    c.proc.signal(SIGTERM);
+    EXPECT_EQ(c.proc.wait_exit(15s), 0) << c.proc.stderr_text();
+}
+
+// Four publishers each send 20,000 statuses (a new epoch each connect), the leader is SIGKILLed in the middle: the
+// history holds exactly what a mosquitto_sub recorder received (no gap: the follower writes the dead leader's lost
+// batch; no duplicate: nor what it had written).
+TEST(pair, a_storm_across_a_takeover_is_written_whole_and_once) {
+    const auto db = postgres().create_database("storm");
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    observer recorder(port, prefix + "/#", {"-q", "1"});
+
+    member a(port, templ, db);
+    a.expect_synced();
+    member b(port, templ, db);
+    ASSERT_TRUE(b.said("following it")) << b.proc.stderr_text();
+    b.expect_synced();
+
+    constexpr int publishers = 4, per_publisher = 20'000;
+    std::vector<std::unique_ptr<child>> storm;
+    for (int p = 0; p < publishers; ++p) {
+        const std::string lines = std::string(TEST_TMP_DIR) + "/" + prefix + "-" + std::to_string(p) + ".lines";
+        {
+            std::ofstream out(lines);
+            const long long base = 1'700'000'000'000LL;  // epochs in the past, one per connection
+            for (int i = 0; i < per_publisher; ++i)
+                out << (i % 2 == 0 ? "{\"status\":1,\"epoch\":" + std::to_string(base + i / 2) + "}"
+                                   : "{\"status\":0,\"epoch\":" + std::to_string(base + i / 2) +
+                                         ",\"reason\":\"lost\"}")
+                    << "\n";
+        }
+        storm.push_back(std::make_unique<child>(std::vector<std::string>{
+            "sh", "-c", "exec mosquitto_pub -p " + std::to_string(port) + " -h 127.0.0.1 -q 1 -l -t " + prefix +
+                            "/storm" + std::to_string(p) + " < " + lines}));
+    }
+    const auto count = [&] {
+        const auto text = postgres().psql("storm", "SELECT count(*) FROM mqtt_presence.events WHERE retained = 0");
+        if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])))
+            throw std::runtime_error("psql: " + text);
+        return std::stoll(text);
+    };
+    long long seen = 0;
+    for (const auto until = steady::now() + 60s; steady::now() < until && seen < 10'000;) {
+        seen = count();
+        std::this_thread::sleep_for(100ms);  // polling another process's database
+    }
+    ASSERT_GE(seen, 10'000) << "the storm never reached the history";
+    a.proc.signal(SIGKILL);
+    ASSERT_TRUE(b.proc.wait_stderr(contains("this serve leads now"), 20s)) << b.proc.stderr_text();
+    for (auto& p : storm) ASSERT_EQ(p->wait_exit(120s), 0);
+    constexpr long long total = publishers * per_publisher;
+    const auto last = "\"epoch\":" + std::to_string(1'700'000'000'000LL + per_publisher / 2 - 1) + ",\"reason\"";
+    for (int p = 0; p < publishers; ++p)
+        if (recorder.expect_any(contains(last), "the last status of a publisher", 120s).empty()) break;
+    long long written = 0;
+    for (const auto until = steady::now() + 60s; steady::now() < until && written < total;) {
+        written = count();
+        std::this_thread::sleep_for(50ms);  // polling another process's database
+    }
+    std::cout << "killed at " << seen << " events written; " << written << " written in all\n"
+              << b.proc.stderr_text() << "\n";
+    std::map<std::string, long long> received;
+    for (const auto& line : recorder.lines()) ++received[line.substr(0, line.find(' '))];
+    for (int p = 0; p < publishers; ++p)
+        EXPECT_EQ(received[prefix + "/storm" + std::to_string(p)], per_publisher) << "the recorder missed some";
+    EXPECT_EQ(written, total) << "the history has a gap or duplicates";
+    EXPECT_EQ(postgres().psql("storm", "SELECT count(*) FROM (SELECT DISTINCT client, epoch, state FROM "
+                                       "mqtt_presence.events WHERE retained = 0) d"),
+              std::to_string(total))
+        << "a change written twice";
+    b.proc.signal(SIGTERM);
+    EXPECT_EQ(b.proc.wait_exit(15s), 0) << b.proc.stderr_text();
+}
