@@ -135,6 +135,7 @@ std::string alert::json() const {
     if (!groups.empty()) j["groups"] = groups;
     if (!silenced.empty()) j["silenced"] = silenced;
     if (total > 0) j["total"] = total;
+    if (outbox_id > 0) j["id"] = outbox_id;  // the same at a re-delivery: what a receiver dedupes by
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -361,10 +361,11 @@ void presence_service::seed_engine(time_point now) {
         say(std::string("alerts sent before this start could not be read: ") + e.what());
     }
     // The first start (nothing restored): what is down now died before the service existed, when is unknown.
-    // One summary says so, instead of a "down" for each of them.
+    // One summary says so, instead of a "down" for each of them. (A follower that took over is never a first start:
+    // its leader kept the history, and what it had not paged is paged now, each once.)
     std::vector<client_status> down_before;
     scanner_->for_each_sorted([&](const client_status& row) {
-        if (restored_ == 0 && alert_engine::down(row)) down_before.push_back(row);
+        if (restored_ == 0 && !options_.follower && alert_engine::down(row)) down_before.push_back(row);
         else engine_->seed(row, sent.count({row.client, row.topic}) > 0, now);
     });
     if (down_before.empty()) return;
