@@ -18,7 +18,7 @@ constexpr int incomplete = 5;
 /// serve: another instance holds what it needs (the history file, the HTTP port, the notary's template).
 constexpr int in_use = 6;
 /// serve: another serve took over its PostgreSQL history while this one could not reach it (it stood still, or its
-/// connection was cut): a restart makes it a standby, so systemd restarts it.
+/// connection was cut): a restart makes it a follower, so systemd restarts it.
 constexpr int superseded = 7;
 
 }  // namespace exit_code

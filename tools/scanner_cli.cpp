@@ -100,8 +100,8 @@ constexpr const char* serve_footer = R"(Examples:
   mqtt-presence-scanner serve --ha-discovery --ha-discovery-exclude tasmota
 
 A broker that is not there yet is retried; SIGHUP re-reads the alert settings.
-Two or more serve on one PostgreSQL database: one leads, the others stand by
-and take over when it stops, dies or hangs.
+Two or more serve on one PostgreSQL database: one leads, the others follow
+(their own live table and dashboard) and take over when it stops, dies or hangs.
 Exit codes: 0 stopped with everything written, 1 stopped with changes it
 could not write, 2 bad options or history file, 6 in use (another instance
 holds the history file, the port or the notary's template), 7 another serve

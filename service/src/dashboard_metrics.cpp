@@ -71,6 +71,8 @@ void dashboard::impl::metrics(httplib::Response& res) {
              scalar{"mqtt_presence_silences_active", "gauge", "Silences running now.",
                     svc.silences().active(clock::now()).size()},
              scalar{"mqtt_presence_healthy", "gauge", "1 when /healthz says ok.", health.ok() ? 1u : 0u},
+             scalar{"mqtt_presence_leader", "gauge",
+                    "1 while this service writes the history (0: it follows another serve).", svc.leading() ? 1u : 0u},
              scalar{"mqtt_presence_history_written_total", "counter", "Changes committed to the history.", h.written},
              scalar{"mqtt_presence_history_dropped_total", "counter", "Changes the history could not keep (a gap).",
                     h.dropped},

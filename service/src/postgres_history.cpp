@@ -545,7 +545,7 @@ private:
             throw history_locked("the history " + name_ + " is written by another mqtt-presence-scanner serve (one "
                                  "writer per database); stop it, or give this one another --db");
         }
-        // Who writes, as a standby's look at pg_stat_activity names the leader.
+        // Who writes, as a follower's look at pg_stat_activity names the leader.
         if (writable_)
             pqxx::nontransaction(*conn_).exec_params("SELECT set_config('application_name', $1, false)",
                                                      pg_text(writer_name()));

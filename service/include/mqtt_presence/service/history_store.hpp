@@ -60,7 +60,7 @@ struct history_stats {
     /// 64 MiB (PRAGMA cache_size), so the service's RSS does too.
     std::uint64_t cache_bytes = 0;
     /// Another writer took the history while this one could not write (PostgreSQL: its lock went with a lost
-    /// connection, and a standby took it): this store writes no more, and its service must stop.
+    /// connection, and a follower took it): this store writes no more, and its service must stop.
     bool superseded = false;
     /// The writer thread last went round its loop (at least once a second while it lives and is not stuck).
     std::chrono::steady_clock::time_point writer_alive{};
