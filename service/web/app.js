@@ -427,7 +427,7 @@ function listen() {
     refreshSoon(400);  // counts, order, new and removed clients
   });
   source.addEventListener("reset", () => refreshSoon(50));
-  source.addEventListener("scanner", (ev) => { showScanner(JSON.parse(ev.data)); refreshSoon(200); });
+  source.addEventListener("scanner", (ev) => { showScanner(JSON.parse(ev.data)); showInfo(); refreshSoon(200); });
 }
 
 // --- controls --------------------------------------------------------------------------------------------------------
@@ -493,16 +493,24 @@ function showGroups(names) {
   box.hidden = names.length === 0;
 }
 
+// The broker, the filters and, beside a leader, this service's role: a follower keeps its own table and says whom
+// it follows (read again whenever the service's own state changes: a follower may have taken over).
+async function showInfo() {
+  try {
+    const info = await (await fetch("api/info")).json();
+    const role = info.role === "follower" ? "  · follower of " + (info.leader || "another serve") : "";
+    $("broker").textContent = info.broker + "  " + info.topics.join(" ") + role;
+    const was = titleBase;
+    titleBase = "mqtt-presence · " + info.broker;
+    document.title = document.title.replace(was, titleBase);
+    showGroups(info.groups || []);
+  } catch (e) { /* the table still works */ }
+}
+
 async function start() {
   readHash();
   bind();
-  try {
-    const info = await (await fetch("api/info")).json();
-    $("broker").textContent = info.broker + "  " + info.topics.join(" ");
-    titleBase = "mqtt-presence · " + info.broker;
-    document.title = titleBase;
-    showGroups(info.groups || []);
-  } catch (e) { /* the table still works */ }
+  await showInfo();
   await load();
   if (view.client) select(view.client, view.topic);
   listen();
