@@ -168,76 +168,103 @@ TEST(pair, a_follower_answers_and_leads_in_place_when_its_leader_is_killed_or_st
     EXPECT_EQ(c.proc.wait_exit(15s), 0) << c.proc.stderr_text();
 }
 
-// Four publishers each send 20,000 statuses (a new epoch each connect), the leader is SIGKILLed in the middle: the
-// history holds exactly what a mosquitto_sub recorder received (no gap: the follower writes the dead leader's lost
-// batch; no duplicate: nor what it had written).
+// A storm of statuses: `publishers` clients each connecting and dying `per_publisher / 2` times (a new epoch each
+// connect), one mosquitto_pub per client, as fast as the broker takes them.
+struct storm {
+    storm(int port, const std::string& prefix, const std::string& round, int publishers, int per_publisher) {
+        const long long base = 1'700'000'000'000LL;  // epochs in the past, one per connection
+        for (int p = 0; p < publishers; ++p) {
+            const auto name = round + std::to_string(p);
+            const std::string lines = std::string(TEST_TMP_DIR) + "/" + prefix + "-" + name + ".lines";
+            {
+                std::ofstream out(lines);
+                for (int i = 0; i < per_publisher; ++i)
+                    out << "{\"status\":" << (i % 2 == 0 ? "1" : "0") << ",\"epoch\":" << base + i / 2
+                        << (i % 2 == 0 ? "}" : ",\"reason\":\"lost\"}") << "\n";
+            }
+            publishers_.push_back(std::make_unique<child>(std::vector<std::string>{
+                "sh", "-c", "exec mosquitto_pub -p " + std::to_string(port) + " -h 127.0.0.1 -q 1 -l -t " + prefix +
+                                "/" + name + " < " + lines}));
+        }
+        last = "\"epoch\":" + std::to_string(base + per_publisher / 2 - 1) + ",\"reason\"";
+    }
+    // Waits until every publisher is done and `recorder` received each one's last status.
+    void finish(observer& recorder) {
+        for (auto& p : publishers_) ASSERT_EQ(p->wait_exit(120s), 0);
+        for (std::size_t p = 0; p < publishers_.size(); ++p)
+            if (recorder.expect_any(contains(last), "the last status of a publisher", 120s).empty()) break;
+    }
+    std::vector<std::unique_ptr<child>> publishers_;
+    std::string last;  // what each publisher's last status holds
+};
+
+// Two storms of 4 x 10,000 statuses; the leader is SIGKILLed in the middle of the first and the next leader
+// SIGSTOPped in the middle of the second: the history holds exactly what a mosquitto_sub recorder received (no
+// gap: the new leader writes what the old one had not; no duplicate: nor what it had).
 TEST(pair, a_storm_across_a_takeover_is_written_whole_and_once) {
     const auto db = postgres().create_database("storm");
     const int port = broker_port();
     const auto prefix = unique_prefix();
     const auto templ = prefix + "/{client}";
     observer recorder(port, prefix + "/#", {"-q", "1"});
-
-    member a(port, templ, db);
-    a.expect_synced();
-    member b(port, templ, db);
-    ASSERT_TRUE(b.said("following it")) << b.proc.stderr_text();
-    b.expect_synced();
-
-    constexpr int publishers = 4, per_publisher = 20'000;
-    std::vector<std::unique_ptr<child>> storm;
-    for (int p = 0; p < publishers; ++p) {
-        const std::string lines = std::string(TEST_TMP_DIR) + "/" + prefix + "-" + std::to_string(p) + ".lines";
-        {
-            std::ofstream out(lines);
-            const long long base = 1'700'000'000'000LL;  // epochs in the past, one per connection
-            for (int i = 0; i < per_publisher; ++i)
-                out << (i % 2 == 0 ? "{\"status\":1,\"epoch\":" + std::to_string(base + i / 2) + "}"
-                                   : "{\"status\":0,\"epoch\":" + std::to_string(base + i / 2) +
-                                         ",\"reason\":\"lost\"}")
-                    << "\n";
-        }
-        storm.push_back(std::make_unique<child>(std::vector<std::string>{
-            "sh", "-c", "exec mosquitto_pub -p " + std::to_string(port) + " -h 127.0.0.1 -q 1 -l -t " + prefix +
-                            "/storm" + std::to_string(p) + " < " + lines}));
-    }
     const auto count = [&] {
         const auto text = postgres().psql("storm", "SELECT count(*) FROM mqtt_presence.events WHERE retained = 0");
         if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])))
             throw std::runtime_error("psql: " + text);
         return std::stoll(text);
     };
-    long long seen = 0;
-    for (const auto until = steady::now() + 60s; steady::now() < until && seen < 10'000;) {
-        seen = count();
-        std::this_thread::sleep_for(100ms);  // polling another process's database
-    }
-    ASSERT_GE(seen, 10'000) << "the storm never reached the history";
+    // Waits (bounded) until the history holds at least `n` events; returns how many it holds.
+    const auto written_at_least = [&](long long n) {
+        long long seen = 0;
+        for (const auto until = steady::now() + 60s; steady::now() < until && seen < n;) {
+            seen = count();
+            std::this_thread::sleep_for(50ms);  // polling another process's database
+        }
+        return seen;
+    };
+    constexpr int publishers = 4, per_publisher = 10'000;
+    constexpr long long per_round = publishers * per_publisher;
+
+    member a(port, templ, db);
+    a.expect_synced();
+    member b(port, templ, db);
+    ASSERT_TRUE(b.said("following it")) << b.proc.stderr_text();
+    b.expect_synced();
+    storm first(port, prefix, "first", publishers, per_publisher);
+    const auto killed_at = written_at_least(5'000);
+    ASSERT_GE(killed_at, 5'000) << "the storm never reached the history";
     a.proc.signal(SIGKILL);
     ASSERT_TRUE(b.proc.wait_stderr(contains("this serve leads now"), 20s)) << b.proc.stderr_text();
-    for (auto& p : storm) ASSERT_EQ(p->wait_exit(120s), 0);
-    constexpr long long total = publishers * per_publisher;
-    const auto last = "\"epoch\":" + std::to_string(1'700'000'000'000LL + per_publisher / 2 - 1) + ",\"reason\"";
-    for (int p = 0; p < publishers; ++p)
-        if (recorder.expect_any(contains(last), "the last status of a publisher", 120s).empty()) break;
-    long long written = 0;
-    for (const auto until = steady::now() + 60s; steady::now() < until && written < total;) {
-        written = count();
-        std::this_thread::sleep_for(50ms);  // polling another process's database
-    }
-    std::cout << "killed at " << seen << " events written; " << written << " written in all\n"
-              << b.proc.stderr_text() << "\n";
+    first.finish(recorder);
+    EXPECT_EQ(written_at_least(per_round), per_round) << "the first storm: a gap or duplicates";
+
+    member c(port, templ, db);
+    ASSERT_TRUE(c.said("following it")) << c.proc.stderr_text();
+    c.expect_synced();
+    storm second(port, prefix, "second", publishers, per_publisher);
+    const auto stopped_at = written_at_least(per_round + 5'000);
+    ASSERT_GE(stopped_at, per_round + 5'000) << "the second storm never reached the history";
+    b.proc.signal(SIGSTOP);
+    ASSERT_TRUE(c.proc.wait_stderr(contains("this serve leads now"), 30s)) << c.proc.stderr_text();
+    second.finish(recorder);
+    const auto written = written_at_least(2 * per_round);
+    b.proc.signal(SIGCONT);
+    EXPECT_EQ(b.proc.wait_exit(30s), 7) << b.proc.stderr_text();
+    std::cout << "SIGKILL at " << killed_at << " events written, SIGSTOP at " << stopped_at << "; " << written
+              << " written in all\n" << b.proc.stderr_text() << c.proc.stderr_text() << "\n";
+
     std::map<std::string, long long> received;
     for (const auto& line : recorder.lines()) ++received[line.substr(0, line.find(' '))];
-    for (int p = 0; p < publishers; ++p)
-        EXPECT_EQ(received[prefix + "/storm" + std::to_string(p)], per_publisher) << "the recorder missed some";
-    EXPECT_EQ(written, total) << "the history has a gap or duplicates";
+    for (const std::string round : {"first", "second"})
+        for (int p = 0; p < publishers; ++p)
+            EXPECT_EQ(received[prefix + "/" + round + std::to_string(p)], per_publisher) << "the recorder missed some";
+    EXPECT_EQ(written, 2 * per_round) << "the history has a gap or duplicates";
     EXPECT_EQ(postgres().psql("storm", "SELECT count(*) FROM (SELECT DISTINCT client, epoch, state FROM "
                                        "mqtt_presence.events WHERE retained = 0) d"),
-              std::to_string(total))
+              std::to_string(2 * per_round))
         << "a change written twice";
-    b.proc.signal(SIGTERM);
-    EXPECT_EQ(b.proc.wait_exit(15s), 0) << b.proc.stderr_text();
+    c.proc.signal(SIGTERM);
+    EXPECT_EQ(c.proc.wait_exit(15s), 0) << c.proc.stderr_text();
 }
 
 // Both members page through a command: a death the leader paged is not paged again by the follower that takes
