@@ -239,11 +239,11 @@ void presence_service::begin_history_session() {
 // The takeover: the lock, a session, the changes the history lacks, then what only a leader runs.
 void presence_service::lead() {
     auto store = std::make_unique<history_store>(options_.history);  // history_locked: another was quicker
-    std::vector<change> missing;
+    std::vector<change> missing, recent;
     {
         // The delivery thread waits here (not Paho's): a change made meanwhile goes after the missing ones.
         std::lock_guard<std::mutex> lock(role_mutex_);
-        missing = recent_->unwritten(*follower_reader_);
+        missing = recent_->unwritten(*follower_reader_, &recent);
         store_ = std::move(store);
         forward_commits();
         begin_history_session();
@@ -256,9 +256,9 @@ void presence_service::lead() {
         (missing.empty() ? std::string()
                          : "; " + std::to_string(missing.size()) + " changes the old leader had not written, written"));
     follower_reader_.reset();
-    if (options_.notary) {
+    if (options_.notary) {  // the records of the last changes again, once it runs: the old notary's died with it
         notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
-        for (const auto& c : missing) notary_->record(c);
+        notary_handover_ = std::move(recent);
     }
     restore_silences();
     start_alerts();
@@ -295,6 +295,8 @@ void presence_service::start_leading_parts() {
         notary_->on_line([this](const std::string& line) { say(line); });
         notary_->start(clock::now());
         notary_started_ = true;
+        for (const auto& c : notary_handover_) notary_->record(c);
+        notary_handover_.clear();
     }
     if (ha_online_ && !ha_online_started_) {
         ha_online_->start();

@@ -75,7 +75,7 @@ std::size_t recent_changes::key_of(const change& c) {
     return std::hash<std::string>{}(detail::key_of(event_of(c)));
 }
 
-std::vector<change> recent_changes::unwritten(const history_reader& db) {
+std::vector<change> recent_changes::unwritten(const history_reader& db, std::vector<change>* kept) {
     std::deque<change> changes;
     mark_t from;
     {
@@ -90,6 +90,7 @@ std::vector<change> recent_changes::unwritten(const history_reader& db) {
     // (A follower that started moments ago has no mark from before its first changes: those within the margin
     // of the mark's newest event may be in the history before the mark, and the leader, alive then, wrote them.)
     while (!changes.empty() && changes.front().at < from.observed + margin) changes.pop_front();
+    if (kept) kept->assign(changes.begin(), changes.end());
     std::unordered_map<std::string, std::vector<keyed>> theirs, mine;  // by topic and client
     for (const auto& e : db.events_after(from.id, 4 * most))
         theirs[e.topic + '\0' + e.client].push_back({std::hash<std::string>{}(detail::key_of(e)), e.observed});

@@ -39,7 +39,8 @@ public:
     /// The kept changes the database does not hold, in order, and forgets them all; notes, per client, the
     /// changes the leader wrote that this table has not made yet (it lags), for written_ahead(). Throws
     /// mqtt_presence::error when the database cannot be read.
-    std::vector<change> unwritten(const history_reader& db);
+    /// `kept` (if given) receives every change kept, written or not.
+    std::vector<change> unwritten(const history_reader& db, std::vector<change>* kept = nullptr);
     /// After unwritten(): whether this change of the table (the next of its client) is one the leader wrote.
     bool written_ahead(const change& c);
     /// Changes that were let go because more than `most` waited for the leader.

@@ -267,17 +267,19 @@ TEST(pair, a_storm_across_a_takeover_is_written_whole_and_once) {
     EXPECT_EQ(c.proc.wait_exit(15s), 0) << c.proc.stderr_text();
 }
 
-// Both members page through a command: a death the leader paged is not paged again by the follower that takes
-// over; a death the leader had not yet paged when it was SIGKILLed (within its 1 s debounce) is paged by the new
-// leader, once; a death after the takeover, once.
+// Both members page through a command and run a notary: a death the leader paged is not paged again by the
+// follower that takes over; a death the leader had not yet paged when it was SIGKILLed (within its 1 s debounce)
+// is paged by the new leader, once, and its notary testifies to it again; a death after the takeover, once.
 TEST(pair, each_death_is_paged_once_across_a_takeover) {
     const auto db = postgres().create_database("paged");
     const int port = broker_port();
     const auto prefix = unique_prefix();
     const auto templ = prefix + "/{client}";
     const std::string pages = std::string(TEST_TMP_DIR) + "/" + prefix + ".pages";
-    const std::vector<std::string> alerting{"--alert-after", "1s", "--alert-exec", "cat >> " + pages + "; echo >> " + pages};
+    const std::vector<std::string> alerting{"--alert-after", "1s", "--alert-exec", "cat >> " + pages + "; echo >> " + pages,
+                                            "--notary", prefix + "-notary/{client}"};
     observer watch(port, prefix + "/#");
+    observer records(port, prefix + "-notary/#");
     member a(port, templ, db, alerting);
     a.expect_synced();
     member b(port, templ, db, alerting);
@@ -321,6 +323,14 @@ TEST(pair, each_death_is_paged_once_across_a_takeover) {
     a.proc.signal(SIGKILL);  // within its 1 s debounce: late is not paged yet
     ASSERT_TRUE(b.proc.wait_stderr(contains("this serve leads now"), 20s)) << b.proc.stderr_text();
     until_paged("late");
+    // The new leader's notary testifies again to the last changes (the old one's pending records died with it).
+    const auto first = json::parse(records.expect(prefix + "-notary/early", contains("\"cause\":\"lost\""), "early's record"));
+    records.expect(prefix + "-notary/late",
+                   [&](const std::string& p) {
+                       const auto j = json::parse(p, nullptr, false);
+                       return !j.is_discarded() && j["cause"] == "lost" && j["observed_since"] != first["observed_since"];
+                   },
+                   "late's record from the new leader's notary");
     sensors["after"]->signal(SIGKILL);
     until_paged("after");
     std::this_thread::sleep_for(2s);  // a page sent twice would come within the debounce: nothing to await

@@ -180,6 +180,7 @@ private:
     std::unique_ptr<detail::recent_changes> recent_;
     mutable std::mutex leader_mutex_;
     leader_view leader_;
+    std::vector<change> notary_handover_;  // the last changes before a takeover, for the notary once it runs
     std::unique_ptr<scanner> scanner_;
     std::unique_ptr<death_notary> notary_;
     std::unique_ptr<ha_discovery> ha_;
