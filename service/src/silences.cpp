@@ -198,6 +198,11 @@ void silence_book::restore(const std::vector<silence>& remembered) {
             silences_.push_back(s);
 }
 
+void silence_book::mirror(std::vector<silence> running) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    silences_ = std::move(running);
+}
+
 std::optional<silence> silence_book::covering(const std::string& client, const std::vector<std::string>& groups,
                                               time_point now) const {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -131,6 +131,15 @@ TEST(pair, a_follower_answers_and_leads_in_place_when_its_leader_is_killed_or_st
         auto res = c.Post("/api/silences", R"({"target":"boiler","for":"1h","reason":"test"})", "application/json");
         ASSERT_TRUE(res);
         EXPECT_EQ(res->status, 503) << "a follower writes nothing: " << res->body;
+        // The leader's silences show on the follower, set and ended.
+        httplib::Client leader("127.0.0.1", a.http_port);
+        res = leader.Post("/api/silences", R"({"target":"boiler","for":"1h","reason":"service"})", "application/json");
+        ASSERT_TRUE(res);
+        ASSERT_EQ(res->status, 201) << res->body;
+        const auto id = json::parse(res->body)["id"].get<std::string>();
+        b.until("/api/silences", [](const json& j) { return j["silences"].size() == 1; }, "the leader's silence");
+        ASSERT_TRUE(leader.Delete(("/api/silences/" + id).c_str()));
+        b.until("/api/silences", [](const json& j) { return j["silences"].empty(); }, "the silence ended");
     }
 
     health_poller polled(b.http_port);

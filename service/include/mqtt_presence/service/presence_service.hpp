@@ -177,6 +177,7 @@ private:
     std::atomic<bool> leading_{false};
     std::mutex role_mutex_;  // the delivery thread's use of store_ against the takeover
     std::unique_ptr<history_reader> follower_reader_;
+    unsigned looks_ = 0;  // follow() calls
     std::unique_ptr<detail::recent_changes> recent_;
     mutable std::mutex leader_mutex_;
     leader_view leader_;

@@ -63,6 +63,8 @@ public:
     [[nodiscard]] std::vector<silence> active(time_point now) const;
     /// Puts back silences remembered from an earlier run (the history).
     void restore(const std::vector<silence>& remembered);
+    /// The set silences become exactly these (a follower mirrors the leader's, as the history has them).
+    void mirror(std::vector<silence> running);
     /// The running silence that covers the client (by name or group), or a group outage's group; nullopt if none.
     [[nodiscard]] std::optional<silence> covering(const std::string& client, const std::vector<std::string>& groups,
                                                   time_point now) const;
