@@ -253,9 +253,14 @@ void presence_service::lead() {
         store_->watching(st.connected && st.sync != sync_state::syncing, clock::now());
         leading_ = true;
     }
+    const auto let_go = recent_->overflowed();
     say("this serve leads now (the history's lock was free)" +
         (missing.empty() ? std::string()
-                         : "; " + std::to_string(missing.size()) + " changes the old leader had not written, written"));
+                         : "; " + std::to_string(missing.size()) + " changes the old leader had not written, written") +
+        (let_go == 0 ? std::string()
+                     : "; " + std::to_string(let_go) + " changes were let go while more than " +
+                           std::to_string(detail::recent_changes::most) +
+                           " waited for the leader: the history may lack some of them"));
     follower_reader_.reset();
     if (options_.notary) {  // the records of the last changes again, once it runs: the old notary's died with it
         notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
