@@ -115,13 +115,16 @@ void presence_service::listen_to_scanner() {
             } else if (!(recent_ && recent_->written_ahead(c))) {  // (the old leader's, after a takeover)
                 store_->record(c);
             }
+            // A notary that took over and does not run yet gets the change when it does.
+            if (notary_ && !notary_running_ && notary_handover_.size() < detail::recent_changes::most)
+                notary_handover_.push_back(c);
         }
         if (following) {  // the live feed shows the follower's own table (no id: not in the history)
             const std::vector<history_store::committed> own{{0, &c}};
             commit_subscribers_.notify(own);
             return;
         }
-        if (notary_) notary_->record(c);
+        if (notary_running_) notary_->record(c);
         if (ha_) ha_->on_change(c);
     });
     scanner_->on_state([this](const scanner_status& st) {
@@ -249,6 +252,10 @@ void presence_service::lead() {
         forward_commits();
         begin_history_session();
         for (const auto& c : missing) store_->record(c);
+        if (options_.notary) {  // the records of the last changes again, once it runs: the old notary's died with it
+            notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
+            notary_handover_ = std::move(recent);
+        }
         const auto st = scanner_->status();
         store_->watching(st.connected && st.sync != sync_state::syncing, clock::now());
         leading_ = true;
@@ -262,10 +269,6 @@ void presence_service::lead() {
                            std::to_string(detail::recent_changes::most) +
                            " waited for the leader: the history may lack some of them"));
     follower_reader_.reset();
-    if (options_.notary) {  // the records of the last changes again, once it runs: the old notary's died with it
-        notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
-        notary_handover_ = std::move(recent);
-    }
     restore_silences();
     start_alerts();
     try {
@@ -294,16 +297,22 @@ void presence_service::start_alerts() {
     if (engine_ && !alert_thread_.joinable()) alert_thread_ = std::thread([this] { alert_loop(); });
 }
 
-// The notary (its lock; a conflict throws and is tried again by the next start()), Home Assistant's availability
-// and configs.
+// The notary: its lock (a conflict throws mqtt_presence::error, and the next start() tries again), then the
+// records it was handed at a takeover; from then on the delivery thread records each change.
+void presence_service::start_notary() {
+    if (!notary_ || notary_started_) return;
+    notary_->on_line([this](const std::string& line) { say(line); });
+    notary_->start(clock::now());
+    notary_started_ = true;
+    std::lock_guard<std::mutex> lock(role_mutex_);
+    for (const auto& c : notary_handover_) notary_->record(c);
+    notary_handover_.clear();
+    notary_running_ = true;
+}
+
+// The notary, Home Assistant's availability and configs.
 void presence_service::start_leading_parts() {
-    if (notary_ && !notary_started_) {
-        notary_->on_line([this](const std::string& line) { say(line); });
-        notary_->start(clock::now());
-        notary_started_ = true;
-        for (const auto& c : notary_handover_) notary_->record(c);
-        notary_handover_.clear();
-    }
+    start_notary();
     if (ha_online_ && !ha_online_started_) {
         ha_online_->start();
         ha_online_started_ = true;
@@ -599,11 +608,7 @@ void presence_service::start() {
     }
     // The notary first: a conflict refuses before the service has read or written anything. A step that failed is
     // tried again by the next call; one that succeeded is not repeated.
-    if (notary_ && !notary_started_) {
-        notary_->on_line([this](const std::string& line) { say(line); });
-        notary_->start(clock::now());
-        notary_started_ = true;
-    }
+    start_notary();
     if (!scanner_started_) {
         start_scanner_waking_paho();
         scanner_started_ = true;

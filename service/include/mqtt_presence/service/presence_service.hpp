@@ -166,6 +166,7 @@ private:
     void begin_history_session();
     void lead();
     void start_leading_parts();
+    void start_notary();
     void start_alerts();
 
     service_options options_;
@@ -181,7 +182,10 @@ private:
     std::unique_ptr<detail::recent_changes> recent_;
     mutable std::mutex leader_mutex_;
     leader_view leader_;
-    std::vector<change> notary_handover_;  // the last changes before a takeover, for the notary once it runs
+    // The notary's records: the delivery thread records each change while it runs; a notary that took over gets
+    // the last changes before the takeover and those since, once it runs (under role_mutex_).
+    std::vector<change> notary_handover_;
+    std::atomic<bool> notary_running_{false};
     std::unique_ptr<scanner> scanner_;
     std::unique_ptr<death_notary> notary_;
     std::unique_ptr<ha_discovery> ha_;
