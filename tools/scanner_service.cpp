@@ -316,7 +316,7 @@ int remove_ha_discovery(const scanner_options& opts, const settings& s) {
     }
 }
 
-// A follower looks at the leader every 250 ms (and takes over when it is gone); a leader that took over retries
+// A follower looks at the leader every 100 ms (and takes over when it is gone); a leader that took over retries
 // what did not start then (the notary's lock, held until the old leader's will) every second. A database that cannot
 // be asked is said when the reason changes.
 void keep_role(presence_service& svc, std::mutex& out, std::string& said) {
@@ -452,7 +452,7 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
         notify.tick(*svc);
         say_broker_silence(svc->table().status(), said_no_news);
         if (reload.exchange(false)) reload_alerts(*svc, opts, s, out);
-        if (round % (svc->leading() ? 20 : 5) == 0) keep_role(*svc, out, said_role);
+        if (round % (svc->leading() ? 20 : 2) == 0) keep_role(*svc, out, said_role);
         superseded = svc->history_figures().superseded;
     }
     if (superseded)

@@ -214,7 +214,7 @@ bool presence_service::follow(std::chrono::milliseconds stuck_after) {
             lead();
             return true;
         }
-        if (++looks_ % 8 == 0) silences_.mirror(follower_reader_->silences(now));  // the leader's, every 2 s
+        if (++looks_ % 20 == 0) silences_.mirror(follower_reader_->silences(now));  // the leader's, every 2 s
         if (w.idle && *w.idle > stuck_after && follower_reader_->end_writer())
             say("the leader's database connection was idle for " + std::to_string(w.idle->count()) +
                 " ms (stopped or hung): it was ended");

@@ -105,7 +105,7 @@ public:
     /// Alerts waiting for their receiver (none when alerts are off).
     [[nodiscard]] alert_sinks::backlog alerts_pending() const;
 
-    /// A follower's look at the leader, from the owner's thread every 250 ms or so: takes over (in place: the table,
+    /// A follower's look at the leader, from the owner's thread every 100 ms or so: takes over (in place: the table,
     /// the dashboard and the API go on) when nobody holds the history (the leader stopped, died, or lost its
     /// database connection), after ending the leader's connection when it has been idle for `stuck_after` (it
     /// stopped moving: SIGSTOP, a hung host). At the takeover it writes the changes its own table saw that the
