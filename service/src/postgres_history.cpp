@@ -479,7 +479,8 @@ public:
     writer_activity writer() override {
         pqxx::nontransaction tx(live());
         const auto r = tx.exec_params(
-            std::string("SELECT a.state IS NOT NULL AND a.state <> 'active', "
+            // Idle: not in a query, or in one that waits for the client (a COPY whose sender stopped mid-way).
+            std::string("SELECT a.state IS NOT NULL AND (a.state <> 'active' OR a.wait_event_type = 'Client'), "
                         "(extract(epoch FROM now() - a.state_change) * 1000)::bigint, a.application_name, "
                         "(SELECT id FROM events ORDER BY id DESC LIMIT 1), "
                         "(SELECT observed_ms FROM events ORDER BY id DESC LIMIT 1) FROM pg_locks l "

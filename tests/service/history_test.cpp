@@ -7,6 +7,7 @@
 #include <mqtt_presence/status_codec.hpp>
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <pqxx/pqxx>
 #include <gtest/gtest.h>
 
 #include "../postgres_cluster.hpp"
@@ -18,6 +19,7 @@
 #include <cstdio>
 #include <mutex>
 #include <string>
+#include <thread>
 
 using namespace mqtt_presence;
 using namespace std::chrono_literals;
@@ -634,6 +636,30 @@ TEST(history_postgresql, one_writer_per_database_and_clear_refusals) {
 
 // The database goes away under a running store: the failure is said, the changes wait in memory (bounded), and
 // all of them are written, in order, once the server is back.
+// A writer stopped in the middle of a COPY (SIGSTOP while it sends a batch) holds the lock in a query that waits for
+// it: a follower sees it idle all the same, and can end it.
+TEST(history_postgresql, a_writer_stopped_in_the_middle_of_a_copy_is_seen_idle) {
+    const auto where = cluster().create_database("stuck");
+    { history_store create({where}); }
+    pqxx::connection stuck(where);
+    pqxx::nontransaction(stuck).exec("SELECT pg_advisory_lock(" + std::to_string(0x4d515072) + ")");
+    pqxx::work tx(stuck);
+    tx.exec("CREATE TEMPORARY TABLE t(x int)");
+    pqxx::stream_to copy(tx, "t");  // COPY t FROM STDIN: the server waits for rows that never come
+    const history_reader follower(where);
+    std::optional<std::chrono::milliseconds> idle;
+    for (const auto end = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < end;) {
+        const auto w = follower.writer();
+        ASSERT_TRUE(w.present);
+        idle = w.idle;
+        if (idle && *idle >= 1s) break;
+        std::this_thread::sleep_for(50ms);  // the server's clock must move on: nothing to await
+    }
+    ASSERT_TRUE(idle) << "a writer waiting in a COPY is never seen idle: a follower would wait for ever";
+    EXPECT_GE(*idle, 1s);
+    EXPECT_TRUE(follower.end_writer());
+}
+
 TEST(history_postgresql, changes_wait_while_the_database_is_away_and_are_written_when_it_returns) {
     const auto where = cluster().create_database("away");
     std::mutex m;
