@@ -300,10 +300,9 @@ void presence_service::start_alerts() {
 // The notary: its lock (a conflict throws mqtt_presence::error, and the next start() tries again), then the
 // records it was handed at a takeover; from then on the delivery thread records each change.
 void presence_service::start_notary() {
-    if (!notary_ || notary_started_) return;
+    if (!notary_ || notary_running_) return;
     notary_->on_line([this](const std::string& line) { say(line); });
     notary_->start(clock::now());
-    notary_started_ = true;
     std::lock_guard<std::mutex> lock(role_mutex_);
     for (const auto& c : notary_handover_) notary_->record(c);
     notary_handover_.clear();
@@ -620,7 +619,7 @@ void presence_service::start() {
 }
 
 bool presence_service::complete() const noexcept {
-    return !leading_ || ((!notary_ || notary_started_) && (!ha_online_ || ha_online_started_));
+    return !leading_ || ((!notary_ || notary_running_) && (!ha_online_ || ha_online_started_));
 }
 
 // Paho C 1.3.12's receive thread polls the sockets it had when its poll began, up to a second at a time: with the
@@ -629,7 +628,7 @@ bool presence_service::complete() const noexcept {
 void presence_service::start_scanner_waking_paho() {
     std::atomic<bool> connecting{true};
     std::thread waker;
-    if (notary_ && notary_started_)
+    if (notary_ && notary_running_)
         waker = std::thread([this, &connecting] {
             while (connecting) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));

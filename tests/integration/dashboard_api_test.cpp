@@ -20,7 +20,7 @@ namespace {
 // serve with its dashboard on a free port; url() once it printed it.
 struct service {
     service(int port, const std::string& templ, std::vector<std::string> extra = {})
-        : db(db_path()), proc(args(port, templ, db, std::move(extra))) {
+        : db(db_path()), proc(serve_args(port, templ, db, extra)) {
         const auto line = proc.wait_stderr(contains("dashboard: "), 15s);
         if (!line) throw std::runtime_error("serve printed no dashboard URL:\n" + proc.stderr_text());
         std::smatch m;
@@ -28,13 +28,6 @@ struct service {
         scheme = m[1];
         http_port = std::stoi(m[3]);
         if (!proc.wait_stderr(contains("synced"), 15s)) throw std::runtime_error("serve did not sync");
-    }
-    static std::vector<std::string> args(int port, const std::string& templ, const std::string& db,
-                                         std::vector<std::string> extra) {
-        std::vector<std::string> a{SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ,
-                                   "--db", db, "--listen", "127.0.0.1:0"};
-        a.insert(a.end(), extra.begin(), extra.end());
-        return a;
     }
     httplib::Client client() const {
         httplib::Client c("127.0.0.1", http_port);

@@ -452,4 +452,16 @@ private:
     int port_ = 0;
 };
 
+#ifdef SCANNER_BIN
+/// `mqtt-presence-scanner serve` on the test's broker and topic, its history at `db`, its dashboard on a free port,
+/// then `extra`.
+inline std::vector<std::string> serve_args(int port, const std::string& templ, const std::string& db,
+                                           const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> a{SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ, "--db", db,
+                               "--listen", "127.0.0.1:0"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+}
+#endif
+
 }  // namespace harness

@@ -36,7 +36,7 @@ double cpu_seconds(pid_t pid) {
 struct service {
     service(int port, const std::string& templ, const std::string& db, std::vector<std::string> extra = {},
             bool wait_synced = true)
-        : proc(args(port, templ, db, std::move(extra))) {
+        : proc(serve_args(port, templ, db, extra)) {
         const auto line = proc.wait_stderr(contains("dashboard: "), 15s);
         if (!line) throw std::runtime_error("serve printed no dashboard URL:\n" + proc.stderr_text());
         std::smatch m;
@@ -44,13 +44,6 @@ struct service {
         http_port = std::stoi(m[2]);
         if (wait_synced && !proc.wait_stderr(contains("synced"), 15s))
             throw std::runtime_error("serve did not sync:\n" + proc.stderr_text());
-    }
-    static std::vector<std::string> args(int port, const std::string& templ, const std::string& db,
-                                         std::vector<std::string> extra) {
-        std::vector<std::string> a{SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ, "--db", db,
-                                   "--listen", "127.0.0.1:0"};
-        a.insert(a.end(), extra.begin(), extra.end());
-        return a;
     }
     // GET /healthz: the status (0: no answer within 1 s) and the body.
     std::pair<int, json> health() const {

@@ -23,19 +23,12 @@ namespace {
 // serve with its dashboard on a free port, on a PostgreSQL history.
 struct member {
     member(int port, const std::string& templ, const std::string& db, std::vector<std::string> extra = {})
-        : proc(args(port, templ, db, std::move(extra))) {
+        : proc(serve_args(port, templ, db, extra)) {
         const auto line = proc.wait_stderr(contains("dashboard: "), 20s);
         if (!line) throw std::runtime_error("serve printed no dashboard URL:\n" + proc.stderr_text());
         std::smatch m;
         std::regex_search(*line, m, std::regex(R"(http://127\.0\.0\.1:(\d+)/)"));
         http_port = std::stoi(m[1]);
-    }
-    static std::vector<std::string> args(int port, const std::string& templ, const std::string& db,
-                                         std::vector<std::string> extra) {
-        std::vector<std::string> a{SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ,
-                                   "--db",      db,      "--listen", "127.0.0.1:0"};
-        a.insert(a.end(), extra.begin(), extra.end());
-        return a;
     }
     void expect_synced() {
         ASSERT_TRUE(proc.wait_stderr(contains("synced"), 15s)) << "serve did not sync:\n" << proc.stderr_text();

@@ -34,15 +34,8 @@ std::int64_t now_ms() {
 // A serve process on the test's own topic tree.
 struct service {
     service(int port, const std::string& templ, const std::string& db, std::vector<std::string> extra = {})
-        : proc(args(port, templ, db, std::move(extra))) {}
+        : proc(serve_args(port, templ, db, extra)) {}
 
-    static std::vector<std::string> args(int port, const std::string& templ, const std::string& db,
-                                         std::vector<std::string> extra) {
-        std::vector<std::string> a{SCANNER_BIN, "serve", "--broker", broker_uri(port), "--topic", templ, "--db", db,
-                                   "--listen", "127.0.0.1:0"};
-        a.insert(a.end(), extra.begin(), extra.end());
-        return a;
-    }
     void expect_synced() {
         ASSERT_TRUE(proc.wait_stderr(contains("synced"), 15s)) << "serve did not sync:\n" << proc.stderr_text();
     }

@@ -185,7 +185,7 @@ private:
     // The notary's records: the delivery thread records each change while it runs; a notary that took over gets
     // the last changes before the takeover and those since, once it runs (under role_mutex_).
     std::vector<change> notary_handover_;
-    std::atomic<bool> notary_running_{false};
+    std::atomic<bool> notary_running_{false};  // it holds its lock and records
     std::unique_ptr<scanner> scanner_;
     std::unique_ptr<death_notary> notary_;
     std::unique_ptr<ha_discovery> ha_;
@@ -197,7 +197,6 @@ private:
     silence_book silences_;
     std::size_t unseen_ = 0;  // changes learned at a sync that happened while nobody watched (delivery thread)
     bool started_ = false;          // the history's session is open
-    bool notary_started_ = false;   // the notary holds its lock
     bool ha_online_started_ = false;  // Home Assistant's availability connection
     bool scanner_started_ = false;  // the scanner's first connection succeeded (Paho reconnects after that)
 
