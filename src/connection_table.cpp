@@ -209,6 +209,7 @@ void table_counts::tally(state status, bool is_stale, bool awaiting_beat, bool i
     if (is_stale) bump(stale);
     if (awaiting_beat) bump(awaiting);
     if (is_overdue) bump(overdue);
+    if (status == state::connected && !is_stale && !is_overdue) bump(up);
 }
 
 // How long a row may go unheard: its fixed interval, or its learned cadence's limit (none until learned).
@@ -542,6 +543,30 @@ void connection_table::restore(const client_status& r, std::optional<time_point>
     e.text.assign({r.detail, r.reason, r.ip, r.host, r.meta, r.raw});
     insert_slot(hash, rows_.size() - 1);
     count(e, +1);
+}
+
+std::vector<learned_cadence> connection_table::cadences(std::int64_t since_unix_ms) const {
+    std::vector<learned_cadence> out;
+    for (const auto& e : rows_) {
+        if (e.expect_s != learned_expectation) continue;
+        const auto& learned = e.expecting->learned;
+        if (learned.count == 0 || learned.last_ms < since_unix_ms) continue;
+        out.push_back(learned_cadence{{}, e.name, e.source, learned});
+    }
+    return out;
+}
+
+bool connection_table::resume_cadence(std::string_view client, std::uint16_t source, const cadence& learned,
+                                      time_point now) {
+    const std::size_t slot = slot_of(client, source, hash_of(client, source));
+    if (slots_[slot] == 0) return false;
+    entry& e = rows_[(slots_[slot] & 0xFFFFFFFFu) - 1];
+    if (e.expect_s != learned_expectation || e.expecting->learned.count > 0) return false;
+    const auto last_ms = e.expecting->learned.last_ms;  // a message heard in this run stays the start of a gap
+    e.expecting->learned = learned;
+    e.expecting->learned.last_ms = last_ms;
+    if (!e.overdue && e.expecting->deadline == unknown_time) start_expectation(e, now);
+    return true;
 }
 
 sighting connection_table::seen(std::string_view client, std::uint16_t source, time_point now, change* out) {

@@ -3,6 +3,7 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <charconv>
 
 #include <mqtt_presence/duration.hpp>
 #include <mqtt_presence/error.hpp>
@@ -88,6 +89,34 @@ std::uint32_t cadence::limit_ms() const noexcept {
     const std::uint64_t longest = *std::max_element(gaps_ms, gaps_ms + count);
     const std::uint64_t limit = std::max<std::uint64_t>(median * multiple, longest * 3 / 2);
     return static_cast<std::uint32_t>(std::min<std::uint64_t>(limit, UINT32_MAX));
+}
+
+std::string cadence::gaps_text() const {
+    std::string out;
+    for (std::size_t i = 0; i < count; ++i) {
+        // The oldest first: the ring's next slot once it is full, else its start.
+        const std::size_t at = (count < kept ? i : (next + i) % kept);
+        if (!out.empty()) out += ',';
+        out += std::to_string(gaps_ms[at]);
+    }
+    return out;
+}
+
+std::optional<cadence> cadence::from_gaps_text(std::string_view text) {
+    cadence c;
+    const char* p = text.data();
+    const char* const end = text.data() + text.size();
+    while (p != end) {
+        if (c.count == kept) return std::nullopt;
+        std::uint32_t gap = 0;
+        const auto [after, ec] = std::from_chars(p, end, gap);
+        if (ec != std::errc() || gap < 1000) return std::nullopt;
+        c.gaps_ms[c.count++] = gap;
+        p = after;
+        if (p != end && (*p != ',' || ++p == end)) return std::nullopt;
+    }
+    c.next = static_cast<std::uint8_t>(c.count % kept);
+    return c;
 }
 
 }  // namespace mqtt_presence

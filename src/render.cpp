@@ -147,7 +147,13 @@ void append_expectation(std::string& out, const client_status& c) {
 // One client object, written directly (a snapshot of a million clients must not become a DOM first).
 void append_client_json(std::string& out, const client_status& c, const std::string& topic) {
     using namespace std::string_view_literals;  // literals with their length known: no strlen per row
-    out += "{\"client\":"sv;
+    out += '{';
+    if (!c.broker.empty()) {
+        out += "\"broker\":"sv;
+        append_string(out, c.broker);
+        out += ',';
+    }
+    out += "\"client\":"sv;
     append_string(out, c.client);
     out += ",\"state\":\""sv;
     out += to_string(c.status);
@@ -303,8 +309,9 @@ std::string format_iso8601(time_point t) {
 }
 
 std::string prometheus_up_sample(const client_status& c) {
-    return "mqtt_presence_up{client=\"" + prometheus_label(c.client) + "\",topic=\"" + prometheus_label(c.topic) +
-           "\"} " + (c.up() ? "1" : "0") + "\n";
+    return "mqtt_presence_up{" + (c.broker.empty() ? std::string() : "broker=\"" + prometheus_label(c.broker) + "\",") +
+           "client=\"" + prometheus_label(c.client) + "\",topic=\"" + prometheus_label(c.topic) + "\"} " +
+           (c.up() ? "1" : "0") + "\n";
 }
 
 std::string prometheus_seconds(time_point t) {
@@ -364,11 +371,12 @@ std::string render_prometheus_summary(const table_counts& counts, const table_st
     return out;
 }
 
-snapshot_writer::snapshot_writer(std::ostream& out, snapshot_format format) : out_(out), format_(format) {
+snapshot_writer::snapshot_writer(std::ostream& out, snapshot_format format, bool brokers)
+    : out_(out), format_(format), brokers_(brokers) {
     buffer_.reserve(flush_at + 4096);
     switch (format_) {
         case snapshot_format::json: buffer_ += "{\"clients\":["; break;
-        case snapshot_format::csv: buffer_ += "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness,overdue,groups\n"; break;
+        case snapshot_format::csv: buffer_ += brokers_ ? "broker," : ""; buffer_ += "client,state,stale,since,last_seen,retained,epoch,ip,detail,topic,liveness,overdue,groups\n"; break;
         case snapshot_format::prometheus:
             buffer_ += "# HELP mqtt_presence_up 1 if the client is connected and neither stale nor overdue, else 0.\n"
                        "# TYPE mqtt_presence_up gauge\n";
@@ -411,6 +419,7 @@ void snapshot_writer::row(const client_status& c) {
             buffer_ += '\n';
             break;
         case snapshot_format::csv:
+            if (brokers_) buffer_ += csv_field(c.broker) + ",";
             buffer_ += csv_field(c.client) + "," + std::string(to_string(c.status)) + "," +
                        (c.stale ? "true" : "false") + "," + (c.since ? format_iso8601(*c.since) : "") + "," +
                        (c.last_seen ? format_iso8601(*c.last_seen) : "") + "," + (c.retained ? "true" : "false") +
@@ -436,7 +445,7 @@ void snapshot_writer::finish(const table_counts& counts, const table_stats& stat
     if (format_ == snapshot_format::json) {
         buffer_ += "],\"counts\":{\"connected\":" + n(counts.connected) + ",\"disconnected\":" +
                    n(counts.disconnected) + ",\"unknown\":" + n(counts.unknown) + ",\"stale\":" + n(counts.stale) +
-                   ",\"overdue\":" + n(counts.overdue) + "},\"stats\":{\"messages\":" + n(stats.messages) + ",\"malformed\":" + n(stats.malformed) +
+                   ",\"overdue\":" + n(counts.overdue) + ",\"up\":" + n(counts.up) + "},\"stats\":{\"messages\":" + n(stats.messages) + ",\"malformed\":" + n(stats.malformed) +
                    ",\"stale_deaths_ignored\":" + n(stats.stale_deaths_ignored) + ",\"stale_connects_ignored\":" +
                    n(stats.stale_connects_ignored) + ",\"future_times\":" + n(stats.future_times) +
                    ",\"unmatched\":" + n(stats.unmatched) + ",\"activity\":" + n(stats.activity) +
@@ -484,26 +493,30 @@ void table_writer::measure(const client_status& c) {
     const auto shared_width = [](const std::string& name, const std::string& topic) {
         return std::min<std::size_t>(cells(name + " (" + topic + ")"), 40);
     };
-    if (!previous_name_.empty() && c.client == previous_name_) {
-        shared_.insert(c.client);
+    // A name under several schemes of one broker (the same name on two brokers is told apart by BROKER).
+    if (!previous_name_.empty() && c.client == previous_name_ && c.broker == previous_broker_) {
+        shared_.insert(c.broker + '\n' + c.client);
         name_w_ = std::max({name_w_, shared_width(previous_name_, previous_topic_), shared_width(c.client, c.topic)});
     } else {
         name_w_ = std::max(name_w_, std::min<std::size_t>(cells(c.client), 40));
     }
     ip_w_ = std::max(ip_w_, std::min<std::size_t>(cells(c.ip), 39));
+    if (!c.broker.empty()) broker_w_ = std::max({broker_w_, std::size_t{6}, cells(c.broker)});
     if (!c.groups.empty()) groups_w_ = std::max({groups_w_, std::size_t{6}, std::min<std::size_t>(cells(joined(c.groups, ',')), 30)});
     if (topics_) topic_w_ = std::max(topic_w_, std::min<std::size_t>(cells(c.topic), 50));
     previous_name_ = c.client;
     previous_topic_ = c.topic;
+    previous_broker_ = c.broker;
 }
 
 std::string table_writer::shown_name(const client_status& c) const {
-    return shared_.count(c.client) > 0 ? c.client + " (" + c.topic + ")" : c.client;
+    return shared_.count(c.broker + '\n' + c.client) > 0 ? c.client + " (" + c.topic + ")" : c.client;
 }
 
 void table_writer::header() {
     if (header_written_) return;
     header_written_ = true;
+    if (broker_w_ > 0) buffer_ += pad("BROKER", broker_w_);
     buffer_ += pad("CLIENT", name_w_) + pad("STATE", state_w) + pad("SINCE", 14) + pad("LAST-SEEN", 14) + pad("LIVENESS", 9) +
                pad("IP", ip_w_) + (groups_w_ > 0 ? pad("GROUPS", groups_w_) : std::string()) +
                (topics_ ? pad("TOPIC", topic_w_) : std::string()) + "DETAIL\n";
@@ -519,6 +532,7 @@ void table_writer::row(const client_status& c) {
         cell = code + st + "\x1b[0m" + std::string(state_w - std::min(st.size(), state_w) + 2, ' ');
     }
     const std::string_view live = c.status != state::connected ? "-" : liveness(c);
+    if (broker_w_ > 0) buffer_ += pad(c.broker, broker_w_);
     buffer_ += pad(shown_name(c), name_w_) + cell + pad(age(c.since, now_), 14) + pad(age(c.last_seen, now_), 14) +
                pad(live, 9) + pad(c.ip.empty() ? "-" : c.ip, ip_w_) +
                (groups_w_ > 0 ? pad(c.groups.empty() ? "-" : joined(c.groups, ','), groups_w_) : std::string()) +
@@ -590,7 +604,9 @@ std::string render_change_json(const change& c) {
 }
 
 std::string render_change_line(const change& c, time_point now) {
-    std::string line = format_iso8601(now) + " " + detail::printable(c.current.client, 160) + " ";
+    std::string line = format_iso8601(now) + " " +
+                       (c.current.broker.empty() ? std::string() : detail::printable(c.current.broker, 40) + ": ") +
+                       detail::printable(c.current.client, 160) + " ";
     const std::string st = std::string(to_string(c.current.status));
     switch (c.kind) {
         case change_kind::added: line += st + (c.current.retained ? " (retained)" : ""); break;

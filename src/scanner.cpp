@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -40,6 +41,11 @@ std::int64_t unix_ms(time_point t) {
 
 void scanner_options::validate() const {
     broker.validate();
+    if (broker_name.size() > 40 || std::any_of(broker_name.begin(), broker_name.end(), [](char c) {
+            return !std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-';
+        }))
+        throw error("broker name \"" + detail::printable(broker_name, 60) +
+                    "\": use letters, digits, '.', '_' and '-' (at most 40), e.g. site-a");
     if (topics.empty()) throw error("no topic template: give at least one, e.g. sensors/connected/{client}");
     for (const auto& t : topics) (void)topic_scheme::parse(t);
     for (const auto& pattern : exclude)
@@ -143,6 +149,8 @@ struct scanner::impl {
     bool publish(const std::string& topic, const std::string& payload, int qos, bool retained) noexcept;
     bool wait_published(std::chrono::milliseconds timeout) noexcept;
     std::size_t restore(std::vector<client_status> rows);
+    [[nodiscard]] std::vector<learned_cadence> cadences(std::int64_t since_unix_ms) const;
+    std::size_t resume_cadences(const std::vector<learned_cadence>& learned);
     [[nodiscard]] std::uint64_t version() const;
     [[nodiscard]] std::size_t pending_deliveries() const;
     [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit, row_order order) const;
@@ -207,6 +215,7 @@ struct scanner::impl {
     // The row as it leaves the scanner: its topic and its groups. Off the lock.
     void describe(client_status& row) const {
         row.topic = topic_of(row);
+        if (!options_.broker_name.empty()) row.broker = options_.broker_name;
         if (!groups_.empty()) row.groups = groups_.of(row);
     }
     std::unique_ptr<mqtt::async_client> owned_;
@@ -958,6 +967,30 @@ std::size_t scanner::impl::pending_deliveries() const {
     return deliveries_.size();
 }
 
+std::vector<learned_cadence> scanner::impl::cadences(std::int64_t since_unix_ms) const {
+    std::vector<learned_cadence> out;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        out = table_.cadences(since_unix_ms);
+    }
+    for (auto& c : out) c.topic = topic_of(c.client, c.source);  // outside the lock: intake goes on meanwhile
+    return out;
+}
+
+std::size_t scanner::impl::resume_cadences(const std::vector<learned_cadence>& learned) {
+    std::size_t resumed = 0;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& c : learned)
+        for (std::size_t i = 0; i < schemes_.size(); ++i) {
+            const auto name = schemes_[i].match(c.topic);
+            if (!name || *name != c.client) continue;
+            resumed += table_.resume_cadence(c.client, static_cast<std::uint16_t>(i), c.learned, clock::now()) ? 1 : 0;
+            break;
+        }
+    ++version_;
+    return resumed;
+}
+
 std::vector<client_status> scanner::impl::snapshot(std::size_t limit, row_order order) const {
     std::vector<client_status> rows;
     {
@@ -1135,6 +1168,12 @@ bool scanner::publish(const std::string& topic, const std::string& payload, int 
 }
 bool scanner::wait_published(std::chrono::milliseconds timeout) noexcept { return impl_->wait_published(timeout); }
 std::size_t scanner::restore(std::vector<client_status> rows) { return impl_->restore(std::move(rows)); }
+std::vector<learned_cadence> scanner::cadences(std::int64_t since_unix_ms) const {
+    return impl_->cadences(since_unix_ms);
+}
+std::size_t scanner::resume_cadences(const std::vector<learned_cadence>& learned) {
+    return impl_->resume_cadences(learned);
+}
 std::uint64_t scanner::version() const { return impl_->version(); }
 std::size_t scanner::pending_deliveries() const { return impl_->pending_deliveries(); }
 std::vector<client_status> scanner::snapshot(std::size_t limit, row_order order) const {

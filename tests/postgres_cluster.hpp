@@ -50,6 +50,11 @@ public:
     /// Stops the server at once (its clients see their connections cut).
     void stop() { run(as_ + bin_ + "/pg_ctl -D " + dir_ + "/data -m immediate -w stop > /dev/null"); }
 
+    /// Every process of the server stopped with SIGSTOP, as on a hung host: connections stay up, nothing answers.
+    void freeze() { signal_all("STOP"); }
+    /// And going on again.
+    void thaw() { signal_all("CONT"); }
+
     /// A new, empty database; returns its URI.
     std::string create_database(const std::string& name) {
         psql("postgres", "CREATE DATABASE \"" + name + "\"");
@@ -68,6 +73,13 @@ public:
     [[nodiscard]] int port() const { return port_; }
 
 private:
+    // The postmaster (postmaster.pid's first line) and its children.
+    void signal_all(const std::string& sig) const {
+        std::string pid;
+        std::ifstream(dir_ + "/data/postmaster.pid") >> pid;
+        if (pid.empty()) throw std::runtime_error("the PostgreSQL server is not running");
+        run("kill -" + sig + " " + pid + " && (pkill -" + sig + " -P " + pid + " || true)");
+    }
     void run(const std::string& command) const {
         if (std::system(command.c_str()) != 0)
             throw std::runtime_error("failed: " + command + "\n" + output("tail -n 20 " + dir_ + "/*.log"));

@@ -20,6 +20,7 @@ namespace cli {
 
 /// What the shared options write besides mqtt_presence::broker_options itself.
 struct broker_flags {
+    std::vector<std::string> uris;  ///< each --broker as given (the scanner's once and events take several)
     std::string host;
     int port = 0;
     std::string pw_env;
@@ -127,8 +128,9 @@ inline std::string read_secret_file(const std::string& option, const std::string
 /// Adds the "Broker" option group. The app's help flag must be --help alone (-h is the host, as in mosquitto_sub).
 inline void add_broker_options(CLI::App& app, mqtt_presence::broker_options& b, broker_flags& f) {
     auto* g = app.add_option_group("Broker", "Where the broker is and how to log in");
-    auto* uri = g->add_option("-b,--broker", b.server_uri, "Broker URI: tcp://, ssl://, ws://, wss://")
-                    ->capture_default_str();
+    auto* uri = g->add_option("-b,--broker", f.uris, "Broker URI: tcp://, ssl://, ws://, wss:// (default " +
+                                                          b.server_uri + ")")
+                    ->allow_extra_args(false);
     auto* host = g->add_option("-h,--host", f.host, "Broker host (builds tcp://HOST:PORT; ssl:// with --cafile)");
     auto* port = g->add_option("-p,--port", f.port, "Broker port (default 1883, 8883 with --cafile)")
                      ->check(CLI::Range(1, 65535));
@@ -150,6 +152,8 @@ inline void add_broker_options(CLI::App& app, mqtt_presence::broker_options& b, 
 
 /// After parsing: the URI from -h/-p, the password from --pw-env, version 3 as 4. Throws mqtt_presence::error.
 inline void finish_broker_options(mqtt_presence::broker_options& b, const broker_flags& f) {
+    if (f.uris.size() > 1) throw mqtt_presence::error("one --broker: this takes a single broker");
+    if (!f.uris.empty()) b.server_uri = f.uris.front();
     if (b.mqtt_version == 3) b.mqtt_version = 4;
     b.keepalive = std::chrono::seconds(f.keepalive);
     if (!f.host.empty() || f.port != 0) {

@@ -6,6 +6,8 @@
 #include <mqtt_presence/render.hpp>
 #include <mqtt_presence/scanner.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <pthread.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -231,28 +233,31 @@ void print_table(const scanner& scan, const settings& s, required_clients& check
     writer.finish(counts, stats, &st);
 }
 
-int run_once(scanner& scan, const settings& s) {
+// Whether the sync of `scan` (the broker at `uri`) gave a table that can be printed as whole: 0, or the exit code,
+// said on stderr. `who` prefixes the lines ("" for one broker, "site-a: " for one of several).
+int sync_verdict(scanner& scan, const settings& s, const std::string& uri, const std::string& who = {}) {
     const bool synced = sync(scan, s.timeout);
     if (synced) wait_for_live_beats(scan);
     if (synced) wait_for_confirmations(scan, s.required);
     if (synced && s.format == "table" && isatty(STDOUT_FILENO) != 0) wait_for_fresh_broker_count(scan);
     const auto st = scan.status();
-    int rc = 0;
+    const std::string say = "mqtt-presence-scanner: " + who;
     if (st.sync_tail_refused)
-        std::cerr << "mqtt-presence-scanner: warning: the broker refused the scanner's publish to its sync tail (an "
+        std::cerr << say << "warning: the broker refused the scanner's publish to its sync tail (an "
                      "ACL? let the scanner write mqtt-presence-sync/#); the sync ended with its marker\n";
     if (!st.connected) {
-        std::cerr << "mqtt-presence-scanner: lost the connection to " << s.opts.broker.server_uri
-                  << " during the sync; no table printed\n";
-        rc = exit_code::unreachable;
-    } else if (!synced) {
-        std::cerr << "mqtt-presence-scanner: sync not complete after " << s.timeout_text << " ("
+        std::cerr << say << "lost the connection to " << uri << " during the sync; no table printed\n";
+        return exit_code::unreachable;
+    }
+    if (!synced) {
+        std::cerr << say << "sync not complete after " << s.timeout_text << " ("
                   << scan.stats().messages << " statuses read); the table would be partial (a longer --timeout for "
                   << "a large fleet; a broker that drops messages, e.g. mosquitto below its max_queued_messages, "
                   << "never completes it)\n";
-        rc = exit_code::incomplete;
-    } else if (st.sync == sync_state::partial) {
-        std::cerr << "mqtt-presence-scanner: the table is partial: no retained status came through the wildcard "
+        return exit_code::incomplete;
+    }
+    if (st.sync == sync_state::partial) {
+        std::cerr << say << "the table is partial: no retained status came through the wildcard "
                      "subscription and the sync tail never came back: this broker delivers no retained message to a "
                      "wildcard subscription (RabbitMQ is one), or it refused the scanner's publish to its sync tail "
                      "(an ACL: let it write mqtt-presence-sync/#); the table holds only the clients heard live"
@@ -260,16 +265,23 @@ int run_once(scanner& scan, const settings& s) {
                   << ". For the whole table run `mqtt-presence-scanner serve`, whose history keeps it across "
                      "restarts, or name the clients you need: once --require NAME[,NAME...]\n";
         // The named clients were each asked for by their topics: --require's answer is true.
-        rc = s.required.empty() ? exit_code::incomplete : exit_code::ok;
-    } else if (st.sync != sync_state::complete) {
-        std::cerr << "mqtt-presence-scanner: the sync is not verified: "
+        return s.required.empty() ? exit_code::incomplete : exit_code::ok;
+    }
+    if (st.sync != sync_state::complete) {
+        std::cerr << say << "the sync is not verified: "
                   << (st.broker_dropped > 0
                           ? "the broker reports " + std::to_string(st.broker_dropped) + " dropped messages"
                           : std::string("the sync marker did not come back"))
                   << "; the broker may have dropped statuses (mosquitto: raise max_queued_messages, or set it to 0 "
                      "with max_queued_bytes 0, above the fleet size); the table may be partial\n";
-        rc = exit_code::incomplete;
+        return exit_code::incomplete;
     }
+    return exit_code::ok;
+}
+
+int run_once(scanner& scan, const settings& s) {
+    int rc = sync_verdict(scan, s, s.opts.broker.server_uri);
+    const auto st = scan.status();
     required_clients check(s.required);
     const bool partial = st.sync == sync_state::partial;
     if (rc == 0 && partial && !s.allow_partial) {
@@ -514,25 +526,29 @@ std::string sync_warning(const scanner_status& st) {
 
 // Status lines and changes arrive on the scanner's delivery thread, in order: never on Paho's.
 void attach_outputs(scanner& scan, const settings& s, bool live_table, std::mutex& out_mutex,
-                    redraw_signal& changed) {
+                    redraw_signal& changed, const std::string& broker) {
     const bool json_lines = s.format == "json" || s.format == "ndjson";
-    scan.on_status([&s, &out_mutex, &changed](const std::string& line) {
+    const std::string who = broker.empty() ? std::string() : broker + ": ";  // whose lines, of several
+    scan.on_status([&s, &out_mutex, &changed, who](const std::string& line) {
         if (s.run == mode::once || s.run == mode::purge) return;  // a snapshot reports through its exit code
         changed.mark();
         std::lock_guard<std::mutex> lock(out_mutex);
-        std::cerr << "mqtt-presence-scanner: " << terminal_safe(line, 400) << "\n";
+        std::cerr << "mqtt-presence-scanner: " << who << terminal_safe(line, 400) << "\n";
     });
     if (s.run != mode::watch && s.run != mode::events) return;  // a snapshot or a purge builds no change rows
     // The scanner's own state, in order with the changes: a JSON stream says when its data stops being live or
     // whole ({"event":"scanner",...}); human lines say a sync that ended partial or unverified on stderr.
-    scan.on_state([&out_mutex, &changed, live_table, json_lines](const scanner_status& st) {
+    scan.on_state([&out_mutex, &changed, live_table, json_lines, broker, who](
+                      const scanner_status& st) {
         changed.mark();
         if (live_table) return;  // the title says it
         std::lock_guard<std::mutex> lock(out_mutex);
         if (json_lines) {
-            std::cout << "{\"event\":\"scanner\",\"scanner\":" << render_scanner_json(st) << "}\n" << std::flush;
+            std::cout << "{\"event\":\"scanner\","
+                      << (broker.empty() ? std::string() : "\"broker\":" + nlohmann::json(broker).dump() + ",")
+                      << "\"scanner\":" << render_scanner_json(st) << "}\n" << std::flush;
         } else if (st.connected && st.sync != sync_state::syncing && st.sync != sync_state::complete) {
-            std::cerr << "mqtt-presence-scanner: " << sync_warning(st) << "\n";
+            std::cerr << "mqtt-presence-scanner: " << who << sync_warning(st) << "\n";
         }
     });
     scan.on_change([&out_mutex, &changed, live_table, json_lines](const change& c) {
@@ -543,6 +559,160 @@ void attach_outputs(scanner& scan, const settings& s, bool live_table, std::mute
         else std::cout << render_change_line(c, clock::now());
         std::cout.flush();
     });
+}
+
+// once and events over several named brokers (--broker NAME=URI, repeated): a scanner each, with its own
+// connection and sync, started and synced side by side; every row carries its broker's name. A broker that cannot
+// be read is said by name, and never passes for one without clients.
+struct broker_scan {
+    scanner_cli::named_broker where;
+    std::unique_ptr<scanner> scan;
+    std::string failure;  // why it could not be reached ("" once started)
+    int verdict = exit_code::ok;  // once: its sync's verdict (sync_verdict)
+};
+
+std::vector<broker_scan> start_several(const settings& s, std::mutex& out, redraw_signal& changed) {
+    std::vector<broker_scan> all;
+    for (const auto& b : s.brokers) {
+        auto o = s.opts;
+        o.broker.server_uri = b.uri;
+        o.broker_name = b.name;
+        if (!o.broker.client_id.empty()) o.broker.client_id += "-" + b.name;  // one id per connection
+        all.push_back(broker_scan{b, std::make_unique<scanner>(std::move(o)), {}, exit_code::ok});
+        attach_outputs(*all.back().scan, s, false, out, changed, b.name);
+    }
+    // Side by side: a broker that does not answer costs its connect timeout once, not once per broker.
+    std::vector<std::thread> starting;
+    for (auto& b : all)
+        starting.emplace_back([&b] {
+            try {
+                b.scan->start();
+            } catch (const std::exception& e) {
+                b.failure = e.what();
+            }
+        });
+    for (auto& t : starting) t.join();
+    for (const auto& b : all)
+        if (!b.failure.empty())
+            std::cerr << "mqtt-presence-scanner: " << b.where.name << ": " << terminal_safe(b.failure, 400) << "\n";
+    return all;
+}
+
+// The brokers as the JSON snapshot's "brokers" member: each one's name, URI, whether it was read whole, and its
+// scanner's state (null when it could not be reached).
+std::string brokers_json(const std::vector<broker_scan>& all) {
+    std::string out = ",\"brokers\":[";
+    for (const auto& b : all) {
+        if (&b != &all.front()) out += ',';
+        const nlohmann::ordered_json j{{"name", b.where.name},
+                                       {"uri", b.where.uri},
+                                       {"reachable", b.failure.empty()},
+                                       {"complete", b.failure.empty() && b.verdict == exit_code::ok}};
+        out += j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+        out.pop_back();  // the scanner's state joins the object
+        out += ",\"scanner\":" + (b.failure.empty() ? render_scanner_json(b.scan->status()) : std::string("null")) + "}";
+    }
+    return out + "]";
+}
+
+// The rows of every broker read, in the format asked for (brokers in the order given, names sorted within each),
+// with the counts of them all; what was not read is said in the output where the format has room for it.
+void print_several(const std::vector<broker_scan>& all, const settings& s, required_clients& check) {
+    const auto each_row = [&all](const std::function<void(const client_status&)>& visit) {
+        std::pair<table_counts, table_stats> sums;
+        for (const auto& b : all) {
+            if (!b.failure.empty()) continue;
+            const auto [counts, stats] = b.scan->for_each_sorted(visit);
+            sums.first += counts;
+            sums.second += stats;
+        }
+        return sums;
+    };
+    if (s.format == "table") {
+        table_writer writer(std::cout, clock::now(), isatty(STDOUT_FILENO) != 0 && !s.no_color);
+        each_row([&](const client_status& c) { writer.measure(c); });
+        const auto [counts, stats] = each_row([&](const client_status& c) {
+            writer.row(c);
+            check.see(c);
+        });
+        writer.finish(counts, stats, nullptr);
+        for (const auto& b : all)
+            if (!b.failure.empty() || b.verdict != exit_code::ok)
+                std::cout << terminal_safe(b.where.name, 40) << " (" << terminal_safe(b.where.uri, 200) << "): "
+                          << (b.failure.empty() ? "not read whole" : "unreachable") << "; its clients may be missing\n";
+        return;
+    }
+    snapshot_writer writer(std::cout, machine_format(s.format), true);
+    const auto [counts, stats] = each_row([&](const client_status& c) {
+        writer.row(c);
+        check.see(c);
+    });
+    writer.finish(counts, stats, nullptr, brokers_json(all));
+    if (s.format == "prometheus") {
+        std::cout << "# HELP mqtt_presence_broker_complete 1 if the broker was read whole, 0 if not (unreachable, "
+                     "or its sync not known complete).\n# TYPE mqtt_presence_broker_complete gauge\n";
+        for (const auto& b : all)
+            std::cout << "mqtt_presence_broker_complete{broker=\"" << prometheus_label(b.where.name) << "\"} "
+                      << (b.failure.empty() && b.verdict == exit_code::ok ? 1 : 0) << "\n";
+    }
+}
+
+int run_several(const settings& s) {
+    std::mutex out;
+    redraw_signal changed;
+    auto all = start_several(s, out, changed);
+    const auto reached = static_cast<std::size_t>(
+        std::count_if(all.begin(), all.end(), [](const broker_scan& b) { return b.failure.empty(); }));
+    if (reached == 0) {
+        std::cerr << "mqtt-presence-scanner: none of the " << all.size() << " brokers could be reached\n";
+        return exit_code::unreachable;
+    }
+    if (s.run == mode::events) {
+        if (s.format != "table")  // a stream's reader learns which brokers it does not hear from
+            for (const auto& b : all)
+                if (!b.failure.empty()) {
+                    std::lock_guard<std::mutex> lock(out);
+                    std::cout << nlohmann::ordered_json{{"event", "broker"}, {"broker", b.where.name},
+                                                        {"reachable", false}, {"error", b.failure}}
+                                     .dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
+                              << "\n" << std::flush;
+                }
+        while (!interrupted) usleep(200'000);
+        for (auto& b : all) b.scan->stop();  // delivers what is queued
+        return exit_code::ok;
+    }
+    std::vector<std::thread> syncing;
+    for (auto& b : all)
+        if (b.failure.empty())
+            syncing.emplace_back([&b, &s] {
+                b.verdict = sync_verdict(*b.scan, s, b.where.uri, b.where.name + ": ");
+                // A partial table (RabbitMQ) is not the broker's whole table, even for --require.
+                if (b.verdict == exit_code::ok && b.scan->status().sync == sync_state::partial)
+                    b.verdict = exit_code::incomplete;
+            });
+    for (auto& t : syncing) t.join();
+    const bool none_read = std::all_of(all.begin(), all.end(), [](const broker_scan& b) {
+        return !b.failure.empty() || b.verdict == exit_code::unreachable;
+    });
+    const bool all_read = std::all_of(all.begin(), all.end(), [](const broker_scan& b) {
+        return b.failure.empty() && b.verdict == exit_code::ok;
+    });
+    int rc = none_read ? exit_code::unreachable : all_read ? exit_code::ok : exit_code::incomplete;
+    required_clients check(s.required);
+    if (rc == exit_code::ok || (s.allow_partial && !none_read)) print_several(all, s, check);
+    if (!all_read && !none_read)
+        std::cerr << "mqtt-presence-scanner: " << (all.size() - static_cast<std::size_t>(std::count_if(
+                         all.begin(), all.end(), [](const broker_scan& b) {
+                             return b.failure.empty() && b.verdict == exit_code::ok;
+                         })))
+                  << " of " << all.size() << " brokers not read whole"
+                  << (s.allow_partial ? " (printed all the same: --allow-partial)" : "; no table (--allow-partial prints the rest)")
+                  << "\n";
+    if (rc == exit_code::ok) rc = check.report();
+    std::cout.flush();
+    std::cerr.flush();
+    for (auto& b : all) b.scan->stop();
+    std::_Exit(rc);
 }
 
 }  // namespace
@@ -557,10 +727,11 @@ int main(int argc, char** argv) {
     if (s.run == mode::serve) return service_cli::run_serve(s.opts, s.service, interrupted, reload);
     const bool live_table = s.run == mode::watch && s.format == "table" && isatty(STDOUT_FILENO) != 0;
     try {
+        if (!s.brokers.empty()) return run_several(s);  // once and events over several brokers
         scanner scan(s.opts);
         std::mutex out_mutex;
         redraw_signal changed;
-        attach_outputs(scan, s, live_table, out_mutex, changed);
+        attach_outputs(scan, s, live_table, out_mutex, changed, s.opts.broker_name);
         if (s.run == mode::once && !s.service.db.empty()) {  // the history's times for what the broker confirms
             try {
                 service_cli::restore(scan, s.service);

@@ -68,17 +68,21 @@ constexpr const char* once_footer = R"(Examples:
   mqtt-presence-scanner once --format prometheus > mqtt.prom.tmp
   mqtt-presence-scanner once --db ~/.local/state/mqtt-presence/history.db
   mqtt-presence-scanner once --timeout 2m      # a large fleet on a slow link
+  mqtt-presence-scanner once --broker a=tcp://h1:1883 --broker b=tcp://h2:1883
 
 Exit codes: 0 the table, complete; 2 bad options; 3 a --require'd client is
 not connected (or stale, or unconfirmed); 4 broker unreachable or lost during
-the sync; 5 the sync is not known complete: no table unless --allow-partial.)";
+the sync (of several: every one); 5 the sync is not known complete, or some
+of several brokers could not be read: no table unless --allow-partial.)";
 
 constexpr const char* events_footer = R"(Examples:
   mqtt-presence-scanner events                 # NDJSON, one change a line
   mqtt-presence-scanner events --format table  # human lines
   mqtt-presence-scanner events | jq -c 'select(.state=="disconnected")'
+  mqtt-presence-scanner events --broker a=tcp://h1:1883 --broker b=tcp://h2:1883
 
-Exit codes: 0 stopped by SIGINT/SIGTERM, 2 bad options, 4 broker unreachable.)";
+Exit codes: 0 stopped by SIGINT/SIGTERM, 2 bad options, 4 broker unreachable
+(of several: every one).)";
 
 constexpr const char* purge_footer = R"(Examples:
   mqtt-presence-scanner purge --older-than 7d --dry-run  # what would go
@@ -433,12 +437,42 @@ void check_format(const settings& s, bool format_given) {
         throw error("purge needs --older-than DUR (--purge-older-than) or --all-disconnected");
 }
 
+// --broker NAME=URI: a name for the broker, carried by its rows; repeated (once, events), several brokers in one
+// view, each named. `uris` keeps the first URI only (opts.broker's); s.brokers gets them all when several.
+void name_brokers(settings& s, std::vector<std::string>& uris) {
+    std::vector<named_broker> named;
+    for (const auto& text : uris) {
+        const auto eq = text.find('=');
+        const auto scheme = text.find("://");
+        if (eq == std::string::npos || (scheme != std::string::npos && eq > scheme)) named.push_back({"", text});
+        else named.push_back({text.substr(0, eq), text.substr(eq + 1)});
+    }
+    for (const auto& b : named) {
+        if (b.name.empty() && named.size() > 1)
+            throw error("several --broker: name each one, e.g. --broker site-a=tcp://h1:1883 --broker "
+                        "site-b=tcp://h2:1883");
+        mqtt_presence::scanner_options probe;
+        probe.broker_name = b.name;
+        probe.validate();  // the name's rules
+        for (const auto& other : named)
+            if (&other != &b && other.name == b.name)
+                throw error("--broker " + b.name + " is named twice: each broker needs a name of its own");
+    }
+    if (named.size() > 1 && s.run != mode::once && s.run != mode::events)
+        throw error("several --broker are read together by once and events; watch, purge and serve take one");
+    if (named.empty()) return;
+    s.opts.broker_name = named.front().name;
+    uris = {named.front().uri};
+    if (named.size() > 1) s.brokers = std::move(named);
+}
+
 // After parsing: the mode, the broker, the topics, the durations; then the checks. Throws mqtt_presence::error.
 void finish(const CLI::App& app, settings& s, command_line& c) {
     if (const auto* sub = running(app))
         for (const auto& [m, candidate] : c.modes)
             if (candidate == sub) s.run = m;
     if (s.run == mode::events && !c.format_given) s.format = "ndjson";
+    name_brokers(s, c.broker.uris);
     cli::finish_broker_options(s.opts.broker, c.broker);
     for (const auto& name : c.conventions)
         for (auto& templ : mqtt_presence::topic_scheme::convention_templates(name)) c.topics.push_back(std::move(templ));

@@ -17,8 +17,16 @@ namespace scanner_cli {
 enum class mode { watch, once, events, purge, serve, history, uptime, silence };
 
 /// Everything the command line (and the configuration file) says, parsed and checked.
+/// One of several brokers (--broker NAME=URI).
+struct named_broker {
+    std::string name, uri;
+};
+
 struct settings {
     mqtt_presence::scanner_options opts;
+    /// once and events over several brokers: each with its name (opts.broker is the first's; the rest of opts
+    /// is shared). Empty for one broker.
+    std::vector<named_broker> brokers;
     mode run = mode::watch;
     std::string format = "table";
     bool no_color = false;

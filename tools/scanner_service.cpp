@@ -152,7 +152,11 @@ std::string default_db_path() {
     return std::string(home && *home ? home : ".") + "/.local/state/mqtt-presence/history.db";
 }
 
-void restore(scanner& scan, const settings& s) { scan.restore(history_reader(db_of(s)).current_rows()); }
+void restore(scanner& scan, const settings& s) {
+    const history_reader db(db_of(s));
+    scan.restore(db.current_rows());
+    scan.resume_cadences(db.cadences());  // what --expect auto learned in the service
+}
 
 namespace {
 
@@ -243,6 +247,16 @@ void say_broker_silence(const scanner_status& st, bool& said) {
                   << "): frozen or cut; the table is as of then\n";
     else
         std::cerr << "mqtt-presence-scanner: the broker answers again\n";
+}
+
+// A history that stopped answering (its writer held in one call while changes wait) is said once, and its return.
+void say_history_silence(const history_stats& h, bool& said, std::mutex& out) {
+    const bool silent = h.unanswered >= history_stats::stuck_after;
+    if (silent == said) return;
+    said = silent;
+    std::lock_guard<std::mutex> lock(out);
+    if (silent) std::cerr << "mqtt-presence-scanner: " << terminal_safe(h.last_error, 400) << "\n";
+    else std::cerr << "mqtt-presence-scanner: the history answers again\n";
 }
 
 // Waits `d`, or less when a signal asks to stop; systemd hears from the service meanwhile.
@@ -445,6 +459,7 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
     notify.tick(*svc);
     if (const auto refused = start_with_retry(*svc, interrupted, out, notify)) return *refused;
     bool said_no_news = false;
+    bool said_unanswered = false;
     bool superseded = false;
     std::string said_role;
     for (unsigned round = 0; !interrupted && !superseded; ++round) {
@@ -453,7 +468,9 @@ int run_serve(const scanner_options& opts, const settings& s, const std::atomic<
         say_broker_silence(svc->table().status(), said_no_news);
         if (reload.exchange(false)) reload_alerts(*svc, opts, s, out);
         if (round % (svc->leading() ? 20 : 2) == 0) keep_role(*svc, out, said_role);
-        superseded = svc->history_figures().superseded;
+        const auto figures = svc->history_figures();
+        say_history_silence(figures, said_unanswered, out);
+        superseded = figures.superseded;
     }
     if (superseded)
         std::cerr << "mqtt-presence-scanner: another serve took over the history while this one could not write "

@@ -60,6 +60,9 @@ struct client_status {
     std::uint32_t transitions = 0;  ///< state changes seen since the client entered the table
     std::uint16_t source = 0;       ///< which topic scheme the status came from (the scanner's index)
     std::string topic;  ///< the status topic; filled by the scanner as rows leave it (the table does not store it)
+    /// The broker's name (scanner_options::broker_name), filled by the scanner as rows leave it; empty for a scanner
+    /// whose broker has no name. With several brokers in one view, the same name on two brokers is two clients.
+    std::string broker;
     /// The groups it is in (scanner_options::groups), filled by the scanner as rows leave it; empty without groups.
     std::vector<std::string> groups;
     /// The last payload's epoch or time stamp lay beyond now + max_clock_skew (forged or a broken clock); ignored.
@@ -109,11 +112,23 @@ struct table_counts {
     std::size_t stale = 0;  ///< connected clients whose heartbeat is overdue (also counted as connected)
     std::size_t awaiting = 0;  ///< connected clients with client_status::awaiting_beat (also counted as connected)
     std::size_t overdue = 0;   ///< connected clients unheard for longer than expected (also counted as connected)
+    std::size_t up = 0;  ///< connected clients neither stale nor overdue: the healthy ones (client_status::up())
     [[nodiscard]] std::size_t total() const noexcept { return connected + disconnected + unknown; }
     /// A row of this state counted in (delta 1) or out (delta -1).
     void tally(state status, bool is_stale, bool awaiting_beat, bool is_overdue, int delta = 1) noexcept;
     void tally(const client_status& row, int delta = 1) noexcept {
         tally(row.status, row.stale, row.awaiting_beat, row.overdue, delta);
+    }
+    /// Adds another table's counts (a view of several brokers).
+    table_counts& operator+=(const table_counts& o) noexcept {
+        connected += o.connected;
+        disconnected += o.disconnected;
+        unknown += o.unknown;
+        stale += o.stale;
+        awaiting += o.awaiting;
+        overdue += o.overdue;
+        up += o.up;
+        return *this;
     }
 };
 
@@ -133,6 +148,19 @@ struct table_stats {
     std::uint64_t activity_unknown = 0;
     /// Statuses and readings left out by scanner_options::exclude: counted by the scanner.
     std::uint64_t excluded = 0;
+    /// Adds another table's figures (a view of several brokers).
+    table_stats& operator+=(const table_stats& o) noexcept {
+        messages += o.messages;
+        malformed += o.malformed;
+        stale_deaths_ignored += o.stale_deaths_ignored;
+        stale_connects_ignored += o.stale_connects_ignored;
+        future_times += o.future_times;
+        unmatched += o.unmatched;
+        activity += o.activity;
+        activity_unknown += o.activity_unknown;
+        excluded += o.excluded;
+        return *this;
+    }
 };
 
 /// The order of a snapshot's rows.
@@ -235,6 +263,13 @@ public:
     /// An overdue row stays overdue until heard; for others with an expected interval the wait for a first sign of
     /// life begins at `now` (nullopt: not until their first message).
     void restore(const client_status& row, std::optional<time_point> now = std::nullopt);
+
+    /// The cadences of the "auto" rows that learned at least one gap and heard a live message at or after
+    /// `since_unix_ms` (0: all of them): what a history keeps. Names and schemes filled, topics left empty.
+    [[nodiscard]] std::vector<learned_cadence> cadences(std::int64_t since_unix_ms = 0) const;
+    /// Puts back a cadence learned in an earlier run into the row of (client, source) if that row is "auto" and has
+    /// learned no gap of its own yet; a connected row's wait begins at `now` by it. False if not taken.
+    bool resume_cadence(std::string_view client, std::uint16_t source, const cadence& learned, time_point now);
 
     /// During a re-sync, the (name, scheme) of the rows no message has confirmed yet.
     [[nodiscard]] std::vector<std::pair<std::string, std::uint16_t>> unconfirmed() const;

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,22 @@ struct cadence {
     /// How long it may go unheard: the larger of `multiple` medians and 1.5 times its longest kept gap (... or
     /// longer, for a client whose gaps vary); 0 until `needed` gaps.
     [[nodiscard]] std::uint32_t limit_ms() const noexcept;
+
+    /// The gaps it keeps, oldest first, in ms ("3600000,3590000,3610000"): how a history keeps what was learned
+    /// across restarts ("" before the first gap).
+    [[nodiscard]] std::string gaps_text() const;
+    /// The gaps read back from gaps_text() (the last message unknown: the next one starts a gap); nullopt for text
+    /// that is not such a list (at most `kept` numbers of at least a second each).
+    [[nodiscard]] static std::optional<cadence> from_gaps_text(std::string_view text);
+};
+
+/// A client's learned cadence by its status topic (scanner::cadences): what a history keeps, so that a service that
+/// restarts does not have to learn a sleeping device's day-long cadence again.
+struct learned_cadence {
+    std::string topic;         ///< its status topic (filled by the scanner; the table leaves it empty)
+    std::string client;        ///< its name
+    std::uint16_t source = 0;  ///< its topic scheme (the table's key beside the name)
+    cadence learned;
 };
 
 }  // namespace mqtt_presence

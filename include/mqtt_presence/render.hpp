@@ -86,7 +86,9 @@ struct group_health {
 
 class snapshot_writer {
 public:
-    snapshot_writer(std::ostream& out, snapshot_format format);
+    /// `brokers`: the rows come from several named brokers (client_status::broker): CSV gains a first column
+    /// "broker". JSON, NDJSON and Prometheus carry a row's broker whenever it has one.
+    snapshot_writer(std::ostream& out, snapshot_format format, bool brokers = false);
     void row(const client_status& c);
     /// Off: no per-group totals (JSON "groups", Prometheus mqtt_presence_group_clients). They are the totals of the
     /// rows written, so a page of a larger list leaves them out. On by default.
@@ -104,6 +106,7 @@ private:
     std::size_t rows_ = 0;
     std::map<std::string, group_health> groups_;  // JSON's "groups" and Prometheus's group families
     bool group_totals_ = true;
+    bool brokers_ = false;
 };
 
 /// The scanner's own state as the JSON snapshot's "scanner" member: {"connected","since","sync","broker_dropped"}.
@@ -116,7 +119,7 @@ private:
 [[nodiscard]] std::string render_ndjson(const scan_result& r);
 [[nodiscard]] std::string render_csv(const scan_result& r);
 [[nodiscard]] std::string render_prometheus(const scan_result& r);
-/// The human table: CLIENT STATE SINCE LAST-SEEN IP DETAIL, then a counts line. Ages are relative to `now`. Rows
+/// The human table: CLIENT STATE SINCE LAST-SEEN IP DETAIL (BROKER first when rows name theirs), then a counts line. Ages are relative to `now`. Rows
 /// come in the table's order: by name, then scheme (or row_order::state); a name under several schemes is several
 /// clients, and each of its rows shows its topic.
 [[nodiscard]] std::string render_table(const scan_result& r, time_point now, bool color);
@@ -144,10 +147,11 @@ private:
     time_point now_;
     bool color_;
     std::size_t name_w_ = 6, ip_w_ = 2, groups_w_ = 0;  // groups_w_ 0: no row is in a group, no column
+    std::size_t broker_w_ = 0;                           // 0: no row names its broker, no column
     std::size_t topic_w_ = 5;
     bool topics_ = false;
-    std::string previous_name_, previous_topic_;  // measure(): the row before, to find names that repeat
-    std::unordered_set<std::string> shared_;       // names under several schemes
+    std::string previous_name_, previous_topic_, previous_broker_;  // measure(): the row before, for repeats
+    std::unordered_set<std::string> shared_;  // "broker\nname" of names under several schemes of one broker
     std::string buffer_;
     bool header_written_ = false;
     std::size_t rows_ = 0;

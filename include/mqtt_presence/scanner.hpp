@@ -50,6 +50,9 @@ struct scanner_options {
     scanner_options() { broker.connect_timeout = std::chrono::seconds(5); }
 
     broker_options broker;  ///< client_id empty: mqtt-presence-scanner-<pid>-<random>
+    /// The broker's name in a view of several ("site-a": letters, digits, '.', '_', '-'; at most 40), carried by
+    /// every row (client_status::broker); empty: one broker, no name.
+    std::string broker_name;
     std::vector<std::string> topics{"sensors/connected/{client}"};  ///< templates, one {client} level each
     int qos = 0;  ///< subscription QoS; 0: the retained store is re-read in full at every (re)subscribe
     /// Fallback for brokers that do not keep order: synced after this long without a status message.
@@ -152,6 +155,12 @@ public:
     /// scheme of this scanner are skipped). Call before start(): the first sync confirms, changes (live=false) or
     /// removes them. Returns how many were restored.
     std::size_t restore(std::vector<client_status> rows);
+    /// The cadences learned by "auto" rows (scanner_options::expect) that heard a live message at or after
+    /// `since_unix_ms`, each with its status topic: what a history keeps across restarts.
+    [[nodiscard]] std::vector<learned_cadence> cadences(std::int64_t since_unix_ms = 0) const;
+    /// Puts back cadences an earlier run learned (after restore(); each `topic` says its scheme and name) into the
+    /// "auto" rows that have learned nothing yet. Returns how many were taken.
+    std::size_t resume_cadences(const std::vector<learned_cadence>& learned);
     /// Moves at every message the table took and every change of the scanner's own state: what was read at one
     /// version holds until it moves (only ages, such as a heartbeat's, move on meanwhile).
     [[nodiscard]] std::uint64_t version() const;

@@ -51,7 +51,7 @@ std::string change_json(const history_event& e);
 }  // namespace dashboard_util
 
 struct dashboard::impl {
-    impl(presence_service& s, http_options o) : svc(s), options(std::move(o)), reader(s.options().history.path) {}
+    impl(presence_service& s, http_options o) : svc(s), options(std::move(o)), reader(s.options().history.path, std::chrono::seconds(10)) {}
 
     presence_service& svc;
     http_options options;

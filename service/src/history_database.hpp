@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <mqtt_presence/connection_table.hpp>
+#include <mqtt_presence/expectation.hpp>
 #include <mqtt_presence/service/history_event.hpp>
 #include <mqtt_presence/service/silences.hpp>
 
@@ -70,11 +71,18 @@ public:
                                      const std::string& json, std::int64_t at) = 0;
     virtual void write_silence(const silence& s) = 0;
     virtual void write_delivered(std::int64_t id, std::int64_t at) = 0;
+    /// Clients' learned cadences (--expect auto, one per client), replacing those kept before.
+    virtual void write_cadences(const std::vector<learned_cadence>& learned) = 0;
     virtual void write_gap(std::int64_t from, std::int64_t to, std::uint64_t dropped) = 0;
     /// The session was alive at `now` (every commit); `ended`: it ends cleanly.
     virtual void session_alive(std::int64_t session, std::int64_t now, bool ended) = 0;
-    /// Deletes events observed before `cutoff` (oldest first, in chunks) and watch and gap rows that ended before it.
+    /// Deletes events observed before `cutoff` (oldest first, in chunks), watch and gap rows that ended before it,
+    /// and the cadences of clients no longer current.
     virtual std::uint64_t prune(std::int64_t cutoff) = 0;
+    /// Makes a call in progress on another thread fail soon (a database that stopped answering would hold it for
+    /// ever): SQLite's sqlite3_interrupt; PostgreSQL's socket shut down (the next use connects anew). Safe from any
+    /// thread, without the connection's user's lock.
+    virtual void interrupt() noexcept = 0;
     /// What is wrong that no write reports ("" if nothing): a file deleted or replaced under the service.
     [[nodiscard]] virtual std::string problem() { return {}; }
     /// The memory the connection caches pages in (SQLite's count; 0 where the server holds it).
@@ -92,6 +100,8 @@ public:
     /// Every event observed in [from, to], by id.
     virtual void for_each_event_in(std::int64_t from, std::int64_t to,
                                    const std::function<void(history_event&&)>& visit) = 0;
+    /// The learned cadences kept (topic, client and gaps; rows whose gaps cannot be read are left out).
+    virtual std::vector<learned_cadence> cadences() = 0;
     /// The latest alerts' JSON, newest first.
     virtual std::vector<std::string> alerts(std::size_t limit) = 0;
     /// Silences not ended whose end is after `now`, soonest end first.

@@ -5,6 +5,7 @@
 
 #include <mqtt_presence/error.hpp>
 
+#include "call_deadline.hpp"
 #include "history_database.hpp"
 
 namespace mqtt_presence {
@@ -14,22 +15,34 @@ using detail::to_ms;
 
 struct history_reader::connection {
     std::unique_ptr<detail::history_database> db;
+    std::chrono::milliseconds bound{0};
+    std::unique_ptr<detail::call_deadline> deadline;  // with a bound: ends a query that outlives it
 };
 
 template <class Query>
 auto history_reader::locked(Query&& query) const {
     std::lock_guard<std::mutex> lock(mutex_);
+    auto& c = *db_;
+    const auto late_before = c.deadline ? c.deadline->late() : 0;
     try {
-        return query(*db_->db);
-    } catch (const error&) {
-        throw;
+        if (!c.deadline) return query(*c.db);
+        detail::history_database* db = c.db.get();
+        const auto guard = c.deadline->arm(c.bound, [db] { db->interrupt(); });
+        return query(*db);
     } catch (const std::exception& e) {
-        throw error("cannot read the history " + db_->db->name() + ": " + e.what());
+        if (c.deadline && c.deadline->late() != late_before)
+            throw error("the history " + c.db->name() + " did not answer within " +
+                        std::to_string(c.bound.count()) + " ms");
+        if (dynamic_cast<const error*>(&e)) throw;
+        throw error("cannot read the history " + c.db->name() + ": " + e.what());
     }
 }
 
-history_reader::history_reader(const std::string& path) : db_(std::make_unique<connection>()) {
+history_reader::history_reader(const std::string& path, std::chrono::milliseconds bound)
+    : db_(std::make_unique<connection>()) {
     db_->db = detail::open_history_database(path, false);
+    db_->bound = bound;
+    if (bound.count() > 0) db_->deadline = std::make_unique<detail::call_deadline>();
 }
 
 history_reader::~history_reader() noexcept = default;
@@ -65,6 +78,10 @@ std::vector<std::pair<std::string, std::string>> history_reader::down_alerted() 
     for (auto& a : locked([](detail::history_database& db) { return db.latest_client_alerts(); }))
         if (a.kind == "down" || a.kind == "overdue") out.emplace_back(std::move(a.client), std::move(a.topic));
     return out;
+}
+
+std::vector<learned_cadence> history_reader::cadences() const {
+    return locked([](detail::history_database& db) { return db.cadences(); });
 }
 
 std::vector<client_status> history_reader::current_rows() const {

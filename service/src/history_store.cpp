@@ -18,12 +18,13 @@ struct history_store::alert_record {
 };
 
 struct history_store::item {
-    enum class kind : std::uint8_t { change, watch_on, watch_off, alert, delivered, silenced } what = kind::change;
+    enum class kind : std::uint8_t { change, watch_on, watch_off, alert, delivered, silenced, cadences } what = kind::change;
     time_point at;
     change changed;                        // kind::change
     std::unique_ptr<alert_record> alerted;  // kind::alert (a pointer: the queue's items stay small)
     std::int64_t delivered_id = 0;          // kind::delivered
     std::unique_ptr<silence> silenced;      // kind::silenced
+    std::unique_ptr<std::vector<learned_cadence>> learned;  // kind::cadences
 };
 
 namespace {
@@ -101,11 +102,24 @@ void history_store::for_each_current_row(const std::function<void(const client_s
     }
 }
 
+std::vector<learned_cadence> history_store::cadences() const {
+    try {
+        return writer_->db->cadences();
+    } catch (const error&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw error("cannot read the history " + path() + ": " + e.what());
+    }
+}
+
 void history_store::begin_session(const std::string& broker, const std::string& topics, const std::string& observer,
-                                  table_source table, warning_sink warn) {
+                                  table_source table, warning_sink warn, cadence_source cadences) {
     if (thread_.joinable()) throw error("a history session is already running");
     table_ = std::move(table);
     warn_ = std::move(warn);
+    cadences_ = std::move(cadences);
+    cadences_asked_ms_ = 0;
+    cadences_asked_at_ = std::chrono::steady_clock::now();
     try {
         writer_->session = writer_->db->begin_session(to_ms(clock::now()), broker, topics, observer);
     } catch (const error&) {
@@ -132,7 +146,7 @@ bool history_store::record(const change& c) noexcept {
                 if (!first_drop_) first_drop_ = observed;
                 dropped = true;
             } else {
-                queue_.push_back(item{item::kind::change, observed, c, nullptr, 0, nullptr});
+                queue_.push_back(item{item::kind::change, observed, c, nullptr, 0, nullptr, nullptr});
                 ++queued_changes_;
                 wake = queue_.size() == 1;
             }
@@ -149,7 +163,7 @@ bool history_store::record(const change& c) noexcept {
 
 void history_store::alert_delivered(std::int64_t id, time_point at) noexcept {
     try {
-        item it{item::kind::delivered, at, {}, nullptr, id, nullptr};
+        item it{item::kind::delivered, at, {}, nullptr, id, nullptr, nullptr};
         std::lock_guard<std::mutex> lock(mutex_);
         queue_.push_back(std::move(it));
     } catch (...) {
@@ -160,7 +174,7 @@ void history_store::alert_delivered(std::int64_t id, time_point at) noexcept {
 
 void history_store::record_silence(const silence& s) noexcept {
     try {
-        item it{item::kind::silenced, s.from, {}, nullptr, 0, std::make_unique<silence>(s)};
+        item it{item::kind::silenced, s.from, {}, nullptr, 0, std::make_unique<silence>(s), nullptr};
         std::lock_guard<std::mutex> lock(mutex_);
         queue_.push_back(std::move(it));
     } catch (...) {
@@ -175,7 +189,7 @@ void history_store::record_alert(std::string kind, std::string client, std::stri
         item it{item::kind::alert, at, {},
                 std::make_unique<alert_record>(alert_record{std::move(kind), std::move(client), std::move(topic),
                                                             std::move(json), std::move(on_disk), 0}),
-                0, nullptr};
+                0, nullptr, nullptr};
         std::lock_guard<std::mutex> lock(mutex_);
         queue_.push_back(std::move(it));
     } catch (...) {
@@ -187,7 +201,7 @@ void history_store::record_alert(std::string kind, std::string client, std::stri
 void history_store::watching(bool on, time_point at) noexcept {
     try {
         std::lock_guard<std::mutex> lock(mutex_);
-        queue_.push_back(item{on ? item::kind::watch_on : item::kind::watch_off, at, {}, nullptr, 0, nullptr});
+        queue_.push_back(item{on ? item::kind::watch_on : item::kind::watch_off, at, {}, nullptr, 0, nullptr, nullptr});
     } catch (...) {
         // out of memory: the interval stays open until the next one, a few ms more of "watched"
     }
@@ -198,6 +212,18 @@ history_stats history_store::stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
     auto s = stats_;
     s.queued = retrying_ + queued_changes_;
+    // A writer that has not come round for a while with changes waiting is held by the database (a batch of a
+    // million takes seconds; one that takes more than stuck_after is said).
+    const auto waiting = s.queued + writing_;
+    if (thread_.joinable() && !writer_done_ && waiting > 0)
+        s.unanswered = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                              s.writer_alive);
+    if (s.unanswered >= history_stats::stuck_after) {
+        s.failing = true;
+        s.last_error = "the history " + path() + " has not answered for " +
+                       std::to_string(s.unanswered.count() / 1000) + " s; " + std::to_string(waiting) +
+                       " changes wait (in memory, up to the queue's bound)";
+    }
     return s;
 }
 
@@ -232,10 +258,21 @@ struct history_store::batch_info {
 };
 
 void history_store::writer_loop() {
+    struct done_on_exit {  // however the loop ends: end_session() waits for this, not for the thread
+        history_store& store;
+        ~done_on_exit() {
+            {
+                std::lock_guard<std::mutex> lock(store.mutex_);
+                store.writer_done_ = true;
+            }
+            store.cv_.notify_all();
+        }
+    } finished{*this};
     auto last_prune = std::chrono::steady_clock::now();
     std::vector<item> batch;
     for (;;) {
         const auto info = gather_batch(batch);
+        ask_cadences(batch, info.last);
         const auto now = to_ms(clock::now());
         try {
             std::vector<committed> done;
@@ -263,6 +300,25 @@ void history_store::writer_loop() {
     }
 }
 
+// What the table learned since the writer last asked joins the batch: every cadence_interval, and at the end.
+void history_store::ask_cadences(std::vector<item>& batch, bool last) {
+    if (!cadences_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (!last && now - cadences_asked_at_ < cadence_interval) return;
+    cadences_asked_at_ = now;
+    const auto since = cadences_asked_ms_;
+    cadences_asked_ms_ = to_ms(clock::now());  // a message during the question is asked for again next time
+    try {
+        auto learned = cadences_(since);
+        if (learned.empty()) return;
+        item it{item::kind::cadences, clock::now(), {}, nullptr, 0, nullptr,
+                std::make_unique<std::vector<learned_cadence>>(std::move(learned))};
+        batch.push_back(std::move(it));
+    } catch (...) {
+        cadences_asked_ms_ = since;  // out of memory: asked again next time
+    }
+}
+
 // Sleeps until there is something to write, then gathers for up to one batch interval. A batch that failed goes
 // first, and what joins it is held for the retry too.
 history_store::batch_info history_store::gather_batch(std::vector<item>& batch) {
@@ -272,10 +328,12 @@ history_store::batch_info history_store::gather_batch(std::vector<item>& batch) 
     if (!stopping_ && !queue_.empty()) cv_.wait_for(lock, options_.batch_interval, [this] { return stopping_; });
     if (batch.empty()) {
         batch.swap(queue_);
+        writing_ = queued_changes_;
     } else {
         batch.insert(batch.end(), std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
         queue_.clear();
         retrying_ += queued_changes_;
+        writing_ = retrying_;
     }
     queued_changes_ = 0;
     return batch_info{first_drop_, stats_.dropped - dropped_in_gaps_, stopping_};
@@ -328,6 +386,7 @@ std::size_t history_store::write_batch(std::vector<item>& batch, const batch_inf
             }
             case item::kind::delivered: w.db->write_delivered(it.delivered_id, at); break;
             case item::kind::silenced: w.db->write_silence(*it.silenced); break;
+            case item::kind::cadences: w.db->write_cadences(*it.learned); break;
         }
     }
     for (const auto& [key, client] : last_rows) {
@@ -354,6 +413,7 @@ void history_store::after_commit(std::vector<item>& batch, const batch_info& inf
     {
         std::lock_guard<std::mutex> lock(mutex_);
         stats_.written += changes;
+        writing_ = 0;
         ++stats_.batches;
         stats_.failing = database_gone_;
         stats_.last_commit_at = clock::now();
@@ -392,8 +452,8 @@ bool history_store::batch_failed(std::vector<item>& batch, const batch_info& inf
     }
     failed("cannot write " + path() + " (" + why + "); " + std::to_string(held) +
            " changes kept in memory and retried; the live table goes on");
-    if (info.last) return false;
     std::unique_lock<std::mutex> lock(mutex_);
+    if (info.last || interrupted_) return false;  // cut at the stop: another try would wait as long again
     cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
     if (batch.size() > options_.queue_limit) {
         stats_.dropped += batch.size() - options_.queue_limit;
@@ -404,13 +464,25 @@ bool history_store::batch_failed(std::vector<item>& batch, const batch_info& inf
 }
 
 void history_store::end_session() noexcept {
+    bool answered = true;
+    std::size_t waiting = 0;
     {
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::unique_lock<std::mutex> lock(mutex_);
         if (!thread_.joinable()) return;
         stopping_ = true;
+        cv_.notify_all();
+        answered = cv_.wait_for(lock, options_.stop_wait, [this] { return writer_done_; });
+        waiting = queued_changes_ + writing_;
+        interrupted_ = !answered;
     }
-    cv_.notify_all();
+    if (!answered) {
+        failed("the history " + path() + " did not answer for " + std::to_string(options_.stop_wait.count()) +
+               " ms at the stop: its call was interrupted; up to " + std::to_string(waiting) +
+               " changes may not be written");
+        writer_->db->interrupt();
+    }
     thread_.join();
+    writer_done_ = interrupted_ = false;  // (under no lock: the thread is gone) a next session starts its own
 }
 
 }  // namespace mqtt_presence

@@ -5,7 +5,11 @@
 // in another COPY into a temporary table and one upsert from it.
 #include "history_database.hpp"
 
+#include <sys/socket.h>
+
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include <pqxx/pqxx>
@@ -94,6 +98,13 @@ const std::vector<std::pair<int, const char*>> migrations = {
         from_ms BIGINT NOT NULL,
         until_ms BIGINT NOT NULL,
         ended_ms BIGINT);
+    )sql"},
+    {6, R"sql(
+    CREATE TABLE cadences(
+        topic TEXT NOT NULL,
+        client TEXT NOT NULL,
+        gaps TEXT NOT NULL,
+        PRIMARY KEY(topic, client));
     )sql"},
 };
 constexpr int known_version = history_store::schema_version;
@@ -273,7 +284,7 @@ public:
         events_.clear();
         clients_.clear();
         next_id_ = end_id_ = 0;  // a commit whose answer was lost may have used them: never again
-        if (conn_ && !conn_->is_open()) conn_.reset();
+        if (conn_ && !conn_->is_open()) drop();
     }
 
     std::vector<std::int64_t> chain_heads(const std::vector<client_key>& keys) override {
@@ -349,6 +360,20 @@ public:
             .as<std::int64_t>();
     }
 
+    // One COPY and one statement for all of them (a row each would be a round trip each).
+    void write_cadences(const std::vector<learned_cadence>& learned) override {
+        if (learned.empty()) return;
+        {
+            pqxx::stream_to in(*tx_, "cadences_in", std::vector<std::string>{"topic", "client", "gaps"});
+            for (const auto& c : learned)
+                in << std::make_tuple(pg_text(c.topic), pg_text(c.client), c.learned.gaps_text());
+            in.complete();
+        }
+        tx_->exec0("INSERT INTO cadences SELECT * FROM cadences_in ON CONFLICT(topic, client) "
+                   "DO UPDATE SET gaps=excluded.gaps");
+        tx_->exec0("DELETE FROM cadences_in");
+    }
+
     void write_silence(const silence& s) override {
         tx_->exec_params0("INSERT INTO silences(id, target, reason, \"by\", from_ms, until_ms, ended_ms) "
                           "VALUES($1,$2,$3,$4,$5,$6,$7) ON CONFLICT(id) DO UPDATE SET target=excluded.target, "
@@ -388,6 +413,8 @@ public:
         pqxx::work tx(live());
         tx.exec_params0("DELETE FROM watch WHERE to_ms < $1", cutoff);
         tx.exec_params0("DELETE FROM gaps WHERE to_ms < $1", cutoff);
+        tx.exec0("DELETE FROM cadences WHERE NOT EXISTS (SELECT 1 FROM clients c WHERE c.client=cadences.client "
+                 "AND c.topic=cadences.topic AND c.removed=0)");
         tx.commit();
         return deleted;
     }
@@ -442,6 +469,15 @@ public:
         return out;
     }
 
+    std::vector<learned_cadence> cadences() override {
+        pqxx::nontransaction tx(live());
+        std::vector<learned_cadence> out;
+        for (const auto& r : tx.exec("SELECT topic, client, gaps FROM cadences"))
+            if (const auto gaps = cadence::from_gaps_text(r[2].c_str()))
+                out.push_back(learned_cadence{r[0].c_str(), r[1].c_str(), 0, *gaps});
+        return out;
+    }
+
     std::vector<silence> silences(std::int64_t now) override {
         pqxx::nontransaction tx(live());
         std::vector<silence> out;
@@ -480,7 +516,9 @@ public:
         pqxx::nontransaction tx(live());
         const auto r = tx.exec_params(
             // Idle: not in a query, or in one that waits for the client (a COPY whose sender stopped mid-way).
-            std::string("SELECT a.state IS NOT NULL AND (a.state <> 'active' OR a.wait_event_type = 'Client'), "
+            // (A working writer's wait_event_type is NULL: IS NOT DISTINCT FROM keeps the answer true or false.)
+            std::string("SELECT a.state IS NOT NULL AND (a.state <> 'active' OR "
+                        "a.wait_event_type IS NOT DISTINCT FROM 'Client'), "
                         "(extract(epoch FROM now() - a.state_change) * 1000)::bigint, a.application_name, "
                         "(SELECT id FROM events ORDER BY id DESC LIMIT 1), "
                         "(SELECT observed_ms FROM events ORDER BY id DESC LIMIT 1) FROM pg_locks l "
@@ -496,7 +534,7 @@ public:
             return w;
         }
         w.present = true;
-        if (r[0][0].as<bool>() && !r[0][1].is_null()) w.idle_ms = r[0][1].as<std::int64_t>();
+        if (!r[0][0].is_null() && r[0][0].as<bool>() && !r[0][1].is_null()) w.idle_ms = r[0][1].as<std::int64_t>();
         if (!r[0][2].is_null()) w.who = r[0][2].as<std::string>();
         if (!r[0][3].is_null()) w.last_event_id = r[0][3].as<std::int64_t>();
         if (!r[0][4].is_null()) w.last_observed_ms = r[0][4].as<std::int64_t>();
@@ -527,9 +565,10 @@ private:
     // Connects, checks the schema, and for the writer: takes the lock, migrates, prepares.
     void connect() {
         try {
-            conn_ = std::make_unique<pqxx::connection>(where_);
+            conn_ = std::make_unique<pqxx::connection>(bounded(where_));
+            sock_ = conn_->sock();
         } catch (const std::exception& e) {
-            conn_.reset();
+            drop();
             throw error("cannot connect to the history " + name_ + ": " + first_line(e.what()));
         }
         // A lost connection stays lost (the writer's lock and temporary tables went with it): the next use connects
@@ -542,7 +581,7 @@ private:
         conn_->set_client_encoding("UTF8");
         session_exec("SET client_min_messages TO warning");
         if (writable_ && !take_lock()) {
-            conn_.reset();
+            drop();
             throw history_locked("the history " + name_ + " is written by another mqtt-presence-scanner serve (one "
                                  "writer per database); stop it, or give this one another --db");
         }
@@ -562,6 +601,26 @@ private:
     }
 
     void session_exec(const std::string& sql) { pqxx::nontransaction(*conn_).exec0(sql); }
+
+    void interrupt() noexcept override {
+        // The descriptor, not the connection object, which its own thread may be replacing meanwhile.
+        if (const int fd = sock_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    }
+
+    void drop() noexcept {
+        sock_ = -1;
+        conn_.reset();
+    }
+
+    // A connection attempt that a server which stopped answering cannot hold for ever: libpq's connect_timeout
+    // (5 s) unless the string or PGCONNECT_TIMEOUT gives one.
+    static std::string bounded(const std::string& where) {
+        const char* env = std::getenv("PGCONNECT_TIMEOUT");
+        if ((env && *env) || conninfo(where).count("connect_timeout")) return where;
+        if (where.rfind("postgresql://", 0) == 0 || where.rfind("postgres://", 0) == 0)
+            return where + (where.find('?') == std::string::npos ? "?" : "&") + "connect_timeout=5";
+        return where + " connect_timeout=5";
+    }
 
     // The one writer's lock. A writer that just stopped or died may hold it a moment longer (its server process
     // ends after its connection): asked again for up to 2 s before another writer is named.
@@ -608,6 +667,7 @@ private:
     void prepare() {
         session_exec("CREATE TEMP TABLE keys_in(i BIGINT, client TEXT, topic TEXT) ON COMMIT DELETE ROWS");
         session_exec("CREATE TEMP TABLE clients_in(LIKE mqtt_presence.clients) ON COMMIT DELETE ROWS");
+        session_exec("CREATE TEMP TABLE cadences_in(LIKE mqtt_presence.cadences) ON COMMIT DELETE ROWS");
         const std::string update =
             " ON CONFLICT(client, topic) DO UPDATE SET state=excluded.state, stale=excluded.stale, "
             "retained=excluded.retained, since_ms=excluded.since_ms, last_seen_ms=excluded.last_seen_ms, "
@@ -672,6 +732,7 @@ private:
     std::string where_, name_;
     bool writable_;
     std::unique_ptr<pqxx::connection> conn_;
+    std::atomic<int> sock_{-1};  // conn_'s socket, for interrupt() from another thread
     std::unique_ptr<pqxx::work> tx_;  // the batch's transaction, between begin() and commit()
     std::vector<event_tuple> events_;    // the batch's events, for one COPY at commit
     std::vector<client_tuple> clients_;  // the batch's clients' rows, likewise

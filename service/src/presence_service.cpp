@@ -70,6 +70,7 @@ presence_service::presence_service(service_options options) : options_(std::move
         name_observer();
         scanner_ = std::make_unique<scanner>(scan);
         restored_ = scanner_->restore(db.current_rows());
+        scanner_->resume_cadences(db.cadences());
         recent_ = std::make_unique<detail::recent_changes>();
     } else {
         store_ = std::make_unique<history_store>(options_.history);
@@ -78,6 +79,7 @@ presence_service::presence_service(service_options options) : options_(std::move
         forward_commits();
         scanner_ = std::make_unique<scanner>(scan);
         restored_ = restore_table(*store_, *scanner_);
+        scanner_->resume_cadences(store_->cadences());
         if (options_.notary) notary_ = std::make_unique<death_notary>(options_.scan.broker, *options_.notary);
         if (options_.alerts) {
             engine_ = make_engine(*options_.alerts);
@@ -198,7 +200,9 @@ presence_service::leader_view presence_service::leader() const {
 bool presence_service::follow(std::chrono::milliseconds stuck_after) {
     if (leading_) return true;
     try {
-        if (!follower_reader_) follower_reader_ = std::make_unique<history_reader>(options_.history.path);
+        // A look the database does not answer within 2 s is cut: a frozen server must not hold the owner's thread.
+        if (!follower_reader_)
+            follower_reader_ = std::make_unique<history_reader>(options_.history.path, std::chrono::seconds(2));
         const auto now = clock::now();
         const auto w = follower_reader_->writer();
         recent_->mark(w.last_event_id, w.last_observed);
@@ -237,17 +241,20 @@ void presence_service::begin_history_session() {
     store_->begin_session(
         options_.scan.broker.server_uri, topics, options_.observer,
         [scan](const std::function<void(const client_status&)>& visit) { scan->for_each_sorted(visit); },
-        [this](const std::string& w) { say(w); });
+        [this](const std::string& w) { say(w); },
+        [scan](std::int64_t since_unix_ms) { return scan->cadences(since_unix_ms); });
 }
 
 // The takeover: the lock, a session, the changes the history lacks, then what only a leader runs.
 void presence_service::lead() {
     auto store = std::make_unique<history_store>(options_.history);  // history_locked: another was quicker
+    // The old leader's last changes may be many: read with a longer bound than a look's.
+    const history_reader reader(options_.history.path, std::chrono::seconds(30));
     std::vector<change> missing, recent;
     {
         // The delivery thread waits here (not Paho's): a change made meanwhile goes after the missing ones.
         std::lock_guard<std::mutex> lock(role_mutex_);
-        missing = recent_->unwritten(*follower_reader_, &recent);
+        missing = recent_->unwritten(reader, &recent);
         store_ = std::move(store);
         forward_commits();
         begin_history_session();

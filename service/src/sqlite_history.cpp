@@ -110,6 +110,13 @@ const char* const migrations[] = {
         until_ms INTEGER NOT NULL,
         ended_ms INTEGER) WITHOUT ROWID; -- ended by hand before until_ms
     )sql",
+    R"sql(
+    CREATE TABLE cadences(               -- what --expect auto learned: the gaps between a client's messages
+        topic TEXT NOT NULL,
+        client TEXT NOT NULL,
+        gaps TEXT NOT NULL,              -- ms, oldest first, comma-separated
+        PRIMARY KEY(topic, client)) WITHOUT ROWID;
+    )sql",
 };
 constexpr int known_version = static_cast<int>(sizeof migrations / sizeof migrations[0]);
 static_assert(known_version == history_store::schema_version, "a migration per schema version");
@@ -318,7 +325,8 @@ public:
         // Statements left mid-way by a failed batch (reset() would throw the error again).
         for (auto* st : {statements_.insert_event.get(), statements_.upsert_client.get(),
                          statements_.rewrite_client.get(), statements_.remove_client.get(),
-                         statements_.last_event.get(), statements_.alive.get(), statements_.watch_extend.get()})
+                         statements_.last_event.get(), statements_.alive.get(), statements_.watch_extend.get(),
+                         statements_.upsert_cadence.get()})
             if (st) st->tryReset();
         sqlite3_exec(db_->getHandle(), "ROLLBACK", nullptr, nullptr, nullptr);  // none left open is fine
     }
@@ -445,6 +453,26 @@ public:
         w.exec();
     }
 
+    void write_cadences(const std::vector<learned_cadence>& learned) override {
+        auto& s = *statements_.upsert_cadence;
+        for (const auto& c : learned) {
+            s.bind(1, c.topic);
+            s.bind(2, c.client);
+            s.bind(3, c.learned.gaps_text());
+            s.exec();
+            s.reset();
+        }
+    }
+
+    std::vector<learned_cadence> cadences() override {
+        std::vector<learned_cadence> out;
+        SQLite::Statement q(*db_, "SELECT topic, client, gaps FROM cadences");
+        while (q.executeStep())
+            if (const auto gaps = cadence::from_gaps_text(q.getColumn(2).getString()))
+                out.push_back(learned_cadence{q.getColumn(0).getString(), q.getColumn(1).getString(), 0, *gaps});
+        return out;
+    }
+
     void write_delivered(std::int64_t id, std::int64_t at) override {
         SQLite::Statement d(*db_, "UPDATE alerts SET delivered_ms=? WHERE id=?");
         d.bind(1, at);
@@ -491,8 +519,12 @@ public:
             old.bind(1, cutoff);
             old.exec();
         }
+        db_->exec("DELETE FROM cadences WHERE NOT EXISTS (SELECT 1 FROM clients c WHERE c.client=cadences.client "
+                  "AND c.topic=cadences.topic AND c.removed=0)");
         return deleted;
     }
+
+    void interrupt() noexcept override { sqlite3_interrupt(db_->getHandle()); }
 
     // The file the service writes is still the one it opened: deleted or replaced, the history goes nowhere a
     // reader finds it (SQLite would go on writing the unlinked inode without an error).
@@ -618,7 +650,7 @@ public:
 private:
     struct statements {
         std::unique_ptr<SQLite::Statement> insert_event, upsert_client, rewrite_client, remove_client, last_event,
-            alive, watch_extend;
+            alive, watch_extend, upsert_cadence;
     };
 
     // The writer's statements, prepared once per session.
@@ -646,6 +678,8 @@ private:
             *db_, "UPDATE clients SET removed=1, last_event=? WHERE client=? AND topic=?");
         s.last_event = std::make_unique<SQLite::Statement>(
             *db_, "SELECT last_event FROM clients WHERE client=? AND topic=?");
+        s.upsert_cadence = std::make_unique<SQLite::Statement>(
+            *db_, "INSERT OR REPLACE INTO cadences(topic, client, gaps) VALUES(?,?,?)");
         s.alive = std::make_unique<SQLite::Statement>(*db_, "UPDATE sessions SET alive_ms=? WHERE id=?");
         s.watch_extend = std::make_unique<SQLite::Statement>(*db_,
                                                              "UPDATE watch SET to_ms=? WHERE session=? AND from_ms=?");

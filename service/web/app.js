@@ -145,8 +145,11 @@ function render(data) {
   const fresh = document.createDocumentFragment();
   rows.forEach((c, i) => fresh.appendChild(renderRow(c, extra[i])));
   body.replaceChildren(fresh);
-  for (const s of ["connected", "disconnected", "unknown", "stale", "overdue"]) $("n-" + s).textContent = data.counts[s] || 0;
-  showDown(data.counts.disconnected + data.counts.stale + (data.counts.overdue || 0));
+  const n = data.counts;
+  // The "connected" chip filters the healthy ones: it counts them (up), not the stale and overdue among the connected.
+  for (const s of ["disconnected", "unknown", "stale", "overdue"]) $("n-" + s).textContent = n[s] || 0;
+  $("n-connected").textContent = n.up;
+  showDown(n.disconnected + (n.connected - n.up));  // a client both stale and overdue is down once
   const first = data.total ? data.offset + 1 : 0, last = data.offset + rows.length;
   $("range").textContent = first + "–" + last + " of " + data.total;
   $("prev").disabled = view.page === 0;

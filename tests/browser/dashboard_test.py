@@ -117,6 +117,9 @@ def main():
         # The long name is expected every second (--expect) and never heard again: overdue, counted as down.
         wait("the long name overdue", lambda: rows(driver).get(long_cell[0]) == "overdue", timeout=5.0)
         wait("the overdue chip counts it", lambda: driver.find_element(By.ID, "n-overdue").text == "1")
+        # The connected chip filters the healthy ones, so it counts them: the three sensors, not the overdue name.
+        wait("the connected chip counts the three healthy ones",
+             lambda: driver.find_element(By.ID, "n-connected").text == "3")
 
         # Notifications, opted into: the browser grants them, the button says so.
         driver.execute_cdp_cmd("Browser.grantPermissions", {"origin": url.rstrip("/"), "permissions": ["notifications"]})

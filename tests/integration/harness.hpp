@@ -417,6 +417,8 @@ inline void publish_retained(int port, const std::string& topic, const std::stri
 class private_broker {
 public:
     explicit private_broker(const std::string& mode = "start") : dir_(std::string(TEST_TMP_DIR) + "/" + unique_prefix()) {
+        static int made = 0;  // several in one test: a directory each
+        if (++made > 1) dir_ += "-" + std::to_string(made);
         child start({TEST_BROKER_SCRIPT, mode, dir_});
         if (start.wait_exit(30s) != 0) throw std::runtime_error("private broker did not start: " + start.stderr_text());
         port_ = broker_port(dir_);

@@ -2,6 +2,7 @@
 // history file held, damaged, deleted or full, the port taken, SIGHUP. In every state serve says what happened at
 // once (a log line, /healthz), never spins, and a SIGTERM ends it within 3 s.
 #include "harness.hpp"
+#include "served_dashboard.hpp"
 
 #include <httplib.h>
 #include <mqtt/async_client.h>
@@ -11,7 +12,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <regex>
 
 using namespace harness;
 using json = nlohmann::json;
@@ -32,16 +32,11 @@ double cpu_seconds(pid_t pid) {
     return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-// serve with its dashboard on a free port.
-struct service {
+// serve with its dashboard on a free port, synced unless told not to wait.
+struct service : served_dashboard {
     service(int port, const std::string& templ, const std::string& db, std::vector<std::string> extra = {},
             bool wait_synced = true)
-        : proc(serve_args(port, templ, db, extra)) {
-        const auto line = proc.wait_stderr(contains("dashboard: "), 15s);
-        if (!line) throw std::runtime_error("serve printed no dashboard URL:\n" + proc.stderr_text());
-        std::smatch m;
-        std::regex_search(*line, m, std::regex(R"(://([^:/]+):(\d+)/)"));
-        http_port = std::stoi(m[2]);
+        : served_dashboard(port, templ, db, std::move(extra)) {
         if (wait_synced && !proc.wait_stderr(contains("synced"), 15s))
             throw std::runtime_error("serve did not sync:\n" + proc.stderr_text());
     }
@@ -79,8 +74,6 @@ struct service {
         }
         return took;
     }
-    child proc;
-    int http_port = 0;
 };
 
 // `n` retained "1"s on prefix/c0..c(n-1), published without waiting (a burst of changes for the service).

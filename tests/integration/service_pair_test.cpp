@@ -4,6 +4,7 @@
 // each change once.
 #include "harness.hpp"
 #include "history_polling.hpp"
+#include "served_dashboard.hpp"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -20,45 +21,8 @@ using json = nlohmann::json;
 
 namespace {
 
-// serve with its dashboard on a free port, on a PostgreSQL history.
-struct member {
-    member(int port, const std::string& templ, const std::string& db, std::vector<std::string> extra = {})
-        : proc(serve_args(port, templ, db, extra)) {
-        const auto line = proc.wait_stderr(contains("dashboard: "), 20s);
-        if (!line) throw std::runtime_error("serve printed no dashboard URL:\n" + proc.stderr_text());
-        std::smatch m;
-        std::regex_search(*line, m, std::regex(R"(http://127\.0\.0\.1:(\d+)/)"));
-        http_port = std::stoi(m[1]);
-    }
-    void expect_synced() {
-        ASSERT_TRUE(proc.wait_stderr(contains("synced"), 15s)) << "serve did not sync:\n" << proc.stderr_text();
-    }
-    // GET `path`: its status and JSON body (status 0: no answer).
-    std::pair<int, json> get(const std::string& path) const {
-        httplib::Client c("127.0.0.1", http_port);
-        c.set_connection_timeout(2, 0);
-        c.set_read_timeout(5, 0);
-        auto res = c.Get(path.c_str());
-        if (!res) return {0, json()};
-        return {res->status, json::parse(res->body, nullptr, false)};
-    }
-    // Waits (bounded) until GET `path` answers JSON that satisfies `done`.
-    json until(const std::string& path, const std::function<bool(const json&)>& done, const std::string& what) {
-        json last;
-        for (const auto end = steady::now() + 15s; steady::now() < end;) {
-            last = get(path).second;
-            if (!last.is_discarded() && !last.is_null() && done(last)) return last;
-            std::this_thread::sleep_for(50ms);  // polling an HTTP API: no event to wait on
-        }
-        ADD_FAILURE() << "GET " << path << " never showed " << what << "; last: " << last.dump();
-        return last;
-    }
-    std::string pid_text() const { return "pid " + std::to_string(proc.pid()); }
-    // Whether it said `text` on stderr so far.
-    bool said(const std::string& text) { return proc.stderr_text().find(text) != std::string::npos; }
-    child proc;
-    int http_port = 0;
-};
+using member = served_dashboard;  // a member of the pair
+
 
 // Polls a dashboard's /healthz every 20 ms on a thread of its own and counts the times nothing answered.
 struct health_poller {
@@ -342,3 +306,56 @@ TEST(pair, each_death_is_paged_once_across_a_takeover) {
     b.proc.signal(SIGTERM);
     EXPECT_EQ(b.proc.wait_exit(15s), 0) << b.proc.stderr_text();
 }
+
+namespace {
+
+// A database server that stops answering (every process SIGSTOPped: its connections stay up) holds neither the
+// leader nor a follower: both say it on /healthz and in the log, and both stop when asked, the leader saying what
+// it could not write.
+TEST(pair, a_frozen_database_is_said_and_every_stop_still_finishes) {
+    const auto db = postgres().create_database("frozen");
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    member a(port, templ, db);
+    a.expect_synced();
+    member b(port, templ, db);
+    b.expect_synced();
+    b.until("/healthz", [](const json& h) { return h.value("role", "") == "follower"; }, "a follower");
+    publish_retained(port, prefix + "/before", "1");
+    a.until("/api/clients", [](const json& j) { return j["total"] == 1; }, "the first client");
+
+    struct thaw_at_exit {
+        ~thaw_at_exit() { postgres().thaw(); }
+    } thaw;
+    postgres().freeze();
+    for (int i = 0; i < 20; ++i) publish_retained(port, prefix + "/during-" + std::to_string(i), "1");
+    const auto said_problem = [](const std::string& text) {
+        return [text](const json& h) {
+            for (const auto& p : h.value("problems", json::array()))
+                if (p.get<std::string>().find(text) != std::string::npos) return true;
+            return false;
+        };
+    };
+    a.until("/healthz", said_problem("has not answered"), "the leader's history not answering");
+    b.until("/healthz", said_problem("history: "), "the follower's history not answering");
+    EXPECT_EQ(a.get("/healthz").first, 503);
+    EXPECT_TRUE(a.said("has not answered for")) << a.proc.stderr_text();
+    EXPECT_TRUE(b.proc.wait_stderr(contains("follower: "), 10s)) << b.proc.stderr_text();
+    EXPECT_EQ(a.get("/api/clients").second["total"], 21) << "the live table goes on";
+
+    const auto asked = steady::now();
+    a.proc.signal(SIGTERM);
+    b.proc.signal(SIGTERM);
+    EXPECT_EQ(a.proc.wait_exit(20s), 1) << "the leader did not stop, or said nothing was lost:\n"
+                                         << a.proc.stderr_text();
+    const auto leader_stopped = steady::now();
+    EXPECT_EQ(b.proc.wait_exit(20s), 0) << b.proc.stderr_text();
+    std::printf("with the database frozen, stopped %.1f s (the leader) and %.1f s (the follower) after SIGTERM\n",
+                std::chrono::duration<double>(leader_stopped - asked).count(),
+                std::chrono::duration<double>(steady::now() - asked).count());
+    EXPECT_TRUE(a.said("at the stop: its call was interrupted")) << a.proc.stderr_text();
+    EXPECT_TRUE(a.said("not written")) << a.proc.stderr_text();
+}
+
+}  // namespace

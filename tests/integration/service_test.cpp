@@ -3,6 +3,7 @@
 // in a storm leaves a consistent file, and the notary testifies on the broker (and only one notary per template).
 #include "harness.hpp"
 #include "history_polling.hpp"
+#include "served_dashboard.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <nlohmann/json.hpp>
@@ -156,6 +157,49 @@ TEST_P(service_history, a_death_while_the_service_is_down_is_unseen_with_an_unkn
     const auto u = json::parse(uptime.stdout_text());
     ASSERT_EQ(u["clients"].size(), 1u);
     EXPECT_GT(u["clients"][0]["unknown_s"].get<int>(), 3000) << "the hour before the service ran is unknown";
+}
+
+// The row of `client` in an /api/clients answer (null when it is not there).
+json row_of(const json& clients, const std::string& client) {
+    for (const auto& r : clients["clients"])
+        if (r["client"] == client) return r;
+    return nullptr;
+}
+
+// What --expect auto learned survives the service's restart: the cadence is back at once (a sleeping device would
+// need days to show three gaps again), and a client that stays silent after the restart is overdue by it.
+TEST_P(service_history, a_learned_cadence_survives_a_restart_and_judges_at_once) {
+    const int port = broker_port();
+    const auto prefix = unique_prefix();
+    const auto templ = prefix + "/{client}";
+    const auto db = fresh_history();
+    double learned_s = 0;
+    {
+        served_dashboard first(port, templ, db, {"--expect", "auto"});
+        first.expect_synced();
+        for (int beat = 0; beat < 5; ++beat) {
+            if (beat > 0) std::this_thread::sleep_for(1200ms);  // pacing: the gaps the service learns
+            publish_retained(port, prefix + "/sleepy", "1");
+        }
+        const auto seen = first.until(
+            "/api/clients", [](const json& j) { return row_of(j, "sleepy").value("cadence_s", json()).is_number(); },
+            "a learned cadence");
+        learned_s = row_of(seen, "sleepy")["cadence_s"].get<double>();
+        EXPECT_GE(learned_s, 1.0);
+        EXPECT_LT(learned_s, 3.0);
+        first.proc.signal(SIGTERM);
+        ASSERT_EQ(first.proc.wait_exit(10s), 0) << first.proc.stderr_text();
+    }
+    served_dashboard second(port, templ, db, {"--expect", "auto"});
+    second.expect_synced();
+    const auto [status, clients] = second.get("/api/clients");
+    ASSERT_EQ(status, 200);
+    const auto row = row_of(clients, "sleepy");
+    ASSERT_TRUE(row["cadence_s"].is_number()) << "the cadence is not back after the restart: " << row.dump();
+    EXPECT_DOUBLE_EQ(row["cadence_s"].get<double>(), learned_s);
+    EXPECT_EQ(row["overdue"], false);
+    second.until("/api/clients", [](const json& j) { return row_of(j, "sleepy")["overdue"] == true; },
+                 "the silent client overdue by its kept cadence");
 }
 
 // A PostgreSQL password never goes on the command line (every user of the machine can read it there).

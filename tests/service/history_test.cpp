@@ -15,6 +15,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -508,6 +509,7 @@ TEST_P(history, overdue_and_back_are_recorded_restored_and_counted_as_down) {
     {
         SQLite::Database db(path, SQLite::OPEN_READWRITE);
         db.exec("ALTER TABLE events DROP COLUMN overdue; ALTER TABLE clients DROP COLUMN overdue; DROP TABLE silences; "
+                "DROP TABLE cadences; "
                 "PRAGMA user_version=3");
     }
     { history_store store({path}); }
@@ -699,6 +701,53 @@ TEST(history_postgresql, changes_wait_while_the_database_is_away_and_are_written
     EXPECT_EQ(reader.current_rows().size(), 101u);
     EXPECT_EQ(reader.events_after(0, 1000).size(), 101u) << "each change once";
     EXPECT_EQ(reader.events_of("c99", t0 - 1h).size(), 1u);
+}
+
+}  // namespace
+
+namespace {
+
+// What --expect auto learned is kept at the end of a session (asked of the table with the time it last asked) and
+// read back for the next start; a client that is no longer current loses its cadence at the next prune.
+TEST_P(history, learned_cadences_are_kept_at_the_end_of_a_session_and_pruned_with_their_client) {
+    const auto path = fresh();
+    cadence daily;
+    for (int day = 0; day <= 3; ++day) daily.sighted(day * 25 * 3600'000LL);
+    const std::string odd = "k\xc3\xbc" "che 'n' \"x\"";
+    std::vector<std::int64_t> asked;
+    {
+        history_store store({path});
+        store.begin_session("b", "t", "o", {}, {}, [&](std::int64_t since) {
+            asked.push_back(since);
+            return std::vector<learned_cadence>{{"sensors/connected/sleepy", "sleepy", 0, daily},
+                                                {"sensors/connected/" + odd, odd, 0, daily}};
+        });
+        recorder r(store);
+        r.apply("sleepy", "1", t0);
+        r.apply(odd, "1", t0);
+        store.end_session();
+    }
+    ASSERT_EQ(asked.size(), 1u) << "asked once, at the end (the interval is a minute)";
+    EXPECT_EQ(asked[0], 0) << "the first question asks for everything learned";
+    auto kept = history_reader(path).cadences();
+    ASSERT_EQ(kept.size(), 2u);
+    std::sort(kept.begin(), kept.end(), [](const auto& a, const auto& b) { return a.client < b.client; });
+    EXPECT_EQ(kept[0].client, odd);
+    EXPECT_EQ(kept[1].topic, "sensors/connected/sleepy");
+    EXPECT_EQ(kept[1].learned.gaps_text(), daily.gaps_text());
+    EXPECT_EQ(kept[1].learned.median_ms(), 25u * 3600'000u);
+
+    history_store store({path});
+    ASSERT_EQ(store.cadences().size(), 2u) << "what the service resumes at its start";
+    store.begin_session("b", "t", "o");
+    recorder r(store);
+    for (const auto& row : history_reader(path).current_rows()) r.table.restore(row, t0);
+    r.apply("sleepy", "", t0 + 1h);  // cleared: no longer a current client
+    store.end_session();
+    store.prune(t0 + 2h);
+    kept = history_reader(path).cadences();
+    ASSERT_EQ(kept.size(), 1u);
+    EXPECT_EQ(kept[0].client, odd);
 }
 
 }  // namespace

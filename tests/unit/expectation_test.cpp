@@ -168,6 +168,50 @@ TEST(expectation, a_restored_row_waits_from_the_restart_and_an_overdue_one_stays
     EXPECT_EQ(t.counts().overdue, 2u);
 }
 
+TEST(expectation, a_cadence_kept_as_text_reads_back_the_same_and_bad_text_is_refused) {
+    cadence c;
+    for (int i = 0; i <= 10; ++i) c.sighted(i * 60'000 + (i % 3) * 1'000);  // ten gaps: the ring wrapped
+    const auto text = c.gaps_text();
+    EXPECT_EQ(text, "58000,61000,61000,58000,61000,61000,58000,61000") << "the last eight gaps, oldest first";
+    const auto back = cadence::from_gaps_text(text);
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->median_ms(), c.median_ms());
+    EXPECT_EQ(back->limit_ms(), c.limit_ms());
+    EXPECT_EQ(back->last_ms, -1) << "the next message starts a gap; the restart's downtime is none";
+    EXPECT_EQ(back->gaps_text(), text);
+    EXPECT_EQ(cadence::from_gaps_text("")->count, 0u);
+    for (const char* bad : {"x", "1000,", ",1000", "999", "1000,,1000", "-5000", "1000;2000", "99999999999",
+                            "1000,1000,1000,1000,1000,1000,1000,1000,1000"})
+        EXPECT_FALSE(cadence::from_gaps_text(bad)) << bad;
+}
+
+TEST(expectation, a_learned_cadence_resumes_after_a_restart_and_judges_at_once) {
+    auto t = expecting(connection_table::learned_expectation);
+    t.apply("sleepy", decode("1"), false, t0);
+    for (int day = 1; day <= 3; ++day) t.seen("sleepy", 0, t0 + day * 25h, nullptr);
+    t.apply("new", decode("1"), false, t0);
+    const auto learned = t.cadences();
+    ASSERT_EQ(learned.size(), 1u) << "only a row with a gap learned";
+    EXPECT_EQ(learned[0].client, "sleepy");
+    EXPECT_TRUE(t.cadences(std::chrono::duration_cast<std::chrono::milliseconds>((t0 + 3 * 25h + 1s).time_since_epoch()).count()).empty()) << "nothing heard since";
+
+    // The next run: the row restored, its cadence resumed; overdue after 75 h without a message, not before.
+    auto next = expecting(connection_table::learned_expectation);
+    const auto restart = t0 + 100h;
+    next.restore(*t.find("sleepy"), restart);
+    EXPECT_FALSE(next.find("sleepy")->expected) << "nothing learned in this run yet";
+    EXPECT_TRUE(next.resume_cadence("sleepy", 0, learned[0].learned, restart));
+    EXPECT_EQ(next.find("sleepy")->cadence, std::chrono::milliseconds(25h));
+    EXPECT_FALSE(next.resume_cadence("sleepy", 0, learned[0].learned, restart)) << "once: what it learns wins";
+    EXPECT_FALSE(next.resume_cadence("absent", 0, learned[0].learned, restart));
+    EXPECT_TRUE(next.expire(restart + 74h).empty());
+    EXPECT_EQ(kinds(next.expire(restart + 75h)), std::vector<change_kind>{change_kind::overdue});
+
+    auto fixed = expecting(10);  // a row with a fixed interval takes no cadence
+    fixed.restore(*t.find("sleepy"), restart);
+    EXPECT_FALSE(fixed.resume_cadence("sleepy", 0, learned[0].learned, restart));
+}
+
 TEST(expectation, problems_first_puts_overdue_after_disconnected_and_before_stale) {
     auto t = expecting(10);
     t.apply("a-up", decode("1"), false, t0);

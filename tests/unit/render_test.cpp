@@ -57,7 +57,7 @@ TEST(render, json_has_the_documented_shape) {
     EXPECT_TRUE(g["epoch"].is_null());
     EXPECT_TRUE(g["ip"].is_null());
     EXPECT_EQ(j["clients"][0]["state"], "unknown");
-    EXPECT_EQ(j["counts"].dump(), R"({"connected":1,"disconnected":1,"unknown":1,"stale":0,"overdue":0})");
+    EXPECT_EQ(j["counts"].dump(), R"({"connected":1,"disconnected":1,"unknown":1,"stale":0,"overdue":0,"up":1})");
     EXPECT_EQ(j["stats"].dump(), R"({"messages":3,"malformed":1,"stale_deaths_ignored":0,"stale_connects_ignored":0,"future_times":0,"unmatched":0,"activity":0,"activity_unknown":0,"excluded":0})");
 }
 
@@ -320,6 +320,45 @@ TEST(render, fit_to_width_cuts_lines_by_cells_and_keeps_colours_closed) {
     EXPECT_EQ(fit_to_width("\x1b[31mred\x1b[0m text", 6), "\x1b[31mred\x1b[0m t\u2026\x1b[0m");
     EXPECT_EQ(fit_to_width("\u6771\u4eac\u6771\u4eac", 5), "\u6771\u4eac\u2026") << "two cells each";
     EXPECT_EQ(fit_to_width("exactly8", 8), "exactly8");
+}
+
+}  // namespace
+
+namespace {
+
+// Rows of several brokers carry their broker in every format: JSON's first member, CSV's first column (when the
+// writer is told), a Prometheus label, the table's first column, a change line's prefix; a name to the terminal and
+// to Prometheus is made harmless as any other.
+TEST(render, rows_of_several_brokers_carry_their_broker_everywhere) {
+    auto r = sample();
+    for (auto& c : r.clients) c.broker = c.client == "garage" ? "site-b" : "site-a";
+    const auto j = nlohmann::ordered_json::parse(render_json(r));
+    EXPECT_EQ(j["clients"][0].begin().key(), "broker");
+    EXPECT_EQ(j["clients"][0]["broker"], "site-a");
+    std::ostringstream csv;
+    {
+        snapshot_writer w(csv, snapshot_format::csv, true);
+        for (const auto& c : r.clients) w.row(c);
+        w.finish(r.counts, r.stats);
+    }
+    EXPECT_EQ(csv.str().rfind("broker,client,state,", 0), 0u) << csv.str();
+    EXPECT_NE(csv.str().find("\nsite-b,garage,disconnected,"), std::string::npos) << csv.str();
+    EXPECT_EQ(render_csv(r).rfind("client,state,", 0), 0u) << "one broker: the columns as always";
+    EXPECT_NE(render_prometheus(r).find("mqtt_presence_up{broker=\"site-b\",client=\"garage\""), std::string::npos);
+    const auto table = render_table(r, t0 + 2s, false);
+    EXPECT_EQ(table.rfind("BROKER  CLIENT", 0), 0u) << table;
+    EXPECT_NE(table.find("\nsite-b  garage"), std::string::npos) << table;
+    EXPECT_EQ(render_table(sample(), t0, false).find("BROKER"), std::string::npos) << "no names, no column";
+    auto twice = r;  // the same name on two brokers: two rows told apart by BROKER, not by their topics
+    twice.clients = {r.clients[2], r.clients[2]};
+    twice.clients[1].broker = "site-b";
+    const auto two = render_table(twice, t0 + 2s, false);
+    EXPECT_NE(two.find("\nsite-a  kitchen  "), std::string::npos) << two;
+    EXPECT_NE(two.find("\nsite-b  kitchen  "), std::string::npos) << two;
+    change c;
+    c.kind = change_kind::added;
+    c.current = r.clients[0];
+    EXPECT_NE(render_change_line(c, t0).find(" site-a: "), std::string::npos) << render_change_line(c, t0);
 }
 
 }  // namespace

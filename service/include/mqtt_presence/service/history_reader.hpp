@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include <mqtt_presence/expectation.hpp>
 #include <mqtt_presence/service/history_event.hpp>
 #include <mqtt_presence/service/silences.hpp>
 #include <mqtt_presence/service/uptime.hpp>
@@ -20,8 +21,11 @@ namespace mqtt_presence {
 class history_reader {
 public:
     /// Opens an existing history (a file, or a postgresql:// database) to read; throws mqtt_presence::error when it
-    /// is missing, not a history, or newer than this binary.
-    explicit history_reader(const std::string& path);
+    /// is missing, not a history, or newer than this binary. With a `bound`, a query the database has not answered
+    /// within it is cut (a watchdog thread interrupts the connection; the next query connects anew) and throws
+    /// mqtt_presence::error saying so: a server that stopped answering holds no caller for ever. A connection
+    /// attempt is bounded by libpq's connect_timeout.
+    explicit history_reader(const std::string& path, std::chrono::milliseconds bound = std::chrono::milliseconds(0));
     ~history_reader() noexcept;
     history_reader(const history_reader&) = delete;
     history_reader& operator=(const history_reader&) = delete;
@@ -45,6 +49,8 @@ public:
     [[nodiscard]] std::vector<std::pair<std::string, std::string>> down_alerted() const;
     /// The last row of every client (topic filled).
     [[nodiscard]] std::vector<client_status> current_rows() const;
+    /// The cadences learned (--expect auto) and kept by the service that writes it (scanner::resume_cadences).
+    [[nodiscard]] std::vector<learned_cadence> cadences() const;
     /// The intervals a service watched (connected and synced) that overlap [from, to], minus the gaps left by
     /// dropped changes; sorted, disjoint, clipped. `now` closes an interval still open in a running service.
     [[nodiscard]] std::vector<interval> watched(time_point from, time_point to) const;

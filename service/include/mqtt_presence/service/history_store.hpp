@@ -29,6 +29,7 @@
 
 #include <mqtt_presence/connection_table.hpp>
 #include <mqtt_presence/error.hpp>
+#include <mqtt_presence/expectation.hpp>
 #include <mqtt_presence/service/history_event.hpp>
 #include <mqtt_presence/service/silences.hpp>
 #include <mqtt_presence/service/subscribers.hpp>
@@ -43,6 +44,9 @@ struct history_options {
     std::size_t queue_limit = 1u << 20;                         ///< changes waiting for the disk, at most
     std::chrono::milliseconds batch_interval{100};              ///< a commit at least this often while busy
     std::uint64_t max_bytes = 0;  ///< a cap on the file's size (0: none); beyond it writes fail as on a full disk
+    /// How long end_session() waits for the last batch before it interrupts the database call that holds it (a
+    /// server that stopped answering would hold it for ever; systemd's stop allows 15 s).
+    std::chrono::milliseconds stop_wait = std::chrono::seconds(10);
 };
 
 struct history_stats {
@@ -64,6 +68,10 @@ struct history_stats {
     bool superseded = false;
     /// The writer thread last went round its loop (at least once a second while it lives and is not stuck).
     std::chrono::steady_clock::time_point writer_alive{};
+    /// How long the writer has been inside one round (a database call that does not come back: a server that
+    /// stopped answering) while changes wait; 0 when it is not. From `stuck_after` on it is `failing`, and says so.
+    std::chrono::milliseconds unanswered{0};
+    static constexpr std::chrono::seconds stuck_after{5};
 };
 
 /// Another process (or another store in this one) writes this history: two writers would interleave sessions and
@@ -83,11 +91,16 @@ public:
 class history_store {
 public:
     /// The schema this binary writes.
-    static constexpr int schema_version = 5;
+    static constexpr int schema_version = 6;
 
     /// Calls `visit` with every row of the live table (scanner::for_each_sorted): how the store rewrites its
     /// `clients` table after it had to drop changes.
     using table_source = std::function<void(const std::function<void(const client_status&)>& visit)>;
+    /// The cadences learned (--expect auto) since a time (Unix ms; 0: all): scanner::cadences. The writer asks every
+    /// `cadence_interval` and at the end of the session, and keeps them for the next start.
+    using cadence_source = std::function<std::vector<learned_cadence>(std::int64_t since_unix_ms)>;
+    /// How often the writer asks its cadence_source for what was learned since it last asked.
+    static constexpr std::chrono::seconds cadence_interval{60};
     /// A change as committed: its event id in the file (ids grow with time) and the change itself.
     struct committed {
         std::int64_t id;
@@ -110,10 +123,12 @@ public:
     /// The last row of every client the file knows (topic filled), one at a time, for scanner::restore() (a million
     /// rows restore in chunks, never all held at once).
     void for_each_current_row(const std::function<void(const client_status&)>& visit) const;
+    /// The cadences kept by an earlier session, for scanner::resume_cadences().
+    [[nodiscard]] std::vector<learned_cadence> cadences() const;
 
     /// Starts a session (what the service watches and who it is, for the record) and the writer thread.
     void begin_session(const std::string& broker, const std::string& topics, const std::string& observer,
-                       table_source table = {}, warning_sink warn = {});
+                       table_source table = {}, warning_sink warn = {}, cadence_source cadences = {});
     /// Calls `sink` on the writer's thread after each commit, with the changes committed, until the handle is
     /// destroyed. Any number of listeners.
     [[nodiscard]] subscription on_commit(commit_sink sink) { return commit_subscribers_.add(std::move(sink)); }
@@ -130,7 +145,8 @@ public:
     void alert_delivered(std::int64_t id, time_point at) noexcept;
     /// The service became connected and synced (true), or lost the broker (false), at `at`: the intervals it watched.
     void watching(bool on, time_point at) noexcept;
-    /// Writes what is queued, closes the session and stops the writer thread. Idempotent.
+    /// Writes what is queued, closes the session and stops the writer thread. Idempotent. Bounded: a database that
+    /// does not answer within options.stop_wait is interrupted; what was not written is counted and said.
     void end_session() noexcept;
 
     [[nodiscard]] history_stats stats() const;
@@ -157,12 +173,16 @@ private:
     void warn(const std::string& text);
     void failed(const std::string& why);
     void check_database();
+    void ask_cadences(std::vector<item>& batch, bool last);
 
     bool database_gone_ = false;  // the file deleted or replaced: failing for good (under mutex_)
     history_options options_;
     std::unique_ptr<writer> writer_;  // the writer thread's connection and prepared statements
     table_source table_;
     warning_sink warn_;
+    cadence_source cadences_;
+    std::int64_t cadences_asked_ms_ = 0;  // when the writer last asked cadences_ (Unix ms; the writer's thread)
+    std::chrono::steady_clock::time_point cadences_asked_at_{};
     subscribers<const std::vector<committed>&> commit_subscribers_;
 
     mutable std::mutex mutex_;
@@ -171,9 +191,12 @@ private:
     history_stats stats_;
     std::size_t queued_changes_ = 0;        // changes in queue_ (it also holds watch marks)
     std::size_t retrying_ = 0;              // changes of a batch that failed, held by the writer for the next try
+    std::size_t writing_ = 0;               // changes of the batch being written
     std::uint64_t dropped_in_gaps_ = 0;     // drops already written down as gaps
     std::optional<time_point> first_drop_;  // the gap the dropped changes leave, from here to the next commit
     bool stopping_ = false;
+    bool writer_done_ = false;  // the writer thread left its loop (under mutex_; cv_ tells)
+    bool interrupted_ = false;  // end_session() cut the writer's call: no more tries
     std::thread thread_;
     std::chrono::steady_clock::time_point last_warning_{};
 };

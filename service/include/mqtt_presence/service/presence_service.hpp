@@ -112,7 +112,8 @@ public:
     /// history lacks (the old leader's last batch), starts the notary, Home Assistant discovery and the alerts
     /// (whose engine is seeded from the history's sent "down"s: a death the old leader had not yet paged is paged
     /// once). True when this service leads (then and ever after). Throws mqtt_presence::error when the database
-    /// cannot be asked (also said by leader().problem).
+    /// cannot be asked (also said by leader().problem), or did not answer the look within 2 s (the call is cut: a
+    /// frozen server must not hold the owner's thread, its stop and its watchdog).
     bool follow(std::chrono::milliseconds stuck_after = std::chrono::seconds(3));
     [[nodiscard]] bool leading() const noexcept { return leading_; }
     /// What a follower last saw of the leader (for /healthz and /api/info).
