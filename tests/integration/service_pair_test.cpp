@@ -340,7 +340,7 @@ TEST(pair, a_frozen_database_is_said_and_every_stop_still_finishes) {
     a.until("/healthz", said_problem("has not answered"), "the leader's history not answering");
     b.until("/healthz", said_problem("history: "), "the follower's history not answering");
     EXPECT_EQ(a.get("/healthz").first, 503);
-    EXPECT_TRUE(a.said("has not answered for")) << a.proc.stderr_text();
+    EXPECT_TRUE(a.proc.wait_stderr(contains("has not answered for"), 5s)) << a.proc.stderr_text();
     EXPECT_TRUE(b.proc.wait_stderr(contains("follower: "), 10s)) << b.proc.stderr_text();
     EXPECT_EQ(a.get("/api/clients").second["total"], 21) << "the live table goes on";
 
