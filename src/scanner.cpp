@@ -39,13 +39,17 @@ std::int64_t unix_ms(time_point t) {
 
 }  // namespace
 
-void scanner_options::validate() const {
-    broker.validate();
-    if (broker_name.size() > 40 || std::any_of(broker_name.begin(), broker_name.end(), [](char c) {
+void check_broker_name(std::string_view name) {
+    if (name.size() > 40 || std::any_of(name.begin(), name.end(), [](char c) {
             return !std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-';
         }))
-        throw error("broker name \"" + detail::printable(broker_name, 60) +
+        throw error("broker name \"" + detail::printable(name, 60) +
                     "\": use letters, digits, '.', '_' and '-' (at most 40), e.g. site-a");
+}
+
+void scanner_options::validate() const {
+    broker.validate();
+    check_broker_name(broker_name);
     if (topics.empty()) throw error("no topic template: give at least one, e.g. sensors/connected/{client}");
     for (const auto& t : topics) (void)topic_scheme::parse(t);
     for (const auto& pattern : exclude)
@@ -151,6 +155,7 @@ struct scanner::impl {
     std::size_t restore(std::vector<client_status> rows);
     [[nodiscard]] std::vector<learned_cadence> cadences(std::int64_t since_unix_ms) const;
     std::size_t resume_cadences(const std::vector<learned_cadence>& learned);
+    [[nodiscard]] std::optional<std::uint16_t> scheme_of(const std::string& topic, const std::string& client) const;
     [[nodiscard]] std::uint64_t version() const;
     [[nodiscard]] std::size_t pending_deliveries() const;
     [[nodiscard]] std::vector<client_status> snapshot(std::size_t limit, row_order order) const;
@@ -949,17 +954,21 @@ std::size_t scanner::impl::restore(std::vector<client_status> rows) {
     std::lock_guard<std::mutex> lock(mutex_);
     table_.reserve(table_.size() + rows.size());
     for (auto& row : rows) {
-        for (std::size_t i = 0; i < schemes_.size(); ++i) {
-            const auto name = schemes_[i].match(row.topic);
-            if (!name || *name != row.client) continue;
-            row.source = static_cast<std::uint16_t>(i);
-            table_.restore(row, clock::now());
-            ++restored;
-            break;
-        }
+        const auto source = scheme_of(row.topic, row.client);
+        if (!source) continue;
+        row.source = *source;
+        table_.restore(row, clock::now());
+        ++restored;
     }
     ++version_;
     return restored;
+}
+
+// The scheme whose template makes `topic` the status topic of `client` (what a history keeps of a row's key).
+std::optional<std::uint16_t> scanner::impl::scheme_of(const std::string& topic, const std::string& client) const {
+    for (std::size_t i = 0; i < schemes_.size(); ++i)
+        if (const auto name = schemes_[i].match(topic); name && *name == client) return static_cast<std::uint16_t>(i);
+    return std::nullopt;
 }
 
 std::size_t scanner::impl::pending_deliveries() const {
@@ -981,12 +990,8 @@ std::size_t scanner::impl::resume_cadences(const std::vector<learned_cadence>& l
     std::size_t resumed = 0;
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& c : learned)
-        for (std::size_t i = 0; i < schemes_.size(); ++i) {
-            const auto name = schemes_[i].match(c.topic);
-            if (!name || *name != c.client) continue;
-            resumed += table_.resume_cadence(c.client, static_cast<std::uint16_t>(i), c.learned, clock::now()) ? 1 : 0;
-            break;
-        }
+        if (const auto source = scheme_of(c.topic, c.client))
+            resumed += table_.resume_cadence(c.client, *source, c.learned, clock::now()) ? 1 : 0;
     ++version_;
     return resumed;
 }

@@ -524,6 +524,11 @@ std::string sync_warning(const scanner_status& st) {
            "; a status may be missing until the next re-sync (mosquitto: raise max_queued_messages)";
 }
 
+// JSON text that stays JSON whatever bytes a broker's error message holds.
+std::string json_text(const nlohmann::ordered_json& j) {
+    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
 // Status lines and changes arrive on the scanner's delivery thread, in order: never on Paho's.
 void attach_outputs(scanner& scan, const settings& s, bool live_table, std::mutex& out_mutex,
                     redraw_signal& changed, const std::string& broker) {
@@ -545,7 +550,7 @@ void attach_outputs(scanner& scan, const settings& s, bool live_table, std::mute
         std::lock_guard<std::mutex> lock(out_mutex);
         if (json_lines) {
             std::cout << "{\"event\":\"scanner\","
-                      << (broker.empty() ? std::string() : "\"broker\":" + nlohmann::json(broker).dump() + ",")
+                      << (broker.empty() ? std::string() : "\"broker\":" + json_text(broker) + ",")
                       << "\"scanner\":" << render_scanner_json(st) << "}\n" << std::flush;
         } else if (st.connected && st.sync != sync_state::syncing && st.sync != sync_state::complete) {
             std::cerr << "mqtt-presence-scanner: " << who << sync_warning(st) << "\n";
@@ -569,7 +574,10 @@ struct broker_scan {
     std::unique_ptr<scanner> scan;
     std::string failure;  // why it could not be reached ("" once started)
     int verdict = exit_code::ok;  // once: its sync's verdict (sync_verdict)
+    /// Reached, and (once) its sync gave a whole table.
+    [[nodiscard]] bool read_whole() const noexcept { return failure.empty() && verdict == exit_code::ok; }
 };
+
 
 std::vector<broker_scan> start_several(const settings& s, std::mutex& out, redraw_signal& changed) {
     std::vector<broker_scan> all;
@@ -601,18 +609,16 @@ std::vector<broker_scan> start_several(const settings& s, std::mutex& out, redra
 // The brokers as the JSON snapshot's "brokers" member: each one's name, URI, whether it was read whole, and its
 // scanner's state (null when it could not be reached).
 std::string brokers_json(const std::vector<broker_scan>& all) {
-    std::string out = ",\"brokers\":[";
-    for (const auto& b : all) {
-        if (&b != &all.front()) out += ',';
-        const nlohmann::ordered_json j{{"name", b.where.name},
-                                       {"uri", b.where.uri},
-                                       {"reachable", b.failure.empty()},
-                                       {"complete", b.failure.empty() && b.verdict == exit_code::ok}};
-        out += j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-        out.pop_back();  // the scanner's state joins the object
-        out += ",\"scanner\":" + (b.failure.empty() ? render_scanner_json(b.scan->status()) : std::string("null")) + "}";
-    }
-    return out + "]";
+    auto list = nlohmann::ordered_json::array();
+    for (const auto& b : all)
+        list.push_back({{"name", b.where.name},
+                        {"uri", b.where.uri},
+                        {"reachable", b.failure.empty()},
+                        {"complete", b.read_whole()},
+                        {"scanner", b.failure.empty() ? nlohmann::ordered_json::parse(render_scanner_json(
+                                                            b.scan->status()))
+                                                      : nlohmann::ordered_json()}});
+    return ",\"brokers\":" + json_text(list);
 }
 
 // The rows of every broker read, in the format asked for (brokers in the order given, names sorted within each),
@@ -637,7 +643,7 @@ void print_several(const std::vector<broker_scan>& all, const settings& s, requi
         });
         writer.finish(counts, stats, nullptr);
         for (const auto& b : all)
-            if (!b.failure.empty() || b.verdict != exit_code::ok)
+            if (!b.read_whole())
                 std::cout << terminal_safe(b.where.name, 40) << " (" << terminal_safe(b.where.uri, 200) << "): "
                           << (b.failure.empty() ? "not read whole" : "unreachable") << "; its clients may be missing\n";
         return;
@@ -653,7 +659,7 @@ void print_several(const std::vector<broker_scan>& all, const settings& s, requi
                      "or its sync not known complete).\n# TYPE mqtt_presence_broker_complete gauge\n";
         for (const auto& b : all)
             std::cout << "mqtt_presence_broker_complete{broker=\"" << prometheus_label(b.where.name) << "\"} "
-                      << (b.failure.empty() && b.verdict == exit_code::ok ? 1 : 0) << "\n";
+                      << (b.read_whole() ? 1 : 0) << "\n";
     }
 }
 
@@ -672,9 +678,8 @@ int run_several(const settings& s) {
             for (const auto& b : all)
                 if (!b.failure.empty()) {
                     std::lock_guard<std::mutex> lock(out);
-                    std::cout << nlohmann::ordered_json{{"event", "broker"}, {"broker", b.where.name},
-                                                        {"reachable", false}, {"error", b.failure}}
-                                     .dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
+                    std::cout << json_text({{"event", "broker"}, {"broker", b.where.name}, {"reachable", false},
+                                            {"error", b.failure}})
                               << "\n" << std::flush;
                 }
         while (!interrupted) usleep(200'000);
@@ -694,19 +699,16 @@ int run_several(const settings& s) {
     const bool none_read = std::all_of(all.begin(), all.end(), [](const broker_scan& b) {
         return !b.failure.empty() || b.verdict == exit_code::unreachable;
     });
-    const bool all_read = std::all_of(all.begin(), all.end(), [](const broker_scan& b) {
-        return b.failure.empty() && b.verdict == exit_code::ok;
-    });
-    int rc = none_read ? exit_code::unreachable : all_read ? exit_code::ok : exit_code::incomplete;
+    const auto whole = static_cast<std::size_t>(
+        std::count_if(all.begin(), all.end(), [](const broker_scan& b) { return b.read_whole(); }));
+    int rc = none_read ? exit_code::unreachable : whole == all.size() ? exit_code::ok : exit_code::incomplete;
     required_clients check(s.required);
     if (rc == exit_code::ok || (s.allow_partial && !none_read)) print_several(all, s, check);
-    if (!all_read && !none_read)
-        std::cerr << "mqtt-presence-scanner: " << (all.size() - static_cast<std::size_t>(std::count_if(
-                         all.begin(), all.end(), [](const broker_scan& b) {
-                             return b.failure.empty() && b.verdict == exit_code::ok;
-                         })))
-                  << " of " << all.size() << " brokers not read whole"
-                  << (s.allow_partial ? " (printed all the same: --allow-partial)" : "; no table (--allow-partial prints the rest)")
+    if (rc == exit_code::incomplete)
+        std::cerr << "mqtt-presence-scanner: " << all.size() - whole << " of " << all.size()
+                  << " brokers not read whole"
+                  << (s.allow_partial ? " (printed all the same: --allow-partial)"
+                                      : "; no table (--allow-partial prints the rest)")
                   << "\n";
     if (rc == exit_code::ok) rc = check.report();
     std::cout.flush();

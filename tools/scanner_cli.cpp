@@ -451,9 +451,7 @@ void name_brokers(settings& s, std::vector<std::string>& uris) {
         if (b.name.empty() && named.size() > 1)
             throw error("several --broker: name each one, e.g. --broker site-a=tcp://h1:1883 --broker "
                         "site-b=tcp://h2:1883");
-        mqtt_presence::scanner_options probe;
-        probe.broker_name = b.name;
-        probe.validate();  // the name's rules
+        mqtt_presence::check_broker_name(b.name);
         for (const auto& other : named)
             if (&other != &b && other.name == b.name)
                 throw error("--broker " + b.name + " is named twice: each broker needs a name of its own");

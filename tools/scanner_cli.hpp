@@ -16,12 +16,12 @@ namespace scanner_cli {
 
 enum class mode { watch, once, events, purge, serve, history, uptime, silence };
 
-/// Everything the command line (and the configuration file) says, parsed and checked.
 /// One of several brokers (--broker NAME=URI).
 struct named_broker {
     std::string name, uri;
 };
 
+/// Everything the command line (and the configuration file) says, parsed and checked.
 struct settings {
     mqtt_presence::scanner_options opts;
     /// once and events over several brokers: each with its name (opts.broker is the first's; the rest of opts

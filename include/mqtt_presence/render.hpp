@@ -119,9 +119,9 @@ private:
 [[nodiscard]] std::string render_ndjson(const scan_result& r);
 [[nodiscard]] std::string render_csv(const scan_result& r);
 [[nodiscard]] std::string render_prometheus(const scan_result& r);
-/// The human table: CLIENT STATE SINCE LAST-SEEN IP DETAIL (BROKER first when rows name theirs), then a counts line. Ages are relative to `now`. Rows
-/// come in the table's order: by name, then scheme (or row_order::state); a name under several schemes is several
-/// clients, and each of its rows shows its topic.
+/// The human table: CLIENT STATE SINCE LAST-SEEN IP DETAIL (BROKER first when rows name theirs), then a counts
+/// line. Ages are relative to `now`. Rows come in the table's order: by name, then scheme (or row_order::state); a
+/// name under several schemes is several clients, and each of its rows shows its topic.
 [[nodiscard]] std::string render_table(const scan_result& r, time_point now, bool color);
 
 /// The human table written a row at a time, 64 KiB of text at a time: a million rows need no copy of the table and

@@ -46,6 +46,10 @@
 
 namespace mqtt_presence {
 
+/// A broker's name in a view of several (scanner_options::broker_name): letters, digits, '.', '_', '-', at most 40
+/// (empty: no name). Throws mqtt_presence::error saying how to write one.
+void check_broker_name(std::string_view name);
+
 struct scanner_options {
     scanner_options() { broker.connect_timeout = std::chrono::seconds(5); }
 

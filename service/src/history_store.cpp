@@ -92,24 +92,26 @@ void history_store::failed(const std::string& why) {
     warn("history store: " + why);
 }
 
-void history_store::for_each_current_row(const std::function<void(const client_status&)>& visit) const {
+namespace {
+// A read of the history at its start: a database's own exception becomes an error naming the history.
+template <class Read>
+auto reading(const std::string& where, Read&& read) {
     try {
-        writer_->db->for_each_current_row(visit);
+        return read();
     } catch (const error&) {
         throw;
     } catch (const std::exception& e) {
-        throw error("cannot read the history " + path() + ": " + e.what());
+        throw error("cannot read the history " + where + ": " + e.what());
     }
+}
+}  // namespace
+
+void history_store::for_each_current_row(const std::function<void(const client_status&)>& visit) const {
+    reading(path(), [&] { writer_->db->for_each_current_row(visit); });
 }
 
 std::vector<learned_cadence> history_store::cadences() const {
-    try {
-        return writer_->db->cadences();
-    } catch (const error&) {
-        throw;
-    } catch (const std::exception& e) {
-        throw error("cannot read the history " + path() + ": " + e.what());
-    }
+    return reading(path(), [this] { return writer_->db->cadences(); });
 }
 
 void history_store::begin_session(const std::string& broker, const std::string& topics, const std::string& observer,
@@ -128,8 +130,12 @@ void history_store::begin_session(const std::string& broker, const std::string& 
         throw error("cannot write the history " + path() + ": " + e.what());
     }
     prune(clock::now());
-    stopping_ = false;
-    stats_.writer_alive = std::chrono::steady_clock::now();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = interrupted_ = false;
+        writer_running_ = true;
+        stats_.writer_alive = std::chrono::steady_clock::now();
+    }
     thread_ = std::thread([this] { writer_loop(); });
 }
 
@@ -215,7 +221,7 @@ history_stats history_store::stats() const {
     // A writer that has not come round for a while with changes waiting is held by the database (a batch of a
     // million takes seconds; one that takes more than stuck_after is said).
     const auto waiting = s.queued + writing_;
-    if (thread_.joinable() && !writer_done_ && waiting > 0)
+    if (writer_running_ && waiting > 0)
         s.unanswered = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                               s.writer_alive);
     if (s.unanswered >= history_stats::stuck_after) {
@@ -263,7 +269,7 @@ void history_store::writer_loop() {
         ~done_on_exit() {
             {
                 std::lock_guard<std::mutex> lock(store.mutex_);
-                store.writer_done_ = true;
+                store.writer_running_ = false;
             }
             store.cv_.notify_all();
         }
@@ -471,7 +477,7 @@ void history_store::end_session() noexcept {
         if (!thread_.joinable()) return;
         stopping_ = true;
         cv_.notify_all();
-        answered = cv_.wait_for(lock, options_.stop_wait, [this] { return writer_done_; });
+        answered = cv_.wait_for(lock, options_.stop_wait, [this] { return !writer_running_; });
         waiting = queued_changes_ + writing_;
         interrupted_ = !answered;
     }
@@ -482,7 +488,6 @@ void history_store::end_session() noexcept {
         writer_->db->interrupt();
     }
     thread_.join();
-    writer_done_ = interrupted_ = false;  // (under no lock: the thread is gone) a next session starts its own
 }
 
 }  // namespace mqtt_presence

@@ -195,7 +195,7 @@ private:
     std::uint64_t dropped_in_gaps_ = 0;     // drops already written down as gaps
     std::optional<time_point> first_drop_;  // the gap the dropped changes leave, from here to the next commit
     bool stopping_ = false;
-    bool writer_done_ = false;  // the writer thread left its loop (under mutex_; cv_ tells)
+    bool writer_running_ = false;  // a session's writer is in its loop (under mutex_; cv_ tells when it leaves)
     bool interrupted_ = false;  // end_session() cut the writer's call: no more tries
     std::thread thread_;
     std::chrono::steady_clock::time_point last_warning_{};
