@@ -687,6 +687,29 @@ std::uint8_t problem_rank(state status, bool stale, bool overdue) noexcept {
 }
 }  // namespace
 
+bool row_before(const client_status& a, const client_status& b, row_order order) noexcept {
+    if (order == row_order::state) {
+        const auto ra = problem_rank(a.status, a.stale, a.overdue);
+        const auto rb = problem_rank(b.status, b.stale, b.overdue);
+        if (ra != rb) return ra < rb;
+    } else if (order == row_order::since && a.since != b.since) {
+        if (!a.since || !b.since) return a.since.has_value();  // an unknown time last
+        return *a.since > *b.since;                           // the latest change first
+    }
+    return a.client != b.client ? a.client < b.client : a.source < b.source;
+}
+
+client_status unknown_since(client_status row, std::optional<time_point> since, std::string_view why) {
+    std::string was = std::string(why) + "; last known " + std::string(to_string(row.status)) +
+                      (row.overdue ? " (overdue)" : row.stale ? " (stale)" : "");
+    row.detail = row.detail.empty() ? std::move(was) : std::move(was) + "; " + row.detail;
+    row.status = state::unknown;
+    row.since = since;
+    row.stale = row.overdue = row.awaiting_beat = row.unconfirmed = false;
+    row.reason.clear();
+    return row;
+}
+
 std::vector<std::uint32_t> connection_table::sorted_rows(std::size_t limit, row_order by) const {
     // Sort (key, row) pairs, not rows. The key is the 8 bytes of the name that follow the prefix every name shares
     // (fleets are named like sensor-000123), big-endian, so that most comparisons are one integer compare that

@@ -387,58 +387,85 @@ private:
     bool dirty_ = true;
 };
 
-// watch on a terminal: the live table, redrawn as soon as a change arrives (at most once every 20 ms, so a storm of
-// changes costs 50 redraws a second) and every second, as the ages move on. Only a screenful of rows is copied out of
-// the table, so a million clients cost little to watch.
+// One broker's part of the live table: its scanner (null while it cannot be reached) and, of several, its name.
+struct live_source {
+    const scanner* scan = nullptr;
+    std::string name;  // "" for one broker
+};
+
+// The live table's order (--sort): problems first unless asked otherwise.
+row_order order_of(const settings& s) {
+    return s.sort == "name" ? row_order::name : s.sort == "since" ? row_order::since : row_order::state;
+}
 
 // What the view shows: a screenful from its offset (held to the last screenful) of the rows that pass its filter
 // (a case-blind substring of the name or topic), and how many pass. Without a filter only offset + page rows are
-// copied out of the table.
+// copied out of each table. Of several brokers, the rows of one that cannot be heard are unknown since it was last
+// heard (unknown_since), and the tables' rows merge in the view's order.
 struct shown_rows {
     std::vector<client_status> rows;
     std::size_t total = 0;
     std::size_t offset = 0;
 };
 
-shown_rows rows_in_view(const scanner& scan, const live_keys::view& v, std::size_t page, row_order order) {
+shown_rows rows_in_view(const std::vector<live_source>& sources, const live_keys::view& v, std::size_t page,
+                        row_order order) {
     const auto lower = [](std::string t) {
         std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         return t;
     };
+    const bool several = sources.size() > 1;
+    const auto now = clock::now();
+    const auto needle = lower(v.filter);
     shown_rows shown;
+    std::size_t want = SIZE_MAX;  // rows asked of each table
     if (v.filter.empty()) {
-        shown.total = scan.counts().total();
+        for (const auto& src : sources) shown.total += src.scan ? src.scan->counts().total() : 0;
         shown.offset = std::min(v.offset, shown.total > page ? shown.total - page : 0);
-        shown.rows = scan.snapshot(shown.offset > SIZE_MAX - page ? SIZE_MAX : shown.offset + page, order);
-    } else {
-        const auto needle = lower(v.filter);
-        for (auto& r : scan.snapshot(SIZE_MAX, order))
-            if (lower(r.client).find(needle) != std::string::npos || lower(r.topic).find(needle) != std::string::npos)
-                shown.rows.push_back(std::move(r));
-        shown.total = shown.rows.size();
-        shown.offset = std::min(v.offset, shown.total > page ? shown.total - page : 0);
+        want = shown.offset > SIZE_MAX - page ? SIZE_MAX : shown.offset + page;
+    }
+    for (const auto& src : sources) {
+        if (!src.scan) continue;
+        const auto st = src.scan->status();
+        const bool blind = several && st.blind(now);
+        // A blind table's rows are all unknown alike: its first rows by name are its first in any order.
+        for (auto& r : src.scan->snapshot(want, blind ? row_order::name : order)) {
+            if (!needle.empty() && lower(r.client).find(needle) == std::string::npos &&
+                lower(r.topic).find(needle) == std::string::npos)
+                continue;
+            shown.rows.push_back(blind ? unknown_since(std::move(r), st.blind_since(), "its broker is not heard")
+                                       : std::move(r));
+        }
     }
     auto& rows = shown.rows;
+    if (several)  // equal rows keep the brokers' order
+        std::stable_sort(rows.begin(), rows.end(),
+                         [order](const client_status& a, const client_status& b) { return row_before(a, b, order); });
+    if (!v.filter.empty()) {
+        shown.total = rows.size();
+        shown.offset = std::min(v.offset, shown.total > page ? shown.total - page : 0);
+    }
     rows.erase(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(std::min(shown.offset, rows.size())));
     if (rows.size() > page) rows.resize(page);
     return shown;
 }
 
+std::string painted(bool color, const char* code, const std::string& text) {
+    return color ? std::string(code) + text + "\x1b[0m" : text;
+}
+
 // The scanner's own state beside the title, when it is not simply connected and synced.
 std::string scanner_note(const scanner_status& st, bool color) {
-    const auto paint = [color](const char* code, const std::string& text) {
-        return color ? std::string(code) + text + "\x1b[0m" : text;
-    };
     if (!st.connected)  // the rows are what the scanner knew when it lost the broker
-        return paint("\x1b[1;31m", "  DISCONNECTED" +
-                                       (st.since ? " since " + format_iso8601(*st.since).substr(11, 8) + " UTC" : "") +
-                                       ": rows as of then; reconnecting");
+        return painted(color, "\x1b[1;31m",
+                       "  DISCONNECTED" + (st.since ? " since " + format_iso8601(*st.since).substr(11, 8) + " UTC" : "") +
+                           ": rows as of then; reconnecting");
     if (st.no_news(clock::now()))  // cut, not yet declared lost
-        return paint("\x1b[1;33m",
-                     "  NO NEWS from the broker for " +
-                         std::to_string(
-                             std::chrono::duration_cast<std::chrono::seconds>(clock::now() - *st.last_heard).count()) +
-                         " s: rows as of " + format_iso8601(*st.last_heard).substr(11, 8) + " UTC");
+        return painted(color, "\x1b[1;33m",
+                       "  NO NEWS from the broker for " +
+                           std::to_string(
+                               std::chrono::duration_cast<std::chrono::seconds>(clock::now() - *st.last_heard).count()) +
+                           " s: rows as of " + format_iso8601(*st.last_heard).substr(11, 8) + " UTC");
     if (st.sync == sync_state::syncing) return "  (syncing)";
     if (st.sync == sync_state::unverified) return "  (sync not verified: rows may be missing)";
     if (st.sync == sync_state::partial)
@@ -446,40 +473,103 @@ std::string scanner_note(const scanner_status& st, bool color) {
     return {};
 }
 
-// One frame: the title (the broker, the filters, the time, the scanner's state), the view's place and keys, the
-// table of the view's rows and its counts; every line cut to the terminal's width.
-std::string live_frame(const scanner& scan, const settings& s, const std::string& filters, const live_keys::view& v,
-                       std::size_t page, row_order order, std::size_t& total) {
-    const auto [rows, all, offset] = rows_in_view(scan, v, page, order);
+// Of several brokers, one's state in the line under the title: "lab ok", "prod DISCONNECTED since 12:00:01 UTC:
+// rows unknown", "edge UNREACHABLE: trying again"; and whether it is blind.
+std::string broker_note(const live_source& src, bool color, bool& blind) {
+    const std::string name = terminal_safe(src.name, 40) + " ";
+    blind = true;
+    if (!src.scan) return name + painted(color, "\x1b[1;31m", "UNREACHABLE: trying again");
+    const auto st = src.scan->status();
+    const auto hms = [](std::optional<time_point> t) { return t ? format_iso8601(*t).substr(11, 8) + " UTC" : "?"; };
+    if (!st.connected) return name + painted(color, "\x1b[1;31m", "DISCONNECTED since " + hms(st.since) + ": rows unknown");
+    if (st.no_news(clock::now()))
+        return name + painted(color, "\x1b[1;33m", "NO NEWS since " + hms(st.last_heard) + ": rows unknown");
+    blind = false;
+    if (st.sync == sync_state::syncing) return name + "syncing";
+    if (st.sync == sync_state::unverified) return name + painted(color, "\x1b[33m", "sync not verified");
+    if (st.sync == sync_state::partial) return name + painted(color, "\x1b[33m", "partial (heard live only)");
+    return name + "ok";
+}
+
+// The counts and stats of every table in the view; a blind table's rows count as unknown.
+std::pair<table_counts, table_stats> view_counts(const std::vector<live_source>& sources) {
+    std::pair<table_counts, table_stats> sums;
+    const auto now = clock::now();
+    for (const auto& src : sources) {
+        if (!src.scan) continue;
+        auto counts = src.scan->counts();
+        if (sources.size() > 1 && src.scan->status().blind(now)) {
+            table_counts unknown;
+            unknown.unknown = counts.total();
+            counts = unknown;
+        }
+        sums.first += counts;
+        sums.second += src.scan->stats();
+    }
+    return sums;
+}
+
+// One frame: the title (the broker, or how many, the filters, the time, the scanner's state), of several brokers a
+// line with each one's state, the view's place and keys, the table of the view's rows and its counts; every line cut
+// to the terminal's width.
+std::string live_frame(const std::vector<live_source>& sources, const settings& s, const std::string& filters,
+                       const live_keys::view& v, std::size_t page, row_order order, std::size_t& total) {
+    const auto [rows, all, offset] = rows_in_view(sources, v, page, order);
     total = all;
+    const bool color = !s.no_color;
     std::ostringstream table;
-    table_writer writer(table, clock::now(), !s.no_color);
+    table_writer writer(table, clock::now(), color);
     writer.show_topics(terminal_columns() >= 160);  // where it fits beside the other columns
     for (const auto& c : rows) writer.measure(c);
     for (const auto& c : rows) writer.row(c);
-    const auto st = scan.status();
-    writer.finish(scan.counts(), scan.stats(), &st);
+    const auto [counts, stats] = view_counts(sources);
+    std::string title, note;
+    if (sources.size() == 1) {
+        const auto st = sources.front().scan->status();
+        writer.finish(counts, stats, &st);
+        title = s.opts.broker.server_uri;
+        note = scanner_note(st, color);
+    } else {
+        writer.finish(counts, stats, nullptr);
+        std::size_t blind_ones = 0;
+        for (const auto& src : sources) {
+            bool blind = false;
+            note += (note.empty() ? "" : "  ") + broker_note(src, color, blind);
+            blind_ones += blind ? 1 : 0;
+        }
+        note = "\n" + note;
+        title = std::to_string(sources.size()) + " brokers";
+        if (blind_ones > 0)
+            title += painted(color, "\x1b[1;31m", "  " + std::to_string(blind_ones) + " of " +
+                                                      std::to_string(sources.size()) + " not heard");
+    }
     std::string place = total == 0 ? "no rows" : "rows " + std::to_string(offset + 1) + "-" +
                                                      std::to_string(offset + rows.size()) + " of " + std::to_string(total);
     if (v.typing) place += "  filter: /" + terminal_safe(v.draft, 40) + "_ (Enter keeps, Esc drops)";
     else if (!v.filter.empty()) place += "  filter /" + terminal_safe(v.filter, 40) + " (Esc drops)";
     else place += "  (arrows, PgUp/PgDn, Home/End scroll; / filters; q quits)";
-    const std::string frame = s.opts.broker.server_uri + "  " + filters + "  " +
-                              format_iso8601(clock::now()).substr(11, 8) + " UTC" + scanner_note(st, !s.no_color) +
-                              "\n" + place + "\n" + table.str();
-    return fit_to_width(frame, terminal_columns());
+    const auto hms = format_iso8601(clock::now()).substr(11, 8);
+    return fit_to_width(title + "  " + filters + "  " + hms + " UTC" + note + "\n" + place + "\n" + table.str(),
+                        terminal_columns());
 }
 
-// watch on a terminal: the live table, redrawn as soon as a change or a key arrives (at most once every 20 ms, so a
-// storm of changes costs 50 redraws a second) and every second, as the ages move on. Only a screenful of rows is
-// copied out of the table (unless a filter needs them all), so a million clients cost little to watch.
-int run_live_table(scanner& scan, const settings& s, redraw_signal& changed, std::mutex& out_mutex) {
-    constexpr auto min_gap = std::chrono::milliseconds(20);
-    sync(scan, s.timeout);
+// The topic filters of the title ("a/+ b/+…": a scheme of several filters shows its first).
+std::string title_filters(const scanner& scan) {
     std::string filters;
     for (const auto& scheme : scan.schemes())
         filters += (filters.empty() ? "" : " ") + scheme.filter() + (scheme.filters().size() > 1 ? "…" : "");
-    const auto order = s.sort == "name" ? row_order::name : s.sort == "since" ? row_order::since : row_order::state;
+    return filters;
+}
+
+// A live table's frame for the view and the rows that fit: `total` is set to the rows that pass its filter.
+using frame_maker = std::function<std::string(const live_keys::view&, std::size_t page, std::size_t& total)>;
+
+// watch on a terminal: the live table, redrawn as soon as a change or a key arrives (at most once every 20 ms, so a
+// storm of changes costs 50 redraws a second) and every second, as the ages move on. Only a screenful of rows is
+// copied out of each table (unless a filter needs them all), so a million clients cost little to watch. `extra`:
+// lines above the table beyond one broker's.
+void run_live_table(const frame_maker& frame_of, std::size_t extra, redraw_signal& changed, std::mutex& out_mutex) {
+    constexpr auto min_gap = std::chrono::milliseconds(20);
     auto drawn = std::chrono::steady_clock::time_point{};
     const no_line_wrap unwrapped;
     live_keys::reader keys([&changed] { changed.mark(); }, interrupted);
@@ -493,13 +583,27 @@ int run_live_table(scanner& scan, const settings& s, redraw_signal& changed, std
         const auto now = std::chrono::steady_clock::now();
         if (interrupted || (!marked && now - drawn < std::chrono::seconds(1))) continue;
         drawn = now;
-        const auto page = visible_rows();
+        auto page = visible_rows();
+        page = page > extra ? page - extra : 1;
         std::size_t total = 0;
-        const auto frame = live_frame(scan, s, filters, keys.current(), page, order, total);
+        const auto frame = frame_of(keys.current(), page, total);
         keys.layout(page, total);
         std::lock_guard<std::mutex> lock(out_mutex);
         std::cout << "\x1b[H\x1b[2J" << frame << std::flush;
     }
+}
+
+// watch on a terminal, one broker: once synced (or its --timeout passed), the live table of its scanner.
+int run_one_live_table(scanner& scan, const settings& s, redraw_signal& changed, std::mutex& out_mutex) {
+    sync(scan, s.timeout);
+    const auto filters = title_filters(scan);
+    const auto order = order_of(s);
+    const std::vector<live_source> sources{{&scan, {}}};
+    run_live_table(
+        [&](const live_keys::view& v, std::size_t page, std::size_t& total) {
+            return live_frame(sources, s, filters, v, page, order, total);
+        },
+        0, changed, out_mutex);
     scan.stop();
     return 0;
 }
@@ -566,9 +670,9 @@ void attach_outputs(scanner& scan, const settings& s, bool live_table, std::mute
     });
 }
 
-// once and events over several named brokers (--broker NAME=URI, repeated): a scanner each, with its own
+// watch, once and events over several named brokers (--broker NAME=URI, repeated): a scanner each, with its own
 // connection and sync, started and synced side by side; every row carries its broker's name. A broker that cannot
-// be read is said by name, and never passes for one without clients.
+// be read is said by name, and never passes for one without clients; watch and events try it again.
 struct broker_scan {
     scanner_cli::named_broker where;
     std::unique_ptr<scanner> scan;
@@ -578,17 +682,21 @@ struct broker_scan {
     [[nodiscard]] bool read_whole() const noexcept { return failure.empty() && verdict == exit_code::ok; }
 };
 
+// A scanner for one of several brokers, its outputs attached, not started.
+std::unique_ptr<scanner> scanner_for(const settings& s, const scanner_cli::named_broker& b, bool live_table,
+                                     std::mutex& out, redraw_signal& changed) {
+    auto o = s.opts;
+    o.broker.server_uri = b.uri;
+    o.broker_name = b.name;
+    if (!o.broker.client_id.empty()) o.broker.client_id += "-" + b.name;  // one id per connection
+    auto scan = std::make_unique<scanner>(std::move(o));
+    attach_outputs(*scan, s, live_table, out, changed, b.name);
+    return scan;
+}
 
-std::vector<broker_scan> start_several(const settings& s, std::mutex& out, redraw_signal& changed) {
+std::vector<broker_scan> start_several(const settings& s, bool live_table, std::mutex& out, redraw_signal& changed) {
     std::vector<broker_scan> all;
-    for (const auto& b : s.brokers) {
-        auto o = s.opts;
-        o.broker.server_uri = b.uri;
-        o.broker_name = b.name;
-        if (!o.broker.client_id.empty()) o.broker.client_id += "-" + b.name;  // one id per connection
-        all.push_back(broker_scan{b, std::make_unique<scanner>(std::move(o)), {}, exit_code::ok});
-        attach_outputs(*all.back().scan, s, false, out, changed, b.name);
-    }
+    for (const auto& b : s.brokers) all.push_back(broker_scan{b, scanner_for(s, b, live_table, out, changed), {}, 0});
     // Side by side: a broker that does not answer costs its connect timeout once, not once per broker.
     std::vector<std::thread> starting;
     for (auto& b : all)
@@ -604,6 +712,35 @@ std::vector<broker_scan> start_several(const settings& s, std::mutex& out, redra
         if (!b.failure.empty())
             std::cerr << "mqtt-presence-scanner: " << b.where.name << ": " << terminal_safe(b.failure, 400) << "\n";
     return all;
+}
+
+// watch and events: a broker not reached at the start is tried again every 5 s, with a new scanner (a scanner
+// starts once), until it answers or the run is interrupted. The new scanner takes the old one's place under `swap`,
+// which the live table holds while it reads the brokers.
+void keep_trying(broker_scan& b, const settings& s, bool live_table, std::mutex& out, redraw_signal& changed,
+                 std::mutex& swap) {
+    while (!interrupted) {
+        for (int i = 0; i < 25 && !interrupted; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        if (interrupted) return;
+        auto fresh = scanner_for(s, b.where, live_table, out, changed);
+        try {
+            fresh->start();
+        } catch (const std::exception& e) {
+            fresh->stop();
+            std::lock_guard<std::mutex> lock(swap);
+            b.failure = e.what();
+            continue;
+        }
+        std::unique_ptr<scanner> old;
+        {
+            std::lock_guard<std::mutex> lock(swap);
+            old = std::exchange(b.scan, std::move(fresh));
+            b.failure.clear();
+        }
+        changed.mark();
+        old->stop();
+        return;
+    }
 }
 
 // The brokers as the JSON snapshot's "brokers" member: each one's name, URI, whether it was read whole, and its
@@ -663,29 +800,57 @@ void print_several(const std::vector<broker_scan>& all, const settings& s, requi
     }
 }
 
+// watch (a live table or a stream) and events over several brokers, until interrupted; brokers not reached at the
+// start are tried again (keep_trying).
+int follow_several(std::vector<broker_scan>& all, const settings& s, bool live_table, std::mutex& out,
+                   redraw_signal& changed) {
+    if (!live_table && s.format != "table")  // a stream's reader learns which brokers it does not hear from
+        for (const auto& b : all)
+            if (!b.failure.empty()) {
+                std::lock_guard<std::mutex> lock(out);
+                std::cout << json_text({{"event", "broker"}, {"broker", b.where.name}, {"reachable", false},
+                                        {"error", b.failure}})
+                          << "\n" << std::flush;
+            }
+    std::mutex swap;
+    std::vector<std::thread> trying;
+    for (auto& b : all)
+        if (!b.failure.empty())
+            trying.emplace_back([&b, &s, live_table, &out, &changed, &swap] {
+                keep_trying(b, s, live_table, out, changed, swap);
+            });
+    if (live_table) {
+        const auto filters = title_filters(*all.front().scan);
+        const auto order = order_of(s);
+        run_live_table(
+            [&](const live_keys::view& v, std::size_t page, std::size_t& total) {
+                std::lock_guard<std::mutex> lock(swap);
+                std::vector<live_source> sources;
+                for (const auto& b : all)
+                    sources.push_back({b.failure.empty() ? b.scan.get() : nullptr, b.where.name});
+                return live_frame(sources, s, filters, v, page, order, total);
+            },
+            1, changed, out);
+    } else {
+        while (!interrupted) usleep(200'000);
+    }
+    for (auto& t : trying) t.join();
+    for (auto& b : all) b.scan->stop();  // delivers what is queued
+    return exit_code::ok;
+}
+
 int run_several(const settings& s) {
     std::mutex out;
     redraw_signal changed;
-    auto all = start_several(s, out, changed);
+    const bool live_table = s.run == mode::watch && s.format == "table" && isatty(STDOUT_FILENO) != 0;
+    auto all = start_several(s, live_table, out, changed);
     const auto reached = static_cast<std::size_t>(
         std::count_if(all.begin(), all.end(), [](const broker_scan& b) { return b.failure.empty(); }));
     if (reached == 0) {
         std::cerr << "mqtt-presence-scanner: none of the " << all.size() << " brokers could be reached\n";
         return exit_code::unreachable;
     }
-    if (s.run == mode::events) {
-        if (s.format != "table")  // a stream's reader learns which brokers it does not hear from
-            for (const auto& b : all)
-                if (!b.failure.empty()) {
-                    std::lock_guard<std::mutex> lock(out);
-                    std::cout << json_text({{"event", "broker"}, {"broker", b.where.name}, {"reachable", false},
-                                            {"error", b.failure}})
-                              << "\n" << std::flush;
-                }
-        while (!interrupted) usleep(200'000);
-        for (auto& b : all) b.scan->stop();  // delivers what is queued
-        return exit_code::ok;
-    }
+    if (s.run != mode::once) return follow_several(all, s, live_table, out, changed);
     std::vector<std::thread> syncing;
     for (auto& b : all)
         if (b.failure.empty())
@@ -752,7 +917,7 @@ int main(int argc, char** argv) {
             case mode::once: return run_once(scan, s);
             case mode::purge: return run_purge(scan, s);
             case mode::events: return run_stream(scan);
-            case mode::watch: return live_table ? run_live_table(scan, s, changed, out_mutex) : run_stream(scan);
+            case mode::watch: return live_table ? run_one_live_table(scan, s, changed, out_mutex) : run_stream(scan);
             case mode::serve:
             case mode::history:
             case mode::uptime:

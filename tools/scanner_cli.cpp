@@ -58,8 +58,15 @@ constexpr const char* watch_footer = R"(Examples:
   mqtt-presence-scanner watch                  # the same as no subcommand
   mqtt-presence-scanner watch --sort name      # by name, not problems first
   mqtt-presence-scanner watch --format ndjson | tee changes.ndjson
+  mqtt-presence-scanner watch --broker lab=tcp://h1:1883 \
+      --broker prod=tcp://h2:1883
 
-Exit codes: 0 stopped by SIGINT/SIGTERM, 2 bad options, 4 broker unreachable.)";
+Several brokers: one table with a BROKER column; a broker that cannot be
+heard is said in the title and its rows are "unknown" since it was last heard
+(never alive, never dead); one unreachable at the start is tried again.
+
+Exit codes: 0 stopped by SIGINT/SIGTERM, 2 bad options, 4 broker unreachable
+(of several: every one).)";
 
 constexpr const char* once_footer = R"(Examples:
   mqtt-presence-scanner once
@@ -437,7 +444,7 @@ void check_format(const settings& s, bool format_given) {
         throw error("purge needs --older-than DUR (--purge-older-than) or --all-disconnected");
 }
 
-// --broker NAME=URI: a name for the broker, carried by its rows; repeated (once, events), several brokers in one
+// --broker NAME=URI: a name for the broker, carried by its rows; repeated (watch, once, events), several brokers in one
 // view, each named. `uris` keeps the first URI only (opts.broker's); s.brokers gets them all when several.
 void name_brokers(settings& s, std::vector<std::string>& uris) {
     std::vector<named_broker> named;
@@ -456,8 +463,8 @@ void name_brokers(settings& s, std::vector<std::string>& uris) {
             if (&other != &b && other.name == b.name)
                 throw error("--broker " + b.name + " is named twice: each broker needs a name of its own");
     }
-    if (named.size() > 1 && s.run != mode::once && s.run != mode::events)
-        throw error("several --broker are read together by once and events; watch, purge and serve take one");
+    if (named.size() > 1 && s.run != mode::once && s.run != mode::events && s.run != mode::watch)
+        throw error("several --broker are read together by watch, once and events; purge and serve take one");
     if (named.empty()) return;
     s.opts.broker_name = named.front().name;
     uris = {named.front().uri};

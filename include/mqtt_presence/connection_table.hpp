@@ -170,6 +170,15 @@ enum class row_order : std::uint8_t {
     since,  ///< the latest change first (an unknown since last); by name among equals
 };
 
+/// Whether row `a` comes before row `b` in `order`: the order snapshot() gives within one table, for a view that
+/// merges the rows of several (one table per broker). Rows equal by it are the same client of different tables.
+[[nodiscard]] bool row_before(const client_status& a, const client_status& b, row_order order) noexcept;
+
+/// A row as a view of several brokers shows it while its broker cannot be heard (scanner_status::blind): its state
+/// unknown since the scanner last heard from the broker (nullopt: never), neither alive nor dead; `why` and what it
+/// was then lead its detail. Stale, overdue and the other judgements of the old state are cleared.
+[[nodiscard]] client_status unknown_since(client_status row, std::optional<time_point> since, std::string_view why);
+
 /// What seen() made of a sign of life.
 enum class sighting : std::uint8_t {
     unknown,    ///< no row of that name in that scheme

@@ -64,6 +64,10 @@ struct scanner_status {
 
     /// Connected, but nothing heard through the broker for no_news_after or longer (as of `now`).
     [[nodiscard]] bool no_news(time_point now) const { return connected && last_heard && now - *last_heard >= no_news_after; }
+    /// Not connected, or no news (as of `now`): the scanner's table is as of blind_since(), not as of now.
+    [[nodiscard]] bool blind(time_point now) const { return !connected || no_news(now); }
+    /// While blind, the last time it heard from its broker (nullopt: never connected).
+    [[nodiscard]] std::optional<time_point> blind_since() const { return connected ? last_heard : since; }
 };
 
 }  // namespace mqtt_presence

@@ -19,6 +19,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -277,6 +278,54 @@ inline std::function<bool(const std::string&)> equals(std::string v) {
 inline std::function<bool(const std::string&)> contains(std::string v) {
     return [v](const std::string& s) { return s.find(v) != std::string::npos; };
 }
+
+// A command in a detached tmux session of a given size (its own tmux server), and its screen as tmux shows it.
+// tmux's screen has no event to wait for: it is polled, bounded.
+class tmux_session {
+public:
+    tmux_session(std::string socket, int width, int height, const std::string& command) : socket_(std::move(socket)) {
+        run({"new-session", "-d", "-s", "live", "-x", std::to_string(width), "-y", std::to_string(height), command});
+    }
+    ~tmux_session() { run({"kill-server"}); }
+    tmux_session(const tmux_session&) = delete;
+    tmux_session& operator=(const tmux_session&) = delete;
+
+    std::string run(std::vector<std::string> args) const {
+        std::vector<std::string> argv{"tmux", "-L", socket_};
+        argv.insert(argv.end(), args.begin(), args.end());
+        child c(argv);
+        c.wait_exit(10s);
+        return c.stdout_text();
+    }
+    [[nodiscard]] std::string screen() const { return run({"capture-pane", "-p", "-t", "live"}); }
+    void keys(std::vector<std::string> keys) const {
+        keys.insert(keys.begin(), {"send-keys", "-t", "live"});
+        run(keys);
+    }
+    /// The screen once `ok` holds of it; a test failure naming `what` (and the screen) after `timeout`.
+    std::string wait_screen(const std::string& what, const std::function<bool(const std::string&)>& ok,
+                            std::chrono::milliseconds timeout = 10s) const {
+        const auto until = steady::now() + timeout;
+        std::string shown;
+        while (steady::now() < until) {
+            shown = screen();
+            if (ok(shown)) return shown;
+            std::this_thread::sleep_for(50ms);  // polled: see above
+        }
+        ADD_FAILURE() << "waited for " << what << "; the screen:\n" << shown;
+        return shown;
+    }
+    /// Whether the command ended (its session gone) within `timeout`.
+    [[nodiscard]] bool wait_gone(std::chrono::milliseconds timeout) const {
+        const auto until = steady::now() + timeout;
+        while (steady::now() < until && run({"list-sessions"}).find("live") != std::string::npos)
+            std::this_thread::sleep_for(50ms);  // tmux says nothing when its command exits
+        return run({"list-sessions"}).find("live") == std::string::npos;
+    }
+
+private:
+    std::string socket_;
+};
 
 }  // namespace harness
 

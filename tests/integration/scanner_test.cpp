@@ -883,33 +883,13 @@ TEST(scanner, the_live_table_scrolls_filters_and_quits_in_tmux) {
         publish_retained(port, prefix + "/dev-" + std::to_string(100 + i), i % 10 == 9 ? "0" : "1");
     publish_retained(port, prefix + "/dev-wide", R"({"status":1,"ip":"127.0.0.1","detail":")" + std::string(300, 'w') + "\"}");
     const auto uri = broker_uri(port);
-    const auto socket = prefix + "-tmux";
-    const auto tmux = [&](std::vector<std::string> args) {
-        std::vector<std::string> argv{"tmux", "-L", socket};
-        argv.insert(argv.end(), args.begin(), args.end());
-        child c(argv);
-        c.wait_exit(10s);
-        return c.stdout_text();
-    };
-    const auto screen = [&] { return tmux({"capture-pane", "-p", "-t", "live"}); };
-    const auto wait_screen = [&](const std::string& what, const std::function<bool(const std::string&)>& ok) {
-        const auto until = steady::now() + 10s;
-        std::string shown;
-        while (steady::now() < until) {
-            shown = screen();
-            if (ok(shown)) return shown;
-            std::this_thread::sleep_for(50ms);  // tmux's screen is polled: it has no event to wait for
-        }
-        ADD_FAILURE() << "waited for " << what << "; the screen:\n" << shown;
-        return shown;
-    };
     for (const auto& [width, height] : {std::pair{80, 24}, std::pair{200, 50}}) {
         SCOPED_TRACE(std::to_string(width) + "x" + std::to_string(height));
         const std::string command = std::string(SCANNER_BIN) + " -b " + uri + " -t '" + prefix + "/{client}' --no-color";
-        tmux({"new-session", "-d", "-s", "live", "-x", std::to_string(width), "-y", std::to_string(height), command});
+        const tmux_session tmux(prefix + "-tmux", width, height, command);
         const auto page = static_cast<std::size_t>(height - 6);
         // A whole frame: its counts line ends it (tmux may show a frame half drawn).
-        auto shown = wait_screen("all 61 rows", [](const std::string& t) {
+        auto shown = tmux.wait_screen("all 61 rows", [](const std::string& t) {
             return t.find(" of 61") != std::string::npos && t.find("61 messages") != std::string::npos;
         });
         std::vector<std::string> lines;
@@ -925,30 +905,26 @@ TEST(scanner, the_live_table_scrolls_filters_and_quits_in_tmux) {
             for (unsigned char ch : l) cells += (ch & 0xC0) != 0x80;
             EXPECT_LE(cells, static_cast<std::size_t>(width)) << l;
         }
-        tmux({"send-keys", "-t", "live", "NPage"});
+        tmux.keys({"NPage"});
         const auto second = std::min<std::size_t>(page, 61 - page) + 1;  // a page on, or to the last rows
-        wait_screen("the second page", [&](const std::string& t) {
+        tmux.wait_screen("the second page", [&](const std::string& t) {
             return t.find("rows " + std::to_string(second) + "-") != std::string::npos;
         });
-        tmux({"send-keys", "-t", "live", "End"});
-        shown = wait_screen("the last rows", [&](const std::string& t) {
+        tmux.keys({"End"});
+        shown = tmux.wait_screen("the last rows", [&](const std::string& t) {
             return t.find("rows " + std::to_string(61 - page + 1) + "-61 of 61") != std::string::npos;
         });
-        tmux({"send-keys", "-t", "live", "Home", "/", "w", "i", "d", "e", "Enter"});
-        shown = wait_screen("the filter", [](const std::string& t) {
+        tmux.keys({"Home", "/", "w", "i", "d", "e", "Enter"});
+        shown = tmux.wait_screen("the filter", [](const std::string& t) {
             return t.find("rows 1-1 of 1") != std::string::npos && t.find("dev-wide") != std::string::npos &&
                    t.find("61 messages") != std::string::npos;
         });
         if (width == 80) {
             EXPECT_NE(shown.find("\u2026"), std::string::npos) << "a cut line ends in …:\n" << shown;
         }
-        tmux({"send-keys", "-t", "live", "q"});
-        const auto until = steady::now() + 10s;
-        while (steady::now() < until && tmux({"list-sessions"}).find("live") != std::string::npos)
-            std::this_thread::sleep_for(50ms);  // tmux says nothing when its command exits
-        EXPECT_EQ(tmux({"list-sessions"}).find("live"), std::string::npos) << "q did not quit";
+        tmux.keys({"q"});
+        EXPECT_TRUE(tmux.wait_gone(10s)) << "q did not quit";
     }
-    tmux({"kill-server"});
 }
 
 // The live table puts the problems first by default: a dead client whose name sorts last is on the first screen of

@@ -183,6 +183,87 @@ TEST(several_brokers, events_carry_the_broker_of_each_change) {
     EXPECT_EQ(events.wait_exit(10s), 0) << events.stderr_text();
 }
 
+// The live table of three brokers in tmux: one table with a BROKER column and a line of each broker's state. A broker
+// down at the start is said and tried again until it answers; a broker killed makes its rows unknown since it was
+// last heard (never dead, never alive) while the others' rows stay live and change.
+TEST(several_brokers, the_live_table_shows_each_broker_and_a_lost_ones_rows_as_unknown) {
+    private_broker a, b, c;
+    const auto prefix = unique_prefix();
+    publish_retained(a.port(), prefix + "/kitchen", "1");
+    publish_retained(a.port(), prefix + "/garage", "1");
+    publish_retained(b.port(), prefix + "/kitchen", "0");
+    c.crash();  // down when the watch starts
+    const std::string command = std::string(SCANNER_BIN) + " watch --no-color --broker site-a=" + broker_uri(a.port()) +
+                                " --broker site-b=" + broker_uri(b.port()) + " --broker site-c=" +
+                                broker_uri(c.port()) + " -t '" + prefix + "/{client}'";
+    const tmux_session tmux(prefix + "-tmux", 200, 30, command);
+    // The line of a row: BROKER CLIENT STATE ... ("" when none).
+    const auto row = [](const std::string& screen, const std::string& broker, const std::string& client,
+                        const std::string& state) {
+        std::stringstream in(screen);
+        for (std::string l; std::getline(in, l);) {
+            std::stringstream cells(l);
+            std::string in_broker, in_client, in_state;
+            cells >> in_broker >> in_client >> in_state;
+            if (in_broker == broker && in_client == client && in_state == state) return l;
+        }
+        return std::string();
+    };
+    const auto has_row = [&row](const std::string& broker, const std::string& client, const std::string& state) {
+        return [=](const std::string& t) { return !row(t, broker, client, state).empty(); };
+    };
+    auto shown = tmux.wait_screen("three rows, site-c unreachable", [](const std::string& t) {
+        return t.find("rows 1-3 of 3") != std::string::npos && t.find("site-c UNREACHABLE") != std::string::npos &&
+               t.find("site-a ok") != std::string::npos && t.find("site-b ok") != std::string::npos;
+    });
+    EXPECT_EQ(shown.rfind("3 brokers", 0), 0u) << shown;
+    EXPECT_NE(shown.find("1 of 3 not heard"), std::string::npos) << shown;
+    EXPECT_NE(shown.find("\nBROKER  CLIENT"), std::string::npos) << shown;
+    // Problems first: site-b's dead kitchen before site-a's two; the same name on two brokers, two rows.
+    const auto dead = row(shown, "site-b", "kitchen", "disconnected");
+    const auto alive = row(shown, "site-a", "kitchen", "connected");
+    ASSERT_FALSE(dead.empty()) << shown;
+    ASSERT_FALSE(alive.empty()) << shown;
+    EXPECT_LT(shown.find(dead), shown.find(alive)) << shown;
+
+    c.restart();
+    publish_retained(c.port(), prefix + "/pump", "1");
+    const auto site_c_ok = has_row("site-c", "pump", "connected");
+    shown = tmux.wait_screen("site-c reached when it answers", [&](const std::string& t) {
+        return t.find("site-c ok") != std::string::npos && site_c_ok(t);
+    }, 20s);  // tried again every 5 s
+    EXPECT_EQ(shown.find("not heard"), std::string::npos) << shown;
+
+    a.crash();
+    shown = tmux.wait_screen("site-a's rows unknown", [&](const std::string& t) {
+        return t.find("site-a DISCONNECTED since") != std::string::npos && has_row("site-a", "garage", "unknown")(t) &&
+               has_row("site-a", "kitchen", "unknown")(t);
+    });
+    EXPECT_NE(row(shown, "site-a", "kitchen", "unknown").find("last known connected"), std::string::npos) << shown;
+    EXPECT_NE(shown.find("1 of 3 not heard"), std::string::npos) << shown;
+    EXPECT_NE(shown.find("1 connected, 1 disconnected, 2 unknown"), std::string::npos) << shown;
+    publish_retained(b.port(), prefix + "/door", "1");  // the others stay live
+    tmux.wait_screen("site-b's new row", has_row("site-b", "door", "connected"));
+    tmux.keys({"q"});
+    EXPECT_TRUE(tmux.wait_gone(10s)) << "q did not quit";
+}
+
+// watch into a pipe is the stream of changes, as with one broker: each change carries its broker.
+TEST(several_brokers, watch_into_a_pipe_streams_the_changes_of_each_broker) {
+    private_broker a, b;
+    const auto prefix = unique_prefix();
+    child watch({SCANNER_BIN, "watch", "--format", "ndjson", "--broker", "lab=" + broker_uri(a.port()), "--broker",
+                 "prod=" + broker_uri(b.port()), "--topic", prefix + "/{client}"});
+    for (int i = 0; i < 2; ++i)
+        ASSERT_TRUE(watch.wait_stdout(contains("\"sync\":\"complete\""), 15s)) << watch.stdout_text();
+    publish_retained(b.port(), prefix + "/door", "0");
+    const auto line = watch.wait_stdout(contains("\"door\""), 10s);
+    ASSERT_TRUE(line) << watch.stdout_text();
+    EXPECT_EQ(json::parse(*line)["client"]["broker"], "prod") << *line;
+    watch.signal(SIGINT);
+    EXPECT_EQ(watch.wait_exit(10s), 0) << watch.stderr_text();
+}
+
 TEST(several_brokers, several_brokers_need_names_of_their_own_and_a_mode_that_reads_them) {
     const auto refused = [](std::vector<std::string> argv, const std::string& says) {
         argv.insert(argv.begin(), SCANNER_BIN);
@@ -193,7 +274,7 @@ TEST(several_brokers, several_brokers_need_names_of_their_own_and_a_mode_that_re
     refused({"once", "--broker", "tcp://h1:1883", "--broker", "tcp://h2:1883"}, "name each one");
     refused({"once", "--broker", "a=tcp://h1:1883", "--broker", "a=tcp://h2:1883"}, "named twice");
     refused({"once", "--broker", "a b=tcp://h1:1883"}, "use letters, digits");
-    refused({"watch", "--broker", "a=tcp://h1:1883", "--broker", "b=tcp://h2:1883"}, "once and events");
+    refused({"purge", "--broker", "a=tcp://h1:1883", "--broker", "b=tcp://h2:1883"}, "watch, once and events");
 }
 
 }  // namespace

@@ -202,6 +202,54 @@ TEST(connection_table, snapshots_in_problem_order_and_by_latest_change) {
     EXPECT_EQ(names(t.snapshot(SIZE_MAX, row_order::since)).back(), "z-unknown-since") << "an unknown since last";
 }
 
+// A view of several brokers merges their tables' rows with row_before: it must give each table's own order, or a
+// merged screen would put a problem below the fold that one table puts first.
+TEST(connection_table, row_before_orders_rows_as_a_snapshot_does) {
+    connection_table t;
+    t.apply("a-up", rec("1"), false, t0 + 1s);
+    t.apply("b-down", rec("0"), false, t0 + 2s);
+    t.apply("c-stale", rec(json_status(1, 1, unix_ms(t0 + 3s), ",\"hb\":10")), false, t0 + 3s);
+    t.apply("d-bad", rec("{garbage"), false, t0 + 4s);
+    t.apply("e-down", rec("0"), false, t0 + 3s);
+    t.apply("f-up", rec("1"), false, t0 + 6s);
+    ASSERT_EQ(t.expire(t0 + 40s).size(), 1u);
+    t.restore([] {
+        client_status r;
+        r.client = "g-unknown-since";
+        r.status = state::disconnected;
+        return r;
+    }());
+    for (const auto order : {row_order::name, row_order::state, row_order::since}) {
+        auto rows = t.snapshot(SIZE_MAX, order);
+        const auto expected = rows;
+        std::reverse(rows.begin(), rows.end());
+        std::stable_sort(rows.begin(), rows.end(),
+                         [order](const client_status& a, const client_status& b) { return row_before(a, b, order); });
+        std::vector<std::string> got, want;
+        for (const auto& r : rows) got.push_back(r.client);
+        for (const auto& r : expected) want.push_back(r.client);
+        EXPECT_EQ(got, want) << "order " << static_cast<int>(order);
+    }
+}
+
+// A row whose broker cannot be heard is neither alive nor dead: unknown since the scanner last heard the broker,
+// with what it was then in its detail; a stale or overdue judgement of the old state does not stay on it.
+TEST(connection_table, a_row_of_a_broker_not_heard_is_unknown_since_then) {
+    connection_table t;
+    t.apply("hb", rec(json_status(1, 1, unix_ms(t0), ",\"hb\":10")), false, t0);
+    ASSERT_EQ(t.expire(t0 + 40s).size(), 1u);
+    auto before = *t.find("hb");
+    before.detail = "v2";  // a detail of its own (Homie's, say) stays after what the view says
+    const auto row = unknown_since(before, t0 + 20s, "its broker is not heard");
+    EXPECT_EQ(row.status, state::unknown);
+    EXPECT_EQ(row.since, t0 + 20s);
+    EXPECT_FALSE(row.stale);
+    EXPECT_FALSE(row.overdue);
+    EXPECT_EQ(row.last_seen, t0) << "when it was last heard stays true";
+    EXPECT_EQ(row.detail, "its broker is not heard; last known connected (stale); v2");
+    EXPECT_FALSE(unknown_since(*t.find("hb"), std::nullopt, "x").since) << "never heard: a time not known";
+}
+
 TEST(connection_table, a_retained_heartbeat_overdue_by_its_own_stamp_is_judged_on_our_clock) {
     connection_table t;
     // Last heard of an hour ago by its own stamp: dead while the broker was down, or a clock an hour behind ours.
