@@ -14,6 +14,10 @@ void broker_options::validate() const {
         throw error("keepalive " + std::to_string(keepalive.count()) + " s is outside 1-65535 s");
     if (connect_timeout.count() < 1) throw error("connect_timeout must be at least 1 s");
     detail::validate_tls(server_uri, cafile, certfile, keyfile, insecure);
+    for (const auto& uri : failover) {
+        (void)detail::parse_server_uri(uri);
+        detail::validate_tls(uri, cafile, certfile, keyfile, insecure);
+    }
 }
 
 }  // namespace mqtt_presence

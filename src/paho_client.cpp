@@ -28,6 +28,11 @@ mqtt::connect_options base_connect_options(const broker_options& o) {
     else opts.set_clean_session(true);
     if (!o.username.empty()) opts.set_user_name(o.username);
     if (!o.password.empty()) opts.set_password(o.password);
+    if (!o.failover.empty()) {  // each connect walks the list from its start (MQTTAsync_reconnect would not)
+        auto servers = std::make_shared<mqtt::string_collection>(o.server_uri);
+        for (const auto& uri : o.failover) servers->push_back(uri);
+        opts.set_servers(servers);
+    }
     if (detail::parse_server_uri(o.server_uri).tls()) {
         mqtt::ssl_options ssl;
         if (!o.cafile.empty()) ssl.set_trust_store(o.cafile);

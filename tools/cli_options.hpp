@@ -150,10 +150,13 @@ inline void add_broker_options(CLI::App& app, mqtt_presence::broker_options& b, 
     g->add_flag("--insecure", b.insecure, "Do not verify the server certificate");
 }
 
-/// After parsing: the URI from -h/-p, the password from --pw-env, version 3 as 4. Throws mqtt_presence::error.
-inline void finish_broker_options(mqtt_presence::broker_options& b, const broker_flags& f) {
-    if (f.uris.size() > 1) throw mqtt_presence::error("one --broker: this takes a single broker");
+/// After parsing: the URI from -h/-p, the password from --pw-env, version 3 as 4. `failover`: several --broker are
+/// the nodes of one cluster, tried in that order (broker_options::failover); otherwise refused. Throws
+/// mqtt_presence::error.
+inline void finish_broker_options(mqtt_presence::broker_options& b, const broker_flags& f, bool failover = false) {
+    if (f.uris.size() > 1 && !failover) throw mqtt_presence::error("one --broker: this takes a single broker");
     if (!f.uris.empty()) b.server_uri = f.uris.front();
+    if (f.uris.size() > 1) b.failover.assign(f.uris.begin() + 1, f.uris.end());
     if (b.mqtt_version == 3) b.mqtt_version = 4;
     b.keepalive = std::chrono::seconds(f.keepalive);
     if (!f.host.empty() || f.port != 0) {

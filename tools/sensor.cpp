@@ -131,6 +131,8 @@ std::optional<int> parse_command_line(int argc, char** argv, sensor_settings& s)
   mqtt-presence-sensor --topic 'homie/{client}/$state' --format text --name lamp
   mqtt-presence-sensor --broker ssl://broker:8883 --cafile ca.crt -u alice \
       --pw-env MQTT_PASSWORD
+  mqtt-presence-sensor -b tcp://node1:1883 -b tcp://node2:1883   # a cluster:
+      # the next node when one cannot be reached (at every reconnect)
   mqtt-presence-sensor --count 1000 --name sim   # sim-000001 ... sim-001000
   mqtt-presence-sensor --count 10000 --connect-rate 2000 --name sim  # in 5 s
   mqtt-presence-sensor --topic 'zigbee2mqtt/{client+}/availability' \
@@ -171,7 +173,7 @@ Exit codes: 0 stopped cleanly by SIGINT/SIGTERM, 1 runtime failure,
     try {
         app.parse(argc, argv);
         cli::refuse_empty_values(app);
-        cli::finish_broker_options(opts.broker, broker);
+        cli::finish_broker_options(opts.broker, broker, true);  // several: one cluster's nodes, in order
         opts.status.format = mqtt_presence::parse_payload_format(format);
         opts.status.heartbeat = std::chrono::seconds(heartbeat);
         opts.will_delay = std::chrono::seconds(will_delay);
@@ -323,7 +325,11 @@ int main(int argc, char** argv) {
         return exit_code::failure;
     }
 
-    const int sig = connect_and_wait(clients, s.opts.broker.server_uri, worker, stop_signals);
+    std::string where = s.opts.broker.server_uri;  // and a cluster's other nodes, in the order they are tried
+    const auto& failover = s.opts.broker.failover;
+    for (const auto& uri : failover) where += (&uri == &failover.front() ? " (then " : ", ") + uri;
+    if (!failover.empty()) where += ")";
+    const int sig = connect_and_wait(clients, where, worker, stop_signals);
     log(sig == SIGUSR1 ? std::string("stopping: a client id is used by another process")
                        : std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
     std::vector<mqtt_presence::presence_client*> all;

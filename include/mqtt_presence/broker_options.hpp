@@ -3,11 +3,15 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 namespace mqtt_presence {
 
 struct broker_options {
     std::string server_uri = "tcp://localhost:1883";  ///< tcp://, ssl://, ws://, wss:// (mqtt://, mqtts://)
+    /// Further nodes of the same broker cluster, tried in order after server_uri at every connect and reconnect
+    /// (Paho's server list): a client whose node dies connects to the next one that answers. Empty: one broker.
+    std::vector<std::string> failover;
     std::string client_id;  ///< empty: chosen by the user of these options (presence_client: the status name)
     int mqtt_version = 4;   ///< 4 (MQTT 3.1.1) or 5
     std::chrono::seconds keepalive{30};  ///< a dead connection is noticed after about 1.5 x this

@@ -739,6 +739,8 @@ TEST(presence, bad_options_exit_2_with_a_clear_error) {
              {{"--format", "xml"}, "unknown payload format"},
              {{"--broker", "localhost"}, "has no scheme"},
              {{"--broker", "tcp://host:99999"}, "outside 1-65535"},
+             {{"--broker", "tcp://127.0.0.1:1", "--broker", "localhost"}, "has no scheme"},  // a cluster's next node
+             {{"--broker", "ssl://127.0.0.1:1", "--broker", "tcp://127.0.0.1:2", "--insecure"}, "is not TLS"},
              {{"--topic", "sensors/connected"}, "no {client} placeholder"},
              {{"--name", "a/b"}, "contains '+', '#' or '/'"},
              {{"--will-delay", "5"}, "needs MQTT 5"},
