@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,18 +35,31 @@ struct broker_flags {
 /// line wins over the file. `before_reading` runs once the command line is parsed and before the file's values are
 /// applied: the moment to note what the command line itself gave. `route` (optional) may point a key at a subcommand
 /// (its `parents`) or drop it (false): a tool whose options live in subcommands keeps one flat section.
+/// The file's [brokers.NAME] sections: each named broker's own keys (its login and TLS), as key -> value.
+using broker_sections = std::map<std::string, std::map<std::string, std::string>>;
+
 class config_file : public CLI::ConfigTOML {
 public:
     using router = std::function<bool(CLI::ConfigItem&)>;
 
-    config_file(std::string section, std::function<void()> before_reading, router route)
-        : section_(std::move(section)), before_reading_(std::move(before_reading)), route_(std::move(route)) {}
+    /// `brokers` (optional) receives the [brokers.NAME] sections; without it they are unknown keys.
+    config_file(std::string section, std::function<void()> before_reading, router route,
+                std::shared_ptr<broker_sections> brokers = nullptr)
+        : section_(std::move(section)), before_reading_(std::move(before_reading)), route_(std::move(route)),
+          brokers_(std::move(brokers)) {}
 
     std::vector<CLI::ConfigItem> from_config(std::istream& in) const override {
         if (before_reading_) before_reading_();
         std::vector<CLI::ConfigItem> kept;
         for (auto& item : CLI::ConfigTOML::from_config(in)) {
-            if (item.parents.empty()) {
+            const bool marker = item.name == "++" || item.name == "--";  // a section's start and end
+            if (brokers_ && !item.parents.empty() && item.parents.front() == "brokers" &&
+                (marker || item.parents.size() == 2)) {
+                if (marker) continue;
+                std::string value;
+                for (const auto& v : item.inputs) value += (value.empty() ? "" : ",") + v;
+                (*brokers_)[item.parents.back()][item.name] = value;
+            } else if (item.parents.empty()) {
                 if (!route_ || route_(item)) kept.push_back(std::move(item));
             } else if (item.parents.front() == section_) {
                 if (item.parents.size() == 1 && item.name == "--") continue;  // the section's end marker
@@ -61,6 +76,7 @@ private:
     std::string section_;
     std::function<void()> before_reading_;
     router route_;
+    std::shared_ptr<broker_sections> brokers_;
 };
 
 /// The default configuration file, read when it exists (--config or $MQTT_PRESENCE_CONFIG name another).
@@ -69,7 +85,8 @@ inline constexpr const char* default_config = "/etc/mqtt-presence/config.toml";
 /// --version, and --config FILE: $MQTT_PRESENCE_CONFIG when set (then the file must exist), else
 /// /etc/mqtt-presence/config.toml when it exists. `section` is the tool's own part of the file ("scanner", "sensor").
 inline void add_version_and_config(CLI::App& app, const std::string& section,
-                                   std::function<void()> before_reading = {}, config_file::router route = {}) {
+                                   std::function<void()> before_reading = {}, config_file::router route = {},
+                                   std::shared_ptr<broker_sections> brokers = nullptr) {
     app.set_version_flag("--version", app.get_name() + " " + mqtt_presence::version);
     const char* env = std::getenv("MQTT_PRESENCE_CONFIG");
     const bool from_env = env != nullptr && *env != '\0';
@@ -78,7 +95,8 @@ inline void add_version_and_config(CLI::App& app, const std::string& section,
                    "scanner's own under [scanner], the sensor's under [sensor]; the command line wins. Default "
                    "$MQTT_PRESENCE_CONFIG, else " + std::string(default_config) + " if it exists",
                    from_env);
-    app.config_formatter(std::make_shared<config_file>(section, std::move(before_reading), std::move(route)));
+    app.config_formatter(
+        std::make_shared<config_file>(section, std::move(before_reading), std::move(route), std::move(brokers)));
     app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error, not a silent default
 }
 

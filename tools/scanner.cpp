@@ -30,6 +30,7 @@
 #include "live_keys.hpp"
 #include "scanner_cli.hpp"
 #include "scanner_service.hpp"
+#include "watched_silences.hpp"
 
 using namespace mqtt_presence;
 
@@ -513,10 +514,23 @@ std::pair<table_counts, table_stats> view_counts(const std::vector<live_source>&
 // line with each one's state, the view's place and keys, the table of the view's rows and its counts; every line cut
 // to the terminal's width.
 std::string live_frame(const std::vector<live_source>& sources, const settings& s, const std::string& filters,
-                       const live_keys::view& v, std::size_t page, row_order order, std::size_t& total) {
-    const auto [rows, all, offset] = rows_in_view(sources, v, page, order);
+                       const live_keys::view& v, std::size_t page, row_order order, std::size_t& total,
+                       const watched_silences* silences) {
+    auto [rows, all, offset] = rows_in_view(sources, v, page, order);
     total = all;
     const bool color = !s.no_color;
+    const auto now = clock::now();
+    std::string silenced;  // the title's word on the silences (watch --db)
+    if (silences) {
+        for (auto& c : rows)
+            if (const auto covered = silences->covering(c, now))
+                c.detail = silence_note(*covered, now) + (c.detail.empty() ? "" : "; " + c.detail);
+        const auto [running, failure] = silences->state(now);
+        if (!failure.empty())
+            silenced = painted(color, "\x1b[1;33m", "  silences not read: " + terminal_safe(failure, 100));
+        else if (running > 0)
+            silenced = "  " + std::to_string(running) + (running == 1 ? " silence" : " silences");
+    }
     std::ostringstream table;
     table_writer writer(table, clock::now(), color);
     writer.show_topics(terminal_columns() >= 160);  // where it fits beside the other columns
@@ -549,7 +563,8 @@ std::string live_frame(const std::vector<live_source>& sources, const settings& 
     else if (!v.filter.empty()) place += "  filter /" + terminal_safe(v.filter, 40) + " (Esc drops)";
     else place += "  (arrows, PgUp/PgDn, Home/End scroll; / filters; q quits)";
     const auto hms = format_iso8601(clock::now()).substr(11, 8);
-    return fit_to_width(title + "  " + filters + "  " + hms + " UTC" + note + "\n" + place + "\n" + table.str(),
+    return fit_to_width(title + "  " + filters + "  " + hms + " UTC" + silenced + note + "\n" + place + "\n" +
+                            table.str(),
                         terminal_columns());
 }
 
@@ -594,14 +609,15 @@ void run_live_table(const frame_maker& frame_of, std::size_t extra, redraw_signa
 }
 
 // watch on a terminal, one broker: once synced (or its --timeout passed), the live table of its scanner.
-int run_one_live_table(scanner& scan, const settings& s, redraw_signal& changed, std::mutex& out_mutex) {
+int run_one_live_table(scanner& scan, const settings& s, redraw_signal& changed, std::mutex& out_mutex,
+                       const watched_silences* silences) {
     sync(scan, s.timeout);
     const auto filters = title_filters(scan);
     const auto order = order_of(s);
     const std::vector<live_source> sources{{&scan, {}}};
     run_live_table(
         [&](const live_keys::view& v, std::size_t page, std::size_t& total) {
-            return live_frame(sources, s, filters, v, page, order, total);
+            return live_frame(sources, s, filters, v, page, order, total, silences);
         },
         0, changed, out_mutex);
     scan.stop();
@@ -686,9 +702,8 @@ struct broker_scan {
 std::unique_ptr<scanner> scanner_for(const settings& s, const scanner_cli::named_broker& b, bool live_table,
                                      std::mutex& out, redraw_signal& changed) {
     auto o = s.opts;
-    o.broker.server_uri = b.uri;
+    o.broker = b.broker;  // its URI, and its own login and TLS (apply_broker_sections)
     o.broker_name = b.name;
-    if (!o.broker.client_id.empty()) o.broker.client_id += "-" + b.name;  // one id per connection
     auto scan = std::make_unique<scanner>(std::move(o));
     attach_outputs(*scan, s, live_table, out, changed, b.name);
     return scan;
@@ -803,7 +818,7 @@ void print_several(const std::vector<broker_scan>& all, const settings& s, requi
 // watch (a live table or a stream) and events over several brokers, until interrupted; brokers not reached at the
 // start are tried again (keep_trying).
 int follow_several(std::vector<broker_scan>& all, const settings& s, bool live_table, std::mutex& out,
-                   redraw_signal& changed) {
+                   redraw_signal& changed, const watched_silences* silences) {
     if (!live_table && s.format != "table")  // a stream's reader learns which brokers it does not hear from
         for (const auto& b : all)
             if (!b.failure.empty()) {
@@ -828,7 +843,7 @@ int follow_several(std::vector<broker_scan>& all, const settings& s, bool live_t
                 std::vector<live_source> sources;
                 for (const auto& b : all)
                     sources.push_back({b.failure.empty() ? b.scan.get() : nullptr, b.where.name});
-                return live_frame(sources, s, filters, v, page, order, total);
+                return live_frame(sources, s, filters, v, page, order, total, silences);
             },
             1, changed, out);
     } else {
@@ -839,10 +854,9 @@ int follow_several(std::vector<broker_scan>& all, const settings& s, bool live_t
     return exit_code::ok;
 }
 
-int run_several(const settings& s) {
+int run_several(const settings& s, bool live_table, const watched_silences* silences) {
     std::mutex out;
     redraw_signal changed;
-    const bool live_table = s.run == mode::watch && s.format == "table" && isatty(STDOUT_FILENO) != 0;
     auto all = start_several(s, live_table, out, changed);
     const auto reached = static_cast<std::size_t>(
         std::count_if(all.begin(), all.end(), [](const broker_scan& b) { return b.failure.empty(); }));
@@ -850,7 +864,7 @@ int run_several(const settings& s) {
         std::cerr << "mqtt-presence-scanner: none of the " << all.size() << " brokers could be reached\n";
         return exit_code::unreachable;
     }
-    if (s.run != mode::once) return follow_several(all, s, live_table, out, changed);
+    if (s.run != mode::once) return follow_several(all, s, live_table, out, changed, silences);
     std::vector<std::thread> syncing;
     for (auto& b : all)
         if (b.failure.empty())
@@ -893,8 +907,17 @@ int main(int argc, char** argv) {
     const signal_waiter signals(s.run == mode::serve);
     if (s.run == mode::serve) return service_cli::run_serve(s.opts, s.service, interrupted, reload);
     const bool live_table = s.run == mode::watch && s.format == "table" && isatty(STDOUT_FILENO) != 0;
+    std::unique_ptr<watched_silences> silences;  // watch --db: the service's silences beside the live table's rows
+    if (s.run == mode::watch && !s.service.db.empty()) {  // checked into a pipe too: a bad --db is said at once
+        try {
+            silences = std::make_unique<watched_silences>(s.service.db);
+        } catch (const error& e) {
+            std::cerr << "mqtt-presence-scanner: " << e.what() << "\n";
+            return exit_code::usage;
+        }
+    }
     try {
-        if (!s.brokers.empty()) return run_several(s);  // once and events over several brokers
+        if (!s.brokers.empty()) return run_several(s, live_table, silences.get());  // watch, once, events
         scanner scan(s.opts);
         std::mutex out_mutex;
         redraw_signal changed;
@@ -917,7 +940,8 @@ int main(int argc, char** argv) {
             case mode::once: return run_once(scan, s);
             case mode::purge: return run_purge(scan, s);
             case mode::events: return run_stream(scan);
-            case mode::watch: return live_table ? run_one_live_table(scan, s, changed, out_mutex) : run_stream(scan);
+            case mode::watch:
+                return live_table ? run_one_live_table(scan, s, changed, out_mutex, silences.get()) : run_stream(scan);
             case mode::serve:
             case mode::history:
             case mode::uptime:

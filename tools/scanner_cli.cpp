@@ -58,6 +58,7 @@ constexpr const char* watch_footer = R"(Examples:
   mqtt-presence-scanner watch                  # the same as no subcommand
   mqtt-presence-scanner watch --sort name      # by name, not problems first
   mqtt-presence-scanner watch --format ndjson | tee changes.ndjson
+  mqtt-presence-scanner watch --db ~/.local/state/mqtt-presence/history.db
   mqtt-presence-scanner watch --broker lab=tcp://h1:1883 \
       --broker prod=tcp://h2:1883
 
@@ -154,6 +155,7 @@ struct command_line {
     bool format_given = false;  // --format on the command line (not from the file)
     bool format_noted = false;  // format_given was noted before the configuration file was read
     std::string db_given;       // --db as the command line gave it (a password there is refused)
+    std::shared_ptr<cli::broker_sections> broker_sections = std::make_shared<cli::broker_sections>();
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -220,15 +222,23 @@ void add_sort(CLI::App& app, settings& s) {
         ->check(CLI::IsMember({"state", "name", "since"}))->capture_default_str()->configurable(false);
 }
 
+// watch --db: the history's silences beside the live table's rows.
+void add_watch_db(CLI::App& app, settings& s) {
+    app.add_option("--db", s.service.db, "The history serve writes (a file, or postgresql://USER@HOST/DB): its "
+                                         "silences shown beside the rows they cover (the live table)");
+}
+
 void define_watch_once_events_purge(CLI::App& app, settings& s, command_line& c) {
     // watch is the default: its option is the top level's too.
     c.watch_group = app.add_option_group("watch (the default)");
     add_timeout(*c.watch_group, s);
     add_sort(*c.watch_group, s);
+    add_watch_db(*c.watch_group, s);
     auto* watch = add_mode(app, c, mode::watch, "watch",
                            "Live table on a terminal, changes as lines otherwise (the default)", watch_footer);
     add_timeout(*watch, s);
     add_sort(*watch, s);
+    add_watch_db(*watch, s);
 
     auto* once = add_mode(app, c, mode::once, "once", "Sync, print the table, exit", once_footer);
     once->add_option("--require", c.require_text, "NAME[,NAME...] that must be connected (else exit 3)");
@@ -451,8 +461,8 @@ void name_brokers(settings& s, std::vector<std::string>& uris) {
     for (const auto& text : uris) {
         const auto eq = text.find('=');
         const auto scheme = text.find("://");
-        if (eq == std::string::npos || (scheme != std::string::npos && eq > scheme)) named.push_back({"", text});
-        else named.push_back({text.substr(0, eq), text.substr(eq + 1)});
+        if (eq == std::string::npos || (scheme != std::string::npos && eq > scheme)) named.push_back({"", text, {}});
+        else named.push_back({text.substr(0, eq), text.substr(eq + 1), {}});
     }
     for (const auto& b : named) {
         if (b.name.empty() && named.size() > 1)
@@ -471,6 +481,68 @@ void name_brokers(settings& s, std::vector<std::string>& uris) {
     if (named.size() > 1) s.brokers = std::move(named);
 }
 
+// One key of a [brokers.NAME] section into that broker's options: its own login and TLS.
+void set_broker_key(mqtt_presence::broker_options& b, const std::string& name, const std::string& key,
+                    const std::string& value) {
+    const std::string where = "[brokers." + name + "] " + key;
+    const auto number = [&where, &value](int low, int high) {
+        try {
+            std::size_t used = 0;
+            const int n = std::stoi(value, &used);
+            if (used == value.size() && n >= low && n <= high) return n;
+        } catch (const std::exception&) {  // said below
+        }
+        throw error(where + " = " + value + ": give a number from " + std::to_string(low) + " to " +
+                    std::to_string(high));
+    };
+    if (key == "username") b.username = value;
+    else if (key == "pw-file") b.password = cli::read_secret_file(where, value);
+    else if (key == "pw-env") {
+        const char* pw = std::getenv(value.c_str());
+        if (pw == nullptr) throw error(where + " = " + value + ": that environment variable is not set");
+        b.password = pw;
+    } else if (key == "cafile") b.cafile = value;
+    else if (key == "cert") b.certfile = value;
+    else if (key == "key") b.keyfile = value;
+    else if (key == "client-id") b.client_id = value;
+    else if (key == "mqtt-version") b.mqtt_version = number(3, 5) == 5 ? 5 : 4;
+    else if (key == "keepalive") b.keepalive = std::chrono::seconds(number(1, 65535));
+    else if (key == "insecure" && (value == "true" || value == "false")) b.insecure = value == "true";
+    else if (key == "insecure") throw error(where + " = " + value + ": true or false");
+    else
+        throw error(where + ": not a broker's own key (username, pw-file, pw-env, cafile, cert, key, insecure, "
+                            "client-id, mqtt-version, keepalive)");
+}
+
+// Each of several brokers' options: the shared ones with its URI (and its name after a shared --client-id: one id
+// per connection), then its [brokers.NAME] section of the configuration file. One named broker takes its section
+// into the shared options. A section that names no --broker is refused: a login meant for a broker never read.
+void apply_broker_sections(settings& s, const cli::broker_sections& sections) {
+    for (auto& b : s.brokers) {
+        b.broker = s.opts.broker;
+        b.broker.server_uri = b.uri;
+        if (!b.broker.client_id.empty()) b.broker.client_id += "-" + b.name;
+    }
+    for (const auto& [name, keys] : sections) {
+        mqtt_presence::broker_options* target = s.brokers.empty() && !name.empty() && s.opts.broker_name == name
+                                                    ? &s.opts.broker
+                                                    : nullptr;
+        for (auto& b : s.brokers)
+            if (b.name == name) target = &b.broker;
+        if (target == nullptr)
+            throw error("[brokers." + name + "] in the configuration file: no --broker is named " + name +
+                        " (--broker " + name + "=URI)");
+        for (const auto& [key, value] : keys) set_broker_key(*target, name, key, value);
+    }
+    for (const auto& b : s.brokers) {
+        try {
+            b.broker.validate();
+        } catch (const error& e) {
+            throw error("--broker " + b.name + ": " + e.what());
+        }
+    }
+}
+
 // After parsing: the mode, the broker, the topics, the durations; then the checks. Throws mqtt_presence::error.
 void finish(const CLI::App& app, settings& s, command_line& c) {
     if (const auto* sub = running(app))
@@ -479,6 +551,7 @@ void finish(const CLI::App& app, settings& s, command_line& c) {
     if (s.run == mode::events && !c.format_given) s.format = "ndjson";
     name_brokers(s, c.broker.uris);
     cli::finish_broker_options(s.opts.broker, c.broker);
+    apply_broker_sections(s, *c.broker_sections);
     for (const auto& name : c.conventions)
         for (auto& templ : mqtt_presence::topic_scheme::convention_templates(name)) c.topics.push_back(std::move(templ));
     if (!c.topics.empty()) s.opts.topics = c.topics;
@@ -602,7 +675,7 @@ void define(CLI::App& app, settings& s, command_line& c) {
             c.format_noted = true;
             c.db_given = s.service.db;
         },
-        [&app, &c](CLI::ConfigItem& item) { return route_config_item(app, c, item); });
+        [&app, &c](CLI::ConfigItem& item) { return route_config_item(app, c, item); }, c.broker_sections);
 }
 
 }  // namespace

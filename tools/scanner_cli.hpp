@@ -19,6 +19,9 @@ enum class mode { watch, once, events, purge, serve, history, uptime, silence };
 /// One of several brokers (--broker NAME=URI).
 struct named_broker {
     std::string name, uri;
+    /// How to reach it: the shared broker options with its URI, and its own [brokers.NAME] keys of the
+    /// configuration file (login, TLS) over them.
+    mqtt_presence::broker_options broker;
 };
 
 /// Everything the command line (and the configuration file) says, parsed and checked.

@@ -632,6 +632,29 @@ TEST(alerts, a_silence_holds_its_clients_alerts_and_survives_a_restart) {
     outbox_empty(dir);  // a held alert sent after all would be on its way: delivered once its command ran
     EXPECT_EQ(alerts_in(dir).size(), 1u) << "the held alert was never sent";
 
+    // The live table given the history (watch --db) shows the silence beside the rows it covers, by group here.
+    {
+        const tmux_session tmux(prefix + "-tmux", 200, 20,
+                                std::string(SCANNER_BIN) + " watch --no-color -b " + broker_uri(port) + " -t '" +
+                                    templ + "' --group 'garage=garage-*' --db " + dir + "/history.db");
+        const auto shown = tmux.wait_screen("the silence beside the garage door", [](const std::string& t) {
+            return t.find("1 silence") != std::string::npos && t.find("renovation") != std::string::npos;
+        });
+        std::stringstream lines(shown);
+        for (std::string l; std::getline(lines, l);) {
+            if (l.rfind("garage-door", 0) == 0) {
+                EXPECT_NE(l.find("silenced until"), std::string::npos) << shown;
+            }
+            if (l.rfind("kitchen", 0) == 0) {
+                EXPECT_EQ(l.find("silenced"), std::string::npos) << shown;
+            }
+        }
+        tmux.keys({"q"});
+        EXPECT_TRUE(tmux.wait_gone(10s)) << "q did not quit";
+    }
+    const auto no_history = run_to_end({SCANNER_BIN, "watch", "-b", broker_uri(port), "--db", dir + "/nonexistent.db"});
+    EXPECT_EQ(no_history.code, 2) << no_history.err;
+
     svc->signal(SIGTERM);
     ASSERT_EQ(svc->wait_exit(15s), 0) << svc->stderr_text();
     svc = start();

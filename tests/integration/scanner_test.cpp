@@ -541,7 +541,8 @@ TEST(scanner, subcommands_have_their_own_options_examples_and_suggestions) {
                                                  {{"history", "x", "--window", "7d"}, "--window goes with uptime"},
                                                  {{"serve", "--timeout", "5s"}, "--timeout goes with watch, once or "
                                                                                 "purge"},
-                                                 {{"--db", "x.db"}, "--db goes with once, serve, history or uptime"}}) {
+                                                 {{"events", "--db", "x.db"},
+                                                  "--db goes with watch, once, serve, history or uptime"}}) {
         std::vector<std::string> argv{SCANNER_BIN, "--broker", broker_uri(1)};
         argv.insert(argv.end(), bad.args.begin(), bad.args.end());
         child c(argv);

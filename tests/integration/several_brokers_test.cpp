@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 using namespace harness;
@@ -262,6 +264,53 @@ TEST(several_brokers, watch_into_a_pipe_streams_the_changes_of_each_broker) {
     EXPECT_EQ(json::parse(*line)["client"]["broker"], "prod") << *line;
     watch.signal(SIGINT);
     EXPECT_EQ(watch.wait_exit(10s), 0) << watch.stderr_text();
+}
+
+// Each broker's own login and TLS come from the configuration file's [brokers.NAME] section: one broker open, one
+// that asks alice's password over TLS with its own CA. Without the section that broker is not read (exit 5); a
+// section naming no --broker, or a key no broker has, is exit 2.
+TEST(several_brokers, each_broker_takes_its_own_login_and_tls_from_the_configuration_file) {
+    private_broker open;
+    private_broker locked("start-secure");
+    const auto prefix = unique_prefix();
+    publish_retained(open.port(), prefix + "/kitchen", "1");
+    child pub({"mosquitto_pub", "-p", std::to_string(locked.port()), "-u", "alice", "-P", "secret", "-r", "-q", "1",
+               "-t", prefix + "/pump", "-m", "1"});
+    ASSERT_EQ(pub.wait_exit(10s), 0) << pub.stderr_text();
+    int tls_port = 0;
+    std::ifstream(locked.dir() + "/tls_port") >> tls_port;
+    ASSERT_GT(tls_port, 0);
+    const auto dir = std::string(TEST_TMP_DIR) + "/" + prefix;
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/pw") << "secret\n";
+    const auto config = [&dir](const std::string& name, const std::string& text) {
+        std::ofstream(dir + "/" + name) << text;
+        return dir + "/" + name;
+    };
+    const auto once = [&](const std::vector<std::string>& extra) {
+        std::vector<std::string> argv{SCANNER_BIN, "once", "--format", "json", "-t", prefix + "/{client}",
+                                      "--broker", "open=" + broker_uri(open.port()),
+                                      "--broker", "locked=ssl://localhost:" + std::to_string(tls_port)};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        return run_to_end(argv);
+    };
+    const auto good = config("good.toml", "[brokers.locked]\nusername = \"alice\"\npw-file = \"" + dir +
+                                              "/pw\"\ncafile = \"" + locked.dir() + "/ca.crt\"\n");
+    const auto r = once({"--config", good});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(keys_of(json::parse(r.out)), (std::set<std::string>{"open/kitchen=connected", "locked/pump=connected"}));
+
+    const auto none = config("none.toml", "");
+    const auto refused = once({"--config", none});
+    EXPECT_EQ(refused.code, 5) << "the locked broker is not read without its login and CA: " << refused.err;
+    EXPECT_NE(refused.err.find("locked: "), std::string::npos) << refused.err;
+
+    const auto elsewhere = once({"--config", config("elsewhere.toml", "[brokers.lab]\nusername = \"alice\"\n")});
+    EXPECT_EQ(elsewhere.code, 2);
+    EXPECT_NE(elsewhere.err.find("no --broker is named lab"), std::string::npos) << elsewhere.err;
+    const auto unknown = once({"--config", config("unknown.toml", "[brokers.locked]\nhost = \"h1\"\n")});
+    EXPECT_EQ(unknown.code, 2);
+    EXPECT_NE(unknown.err.find("[brokers.locked] host: not a broker's own key"), std::string::npos) << unknown.err;
 }
 
 TEST(several_brokers, several_brokers_need_names_of_their_own_and_a_mode_that_reads_them) {
