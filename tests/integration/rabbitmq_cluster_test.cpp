@@ -96,8 +96,9 @@ TEST(rabbitmq_cluster, a_dead_node_is_seen_by_heartbeats_and_a_sensor_with_the_n
               << (roams_stale ? ", stale in between after " + std::to_string(*roams_stale) + " s" : std::string())
               << "; a will " << (will_seen ? "came" : "never came") << "\n";
     // The table never shows a client alive longer than its heartbeat allows: three beats from its last word, which
-    // came before the kill (the delivery from node to node gives the slack).
-    EXPECT_LT(*stays_stale, 3.0 * heartbeat + 2.0) << events.stdout_text();
+    // came before the kill. The slack is for a beat still on its way from node to node on a loaded machine; without
+    // a heartbeat the row would say connected for ever.
+    EXPECT_LT(*stays_stale, 3.0 * heartbeat + 4.0) << events.stdout_text();
     EXPECT_FALSE(will_seen) << "the node that held the wills died with them:\n" << events.stdout_text();
 
     // The roaming sensor's clean stop goes through its new node.
