@@ -389,9 +389,12 @@ private:
 };
 
 // One broker's part of the live table: its scanner (null while it cannot be reached) and, of several, its name.
+// `status` and `blind` are read once per frame (live_frame), so that its rows, counts and notes agree.
 struct live_source {
     const scanner* scan = nullptr;
     std::string name;  // "" for one broker
+    scanner_status status{};
+    bool blind = false;  // of several: not heard (scanner_status::blind), or never reached
 };
 
 // The live table's order (--sort): problems first unless asked otherwise.
@@ -416,7 +419,6 @@ shown_rows rows_in_view(const std::vector<live_source>& sources, const live_keys
         return t;
     };
     const bool several = sources.size() > 1;
-    const auto now = clock::now();
     const auto needle = lower(v.filter);
     shown_rows shown;
     std::size_t want = SIZE_MAX;  // rows asked of each table
@@ -427,15 +429,14 @@ shown_rows rows_in_view(const std::vector<live_source>& sources, const live_keys
     }
     for (const auto& src : sources) {
         if (!src.scan) continue;
-        const auto st = src.scan->status();
-        const bool blind = several && st.blind(now);
         // A blind table's rows are all unknown alike: its first rows by name are its first in any order.
-        for (auto& r : src.scan->snapshot(want, blind ? row_order::name : order)) {
+        for (auto& r : src.scan->snapshot(want, src.blind ? row_order::name : order)) {
             if (!needle.empty() && lower(r.client).find(needle) == std::string::npos &&
                 lower(r.topic).find(needle) == std::string::npos)
                 continue;
-            shown.rows.push_back(blind ? unknown_since(std::move(r), st.blind_since(), "its broker is not heard")
-                                       : std::move(r));
+            shown.rows.push_back(src.blind ? unknown_since(std::move(r), src.status.blind_since(),
+                                                           "its broker is not heard")
+                                           : std::move(r));
         }
     }
     auto& rows = shown.rows;
@@ -475,17 +476,15 @@ std::string scanner_note(const scanner_status& st, bool color) {
 }
 
 // Of several brokers, one's state in the line under the title: "lab ok", "prod DISCONNECTED since 12:00:01 UTC:
-// rows unknown", "edge UNREACHABLE: trying again"; and whether it is blind.
-std::string broker_note(const live_source& src, bool color, bool& blind) {
+// rows unknown", "edge UNREACHABLE: trying again".
+std::string broker_note(const live_source& src, bool color) {
     const std::string name = terminal_safe(src.name, 40) + " ";
-    blind = true;
     if (!src.scan) return name + painted(color, "\x1b[1;31m", "UNREACHABLE: trying again");
-    const auto st = src.scan->status();
+    const auto& st = src.status;
     const auto hms = [](std::optional<time_point> t) { return t ? format_iso8601(*t).substr(11, 8) + " UTC" : "?"; };
     if (!st.connected) return name + painted(color, "\x1b[1;31m", "DISCONNECTED since " + hms(st.since) + ": rows unknown");
-    if (st.no_news(clock::now()))
+    if (src.blind)  // connected, but no news
         return name + painted(color, "\x1b[1;33m", "NO NEWS since " + hms(st.last_heard) + ": rows unknown");
-    blind = false;
     if (st.sync == sync_state::syncing) return name + "syncing";
     if (st.sync == sync_state::unverified) return name + painted(color, "\x1b[33m", "sync not verified");
     if (st.sync == sync_state::partial) return name + painted(color, "\x1b[33m", "partial (heard live only)");
@@ -495,11 +494,10 @@ std::string broker_note(const live_source& src, bool color, bool& blind) {
 // The counts and stats of every table in the view; a blind table's rows count as unknown.
 std::pair<table_counts, table_stats> view_counts(const std::vector<live_source>& sources) {
     std::pair<table_counts, table_stats> sums;
-    const auto now = clock::now();
     for (const auto& src : sources) {
         if (!src.scan) continue;
         auto counts = src.scan->counts();
-        if (sources.size() > 1 && src.scan->status().blind(now)) {
+        if (src.blind) {
             table_counts unknown;
             unknown.unknown = counts.total();
             counts = unknown;
@@ -513,13 +511,17 @@ std::pair<table_counts, table_stats> view_counts(const std::vector<live_source>&
 // One frame: the title (the broker, or how many, the filters, the time, the scanner's state), of several brokers a
 // line with each one's state, the view's place and keys, the table of the view's rows and its counts; every line cut
 // to the terminal's width.
-std::string live_frame(const std::vector<live_source>& sources, const settings& s, const std::string& filters,
+std::string live_frame(std::vector<live_source> sources, const settings& s, const std::string& filters,
                        const live_keys::view& v, std::size_t page, row_order order, std::size_t& total,
                        const watched_silences* silences) {
+    const auto now = clock::now();
+    for (auto& src : sources) {  // each scanner's state once: the rows, counts and notes of the frame agree
+        if (src.scan) src.status = src.scan->status();
+        src.blind = sources.size() > 1 && (!src.scan || src.status.blind(now));
+    }
     auto [rows, all, offset] = rows_in_view(sources, v, page, order);
     total = all;
     const bool color = !s.no_color;
-    const auto now = clock::now();
     std::string silenced;  // the title's word on the silences (watch --db)
     if (silences) {
         for (auto& c : rows)
@@ -539,7 +541,7 @@ std::string live_frame(const std::vector<live_source>& sources, const settings& 
     const auto [counts, stats] = view_counts(sources);
     std::string title, note;
     if (sources.size() == 1) {
-        const auto st = sources.front().scan->status();
+        const auto& st = sources.front().status;
         writer.finish(counts, stats, &st);
         title = s.opts.broker.server_uri;
         note = scanner_note(st, color);
@@ -547,9 +549,8 @@ std::string live_frame(const std::vector<live_source>& sources, const settings& 
         writer.finish(counts, stats, nullptr);
         std::size_t blind_ones = 0;
         for (const auto& src : sources) {
-            bool blind = false;
-            note += (note.empty() ? "" : "  ") + broker_note(src, color, blind);
-            blind_ones += blind ? 1 : 0;
+            note += (note.empty() ? "" : "  ") + broker_note(src, color);
+            blind_ones += src.blind ? 1 : 0;
         }
         note = "\n" + note;
         title = std::to_string(sources.size()) + " brokers";
