@@ -167,12 +167,13 @@ void connection_table::grow() {
 }
 
 // Frees a slot (backward-shift deletion keeps probe chains intact without tombstones) and its row (the last row
-// moves into the hole), taking the row out of the counts; `last_row` (if given) receives the row.
-void connection_table::remove_row(std::size_t slot, client_status* last_row) {
+// moves into the hole), taking the row out of the counts; `last_row` (if given) receives the row, `taken` the entry.
+void connection_table::remove_row(std::size_t slot, client_status* last_row, entry* taken) {
     const std::size_t mask = slots_.size() - 1;
     const std::size_t hole_row = (slots_[slot] & 0xFFFFFFFFu) - 1;
     if (last_row) fill_row(rows_[hole_row], *last_row);
     count(rows_[hole_row], -1);
+    if (taken) *taken = std::move(rows_[hole_row]);  // the slots below hash other rows' names, never this one's
     std::size_t hole = slot;
     for (std::size_t i = (hole + 1) & mask; slots_[i] != 0; i = (i + 1) & mask) {
         const entry& e = rows_[(slots_[i] & 0xFFFFFFFFu) - 1];
@@ -627,17 +628,76 @@ void connection_table::begin_resync() noexcept {
 
 std::vector<change> connection_table::finish_resync(time_point now) {
     std::vector<change> out;
-    if (!resyncing_) return out;
+    if (end_resync(now) > 0) take_removed(removed_pending(), out);
+    return out;
+}
+
+std::size_t connection_table::end_resync(time_point now) {
+    if (!resyncing_) return 0;
     resyncing_ = false;
+    std::size_t leaving = 0;
+    for (const auto& e : rows_) leaving += e.generation != generation_;
+    if (leaving == 0) return 0;
+    if (removed_.empty() && leaving * 2 >= rows_.size()) {
+        keep_confirmed_rows(leaving);
+    } else {
+        remove_unconfirmed_rows(leaving);
+    }
+    removed_ends_.emplace_back(removed_.size(), now);
+    return leaving;
+}
+
+// Most rows leave (a broker that lost its retained store): the table's own storage becomes the removed rows', and
+// only the rows that stay are copied out, so the memory never holds both in full.
+void connection_table::keep_confirmed_rows(std::size_t leaving) {
+    std::vector<entry> staying;
+    staying.reserve(rows_.size() - leaving);
+    std::size_t w = 0;
+    for (auto& e : rows_) {
+        if (e.generation == generation_) {
+            staying.push_back(std::move(e));
+            continue;
+        }
+        count(e, -1);
+        if (&rows_[w] != &e) rows_[w] = std::move(e);
+        ++w;
+    }
+    rows_.resize(w);
+    removed_ = std::move(rows_);
+    rows_ = std::move(staying);
+    std::fill(slots_.begin(), slots_.end(), 0);
+    for (std::size_t r = 0; r < rows_.size(); ++r) insert_slot(hash_of(rows_[r].name, rows_[r].source), r);
+}
+
+void connection_table::remove_unconfirmed_rows(std::size_t leaving) {
+    removed_.reserve(removed_.size() + leaving);  // one allocation: a million rows must not be copied as it grows
     // Removing a row moves the last one into its place: walk backwards so every row is looked at once.
     for (std::size_t r = rows_.size(); r-- > 0;) {
         if (rows_[r].generation == generation_) continue;
         const entry& e = rows_[r];
-        change c{change_kind::removed, e.status, {}, false, now};
-        remove_row(slot_of(e.name, e.source, hash_of(e.name, e.source)), &c.current);
-        out.push_back(std::move(c));
+        const std::size_t slot = slot_of(e.name, e.source, hash_of(e.name, e.source));
+        remove_row(slot, nullptr, &removed_.emplace_back());
     }
-    return out;
+}
+
+std::size_t connection_table::take_removed(std::size_t max, std::vector<change>& out) {
+    std::size_t taken = 0;
+    for (; taken < max && removed_taken_ < removed_.size(); ++taken, ++removed_taken_) {
+        while (removed_ends_.front().first <= removed_taken_) removed_ends_.erase(removed_ends_.begin());
+        const entry& e = removed_[removed_taken_];
+        change& c = out.emplace_back(change{change_kind::removed, e.status, {}, false, removed_ends_.front().second});
+        fill_row(e, c.current);
+    }
+    if (removed_taken_ == removed_.size()) drop_removed();
+    return taken;
+}
+
+std::size_t connection_table::removed_pending() const noexcept { return removed_.size() - removed_taken_; }
+
+void connection_table::drop_removed() noexcept {
+    std::vector<entry>().swap(removed_);  // the memory goes back now, not at the next removal
+    removed_taken_ = 0;
+    removed_ends_.clear();
 }
 
 std::vector<std::pair<std::string, std::uint16_t>> connection_table::unconfirmed() const {

@@ -122,7 +122,12 @@ struct status_text {
 struct message_payload {
     std::string payload;
 };
-using delivery = std::variant<change, status_text, scanner_status, message_payload>;
+// Removals a re-sync's end left in the table (connection_table::end_resync), turned into changes a chunk at a time
+// as they are delivered: a million rows gone from a broker are never a million changes queued at once.
+struct removals_due {
+    std::size_t count;
+};
+using delivery = std::variant<change, status_text, scanner_status, message_payload, removals_due>;
 
 // The user's callbacks, copied out of the lock for each batch of deliveries.
 struct callbacks {
@@ -174,6 +179,8 @@ struct scanner::impl {
     void expiry_loop();
     void delivery_loop();
     void deliver(delivery& d, const callbacks& to) const;
+    void deliver_removals(std::size_t count, const callbacks& to) const;
+    void queue_removals(std::size_t count) const;  // caller holds mutex_
     void judge_now() const;  // marks overdue heartbeats stale, queues the changes; caller holds mutex_
     void queue_changes(std::vector<change>&& changes) const;  // caller holds mutex_
     void status_line(std::string text, bool is_error = false) noexcept;
@@ -438,7 +445,7 @@ std::vector<std::string> scanner::impl::topics_to_confirm() const {
 }
 
 void scanner::impl::burst_ended_locked(const detail::sync_tracker::burst_end& end) {
-    if (end.remove_unconfirmed) queue_changes(table_.finish_resync(clock::now()));
+    if (end.remove_unconfirmed) queue_removals(table_.end_resync(clock::now()));
     if (end.state_changed) queue_state();
     ++version_;
 }
@@ -707,6 +714,13 @@ void scanner::impl::queue_changes(std::vector<change>&& changes) const {
     delivery_cv_.notify_one();
 }
 
+void scanner::impl::queue_removals(std::size_t count) const {
+    if (count == 0) return;
+    if (!callbacks_.change) return table_.drop_removed();
+    deliveries_.emplace_back(removals_due{count});
+    delivery_cv_.notify_one();
+}
+
 // mosquitto's own count of its clients. A retained one was sampled before this connection (up to a sys_interval
 // ago), so it neither includes this scanner nor is it current: said as such.
 bool scanner::impl::read_broker_clients(const mqtt::message& msg) {
@@ -815,6 +829,29 @@ void scanner::impl::deliver(delivery& d, const callbacks& to) const {
     } else if (auto* changed = std::get_if<change>(&d); changed && to.change) {
         describe(changed->current);  // off the lock
         fenced("change", [&] { to.change(*changed); });
+    } else if (auto* due = std::get_if<removals_due>(&d)) {
+        deliver_removals(due->count, to);
+    }
+}
+
+// The removals of one re-sync's end, in order, a chunk at a time: each chunk taken from the table under the lock
+// (intake goes on between chunks), delivered outside it.
+void scanner::impl::deliver_removals(std::size_t count, const callbacks& to) const {
+    constexpr std::size_t chunk_size = 4096;
+    std::vector<change> chunk;
+    chunk.reserve(std::min(count, chunk_size));
+    while (count > 0) {
+        chunk.clear();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            const auto taken = table_.take_removed(std::min(count, chunk_size), chunk);
+            if (taken == 0) return;  // dropped meanwhile (cannot happen while a change callback is set)
+            count -= taken;
+        }
+        for (auto& c : chunk) {
+            delivery d{std::move(c)};
+            deliver(d, to);
+        }
     }
 }
 
@@ -973,7 +1010,7 @@ std::optional<std::uint16_t> scanner::impl::scheme_of(const std::string& topic, 
 
 std::size_t scanner::impl::pending_deliveries() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return deliveries_.size();
+    return deliveries_.size() + table_.removed_pending();
 }
 
 std::vector<learned_cadence> scanner::impl::cadences(std::int64_t since_unix_ms) const {

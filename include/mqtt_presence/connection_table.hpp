@@ -263,6 +263,17 @@ public:
     /// confirmed since begin_resync() and returns them as `removed` changes (at `now`). Nothing without a
     /// begin_resync().
     std::vector<change> finish_resync(time_point now);
+    /// finish_resync() that keeps the removals in the table as rows (compact) until take_removed() hands them out:
+    /// a million removed rows after a broker lost its retained store are never a million changes held at once.
+    /// The rows leave the table (its lookups, counts and snapshots) now. Returns how many.
+    std::size_t end_resync(time_point now);
+    /// Up to `max` of the oldest removals end_resync() kept, appended to `out` as `removed` changes (not live, at
+    /// their re-sync's end). Returns how many.
+    std::size_t take_removed(std::size_t max, std::vector<change>& out);
+    /// Removals end_resync() kept that take_removed() has not handed out.
+    [[nodiscard]] std::size_t removed_pending() const noexcept;
+    /// Forgets the removals kept (nobody listens for changes).
+    void drop_removed() noexcept;
 
     /// Puts back a row remembered from an earlier run (a history store), before the first sync: its state, since,
     /// last_down, epoch and transitions stand until a message about the client confirms or changes them; last_seen
@@ -323,7 +334,9 @@ private:
     [[nodiscard]] std::size_t slot_of(std::string_view client, std::uint16_t source, std::uint64_t hash) const noexcept;
     std::size_t insert_slot(std::uint64_t hash, std::size_t row);
     void grow();
-    void remove_row(std::size_t slot, client_status* last_row);
+    void remove_row(std::size_t slot, client_status* last_row, entry* taken = nullptr);
+    void keep_confirmed_rows(std::size_t leaving);      // end_resync(), when most rows leave
+    void remove_unconfirmed_rows(std::size_t leaving);  // end_resync(), when few do
     void count(const entry& e, int delta) noexcept;
     [[nodiscard]] std::vector<std::uint32_t> sorted_rows(std::size_t limit,
                                                          row_order order = row_order::name) const;  // row indices
@@ -342,6 +355,11 @@ private:
     bool broker_started_exact_ = false;
     std::uint32_t generation_ = 0;  // begin_resync() count: a row's generation says which sync confirmed it
     bool resyncing_ = false;
+    // Rows end_resync() removed, oldest first, until take_removed() hands them out; each re-sync's end time by the
+    // index its rows end at.
+    std::vector<entry> removed_;
+    std::size_t removed_taken_ = 0;
+    std::vector<std::pair<std::size_t, time_point>> removed_ends_;
     expectation_lookup expectation_of_;
 };
 

@@ -134,6 +134,7 @@ void history_store::begin_session(const std::string& broker, const std::string& 
         std::lock_guard<std::mutex> lock(mutex_);
         stopping_ = interrupted_ = false;
         writer_running_ = true;
+        last_take_ = std::chrono::steady_clock::now();  // nothing to take yet: not stuck
         stats_.writer_alive = std::chrono::steady_clock::now();
     }
     thread_ = std::thread([this] { writer_loop(); });
@@ -331,7 +332,10 @@ history_store::batch_info history_store::gather_batch(std::vector<item>& batch) 
     std::unique_lock<std::mutex> lock(mutex_);
     stats_.writer_alive = std::chrono::steady_clock::now();
     cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || !queue_.empty(); });
-    if (!stopping_ && !queue_.empty()) cv_.wait_for(lock, options_.batch_interval, [this] { return stopping_; });
+    // A batch gathers for one interval, unless the queue already holds a transaction's worth (a paced stream of
+    // removals waits for room: each interval spent gathering would be lost).
+    if (!stopping_ && !queue_.empty() && queued_changes_ < full_batch)
+        cv_.wait_for(lock, options_.batch_interval, [this] { return stopping_; });
     if (batch.empty()) {
         batch.swap(queue_);
         writing_ = queued_changes_;
@@ -342,7 +346,17 @@ history_store::batch_info history_store::gather_batch(std::vector<item>& batch) 
         writing_ = retrying_;
     }
     queued_changes_ = 0;
+    last_take_ = std::chrono::steady_clock::now();
+    room_cv_.notify_all();
     return batch_info{first_drop_, stats_.dropped - dropped_in_gaps_, stopping_};
+}
+
+void history_store::wait_for_room(std::size_t below, std::chrono::milliseconds most) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    room_cv_.wait_for(lock, most, [&] {
+        return queued_changes_ + retrying_ < below || stopping_ || !writer_running_ || stats_.failing ||
+               std::chrono::steady_clock::now() - last_take_ > history_stats::stuck_after;
+    });
 }
 
 // One transaction: every item, each client's last row, the gap if changes were dropped. Returns the changes written;

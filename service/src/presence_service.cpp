@@ -99,10 +99,24 @@ presence_service::presence_service(service_options options) : options_(std::move
     listen_to_scanner();
 }
 
+// A re-sync's removals wait in the scanner as compact rows: they go to the history's queue only as fast as its
+// writer takes them (a broker that lost a million statuses is not a million changes in memory at once), unless the
+// service stops (its last batch is bounded by the store).
+void presence_service::pace_removal() {
+    if (stopping_) return;
+    history_store* store = nullptr;
+    {
+        std::lock_guard<std::mutex> lock(role_mutex_);
+        store = store_.get();  // set once, never reset while the service lives
+    }
+    if (store) store->wait_for_room(paced_backlog, history_stats::stuck_after);
+}
+
 // The scanner's changes go to the history (a follower keeps them), the notary, the alerts and Home Assistant; its
 // own state to the history's watch intervals, the alerts and the log.
 void presence_service::listen_to_scanner() {
     scanner_->on_change([this](const change& c) {
+        if (c.kind == change_kind::removed && !c.live) pace_removal();
         {
             std::lock_guard<std::mutex> lock(alert_mutex_);
             if (engine_ && engine_seeded_) emit(engine_->on_change(c, c.at));
@@ -658,6 +672,7 @@ void presence_service::start_scanner_waking_paho() {
 void presence_service::stop() noexcept {
     if (!started_) return;
     started_ = false;
+    stopping_ = true;
     if (ha_online_ && ha_online_started_) ha_online_->stop();  // Home Assistant's entities: unavailable from now
     scanner_->stop();  // delivers what is queued: into the history and the notary
     if (alert_thread_.joinable()) {

@@ -5,9 +5,12 @@
 #include "history_polling.hpp"
 #include "served_dashboard.hpp"
 
+#include <mqtt_presence/service/presence_service.hpp>
+
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <map>
 
 using namespace harness;
@@ -200,6 +203,56 @@ TEST_P(service_history, a_learned_cadence_survives_a_restart_and_judges_at_once)
     EXPECT_EQ(row["overdue"], false);
     second.until("/api/clients", [](const json& j) { return row_of(j, "sleepy")["overdue"] == true; },
                  "the silent client overdue by its kept cadence");
+}
+
+// A broker that lost its retained store (a restart without persistence) under a service with a large history: every
+// restored row is removed at the sync's end, and the removals reach the history's queue only as fast as its writer
+// takes them (the scanner holds them as compact rows meanwhile), never all at once.
+TEST_P(service_history, a_resyncs_removals_wait_for_the_history_writer_instead_of_queueing_at_once) {
+    using namespace mqtt_presence;
+    const auto where = fresh_history();
+    if (GetParam() == backend::sqlite) std::filesystem::create_directories(std::filesystem::path(where).parent_path());
+    const std::string templ = "paced/{client}";
+    constexpr std::size_t clients = 100000;
+    {
+        history_store store(history_options{where});
+        store.begin_session("tcp://earlier", templ, "test");
+        change c;
+        c.current.status = state::connected;
+        for (std::size_t i = 0; i < clients; ++i) {
+            c.current.client = "c" + std::to_string(i);
+            c.current.topic = "paced/" + c.current.client;
+            c.at = clock::now();
+            ASSERT_TRUE(store.record(c));
+        }
+        store.end_session();
+        ASSERT_EQ(store.stats().written, clients) << store.stats().last_error;
+    }
+    private_broker broker;  // holds none of them
+    service_options o;
+    o.scan.broker.server_uri = broker_uri(broker.port());
+    o.scan.topics = {templ};
+    o.history.path = where;
+    auto svc_holder = std::make_unique<presence_service>(o);
+    auto& svc = *svc_holder;
+    ASSERT_EQ(svc.restored(), clients);
+    svc.start();
+    std::size_t most_queued = 0;
+    const auto until = steady::now() + 120s;
+    history_stats f;
+    while ((f = svc.history_figures()).written < clients && steady::now() < until) {
+        most_queued = std::max(most_queued, f.queued);
+        std::this_thread::sleep_for(1ms);  // sampling the queue, not waiting for an event
+    }
+    ASSERT_EQ(f.written, clients) << "the removals were not all written within 120 s: " << f.last_error;
+    EXPECT_EQ(svc.table().counts().total(), 0u);
+    EXPECT_LE(most_queued, presence_service::paced_backlog) << "the removals were queued faster than written";
+    EXPECT_GT(most_queued, 0u) << "the sampling never saw the queue";
+    EXPECT_EQ(f.dropped, 0u);
+    svc_holder.reset();  // the history's one writer goes with it
+    std::size_t current = 0;
+    history_store(history_options{where}).for_each_current_row([&](const client_status&) { ++current; });
+    EXPECT_EQ(current, 0u) << "the history still holds removed clients";
 }
 
 // A PostgreSQL password never goes on the command line (every user of the machine can read it there).

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "unix_ms.hpp"
 
 #include <algorithm>
@@ -351,6 +353,70 @@ TEST(connection_table, resync_removes_rows_the_broker_no_longer_holds) {
     EXPECT_TRUE(t.find("new"));
     EXPECT_EQ(t.counts().total(), 2u);
     EXPECT_TRUE(t.finish_resync(t0).empty()) << "once per re-sync";
+}
+
+// end_resync() keeps the removals as rows until they are taken: both of its ways (most rows leave, a few do) hand
+// out the same changes, oldest re-sync first, each at its own re-sync's end, and the table is right at once.
+TEST(connection_table, removals_kept_by_end_resync_are_taken_in_order_a_chunk_at_a_time) {
+    for (const std::size_t staying : {std::size_t{1}, std::size_t{40}}) {
+        SCOPED_TRACE("rows staying: " + std::to_string(staying));
+        connection_table t;
+        for (int i = 0; i < 10; ++i) t.apply("gone" + std::to_string(i), rec("1"), true, t0);
+        for (std::size_t i = 0; i < staying; ++i) t.apply("kept" + std::to_string(i), rec("0"), true, t0);
+        t.begin_resync();
+        for (std::size_t i = 0; i < staying; ++i) t.apply("kept" + std::to_string(i), rec("0"), true, t0);
+        EXPECT_EQ(t.end_resync(t0 + 1s), 10u);
+        EXPECT_EQ(t.counts().total(), staying) << "the rows leave the table at once";
+        EXPECT_EQ(t.counts().connected, 0u);
+        EXPECT_FALSE(t.find("gone3"));
+        EXPECT_TRUE(t.find("kept0"));
+        EXPECT_EQ(t.removed_pending(), 10u);
+
+        // A second re-sync before the first one's removals were taken: they wait behind them.
+        t.apply("gone0", rec("1"), false, t0 + 2s);  // back, live: a new row
+        t.begin_resync();
+        for (std::size_t i = 0; i < staying; ++i) t.apply("kept" + std::to_string(i), rec("0"), true, t0 + 3s);
+        EXPECT_EQ(t.end_resync(t0 + 4s), 1u);
+        EXPECT_EQ(t.removed_pending(), 11u);
+
+        std::vector<change> out;
+        EXPECT_EQ(t.take_removed(4, out), 4u);
+        EXPECT_EQ(t.take_removed(100, out), 7u);
+        EXPECT_EQ(t.take_removed(100, out), 0u);
+        ASSERT_EQ(out.size(), 11u);
+        std::set<std::string> first;
+        for (std::size_t i = 0; i < 10; ++i) {
+            first.insert(out[i].current.client);
+            EXPECT_EQ(out[i].kind, change_kind::removed);
+            EXPECT_FALSE(out[i].live);
+            EXPECT_EQ(out[i].at, t0 + 1s);
+            EXPECT_EQ(out[i].previous, state::connected);
+            EXPECT_EQ(out[i].current.status, state::connected) << "the last row as it was";
+        }
+        EXPECT_EQ(first.size(), 10u);
+        EXPECT_EQ(first.count("gone9"), 1u);
+        EXPECT_EQ(out[10].current.client, "gone0") << "the second re-sync's removal comes after the first's";
+        EXPECT_EQ(out[10].at, t0 + 4s);
+        EXPECT_EQ(t.removed_pending(), 0u);
+        EXPECT_EQ(t.counts().total(), staying);
+        // The table goes on: rows come and leave as before.
+        EXPECT_TRUE(t.apply("gone5", rec("1"), false, t0 + 5s));
+        EXPECT_EQ(t.find("gone5")->status, state::connected);
+        EXPECT_EQ(t.counts().total(), staying + 1);
+    }
+}
+
+TEST(connection_table, removals_nobody_takes_can_be_dropped) {
+    connection_table t;
+    t.apply("a", rec("1"), true, t0);
+    t.apply("b", rec("1"), true, t0);
+    t.begin_resync();
+    EXPECT_EQ(t.end_resync(t0), 2u);
+    t.drop_removed();
+    EXPECT_EQ(t.removed_pending(), 0u);
+    std::vector<change> out;
+    EXPECT_EQ(t.take_removed(10, out), 0u);
+    EXPECT_TRUE(out.empty());
 }
 
 TEST(connection_table, disconnect_clears_heartbeat_staleness) {

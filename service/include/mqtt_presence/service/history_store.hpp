@@ -135,6 +135,12 @@ public:
     /// Queues a change (observed at c.at, the table's time for it). Never blocks on the disk; false when the queue is
     /// full (the change is counted as dropped).
     bool record(const change& c) noexcept;
+    /// Waits until fewer than `below` changes are queued, at most `most`, and not at all while the writer cannot take
+    /// them (not running, failing, or stuck in one round for history_stats::stuck_after: a database that does not
+    /// answer). For changes that
+    /// can wait for the disk because their sender holds them more compactly than the queue (the removals of a
+    /// re-sync, which the scanner keeps as rows): a bound on the memory they take here.
+    void wait_for_room(std::size_t below, std::chrono::milliseconds most);
     /// Queues an alert (kind, client, topic, its JSON) for the alerts table, the outbox; `on_disk` runs on the writer
     /// thread once it is on disk, with its id there. Never blocks.
     void record_alert(std::string kind, std::string client, std::string topic, std::string json, time_point at,
@@ -161,6 +167,7 @@ private:
     struct writer;
 
     struct batch_info;
+    static constexpr std::size_t full_batch = 4096;  // changes worth a transaction without waiting for more
 
     // The writer thread: gathers a batch, writes it in one transaction, tells who waits, or holds it for a retry.
     void writer_loop();
@@ -187,6 +194,8 @@ private:
 
     mutable std::mutex mutex_;
     std::condition_variable cv_;
+    std::condition_variable room_cv_;  // the writer took the queue (wait_for_room)
+    std::chrono::steady_clock::time_point last_take_{};  // when the writer last took the queue
     std::vector<item> queue_;
     history_stats stats_;
     std::size_t queued_changes_ = 0;        // changes in queue_ (it also holds watch marks)

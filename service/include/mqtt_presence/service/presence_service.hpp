@@ -146,6 +146,9 @@ public:
     std::optional<silence> end_silence(const std::string& id);
     [[nodiscard]] death_notary* notary() noexcept { return notary_.get(); }
     [[nodiscard]] const service_options& options() const noexcept { return options_; }
+    /// A re-sync's removals (a broker that lost its retained store) are handed to the history while fewer changes
+    /// than this wait for its writer; the scanner holds the rest as compact rows.
+    static constexpr std::size_t paced_backlog = 16384;
     /// Rows restored from the history at construction.
     [[nodiscard]] std::size_t restored() const noexcept { return restored_; }
 
@@ -163,6 +166,7 @@ private:
     void restore_silences();
     void name_observer();
     void listen_to_scanner();
+    void pace_removal();
     void forward_commits();
     void begin_history_session();
     void lead();
@@ -177,6 +181,7 @@ private:
     subscription commits_;  // the store's commits, forwarded to commit_subscribers_
     // A follower: its look at the leader (owner's thread), the changes it saw lately, what it last saw.
     std::atomic<bool> leading_{false};
+    std::atomic<bool> stopping_{false};  // stop() began: nothing waits for the history any more
     std::mutex role_mutex_;  // the delivery thread's use of store_ against the takeover
     std::unique_ptr<history_reader> follower_reader_;
     unsigned looks_ = 0;  // follow() calls
