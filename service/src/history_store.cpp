@@ -371,17 +371,23 @@ std::size_t history_store::write_batch(std::vector<item>& batch, const batch_inf
         const client_status* row;
         std::int64_t head;
     };
-    std::unordered_map<detail::client_key, latest, client_key_hash> last_rows;
-    last_rows.reserve(batch.size());
+    // One hash lookup per change: each change's client is numbered once, in the order the clients first appear.
+    std::unordered_map<detail::client_key, std::uint32_t, client_key_hash> numbers;
+    numbers.reserve(batch.size());
     std::vector<detail::client_key> keys;
+    std::vector<std::uint32_t> client_of;  // per change, in the batch's order
+    client_of.reserve(batch.size());
     for (const auto& it : batch) {
         if (it.what != item::kind::change) continue;
         const auto& row = it.changed.current;
-        if (last_rows.try_emplace(detail::client_key{row.topic, row.client}, latest{nullptr, 0}).second)
-            keys.push_back(detail::client_key{row.topic, row.client});
+        const auto [at, added] = numbers.try_emplace(detail::client_key{row.topic, row.client},
+                                                     static_cast<std::uint32_t>(keys.size()));
+        if (added) keys.push_back(at->first);
+        client_of.push_back(at->second);
     }
+    std::vector<latest> last_rows(keys.size(), latest{nullptr, 0});
     const auto heads = w.db->chain_heads(keys);
-    for (std::size_t i = 0; i < keys.size(); ++i) last_rows[keys[i]].head = heads[i];
+    for (std::size_t i = 0; i < keys.size(); ++i) last_rows[i].head = heads[i];
     const bool wanted = !commit_subscribers_.empty();  // who waits for the commit
     if (wanted) done.reserve(batch.size());
     std::size_t changes = 0;
@@ -390,7 +396,7 @@ std::size_t history_store::write_batch(std::vector<item>& batch, const batch_inf
         switch (it.what) {
             case item::kind::change: {
                 const auto& row = it.changed.current;
-                auto& entry = last_rows.find(detail::client_key{row.topic, row.client})->second;
+                auto& entry = last_rows[client_of[changes]];
                 entry.head = w.db->write_event(it.changed, entry.head, w.session);
                 if (wanted) done.push_back(committed{entry.head, &it.changed});
                 ++changes;
@@ -409,9 +415,9 @@ std::size_t history_store::write_batch(std::vector<item>& batch, const batch_inf
             case item::kind::cadences: w.db->write_cadences(*it.learned); break;
         }
     }
-    for (const auto& [key, client] : last_rows) {
-        if (client.row) w.db->write_client(*client.row, client.head);
-        else w.db->forget_client(key.topic, key.client, client.head);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        if (last_rows[i].row) w.db->write_client(*last_rows[i].row, last_rows[i].head);
+        else w.db->forget_client(keys[i].topic, keys[i].client, last_rows[i].head);
     }
     if (info.gap_from) {
         // The clients table is rewritten from the live table.
