@@ -4,6 +4,7 @@
 #include <mqtt_presence/error.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -309,17 +310,57 @@ std::string format_iso8601(time_point t) {
 }
 
 std::string prometheus_up_sample(const client_status& c) {
-    return "mqtt_presence_up{" + (c.broker.empty() ? std::string() : "broker=\"" + prometheus_label(c.broker) + "\",") +
-           "client=\"" + prometheus_label(c.client) + "\",topic=\"" + prometheus_label(c.topic) + "\"} " +
-           (c.up() ? "1" : "0") + "\n";
+    std::string out;
+    append_prometheus_up_sample(out, c);
+    return out;
+}
+
+void append_prometheus_label(std::string& out, std::string_view raw) {
+    const bool plain = std::all_of(raw.begin(), raw.end(), [](char c) {
+        return c >= 0x20 && c < 0x7F && c != '\\' && c != '"';
+    });
+    if (plain) out.append(raw);
+    else out += prometheus_label(std::string(raw));
+}
+
+void append_prometheus_up_sample(std::string& out, const client_status& c) {
+    out += "mqtt_presence_up{";
+    if (!c.broker.empty()) {
+        out += "broker=\"";
+        append_prometheus_label(out, c.broker);
+        out += "\",";
+    }
+    out += "client=\"";
+    append_prometheus_label(out, c.client);
+    out += "\",topic=\"";
+    append_prometheus_label(out, c.topic);
+    out += c.up() ? "\"} 1\n" : "\"} 0\n";
 }
 
 std::string prometheus_seconds(time_point t) {
+    std::string out;
+    append_prometheus_seconds(out, t);
+    return out;
+}
+
+void append_prometheus_seconds(std::string& out, time_point t) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    const auto whole = ms / 1000;
+    auto part = ms % 1000;
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%lld.%03lld", static_cast<long long>(ms / 1000),
-                  static_cast<long long>(ms % 1000));
-    return buf;
+    char* at = buf;
+    if (ms < 0 && part != 0) {  // "-0.250" and "-3.250", as printf would say them
+        *at++ = '-';
+        at = std::to_chars(at, buf + sizeof buf, -whole).ptr;
+        part = -part;
+    } else {
+        at = std::to_chars(at, buf + sizeof buf, whole).ptr;
+    }
+    *at++ = '.';
+    *at++ = static_cast<char>('0' + part / 100);
+    *at++ = static_cast<char>('0' + part / 10 % 10);
+    *at++ = static_cast<char>('0' + part % 10);
+    out.append(buf, static_cast<std::size_t>(at - buf));
 }
 
 std::string render_prometheus_summary(const table_counts& counts, const table_stats& stats,
@@ -429,7 +470,7 @@ void snapshot_writer::row(const client_status& c) {
             break;
         case snapshot_format::prometheus:
             // The topic label keeps one name under two topic schemes two series; no label changes with the state.
-            buffer_ += prometheus_up_sample(c);
+            append_prometheus_up_sample(buffer_, c);
             break;
     }
     ++rows_;

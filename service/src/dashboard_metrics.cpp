@@ -19,27 +19,45 @@ namespace mqtt_presence {
 using namespace dashboard_util;
 
 void dashboard::impl::metrics(httplib::Response& res) {
-    std::string up, seen, since, transitions;
+    // Appended in place, with one reused label text: a scrape of 100,000 clients makes 400,000 lines.
+    std::string up, seen, since, transitions, labels;
     std::map<std::string, group_health> groups;
     auto& table = svc.table();
+    const auto rows = table.counts().total();  // grown once, not by doubling and copying tens of megabytes
+    up.reserve(rows * 72);
+    seen.reserve(rows * 96);
+    since.reserve(rows * 96);
+    transitions.reserve(rows * 80);
+    const auto sample = [&labels](std::string& family, const char* name) -> std::string& {
+        return family.append(name).append(labels);
+    };
     const auto [counts, stats] = table.for_each_sorted([&](const client_status& c) {
         for (const auto& g : c.groups) groups[g].tally(c);
-        const auto labels = "{client=\"" + prometheus_label(c.client) + "\",topic=\"" + prometheus_label(c.topic) + "\"}";
-        up += prometheus_up_sample(c);
-        if (c.last_seen)
-            seen += "mqtt_presence_last_seen_timestamp_seconds" + labels + " " + prometheus_seconds(*c.last_seen) +
-                    "\n";
-        if (c.since)
-            since += "mqtt_presence_state_since_timestamp_seconds" + labels + " " + prometheus_seconds(*c.since) + "\n";
-        transitions += "mqtt_presence_transitions_total" + labels + " " + std::to_string(c.transitions) + "\n";
+        labels.assign("{client=\"");
+        append_prometheus_label(labels, c.client);
+        labels += "\",topic=\"";
+        append_prometheus_label(labels, c.topic);
+        labels += "\"} ";
+        append_prometheus_up_sample(up, c);
+        if (c.last_seen) {
+            append_prometheus_seconds(sample(seen, "mqtt_presence_last_seen_timestamp_seconds"), *c.last_seen);
+            seen += '\n';
+        }
+        if (c.since) {
+            append_prometheus_seconds(sample(since, "mqtt_presence_state_since_timestamp_seconds"), *c.since);
+            since += '\n';
+        }
+        sample(transitions, "mqtt_presence_transitions_total").append(std::to_string(c.transitions)) += '\n';
     });
     const auto health = detail::assess(svc);  // every part read once, for the figures below too
     const auto& st = health.broker;
     const auto& h = health.history;
     const auto& alerts = health.alerts;
     std::string out;
+    out.reserve(up.size() + seen.size() + since.size() + transitions.size() + 16384);
     const auto family = [&out](const char* name, const char* type, const char* help, const std::string& samples) {
-        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + samples;
+        out.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ").append(name).append(" ");
+        out.append(type).append("\n").append(samples);
     };
     family("mqtt_presence_build_info", "gauge", "Always 1; the version of the service in a label.",
            std::string("mqtt_presence_build_info{version=\"") + mqtt_presence::version + "\"} 1\n");
