@@ -349,7 +349,7 @@ void append_prometheus_seconds(std::string& out, time_point t) {
     auto part = ms % 1000;
     char buf[32];
     char* at = buf;
-    if (ms < 0 && part != 0) {  // "-0.250" and "-3.250", as printf would say them
+    if (ms < 0 && part != 0) {  // before 1970: "-0.250", "-3.250" (the sign once, the fraction's digits positive)
         *at++ = '-';
         at = std::to_chars(at, buf + sizeof buf, -whole).ptr;
         part = -part;

@@ -339,7 +339,7 @@ public:
 
     void forget_all_clients() override {
         flush_clients();
-        forgotten_.clear();  // every row is forgotten now
+        flush_forgotten();  // their chains' heads (last_event) stand; only `removed` is set for every row below
         tx_->exec0("UPDATE clients SET removed=1");
     }
 

@@ -137,9 +137,8 @@ public:
     bool record(const change& c) noexcept;
     /// Waits until fewer than `below` changes are queued, at most `most`, and not at all while the writer cannot take
     /// them (not running, failing, or stuck in one round for history_stats::stuck_after: a database that does not
-    /// answer). For changes that
-    /// can wait for the disk because their sender holds them more compactly than the queue (the removals of a
-    /// re-sync, which the scanner keeps as rows): a bound on the memory they take here.
+    /// answer). For changes that can wait for the disk because their sender holds them more compactly than the queue
+    /// (the removals of a re-sync, which the scanner keeps as rows): a bound on the memory they take here.
     void wait_for_room(std::size_t below, std::chrono::milliseconds most);
     /// Queues an alert (kind, client, topic, its JSON) for the alerts table, the outbox; `on_disk` runs on the writer
     /// thread once it is on disk, with its id there. Never blocks.
